@@ -1,0 +1,84 @@
+package api
+
+// Deployment is a Marathon deployment plan as GET /v2/deployments shows it.
+type Deployment struct {
+	ID             string             `json:"id"`
+	Version        string             `json:"version"`
+	AffectedApps   []string           `json:"affectedApps"`
+	AffectedPods   []string           `json:"affectedPods"`
+	Steps          []DeploymentStep   `json:"steps"`
+	CurrentActions []DeploymentAction `json:"currentActions"`
+	CurrentStep    int                `json:"currentStep"`
+	TotalSteps     int                `json:"totalSteps"`
+}
+
+// DeploymentStep is one step of a plan; its actions run together.
+type DeploymentStep struct {
+	Actions []DeploymentAction `json:"actions"`
+}
+
+// DeploymentAction acts on one app: StartApplication, StopApplication,
+// ScaleApplication, RestartApplication, ResolveArtifacts.
+type DeploymentAction struct {
+	Action                string            `json:"action"`
+	App                   string            `json:"app"`
+	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults,omitempty"`
+}
+
+// DeploymentResult is what every deployable call returns.
+type DeploymentResult struct {
+	DeploymentID string `json:"deploymentId"`
+	Version      string `json:"version"`
+}
+
+// QueueItem is an entry of GET /v2/queue: an app with tasks waiting to launch.
+type QueueItem struct {
+	App                    AppInfo                 `json:"app"`
+	Count                  int                     `json:"count"`
+	Delay                  QueueDelay              `json:"delay"`
+	Since                  string                  `json:"since"`
+	ProcessedOffersSummary *ProcessedOffersSummary `json:"processedOffersSummary,omitempty"`
+	LastUnusedOffers       []UnusedOffer           `json:"lastUnusedOffers,omitempty"`
+}
+
+// QueueDelay is the launch backoff of a queued app.
+type QueueDelay struct {
+	TimeLeftSeconds float64 `json:"timeLeftSeconds"`
+	Overdue         bool    `json:"overdue"`
+}
+
+// ProcessedOffersSummary says why offers were declined: Marathon 1.5's shape.
+type ProcessedOffersSummary struct {
+	ProcessedOffersCount       int             `json:"processedOffersCount"`
+	UnusedOffersCount          int             `json:"unusedOffersCount"`
+	LastUnusedOfferAt          string          `json:"lastUnusedOfferAt,omitempty"`
+	LastUsedOfferAt            string          `json:"lastUsedOfferAt,omitempty"`
+	RejectSummaryLastOffers    []DeclineReason `json:"rejectSummaryLastOffers"`
+	RejectSummaryLaunchAttempt []DeclineReason `json:"rejectSummaryLaunchAttempt"`
+}
+
+// DeclineReason counts offers declined for one reason (InsufficientCpus,
+// InsufficientMemory, InsufficientDisk, InsufficientPorts,
+// UnfulfilledConstraint, UnfulfilledRole, NoCapability).
+type DeclineReason struct {
+	Reason    string `json:"reason"`
+	Declined  int    `json:"declined"`
+	Processed int    `json:"processed"`
+}
+
+// UnusedOffer is one recently declined offer and its reasons.
+type UnusedOffer struct {
+	Offer     Offer    `json:"offer"`
+	Reason    []string `json:"reason"`
+	Timestamp string   `json:"timestamp"`
+}
+
+// Group is a Marathon group tree node.
+type Group struct {
+	ID           string    `json:"id"`
+	Apps         []AppInfo `json:"apps"`
+	Groups       []Group   `json:"groups"`
+	Pods         []any     `json:"pods"`
+	Dependencies []string  `json:"dependencies"`
+	Version      string    `json:"version,omitempty"`
+}

@@ -1,0 +1,575 @@
+package sched
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Tables of the master's state. Each holds values of one Go type; the FSM
+// decodes them once when a command is applied and readers get the typed
+// value. Values handed out by Get and List are shared: never modify them,
+// copy and Put instead.
+const (
+	TableApps        = "apps"        // app id → *api.App, the current version
+	TableAppVersions = "appversions" // app id + "@" + version → *api.App
+	TableTasks       = "tasks"       // task id → *TaskRecord
+	TableDeployments = "deployments" // deployment id → *api.Deployment
+	TableJobs        = "jobs"        // job name → *api.Job
+	TableJobRuns     = "jobruns"     // run id → *api.JobRun
+	TableMeta        = "meta"        // key → *json.RawMessage, for small framework state
+)
+
+// TaskRecord is a task as the master keeps it: what Marathon shows, how the
+// agent runs it, and whether it should run.
+type TaskRecord struct {
+	Task api.Task     `json:"task"`
+	Spec api.TaskSpec `json:"spec"`
+	Goal string       `json:"goal"` // api.GoalRun or api.GoalKill
+	// UpdatedAt is when the task last changed state (RFC 3339).
+	UpdatedAt string `json:"updatedAt,omitempty"`
+}
+
+var tableTypes = map[string]func() any{
+	TableApps:        func() any { return new(api.App) },
+	TableAppVersions: func() any { return new(api.App) },
+	TableTasks:       func() any { return new(TaskRecord) },
+	TableDeployments: func() any { return new(api.Deployment) },
+	TableJobs:        func() any { return new(api.Job) },
+	TableJobRuns:     func() any { return new(api.JobRun) },
+	TableMeta:        func() any { return new(json.RawMessage) },
+}
+
+// OpKind says what an Op does.
+type OpKind string
+
+const (
+	OpPut    OpKind = "put"
+	OpDelete OpKind = "delete"
+	// OpCheck fails the whole command with ErrConflict unless the key's
+	// ModifyIndex equals Op.Index (0: the key must not exist).
+	OpCheck OpKind = "check"
+)
+
+// Op is one change in a command. Ops of one Apply are atomic: all or none.
+type Op struct {
+	Kind  OpKind `json:"kind"`
+	Table string `json:"table"`
+	Key   string `json:"key"`
+	Value any    `json:"value,omitempty"`
+	Index uint64 `json:"index,omitempty"`
+}
+
+// Put, Delete and Check build Ops.
+func Put(table, key string, v any) Op { return Op{Kind: OpPut, Table: table, Key: key, Value: v} }
+func Delete(table, key string) Op     { return Op{Kind: OpDelete, Table: table, Key: key} }
+func Check(table, key string, idx uint64) Op {
+	return Op{Kind: OpCheck, Table: table, Key: key, Index: idx}
+}
+
+// Entry is a stored value with its indexes.
+type Entry struct {
+	Key         string
+	Value       any
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
+var (
+	// ErrNotLeader is returned by Apply on a follower.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrConflict is returned when an OpCheck fails; nothing was written.
+	ErrConflict = errors.New("store conflict: the state changed underneath")
+)
+
+// command is what goes through the raft log.
+type command struct {
+	Ops    []wireOp    `json:"ops"`
+	Events []api.Event `json:"events,omitempty"`
+}
+
+type wireOp struct {
+	Kind  OpKind          `json:"kind"`
+	Table string          `json:"table"`
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Index uint64          `json:"index,omitempty"`
+}
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// Dir holds raft.db and snapshots. Empty keeps everything in memory.
+	Dir string
+	// NodeID is this server's raft id; it defaults to "weft".
+	NodeID string
+	// Bind is the raft TCP address ("host:port"). Empty uses an in-process
+	// transport: one voter, as `weft up` runs it.
+	Bind string
+	// Advertise is the raft address peers dial; it defaults to Bind.
+	Advertise string
+	// Bootstrap makes this server form a new single-voter cluster when it
+	// has no raft state yet.
+	Bootstrap bool
+	// SnapshotThreshold is how many log entries trigger a snapshot.
+	SnapshotThreshold uint64
+	Logger            *slog.Logger
+}
+
+// DefaultStoreConfig is what `weft up` uses.
+func DefaultStoreConfig() StoreConfig {
+	return StoreConfig{NodeID: "weft", Bootstrap: true, SnapshotThreshold: 8192}
+}
+
+// Store is the master's replicated state: typed tables in a raft FSM, an
+// index raised on every write, blocking watches, and an event feed.
+type Store struct {
+	cfg    StoreConfig
+	log    *slog.Logger
+	raft   *raft.Raft
+	closer []io.Closer
+	trans  raft.Transport
+
+	mu      sync.RWMutex
+	tables  map[string]map[string]*Entry
+	index   uint64
+	changed chan struct{} // closed and replaced on every write
+
+	subMu sync.Mutex
+	subs  map[chan api.Event]struct{}
+}
+
+// OpenStore opens (or creates) the store and starts raft.
+func OpenStore(cfg StoreConfig) (*Store, error) {
+	if cfg.NodeID == "" {
+		cfg.NodeID = "weft"
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "store"),
+		tables:  map[string]map[string]*Entry{},
+		changed: make(chan struct{}),
+		subs:    map[chan api.Event]struct{}{},
+	}
+	for t := range tableTypes {
+		s.tables[t] = map[string]*Entry{}
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})
+	if cfg.Bind == "" {
+		// One voter in-process: elections need no waiting.
+		rc.HeartbeatTimeout = 100 * time.Millisecond
+		rc.ElectionTimeout = 100 * time.Millisecond
+		rc.LeaderLeaseTimeout = 50 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+	}
+
+	var (
+		logs  raft.LogStore
+		stab  raft.StableStore
+		snaps raft.SnapshotStore
+		err   error
+	)
+	if cfg.Dir == "" {
+		mem := raft.NewInmemStore()
+		logs, stab, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating raft dir %s: %w", cfg.Dir, err)
+		}
+		bolt, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+		if err != nil {
+			return nil, fmt.Errorf("opening %s: %w (is another weft using this data dir?)", filepath.Join(cfg.Dir, "raft.db"), err)
+		}
+		s.closer = append(s.closer, bolt)
+		cache, err := raft.NewLogCache(512, bolt)
+		if err != nil {
+			return nil, err
+		}
+		logs, stab = cache, bolt
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening raft snapshots in %s: %w", cfg.Dir, err)
+		}
+	}
+
+	var addr raft.ServerAddress
+	if cfg.Bind == "" {
+		a, t := raft.NewInmemTransport(raft.ServerAddress("inmem-" + cfg.NodeID))
+		addr, s.trans = a, t
+	} else {
+		adv := cfg.Advertise
+		if adv == "" {
+			adv = cfg.Bind
+		}
+		tcpAdv, err := net.ResolveTCPAddr("tcp", adv)
+		if err != nil {
+			return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
+		}
+		t, err := raft.NewTCPTransportWithLogger(cfg.Bind, tcpAdv, 3, 10*time.Second, rc.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("raft listening on %s: %w", cfg.Bind, err)
+		}
+		s.closer = append(s.closer, t)
+		addr, s.trans = t.LocalAddr(), t
+	}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, stab, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("reading raft state: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: addr}}}
+			if err := raft.BootstrapCluster(rc, logs, stab, snaps, s.trans, conf); err != nil {
+				return nil, fmt.Errorf("bootstrapping raft: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, (*fsm)(s), logs, stab, snaps, s.trans)
+	if err != nil {
+		return nil, fmt.Errorf("starting raft: %w", err)
+	}
+	s.raft = r
+	return s, nil
+}
+
+// Close stops raft and closes the files.
+func (s *Store) Close() error {
+	var errs []error
+	if s.raft != nil {
+		errs = append(errs, s.raft.Shutdown().Error())
+	}
+	for i := len(s.closer) - 1; i >= 0; i-- {
+		errs = append(errs, s.closer[i].Close())
+	}
+	s.subMu.Lock()
+	for ch := range s.subs {
+		close(ch)
+		delete(s.subs, ch)
+	}
+	s.subMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Raft exposes the raft node (membership changes, stats).
+func (s *Store) Raft() *raft.Raft { return s.raft }
+
+// IsLeader reports whether this server leads.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderCh signals leadership changes (true when this server becomes leader).
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// WaitLeader blocks until some server leads, or ctx ends.
+func (s *Store) WaitLeader(ctx context.Context) error {
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a raft leader: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Apply commits ops atomically through raft and publishes events after they
+// are applied. It returns the new index.
+func (s *Store) Apply(ctx context.Context, ops []Op, events ...api.Event) (uint64, error) {
+	if len(ops) == 0 && len(events) == 0 {
+		return s.Index(), nil
+	}
+	cmd := command{Events: events}
+	for _, op := range ops {
+		if _, ok := tableTypes[op.Table]; !ok {
+			return 0, fmt.Errorf("store: unknown table %q", op.Table)
+		}
+		w := wireOp{Kind: op.Kind, Table: op.Table, Key: op.Key, Index: op.Index}
+		if op.Kind == OpPut {
+			b, err := json.Marshal(op.Value)
+			if err != nil {
+				return 0, fmt.Errorf("store: encoding %s/%s: %w", op.Table, op.Key, err)
+			}
+			w.Value = b
+		}
+		cmd.Ops = append(cmd.Ops, w)
+	}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return 0, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, ErrNotLeader
+		}
+		return 0, fmt.Errorf("store: raft apply: %w", err)
+	}
+	if e, ok := f.Response().(error); ok && e != nil {
+		return 0, e
+	}
+	return f.Index(), nil
+}
+
+// Index is the index of the last applied write.
+func (s *Store) Index() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.index
+}
+
+// Get returns one entry.
+func (s *Store) Get(table, key string) (Entry, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.tables[table][key]
+	if !ok {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
+// List returns a table's entries sorted by key.
+func (s *Store) List(table string) []Entry {
+	s.mu.RLock()
+	t := s.tables[table]
+	out := make([]Entry, 0, len(t))
+	for _, e := range t {
+		out = append(out, *e)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Read runs fn with a consistent view of every table; fn must not call
+// other Store methods and must not keep the map.
+func (s *Store) Read(fn func(index uint64, tables map[string]map[string]*Entry)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(s.index, s.tables)
+}
+
+// Watch blocks until the index is above after, then returns it. It returns
+// the current index with ctx's error when ctx ends first.
+func (s *Store) Watch(ctx context.Context, after uint64) (uint64, error) {
+	for {
+		s.mu.RLock()
+		idx, ch := s.index, s.changed
+		s.mu.RUnlock()
+		if idx > after {
+			return idx, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return idx, ctx.Err()
+		}
+	}
+}
+
+// Subscribe returns a channel of events as they are applied. A subscriber
+// that falls buf events behind loses events (they are cache invalidations;
+// re-read the state). cancel must be called.
+func (s *Store) Subscribe(buf int) (<-chan api.Event, func()) {
+	ch := make(chan api.Event, buf)
+	s.subMu.Lock()
+	s.subs[ch] = struct{}{}
+	s.subMu.Unlock()
+	return ch, func() {
+		s.subMu.Lock()
+		if _, ok := s.subs[ch]; ok {
+			delete(s.subs, ch)
+			close(ch)
+		}
+		s.subMu.Unlock()
+	}
+}
+
+// Publish sends events to subscribers without writing to the log: for
+// events that are not state (event_stream_attached, failed checks).
+func (s *Store) Publish(events ...api.Event) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for _, ev := range events {
+		for ch := range s.subs {
+			select {
+			case ch <- ev:
+			default:
+			}
+		}
+	}
+}
+
+// fsm is the raft state machine view of the Store.
+type fsm Store
+
+func (f *fsm) Apply(l *raft.Log) any {
+	s := (*Store)(f)
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var cmd command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		return fmt.Errorf("store: decoding command: %w", err)
+	}
+	// Decode first so a bad value fails the command before anything changes.
+	vals := make([]any, len(cmd.Ops))
+	for i, op := range cmd.Ops {
+		if op.Kind != OpPut {
+			continue
+		}
+		mk, ok := tableTypes[op.Table]
+		if !ok {
+			return fmt.Errorf("store: unknown table %q", op.Table)
+		}
+		v := mk()
+		if err := json.Unmarshal(op.Value, v); err != nil {
+			return fmt.Errorf("store: decoding %s/%s: %w", op.Table, op.Key, err)
+		}
+		vals[i] = v
+	}
+	s.mu.Lock()
+	for _, op := range cmd.Ops {
+		if op.Kind != OpCheck {
+			continue
+		}
+		e, ok := s.tables[op.Table][op.Key]
+		if (op.Index == 0 && ok) || (op.Index != 0 && (!ok || e.ModifyIndex != op.Index)) {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %s/%s", ErrConflict, op.Table, op.Key)
+		}
+	}
+	for i, op := range cmd.Ops {
+		t := s.tables[op.Table]
+		switch op.Kind {
+		case OpPut:
+			if e, ok := t[op.Key]; ok {
+				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: e.CreateIndex, ModifyIndex: l.Index}
+			} else {
+				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: l.Index, ModifyIndex: l.Index}
+			}
+		case OpDelete:
+			delete(t, op.Key)
+		}
+	}
+	s.index = l.Index
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+
+	for i := range cmd.Events {
+		cmd.Events[i].Index = l.Index
+	}
+	s.Publish(cmd.Events...)
+	return nil
+}
+
+type snapEntry struct {
+	Value       json.RawMessage `json:"v"`
+	CreateIndex uint64          `json:"c"`
+	ModifyIndex uint64          `json:"m"`
+}
+
+type snapshot struct {
+	Index  uint64                          `json:"index"`
+	Tables map[string]map[string]snapEntry `json:"tables"`
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s := (*Store)(f)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	snap := snapshot{Index: s.index, Tables: map[string]map[string]snapEntry{}}
+	for name, t := range s.tables {
+		m := make(map[string]snapEntry, len(t))
+		for k, e := range t {
+			b, err := json.Marshal(e.Value)
+			if err != nil {
+				return nil, fmt.Errorf("store: snapshot of %s/%s: %w", name, k, err)
+			}
+			m[k] = snapEntry{Value: b, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+		}
+		snap.Tables[name] = m
+	}
+	return snap, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	s := (*Store)(f)
+	defer rc.Close()
+	var snap snapshot
+	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
+		return fmt.Errorf("store: decoding snapshot: %w", err)
+	}
+	tables := map[string]map[string]*Entry{}
+	for t := range tableTypes {
+		tables[t] = map[string]*Entry{}
+	}
+	for name, t := range snap.Tables {
+		mk, ok := tableTypes[name]
+		if !ok {
+			continue
+		}
+		for k, e := range t {
+			v := mk()
+			if err := json.Unmarshal(e.Value, v); err != nil {
+				return fmt.Errorf("store: restoring %s/%s: %w", name, k, err)
+			}
+			tables[name][k] = &Entry{Key: k, Value: v, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+		}
+	}
+	s.mu.Lock()
+	s.tables, s.index = tables, snap.Index
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+func (snap snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(snap); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (snapshot) Release() {}
+
+// slogWriter adapts hclog output to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,108 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+func openTestStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	cfg := DefaultStoreConfig()
+	cfg.Dir = dir
+	s, err := OpenStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStorePersistsAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	ctx := context.Background()
+	app := &api.App{ID: "/ssk2/whereisbot", Instances: 2}
+	idx, err := s.Apply(ctx, []Op{Check(TableApps, app.ID, 0), Put(TableApps, app.ID, app)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx == 0 {
+		t.Fatal("index did not rise")
+	}
+	// A second create of the same id conflicts and writes nothing.
+	_, err = s.Apply(ctx, []Op{Check(TableApps, app.ID, 0), Put(TableApps, app.ID, &api.App{ID: app.ID, Instances: 9})})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("got %v, want ErrConflict", err)
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, []Op{Put(TableJobs, "extract", &api.Job{Name: "extract"})}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTestStore(t, dir)
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.List(TableJobs)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e, ok := s.Get(TableApps, app.ID)
+	if !ok || e.Value.(*api.App).Instances != 2 {
+		t.Fatalf("app after restart: %+v %v", e, ok)
+	}
+	if len(s.List(TableJobs)) != 1 {
+		t.Fatal("job written after the snapshot was lost")
+	}
+}
+
+func TestStoreWatchAndEvents(t *testing.T) {
+	s := openTestStore(t, "")
+	defer s.Close()
+	ctx := context.Background()
+	start := s.Index()
+	evs, cancel := s.Subscribe(8)
+	defer cancel()
+	done := make(chan uint64)
+	go func() {
+		idx, _ := s.Watch(ctx, start)
+		done <- idx
+	}()
+	time.Sleep(20 * time.Millisecond)
+	idx, err := s.Apply(ctx, []Op{Put(TableMeta, "k", map[string]int{"a": 1})}, api.NewEvent(api.EventAPIPost, map[string]string{"uri": "/v2/apps/x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-done:
+		if got != idx {
+			t.Fatalf("watch returned %d, want %d", got, idx)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("watch did not wake")
+	}
+	select {
+	case ev := <-evs:
+		if ev.Type != api.EventAPIPost || ev.Index != idx {
+			t.Fatalf("event %+v", ev)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no event")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer wcancel()
+	if _, err := s.Watch(wctx, idx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("watch with no write: %v", err)
+	}
+}
