@@ -1,0 +1,34 @@
+# weft — the two commands: `make run` and `make test`.
+GO      ?= go
+BIN     := bin/weft
+export GOFLAGS ?= -buildvcs=false
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+
+.PHONY: run build test test-unit vet bench deps clean
+
+## run: build and start a one-node cluster (weft up) on this machine
+run:
+	$(GO) run ./cmd/weft up $(ARGS)
+
+## build: bin/weft
+build:
+	$(GO) build -o $(BIN) ./cmd/weft
+
+deps:
+	@scripts/deps.sh test
+
+## test: install what the tests need, vet, then every test (unit, in-process, end-to-end)
+test: deps vet build
+	WEFT_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 19m ./...
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+## bench: side-by-side benchmarks (installs haproxy, wrk, nsd, dnsperf, iperf3)
+bench: build
+	@scripts/deps.sh bench
+	WEFT_BIN=$(abspath $(BIN)) scripts/bench.sh
+
+clean:
+	rm -rf bin

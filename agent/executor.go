@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Executor runs tasks of one kind: plain processes, or Docker containers.
+// The agent picks the first executor whose Handles returns true.
+type Executor interface {
+	// Name is "process" or "docker".
+	Name() string
+	// Handles reports whether this executor runs spec.
+	Handles(spec api.TaskSpec) bool
+	// Start launches the task and returns once it is started (or failed to
+	// start: the error says why, in words a user can act on).
+	Start(ctx context.Context, l Launch) (Handle, error)
+	// Recover returns handles for tasks still running from before the agent
+	// restarted, keyed by task id. Executors that cannot re-adopt return none.
+	Recover(ctx context.Context) (map[string]Handle, error)
+	// Cleanup removes leftovers (containers, files) of tasks not in keep.
+	Cleanup(ctx context.Context, keep map[string]bool) error
+}
+
+// Launch is one task to start.
+type Launch struct {
+	Task    api.Task
+	Spec    api.TaskSpec
+	Sandbox string            // the task's sandbox dir; stdout and stderr files go here
+	Env     map[string]string // the complete environment (Marathon's variables included)
+	HostIP  string            // the address the task's host ports are reached at
+}
+
+// Handle is a started task.
+type Handle interface {
+	// Done is closed when the task has exited; Exit then tells how.
+	Done() <-chan struct{}
+	Exit() Exit
+	// Stop asks the task to stop (SIGTERM or docker stop), and kills it
+	// after grace. It returns once the task has exited or ctx ends.
+	Stop(ctx context.Context, grace time.Duration) error
+	// IPAddresses are the task's own addresses (container networks), if any.
+	IPAddresses() []api.IPAddress
+}
+
+// Exit tells how a task ended.
+type Exit struct {
+	Code    int    // exit status; -1 when killed by a signal
+	Signal  string // e.g. "killed", "terminated"
+	OOM     bool   // killed for exceeding its memory limit
+	Message string // a one-line account for the status update
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what weft's tests (deps.sh test) or benchmarks (deps.sh bench)
+# need from Debian's packages, idempotently: nothing is installed when every
+# command is already there. Go modules come through `go mod download`.
+set -euo pipefail
+what=${1:-test}
+
+# command -> Debian package
+declare -A test_pkgs=(
+  [ip]=iproute2 [tc]=iproute2 [iptables]=iptables [dig]=dnsutils
+  [nsenter]=util-linux [ping]=iputils-ping [curl]=curl
+)
+declare -A bench_pkgs=(
+  [iperf3]=iperf3 [haproxy]=haproxy [wrk]=wrk [nsd]=nsd [dnsperf]=dnsperf
+)
+
+missing=()
+check() {
+  local -n table=$1
+  for cmd in "${!table[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${table[$cmd]}")
+  done
+}
+check test_pkgs
+[ "$what" = bench ] && check bench_pkgs
+
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "deps: missing Debian packages: $pkgs(install them, or run as root on Debian); tests that need them will skip" >&2
+  else
+    echo "deps: installing $pkgs" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # nsd must not start a system-wide server on port 53 when installed.
+    if printf '%s\n' "${missing[@]}" | grep -qx nsd; then
+      mkdir -p /usr/sbin && printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+  fi
+fi
+go mod download
