@@ -1,0 +1,584 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Member is one node of the cluster as gossip knows it.
+type Member struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`   // gossip (underlay) IP
+	Status    string `json:"status"` // alive | leaving | left | failed
+	Site      string `json:"site"`
+	Role      string `json:"role"`
+	OverlayIP string `json:"overlayIP,omitempty"` // empty when the member runs no overlay
+	Block     string `json:"block,omitempty"`
+	// Tags are all of the member's serf tags, the mesh's own included.
+	Tags map[string]string `json:"tags"`
+}
+
+// Mesh is one node's membership and overlay.
+type Mesh struct {
+	cfg      Config
+	log      *slog.Logger
+	key      []byte // gossip key; nil = plaintext
+	priv     wgtypes.Key
+	overlay  netip.Prefix
+	started  chan struct{} // closed once serf exists
+	runOnce  sync.Once
+	kick     chan struct{} // wake the reconcile loop
+	userEvts chan serf.UserEvent
+
+	mu          sync.Mutex
+	serf        *serf.Serf
+	extra       map[string]string
+	subs        map[chan struct{}]struct{}
+	claim       blockClaim
+	clock       uint64 // Lamport clock of block claims
+	localEPs    []netip.AddrPort
+	reflexive   map[netip.AddrPort]time.Time // how peers observe us
+	nat         bool
+	wg          *engine
+	lastJoinErr error
+}
+
+// New validates cfg and loads (or creates) the node's identity. It starts
+// nothing; Run does.
+func New(cfg Config) (*Mesh, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	key, _ := gossipKey(cfg.Token)
+	m := &Mesh{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		key:       key,
+		started:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		userEvts:  make(chan serf.UserEvent, 64),
+		extra:     copyTags(cfg.Tags),
+		subs:      map[chan struct{}]struct{}{},
+		reflexive: map[netip.AddrPort]time.Time{},
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("mesh: creating data dir: %w", err)
+		}
+	}
+	if cfg.WireGuard {
+		m.overlay = netip.MustParsePrefix(cfg.OverlayCIDR).Masked()
+		priv, err := loadOrCreateKey(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: %w", err)
+		}
+		m.priv = priv
+	}
+	return m, nil
+}
+
+func copyTags(t map[string]string) map[string]string {
+	out := make(map[string]string, len(t))
+	for k, v := range t {
+		out[k] = v
+	}
+	return out
+}
+
+// PublicKey is the node's WireGuard public key (empty without WireGuard).
+func (m *Mesh) PublicKey() string {
+	if !m.cfg.WireGuard {
+		return ""
+	}
+	return m.priv.PublicKey().String()
+}
+
+// Run joins the cluster, brings the overlay up and keeps it reconciled until
+// ctx ends; then it leaves gracefully, removes the device and its routes and
+// returns nil. Run may be called once.
+func (m *Mesh) Run(ctx context.Context) error {
+	err := errors.New("mesh: Run called twice")
+	m.runOnce.Do(func() { err = m.run(ctx) })
+	return err
+}
+
+func (m *Mesh) run(ctx context.Context) error {
+	var eng *engine
+	if m.cfg.WireGuard {
+		// Check the system before anything goes on the wire.
+		e, err := newEngine(m.cfg, m.priv, m.log)
+		if err != nil {
+			return err
+		}
+		eng = e
+		defer eng.close()
+	}
+
+	evCh := make(chan serf.Event, 256)
+	s, err := m.createSerf(evCh)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.serf = s
+	m.wg = eng
+	m.mu.Unlock()
+	close(m.started)
+	m.log.Info("gossip started", "node", m.cfg.NodeName, "addr", m.GossipAddr(), "encrypted", m.key != nil, "wireguard", m.cfg.WireGuard)
+
+	go m.pumpEvents(ctx, evCh)
+
+	// Learn the cluster before claiming a block: a claim made after seeing
+	// the others' is later in Lamport time, so established nodes keep theirs.
+	if len(m.cfg.Join) > 0 {
+		m.joinSeeds()
+	}
+	if eng != nil {
+		if err := m.startOverlay(eng); err != nil {
+			m.shutdownSerf()
+			return err
+		}
+	}
+	m.notify()
+
+	reconcile := time.NewTicker(m.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	rejoin := time.NewTicker(m.cfg.RejoinInterval)
+	defer rejoin.Stop()
+	var probeC <-chan time.Time
+	if eng != nil {
+		probe := time.NewTicker(m.cfg.ProbeInterval)
+		defer probe.Stop()
+		probeC = probe.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdownSerf()
+			if eng != nil {
+				eng.close()
+			}
+			m.log.Info("mesh stopped")
+			return nil
+		case <-s.ShutdownCh():
+			return errors.New("mesh: serf shut down unexpectedly")
+		case ev := <-m.userEvts:
+			m.handleUserEvent(ev)
+		case <-rejoin.C:
+			if len(m.cfg.Join) > 0 && !m.hasAlivePeers() {
+				m.joinSeeds()
+			}
+		case <-m.kick:
+			m.reconcile()
+		case <-probeC:
+			m.reconcile()
+		case <-reconcile.C:
+			m.refreshLocalEndpoints()
+			m.reconcile()
+		}
+	}
+}
+
+// createSerf builds serf and memberlist from the config.
+func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
+	host, port, err := splitHostPortDefault(m.cfg.GossipBind, DefaultGossipPort)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: gossip address %q: %w", m.cfg.GossipBind, err)
+	}
+	var ml *memberlist.Config
+	switch m.cfg.Gossip {
+	case "local":
+		ml = memberlist.DefaultLocalConfig()
+	case "wan":
+		ml = memberlist.DefaultWANConfig()
+	default:
+		ml = memberlist.DefaultLANConfig()
+	}
+	ml.BindAddr = host
+	ml.BindPort = port
+	ml.AdvertisePort = port
+	if m.cfg.GossipAdvertise != "" {
+		ah, ap, err := splitHostPortDefault(m.cfg.GossipAdvertise, port)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: gossip advertise address %q: %w", m.cfg.GossipAdvertise, err)
+		}
+		ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
+	}
+	if m.key != nil {
+		kr, err := memberlist.NewKeyring(nil, m.key)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: gossip keyring: %w", err)
+		}
+		ml.Keyring = kr
+		ml.GossipVerifyIncoming = true
+		ml.GossipVerifyOutgoing = true
+	}
+	logger := log.New(&serfLogWriter{log: m.log}, "", 0)
+	ml.Logger = logger
+
+	sc := serf.DefaultConfig()
+	sc.NodeName = m.cfg.NodeName
+	sc.MemberlistConfig = ml
+	sc.Logger = logger
+	sc.EventCh = evCh
+	sc.Tags = m.tags()
+	sc.ReconnectInterval = m.cfg.ReconnectInterval
+	sc.ReconnectTimeout = m.cfg.ReapTimeout
+	sc.TombstoneTimeout = m.cfg.TombstoneTimeout
+	sc.ReapInterval = 5 * time.Second
+	sc.CoalescePeriod = 0
+	if m.cfg.DataDir != "" {
+		sc.SnapshotPath = filepath.Join(m.cfg.DataDir, "serf.snapshot")
+		sc.RejoinAfterLeave = true
+	}
+	s, err := serf.Create(sc)
+	if err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("mesh: gossip port %s is in use (another weft on this host? pass --gossip-addr HOST:PORT): %w", m.cfg.GossipBind, err)
+		}
+		return nil, fmt.Errorf("mesh: starting gossip on %s: %w", m.cfg.GossipBind, err)
+	}
+	return s, nil
+}
+
+func splitHostPortDefault(s string, def int) (string, int, error) {
+	if s == "" {
+		return "0.0.0.0", def, nil
+	}
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: the whole thing is a host.
+		return strings.Trim(s, "[]"), def, nil
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// seeds returns the join addresses with the default port filled in.
+func (m *Mesh) seeds() []string {
+	var out []string
+	for _, j := range m.cfg.Join {
+		for _, s := range strings.Split(j, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(s); err != nil {
+				s = net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(DefaultGossipPort))
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (m *Mesh) joinSeeds() {
+	seeds := m.seeds()
+	n, err := m.serf.Join(seeds, false)
+	m.mu.Lock()
+	prev := m.lastJoinErr
+	m.lastJoinErr = err
+	m.mu.Unlock()
+	if err != nil {
+		msg := "joining the cluster failed; retrying"
+		if m.key != nil {
+			msg += " (a node with a different --token is refused: check the token)"
+		} else {
+			msg += " (this node has no --token; a cluster that has one refuses it)"
+		}
+		if prev == nil || prev.Error() != err.Error() {
+			m.log.Error(msg, "seeds", seeds, "err", err)
+		}
+		return
+	}
+	m.log.Info("joined the cluster", "seeds", seeds, "contacted", n)
+}
+
+func (m *Mesh) hasAlivePeers() bool {
+	for _, mem := range m.serf.Members() {
+		if mem.Name != m.cfg.NodeName && mem.Status == serf.StatusAlive {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Mesh) shutdownSerf() {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil || s.State() == serf.SerfShutdown {
+		return
+	}
+	if err := s.Leave(); err != nil {
+		m.log.Warn("leaving the cluster", "err", err)
+	}
+	if err := s.Shutdown(); err != nil {
+		m.log.Warn("stopping gossip", "err", err)
+	}
+}
+
+// pumpEvents turns serf events into notifications and reconcile kicks.
+func (m *Mesh) pumpEvents(ctx context.Context, evCh chan serf.Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-evCh:
+			switch e := ev.(type) {
+			case serf.MemberEvent:
+				for _, mem := range e.Members {
+					m.log.Debug("member event", "event", e.EventType().String(), "member", mem.Name, "addr", mem.Addr.String())
+				}
+				m.notify()
+				m.kickReconcile()
+			case serf.UserEvent:
+				select {
+				case m.userEvts <- e:
+				default:
+				}
+			}
+		}
+	}
+}
+
+func (m *Mesh) kickReconcile() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// notify wakes every subscriber (coalesced: at most one pending each).
+func (m *Mesh) notify() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Subscribe returns a channel that receives a (coalesced) value whenever
+// membership or tags change, and a function that cancels the subscription.
+func (m *Mesh) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.subs, ch)
+			m.mu.Unlock()
+		})
+	}
+}
+
+// tags composes the node's full tag set. The caller must not hold m.mu.
+func (m *Mesh) tags() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tagsLocked()
+}
+
+func (m *Mesh) tagsLocked() map[string]string {
+	t := copyTags(m.extra)
+	t[tagRole] = m.cfg.Role
+	if m.cfg.Site != "" {
+		t[tagSite] = m.cfg.Site
+	}
+	if m.cfg.WireGuard {
+		t[tagPublicKey] = m.priv.PublicKey().String()
+		if m.claim.Block.IsValid() {
+			t[tagBlock] = m.claim.Block.String()
+			t[tagBlockTime] = strconv.FormatUint(m.claim.Time, 10)
+		}
+		if eps := m.advertisedLocked(); len(eps) > 0 {
+			t[tagEndpoints] = encodeEndpoints(eps)
+		}
+		if m.nat {
+			t[tagNAT] = "1"
+		}
+	}
+	return t
+}
+
+// advertisedLocked orders the node's candidate endpoints: reflexive
+// addresses peers observed (newest first), then --advertise, then local
+// interface addresses.
+func (m *Mesh) advertisedLocked() []netip.AddrPort {
+	type seen struct {
+		ep netip.AddrPort
+		at time.Time
+	}
+	var refl []seen
+	for ep, at := range m.reflexive {
+		refl = append(refl, seen{ep, at})
+	}
+	slices.SortFunc(refl, func(a, b seen) int { return b.at.Compare(a.at) })
+	var out []netip.AddrPort
+	for _, r := range refl {
+		out = append(out, r.ep)
+	}
+	return append(out, m.localEPs...)
+}
+
+// SetTags replaces the extra tags (those of other roles) at runtime.
+func (m *Mesh) SetTags(extra map[string]string) error {
+	for k := range extra {
+		if reservedTags[k] {
+			return fmt.Errorf("mesh: extra tag %q is reserved for the mesh", k)
+		}
+	}
+	m.mu.Lock()
+	old := m.extra
+	m.extra = copyTags(extra)
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		m.notify()
+		return nil
+	}
+	if err := m.publishTags(); err != nil {
+		m.mu.Lock()
+		m.extra = old
+		m.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// publishTags pushes the current tag set to serf.
+func (m *Mesh) publishTags() error {
+	m.mu.Lock()
+	s := m.serf
+	t := m.tagsLocked()
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if err := s.SetTags(t); err != nil {
+		return fmt.Errorf("mesh: publishing tags (%d bytes of tags allowed in all): %w", memberlist.MetaMaxSize, err)
+	}
+	m.notify()
+	return nil
+}
+
+// Members returns every member gossip knows: alive, suspect or failed, and
+// left until reaped. Before Run it returns only Self.
+func (m *Mesh) Members() []Member {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		return []Member{m.Self()}
+	}
+	sms := s.Members()
+	out := make([]Member, 0, len(sms))
+	for _, sm := range sms {
+		out = append(out, toMember(sm))
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func toMember(sm serf.Member) Member {
+	mem := Member{
+		Name:   sm.Name,
+		Addr:   sm.Addr.String(),
+		Status: sm.Status.String(),
+		Site:   sm.Tags[tagSite],
+		Role:   sm.Tags[tagRole],
+		Tags:   copyTags(sm.Tags),
+	}
+	if b, err := netip.ParsePrefix(sm.Tags[tagBlock]); err == nil {
+		mem.Block = b.String()
+		mem.OverlayIP = overlayIP(b).String()
+	}
+	return mem
+}
+
+// Self returns this node as a Member.
+func (m *Mesh) Self() Member {
+	m.mu.Lock()
+	s := m.serf
+	t := m.tagsLocked()
+	m.mu.Unlock()
+	if s != nil {
+		sm := s.LocalMember()
+		sm.Tags = t
+		return toMember(sm)
+	}
+	return toMember(serf.Member{Name: m.cfg.NodeName, Tags: t, Status: serf.StatusNone})
+}
+
+// GossipAddr is the host:port serf listens on (known once Run started).
+func (m *Mesh) GossipAddr() string {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		return ""
+	}
+	ml := s.Memberlist().LocalNode()
+	return net.JoinHostPort(ml.Addr.String(), strconv.Itoa(int(ml.Port)))
+}
+
+// Started is closed once gossip runs (GossipAddr is then known).
+func (m *Mesh) Started() <-chan struct{} { return m.started }
+
+// serfLogWriter sends serf's and memberlist's log lines to slog, and turns
+// decryption failures into a clear "wrong token" message.
+type serfLogWriter struct{ log *slog.Logger }
+
+var _ io.Writer = (*serfLogWriter)(nil)
+
+func (w *serfLogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	lower := strings.ToLower(line)
+	switch {
+	case strings.Contains(lower, "decrypt") || strings.Contains(lower, "not encrypted") || strings.Contains(lower, "encryption"):
+		from := ""
+		if i := strings.Index(line, "from="); i >= 0 {
+			from = strings.Fields(line[i+5:])[0]
+		}
+		w.log.Warn("refused gossip: the sender's join token differs from ours (wrong or missing --token)", "from", from, "detail", line)
+	case strings.HasPrefix(line, "[ERR]"):
+		w.log.Error(strings.TrimSpace(strings.TrimPrefix(line, "[ERR]")))
+	case strings.HasPrefix(line, "[WARN]"):
+		w.log.Warn(strings.TrimSpace(strings.TrimPrefix(line, "[WARN]")))
+	case strings.HasPrefix(line, "[INFO]"):
+		w.log.Debug(strings.TrimSpace(strings.TrimPrefix(line, "[INFO]")))
+	default:
+		w.log.Debug(strings.TrimSpace(strings.TrimPrefix(line, "[DEBUG]")))
+	}
+	return len(p), nil
+}
