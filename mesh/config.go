@@ -146,7 +146,10 @@ func (c Config) withDefaults() Config {
 	if c.BlockBits == 0 {
 		c.BlockBits = d.BlockBits
 	}
-	durs := []struct{ v *time.Duration; d time.Duration }{
+	durs := []struct {
+		v *time.Duration
+		d time.Duration
+	}{
 		{&c.ReconcileInterval, d.ReconcileInterval},
 		{&c.RejoinInterval, d.RejoinInterval},
 		{&c.ProbeInterval, d.ProbeInterval},

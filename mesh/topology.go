@@ -1,0 +1,226 @@
+package mesh
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// linkState is what the data plane observed of one peer.
+type linkState struct {
+	// Up: something arrived from the peer within DeadAfter.
+	Up bool
+	// EverUp: the peer has answered at least once since it was added.
+	EverUp bool
+	// Since is when the peer was first configured on the device.
+	Since time.Time
+	// Endpoint is the peer's current endpoint on the device (WireGuard
+	// roams it to wherever authenticated packets come from).
+	Endpoint netip.AddrPort
+}
+
+// topoInput is everything the topology depends on; computeTopology has no
+// other input and no side effects.
+type topoInput struct {
+	Self          peerInfo
+	Peers         []peerInfo           // every other member (any status)
+	Links         map[string]linkState // by peer name
+	LocalPrefixes []netip.Prefix       // subnets of this node's interfaces
+	// RTT estimates the round trip between two members (serf coordinates).
+	RTT func(a, b string) (time.Duration, bool)
+	Now time.Time
+	// Probe is the keepalive interval used as liveness probe.
+	Probe time.Duration
+	// Grace is how long a new peer may stay silent before it is relayed.
+	Grace time.Duration
+	// Rotate is how long each candidate endpoint is tried.
+	Rotate time.Duration
+	// DefaultPort is the WireGuard port assumed for a bare gossip address.
+	DefaultPort int
+}
+
+// peerPlan is the desired WireGuard configuration of one peer.
+type peerPlan struct {
+	Name       string
+	PublicKey  string
+	Endpoint   netip.AddrPort // invalid = leave unset
+	AllowedIPs []netip.Prefix // sorted
+	Keepalive  time.Duration
+	Path       string // direct | relay | down
+	Via        string // relay node when Path == "relay"
+}
+
+// topology is the desired WireGuard state of this node.
+type topology struct {
+	Peers  []peerPlan     // sorted by name
+	Routes []netip.Prefix // peer blocks routed into the interface, sorted
+}
+
+// rttBucket quantises RTTs so that both ends of a pair, whose coordinate
+// caches differ slightly, pick the same relay.
+const rttBucket = 10 * time.Millisecond
+
+// computeTopology turns the member list into the desired WireGuard peers,
+// allowed IPs, endpoints, keepalives, relay choices and routes.
+func computeTopology(in topoInput) topology {
+	// Eligible peers: have a key and a block, have not left.
+	var peers []peerInfo
+	for _, p := range in.Peers {
+		if p.Name == in.Self.Name || p.PublicKey == "" || p.PublicKey == in.Self.PublicKey || !p.Block.IsValid() || p.Status == "left" || p.Status == "none" {
+			continue
+		}
+		peers = append(peers, p)
+	}
+	slices.SortFunc(peers, func(a, b peerInfo) int { return strings.Compare(a.Name, b.Name) })
+
+	// Block conflicts: the earliest claim wins; losers get no traffic
+	// until they claim again.
+	winner := map[netip.Prefix]peerInfo{}
+	if in.Self.Block.IsValid() {
+		winner[in.Self.Block] = in.Self
+	}
+	for _, p := range peers {
+		w, ok := winner[p.Block]
+		if !ok || claimLess(p.BlockTime, p.Name, w.BlockTime, w.Name) {
+			winner[p.Block] = p
+		}
+	}
+	owns := func(p peerInfo) bool { return winner[p.Block].Name == p.Name }
+
+	plans := make(map[string]*peerPlan, len(peers))
+	needRelay := map[string]bool{}
+	var routes []netip.Prefix
+	for _, p := range peers {
+		l := in.Links[p.Name]
+		pl := &peerPlan{Name: p.Name, PublicKey: p.PublicKey, Path: "down"}
+		pl.Endpoint = chooseEndpoint(in, p, l)
+		pl.Keepalive = keepalive(in, p, l)
+		if owns(p) {
+			pl.AllowedIPs = []netip.Prefix{p.Block}
+			routes = append(routes, p.Block)
+		}
+		if l.Up {
+			pl.Path = "direct"
+		} else if owns(p) && p.Status == "alive" && !l.Since.IsZero() && (l.EverUp || in.Now.Sub(l.Since) >= in.Grace) {
+			needRelay[p.Name] = true
+		}
+		plans[p.Name] = pl
+	}
+
+	// Relays: a public, directly reachable member with the lowest RTT
+	// (self→relay→peer), ties by name.
+	for _, p := range peers {
+		if !needRelay[p.Name] {
+			continue
+		}
+		best, bestScore := "", time.Duration(0)
+		for _, r := range peers {
+			if r.Name == p.Name || r.NAT || r.Status != "alive" || !owns(r) || needRelay[r.Name] || !in.Links[r.Name].Up {
+				continue
+			}
+			score := rttVia(in, in.Self.Name, r.Name, p.Name)
+			if best == "" || score < bestScore || (score == bestScore && r.Name < best) {
+				best, bestScore = r.Name, score
+			}
+		}
+		if best == "" {
+			continue // nothing to relay through; keep probing direct
+		}
+		pl := plans[p.Name]
+		pl.AllowedIPs = nil
+		pl.Path, pl.Via = "relay", best
+		plans[best].AllowedIPs = append(plans[best].AllowedIPs, p.Block)
+	}
+
+	out := topology{Routes: routes}
+	for _, p := range peers {
+		pl := plans[p.Name]
+		slices.SortFunc(pl.AllowedIPs, comparePrefix)
+		out.Peers = append(out.Peers, *pl)
+	}
+	slices.SortFunc(out.Routes, comparePrefix)
+	return out
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+func rttVia(in topoInput, a, r, b string) time.Duration {
+	const unknown = time.Second
+	get := func(x, y string) time.Duration {
+		if in.RTT == nil {
+			return unknown
+		}
+		d, ok := in.RTT(x, y)
+		if !ok {
+			return unknown
+		}
+		return d
+	}
+	return (get(a, r) + get(r, b)) / rttBucket * rttBucket
+}
+
+// keepalive decides the persistent keepalive toward p. Before the first
+// handshake only one side starts (the one behind NAT, else the smaller
+// name), so the two first initiations do not cross and stall for 5 s
+// (measurements §1.7.4); the other side joins in after half the grace
+// period. Once the pair has talked, both sides keep it as the liveness
+// probe that detects a dead direct path within DeadAfter.
+func keepalive(in topoInput, p peerInfo, l linkState) time.Duration {
+	self := in.Self
+	initiator := self.NAT || (!p.NAT && self.Name < p.Name)
+	late := !l.Since.IsZero() && in.Now.Sub(l.Since) >= in.Grace/2
+	if l.EverUp || initiator || late {
+		return in.Probe
+	}
+	return 0
+}
+
+// chooseEndpoint keeps a working endpoint, else rotates through the peer's
+// candidates: same-subnet addresses first, then its advertised order
+// (reflexive first). Rotation slots come from the wall clock, so both ends
+// of a NAT pair try each other's candidates at the same time.
+func chooseEndpoint(in topoInput, p peerInfo, l linkState) netip.AddrPort {
+	if l.Up && l.Endpoint.IsValid() {
+		return l.Endpoint
+	}
+	var local, rest []netip.AddrPort
+	seen := map[netip.AddrPort]bool{}
+	add := func(ep netip.AddrPort) {
+		if !ep.IsValid() || seen[ep] {
+			return
+		}
+		seen[ep] = true
+		for _, pfx := range in.LocalPrefixes {
+			if pfx.Contains(ep.Addr()) {
+				local = append(local, ep)
+				return
+			}
+		}
+		rest = append(rest, ep)
+	}
+	for _, ep := range p.Endpoints {
+		add(ep)
+	}
+	if p.Addr.IsValid() {
+		port := uint16(in.DefaultPort)
+		if len(p.Endpoints) > 0 {
+			port = p.Endpoints[len(p.Endpoints)-1].Port()
+		}
+		add(netip.AddrPortFrom(p.Addr.Unmap(), port))
+	}
+	cands := append(local, rest...)
+	if len(cands) == 0 {
+		return l.Endpoint
+	}
+	if len(cands) == 1 || in.Rotate <= 0 {
+		return cands[0]
+	}
+	slot := in.Now.UnixNano() / int64(in.Rotate)
+	return cands[int(slot%int64(len(cands)))]
+}

@@ -1,0 +1,268 @@
+package mesh
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+func pi(name, block string, eps ...string) peerInfo {
+	p := peerInfo{Name: name, Status: "alive", PublicKey: "key-" + name, BlockTime: 1}
+	if block != "" {
+		p.Block = netip.MustParsePrefix(block)
+	}
+	for _, e := range eps {
+		p.Endpoints = append(p.Endpoints, netip.MustParseAddrPort(e))
+	}
+	return p
+}
+
+func up(ep string) linkState {
+	l := linkState{Up: true, EverUp: true, Since: t0.Add(-time.Minute)}
+	if ep != "" {
+		l.Endpoint = netip.MustParseAddrPort(ep)
+	}
+	return l
+}
+
+// render prints a topology one peer per line, for readable diffs.
+func render(tp topology) string {
+	var b strings.Builder
+	for _, p := range tp.Peers {
+		fmt.Fprintf(&b, "%s ep=%v allowed=%v ka=%v path=%s", p.Name, p.Endpoint, p.AllowedIPs, p.Keepalive, p.Path)
+		if p.Via != "" {
+			fmt.Fprintf(&b, " via=%s", p.Via)
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "routes=%v\n", tp.Routes)
+	return b.String()
+}
+
+func TestComputeTopology(t *testing.T) {
+	self := pi("m", "10.47.1.0/24", "172.20.1.2:51820")
+	base := topoInput{
+		Self:          self,
+		LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("172.20.1.0/24")},
+		Now:           t0,
+		Probe:         time.Second,
+		Grace:         6 * time.Second,
+		Rotate:        5 * time.Second,
+		DefaultPort:   51820,
+		RTT: func(a, b string) (time.Duration, bool) {
+			rtt := map[string]time.Duration{"r1": 30 * time.Millisecond, "r2": 5 * time.Millisecond}
+			if d, ok := rtt[a]; ok {
+				return d, true
+			}
+			if d, ok := rtt[b]; ok {
+				return d, true
+			}
+			return 0, false
+		},
+	}
+	tests := []struct {
+		name string
+		mod  func(in *topoInput)
+		want string
+	}{
+		{
+			name: "direct peers; left and keyless members skipped; failed kept",
+			mod: func(in *topoInput) {
+				failed := pi("f", "10.47.6.0/24", "172.20.2.6:51820")
+				failed.Status = "failed"
+				left := pi("l", "10.47.7.0/24", "172.20.2.7:51820")
+				left.Status = "left"
+				nokey := pi("n", "10.47.8.0/24")
+				nokey.PublicKey = ""
+				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), failed, left, nokey, pi("noblock", "")}
+				in.Links = map[string]linkState{"a": up("172.20.2.2:51820"), "f": {EverUp: true, Since: t0.Add(-time.Hour)}}
+			},
+			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=1s path=direct
+f ep=172.20.2.6:51820 allowed=[10.47.6.0/24] ka=1s path=down
+routes=[10.47.2.0/24 10.47.6.0/24]
+`,
+		},
+		{
+			name: "same-subnet candidate first; roamed endpoint kept while up",
+			mod: func(in *topoInput) {
+				in.Peers = []peerInfo{
+					pi("a", "10.47.2.0/24", "198.51.100.7:40000", "172.20.1.9:51820"),
+					pi("b", "10.47.3.0/24", "198.51.100.8:51820"),
+				}
+				in.Links = map[string]linkState{"a": {Since: t0}, "b": up("198.51.100.99:1234")}
+			},
+			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=0s path=down
+b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=1s path=direct
+routes=[10.47.2.0/24 10.47.3.0/24]
+`,
+		},
+		{
+			name: "keepalive from one side before the first handshake",
+			mod: func(in *topoInput) {
+				nat := pi("a", "10.47.2.0/24", "198.51.100.7:40000")
+				nat.NAT = true
+				in.Peers = []peerInfo{nat, pi("b", "10.47.3.0/24", "172.20.1.3:51820"), pi("z", "10.47.4.0/24", "172.20.1.4:51820"), pi("y", "10.47.5.0/24", "172.20.1.5:51820")}
+				in.Links = map[string]linkState{"a": {Since: t0}, "b": {Since: t0}, "z": {Since: t0}, "y": {Since: t0.Add(-4 * time.Second)}}
+			},
+			want: `a ep=198.51.100.7:40000 allowed=[10.47.2.0/24] ka=0s path=down
+b ep=172.20.1.3:51820 allowed=[10.47.3.0/24] ka=0s path=down
+y ep=172.20.1.5:51820 allowed=[10.47.5.0/24] ka=1s path=down
+z ep=172.20.1.4:51820 allowed=[10.47.4.0/24] ka=1s path=down
+routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
+`,
+		},
+		{
+			name: "dead direct path relayed via the public peer with the lowest RTT",
+			mod: func(in *topoInput) {
+				nat := pi("n1", "10.47.9.0/24", "203.0.113.1:51820")
+				nat.NAT = true
+				in.Peers = []peerInfo{pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("r1", "10.47.4.0/24", "172.20.4.4:51820"), pi("r2", "10.47.5.0/24", "172.20.5.5:51820"), nat}
+				in.Links = map[string]linkState{
+					"b":  {EverUp: true, Since: t0.Add(-time.Minute), Endpoint: netip.MustParseAddrPort("172.20.3.3:51820")},
+					"r1": up(""), "r2": up(""), "n1": up(""),
+				}
+			},
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=r2
+n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct
+r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=1s path=direct
+r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=1s path=direct
+routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
+`,
+		},
+		{
+			name: "new silent peer waits out the grace period; no relay without a candidate",
+			mod: func(in *topoInput) {
+				in.Peers = []peerInfo{pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("c", "10.47.4.0/24", "172.20.3.4:51820")}
+				in.Links = map[string]linkState{"b": {Since: t0.Add(-2 * time.Second)}, "c": {Since: t0.Add(-time.Minute)}}
+			},
+			want: `b ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=0s path=down
+c ep=172.20.3.4:51820 allowed=[10.47.4.0/24] ka=1s path=down
+routes=[10.47.3.0/24 10.47.4.0/24]
+`,
+		},
+		{
+			name: "block conflict: the earlier claim gets the block",
+			mod: func(in *topoInput) {
+				early := pi("x", "10.47.3.0/24", "172.20.3.3:51820")
+				late := pi("w", "10.47.3.0/24", "172.20.3.4:51820")
+				late.BlockTime = 7
+				mine := pi("v", "10.47.1.0/24", "172.20.3.5:51820")
+				mine.BlockTime = 9 // loses to self (time 1)
+				in.Peers = []peerInfo{early, late, mine}
+				in.Links = map[string]linkState{"x": up(""), "w": up(""), "v": up("")}
+			},
+			want: `v ep=172.20.3.5:51820 allowed=[] ka=1s path=direct
+w ep=172.20.3.4:51820 allowed=[] ka=1s path=direct
+x ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=direct
+routes=[10.47.3.0/24]
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base
+			tt.mod(&in)
+			got := render(computeTopology(in))
+			if got != tt.want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, tt.want)
+			}
+			if again := render(computeTopology(in)); again != got {
+				t.Errorf("not deterministic:\n%s", again)
+			}
+		})
+	}
+}
+
+func TestChooseEndpointRotates(t *testing.T) {
+	p := pi("a", "10.47.2.0/24", "198.51.100.7:40000", "192.168.1.2:51820")
+	in := topoInput{Rotate: 5 * time.Second, DefaultPort: 51820}
+	seen := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		in.Now = t0.Add(time.Duration(i) * 5 * time.Second)
+		seen[chooseEndpoint(in, p, linkState{}).String()] = true
+	}
+	if !seen["198.51.100.7:40000"] || !seen["192.168.1.2:51820"] || len(seen) != 2 {
+		t.Errorf("rotation tried %v", seen)
+	}
+}
+
+func TestDeriveAndResolveBlock(t *testing.T) {
+	overlay := netip.MustParsePrefix("10.47.0.0/16")
+	b1 := deriveBlock(overlay, 24, "pk", 0)
+	if b1 != deriveBlock(overlay, 24, "pk", 0) || !overlay.Contains(b1.Addr()) || b1.Bits() != 24 || b1.Masked() != b1 {
+		t.Fatalf("derive = %v", b1)
+	}
+	if deriveBlock(overlay, 24, "pk", 1) == b1 && deriveBlock(overlay, 24, "pk", 2) == b1 {
+		t.Error("salt does not change the block")
+	}
+	mine := blockClaim{Block: b1, Time: 5}
+	// An earlier claim on the same block wins: self re-derives.
+	other := peerInfo{Name: "z", Block: b1, BlockTime: 3, Status: "alive"}
+	got, changed := resolveBlock(overlay, 24, "pk", "a", mine, []peerInfo{other}, 9)
+	if !changed || got.Block == b1 || got.Salt == 0 || got.Time != 9 {
+		t.Errorf("lost claim kept: %+v", got)
+	}
+	// A later claim loses to self.
+	other.BlockTime = 8
+	if _, changed := resolveBlock(overlay, 24, "pk", "a", mine, []peerInfo{other}, 9); changed {
+		t.Error("earlier claim gave up")
+	}
+	// Equal time: smaller name wins.
+	other.BlockTime = 5
+	if _, changed := resolveBlock(overlay, 24, "pk", "a", mine, []peerInfo{other}, 9); changed {
+		t.Error("a < z but a gave up")
+	}
+	// Left members hold nothing; static claims never move.
+	other.BlockTime, other.Status = 1, "left"
+	if _, changed := resolveBlock(overlay, 24, "pk", "a", mine, []peerInfo{other}, 9); changed {
+		t.Error("lost to a left member")
+	}
+	other.Status = "alive"
+	mine.Static = true
+	if _, changed := resolveBlock(overlay, 24, "pk", "a", mine, []peerInfo{other}, 9); changed {
+		t.Error("static block moved")
+	}
+	// Persistence round trip.
+	dir := t.TempDir()
+	if err := saveClaim(dir, got); err != nil {
+		t.Fatal(err)
+	}
+	back, ok, err := loadClaim(dir, overlay, 24)
+	if err != nil || !ok || back != got {
+		t.Errorf("loadClaim = %+v %v %v, want %+v", back, ok, err, got)
+	}
+	if _, ok, _ := loadClaim(dir, overlay, 25); ok {
+		t.Error("claim of another layout accepted")
+	}
+}
+
+func TestKeyPersistsWithMode0600(t *testing.T) {
+	dir := t.TempDir()
+	k1, err := loadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := loadOrCreateKey(dir)
+	if err != nil || k1 != k2 {
+		t.Fatalf("key changed on reload: %v", err)
+	}
+	fi, err := statKey(dir)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode = %v, %v", fi.Mode().Perm(), err)
+	}
+}
+
+func TestEndpointsTagBudget(t *testing.T) {
+	var eps []netip.AddrPort
+	for i := 0; i < 10; i++ {
+		eps = append(eps, netip.MustParseAddrPort(fmt.Sprintf("[2001:db8::%d]:51820", i+1)))
+	}
+	s := encodeEndpoints(eps)
+	if got := decodeEndpoints(s); len(got) != maxEndpoints {
+		t.Errorf("kept %d endpoints: %q", len(got), s)
+	}
+}
