@@ -1,0 +1,265 @@
+package lb
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func intp(i int) *int    { return &i }
+func boolp(b bool) *bool { return &b }
+
+// hostApp is a host-networked app with the given service ports.
+func hostApp(id, version string, labels map[string]string, ports ...int) api.App {
+	a := api.App{ID: id, Version: version, Labels: labels, Instances: 1}
+	for _, p := range ports {
+		a.PortDefinitions = append(a.PortDefinitions, api.PortDefinition{Port: p})
+	}
+	return a
+}
+
+func runningTask(id, app, node string, ports ...int) api.Task {
+	return api.Task{ID: id, AppID: app, Host: node, SlaveID: "agent-" + node, State: api.TaskRunning, Ports: ports}
+}
+
+func nodes() []api.Node {
+	return []api.Node{
+		{ID: "agent-n1", Name: "n1", Site: "paris", Address: "192.168.1.1", OverlayIP: "10.47.1.1"},
+		{ID: "agent-n2", Name: "n2", Site: "paris", Address: "192.168.1.2:7946"},
+		{ID: "agent-n3", Name: "n3", Site: "tokyo", Address: "192.168.2.3", OverlayIP: "10.47.2.3"},
+	}
+}
+
+func alive(t api.Task, ok bool) api.Task {
+	t.HealthCheckResults = []api.HealthCheckResult{{Alive: ok, TaskID: t.ID}}
+	return t
+}
+
+func TestBuildTableGolden(t *testing.T) {
+	all := TableConfig{Groups: []string{"*"}, Site: "paris"}
+	ext := TableConfig{Groups: []string{"external"}, Site: "paris"}
+	cases := []struct {
+		name string
+		cfg  TableConfig
+		st   api.State
+	}{
+		{"groups", ext, api.State{Index: 7, Nodes: nodes(), Apps: []api.App{
+			hostApp("/web", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "external"}, 10001),
+			hostApp("/internal", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal"}, 10002),
+			hostApp("/nogroup", "2026-01-01T00:00:00.000Z", nil, 10003),
+			hostApp("/mixed", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal", "HAPROXY_1_GROUP": "internal,external"}, 10004, 10005),
+		}, Tasks: []api.Task{
+			runningTask("web.1", "/web", "n1", 31001),
+			runningTask("internal.1", "/internal", "n1", 31002),
+			runningTask("mixed.1", "/mixed", "n2", 31004, 31005),
+		}}},
+		{"wildcard-group", TableConfig{Groups: []string{"*"}}, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/a/b/c", "v1", nil, 10010),
+			hostApp("/x", "v1", map[string]string{"HAPROXY_GROUP": "whatever"}, 10011),
+		}, Tasks: []api.Task{runningTask("c.1", "/a/b/c", "n3", 31010), runningTask("x.1", "/x", "n1", 31011)}}},
+		{"vhosts-and-paths", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/site", "v1", map[string]string{"HAPROXY_0_VHOST": "Biserver.Example.com, www.example.com"}, 10020),
+			hostApp("/api", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api /v2"}, 10021),
+			hostApp("/api-admin", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api/admin", "HAPROXY_0_BACKEND_WEIGHT": "5"}, 10022),
+			hostApp("/pathonly", "v1", map[string]string{"HAPROXY_0_PATH": "/p"}, 10023),
+		}, Tasks: []api.Task{
+			runningTask("site.1", "/site", "n1", 31020), runningTask("site.2", "/site", "n2", 31020),
+			runningTask("api.1", "/api", "n1", 31021), runningTask("admin.1", "/api-admin", "n2", 31022),
+			runningTask("p.1", "/pathonly", "n2", 31023),
+		}}},
+		{"modes-forced-by-health-checks", all, api.State{Nodes: nodes(), Apps: []api.App{
+			func() api.App {
+				a := hostApp("/checked", "v1", nil, 10030, 10031, 10032)
+				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", PortIndex: intp(1), Path: "/health"}, {Protocol: "TCP", PortIndex: intp(2)}}
+				return a
+			}(),
+			func() api.App {
+				a := hostApp("/forcedtcp", "v1", map[string]string{"HAPROXY_0_MODE": "tcp"}, 10033)
+				a.HealthChecks = []api.HealthCheck{{Protocol: "HTTP", Path: "/"}}
+				return a
+			}(),
+			hostApp("/explicit", "v1", map[string]string{"HAPROXY_0_MODE": "HTTP", "HAPROXY_0_BALANCE": "leastconn", "HAPROXY_1_BALANCE": "source"}, 10034, 10035),
+			hostApp("/vhost-tcp", "v1", map[string]string{"HAPROXY_0_VHOST": "t.example.com", "HAPROXY_0_MODE": "tcp"}, 10036),
+		}, Tasks: []api.Task{
+			alive(runningTask("checked.1", "/checked", "n1", 31030, 31031, 31032), true),
+			alive(runningTask("forcedtcp.1", "/forcedtcp", "n1", 31033), true),
+			runningTask("explicit.1", "/explicit", "n2", 31034, 31035),
+		}}},
+		{"bad-labels", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/badport", "v1", map[string]string{"HAPROXY_0_PORT": "http", "HAPROXY_1_VHOST": "ok.example.com"}, 10040, 10041),
+			hostApp("/badmode", "v1", map[string]string{"HAPROXY_0_MODE": "udp", "HAPROXY_1_BALANCE": "random"}, 10042, 10043),
+			hostApp("/badvhost", "v1", map[string]string{"HAPROXY_0_VHOST": "bad host!.com"}, 10044),
+			hostApp("/badacl", "v1", map[string]string{"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 nonsense"}, 10045),
+			hostApp("/badauth", "v1", map[string]string{"HAPROXY_0_AUTH": "onlyrealm"}, 10046),
+			hostApp("/badpath", "v1", map[string]string{"HAPROXY_0_VHOST": "p.example.com", "HAPROXY_0_PATH": "nope"}, 10047),
+			hostApp("/templates", "v1", map[string]string{"HAPROXY_0_FRONTEND_HEAD": "x", "HAPROXY_0_BACKEND_SERVER_OPTIONS": "y", "HAPROXY_1_HTTP_FRONTEND_ACL_WITH_PATH": "z", "HAPROXY_DEPLOYMENT_GROUP": "blue"}, 10048, 10049),
+			hostApp("/unallocated", "v1", nil, 0),
+		}, Tasks: []api.Task{
+			runningTask("badport.1", "/badport", "n1", 31040, 31041),
+			runningTask("badmode.1", "/badmode", "n1", 31042, 31043),
+			runningTask("templates.1", "/templates", "n1", 31048, 31049),
+		}}},
+		{"port-conflicts", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/newer", "2026-11-02T00:00:00.000Z", nil, 10050),
+			hostApp("/older", "2026-11-01T00:00:00.000Z", nil, 10050),
+			hostApp("/override", "2026-10-01T00:00:00.000Z", map[string]string{"HAPROXY_0_PORT": "10051"}, 10052),
+			hostApp("/claims-override", "2026-11-03T00:00:00.000Z", nil, 10051),
+		}, Tasks: []api.Task{
+			runningTask("newer.1", "/newer", "n1", 31050), runningTask("older.1", "/older", "n2", 31051),
+			runningTask("override.1", "/override", "n2", 31052),
+		}}},
+		{"container-vs-host-networking", all, api.State{Nodes: nodes(), Apps: []api.App{
+			{ID: "/bridge", Version: "v1", Container: &api.Container{Type: "DOCKER",
+				PortMappings: []api.PortMapping{{ContainerPort: 80, HostPort: intp(0), ServicePort: 10060}}},
+				Networks: []api.Network{{Mode: "container/bridge"}}},
+			{ID: "/overlay", Version: "v1", Container: &api.Container{Type: "DOCKER",
+				PortMappings: []api.PortMapping{{ContainerPort: 8080, ServicePort: 10061}, {ContainerPort: 9090, ServicePort: 10062}}},
+				Networks: []api.Network{{Mode: "container", Name: "weft"}}},
+			{ID: "/legacy-user", Version: "v1", Container: &api.Container{Type: "DOCKER",
+				Docker: &api.Docker{Network: "USER", PortMappings: []api.PortMapping{{ContainerPort: 5000, ServicePort: 10063}}}}},
+			{ID: "/ippertask", Version: "v1", PortDefinitions: []api.PortDefinition{{Port: 10064}},
+				IPAddress: &api.IPAddressSpec{NetworkName: "weft"}},
+			hostApp("/host", "v1", nil, 10065),
+		}, Tasks: []api.Task{
+			runningTask("bridge.1", "/bridge", "n1", 31060),
+			func() api.Task {
+				t := runningTask("overlay.1", "/overlay", "n1")
+				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.1.17", Protocol: "IPv4"}}
+				return t
+			}(),
+			runningTask("overlay.noip", "/overlay", "n2"),
+			func() api.Task {
+				t := runningTask("legacy.1", "/legacy-user", "n2")
+				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.2.9", Protocol: "IPv4"}}
+				return t
+			}(),
+			func() api.Task {
+				t := runningTask("ippt.1", "/ippertask", "n2")
+				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.2.10", Protocol: "IPv4"}}
+				return t
+			}(),
+			runningTask("host.1", "/host", "n2", 31065),
+			runningTask("host.unknown-node", "/host", "elsewhere.example", 31066),
+		}}},
+		{"unhealthy-and-not-ready", all, api.State{Nodes: nodes(), Apps: []api.App{
+			func() api.App {
+				a := hostApp("/hc", "v1", nil, 10070)
+				a.HealthChecks = []api.HealthCheck{{Protocol: "TCP"}}
+				return a
+			}(),
+			hostApp("/ready", "v1", nil, 10071),
+		}, Tasks: []api.Task{
+			alive(runningTask("hc.healthy", "/hc", "n1", 31070), true),
+			alive(runningTask("hc.unhealthy", "/hc", "n2", 31070), false),
+			runningTask("hc.noresults", "/hc", "n1", 31071),
+			func() api.Task { t := alive(runningTask("hc.staging", "/hc", "n1", 31072), true); t.State = api.TaskStaging; return t }(),
+			func() api.Task { t := runningTask("ready.yes", "/ready", "n1", 31073); t.Ready = boolp(true); return t }(),
+			func() api.Task { t := runningTask("ready.no", "/ready", "n2", 31074); t.Ready = boolp(false); return t }(),
+			func() api.Task { t := runningTask("ready.killed", "/ready", "n2", 31075); t.State = api.TaskKilled; return t }(),
+			func() api.Task {
+				t := runningTask("ready.unreachable", "/ready", "n2", 31076)
+				t.State = api.TaskUnreachable
+				return t
+			}(),
+		}}},
+		{"sites", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/both", "v1", nil, 10080),
+			hostApp("/remote-only", "v1", nil, 10081),
+		}, Tasks: []api.Task{
+			runningTask("both.tokyo", "/both", "n3", 31080),
+			runningTask("both.paris", "/both", "n1", 31080),
+			runningTask("remote.tokyo", "/remote-only", "n3", 31081),
+			func() api.Task { t := runningTask("remote.tasksite", "/remote-only", "n1", 31082); t.Site = "berlin"; return t }(),
+		}}},
+		{"session-and-security", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/secure", "v1", map[string]string{
+				"HAPROXY_0_VHOST": "secure.example.com", "HAPROXY_0_STICKY": "true", "HAPROXY_0_REDIRECT_TO_HTTPS": "true",
+				"HAPROXY_0_USE_HSTS": "true", "HAPROXY_0_AUTH": "My Realm:alice:$2y$05$abcdefghijklmnopqrstuu",
+				"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 192.168.1.7"}, 10090),
+			hostApp("/tcp-with-http-labels", "v1", map[string]string{"HAPROXY_0_STICKY": "true"}, 10091),
+		}, Tasks: []api.Task{runningTask("secure.1", "/secure", "n1", 31090), runningTask("secure.2", "/secure", "n2", 31090)}}},
+		{"appid-frontend", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/multi", "v1", map[string]string{"HAPROXY_1_MODE": "http", "HAPROXY_2_MODE": "http"}, 10100, 10101, 10102),
+			hostApp("/tcponly", "v1", nil, 10103),
+		}, Tasks: []api.Task{runningTask("multi.1", "/multi", "n1", 31100, 31101, 31102)}}},
+		{"strict-mode", TableConfig{Groups: []string{"*"}, StrictMode: true}, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/on", "v1", map[string]string{"HAPROXY_0_ENABLED": "true"}, 10110, 10111),
+		}, Tasks: []api.Task{runningTask("on.1", "/on", "n1", 31110, 31111)}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := c.st
+			table, problems := BuildTable(&st, c.cfg)
+			if len(problems) != len(table.Problems) {
+				t.Fatalf("returned %d problems, table holds %d", len(problems), len(table.Problems))
+			}
+			var buf bytes.Buffer
+			table.WriteConfig(&buf)
+			path := filepath.Join("testdata", "table", c.name+".golden")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("reading golden file (run go test ./lb -run Golden -update to create it): %v", err)
+			}
+			if got := buf.String(); got != string(want) {
+				t.Errorf("table differs from %s (rerun with -update after checking):\n%s", path, lineDiff(string(want), got))
+			}
+			// Pure: building again gives the same text.
+			again, _ := BuildTable(&st, c.cfg)
+			var buf2 bytes.Buffer
+			again.WriteConfig(&buf2)
+			if buf2.String() != buf.String() {
+				t.Errorf("BuildTable is not deterministic")
+			}
+		})
+	}
+}
+
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			b.WriteString("- " + wl + "\n+ " + gl + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestTemplateLabelsWarnOncePerApp(t *testing.T) {
+	st := api.State{Apps: []api.App{hostApp("/t", "v1", map[string]string{
+		"HAPROXY_0_FRONTEND_HEAD": "a", "HAPROXY_0_BACKEND_HEAD": "b", "HAPROXY_1_HTTPS_FRONTEND_ACL": "c",
+		"HAPROXY_0_VHOST": "t.example.com"}, 10000, 10001)}}
+	table, problems := BuildTable(&st, TableConfig{Groups: []string{"*"}})
+	if len(problems) != 1 {
+		t.Fatalf("want one warning for the app, got %v", problems)
+	}
+	if !strings.Contains(problems[0].Message, "HAPROXY_0_BACKEND_HEAD") || problems[0].AppID != "/t" {
+		t.Errorf("warning does not name the labels and the app: %s", problems[0])
+	}
+	if len(table.Services) != 2 || table.VHosts["t.example.com"] == nil {
+		t.Errorf("the honoured labels must still apply: %+v", table.Services)
+	}
+}
