@@ -47,8 +47,8 @@ type TableConfig struct {
 // and the vhost and app-id maps of the shared HTTP frontends.
 type Table struct {
 	Index    uint64
-	Services []*Service         // sorted by service port
-	ByPort   map[int]*Service   // service port → service
+	Services []*Service            // sorted by service port
+	ByPort   map[int]*Service      // service port → service
 	VHosts   map[string][]*Service // lower-cased vhost → services, most specific path first
 	AppIDs   map[string]*Service   // app id → the app's first HTTP service (for :9091)
 	Problems []Problem

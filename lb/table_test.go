@@ -159,10 +159,18 @@ func TestBuildTableGolden(t *testing.T) {
 			alive(runningTask("hc.healthy", "/hc", "n1", 31070), true),
 			alive(runningTask("hc.unhealthy", "/hc", "n2", 31070), false),
 			runningTask("hc.noresults", "/hc", "n1", 31071),
-			func() api.Task { t := alive(runningTask("hc.staging", "/hc", "n1", 31072), true); t.State = api.TaskStaging; return t }(),
+			func() api.Task {
+				t := alive(runningTask("hc.staging", "/hc", "n1", 31072), true)
+				t.State = api.TaskStaging
+				return t
+			}(),
 			func() api.Task { t := runningTask("ready.yes", "/ready", "n1", 31073); t.Ready = boolp(true); return t }(),
 			func() api.Task { t := runningTask("ready.no", "/ready", "n2", 31074); t.Ready = boolp(false); return t }(),
-			func() api.Task { t := runningTask("ready.killed", "/ready", "n2", 31075); t.State = api.TaskKilled; return t }(),
+			func() api.Task {
+				t := runningTask("ready.killed", "/ready", "n2", 31075)
+				t.State = api.TaskKilled
+				return t
+			}(),
 			func() api.Task {
 				t := runningTask("ready.unreachable", "/ready", "n2", 31076)
 				t.State = api.TaskUnreachable
@@ -176,7 +184,11 @@ func TestBuildTableGolden(t *testing.T) {
 			runningTask("both.tokyo", "/both", "n3", 31080),
 			runningTask("both.paris", "/both", "n1", 31080),
 			runningTask("remote.tokyo", "/remote-only", "n3", 31081),
-			func() api.Task { t := runningTask("remote.tasksite", "/remote-only", "n1", 31082); t.Site = "berlin"; return t }(),
+			func() api.Task {
+				t := runningTask("remote.tasksite", "/remote-only", "n1", 31082)
+				t.Site = "berlin"
+				return t
+			}(),
 		}}},
 		{"session-and-security", all, api.State{Nodes: nodes(), Apps: []api.App{
 			hostApp("/secure", "v1", map[string]string{
