@@ -2,26 +2,667 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/hashicorp/serf/serf"
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// engine is the WireGuard data plane (filled in by the overlay work).
-type engine struct{}
+// routeProto marks the routes weft installs, so only they are touched.
+const routeProto netlink.RouteProtocol = 0x57 // 'W'
 
-func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) {
-	return nil, errors.New("mesh: the WireGuard overlay is not built yet; pass --no-mesh")
+// reflexiveEvent is the serf user event by which a node tells the cluster
+// where it observes a peer ("name ip:port").
+const reflexiveEvent = "weft-ep"
+
+// peerRuntime is the data plane's memory of one peer (by public key).
+type peerRuntime struct {
+	since      time.Time
+	rx         int64
+	lastRx     time.Time // when rx last grew, or the last handshake
+	everUp     bool
+	reportedEP netip.AddrPort
 }
 
-func (e *engine) close() {}
+// engine is the WireGuard data plane of one node.
+type engine struct {
+	cfg      Config
+	log      *slog.Logger
+	priv     wgtypes.Key
+	dev      wgDevice
+	wg       *wgctrl.Client
+	mtu      int
+	overlay  netip.Prefix
+	addr     netip.Addr // our overlay address (.1 of our block)
+	peers    map[wgtypes.Key]*peerRuntime
+	routes   map[netip.Prefix]bool
+	statMu   sync.Mutex // guards last and lastDev for Status readers
+	last     topology
+	lastDev  *wgtypes.Device
+	closed   bool
+	linkIdx  int
+	ifname   string
+	dataPath string
+}
 
-func (m *Mesh) startOverlay(e *engine) error { return nil }
+// newEngine checks the system and creates the WireGuard device with its key
+// and port, but leaves the link down: traffic before a node is configured
+// stalls the first handshake (measurements §1.7.4).
+func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) {
+	overlay := netip.MustParsePrefix(cfg.OverlayCIDR).Masked()
+	if err := checkOverlap(overlay, cfg.Interface); err != nil {
+		return nil, err
+	}
+	e := &engine{
+		cfg: cfg, log: log, priv: priv, overlay: overlay, ifname: cfg.Interface,
+		peers: map[wgtypes.Key]*peerRuntime{}, routes: map[netip.Prefix]bool{},
+	}
+	e.mtu = overlayMTU(cfg.MTU, underlayMTU(cfg.Interface))
+	// A WireGuard link left behind by a crashed run is ours to replace.
+	if l, err := netlink.LinkByName(cfg.Interface); err == nil && l.Type() == "wireguard" {
+		_ = netlink.LinkDel(l)
+	}
+	if !cfg.Userspace {
+		kd, err := createKernelDevice(cfg.Interface, e.mtu)
+		switch {
+		case err == nil:
+			e.dev = kd
+		case errors.Is(err, errNoKernelWG):
+			log.Info("no kernel WireGuard module; using userspace wireguard-go")
+		default:
+			return nil, err
+		}
+	}
+	if e.dev == nil {
+		ud, err := createUserDevice(cfg.Interface, e.mtu, func(s string) { log.Debug("wireguard-go: " + s) })
+		if err != nil {
+			return nil, fmt.Errorf("mesh: %w", err)
+		}
+		e.dev = ud
+	}
+	wc, err := wgctrl.New()
+	if err != nil {
+		e.dev.Close()
+		return nil, fmt.Errorf("mesh: opening wgctrl: %w", err)
+	}
+	e.wg = wc
+	port := cfg.ListenPort
+	if err := wc.ConfigureDevice(cfg.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true}); err != nil {
+		e.close()
+		return nil, fmt.Errorf("mesh: configuring %s: %w", cfg.Interface, err)
+	}
+	l, err := netlink.LinkByName(cfg.Interface)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("mesh: finding %s: %w", cfg.Interface, err)
+	}
+	e.linkIdx = l.Attrs().Index
+	if l.Attrs().MTU != e.mtu {
+		if err := netlink.LinkSetMTU(l, e.mtu); err != nil {
+			e.close()
+			return nil, fmt.Errorf("mesh: setting MTU %d on %s: %w", e.mtu, cfg.Interface, err)
+		}
+	}
+	log.Info("WireGuard device created", "interface", cfg.Interface, "dataPlane", e.dev.Kind(), "mtu", e.mtu, "port", port, "publicKey", priv.PublicKey().String())
+	return e, nil
+}
 
-func (m *Mesh) reconcile() {}
+// close removes the device (and with it its address and routes).
+func (e *engine) close() {
+	if e == nil || e.closed {
+		return
+	}
+	e.closed = true
+	if e.wg != nil {
+		e.wg.Close()
+	}
+	if e.dev != nil {
+		e.dev.Close()
+	}
+	// The userspace TUN goes away with its file; make sure either way.
+	if l, err := netlink.LinkByName(e.ifname); err == nil && l.Attrs().Index == e.linkIdx {
+		_ = netlink.LinkDel(l)
+	}
+}
 
-func (m *Mesh) handleUserEvent(ev interface{}) {}
+// setAddress gives the interface our overlay address (a /32: each peer
+// block gets its own route, and our block stays free for containers) and
+// brings it up.
+func (e *engine) setAddress(block netip.Prefix) error {
+	l, err := netlink.LinkByIndex(e.linkIdx)
+	if err != nil {
+		return fmt.Errorf("mesh: finding %s: %w", e.ifname, err)
+	}
+	want := overlayIP(block)
+	if e.addr.IsValid() && e.addr != want {
+		old := &netlink.Addr{IPNet: &net.IPNet{IP: e.addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		_ = netlink.AddrDel(l, old)
+		e.routes = map[netip.Prefix]bool{} // routes carried the old src
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: want.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if err := netlink.AddrReplace(l, a); err != nil {
+		return fmt.Errorf("mesh: adding %s to %s: %w", want, e.ifname, err)
+	}
+	e.addr = want
+	// Any node may relay for two others.
+	_ = os.WriteFile("/proc/sys/net/ipv4/conf/"+e.ifname+"/forwarding", []byte("1"), 0o644)
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("mesh: bringing %s up: %w", e.ifname, err)
+	}
+	return nil
+}
 
-func (m *Mesh) refreshLocalEndpoints() {}
+// observe reads the device and updates per-peer liveness.
+func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
+	d, err := e.wg.Device(e.ifname)
+	if err != nil {
+		e.log.Warn("reading WireGuard device", "err", err)
+		return nil
+	}
+	e.statMu.Lock()
+	e.lastDev = d
+	e.statMu.Unlock()
+	out := make(map[wgtypes.Key]wgtypes.Peer, len(d.Peers))
+	for _, p := range d.Peers {
+		out[p.PublicKey] = p
+		rt := e.peers[p.PublicKey]
+		if rt == nil {
+			rt = &peerRuntime{since: now}
+			e.peers[p.PublicKey] = rt
+		}
+		if p.ReceiveBytes > rt.rx {
+			rt.lastRx = now
+			rt.everUp = true
+		}
+		rt.rx = p.ReceiveBytes
+		if !p.LastHandshakeTime.IsZero() && p.LastHandshakeTime.After(rt.lastRx) {
+			rt.lastRx = p.LastHandshakeTime
+			rt.everUp = true
+		}
+	}
+	return out
+}
 
-func (m *Mesh) fillOverlayStatus(st *Status) {}
+func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time) linkState {
+	rt := e.peers[key]
+	if rt == nil {
+		return linkState{}
+	}
+	l := linkState{EverUp: rt.everUp, Since: rt.since}
+	l.Up = !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
+	if p, ok := dev[key]; ok && p.Endpoint != nil {
+		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
+			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))
+		}
+	}
+	return l
+}
+
+// apply brings the device and routes to tp, touching only what differs.
+func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.Time) error {
+	var cfgs []wgtypes.PeerConfig
+	want := map[wgtypes.Key]bool{}
+	for _, p := range tp.Peers {
+		key, err := wgtypes.ParseKey(p.PublicKey)
+		if err != nil {
+			continue
+		}
+		want[key] = true
+		cur, exists := dev[key]
+		pc := wgtypes.PeerConfig{PublicKey: key}
+		changed := !exists
+		if p.Endpoint.IsValid() && (cur.Endpoint == nil || udpAddrPort(cur.Endpoint) != p.Endpoint) {
+			pc.Endpoint = net.UDPAddrFromAddrPort(p.Endpoint)
+			changed = true
+		}
+		if !exists || cur.PersistentKeepaliveInterval != p.Keepalive {
+			ka := p.Keepalive
+			pc.PersistentKeepaliveInterval = &ka
+			changed = true
+		}
+		if !exists || !samePrefixes(cur.AllowedIPs, p.AllowedIPs) {
+			pc.ReplaceAllowedIPs = true
+			for _, a := range p.AllowedIPs {
+				pc.AllowedIPs = append(pc.AllowedIPs, net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())})
+			}
+			changed = true
+		}
+		if changed {
+			cfgs = append(cfgs, pc)
+		}
+		if !exists {
+			if rt := e.peers[key]; rt == nil {
+				e.peers[key] = &peerRuntime{since: now}
+			}
+		}
+	}
+	for key := range dev {
+		if !want[key] {
+			cfgs = append(cfgs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
+			delete(e.peers, key)
+		}
+	}
+	if len(cfgs) > 0 {
+		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: cfgs}); err != nil {
+			return fmt.Errorf("configuring %s: %w", e.ifname, err)
+		}
+	}
+	return e.syncRoutes(tp.Routes)
+}
+
+func udpAddrPort(a *net.UDPAddr) netip.AddrPort {
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func samePrefixes(cur []net.IPNet, want []netip.Prefix) bool {
+	if len(cur) != len(want) {
+		return false
+	}
+	got := make([]netip.Prefix, 0, len(cur))
+	for _, n := range cur {
+		a, _ := netip.AddrFromSlice(n.IP)
+		ones, _ := n.Mask.Size()
+		got = append(got, netip.PrefixFrom(a.Unmap(), ones))
+	}
+	slices.SortFunc(got, comparePrefix)
+	return slices.Equal(got, want)
+}
+
+// syncRoutes installs a route per peer block into the interface and removes
+// the ones no longer wanted.
+func (e *engine) syncRoutes(want []netip.Prefix) error {
+	if !e.addr.IsValid() {
+		return nil
+	}
+	wantSet := map[netip.Prefix]bool{}
+	var errs []error
+	for _, p := range want {
+		wantSet[p] = true
+		if e.routes[p] {
+			continue
+		}
+		r := &netlink.Route{
+			LinkIndex: e.linkIdx,
+			Dst:       &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)},
+			Src:       e.addr.AsSlice(),
+			Scope:     netlink.SCOPE_LINK,
+			Protocol:  routeProto,
+		}
+		if err := netlink.RouteReplace(r); err != nil {
+			errs = append(errs, fmt.Errorf("route %s dev %s: %w", p, e.ifname, err))
+			continue
+		}
+		e.routes[p] = true
+	}
+	for p := range e.routes {
+		if wantSet[p] {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: e.linkIdx, Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}, Protocol: routeProto}
+		if err := netlink.RouteDel(r); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such process") {
+			errs = append(errs, fmt.Errorf("removing route %s: %w", p, err))
+			continue
+		}
+		delete(e.routes, p)
+	}
+	return errors.Join(errs...)
+}
+
+// ---- the Mesh side of the overlay ----
+
+// startOverlay claims a block, addresses the device, publishes the tags
+// and runs the first reconcile.
+func (m *Mesh) startOverlay(e *engine) error {
+	m.refreshLocalEndpoints()
+	others := m.peerInfos()
+	m.mu.Lock()
+	for _, p := range others {
+		m.clock = max(m.clock, p.BlockTime)
+	}
+	var claim blockClaim
+	switch {
+	case m.cfg.StaticBlock != "":
+		claim = blockClaim{Block: netip.MustParsePrefix(m.cfg.StaticBlock), Static: true}
+	default:
+		c, ok, err := loadClaim(m.cfg.DataDir, m.overlay, m.cfg.BlockBits)
+		if err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("mesh: %w", err)
+		}
+		if ok && !c.Static {
+			claim = c
+		} else {
+			m.clock++
+			claim = blockClaim{Block: deriveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), 0), Time: m.clock}
+		}
+	}
+	m.mu.Unlock()
+	// Someone may already hold the derived block.
+	if c, changed := resolveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), m.cfg.NodeName, claim, others, m.clock+1); changed {
+		claim = c
+	}
+	if err := m.setClaim(e, claim); err != nil {
+		return err
+	}
+	m.reconcile()
+	return nil
+}
+
+// setClaim records, persists, applies and publishes a block claim.
+func (m *Mesh) setClaim(e *engine, c blockClaim) error {
+	m.mu.Lock()
+	m.claim = c
+	m.clock = max(m.clock, c.Time)
+	m.mu.Unlock()
+	if !c.Static {
+		if err := saveClaim(m.cfg.DataDir, c); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+	}
+	if err := e.setAddress(c.Block); err != nil {
+		return err
+	}
+	m.log.Info("overlay block claimed", "block", c.Block.String(), "address", overlayIP(c.Block).String(), "lamport", c.Time, "salt", c.Salt)
+	return m.publishTags()
+}
+
+// peerInfos decodes every member but self.
+func (m *Mesh) peerInfos() []peerInfo {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	var out []peerInfo
+	for _, sm := range s.Members() {
+		if sm.Name == m.cfg.NodeName {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(sm.Addr)
+		out = append(out, decodePeer(sm.Name, sm.Status.String(), a.Unmap(), sm.Tags))
+	}
+	return out
+}
+
+// reconcile computes the desired topology and applies it. It runs on the
+// Run goroutine only.
+func (m *Mesh) reconcile() {
+	m.mu.Lock()
+	e := m.wg
+	s := m.serf
+	m.mu.Unlock()
+	if e == nil || s == nil || e.closed {
+		return
+	}
+	now := time.Now()
+	others := m.peerInfos()
+
+	// Block conflicts: the earlier claim wins; the loser derives again.
+	m.mu.Lock()
+	for _, p := range others {
+		m.clock = max(m.clock, p.BlockTime)
+	}
+	claim, clock := m.claim, m.clock
+	m.mu.Unlock()
+	if c, changed := resolveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), m.cfg.NodeName, claim, others, clock+1); changed {
+		m.log.Warn("block conflict: an earlier claim holds our block; claiming another", "lost", claim.Block.String(), "new", c.Block.String())
+		if err := m.setClaim(e, c); err != nil {
+			m.log.Error("claiming a new block", "err", err)
+		}
+	}
+
+	dev := e.observe(now)
+	if dev == nil && e.lastDev == nil {
+		return
+	}
+	m.mu.Lock()
+	self := decodePeer(m.cfg.NodeName, "alive", netip.Addr{}, m.tagsLocked())
+	m.mu.Unlock()
+	_, localPfx := localAddrs(m.cfg.Interface, m.overlay)
+	links := map[string]linkState{}
+	keyOf := map[string]wgtypes.Key{}
+	for _, p := range others {
+		if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
+			keyOf[p.Name] = k
+			links[p.Name] = e.link(k, dev, now)
+		}
+	}
+	in := topoInput{
+		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
+		RTT: m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
+		Grace: 2 * m.cfg.DeadAfter, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
+	}
+	tp := computeTopology(in)
+	if err := e.apply(tp, dev, now); err != nil {
+		m.log.Warn("applying WireGuard topology", "err", err)
+	}
+	changedPath := !samePaths(e.last, tp)
+	e.statMu.Lock()
+	e.last = tp
+	e.statMu.Unlock()
+	if changedPath {
+		for _, p := range tp.Peers {
+			m.log.Debug("path", "peer", p.Name, "path", p.Path, "via", p.Via, "endpoint", p.Endpoint.String())
+		}
+	}
+
+	// Tell the cluster where we observe our peers (their reflexive address).
+	for _, p := range tp.Peers {
+		l := links[p.Name]
+		rt := e.peers[keyOf[p.Name]]
+		if !l.Up || !l.Endpoint.IsValid() || rt == nil || rt.reportedEP == l.Endpoint {
+			continue
+		}
+		rt.reportedEP = l.Endpoint
+		payload := []byte(p.Name + " " + l.Endpoint.String())
+		if err := s.UserEvent(reflexiveEvent, payload, false); err != nil {
+			m.log.Debug("reporting reflexive endpoint", "err", err)
+		}
+	}
+}
+
+func samePaths(a, b topology) bool {
+	if len(a.Peers) != len(b.Peers) {
+		return false
+	}
+	for i := range a.Peers {
+		if a.Peers[i].Name != b.Peers[i].Name || a.Peers[i].Path != b.Peers[i].Path || a.Peers[i].Via != b.Peers[i].Via {
+			return false
+		}
+	}
+	return true
+}
+
+// rtt estimates the round trip between two members from serf coordinates.
+func (m *Mesh) rtt(a, b string) (time.Duration, bool) {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		return 0, false
+	}
+	ca, ok := s.GetCachedCoordinate(a)
+	if a == m.cfg.NodeName {
+		c, err := s.GetCoordinate()
+		ca, ok = c, err == nil
+	}
+	if !ok || ca == nil {
+		return 0, false
+	}
+	cb, ok := s.GetCachedCoordinate(b)
+	if b == m.cfg.NodeName {
+		c, err := s.GetCoordinate()
+		cb, ok = c, err == nil
+	}
+	if !ok || cb == nil {
+		return 0, false
+	}
+	return ca.DistanceTo(cb), true
+}
+
+// handleUserEvent takes reflexive-address reports about this node.
+func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
+	if ev.Name != reflexiveEvent || !m.cfg.WireGuard {
+		return
+	}
+	name, epStr, ok := strings.Cut(string(ev.Payload), " ")
+	if !ok || name != m.cfg.NodeName {
+		return
+	}
+	ep, err := netip.ParseAddrPort(epStr)
+	if err != nil {
+		return
+	}
+	local, _ := localAddrs(m.cfg.Interface, m.overlay)
+	if slices.Contains(local, ep.Addr()) {
+		return // seen at an address we own: nothing new
+	}
+	m.mu.Lock()
+	_, known := m.reflexive[ep]
+	m.reflexive[ep] = time.Now()
+	// Keep the two newest observations.
+	for len(m.reflexive) > 2 {
+		var oldest netip.AddrPort
+		var at time.Time
+		for k, t := range m.reflexive {
+			if at.IsZero() || t.Before(at) {
+				oldest, at = k, t
+			}
+		}
+		delete(m.reflexive, oldest)
+	}
+	advertised := false
+	for _, a := range m.cfg.Advertise {
+		if h, _, err := net.SplitHostPort(a); err == nil && h == ep.Addr().String() || a == ep.Addr().String() {
+			advertised = true
+		}
+	}
+	wasNAT := m.nat
+	m.nat = !advertised
+	m.mu.Unlock()
+	if !known || wasNAT != m.nat {
+		m.log.Info("peers observe this node at a reflexive address", "endpoint", ep.String(), "nat", !advertised)
+		if err := m.publishTags(); err != nil {
+			m.log.Warn("publishing reflexive endpoint", "err", err)
+		}
+	}
+}
+
+// refreshLocalEndpoints recomputes our candidate endpoints: --advertise,
+// then interface addresses, each with the WireGuard port.
+func (m *Mesh) refreshLocalEndpoints() {
+	if !m.cfg.WireGuard {
+		return
+	}
+	var eps []netip.AddrPort
+	for _, a := range m.cfg.Advertise {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			eps = append(eps, ap)
+			continue
+		}
+		host := a
+		if h, p, err := net.SplitHostPort(a); err == nil {
+			host = h
+			if port, err := strconv.Atoi(p); err == nil {
+				ips, _ := net.LookupIP(host)
+				for _, ip := range ips {
+					if ad, ok := netip.AddrFromSlice(ip); ok {
+						eps = append(eps, netip.AddrPortFrom(ad.Unmap(), uint16(port)))
+					}
+				}
+				continue
+			}
+		}
+		if ad, err := netip.ParseAddr(host); err == nil {
+			eps = append(eps, netip.AddrPortFrom(ad, uint16(m.cfg.ListenPort)))
+			continue
+		}
+		ips, _ := net.LookupIP(host)
+		for _, ip := range ips {
+			if ad, ok := netip.AddrFromSlice(ip); ok {
+				eps = append(eps, netip.AddrPortFrom(ad.Unmap(), uint16(m.cfg.ListenPort)))
+			}
+		}
+	}
+	local, _ := localAddrs(m.cfg.Interface, m.overlay)
+	for _, a := range local {
+		if a.Is4() {
+			eps = append(eps, netip.AddrPortFrom(a, uint16(m.cfg.ListenPort)))
+		}
+	}
+	m.mu.Lock()
+	changed := !slices.Equal(eps, m.localEPs)
+	m.localEPs = eps
+	started := m.serf != nil && m.claim.Block.IsValid()
+	m.mu.Unlock()
+	if changed && started {
+		if err := m.publishTags(); err != nil {
+			m.log.Warn("publishing endpoints", "err", err)
+		}
+	}
+}
+
+// fillOverlayStatus adds the data plane's view to a Status.
+func (m *Mesh) fillOverlayStatus(st *Status) {
+	m.mu.Lock()
+	e := m.wg
+	nat := m.nat
+	eps := m.advertisedLocked()
+	m.mu.Unlock()
+	if e == nil {
+		return
+	}
+	st.NAT = nat
+	for _, ep := range eps {
+		st.Endpoints = append(st.Endpoints, ep.String())
+	}
+	st.DataPlane = e.dev.Kind()
+	st.Interface = e.ifname
+	st.PublicKey = m.PublicKey()
+	st.ListenPort = m.cfg.ListenPort
+	st.MTU = e.mtu
+	plans := map[string]peerPlan{}
+	devPeers := map[string]wgtypes.Peer{}
+	e.statMu.Lock()
+	for _, p := range e.last.Peers {
+		plans[p.Name] = p
+	}
+	if d := e.lastDev; d != nil {
+		for _, p := range d.Peers {
+			devPeers[p.PublicKey.String()] = p
+		}
+	}
+	e.statMu.Unlock()
+	now := time.Now()
+	for i := range st.Peers {
+		ps := &st.Peers[i]
+		pl, ok := plans[ps.Name]
+		if !ok {
+			continue
+		}
+		ps.Path, ps.Via = pl.Path, pl.Via
+		ps.MTU, ps.DataPlane = e.mtu, e.dev.Kind()
+		if dp, ok := devPeers[pl.PublicKey]; ok {
+			if dp.Endpoint != nil {
+				ps.Endpoint = dp.Endpoint.String()
+			}
+			if !dp.LastHandshakeTime.IsZero() {
+				ps.HandshakeAge = now.Sub(dp.LastHandshakeTime).Round(time.Millisecond).Seconds()
+			}
+			ps.RxBytes, ps.TxBytes = dp.ReceiveBytes, dp.TransmitBytes
+		}
+	}
+}

@@ -145,6 +145,14 @@ func (m *Mesh) run(ctx context.Context) error {
 	m.log.Info("gossip started", "node", m.cfg.NodeName, "addr", m.GossipAddr(), "encrypted", m.key != nil, "wireguard", m.cfg.WireGuard)
 
 	go m.pumpEvents(ctx, evCh)
+	if m.cfg.Registerer != nil {
+		c := m.Collector()
+		if err := m.cfg.Registerer.Register(c); err != nil {
+			m.log.Warn("registering mesh metrics", "err", err)
+		} else {
+			defer m.cfg.Registerer.Unregister(c)
+		}
+	}
 
 	// Learn the cluster before claiming a block: a claim made after seeing
 	// the others' is later in Lamport time, so established nodes keep theirs.
