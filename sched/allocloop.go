@@ -1,0 +1,267 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// allocator is the thin loop around the pure core in alloc.go: it runs a
+// round on every change to tasks, on membership changes, on Revive and on
+// the AllocInterval timer, and commits each framework's answer in one Apply.
+type allocator struct {
+	m        *Master
+	wake     chan struct{}
+	refusals refusals // owned by the run goroutine
+	seq      atomic.Uint64
+	prefix   string
+	rounds   atomic.Uint64
+}
+
+func newAllocator(m *Master) *allocator {
+	return &allocator{
+		m:        m,
+		wake:     make(chan struct{}, 1),
+		refusals: refusals{},
+		prefix:   strconv.FormatInt(time.Now().UnixNano(), 36),
+	}
+}
+
+// trigger asks for a round soon; triggers coalesce.
+func (a *allocator) trigger() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run runs rounds until ctx ends.
+func (a *allocator) run(ctx context.Context) {
+	go a.watchTasks(ctx)
+	t := time.NewTicker(a.m.cfg.AllocInterval)
+	defer t.Stop()
+	a.round(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.wake:
+		case <-a.m.revive:
+		case <-t.C:
+		}
+		a.round(ctx)
+	}
+}
+
+// watchTasks triggers a round when the tasks table changes (not on writes
+// to other tables, so a framework that records bookkeeping in every round
+// does not spin the allocator).
+func (a *allocator) watchTasks(ctx context.Context) {
+	var (
+		idx    uint64
+		lastN  = -1
+		lastMx uint64
+	)
+	for {
+		var (
+			n  int
+			mx uint64
+		)
+		a.m.store.Read(func(index uint64, t map[string]map[string]*Entry) {
+			idx = index
+			n = len(t[TableTasks])
+			for _, e := range t[TableTasks] {
+				mx = max(mx, e.ModifyIndex)
+			}
+		})
+		if n != lastN || mx != lastMx {
+			lastN, lastMx = n, mx
+			a.trigger()
+		}
+		if _, err := a.m.store.Watch(ctx, idx); err != nil {
+			return
+		}
+	}
+}
+
+type agentSlot struct {
+	node api.Node
+	free api.Resources
+	fp   string
+}
+
+// round makes one round of offers to every framework that wants some.
+func (a *allocator) round(ctx context.Context) {
+	m := a.m
+	now := m.cfg.Now()
+	a.rounds.Add(1)
+	a.refusals.gc(now)
+
+	var wanting []Framework
+	for _, fw := range m.cfg.Frameworks {
+		if safeWants(fw) {
+			wanting = append(wanting, fw)
+		}
+	}
+	if len(wanting) == 0 {
+		return
+	}
+
+	nodes := m.cfg.Members.Nodes()
+	var tasks []*TaskRecord
+	m.store.Read(func(_ uint64, t map[string]map[string]*Entry) {
+		tasks = make([]*TaskRecord, 0, len(t[TableTasks]))
+		for _, e := range t[TableTasks] {
+			tasks = append(tasks, e.Value.(*TaskRecord))
+		}
+	})
+	byAgent, byFw := usageOf(tasks)
+
+	var (
+		slots []*agentSlot
+		total api.Resources
+	)
+	for _, n := range nodes {
+		if !schedulable(n) {
+			continue
+		}
+		total = addScalars(total, n.Resources)
+		free := freeResources(n.Resources, byAgent[n.ID])
+		slots = append(slots, &agentSlot{node: n, free: free, fp: agentFingerprint(n, free)})
+	}
+	if len(slots) == 0 {
+		return
+	}
+
+	byName := map[string]Framework{}
+	names := make([]string, 0, len(wanting))
+	for _, fw := range wanting {
+		byName[fw.Name()] = fw
+		names = append(names, fw.Name())
+	}
+	for _, name := range drfOrder(names, byFw, total) {
+		if ctx.Err() != nil {
+			return
+		}
+		a.offer(ctx, byName[name], slots, now)
+	}
+}
+
+// offer makes one framework one offer per unrefused agent with free
+// resources, validates its answer and commits it.
+func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot, now time.Time) {
+	m := a.m
+	name := fw.Name()
+	states := map[string]*offerState{}
+	slotOf := map[string]*agentSlot{}
+	offers := make([]api.Offer, 0, len(slots))
+	for _, s := range slots {
+		if !hasFree(s.free) || a.refusals.refused(name, s.node.ID, s.fp, now) {
+			continue
+		}
+		id := a.prefix + "-O" + strconv.FormatUint(a.seq.Add(1), 10)
+		o := api.Offer{
+			ID:           id,
+			AgentID:      s.node.ID,
+			Hostname:     nodeHostname(s.node),
+			Site:         s.node.Site,
+			Role:         s.node.AgentRole,
+			Attributes:   s.node.Attributes,
+			Capabilities: s.node.Capabilities,
+			Resources:    s.free,
+		}
+		if o.Role == "" {
+			o.Role = "*"
+		}
+		offers = append(offers, o)
+		states[id] = &offerState{offer: o, node: s.node, left: s.free}
+		slotOf[id] = s
+	}
+	if len(offers) == 0 {
+		return
+	}
+	m.metrics.offers.WithLabelValues(name).Add(float64(len(offers)))
+
+	res, err := safeOffers(ctx, fw, offers)
+	if err != nil {
+		m.log.Error("framework failed on offers", "framework", name, "err", err)
+		return
+	}
+	exists := func(id string) bool { _, ok := m.store.Get(TableTasks, id); return ok }
+	accepted, rejected := acceptLaunches(name, states, res.Launches, exists, now)
+	for _, r := range rejected {
+		m.log.Warn("launch dropped", "framework", name, "task", r.TaskID, "reason", r.Reason)
+	}
+
+	used := map[string]bool{}
+	for _, rec := range accepted {
+		used[rec.Task.SlaveID] = true
+	}
+	for _, d := range res.Declines {
+		st, ok := states[d.OfferID]
+		if !ok || used[st.node.ID] {
+			continue
+		}
+		refuse := d.RefuseFor
+		if refuse <= 0 {
+			refuse = m.cfg.RefuseDefault
+		}
+		a.refusals.refuse(name, st.node.ID, slotOf[d.OfferID].fp, now.Add(refuse))
+		m.metrics.declined.WithLabelValues(name).Inc()
+	}
+
+	if len(accepted) == 0 && len(res.Ops) == 0 && len(res.Events) == 0 {
+		return
+	}
+	ops := make([]Op, 0, 2*len(accepted)+len(res.Ops))
+	for i := range accepted {
+		rec := &accepted[i]
+		ops = append(ops, Check(TableTasks, rec.Task.ID, 0), Put(TableTasks, rec.Task.ID, rec))
+	}
+	ops = append(ops, res.Ops...)
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := m.applyTimed(actx, "allocator", ops, res.Events...); err != nil {
+		lvl := m.log.Error
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotLeader) {
+			lvl = m.log.Warn
+		}
+		lvl("committing launches failed; the framework will get new offers", "framework", name, "launches", len(accepted), "err", err)
+		return
+	}
+	m.metrics.placements.WithLabelValues(name).Add(float64(len(accepted)))
+	// What is left of each used offer stays available to the next framework
+	// in this round.
+	for id, st := range states {
+		if !used[st.node.ID] {
+			continue
+		}
+		s := slotOf[id]
+		s.free = st.left
+		s.free.Ports = cutPorts(st.offer.Resources.Ports, st.ports)
+		s.fp = agentFingerprint(s.node, s.free)
+	}
+}
+
+func safeWants(fw Framework) (w bool) {
+	defer func() {
+		if recover() != nil {
+			w = false
+		}
+	}()
+	return fw.Wants()
+}
+
+func safeOffers(ctx context.Context, fw Framework, offers []api.Offer) (res OfferResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in ResourceOffers: %v", r)
+		}
+	}()
+	return fw.ResourceOffers(ctx, offers), nil
+}

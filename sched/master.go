@@ -1,0 +1,397 @@
+package sched
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// MasterConfig configures a Master.
+type MasterConfig struct {
+	// Store configures the raft store (data dir, raft bind, bootstrap).
+	Store StoreConfig
+	// Members is the cluster membership (the mesh's gossip, adapted).
+	Members Members
+	// Frameworks get offers and mount their HTTP routes; Run runs each
+	// one's loop while this master leads.
+	Frameworks []Framework
+	// APIAdvertise is the host:port this master's API is reached at; it is
+	// the leader address /v2/leader and the watch report.
+	APIAdvertise string
+	// Domain is the DNS domain the watch reports (default "pcm").
+	Domain string
+	// AllocInterval is the allocation timer; rounds also run on every
+	// change (default 1 s).
+	AllocInterval time.Duration
+	// RefuseDefault is how long a declined offer is not made again to the
+	// same framework when the decline names no duration (default 5 s).
+	RefuseDefault time.Duration
+	// KeepAlive is the /v2/events SSE keep-alive comment period (default 15 s).
+	KeepAlive time.Duration
+	// MaxStatusBody bounds a status POST's body (default 16 MiB).
+	MaxStatusBody int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the master's logs (default: discarded).
+	Logger *slog.Logger
+	// Registry receives the master's metrics and is served on /metrics
+	// (default: a new registry).
+	Registry *prometheus.Registry
+	// Version is reported by /v2/info.
+	Version string
+}
+
+// DefaultMasterConfig is what `weft up` uses; callers fill Members,
+// Frameworks and APIAdvertise.
+func DefaultMasterConfig() MasterConfig {
+	return MasterConfig{
+		Store:         DefaultStoreConfig(),
+		Domain:        "pcm",
+		AllocInterval: time.Second,
+		RefuseDefault: 5 * time.Second,
+		KeepAlive:     15 * time.Second,
+		MaxStatusBody: 16 << 20,
+		Now:           time.Now,
+		Version:       "dev",
+	}
+}
+
+// Master is weft's scheduler master: the store, the allocator, the agent and
+// watch APIs, the Marathon master endpoints, and the frameworks' routes.
+type Master struct {
+	cfg     MasterConfig
+	log     *slog.Logger
+	store   *Store
+	handler http.Handler
+	metrics *masterMetrics
+	tracker *agentTracker
+	alloc   *allocator
+	stateC  stateCache
+
+	revive chan struct{}
+
+	memMu  sync.Mutex
+	memGen uint64
+	memCh  chan struct{} // closed and replaced when membership changes
+
+	idMu        sync.Mutex
+	frameworkID string
+
+	closeOnce sync.Once
+}
+
+var _ MasterHandle = (*Master)(nil)
+
+// NewMaster validates cfg, opens the store (so Handler and Store work at
+// once) and builds the HTTP API. Run starts the work; it closes the store
+// when it returns. Call Close instead if Run is never called.
+func NewMaster(cfg MasterConfig) (*Master, error) {
+	def := DefaultMasterConfig()
+	if cfg.Members == nil {
+		return nil, errors.New("master: no Members (membership) given")
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = def.Domain
+	}
+	if cfg.AllocInterval <= 0 {
+		cfg.AllocInterval = def.AllocInterval
+	}
+	if cfg.RefuseDefault <= 0 {
+		cfg.RefuseDefault = def.RefuseDefault
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = def.KeepAlive
+	}
+	if cfg.MaxStatusBody <= 0 {
+		cfg.MaxStatusBody = def.MaxStatusBody
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Version == "" {
+		cfg.Version = def.Version
+	}
+	names := map[string]bool{}
+	for _, fw := range cfg.Frameworks {
+		if fw == nil || fw.Name() == "" {
+			return nil, errors.New("master: a framework has no name")
+		}
+		if names[fw.Name()] {
+			return nil, fmt.Errorf("master: two frameworks are named %q", fw.Name())
+		}
+		names[fw.Name()] = true
+	}
+	if cfg.Store.Logger == nil {
+		cfg.Store.Logger = cfg.Logger
+	}
+	m := &Master{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "master"),
+		revive: make(chan struct{}, 1),
+		memCh:  make(chan struct{}),
+	}
+	met, err := newMasterMetrics(cfg.Registry, m)
+	if err != nil {
+		return nil, fmt.Errorf("master: registering metrics: %w", err)
+	}
+	m.metrics = met
+	st, err := OpenStore(cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	m.store = st
+	m.tracker = newAgentTracker()
+	m.alloc = newAllocator(m)
+	h, err := m.buildHandler()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	m.handler = h
+	return m, nil
+}
+
+// Store implements MasterHandle.
+func (m *Master) Store() *Store { return m.store }
+
+// Revive implements MasterHandle: an allocation round runs soon.
+func (m *Master) Revive() {
+	select {
+	case m.revive <- struct{}{}:
+	default:
+	}
+}
+
+// Now implements MasterHandle.
+func (m *Master) Now() time.Time { return m.cfg.Now() }
+
+// Logger implements MasterHandle.
+func (m *Master) Logger(component string) Logger {
+	return m.cfg.Logger.With("component", component)
+}
+
+// Nodes implements MasterHandle: every member, with Used filled from the
+// master's tasks.
+func (m *Master) Nodes() []api.Node {
+	nodes := m.cfg.Members.Nodes()
+	var tasks []*TaskRecord
+	m.store.Read(func(_ uint64, t map[string]map[string]*Entry) {
+		tasks = make([]*TaskRecord, 0, len(t[TableTasks]))
+		for _, e := range t[TableTasks] {
+			tasks = append(tasks, e.Value.(*TaskRecord))
+		}
+	})
+	byAgent, _ := usageOf(tasks)
+	for i := range nodes {
+		nodes[i].Used = usedResources(byAgent[nodes[i].ID])
+	}
+	return nodes
+}
+
+// Handler is the master's whole HTTP API.
+func (m *Master) Handler() http.Handler { return m.handler }
+
+// Close closes the store; Run does it on return.
+func (m *Master) Close() error {
+	var err error
+	m.closeOnce.Do(func() { err = m.store.Close() })
+	return err
+}
+
+// membersChanged returns the membership generation and a channel closed at
+// the next change.
+func (m *Master) membersChanged() (uint64, <-chan struct{}) {
+	m.memMu.Lock()
+	defer m.memMu.Unlock()
+	return m.memGen, m.memCh
+}
+
+func (m *Master) bumpMembers() {
+	m.memMu.Lock()
+	m.memGen++
+	close(m.memCh)
+	m.memCh = make(chan struct{})
+	m.memMu.Unlock()
+}
+
+// Run serves until ctx ends: it tracks membership and assignments, and while
+// this master leads it runs the allocator, agent-loss handling and every
+// framework's Run, cancelling them when leadership is lost. It closes the
+// store on return.
+func (m *Master) Run(ctx context.Context) error {
+	defer m.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	memSub, memCancel := m.cfg.Members.Subscribe()
+	defer memCancel()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-memSub:
+				m.bumpMembers()
+				m.alloc.trigger()
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		m.tracker.run(ctx, m.store)
+	}()
+
+	leaderCh := m.store.LeaderCh()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var (
+		leading    bool
+		stopLeader func()
+	)
+	for {
+		isLeader := m.store.IsLeader()
+		if isLeader && !leading {
+			m.log.Info("leading: starting the allocator and frameworks")
+			stopLeader = m.lead(ctx)
+			leading = true
+		} else if !isLeader && leading {
+			m.log.Warn("lost leadership: stopping the allocator and frameworks")
+			stopLeader()
+			leading = false
+		}
+		select {
+		case <-ctx.Done():
+			if leading {
+				stopLeader()
+			}
+			return nil
+		case <-leaderCh:
+		case <-tick.C:
+		}
+	}
+}
+
+// lead starts the leader's work and returns a func that stops it and waits.
+func (m *Master) lead(parent context.Context) func() {
+	ctx, cancel := context.WithCancel(parent)
+	var wg sync.WaitGroup
+	m.ensureFrameworkID(ctx)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		m.alloc.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.watchAgentLoss(ctx)
+	}()
+	for _, fw := range m.cfg.Frameworks {
+		wg.Add(1)
+		go func(fw Framework) {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					m.log.Error("framework panicked", "framework", fw.Name(), "panic", r)
+				}
+			}()
+			if err := fw.Run(ctx, m); err != nil && ctx.Err() == nil {
+				m.log.Error("framework stopped", "framework", fw.Name(), "err", err)
+			}
+		}(fw)
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+const metaFrameworkID = "frameworkId"
+
+// ensureFrameworkID reads or creates the Marathon framework id /v2/info shows.
+func (m *Master) ensureFrameworkID(ctx context.Context) {
+	if e, ok := m.store.Get(TableMeta, metaFrameworkID); ok {
+		var id string
+		if raw, ok := e.Value.(*json.RawMessage); ok && json.Unmarshal(*raw, &id) == nil && id != "" {
+			m.setFrameworkID(id)
+			return
+		}
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	id := fmt.Sprintf("%s-%s-%s-%s-%s-0000", hex.EncodeToString(b[:4]), hex.EncodeToString(b[4:6]), hex.EncodeToString(b[6:8]), hex.EncodeToString(b[8:10]), hex.EncodeToString(b[10:16]))
+	raw := json.RawMessage(fmt.Sprintf("%q", id))
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := m.store.Apply(actx, []Op{Check(TableMeta, metaFrameworkID, 0), Put(TableMeta, metaFrameworkID, &raw)}); err != nil {
+		m.log.Debug("framework id not written", "err", err)
+		return
+	}
+	m.setFrameworkID(id)
+}
+
+func (m *Master) setFrameworkID(id string) {
+	m.idMu.Lock()
+	m.frameworkID = id
+	m.idMu.Unlock()
+}
+
+func (m *Master) getFrameworkID() string {
+	m.idMu.Lock()
+	defer m.idMu.Unlock()
+	if m.frameworkID == "" {
+		if e, ok := m.store.Get(TableMeta, metaFrameworkID); ok {
+			if raw, ok := e.Value.(*json.RawMessage); ok {
+				_ = json.Unmarshal(*raw, &m.frameworkID)
+			}
+		}
+	}
+	return m.frameworkID
+}
+
+// leaderAPI returns the leading master's API address, or "" with no leader.
+func (m *Master) leaderAPI() string {
+	if m.store.IsLeader() {
+		return m.cfg.APIAdvertise
+	}
+	addr, id := m.store.Raft().LeaderWithID()
+	if addr == "" {
+		return ""
+	}
+	for _, n := range m.cfg.Members.Nodes() {
+		if n.API != "" && (n.ID == string(id) || n.Name == string(id)) {
+			return n.API
+		}
+	}
+	return ""
+}
+
+// applyTimed is Store.Apply with the master's apply metrics.
+func (m *Master) applyTimed(ctx context.Context, caller string, ops []Op, events ...api.Event) (uint64, error) {
+	start := time.Now()
+	idx, err := m.store.Apply(ctx, ops, events...)
+	m.metrics.observeApply(caller, time.Since(start), err)
+	return idx, err
+}
