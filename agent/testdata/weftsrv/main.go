@@ -1,0 +1,80 @@
+// Command weftsrv is the static test server baked into FROM-scratch images
+// by the Docker executor tests and bench.
+//
+//	weftsrv serve ADDR     HTTP on ADDR: / answers "ok <hostname>", /env/NAME
+//	                       the variable; exits 0 on SIGTERM after printing it
+//	weftsrv exit N         prints to stdout and stderr, exits N
+//	weftsrv alloc          allocates and touches memory until killed
+//	weftsrv stubborn       ignores SIGTERM, sleeps
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: weftsrv serve ADDR | exit N | alloc | stubborn")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		addr := ":8080"
+		if len(os.Args) > 2 {
+			addr = os.Expand(os.Args[2], os.Getenv)
+		}
+		host, _ := os.Hostname()
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "ok %s\n", host)
+		})
+		http.HandleFunc("/env/", func(w http.ResponseWriter, r *http.Request) {
+			v, ok := os.LookupEnv(strings.TrimPrefix(r.URL.Path, "/env/"))
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			fmt.Fprint(w, v)
+		})
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		go func() {
+			<-sig
+			fmt.Println("got SIGTERM, exiting")
+			os.Exit(0)
+		}()
+		fmt.Println("serving on", addr)
+		fmt.Fprintln(os.Stderr, "stderr works")
+		if err := http.ListenAndServe(addr, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "exit":
+		n, _ := strconv.Atoi(os.Args[2])
+		fmt.Println("to stdout")
+		fmt.Fprintln(os.Stderr, "to stderr")
+		os.Exit(n)
+	case "alloc":
+		var keep [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			keep = append(keep, b)
+			if len(keep)%16 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	case "stubborn":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
+		time.Sleep(time.Hour)
+	}
+}
