@@ -62,8 +62,8 @@ func (p *Proxy) AdminHandler() http.Handler {
 
 type statRow struct {
 	frontend, backend, state string
-	active                    int64
-	conns, reqs, errs, fails  uint64
+	active                   int64
+	conns, reqs, errs, fails uint64
 }
 
 func (p *Proxy) statRows() []statRow {
