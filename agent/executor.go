@@ -52,3 +52,29 @@ type Exit struct {
 	OOM     bool   // killed for exceeding its memory limit
 	Message string // a one-line account for the status update
 }
+
+// Optional interfaces an Executor or a Handle may implement. The agent
+// checks for them with a type assertion; none is required.
+
+// Prober is implemented by an executor whose backend can be down (the
+// Docker daemon). Available returns nil when the executor can run tasks
+// now, else an error saying why; the agent then leaves the executor's name
+// out of its capabilities and reports "<name>: <reason>" as a problem.
+type Prober interface {
+	Available(ctx context.Context) error
+}
+
+// Pider is implemented by a Handle that knows the task's main process id
+// (shown by the agent API's GET /v1/tasks).
+type Pider interface {
+	Pid() int
+}
+
+// CommandRunner is implemented by a Handle that can run a COMMAND health
+// check inside the task's environment (a container exec). Handles without
+// it have their command checks run by the agent as /bin/sh -c in the
+// task's sandbox with the task's environment. exitCode is the command's
+// exit status; err is set only when the command could not be run at all.
+type CommandRunner interface {
+	RunCommand(ctx context.Context, cmd string) (exitCode int, output string, err error)
+}

@@ -1,0 +1,548 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// ProcessConfig configures the process executor.
+type ProcessConfig struct {
+	// StateDir holds one small record per running task (pid, process
+	// group, start time) so a restarted agent can re-adopt the processes.
+	// Empty disables recovery.
+	StateDir string
+	// Subreaper makes the agent process a child subreaper
+	// (PR_SET_CHILD_SUBREAPER), so the orphaned children of a task are
+	// re-parented to the agent, which kills and reaps them: no stray
+	// process or zombie outlives its task even where PID 1 does not reap.
+	Subreaper bool
+	// ReapInterval is how often the group of an exited task is checked
+	// while its members are being killed and reaped.
+	ReapInterval time.Duration
+	// Logger receives the executor's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultProcessConfig returns the defaults; stateDir may be empty.
+func DefaultProcessConfig(stateDir string) ProcessConfig {
+	return ProcessConfig{StateDir: stateDir, Subreaper: true, ReapInterval: 20 * time.Millisecond}
+}
+
+// ProcessExecutor runs a task as a plain process: /bin/sh -c cmd, or args
+// exec'd directly, in its own process group, with the sandbox as working
+// directory and stdout and stderr going to files there.
+type ProcessExecutor struct {
+	cfg ProcessConfig
+	log *slog.Logger
+}
+
+var _ Executor = (*ProcessExecutor)(nil)
+
+// NewProcessExecutor returns a process executor.
+func NewProcessExecutor(cfg ProcessConfig) (*ProcessExecutor, error) {
+	if cfg.ReapInterval <= 0 {
+		cfg.ReapInterval = 20 * time.Millisecond
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating process executor state dir: %w", err)
+		}
+	}
+	if cfg.Subreaper {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Warn("cannot become a child subreaper; orphaned task processes are left to init", "err", err)
+		}
+	}
+	return &ProcessExecutor{cfg: cfg, log: log.With("executor", "process")}, nil
+}
+
+// Name is "process".
+func (e *ProcessExecutor) Name() string { return "process" }
+
+// Handles reports true for tasks without a Docker container.
+func (e *ProcessExecutor) Handles(spec api.TaskSpec) bool {
+	return spec.Container == nil || spec.Container.Docker == nil && !strings.EqualFold(spec.Container.Type, "DOCKER")
+}
+
+// processRecord is what the executor keeps on disk per running task.
+type processRecord struct {
+	TaskID    string `json:"taskId"`
+	Pid       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"` // /proc/<pid>/stat field 22, guards against pid reuse
+	Sandbox   string `json:"sandbox"`
+}
+
+// Start launches the task's process.
+func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	switch {
+	case l.Spec.Cmd != nil && *l.Spec.Cmd != "":
+		cmd = exec.Command("/bin/sh", "-c", *l.Spec.Cmd)
+	case len(l.Spec.Args) > 0:
+		cmd = exec.Command(l.Spec.Args[0], l.Spec.Args[1:]...)
+		if filepath.Base(l.Spec.Args[0]) == l.Spec.Args[0] {
+			// Look the program up in the task's PATH, not the agent's.
+			if p, err := lookPath(l.Spec.Args[0], l.Env["PATH"]); err == nil {
+				cmd.Path = p
+				cmd.Err = nil
+			}
+		}
+	default:
+		return nil, errors.New("the task has neither cmd nor args: give the app a cmd or args")
+	}
+	if cmd.Err != nil {
+		return nil, fmt.Errorf("cannot run %q: %w", l.Spec.Args[0], cmd.Err)
+	}
+	cmd.Dir = l.Sandbox
+	cmd.Env = envList(l.Env)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := setUser(cmd, l.Spec.User, l.Sandbox); err != nil {
+		return nil, err
+	}
+	stdout, err := os.OpenFile(filepath.Join(l.Sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the task's stdout file: %w", err)
+	}
+	defer stdout.Close()
+	stderr, err := os.OpenFile(filepath.Join(l.Sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the task's stderr file: %w", err)
+	}
+	defer stderr.Close()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the task's process: %w", err)
+	}
+	h := &processHandle{
+		e:       e,
+		taskID:  l.Task.ID,
+		pid:     cmd.Process.Pid,
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if e.cfg.StateDir != "" {
+		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox}
+		rec.StartTime, _ = procStartTime(h.pid)
+		if err := writeJSONFile(e.recordPath(l.Task.ID), rec); err != nil {
+			e.log.Warn("cannot record the task's process; it will not be recovered after an agent restart", "task", l.Task.ID, "err", err)
+		}
+	}
+	go h.wait(cmd)
+	return h, nil
+}
+
+func (e *ProcessExecutor) recordPath(taskID string) string {
+	return filepath.Join(e.cfg.StateDir, sanitizeID(taskID)+".json")
+}
+
+// Recover re-adopts task processes that outlived a previous agent.
+func (e *ProcessExecutor) Recover(ctx context.Context) (map[string]Handle, error) {
+	out := map[string]Handle{}
+	if e.cfg.StateDir == "" {
+		return out, nil
+	}
+	recs, err := e.records()
+	if err != nil {
+		return nil, err
+	}
+	for path, rec := range recs {
+		if !groupAlive(rec.Pid) || !sameProcess(rec.Pid, rec.StartTime) {
+			// The leader is gone: kill what is left of its group.
+			killGroup(rec.Pid, syscall.SIGKILL)
+			_ = os.Remove(path)
+			continue
+		}
+		h := &processHandle{
+			e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true,
+			done: make(chan struct{}), stopped: make(chan struct{}),
+		}
+		go h.watchRecovered(rec.StartTime)
+		out[rec.TaskID] = h
+	}
+	return out, nil
+}
+
+func (e *ProcessExecutor) records() (map[string]processRecord, error) {
+	entries, err := os.ReadDir(e.cfg.StateDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading process records: %w", err)
+	}
+	out := map[string]processRecord{}
+	for _, ent := range entries {
+		if !strings.HasSuffix(ent.Name(), ".json") {
+			continue
+		}
+		path := filepath.Join(e.cfg.StateDir, ent.Name())
+		var rec processRecord
+		raw, err := os.ReadFile(path)
+		if err != nil || json.Unmarshal(raw, &rec) != nil || rec.Pid <= 1 {
+			_ = os.Remove(path)
+			continue
+		}
+		out[path] = rec
+	}
+	return out, nil
+}
+
+// Cleanup kills the process groups of recorded tasks not in keep and
+// removes their records.
+func (e *ProcessExecutor) Cleanup(ctx context.Context, keep map[string]bool) error {
+	if e.cfg.StateDir == "" {
+		return nil
+	}
+	recs, err := e.records()
+	if err != nil {
+		return err
+	}
+	for path, rec := range recs {
+		if keep[rec.TaskID] {
+			continue
+		}
+		if sameProcess(rec.Pid, rec.StartTime) {
+			killGroup(rec.Pid, syscall.SIGKILL)
+		}
+		_ = os.Remove(path)
+	}
+	return nil
+}
+
+// processHandle is a running task process.
+type processHandle struct {
+	e         *ProcessExecutor
+	taskID    string
+	pid       int // also the process group id
+	recovered bool
+
+	mu       sync.Mutex
+	exit     Exit
+	stopping bool
+	killAt   time.Time // when stopping: SIGKILL the group at this time
+	done     chan struct{}
+	stopped  chan struct{} // closed when Stop has SIGKILLed the group
+	stopOnce sync.Once
+}
+
+func (h *processHandle) Done() <-chan struct{} { return h.done }
+func (h *processHandle) Pid() int              { return h.pid }
+
+func (h *processHandle) Exit() Exit {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.exit
+}
+
+func (h *processHandle) IPAddresses() []api.IPAddress { return nil }
+
+// wait reaps the leader, then makes sure nothing of its group is left.
+func (h *processHandle) wait(cmd *exec.Cmd) {
+	err := cmd.Wait()
+	ex := exitFromState(cmd.ProcessState, err)
+	h.finish(ex)
+}
+
+// finish kills and reaps the rest of the group (after the stop grace if a
+// stop is under way), records the exit and closes done.
+func (h *processHandle) finish(ex Exit) {
+	h.mu.Lock()
+	stopping, killAt := h.stopping, h.killAt
+	h.mu.Unlock()
+	if stopping {
+		// Members that handle SIGTERM get the rest of the grace period.
+		for time.Now().Before(killAt) && groupAlive(h.pid) {
+			h.reap()
+			time.Sleep(h.e.cfg.ReapInterval)
+		}
+	}
+	for i := 0; groupAlive(h.pid); i++ {
+		killGroup(h.pid, syscall.SIGKILL)
+		h.reap()
+		if i > 0 {
+			time.Sleep(h.e.cfg.ReapInterval)
+		}
+		if i > 500 { // ~10 s: something we cannot reap (not our child); give up
+			h.e.log.Warn("task process group still has members after SIGKILL", "task", h.taskID, "pgid", h.pid)
+			break
+		}
+	}
+	if h.e.cfg.StateDir != "" {
+		_ = os.Remove(h.e.recordPath(h.taskID))
+	}
+	h.mu.Lock()
+	h.exit = ex
+	h.mu.Unlock()
+	close(h.done)
+}
+
+// reap collects zombie members of the task's group that were re-parented
+// to the agent (it is a child subreaper).
+func (h *processHandle) reap() {
+	me := os.Getpid()
+	for _, pid := range groupMembers(h.pid) {
+		st, ppid, _, ok := procStat(pid)
+		if ok && st == 'Z' && ppid == me {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		}
+	}
+}
+
+// watchRecovered polls a re-adopted process (not the agent's child) until
+// it is gone.
+func (h *processHandle) watchRecovered(startTime uint64) {
+	for {
+		st, _, _, ok := procStat(h.pid)
+		if !ok || st == 'Z' || !sameProcess(h.pid, startTime) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.finish(Exit{Code: -1, Message: "the task's process ended; its exit status is unknown because the agent restarted while it ran"})
+}
+
+// Stop sends SIGTERM to the task's process group, then SIGKILL after grace.
+func (h *processHandle) Stop(ctx context.Context, grace time.Duration) error {
+	h.mu.Lock()
+	if !h.stopping {
+		h.stopping = true
+		h.killAt = time.Now().Add(grace)
+	}
+	killAt := h.killAt
+	h.mu.Unlock()
+	select {
+	case <-h.done:
+		return nil
+	default:
+	}
+	killGroup(h.pid, syscall.SIGTERM)
+	t := time.NewTimer(time.Until(killAt))
+	defer t.Stop()
+	select {
+	case <-h.done:
+		return nil
+	case <-t.C:
+		killGroup(h.pid, syscall.SIGKILL)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func exitFromState(ps *os.ProcessState, err error) Exit {
+	if ps == nil {
+		return Exit{Code: -1, Message: fmt.Sprintf("waiting for the task's process: %v", err)}
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		sig := ws.Signal()
+		return Exit{Code: -1, Signal: sig.String(), Message: "killed by signal: " + sig.String()}
+	}
+	code := ps.ExitCode()
+	if code == 0 {
+		return Exit{Code: 0, Message: "exited with status 0"}
+	}
+	return Exit{Code: code, Message: fmt.Sprintf("exited with status %d", code)}
+}
+
+// killGroup signals every process of group pgid.
+func killGroup(pgid int, sig syscall.Signal) {
+	if pgid > 1 {
+		_ = syscall.Kill(-pgid, sig)
+	}
+}
+
+// groupAlive reports whether process group pgid has a member that is not
+// a zombie.
+func groupAlive(pgid int) bool {
+	if pgid <= 1 {
+		return false
+	}
+	if err := syscall.Kill(-pgid, 0); err == syscall.ESRCH {
+		return false
+	}
+	for _, pid := range groupMembers(pgid) {
+		st, _, _, ok := procStat(pid)
+		if ok && st != 'Z' {
+			return true
+		}
+		if ok && st == 'Z' {
+			// a zombie we may be able to reap still counts until reaped
+			if _, ppid, _, _ := procStat(pid); ppid == os.Getpid() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// groupMembers lists the pids whose process group is pgid.
+func groupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		if _, _, pg, ok := procStat(pid); ok && pg == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procStat reads state, ppid and pgrp of pid from /proc/<pid>/stat.
+func procStat(pid int) (state byte, ppid, pgrp int, ok bool) {
+	f := procStatFields(pid)
+	if len(f) < 3 {
+		return 0, 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
+	return f[0][0], ppid, pgrp, true
+}
+
+// procStatFields returns the fields of /proc/<pid>/stat after the command
+// name, starting with the state (field 3).
+func procStatFields(pid int) []string {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return nil
+	}
+	return strings.Fields(s[i+2:])
+}
+
+// procStartTime is field 22 of /proc/<pid>/stat (start time in ticks).
+func procStartTime(pid int) (uint64, error) {
+	f := procStatFields(pid)
+	if len(f) < 20 {
+		return 0, fmt.Errorf("no process %d", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// sameProcess reports whether pid is still the process that started at
+// startTime (0 = unknown: trust the pid).
+func sameProcess(pid int, startTime uint64) bool {
+	st, err := procStartTime(pid)
+	if err != nil {
+		return false
+	}
+	return startTime == 0 || st == startTime
+}
+
+// envList turns an environment map into a sorted KEY=VALUE list.
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lookPath finds file in the colon-separated path list.
+func lookPath(file, path string) (string, error) {
+	if path == "" {
+		return exec.LookPath(file)
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, file)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// setUser makes cmd run as the named user when the agent can switch to it.
+func setUser(cmd *exec.Cmd, name, sandbox string) error {
+	if name == "" {
+		return nil
+	}
+	cur, err := user.Current()
+	if err == nil && cur.Username == name {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("the task's user %q does not exist on this agent: create it or change the app's user: %w", name, err)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("cannot run the task as user %q: the agent does not run as root; run the agent as root or drop the app's user", name)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	_ = filepath.Walk(sandbox, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			_ = os.Lchown(p, int(uid), int(gid))
+		}
+		return nil
+	})
+	return nil
+}
+
+// sanitizeID makes a task id safe as a file name.
+func sanitizeID(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 {
+			return '_'
+		}
+		return r
+	}, id)
+}
+
+func writeJSONFile(path string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
