@@ -1,0 +1,373 @@
+package dns
+
+import (
+	"cmp"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+)
+
+// Table is a compiled record table: every record of a cluster state and, per
+// (name, type), the answer already encoded in DNS wire format, so serving a
+// query is one map lookup, a shuffle and a copy.
+type Table struct {
+	cfg      RecordConfig
+	zone     string // "pcm."
+	zoneWire []byte // "\x03pcm\x00"
+	records  []Record
+	enum     []*EnumFramework
+	names    map[string]*entry
+	sites    map[string]uint16 // site name → id (0 = no site)
+	nodeSite map[netip.Addr]uint16
+	block24  map[[3]byte]uint16
+}
+
+// entry is everything a name has. A name that exists only because names
+// below it exist (an empty non-terminal) has an entry with no answers:
+// queries get NODATA, not NXDOMAIN.
+type entry struct {
+	a, aaaa, srv, ptr, ns, soa, any *answer
+}
+
+func (e *entry) get(qtype uint16) *answer {
+	switch qtype {
+	case mdns.TypeA:
+		return e.a
+	case mdns.TypeAAAA:
+		return e.aaaa
+	case mdns.TypeSRV:
+		return e.srv
+	case mdns.TypePTR:
+		return e.ptr
+	case mdns.TypeNS:
+		return e.ns
+	case mdns.TypeSOA:
+		return e.soa
+	case mdns.TypeANY:
+		return e.any
+	}
+	return nil
+}
+
+// answer is one precompiled answer: resource records encoded for a response
+// whose question is this name at offset 12 (owners are the pointer 0xC00C,
+// names inside the zone are compressed against the zone suffix of the
+// question), so records can be reordered freely.
+type answer struct {
+	records []Record
+	rrs     [][]byte // one encoded RR per record
+	site    []uint16 // site id per rr
+	extra   [][]byte // additional section: addresses of SRV targets
+	nsites  int      // distinct sites among rrs
+}
+
+func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table {
+	t := &Table{
+		cfg:      cfg,
+		zone:     cfg.Domain + ".",
+		records:  records,
+		enum:     enum,
+		names:    map[string]*entry{},
+		sites:    map[string]uint16{},
+		nodeSite: map[netip.Addr]uint16{},
+		block24:  map[[3]byte]uint16{},
+	}
+	t.zoneWire = nameWire(t.zone)
+	slices.SortFunc(t.records, func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(typeOrder(a.Type), typeOrder(b.Type)),
+			cmp.Compare(a.Value(), b.Value()))
+	})
+	// The SOA at the apex.
+	soa := Record{Name: t.zone, Type: mdns.TypeSOA}
+	t.records = append([]Record{soa}, t.records...)
+
+	byName := map[string][]Record{}
+	var order []string
+	for _, r := range t.records {
+		if _, ok := byName[r.Name]; !ok {
+			order = append(order, r.Name)
+		}
+		byName[r.Name] = append(byName[r.Name], r)
+		if r.Site != "" {
+			if _, ok := t.sites[r.Site]; !ok {
+				t.sites[r.Site] = uint16(len(t.sites) + 1)
+			}
+		}
+	}
+	for _, name := range order {
+		e := t.entryFor(name)
+		rs := byName[name]
+		zoneOff := t.zoneOffset(name)
+		var all []Record
+		for _, typ := range []uint16{mdns.TypeSOA, mdns.TypeNS, mdns.TypeA, mdns.TypeAAAA, mdns.TypeSRV, mdns.TypePTR} {
+			var sel []Record
+			for _, r := range rs {
+				if r.Type == typ {
+					sel = append(sel, r)
+				}
+			}
+			if len(sel) == 0 {
+				continue
+			}
+			all = append(all, sel...)
+			a := t.compile(sel, zoneOff, byName)
+			switch typ {
+			case mdns.TypeSOA:
+				e.soa = a
+			case mdns.TypeNS:
+				e.ns = a
+			case mdns.TypeA:
+				e.a = a
+			case mdns.TypeAAAA:
+				e.aaaa = a
+			case mdns.TypeSRV:
+				e.srv = a
+			case mdns.TypePTR:
+				e.ptr = a
+			}
+		}
+		e.any = t.compile(all, zoneOff, byName)
+	}
+	return t
+}
+
+// SetNodes tells the table which client addresses belong to which site, so
+// answers can put the querying node's site first. It must be called before
+// the table is served.
+func (t *Table) setNodeSites(nodes map[netip.Addr]string, blocks map[netip.Prefix]string) {
+	id := func(s string) uint16 {
+		if s == "" {
+			return 0
+		}
+		if v, ok := t.sites[s]; ok {
+			return v
+		}
+		v := uint16(len(t.sites) + 1)
+		t.sites[s] = v
+		return v
+	}
+	for ip, s := range nodes {
+		t.nodeSite[ip] = id(s)
+	}
+	for p, s := range blocks {
+		if p.Addr().Is4() && p.Bits() >= 24 {
+			a := p.Addr().As4()
+			t.block24[[3]byte{a[0], a[1], a[2]}] = id(s)
+		}
+	}
+}
+
+func (t *Table) siteOf(ip netip.Addr, def uint16) uint16 {
+	if s, ok := t.nodeSite[ip]; ok {
+		return s
+	}
+	if ip.Is4() {
+		a := ip.As4()
+		if s, ok := t.block24[[3]byte{a[0], a[1], a[2]}]; ok {
+			return s
+		}
+	}
+	return def
+}
+
+func typeOrder(t uint16) int {
+	switch t {
+	case mdns.TypeSOA:
+		return 0
+	case mdns.TypeNS:
+		return 1
+	}
+	return int(t) + 2
+}
+
+// entryFor returns the entry of name, creating it and the empty
+// non-terminals between it and the zone apex.
+func (t *Table) entryFor(name string) *entry {
+	e := t.names[name]
+	if e == nil {
+		e = &entry{}
+		t.names[name] = e
+	}
+	if t.zoneOffset(name) > 0 {
+		for n := name; n != t.zone; {
+			i := strings.IndexByte(n, '.')
+			if i < 0 || i == len(n)-1 {
+				break
+			}
+			n = n[i+1:]
+			if _, ok := t.names[n]; ok {
+				continue
+			}
+			t.names[n] = &entry{}
+		}
+	}
+	return e
+}
+
+// zoneOffset is where the zone suffix of name starts in a response whose
+// question is name (at offset 12), or 0 when name is outside the zone.
+func (t *Table) zoneOffset(name string) int {
+	if name == t.zone {
+		return 12
+	}
+	if !strings.HasSuffix(name, "."+t.zone) {
+		return 0
+	}
+	return 12 + len(nameWire(name)) - len(t.zoneWire)
+}
+
+func (t *Table) compile(rs []Record, zoneOff int, byName map[string][]Record) *answer {
+	a := &answer{records: rs}
+	seenSite := map[uint16]bool{}
+	seenExtra := map[string]bool{}
+	for _, r := range rs {
+		a.rrs = append(a.rrs, t.encode(nil, r, []byte{0xC0, 12}, zoneOff))
+		s := t.sites[r.Site]
+		a.site = append(a.site, s)
+		seenSite[s] = true
+		if r.Type == mdns.TypeSRV && !seenExtra[r.Target] {
+			seenExtra[r.Target] = true
+			// Like Mesos-DNS: the first A and the first AAAA of the target.
+			var gotA, gotAAAA bool
+			for _, x := range byName[r.Target] {
+				if x.Type == mdns.TypeA && !gotA || x.Type == mdns.TypeAAAA && !gotAAAA {
+					gotA = gotA || x.Type == mdns.TypeA
+					gotAAAA = gotAAAA || x.Type == mdns.TypeAAAA
+					a.extra = append(a.extra, t.encode(nil, x, appendName(nil, x.Name, t.zone, zoneOff), zoneOff))
+				}
+			}
+		}
+	}
+	a.nsites = len(seenSite)
+	return a
+}
+
+// encode appends the wire form of r with the given encoded owner.
+func (t *Table) encode(b []byte, r Record, owner []byte, zoneOff int) []byte {
+	b = append(b, owner...)
+	b = binary.BigEndian.AppendUint16(b, r.Type)
+	b = binary.BigEndian.AppendUint16(b, mdns.ClassINET)
+	b = binary.BigEndian.AppendUint32(b, t.cfg.TTL)
+	lenAt := len(b)
+	b = append(b, 0, 0)
+	switch r.Type {
+	case mdns.TypeA:
+		a := r.IP.As4()
+		b = append(b, a[:]...)
+	case mdns.TypeAAAA:
+		a := r.IP.As16()
+		b = append(b, a[:]...)
+	case mdns.TypeSRV:
+		b = binary.BigEndian.AppendUint16(b, 0)
+		b = binary.BigEndian.AppendUint16(b, t.cfg.SRVWeight)
+		b = binary.BigEndian.AppendUint16(b, r.Port)
+		b = appendName(b, r.Target, t.zone, zoneOff)
+	case mdns.TypePTR, mdns.TypeNS:
+		b = appendName(b, r.Target, t.zone, zoneOff)
+	case mdns.TypeSOA:
+		b = appendName(b, t.cfg.SOAMname, t.zone, zoneOff)
+		b = appendName(b, t.cfg.SOARname, t.zone, zoneOff)
+		b = binary.BigEndian.AppendUint32(b, t.cfg.Serial)
+		b = binary.BigEndian.AppendUint32(b, t.cfg.SOARefresh)
+		b = binary.BigEndian.AppendUint32(b, t.cfg.SOARetry)
+		b = binary.BigEndian.AppendUint32(b, t.cfg.SOAExpire)
+		b = binary.BigEndian.AppendUint32(b, t.cfg.TTL)
+	}
+	binary.BigEndian.PutUint16(b[lenAt:], uint16(len(b)-lenAt-2))
+	return b
+}
+
+// appendSOA appends the zone's SOA as an authority record of a response
+// whose zone suffix sits at zoneOff.
+func (t *Table) appendSOA(b []byte, zoneOff int) []byte {
+	owner := []byte{0xC0 | byte(zoneOff>>8), byte(zoneOff)}
+	return t.encode(b, Record{Name: t.zone, Type: mdns.TypeSOA}, owner, zoneOff)
+}
+
+// nameWire is the uncompressed wire form of a fully qualified name made of
+// plain labels.
+func nameWire(name string) []byte { return appendName(nil, name, "", 0) }
+
+// appendName writes name, ending in a compression pointer to zoneOff when
+// name is inside zone and zoneOff > 0.
+func appendName(b []byte, name, zone string, zoneOff int) []byte {
+	prefix := name
+	compress := false
+	if zoneOff > 0 && zone != "" {
+		if name == zone {
+			return append(b, 0xC0|byte(zoneOff>>8), byte(zoneOff))
+		}
+		if strings.HasSuffix(name, "."+zone) {
+			prefix = name[:len(name)-len(zone)]
+			compress = true
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(prefix, "."), ".") {
+		if l == "" {
+			continue
+		}
+		b = append(b, byte(len(l)))
+		b = append(b, l...)
+	}
+	if compress {
+		return append(b, 0xC0|byte(zoneOff>>8), byte(zoneOff))
+	}
+	return append(b, 0)
+}
+
+// Records returns every record of the table, sorted by name, type and value.
+func (t *Table) Records() []Record { return t.records }
+
+// Enumerate returns Mesos-DNS's /v1/enumerate data.
+func (t *Table) Enumerate() []*EnumFramework { return t.enum }
+
+// Domain is the zone, fully qualified.
+func (t *Table) Domain() string { return t.zone }
+
+// Lookup returns the records of name and type (mdns.TypeANY for all), and
+// whether the name exists at all.
+func (t *Table) Lookup(name string, qtype uint16) ([]Record, bool) {
+	e := t.names[mdns.Fqdn(strings.ToLower(name))]
+	if e == nil {
+		return nil, false
+	}
+	if a := e.get(qtype); a != nil {
+		return a.records, true
+	}
+	return nil, true
+}
+
+// RR converts a record to a miekg/dns resource record.
+func (t *Table) RR(r Record) mdns.RR {
+	h := mdns.RR_Header{Name: r.Name, Rrtype: r.Type, Class: mdns.ClassINET, Ttl: t.cfg.TTL}
+	switch r.Type {
+	case mdns.TypeA:
+		return &mdns.A{Hdr: h, A: r.IP.AsSlice()}
+	case mdns.TypeAAAA:
+		return &mdns.AAAA{Hdr: h, AAAA: r.IP.AsSlice()}
+	case mdns.TypeSRV:
+		return &mdns.SRV{Hdr: h, Priority: 0, Weight: t.cfg.SRVWeight, Port: r.Port, Target: r.Target}
+	case mdns.TypePTR:
+		return &mdns.PTR{Hdr: h, Ptr: r.Target}
+	case mdns.TypeNS:
+		return &mdns.NS{Hdr: h, Ns: r.Target}
+	case mdns.TypeSOA:
+		return &mdns.SOA{Hdr: h, Ns: t.cfg.SOAMname, Mbox: t.cfg.SOARname, Serial: t.cfg.Serial,
+			Refresh: t.cfg.SOARefresh, Retry: t.cfg.SOARetry, Expire: t.cfg.SOAExpire, Minttl: t.cfg.TTL}
+	}
+	return nil
+}
+
+// ZoneText is the table as zone-file lines, one record per line with single
+// spaces ("biserver.marathon.pcm. 5 IN A 10.47.3.1"), sorted.
+func (t *Table) ZoneText() string {
+	var sb strings.Builder
+	for _, r := range t.records {
+		sb.WriteString(strings.Join(strings.Fields(t.RR(r).String()), " "))
+		sb.WriteByte('\n')
+	}
+	return sb.String()
+}
