@@ -71,4 +71,6 @@ type JobRun struct {
 	Arguments   []string `json:"arguments,omitempty"`
 	Message     string   `json:"message,omitempty"`
 	Trigger     string   `json:"trigger,omitempty"` // schedule, dependency, manual
+	// RetryAt is when a retrying run's next attempt may start.
+	RetryAt string `json:"retryAt,omitempty"`
 }

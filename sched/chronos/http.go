@@ -1,0 +1,394 @@
+package chronos
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Routes mounts the Chronos REST API at /v1/scheduler/* (Chronos 3) and
+// /scheduler/* (Chronos 2 and the scripts written for it).
+func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
+	f.setMaster(m)
+	for _, base := range []string{"/v1/scheduler", "/scheduler"} {
+		mux.HandleFunc("POST "+base+"/iso8601", f.handleSubmit(true))
+		mux.HandleFunc("PUT "+base+"/iso8601", f.handleSubmit(true))
+		mux.HandleFunc("POST "+base+"/dependency", f.handleSubmit(false))
+		mux.HandleFunc("PUT "+base+"/dependency", f.handleSubmit(false))
+		mux.HandleFunc("GET "+base+"/jobs", f.handleJobs)
+		mux.HandleFunc("GET "+base+"/jobs/summary", f.handleSummary)
+		mux.HandleFunc("GET "+base+"/jobs/search", f.handleSearch)
+		mux.HandleFunc("GET "+base+"/job/{name}", f.handleJob)
+		mux.HandleFunc("DELETE "+base+"/job/{name}", f.handleDelete)
+		mux.HandleFunc("PUT "+base+"/job/{name}", f.handleRun)
+		mux.HandleFunc("PUT "+base+"/job/success/{name}", f.handleSuccess)
+		mux.HandleFunc("DELETE "+base+"/task/kill/{name}", f.handleKill)
+		mux.HandleFunc("GET "+base+"/job/stat/{name}", f.handleStat)
+		mux.HandleFunc("GET "+base+"/job/runs/{name}", f.handleRuns)
+		mux.HandleFunc("GET "+base+"/graph/dot", f.handleDot)
+		mux.HandleFunc("GET "+base+"/graph/csv", f.handleCSV)
+		mux.HandleFunc("GET "+base+"/leader", f.handleLeader)
+	}
+}
+
+// apiError is Chronos's error body.
+type apiError struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Status: http.StatusText(code), Message: msg})
+}
+
+func (f *Framework) fail(w http.ResponseWriter, err error) {
+	var br *badRequest
+	switch {
+	case errors.As(err, &br):
+		writeErr(w, http.StatusBadRequest, br.msg)
+	case errors.Is(err, sched.ErrNotLeader):
+		writeErr(w, http.StatusServiceUnavailable, "this master is not the leader; retry against the leader (GET /v1/scheduler/leader)")
+	default:
+		f.log.Warn("chronos api", "err", err)
+		writeErr(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func (f *Framework) handleSubmit(scheduled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		raw, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "reading the job: "+err.Error())
+			return
+		}
+		j, err := f.decodeJob(raw)
+		if err != nil {
+			f.fail(w, err)
+			return
+		}
+		if err := f.Submit(r.Context(), j, scheduled); err != nil {
+			f.fail(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (f *Framework) jobs() []api.Job {
+	var out []api.Job
+	for _, e := range f.master().Store().List(sched.TableJobs) {
+		out = append(out, withSlices(*e.Value.(*api.Job)))
+	}
+	return out
+}
+
+// withSlices renders absent lists as [] as Chronos does.
+func withSlices(j api.Job) api.Job {
+	if j.Arguments == nil {
+		j.Arguments = []string{}
+	}
+	if j.EnvironmentVariables == nil {
+		j.EnvironmentVariables = []api.NameValue{}
+	}
+	if j.Constraints == nil {
+		j.Constraints = [][]string{}
+	}
+	if j.Fetch == nil {
+		j.Fetch = []api.Fetch{}
+	}
+	if j.Uris == nil {
+		j.Uris = []string{}
+	}
+	return j
+}
+
+func (f *Framework) handleJobs(w http.ResponseWriter, r *http.Request) {
+	jobs := f.jobs()
+	if jobs == nil {
+		jobs = []api.Job{}
+	}
+	writeJSON(w, http.StatusOK, jobs)
+}
+
+// JobSummary is an entry of GET /jobs/summary.
+type JobSummary struct {
+	Name     string   `json:"name"`
+	Status   string   `json:"status"` // success, failure, fresh
+	State    string   `json:"state"`  // idle, queued, N running
+	Schedule string   `json:"schedule"`
+	Parents  []string `json:"parents"`
+	Disabled bool     `json:"disabled"`
+}
+
+func lastStatus(j *api.Job) string {
+	switch {
+	case j.LastSuccess == "" && j.LastError == "":
+		return "fresh"
+	case parseTS(j.LastError).After(parseTS(j.LastSuccess)):
+		return "failure"
+	}
+	return "success"
+}
+
+// jobStates returns each job's state word from the ledger.
+func (f *Framework) jobStates() map[string]string {
+	running, queued := map[string]int{}, map[string]int{}
+	f.master().Store().Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+		for _, e := range t[sched.TableJobRuns] {
+			switch r := e.Value.(*api.JobRun); r.State {
+			case RunRunning:
+				running[r.Job]++
+			case RunQueued, RunRetrying:
+				queued[r.Job]++
+			}
+		}
+	})
+	out := map[string]string{}
+	for j, n := range queued {
+		out[j] = "queued"
+		_ = n
+	}
+	for j, n := range running {
+		out[j] = fmt.Sprintf("%d running", n)
+	}
+	return out
+}
+
+func (f *Framework) handleSummary(w http.ResponseWriter, r *http.Request) {
+	states := f.jobStates()
+	out := struct {
+		Jobs []JobSummary `json:"jobs"`
+	}{Jobs: []JobSummary{}}
+	for _, j := range f.jobs() {
+		s := states[j.Name]
+		if s == "" {
+			s = "idle"
+		}
+		p := j.Parents
+		if p == nil {
+			p = []string{}
+		}
+		out.Jobs = append(out.Jobs, JobSummary{Name: j.Name, Status: lastStatus(&j), State: s, Schedule: j.Schedule, Parents: p, Disabled: j.Disabled})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (f *Framework) handleSearch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name, cmd, anyq := strings.ToLower(q.Get("name")), strings.ToLower(q.Get("command")), strings.ToLower(q.Get("any"))
+	limit, offset := 10, 0
+	if v, err := strconv.Atoi(q.Get("limit")); err == nil && v >= 0 {
+		limit = v
+	}
+	if v, err := strconv.Atoi(q.Get("offset")); err == nil && v >= 0 {
+		offset = v
+	}
+	out := []api.Job{}
+	for _, j := range f.jobs() {
+		n, c := strings.ToLower(j.Name), strings.ToLower(j.Command)
+		ok := !(name != "" && !strings.Contains(n, name)) && !(cmd != "" && !strings.Contains(c, cmd))
+		if anyq != "" {
+			// Chronos: any rescues a job name and command filters dropped.
+			// With any alone, it filters (Chronos would list everything).
+			hit := strings.Contains(n, anyq) || strings.Contains(c, anyq)
+			if name == "" && cmd == "" {
+				ok = hit
+			} else if !ok && hit {
+				ok = true
+			}
+		}
+		if ok {
+			out = append(out, j)
+		}
+	}
+	if offset > len(out) {
+		offset = len(out)
+	}
+	end := offset + limit
+	if end > len(out) {
+		end = len(out)
+	}
+	writeJSON(w, http.StatusOK, out[offset:end])
+}
+
+func (f *Framework) handleJob(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	e, ok := f.master().Store().Get(sched.TableJobs, name)
+	if !ok {
+		f.fail(w, notFound(name))
+		return
+	}
+	writeJSON(w, http.StatusOK, withSlices(*e.Value.(*api.Job)))
+}
+
+func (f *Framework) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := f.Delete(r.Context(), r.PathValue("name")); err != nil {
+		f.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Framework) handleRun(w http.ResponseWriter, r *http.Request) {
+	var args []string
+	if a := r.URL.Query().Get("arguments"); a != "" {
+		args = strings.Fields(a)
+	}
+	if _, err := f.RunNow(r.Context(), r.PathValue("name"), args); err != nil {
+		f.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Framework) handleSuccess(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := f.MarkSuccess(r.Context(), name); err != nil {
+		f.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	fmt.Fprintf(w, "marked job %s as successful: true", name)
+}
+
+func (f *Framework) handleKill(w http.ResponseWriter, r *http.Request) {
+	if err := f.Kill(r.Context(), r.PathValue("name")); err != nil {
+		f.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Framework) handleRuns(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := f.master().Store().Get(sched.TableJobs, name); !ok {
+		f.fail(w, notFound(name))
+		return
+	}
+	runs := f.Runs(name)
+	if runs == nil {
+		runs = []api.JobRun{}
+	}
+	writeJSON(w, http.StatusOK, runs)
+}
+
+// Histogram is GET /job/stat's run-time summary, in milliseconds.
+type Histogram struct {
+	P75    float64 `json:"75thPercentile"`
+	P95    float64 `json:"95thPercentile"`
+	P98    float64 `json:"98thPercentile"`
+	P99    float64 `json:"99thPercentile"`
+	Median float64 `json:"median"`
+	Mean   float64 `json:"mean"`
+	Count  int     `json:"count"`
+}
+
+// TaskStat is an entry of GET /job/stat's taskStatHistory.
+type TaskStat struct {
+	TaskID    string `json:"taskId"`
+	JobName   string `json:"jobName"`
+	JobStart  string `json:"jobStart,omitempty"`
+	JobEnd    string `json:"jobEnd,omitempty"`
+	TaskState string `json:"taskState"`
+	Attempt   int    `json:"attempt"`
+	Trigger   string `json:"trigger,omitempty"`
+	Message   string `json:"message,omitempty"`
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return sorted[i]
+}
+
+func (f *Framework) handleStat(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := f.master().Store().Get(sched.TableJobs, name); !ok {
+		f.fail(w, notFound(name))
+		return
+	}
+	var ms []float64
+	hist := []TaskStat{}
+	for _, run := range f.Runs(name) {
+		hist = append(hist, TaskStat{TaskID: run.TaskID, JobName: name, JobStart: run.StartedAt, JobEnd: run.FinishedAt,
+			TaskState: run.State, Attempt: run.Attempt, Trigger: run.Trigger, Message: run.Message})
+		if run.State == RunSucceeded && run.StartedAt != "" && run.FinishedAt != "" {
+			ms = append(ms, float64(parseTS(run.FinishedAt).Sub(parseTS(run.StartedAt)))/float64(time.Millisecond))
+		}
+	}
+	sort.Float64s(ms)
+	h := Histogram{Count: len(ms), Median: percentile(ms, .5), P75: percentile(ms, .75), P95: percentile(ms, .95), P98: percentile(ms, .98), P99: percentile(ms, .99)}
+	for _, v := range ms {
+		h.Mean += v / float64(len(ms))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"histogram": h, "taskStatHistory": hist})
+}
+
+func (f *Framework) handleDot(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	b.WriteString("digraph G {\n  node [style=filled,colorscheme=set27];\n")
+	jobs := f.jobs()
+	for _, j := range jobs {
+		color := map[string]string{"success": "green", "failure": "red", "fresh": "lightgrey"}[lastStatus(&j)]
+		fmt.Fprintf(&b, "  %q [fillcolor=%s];\n", j.Name, color)
+	}
+	for _, j := range jobs {
+		for _, p := range j.Parents {
+			fmt.Fprintf(&b, "  %q -> %q;\n", p, j.Name)
+		}
+	}
+	b.WriteString("}\n")
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, b.String())
+}
+
+func (f *Framework) handleCSV(w http.ResponseWriter, r *http.Request) {
+	states := f.jobStates()
+	var b strings.Builder
+	jobs := f.jobs()
+	for _, j := range jobs {
+		s := states[j.Name]
+		if s == "" {
+			s = "idle"
+		}
+		fmt.Fprintf(&b, "node,%s,%s,%s\n", j.Name, lastStatus(&j), s)
+	}
+	for _, j := range jobs {
+		for _, p := range j.Parents {
+			fmt.Fprintf(&b, "link,%s,%s\n", p, j.Name)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, b.String())
+}
+
+func (f *Framework) handleLeader(w http.ResponseWriter, r *http.Request) {
+	l := r.Host
+	if f.cfg.LeaderAPI != nil {
+		if v := f.cfg.LeaderAPI(); v != "" {
+			l = v
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"leader": l})
+}
