@@ -1,0 +1,167 @@
+package marathon
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// facts are what constraints can look at on an agent: its hostname, its
+// site and its attributes.
+type facts struct {
+	Host  string
+	Site  string
+	Attrs map[string]string
+}
+
+// value is the agent's value for a constraint field: hostname (or
+// @hostname), site (@region and @zone are aliases of weft's site), or an
+// attribute. ok is false when the agent lacks it.
+func (f facts) value(field string) (string, bool) {
+	switch field {
+	case "hostname", "@hostname":
+		return f.Host, f.Host != ""
+	case "site", "@region", "@zone":
+		if f.Site == "" {
+			v, ok := f.Attrs[strings.TrimPrefix(field, "@")]
+			return v, ok
+		}
+		return f.Site, true
+	}
+	v, ok := f.Attrs[field]
+	return v, ok
+}
+
+var (
+	reMu    sync.Mutex
+	reCache = map[string]*regexp.Regexp{}
+)
+
+// fullMatch reports whether s matches pattern as a whole (Java's
+// Pattern.matches, which Marathon uses).
+func fullMatch(pattern, s string) bool {
+	reMu.Lock()
+	re, ok := reCache[pattern]
+	if !ok {
+		var err error
+		re, err = regexp.Compile("^(?:" + pattern + ")$")
+		if err != nil {
+			re = nil
+		}
+		if len(reCache) > 1024 {
+			reCache = map[string]*regexp.Regexp{}
+		}
+		reCache[pattern] = re
+	}
+	reMu.Unlock()
+	return re != nil && re.MatchString(s)
+}
+
+// meetsConstraint decides whether a task of an app may go on the agent
+// described by cand, given the agents its other tasks run on (placed) and
+// every agent of the cluster (all, for GROUP_BY's groups). An agent that
+// lacks the field matches only UNLIKE. Pure: the framework and the table
+// tests call it the same way.
+func meetsConstraint(c []string, cand facts, placed []facts, all []facts) bool {
+	if len(c) < 2 {
+		return true
+	}
+	field, op, value := c[0], strings.ToUpper(c[1]), ""
+	if len(c) > 2 {
+		value = c[2]
+	}
+	v, ok := cand.value(field)
+	if !ok {
+		return op == "UNLIKE"
+	}
+	count := func(val string) int {
+		n := 0
+		for _, p := range placed {
+			if pv, ok := p.value(field); ok && pv == val {
+				n++
+			}
+		}
+		return n
+	}
+	switch op {
+	case "UNIQUE":
+		return count(v) == 0
+	case "CLUSTER":
+		if value != "" {
+			return v == value
+		}
+		for _, p := range placed {
+			if pv, ok := p.value(field); ok {
+				return pv == v
+			}
+		}
+		return true
+	case "IS":
+		return v == value
+	case "LIKE":
+		return fullMatch(value, v)
+	case "UNLIKE":
+		return !fullMatch(value, v)
+	case "MAX_PER":
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return false
+		}
+		return count(v) < n
+	case "GROUP_BY":
+		groups := map[string]int{}
+		for _, a := range all {
+			if av, ok := a.value(field); ok {
+				groups[av] = 0
+			}
+		}
+		groups[v] += 0
+		for _, p := range placed {
+			if pv, ok := p.value(field); ok {
+				groups[pv]++
+			}
+		}
+		min := -1
+		for _, n := range groups {
+			if min < 0 || n < min {
+				min = n
+			}
+		}
+		if want, err := strconv.Atoi(value); err == nil && want > len(groups) {
+			min = 0
+		}
+		return groups[v] <= min
+	}
+	return false
+}
+
+// meetsConstraints checks every constraint of an app.
+func meetsConstraints(cs [][]string, cand facts, placed []facts, all []facts) bool {
+	for _, c := range cs {
+		if !meetsConstraint(c, cand, placed, all) {
+			return false
+		}
+	}
+	return true
+}
+
+// roleAccepted reports whether an offer of agent role offerRole may run a
+// task of an app with acceptedResourceRoles accepted. Without
+// acceptedResourceRoles an app takes only unreserved ("*") resources, as
+// Marathon's default --default_accepted_resource_roles does; "slave_public"
+// agents serve only apps that list it.
+func roleAccepted(accepted []string, offerRole string) bool {
+	if offerRole == "" {
+		offerRole = "*"
+	}
+	if len(accepted) == 0 {
+		return offerRole == "*"
+	}
+	for _, r := range accepted {
+		if r == offerRole {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,895 @@
+package marathon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Name is the framework's name: tasks carry it in Task.Framework.
+const Name = "marathon"
+
+// meta table keys.
+const (
+	metaLastFailure = "marathon/lastTaskFailure/" // + app id
+	metaRollback    = "marathon/rollback/"        // + deployment id → map[appID]*api.App (nil: did not exist)
+)
+
+// Framework is the marathon framework. Create it with New; cmd/weft hands
+// it to the master, which calls Routes once and Run while it leads.
+type Framework struct {
+	cfg Config
+	log *slog.Logger
+
+	handle atomic.Pointer[handleBox]
+	wants  atomic.Bool
+
+	mu       sync.Mutex
+	backoff  map[string]*backoffState // app id →
+	stats    map[string]*offerStats   // app id → why offers were declined
+	since    map[string]time.Time     // app id → waiting for launches since
+	doomed   map[string]time.Time     // task id → found unhealthy at
+	tokens   float64                  // health-kill bucket
+	refilled time.Time
+	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
+}
+
+type handleBox struct{ m sched.MasterHandle }
+
+type backoffState struct {
+	delay     time.Duration
+	notBefore time.Time
+	version   string
+}
+
+type offerStats struct {
+	processed, unused  int
+	reasons            map[string]int
+	lastUnused, lastOK time.Time
+	last               []api.UnusedOffer
+}
+
+var _ sched.Framework = (*Framework)(nil)
+
+// New returns the marathon framework.
+func New(cfg Config) *Framework {
+	cfg.fill()
+	return &Framework{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "marathon"),
+		backoff: map[string]*backoffState{},
+		stats:   map[string]*offerStats{},
+		since:   map[string]time.Time{},
+		doomed:  map[string]time.Time{},
+		agents:  map[string]facts{},
+		tokens:  float64(cfg.HealthKillBurst),
+	}
+}
+
+// Name implements sched.Framework.
+func (f *Framework) Name() string { return Name }
+
+// Wants implements sched.Framework: true while some app misses instances
+// and is not held back by its launch delay or its deployment's order.
+func (f *Framework) Wants() bool { return f.wants.Load() }
+
+func (f *Framework) master() sched.MasterHandle {
+	if b := f.handle.Load(); b != nil {
+		return b.m
+	}
+	return nil
+}
+
+func (f *Framework) setMaster(m sched.MasterHandle) {
+	if m != nil {
+		f.handle.Store(&handleBox{m})
+	}
+}
+
+func (f *Framework) now() time.Time { return f.cfg.Now() }
+
+// Run implements sched.Framework: it watches the store and applies what
+// the desired state says — expunge ended tasks (recording failures and
+// growing the backoff), kill tasks of deleted apps, scale down, replace
+// old versions within the upgrade strategy, kill unhealthy tasks, give up
+// on unreachable ones, and move deployments along.
+func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
+	f.setMaster(m)
+	st := m.Store()
+	var after uint64
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.refreshAgents(m)
+		if err := f.reconcile(ctx, st); err != nil && ctx.Err() == nil {
+			if !errors.Is(err, sched.ErrConflict) {
+				f.log.Warn("reconciling apps", "err", err)
+			}
+		}
+		if f.Wants() {
+			m.Revive()
+		}
+		wctx, cancel := context.WithTimeout(ctx, f.cfg.Tick)
+		idx, _ := st.Watch(wctx, after)
+		cancel()
+		after = idx
+	}
+}
+
+func (f *Framework) refreshAgents(m sched.MasterHandle) {
+	nodes := m.Nodes()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range nodes {
+		if n.ID == "" {
+			continue
+		}
+		host := n.Name
+		if n.Address != "" {
+			host = n.Address
+		}
+		if old, ok := f.agents[n.ID]; ok && old.Host != "" {
+			host = old.Host
+		}
+		f.agents[n.ID] = facts{Host: host, Site: n.Site, Attrs: n.Attributes}
+	}
+}
+
+// taskEntry is a task record with its store index (for CAS writes).
+type taskEntry struct {
+	rec *sched.TaskRecord
+	idx uint64
+}
+
+// view is one consistent read of what marathon needs from the store.
+type view struct {
+	apps        map[string]*api.App
+	appIDs      []string
+	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
+	deployments []depEntry
+}
+
+type depEntry struct {
+	d   *api.Deployment
+	idx uint64
+}
+
+func readView(st *sched.Store) *view {
+	v := &view{apps: map[string]*api.App{}, tasks: map[string][]taskEntry{}}
+	st.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+		for id, e := range t[sched.TableApps] {
+			v.apps[id] = e.Value.(*api.App)
+			v.appIDs = append(v.appIDs, id)
+		}
+		for _, e := range t[sched.TableTasks] {
+			rec := e.Value.(*sched.TaskRecord)
+			if !isMarathonTask(rec) {
+				continue
+			}
+			v.tasks[rec.Task.AppID] = append(v.tasks[rec.Task.AppID], taskEntry{rec, e.ModifyIndex})
+		}
+		for _, e := range t[sched.TableDeployments] {
+			v.deployments = append(v.deployments, depEntry{e.Value.(*api.Deployment), e.ModifyIndex})
+		}
+	})
+	sort.Strings(v.appIDs)
+	for _, ts := range v.tasks {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].rec.Task.ID < ts[j].rec.Task.ID })
+	}
+	sort.Slice(v.deployments, func(i, j int) bool {
+		a, b := v.deployments[i].d, v.deployments[j].d
+		if a.Version != b.Version {
+			return a.Version < b.Version
+		}
+		return a.ID < b.ID
+	})
+	return v
+}
+
+func isMarathonTask(rec *sched.TaskRecord) bool {
+	return rec.Task.Framework == Name || (rec.Task.Framework == "" && rec.Task.AppID != "")
+}
+
+// held reports whether an app waits for an earlier step of a deployment
+// (its dependencies) before anything is launched or killed for it.
+func (v *view) held(appID string) bool {
+	for _, de := range v.deployments {
+		d := de.d
+		for i := d.CurrentStep; i < len(d.Steps); i++ { // steps after the current one
+			if i < 0 {
+				continue
+			}
+			for _, a := range d.Steps[i].Actions {
+				if a.App == appID {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// deploymentsOf lists the deployments touching an app.
+func (v *view) deploymentsOf(appID string) []api.DeploymentRef {
+	out := []api.DeploymentRef{}
+	for _, de := range v.deployments {
+		for _, a := range de.d.AffectedApps {
+			if a == appID {
+				out = append(out, api.DeploymentRef{ID: de.d.ID})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// appTasks sorts an app's tasks into the groups the policies work on.
+type appTasks struct {
+	newActive, oldActive []taskEntry // goal run, not ended, not given up
+	killing              []taskEntry // goal kill, not ended, reachable
+	unhealthy            []taskEntry // active tasks past maxConsecutiveFailures
+	newUp, oldUp         int
+	oldNotUp             []taskEntry
+}
+
+func upTask(app *api.App, t *api.Task) bool {
+	if t.State != api.TaskRunning {
+		return false
+	}
+	if len(app.HealthChecks) > 0 {
+		if h, ok := t.Healthy(); !ok || !h {
+			return false
+		}
+	}
+	if len(app.ReadinessChecks) > 0 && (t.Ready == nil || !*t.Ready) {
+		return false
+	}
+	return true
+}
+
+// healthFailed reports whether a task failed a health check
+// maxConsecutiveFailures times in a row (0 = never kill).
+func healthFailed(app *api.App, t *api.Task) bool {
+	if t.State != api.TaskRunning {
+		return false
+	}
+	for i, r := range t.HealthCheckResults {
+		if r.Alive || i >= len(app.HealthChecks) {
+			continue
+		}
+		max := app.HealthChecks[i].MaxConsecutiveFailures
+		if max > 0 && r.ConsecutiveFailures >= max {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *Framework) inactive(app *api.App, rec *sched.TaskRecord, now time.Time) bool {
+	if rec.Task.State != api.TaskUnreachable && rec.Task.State != api.TaskUnknown {
+		return false
+	}
+	if app == nil || app.UnreachableStrategy.Disabled {
+		return false
+	}
+	since, err := time.Parse(time.RFC3339Nano, rec.UpdatedAt)
+	if err != nil {
+		return true
+	}
+	return now.Sub(since) >= time.Duration(app.UnreachableStrategy.InactiveAfterSeconds*float64(time.Second))
+}
+
+func classify(app *api.App, tasks []taskEntry, inactive func(*sched.TaskRecord) bool) appTasks {
+	var at appTasks
+	cv := configVersion(app)
+	for _, te := range tasks {
+		t := &te.rec.Task
+		if api.Terminal(t.State) {
+			continue
+		}
+		if te.rec.Goal == api.GoalKill {
+			if t.State != api.TaskUnreachable && t.State != api.TaskUnknown {
+				at.killing = append(at.killing, te)
+			}
+			continue
+		}
+		if inactive(te.rec) {
+			continue
+		}
+		if healthFailed(app, t) {
+			at.unhealthy = append(at.unhealthy, te)
+			continue
+		}
+		up := upTask(app, t)
+		if t.Version == cv {
+			at.newActive = append(at.newActive, te)
+			if up {
+				at.newUp++
+			}
+		} else {
+			at.oldActive = append(at.oldActive, te)
+			if up {
+				at.oldUp++
+			} else {
+				at.oldNotUp = append(at.oldNotUp, te)
+			}
+		}
+	}
+	return at
+}
+
+// launchable is how many tasks of app may launch now, before the backoff.
+func launchable(app *api.App, at appTasks) (launch int, kills []taskEntry) {
+	n := app.Instances
+	if len(at.oldActive) == 0 {
+		launch = n - len(at.newActive)
+		if launch < 0 {
+			kills = entries(selectKills(records(at.newActive), -launch, app.KillSelection), at.newActive)
+			launch = 0
+		}
+		return launch, kills
+	}
+	l, k := upgradeStep(n, len(at.newActive), len(at.oldActive), at.newUp, at.oldUp, len(at.oldNotUp), app.UpgradeStrategy)
+	launch = l
+	if extra := len(at.newActive) - n; extra > 0 {
+		kills = entries(selectKills(records(at.newActive), extra, app.KillSelection), at.newActive)
+	}
+	if k > 0 {
+		kills = append(kills, entries(selectKills(records(at.oldActive), k, app.KillSelection), at.oldActive)...)
+	}
+	return launch, kills
+}
+
+func records(es []taskEntry) []*sched.TaskRecord {
+	out := make([]*sched.TaskRecord, len(es))
+	for i, e := range es {
+		out[i] = e.rec
+	}
+	return out
+}
+
+func entries(rs []*sched.TaskRecord, from []taskEntry) []taskEntry {
+	byID := map[string]taskEntry{}
+	for _, e := range from {
+		byID[e.rec.Task.ID] = e
+	}
+	out := make([]taskEntry, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, byID[r.Task.ID])
+	}
+	return out
+}
+
+// delayLeft is how long app's launches are still held by the backoff.
+func (f *Framework) delayLeft(app *api.App, now time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.backoff[app.ID]
+	if b == nil {
+		return 0
+	}
+	if b.version != configVersion(app) {
+		delete(f.backoff, app.ID)
+		return 0
+	}
+	if d := b.notBefore.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+func (f *Framework) recordFailure(app *api.App, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.backoff[app.ID]
+	if b == nil || b.version != configVersion(app) {
+		b = &backoffState{version: configVersion(app)}
+		f.backoff[app.ID] = b
+	}
+	b.delay = nextBackoff(b.delay, app)
+	b.notBefore = now.Add(b.delay)
+}
+
+// ResetDelay forgets app's launch backoff (DELETE /v2/queue/{id}/delay).
+func (f *Framework) resetDelay(appID string) {
+	f.mu.Lock()
+	delete(f.backoff, appID)
+	f.mu.Unlock()
+}
+
+func killed(rec *sched.TaskRecord, msg string) *sched.TaskRecord {
+	n := *rec
+	n.Goal = api.GoalKill
+	if msg != "" {
+		n.Task.Message = msg
+	}
+	return &n
+}
+
+// reconcile is one pass of Run.
+func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
+	now := f.now()
+	v := readView(st)
+	var (
+		ops    []sched.Op
+		events []api.Event
+		wants  bool
+		errs   []error
+	)
+	flush := func() {
+		if len(ops) == 0 && len(events) == 0 {
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := st.Apply(actx, ops, events...)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		ops, events = nil, nil
+	}
+	putTask := func(te taskEntry, rec *sched.TaskRecord) {
+		ops = append(ops, sched.Check(sched.TableTasks, rec.Task.ID, te.idx), sched.Put(sched.TableTasks, rec.Task.ID, rec))
+	}
+	seen := map[string]bool{}
+	// Tasks: expunge ended ones, kill those of deleted apps, give up on
+	// unreachable ones.
+	appIDs := make([]string, 0, len(v.tasks))
+	for id := range v.tasks {
+		appIDs = append(appIDs, id)
+	}
+	sort.Strings(appIDs)
+	for _, appID := range appIDs {
+		app := v.apps[appID]
+		for _, te := range v.tasks[appID] {
+			rec := te.rec
+			t := &rec.Task
+			seen[t.ID] = true
+			switch {
+			case api.Terminal(t.State):
+				if rec.Goal == api.GoalRun && app != nil {
+					if growsBackoff(t.State) {
+						f.recordFailure(app, now)
+					}
+				}
+				if rec.Goal == api.GoalRun && t.State != api.TaskKilled {
+					if app != nil {
+						ops = append(ops, sched.Put(sched.TableMeta, metaLastFailure+appID, api.TaskFailure{
+							AppID: appID, Host: t.Host, Message: t.Message, State: t.State, TaskID: t.ID,
+							Timestamp: api.Timestamp(now), Version: t.Version, SlaveID: t.SlaveID,
+						}))
+					}
+				}
+				ops = append(ops, sched.Check(sched.TableTasks, t.ID, te.idx), sched.Delete(sched.TableTasks, t.ID))
+			case app == nil && rec.Goal == api.GoalRun:
+				putTask(te, killed(rec, "app "+appID+" was deleted"))
+			case (t.State == api.TaskUnreachable || t.State == api.TaskUnknown):
+				since, _ := time.Parse(time.RFC3339Nano, rec.UpdatedAt)
+				if rec.Goal == api.GoalRun && f.inactive(app, rec, now) {
+					// Replaced elsewhere; when its agent comes back it is told
+					// to stop it, so no instance runs twice.
+					putTask(te, killed(rec, "unreachable for longer than inactiveAfterSeconds; replaced"))
+				} else if rec.Goal == api.GoalKill {
+					exp := f.cfg.ExpungeAfter
+					if app != nil && !app.UnreachableStrategy.Disabled {
+						exp = time.Duration(app.UnreachableStrategy.ExpungeAfterSeconds * float64(time.Second))
+					}
+					if now.Sub(since) >= exp {
+						ops = append(ops, sched.Check(sched.TableTasks, t.ID, te.idx), sched.Delete(sched.TableTasks, t.ID))
+					}
+				}
+			}
+			if len(ops) >= 256 {
+				flush()
+			}
+		}
+	}
+	// Apps: scale, upgrade, health kills.
+	for _, appID := range v.appIDs {
+		app := v.apps[appID]
+		if v.held(appID) {
+			continue
+		}
+		at := classify(app, v.tasks[appID], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+		launch, kills := launchable(app, at)
+		for _, te := range kills {
+			putTask(te, killed(te.rec, ""))
+		}
+		// Unhealthy tasks: their replacements launch first (they do not
+		// count as active); each is killed once the app is back to full
+		// healthy strength or ReplaceTimeout has passed, rate-limited.
+		for _, te := range at.unhealthy {
+			t := &te.rec.Task
+			f.mu.Lock()
+			first, ok := f.doomed[t.ID]
+			if !ok {
+				first = now
+				f.doomed[t.ID] = now
+			}
+			f.mu.Unlock()
+			if at.newUp+at.oldUp < app.Instances && now.Sub(first) < f.cfg.ReplaceTimeout {
+				continue
+			}
+			if !f.takeHealthToken(now) {
+				continue
+			}
+			putTask(te, killed(te.rec, "killed: failed health checks"))
+			events = append(events, api.NewEvent(api.EventUnhealthyKill, map[string]any{
+				"appId": appID, "taskId": t.ID, "instanceId": t.ID, "version": t.Version,
+				"reason": "HealthCheckFailed", "host": t.Host, "slaveId": t.SlaveID,
+			}))
+		}
+		if launch > 0 {
+			if f.delayLeft(app, now) == 0 {
+				wants = true
+			}
+			f.mu.Lock()
+			if _, ok := f.since[appID]; !ok {
+				f.since[appID] = now
+			}
+			f.mu.Unlock()
+		} else {
+			f.mu.Lock()
+			delete(f.since, appID)
+			delete(f.stats, appID)
+			f.mu.Unlock()
+		}
+		if len(ops) >= 256 {
+			flush()
+		}
+	}
+	f.wants.Store(wants)
+	f.mu.Lock()
+	for id := range f.doomed {
+		if !seen[id] {
+			delete(f.doomed, id)
+		}
+	}
+	for id := range f.backoff {
+		if v.apps[id] == nil {
+			delete(f.backoff, id)
+		}
+	}
+	f.mu.Unlock()
+	flush()
+	// Deployments.
+	for _, de := range v.deployments {
+		o, e := f.progress(v, de, now)
+		ops = append(ops, o...)
+		events = append(events, e...)
+		flush()
+	}
+	return errors.Join(errs...)
+}
+
+func (f *Framework) takeHealthToken(now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.refilled.IsZero() {
+		f.tokens += now.Sub(f.refilled).Seconds() / f.cfg.HealthKillEvery.Seconds()
+	}
+	f.refilled = now
+	if max := float64(f.cfg.HealthKillBurst); f.tokens > max {
+		f.tokens = max
+	}
+	if f.tokens < 1 {
+		return false
+	}
+	f.tokens--
+	return true
+}
+
+// actionDone reports whether one action of a deployment has reached its
+// goal: every instance of the current version up (running, healthy and
+// ready as the app's checks require) and no old or dying task left; or,
+// for a stop, no task left at all.
+func (f *Framework) actionDone(v *view, a api.DeploymentAction, now time.Time) bool {
+	app := v.apps[a.App]
+	if a.Action == ActionStop || app == nil {
+		if app != nil && a.Action == ActionStop {
+			return false
+		}
+		for _, te := range v.tasks[a.App] {
+			t := te.rec.Task
+			if !api.Terminal(t.State) && t.State != api.TaskUnreachable && t.State != api.TaskUnknown {
+				return false
+			}
+		}
+		return true
+	}
+	at := classify(app, v.tasks[a.App], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+	return len(at.oldActive) == 0 && len(at.killing) == 0 && len(at.unhealthy) == 0 &&
+		len(at.newActive) == app.Instances && at.newUp == app.Instances
+}
+
+// progress moves a deployment through its steps and finishes it.
+func (f *Framework) progress(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event) {
+	d := *de.d
+	step := d.CurrentStep
+	var events []api.Event
+	for step >= 1 && step <= len(d.Steps) {
+		done := true
+		for _, a := range d.Steps[step-1].Actions {
+			if !f.actionDone(v, a, now) {
+				done = false
+				break
+			}
+		}
+		if !done {
+			break
+		}
+		events = append(events, api.NewEvent(api.EventDeploymentStepOK, map[string]any{
+			"plan": planEventJSON(&d), "currentStep": d.Steps[step-1]}))
+		for _, a := range d.Steps[step-1].Actions {
+			if a.Action == ActionStop {
+				events = append(events, api.NewEvent(api.EventAppTerminated, map[string]any{"appId": a.App}))
+			}
+		}
+		step++
+	}
+	if step > len(d.Steps) || step < 1 {
+		events = append(events, api.NewEvent(api.EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planEventJSON(&d)}),
+			api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": d.Version}))
+		return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Delete(sched.TableDeployments, d.ID),
+			sched.Delete(sched.TableMeta, metaRollback+d.ID)}, events
+	}
+	if step == d.CurrentStep {
+		return nil, nil
+	}
+	d.CurrentStep = step
+	d.CurrentActions = d.Steps[step-1].Actions
+	return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Put(sched.TableDeployments, d.ID, &d)}, events
+}
+
+func planEventJSON(d *api.Deployment) map[string]any {
+	return map[string]any{"id": d.ID, "version": d.Version, "steps": d.Steps, "affectedApps": d.AffectedApps}
+}
+
+// ResourceOffers implements sched.Framework: for every app that misses
+// instances (and is not delayed), it fits tasks into the offers — role,
+// capability, cpus, mem, disk, ports, constraints — spreading them over
+// agents, and declines the rest with Marathon's reasons, which /v2/queue
+// shows.
+func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sched.OfferResult {
+	var res sched.OfferResult
+	m := f.master()
+	if m == nil || len(offers) == 0 {
+		for _, o := range offers {
+			res.Declines = append(res.Declines, sched.Decline{OfferID: o.ID, RefuseFor: f.cfg.RefuseFor})
+		}
+		return res
+	}
+	now := f.now()
+	v := readView(m.Store())
+
+	type offerLeft struct {
+		o      *api.Offer
+		left   api.Resources
+		busy   map[int]bool
+		f      facts
+		used   bool
+		reason map[string]bool
+		all    map[string]bool
+	}
+	f.mu.Lock()
+	left := make([]*offerLeft, len(offers))
+	for i := range offers {
+		o := &offers[i]
+		fa := facts{Host: o.Hostname, Site: o.Site, Attrs: o.Attributes}
+		f.agents[o.AgentID] = fa
+		left[i] = &offerLeft{o: o, left: o.Resources, busy: map[int]bool{}, f: fa, reason: map[string]bool{}, all: map[string]bool{}}
+	}
+	agents := make(map[string]facts, len(f.agents))
+	for k, a := range f.agents {
+		agents[k] = a
+	}
+	f.mu.Unlock()
+	all := make([]facts, 0, len(agents))
+	for _, a := range agents {
+		all = append(all, a)
+	}
+	byAgent := map[string]*offerLeft{}
+	for _, ol := range left {
+		byAgent[ol.o.AgentID] = ol
+	}
+	// Ports held by tasks the store knows on the offered agents.
+	for _, ts := range v.tasks {
+		for _, te := range ts {
+			if ol := byAgent[te.rec.Task.SlaveID]; ol != nil && !api.Terminal(te.rec.Task.State) {
+				for _, p := range te.rec.Spec.Ports {
+					ol.busy[p] = true
+				}
+			}
+		}
+	}
+
+	wants := false
+	cursor := 0
+	for _, appID := range v.appIDs {
+		app := v.apps[appID]
+		if v.held(appID) {
+			continue
+		}
+		at := classify(app, v.tasks[appID], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+		launch, _ := launchable(app, at)
+		if launch <= 0 || f.delayLeft(app, now) > 0 {
+			continue
+		}
+		var placed []facts
+		for _, group := range [][]taskEntry{at.newActive, at.oldActive, at.killing} {
+			for _, te := range group {
+				if a, ok := agents[te.rec.Task.SlaveID]; ok {
+					placed = append(placed, a)
+				} else {
+					placed = append(placed, facts{Host: te.rec.Task.Host, Site: te.rec.Task.Site})
+				}
+			}
+		}
+		docker := app.Container != nil && strings.EqualFold(app.Container.Type, "DOCKER")
+		reqPorts := hostPortRequests(app)
+		failed := make([]bool, len(left))
+		reasons := map[string]int{}
+		tried := map[int]bool{}
+		launched := 0
+		for launched < launch {
+			found := false
+			for k := 0; k < len(left); k++ {
+				i := (cursor + k) % len(left)
+				if failed[i] {
+					continue
+				}
+				ol := left[i]
+				tried[i] = true
+				reason := ""
+				var ports []int
+				switch {
+				case !roleAccepted(app.AcceptedResourceRoles, ol.o.Role):
+					reason = "UnfulfilledRole"
+				case docker && !ol.o.HasCapability("docker"):
+					reason = "NoCapability"
+				case ol.left.Cpus+1e-9 < app.Cpus:
+					reason = "InsufficientCpus"
+				case ol.left.Mem+1e-9 < app.Mem:
+					reason = "InsufficientMemory"
+				case ol.left.Disk+1e-9 < app.Disk:
+					reason = "InsufficientDisk"
+				case ol.left.Gpus < app.Gpus:
+					reason = "InsufficientGpus"
+				}
+				if reason == "" {
+					var ok bool
+					if ports, ok = pickPorts(reqPorts, ol.left.Ports, ol.busy); !ok {
+						reason = "InsufficientPorts"
+					}
+				}
+				if reason == "" && len(app.Constraints) > 0 && !meetsConstraints(app.Constraints, ol.f, placed, all) {
+					reason = "UnfulfilledConstraint"
+				}
+				if reason != "" {
+					reasons[reason]++
+					ol.reason[reason] = true
+					ol.all[reason] = true
+					if reason != "UnfulfilledConstraint" {
+						failed[i] = true
+					}
+					continue
+				}
+				taskID := taskIDPrefix(app.ID) + "." + uuid.NewString()
+				spec := taskSpec(app, taskID, ports, f.cfg.DefaultKillGrace)
+				rec := sched.TaskRecord{
+					Task: api.Task{
+						ID: taskID, AppID: app.ID, Version: configVersion(app), Ports: ports,
+						ServicePorts: servicePorts(app), IPAddresses: []api.IPAddress{},
+						HealthCheckResults: []api.HealthCheckResult{}, Framework: Name, Role: ol.o.Role,
+					},
+					Spec: spec,
+					Goal: api.GoalRun,
+				}
+				if rec.Task.ServicePorts == nil {
+					rec.Task.ServicePorts = []int{}
+				}
+				res.Launches = append(res.Launches, sched.Launch{OfferID: ol.o.ID, Task: rec})
+				ol.left.Cpus -= app.Cpus
+				ol.left.Mem -= app.Mem
+				ol.left.Disk -= app.Disk
+				ol.left.Gpus -= app.Gpus
+				for _, p := range ports {
+					ol.busy[p] = true
+				}
+				ol.used = true
+				placed = append(placed, ol.f)
+				launched++
+				found = true
+				cursor = i + 1
+				break
+			}
+			if !found {
+				break
+			}
+		}
+		if launched < launch {
+			wants = true
+		}
+		f.mu.Lock()
+		s := f.stats[appID]
+		if s == nil {
+			s = &offerStats{reasons: map[string]int{}}
+			f.stats[appID] = s
+		}
+		s.processed += len(tried)
+		unused := 0
+		for i := range tried {
+			if !left[i].used {
+				unused++
+			}
+		}
+		s.unused += unused
+		for r, n := range reasons {
+			s.reasons[r] += n
+		}
+		if unused > 0 {
+			s.lastUnused = now
+			s.last = s.last[:0]
+			for i := range tried {
+				ol := left[i]
+				if ol.used || len(ol.reason) == 0 {
+					continue
+				}
+				var rs []string
+				for r := range ol.reason {
+					rs = append(rs, r)
+				}
+				sort.Strings(rs)
+				if len(s.last) < 10 {
+					s.last = append(s.last, api.UnusedOffer{Offer: *ol.o, Reason: rs, Timestamp: api.Timestamp(now)})
+				}
+			}
+		}
+		if launched > 0 {
+			s.lastOK = now
+		}
+		if _, ok := f.since[appID]; !ok {
+			f.since[appID] = now
+		}
+		f.mu.Unlock()
+		for _, ol := range left {
+			ol.reason = map[string]bool{}
+		}
+	}
+	for _, ol := range left {
+		if !ol.used {
+			res.Declines = append(res.Declines, sched.Decline{OfferID: ol.o.ID, RefuseFor: f.cfg.RefuseFor, Reasons: sortedKeys(ol.all)})
+		}
+	}
+	f.wants.Store(wants)
+	return res
+}
+
+// lastFailure reads an app's lastTaskFailure from the meta table.
+func lastFailure(st *sched.Store, appID string) *api.TaskFailure {
+	e, ok := st.Get(sched.TableMeta, metaLastFailure+appID)
+	if !ok {
+		return nil
+	}
+	raw, ok := e.Value.(*json.RawMessage)
+	if !ok || raw == nil {
+		return nil
+	}
+	var tf api.TaskFailure
+	if json.Unmarshal(*raw, &tf) != nil {
+		return nil
+	}
+	return &tf
+}

@@ -1,0 +1,1170 @@
+package marathon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+)
+
+const maxBody = 8 << 20
+
+type handler func(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError
+
+// Routes implements sched.Framework: Marathon's /v2/apps, /v2/tasks,
+// /v2/deployments, /v2/groups and /v2/queue. (/v2/events, /v2/info,
+// /v2/leader, /ping and /metrics belong to the master.)
+func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
+	f.setMaster(m)
+	mux.HandleFunc("/v2/apps", f.wrap(f.serveApps))
+	mux.HandleFunc("/v2/apps/", f.wrap(f.serveApp))
+	mux.HandleFunc("/v2/tasks", f.wrap(f.serveTasks))
+	mux.HandleFunc("/v2/tasks/", f.wrap(f.serveTasksDelete))
+	mux.HandleFunc("/v2/deployments", f.wrap(f.serveDeployments))
+	mux.HandleFunc("/v2/deployments/", f.wrap(f.serveDeployment))
+	mux.HandleFunc("/v2/groups", f.wrap(f.serveGroups))
+	mux.HandleFunc("/v2/groups/", f.wrap(f.serveGroups))
+	mux.HandleFunc("/v2/queue", f.wrap(f.serveQueue))
+	mux.HandleFunc("/v2/queue/", f.wrap(f.serveQueueDelay))
+}
+
+// Handler serves the framework's routes alone (tests, embedding).
+func (f *Framework) Handler(m sched.MasterHandle) http.Handler {
+	mux := http.NewServeMux()
+	f.Routes(mux, m)
+	return mux
+}
+
+func (f *Framework) wrap(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				f.log.Error("marathon API handler panicked", "path", r.URL.Path, "panic", p)
+				writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Message: fmt.Sprintf("internal error: %v", p)})
+			}
+		}()
+		m := f.master()
+		if m == nil {
+			writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Message: "marathon is not started yet"})
+			return
+		}
+		if err := h(w, r, m); err != nil {
+			writeJSON(w, err.Status, err.Body)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func methodNotAllowed() *apiError { return errMsg(405, "HTTP 405 Method Not Allowed") }
+
+func storeError(err error) *apiError {
+	switch {
+	case errors.Is(err, sched.ErrNotLeader):
+		return errMsg(503, "There is no leader: the store is not writable here; retry")
+	case errors.Is(err, sched.ErrConflict):
+		return errMsg(409, "the app changed while this request was applied; retry")
+	}
+	return errMsg(503, "could not commit the change: %v", err)
+}
+
+func readBody(r *http.Request) ([]byte, *apiError) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, invalidJSON(api.ErrorDetail{Path: "/", Errors: []string{"error.invalid.json: " + err.Error()}})
+	}
+	if len(b) > maxBody {
+		return nil, errMsg(413, "request body larger than %d bytes", maxBody)
+	}
+	return b, nil
+}
+
+func boolParam(r *http.Request, name string) bool {
+	v := strings.ToLower(r.URL.Query().Get(name))
+	return v == "true" || v == "1"
+}
+
+func embeds(r *http.Request) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range r.URL.Query()["embed"] {
+		for _, x := range strings.Split(e, ",") {
+			x = strings.TrimSpace(x)
+			out[x] = true
+			// app.tasks and apps.tasks name the same thing.
+			out[strings.TrimPrefix(strings.TrimPrefix(x, "apps."), "app.")] = true
+		}
+	}
+	return out
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ---- app info ----
+
+func apiTask(rec *sched.TaskRecord) api.Task {
+	t := rec.Task
+	if t.Ports == nil {
+		t.Ports = []int{}
+	}
+	if t.ServicePorts == nil {
+		t.ServicePorts = []int{}
+	}
+	if t.IPAddresses == nil {
+		t.IPAddresses = []api.IPAddress{}
+	}
+	if t.HealthCheckResults == nil {
+		t.HealthCheckResults = []api.HealthCheckResult{}
+	}
+	return t
+}
+
+func (f *Framework) appInfo(v *view, st *sched.Store, app *api.App, emb map[string]bool, tasks, failure bool) api.AppInfo {
+	info := api.AppInfo{App: *app, Deployments: v.deploymentsOf(app.ID)}
+	var list []api.Task
+	for _, te := range v.tasks[app.ID] {
+		t := te.rec.Task
+		if api.Terminal(t.State) {
+			continue
+		}
+		switch t.State {
+		case api.TaskStaging, api.TaskStarting:
+			info.TasksStaged++
+		case api.TaskRunning:
+			info.TasksRunning++
+		}
+		if h, ok := t.Healthy(); ok {
+			if h {
+				info.TasksHealthy++
+			} else {
+				info.TasksUnhealthy++
+			}
+		}
+		list = append(list, apiTask(te.rec))
+	}
+	if tasks || emb["tasks"] {
+		if list == nil {
+			list = []api.Task{}
+		}
+		info.Tasks = list
+	}
+	if failure || emb["lastTaskFailure"] {
+		info.LastTaskFailure = lastFailure(st, app.ID)
+	}
+	if emb["readiness"] {
+		info.Readiness = []api.ReadinessResult{}
+		for _, t := range list {
+			if t.Ready != nil {
+				info.Readiness = append(info.Readiness, api.ReadinessResult{Name: "readinessCheck", TaskID: t.ID, Ready: *t.Ready})
+			}
+		}
+	}
+	if emb["taskStats"] {
+		info.TaskStats = map[string]any{}
+	}
+	return info
+}
+
+// appInfoTasks is an AppInfo whose tasks are always present, [] when none
+// (api.AppInfo omits an empty list).
+type appInfoTasks struct {
+	api.AppInfo
+	Tasks []api.Task `json:"tasks"`
+}
+
+func withTasks(a api.AppInfo) appInfoTasks {
+	t := a.Tasks
+	if t == nil {
+		t = []api.Task{}
+	}
+	return appInfoTasks{AppInfo: a, Tasks: t}
+}
+
+// ---- /v2/apps ----
+
+func (f *Framework) serveApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	switch r.Method {
+	case http.MethodGet:
+		return f.listApps(w, r, m)
+	case http.MethodPost:
+		return f.createApp(w, r, m)
+	case http.MethodPut, http.MethodPatch:
+		return f.updateApps(w, r, m)
+	}
+	return methodNotAllowed()
+}
+
+func labelSelectorMatch(sel string, labels map[string]string) bool {
+	for _, part := range strings.Split(sel, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		switch {
+		case strings.Contains(part, "!="):
+			kv := strings.SplitN(part, "!=", 2)
+			if v, ok := labels[strings.TrimSpace(kv[0])]; ok && v == strings.TrimSpace(kv[1]) {
+				return false
+			}
+		case strings.Contains(part, "=="):
+			kv := strings.SplitN(part, "==", 2)
+			if labels[strings.TrimSpace(kv[0])] != strings.TrimSpace(kv[1]) {
+				return false
+			}
+		default:
+			if _, ok := labels[part]; !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	st := m.Store()
+	v := readView(st)
+	emb := embeds(r)
+	q := r.URL.Query()
+	out := []api.AppInfo{}
+	for _, id := range v.appIDs {
+		app := v.apps[id]
+		if c := q.Get("cmd"); c != "" && (app.Cmd == nil || !strings.Contains(*app.Cmd, c)) {
+			continue
+		}
+		if s := q.Get("id"); s != "" && !strings.Contains(id, s) {
+			continue
+		}
+		if l := q.Get("label"); l != "" && !labelSelectorMatch(l, app.Labels) {
+			continue
+		}
+		out = append(out, f.appInfo(v, st, app, emb, false, false))
+	}
+	writeJSON(w, 200, map[string]any{"apps": out})
+	return nil
+}
+
+// prepared is an app definition decoded, merged, normalized and validated.
+func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.RawMessage, id, prefix string, partial bool, now time.Time) (*api.App, *apiError) {
+	base := existing
+	if !partial {
+		base = nil
+	}
+	app, present, aerr := mergeApp(&f.cfg, base, keys, prefix)
+	if aerr != nil {
+		return nil, aerr
+	}
+	app.ID = id
+	normalizeApp(app, present)
+	details := validateApp(app, prefix)
+	used := map[int]string{}
+	for _, oid := range v.appIDs {
+		if oid == id {
+			continue
+		}
+		for _, p := range servicePorts(v.apps[oid]) {
+			if p != 0 {
+				used[p] = oid
+			}
+		}
+	}
+	var prev []int
+	if existing != nil {
+		prev = servicePorts(existing)
+	}
+	if len(details) == 0 {
+		for _, d := range assignServicePorts(app, used, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
+			d.Path = prefix + d.Path
+			details = append(details, d)
+		}
+	}
+	if len(details) > 0 {
+		return nil, notValid(details...)
+	}
+	prevVersion := ""
+	if existing != nil {
+		prevVersion = existing.Version
+	}
+	ver := newVersion(now, prevVersion)
+	app.Version = ver
+	if existing != nil && sameConfig(existing, app) {
+		lc := configVersion(existing)
+		app.VersionInfo = &api.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: lc}
+	} else {
+		app.VersionInfo = &api.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
+	}
+	return app, nil
+}
+
+func appOps(c change) []sched.Op {
+	var ops []sched.Op
+	if c.To != nil {
+		ops = append(ops, sched.Put(sched.TableApps, c.To.ID, c.To), sched.Put(sched.TableAppVersions, c.To.ID+"@"+c.To.Version, c.To))
+	}
+	return ops
+}
+
+func (f *Framework) createApp(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	keys, aerr := parseObject(body, reflect.TypeOf(api.App{}), "")
+	if aerr != nil {
+		return aerr
+	}
+	var raw struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(body, &raw)
+	id, probs := canonicalID(raw.ID, "/")
+	if raw.ID == "" {
+		return notValid(api.ErrorDetail{Path: "/id", Errors: []string{"error.path.missing"}})
+	}
+	if len(probs) > 0 {
+		return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
+	}
+	st := m.Store()
+	v := readView(st)
+	if _, ok := v.apps[id]; ok {
+		return errMsg(409, "An app with id [%s] already exists.", id)
+	}
+	app, aerr := f.prepare(v, nil, keys, id, "", false, m.Now())
+	if aerr != nil {
+		return aerr
+	}
+	c := change{To: app}
+	ops := append([]sched.Op{sched.Check(sched.TableApps, id, 0)}, appOps(c)...)
+	ev := api.NewEvent(api.EventAPIPost, map[string]any{"clientIp": clientIP(r), "uri": r.URL.Path, "appDefinition": app})
+	res, aerr := f.deploy(r.Context(), m, v, []change{c}, boolParam(r, "force"), ops, ev)
+	if aerr != nil {
+		if aerr.Status == 409 && aerr.Body.Deployments == nil {
+			return errMsg(409, "An app with id [%s] already exists.", id)
+		}
+		return aerr
+	}
+	info := api.AppInfo{App: *app, Deployments: []api.DeploymentRef{{ID: res.DeploymentID}}}
+	w.Header().Set("Location", "/v2/apps"+id)
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, 201, withTasks(info))
+	return nil
+}
+
+// updateApps is PUT/PATCH /v2/apps with an array of (partial) apps: one
+// deployment for all.
+func (f *Framework) updateApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(body, &elems); err != nil {
+		return invalidJSON(api.ErrorDetail{Path: "/", Errors: []string{"error.expected.jsarray"}})
+	}
+	st := m.Store()
+	v := readView(st)
+	now := m.Now()
+	partial := r.Method == http.MethodPatch || r.URL.Query().Get("partialUpdate") != "false"
+	var (
+		changes []change
+		ops     []sched.Op
+		details []api.ErrorDetail
+		evs     []api.Event
+	)
+	seen := map[string]bool{}
+	for i, e := range elems {
+		prefix := "(" + strconv.Itoa(i) + ")"
+		keys, aerr := parseObject(e, reflect.TypeOf(api.App{}), prefix)
+		if aerr != nil {
+			return aerr
+		}
+		var raw struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(e, &raw)
+		if raw.ID == "" {
+			details = append(details, api.ErrorDetail{Path: prefix + "/id", Errors: []string{"error.path.missing"}})
+			continue
+		}
+		id, probs := canonicalID(raw.ID, "/")
+		if len(probs) > 0 {
+			details = append(details, api.ErrorDetail{Path: prefix + "/id", Errors: probs})
+			continue
+		}
+		if seen[id] {
+			details = append(details, api.ErrorDetail{Path: prefix + "/id", Errors: []string{"id " + id + " appears more than once"}})
+			continue
+		}
+		seen[id] = true
+		existing := v.apps[id]
+		app, aerr := f.prepare(v, existing, keys, id, prefix, partial, now)
+		if aerr != nil {
+			if aerr.Status == 422 {
+				details = append(details, aerr.Body.Details...)
+				continue
+			}
+			return aerr
+		}
+		idx := uint64(0)
+		if existing != nil {
+			e, _ := st.Get(sched.TableApps, id)
+			idx = e.ModifyIndex
+		}
+		c := change{From: existing, To: app}
+		changes = append(changes, c)
+		ops = append(ops, sched.Check(sched.TableApps, id, idx))
+		ops = append(ops, appOps(c)...)
+		evs = append(evs, api.NewEvent(api.EventAPIPost, map[string]any{"clientIp": clientIP(r), "uri": r.URL.Path, "appDefinition": app}))
+	}
+	if len(details) > 0 {
+		return notValid(details...)
+	}
+	if len(changes) == 0 {
+		return notValid(api.ErrorDetail{Path: "/", Errors: []string{"no apps given"}})
+	}
+	res, aerr := f.deploy(r.Context(), m, v, changes, boolParam(r, "force"), ops, evs...)
+	if aerr != nil {
+		return aerr
+	}
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, 200, res)
+	return nil
+}
+
+// deploy commits ops together with a new deployment for changes. An app
+// locked by another deployment is a 409 unless force, which cancels that
+// deployment.
+func (f *Framework) deploy(ctx context.Context, m sched.MasterHandle, v *view, changes []change, force bool, ops []sched.Op, events ...api.Event) (api.DeploymentResult, *apiError) {
+	locked := map[string]depEntry{}
+	for _, c := range changes {
+		for _, de := range v.deployments {
+			for _, a := range de.d.AffectedApps {
+				if a == c.id() {
+					locked[de.d.ID] = de
+				}
+			}
+		}
+	}
+	if len(locked) > 0 && !force {
+		refs := []api.DeploymentRef{}
+		for id := range locked {
+			refs = append(refs, api.DeploymentRef{ID: id})
+		}
+		sort.Slice(refs, func(i, j int) bool { return refs[i].ID < refs[j].ID })
+		return api.DeploymentResult{}, &apiError{Status: 409, Body: api.ErrorBody{
+			Message: fmt.Sprintf("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/%s'.",
+				refs[0].ID),
+			Deployments: refs}}
+	}
+	for _, de := range locked {
+		ops = append(ops, sched.Check(sched.TableDeployments, de.d.ID, de.idx), sched.Delete(sched.TableDeployments, de.d.ID),
+			sched.Delete(sched.TableMeta, metaRollback+de.d.ID))
+		events = append(events, api.NewEvent(api.EventDeploymentFailed, map[string]any{
+			"id": de.d.ID, "plan": planEventJSON(de.d), "reason": "canceled by a forced change"}))
+	}
+	version := api.Timestamp(m.Now())
+	for _, c := range changes {
+		if c.To != nil && c.To.Version > version {
+			version = c.To.Version
+		}
+	}
+	id := uuid.NewString()
+	d := buildPlan(id, version, changes)
+	rollback := map[string]*api.App{}
+	for _, c := range changes {
+		rollback[c.id()] = c.From
+	}
+	ops = append(ops, sched.Check(sched.TableDeployments, id, 0), sched.Put(sched.TableDeployments, id, &d),
+		sched.Put(sched.TableMeta, metaRollback+id, rollback))
+	var cur any = map[string]any{"actions": []any{}}
+	if len(d.Steps) > 0 {
+		cur = d.Steps[0]
+	}
+	events = append(events, api.NewEvent(api.EventDeploymentInfo, map[string]any{"plan": planEventJSON(&d), "currentStep": cur}),
+		api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": version}))
+	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := m.Store().Apply(actx, ops, events...); err != nil {
+		return api.DeploymentResult{}, storeError(err)
+	}
+	m.Revive()
+	return api.DeploymentResult{DeploymentID: id, Version: version}, nil
+}
+
+func writeDeployment(w http.ResponseWriter, status int, res api.DeploymentResult) {
+	w.Header().Set("Marathon-Deployment-Id", res.DeploymentID)
+	writeJSON(w, status, res)
+}
+
+// ---- /v2/apps/{id}[/...] ----
+
+func (f *Framework) serveApp(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	rest := strings.TrimPrefix(r.URL.Path, "/v2/apps/")
+	segs := splitID(rest)
+	n := len(segs)
+	switch {
+	case n == 0:
+		return f.serveApps(w, r, m)
+	case segs[n-1] == "*":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed()
+		}
+		return f.groupApps(w, r, m, "/"+strings.Join(segs[:n-1], "/"))
+	case n >= 2 && segs[n-1] == "restart":
+		if r.Method != http.MethodPost {
+			return methodNotAllowed()
+		}
+		return f.restartApp(w, r, m, "/"+strings.Join(segs[:n-1], "/"))
+	case n >= 2 && segs[n-1] == "tasks":
+		return f.appTasks(w, r, m, "/"+strings.Join(segs[:n-1], "/"))
+	case n >= 3 && segs[n-2] == "tasks":
+		if r.Method != http.MethodDelete {
+			return methodNotAllowed()
+		}
+		return f.killAppTask(w, r, m, "/"+strings.Join(segs[:n-2], "/"), segs[n-1])
+	case n >= 2 && segs[n-1] == "versions":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed()
+		}
+		return f.appVersions(w, r, m, "/"+strings.Join(segs[:n-1], "/"), "")
+	case n >= 3 && segs[n-2] == "versions":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed()
+		}
+		return f.appVersions(w, r, m, "/"+strings.Join(segs[:n-2], "/"), segs[n-1])
+	}
+	switch r.Method {
+	case http.MethodGet:
+		id, _ := canonicalID(rest, "/")
+		st := m.Store()
+		v := readView(st)
+		app := v.apps[id]
+		if app == nil {
+			return appNotFound(id)
+		}
+		writeJSON(w, 200, map[string]any{"app": withTasks(f.appInfo(v, st, app, embeds(r), true, true))})
+		return nil
+	case http.MethodPut, http.MethodPatch:
+		return f.putApp(w, r, m, rest)
+	case http.MethodDelete:
+		return f.deleteApp(w, r, m, rest)
+	}
+	return methodNotAllowed()
+}
+
+func (f *Framework) putApp(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID string) *apiError {
+	id, probs := canonicalID(rawID, "/")
+	if len(probs) > 0 {
+		return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
+	}
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	keys, aerr := parseObject(body, reflect.TypeOf(api.App{}), "")
+	if aerr != nil {
+		return aerr
+	}
+	st := m.Store()
+	v := readView(st)
+	existing := v.apps[id]
+	if existing == nil && r.Method == http.MethodPatch {
+		return appNotFound(id)
+	}
+	partial := r.Method == http.MethodPatch || r.URL.Query().Get("partialUpdate") != "false"
+	app, aerr := f.prepare(v, existing, keys, id, "", partial, m.Now())
+	if aerr != nil {
+		return aerr
+	}
+	idx := uint64(0)
+	if existing != nil {
+		e, _ := st.Get(sched.TableApps, id)
+		idx = e.ModifyIndex
+	}
+	c := change{From: existing, To: app}
+	ops := append([]sched.Op{sched.Check(sched.TableApps, id, idx)}, appOps(c)...)
+	ev := api.NewEvent(api.EventAPIPost, map[string]any{"clientIp": clientIP(r), "uri": r.URL.Path, "appDefinition": app})
+	res, aerr := f.deploy(r.Context(), m, v, []change{c}, boolParam(r, "force"), ops, ev)
+	if aerr != nil {
+		return aerr
+	}
+	status := 200
+	if existing == nil {
+		status = 201
+		w.Header().Set("Location", "/v2/apps"+id)
+	}
+	writeDeployment(w, status, res)
+	return nil
+}
+
+func (f *Framework) deleteApp(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID string) *apiError {
+	id, _ := canonicalID(rawID, "/")
+	st := m.Store()
+	v := readView(st)
+	app := v.apps[id]
+	if app == nil {
+		return appNotFound(id)
+	}
+	e, _ := st.Get(sched.TableApps, id)
+	ops := []sched.Op{sched.Check(sched.TableApps, id, e.ModifyIndex), sched.Delete(sched.TableApps, id),
+		sched.Delete(sched.TableMeta, metaLastFailure+id)}
+	for _, ve := range st.List(sched.TableAppVersions) {
+		if strings.HasPrefix(ve.Key, id+"@") {
+			ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
+		}
+	}
+	res, aerr := f.deploy(r.Context(), m, v, []change{{From: app}}, boolParam(r, "force"), ops)
+	if aerr != nil {
+		return aerr
+	}
+	f.resetDelay(id)
+	writeDeployment(w, 200, res)
+	return nil
+}
+
+func (f *Framework) restartApp(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID string) *apiError {
+	id, _ := canonicalID(rawID, "/")
+	st := m.Store()
+	v := readView(st)
+	old := v.apps[id]
+	if old == nil {
+		return appNotFound(id)
+	}
+	app := cloneApp(old)
+	app.Version = newVersion(m.Now(), old.Version)
+	app.VersionInfo = &api.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: app.Version}
+	e, _ := st.Get(sched.TableApps, id)
+	c := change{From: old, To: app}
+	ops := append([]sched.Op{sched.Check(sched.TableApps, id, e.ModifyIndex)}, appOps(c)...)
+	res, aerr := f.deploy(r.Context(), m, v, []change{c}, boolParam(r, "force"), ops)
+	if aerr != nil {
+		return aerr
+	}
+	writeDeployment(w, 200, res)
+	return nil
+}
+
+func (f *Framework) groupApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, group string) *apiError {
+	gid, _ := canonicalID(group, "/")
+	st := m.Store()
+	v := readView(st)
+	out := []appInfoTasks{}
+	for _, id := range v.appIDs {
+		if gid == "/" || strings.HasPrefix(id, gid+"/") {
+			out = append(out, withTasks(f.appInfo(v, st, v.apps[id], embeds(r), true, true)))
+		}
+	}
+	writeJSON(w, 200, map[string]any{"*": out})
+	return nil
+}
+
+func (f *Framework) appVersions(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID, version string) *apiError {
+	id, _ := canonicalID(rawID, "/")
+	st := m.Store()
+	if _, ok := st.Get(sched.TableApps, id); !ok {
+		return appNotFound(id)
+	}
+	if version != "" {
+		e, ok := st.Get(sched.TableAppVersions, id+"@"+version)
+		if !ok {
+			return errMsg(404, "App '%s' does not exist in version %s", id, version)
+		}
+		writeJSON(w, 200, e.Value)
+		return nil
+	}
+	vs := []string{}
+	for _, e := range st.List(sched.TableAppVersions) {
+		if strings.HasPrefix(e.Key, id+"@") {
+			vs = append(vs, strings.TrimPrefix(e.Key, id+"@"))
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(vs)))
+	writeJSON(w, 200, map[string]any{"versions": vs})
+	return nil
+}
+
+// ---- tasks ----
+
+func (f *Framework) appTasks(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID string) *apiError {
+	id, _ := canonicalID(rawID, "/")
+	st := m.Store()
+	v := readView(st)
+	if v.apps[id] == nil {
+		return appNotFound(id)
+	}
+	switch r.Method {
+	case http.MethodGet:
+		out := []api.Task{}
+		for _, te := range v.tasks[id] {
+			if !api.Terminal(te.rec.Task.State) {
+				out = append(out, apiTask(te.rec))
+			}
+		}
+		writeJSON(w, 200, map[string]any{"tasks": out})
+		return nil
+	case http.MethodDelete:
+		host := r.URL.Query().Get("host")
+		var sel []taskEntry
+		for _, te := range v.tasks[id] {
+			t := te.rec.Task
+			if api.Terminal(t.State) || te.rec.Goal == api.GoalKill {
+				continue
+			}
+			if host != "" && host != "*" && t.Host != host {
+				continue
+			}
+			sel = append(sel, te)
+		}
+		return f.killTasks(w, r, m, v, sel, boolParam(r, "scale"), false)
+	}
+	return methodNotAllowed()
+}
+
+func (f *Framework) killAppTask(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, rawID, taskID string) *apiError {
+	id, _ := canonicalID(rawID, "/")
+	st := m.Store()
+	v := readView(st)
+	if v.apps[id] == nil {
+		return appNotFound(id)
+	}
+	for _, te := range v.tasks[id] {
+		if te.rec.Task.ID == taskID && !api.Terminal(te.rec.Task.State) {
+			return f.killTasks(w, r, m, v, []taskEntry{te}, boolParam(r, "scale"), true)
+		}
+	}
+	return errMsg(404, "Task '%s' does not exist", taskID)
+}
+
+// killTasks sets the kill goal on tasks; with scale the apps' instances go
+// down by as many (a deployment), else they are replaced.
+func (f *Framework) killTasks(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, v *view, sel []taskEntry, scale, single bool) *apiError {
+	st := m.Store()
+	var ops []sched.Op
+	byApp := map[string]int{}
+	out := []api.Task{}
+	for _, te := range sel {
+		ops = append(ops, sched.Check(sched.TableTasks, te.rec.Task.ID, te.idx),
+			sched.Put(sched.TableTasks, te.rec.Task.ID, killed(te.rec, "killed through the API")))
+		byApp[te.rec.Task.AppID]++
+		out = append(out, apiTask(te.rec))
+	}
+	if scale {
+		var changes []change
+		for _, id := range sortedKeys(byApp) {
+			old := v.apps[id]
+			if old == nil {
+				continue
+			}
+			app := cloneApp(old)
+			app.Instances -= byApp[id]
+			if app.Instances < 0 {
+				app.Instances = 0
+			}
+			app.Version = newVersion(m.Now(), old.Version)
+			app.VersionInfo = &api.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: configVersion(old)}
+			e, _ := st.Get(sched.TableApps, id)
+			c := change{From: old, To: app}
+			ops = append(ops, sched.Check(sched.TableApps, id, e.ModifyIndex))
+			ops = append(ops, appOps(c)...)
+			changes = append(changes, c)
+		}
+		if len(changes) > 0 {
+			res, aerr := f.deploy(r.Context(), m, v, changes, boolParam(r, "force"), ops)
+			if aerr != nil {
+				return aerr
+			}
+			writeDeployment(w, 200, res)
+			return nil
+		}
+	}
+	if len(ops) > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+		defer cancel()
+		if _, err := st.Apply(ctx, ops); err != nil {
+			return storeError(err)
+		}
+		m.Revive()
+	}
+	if single {
+		writeJSON(w, 200, map[string]any{"task": out[0]})
+		return nil
+	}
+	writeJSON(w, 200, map[string]any{"tasks": out})
+	return nil
+}
+
+func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed()
+	}
+	v := readView(m.Store())
+	want := map[string]bool{}
+	for _, s := range r.URL.Query()["status"] {
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				want["TASK_"+strings.ToUpper(strings.TrimPrefix(strings.ToUpper(x), "TASK_"))] = true
+			}
+		}
+	}
+	out := []api.Task{}
+	ids := sortedKeys(v.tasks)
+	for _, id := range ids {
+		for _, te := range v.tasks[id] {
+			t := te.rec.Task
+			if api.Terminal(t.State) || (len(want) > 0 && !want[t.State]) {
+				continue
+			}
+			out = append(out, apiTask(te.rec))
+		}
+	}
+	writeJSON(w, 200, map[string]any{"tasks": out})
+	return nil
+}
+
+func (f *Framework) serveTasksDelete(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	if r.URL.Path != "/v2/tasks/delete" {
+		return errMsg(404, "%s %s: no such Marathon API path", r.Method, r.URL.Path)
+	}
+	if r.Method != http.MethodPost {
+		return methodNotAllowed()
+	}
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	var req struct {
+		IDs []string `json:"ids"`
+	}
+	keys, aerr := parseObject(body, reflect.TypeOf(req), "")
+	if aerr != nil {
+		return aerr
+	}
+	if _, ok := keys["ids"]; !ok {
+		return invalidJSON(api.ErrorDetail{Path: "/ids", Errors: []string{"error.path.missing"}})
+	}
+	_ = json.Unmarshal(body, &req)
+	v := readView(m.Store())
+	byID := map[string]taskEntry{}
+	for _, ts := range v.tasks {
+		for _, te := range ts {
+			byID[te.rec.Task.ID] = te
+		}
+	}
+	var sel []taskEntry
+	var unknown []string
+	for _, id := range req.IDs {
+		te, ok := byID[id]
+		if !ok || api.Terminal(te.rec.Task.State) {
+			unknown = append(unknown, id)
+			continue
+		}
+		if te.rec.Goal != api.GoalKill {
+			sel = append(sel, te)
+		}
+	}
+	if len(unknown) > 0 {
+		return errMsg(400, "Unknown task ids: %s", strings.Join(unknown, ", "))
+	}
+	return f.killTasks(w, r, m, v, sel, boolParam(r, "scale"), false)
+}
+
+// ---- deployments ----
+
+func (f *Framework) serveDeployments(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed()
+	}
+	v := readView(m.Store())
+	out := []api.Deployment{}
+	for _, de := range v.deployments {
+		out = append(out, *de.d)
+	}
+	writeJSON(w, 200, out)
+	return nil
+}
+
+func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	id := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v2/deployments/"), "/")
+	st := m.Store()
+	v := readView(st)
+	var de *depEntry
+	for i := range v.deployments {
+		if v.deployments[i].d.ID == id {
+			de = &v.deployments[i]
+		}
+	}
+	if de == nil {
+		return errMsg(404, "DeploymentPlan %s does not exist", id)
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, 200, de.d)
+		return nil
+	case http.MethodDelete:
+	default:
+		return methodNotAllowed()
+	}
+	if boolParam(r, "force") {
+		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+		defer cancel()
+		_, err := st.Apply(ctx, []sched.Op{sched.Check(sched.TableDeployments, id, de.idx), sched.Delete(sched.TableDeployments, id),
+			sched.Delete(sched.TableMeta, metaRollback+id)},
+			api.NewEvent(api.EventDeploymentFailed, map[string]any{"id": id, "plan": planEventJSON(de.d), "reason": "stopped by DELETE /v2/deployments?force=true"}))
+		if err != nil {
+			return storeError(err)
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	}
+	// Roll back: a new deployment from the current state to the one before.
+	prev := map[string]*api.App{}
+	if e, ok := st.Get(sched.TableMeta, metaRollback+id); ok {
+		if raw, ok := e.Value.(*json.RawMessage); ok && raw != nil {
+			_ = json.Unmarshal(*raw, &prev)
+		}
+	}
+	now := m.Now()
+	var (
+		changes []change
+		ops     []sched.Op
+	)
+	for _, appID := range de.d.AffectedApps {
+		cur := v.apps[appID]
+		old := prev[appID]
+		curIdx := uint64(0)
+		if cur != nil {
+			e, _ := st.Get(sched.TableApps, appID)
+			curIdx = e.ModifyIndex
+		}
+		switch {
+		case old == nil && cur == nil:
+			continue
+		case old == nil:
+			ops = append(ops, sched.Check(sched.TableApps, appID, curIdx), sched.Delete(sched.TableApps, appID))
+			for _, ve := range st.List(sched.TableAppVersions) {
+				if strings.HasPrefix(ve.Key, appID+"@") {
+					ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
+				}
+			}
+			changes = append(changes, change{From: cur})
+		default:
+			app := cloneApp(old)
+			pv := old.Version
+			if cur != nil && cur.Version > pv {
+				pv = cur.Version
+			}
+			app.Version = newVersion(now, pv)
+			app.VersionInfo = &api.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: configVersion(old)}
+			c := change{From: cur, To: app}
+			ops = append(ops, sched.Check(sched.TableApps, appID, curIdx))
+			ops = append(ops, appOps(c)...)
+			changes = append(changes, c)
+		}
+	}
+	if len(changes) == 0 {
+		return errMsg(409, "nothing to roll back for deployment %s", id)
+	}
+	res, aerr := f.deploy(r.Context(), m, v, changes, true, ops)
+	if aerr != nil {
+		return aerr
+	}
+	writeDeployment(w, 200, res)
+	return nil
+}
+
+// ---- groups ----
+
+func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	if r.Method != http.MethodGet {
+		return errMsg(405, "weft manages groups through their apps: use /v2/apps (HTTP 405 Method Not Allowed)")
+	}
+	raw := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/")
+	gid := "/"
+	if raw != "" {
+		id, probs := canonicalID(raw, "/")
+		if len(probs) > 0 && id != "/" {
+			return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
+		}
+		gid = id
+	}
+	st := m.Store()
+	v := readView(st)
+	emb := embeds(r)
+	tree := buildGroups(v.appIDs, func(id string) api.AppInfo {
+		return f.appInfo(v, st, v.apps[id], emb, false, false)
+	})
+	g := findGroup(&tree, gid)
+	if g == nil {
+		return errMsg(404, "Group '%s' does not exist", gid)
+	}
+	writeJSON(w, 200, g)
+	return nil
+}
+
+// buildGroups makes Marathon's group tree from app ids: every id's parent
+// path is a group. Pure.
+func buildGroups(appIDs []string, info func(id string) api.AppInfo) api.Group {
+	root := api.Group{ID: "/", Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}}
+	var ensure func(g *api.Group, segs []string, depth int) *api.Group
+	ensure = func(g *api.Group, segs []string, depth int) *api.Group {
+		if depth == len(segs) {
+			return g
+		}
+		id := "/" + strings.Join(segs[:depth+1], "/")
+		for i := range g.Groups {
+			if g.Groups[i].ID == id {
+				return ensure(&g.Groups[i], segs, depth+1)
+			}
+		}
+		g.Groups = append(g.Groups, api.Group{ID: id, Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}})
+		return ensure(&g.Groups[len(g.Groups)-1], segs, depth+1)
+	}
+	for _, id := range appIDs {
+		segs := splitID(id)
+		g := ensure(&root, segs[:len(segs)-1], 0)
+		a := info(id)
+		g.Apps = append(g.Apps, a)
+	}
+	var version func(g *api.Group) string
+	version = func(g *api.Group) string {
+		v := ""
+		for _, a := range g.Apps {
+			if a.Version > v {
+				v = a.Version
+			}
+		}
+		for i := range g.Groups {
+			if gv := version(&g.Groups[i]); gv > v {
+				v = gv
+			}
+		}
+		g.Version = v
+		return v
+	}
+	version(&root)
+	return root
+}
+
+func findGroup(g *api.Group, id string) *api.Group {
+	if g.ID == id {
+		return g
+	}
+	for i := range g.Groups {
+		if strings.HasPrefix(id+"/", g.Groups[i].ID+"/") {
+			return findGroup(&g.Groups[i], id)
+		}
+	}
+	return nil
+}
+
+// ---- queue ----
+
+// queueItems lists apps waiting for launches, with their delay and why
+// offers were declined.
+func (f *Framework) queueItems(m sched.MasterHandle, withOffers bool) []api.QueueItem {
+	st := m.Store()
+	v := readView(st)
+	now := m.Now()
+	out := []api.QueueItem{}
+	for _, id := range v.appIDs {
+		app := v.apps[id]
+		at := classify(app, v.tasks[id], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+		count := app.Instances - len(at.newActive)
+		if count <= 0 {
+			continue
+		}
+		left := f.delayLeft(app, now)
+		f.mu.Lock()
+		since, ok := f.since[id]
+		if !ok {
+			since = now
+		}
+		item := api.QueueItem{
+			App:   f.appInfo(v, st, app, nil, false, false),
+			Count: count,
+			Delay: api.QueueDelay{TimeLeftSeconds: left.Seconds(), Overdue: left == 0},
+			Since: api.Timestamp(since),
+		}
+		pos := &api.ProcessedOffersSummary{RejectSummaryLastOffers: []api.DeclineReason{}, RejectSummaryLaunchAttempt: []api.DeclineReason{}}
+		if s := f.stats[id]; s != nil {
+			pos.ProcessedOffersCount = s.processed
+			pos.UnusedOffersCount = s.unused
+			if !s.lastUnused.IsZero() {
+				pos.LastUnusedOfferAt = api.Timestamp(s.lastUnused)
+			}
+			if !s.lastOK.IsZero() {
+				pos.LastUsedOfferAt = api.Timestamp(s.lastOK)
+			}
+			for _, r := range declineReasons {
+				dr := api.DeclineReason{Reason: r, Declined: s.reasons[r], Processed: s.processed}
+				pos.RejectSummaryLastOffers = append(pos.RejectSummaryLastOffers, dr)
+				pos.RejectSummaryLaunchAttempt = append(pos.RejectSummaryLaunchAttempt, dr)
+			}
+			if withOffers {
+				item.LastUnusedOffers = append([]api.UnusedOffer(nil), s.last...)
+			}
+		} else {
+			for _, r := range declineReasons {
+				dr := api.DeclineReason{Reason: r}
+				pos.RejectSummaryLastOffers = append(pos.RejectSummaryLastOffers, dr)
+				pos.RejectSummaryLaunchAttempt = append(pos.RejectSummaryLaunchAttempt, dr)
+			}
+		}
+		f.mu.Unlock()
+		item.ProcessedOffersSummary = pos
+		out = append(out, item)
+	}
+	return out
+}
+
+// declineReasons are Marathon's reasons in the order its UI lists them.
+var declineReasons = []string{"UnfulfilledRole", "UnfulfilledConstraint", "NoCapability", "InsufficientCpus",
+	"InsufficientMemory", "InsufficientDisk", "InsufficientGpus", "InsufficientPorts"}
+
+func (f *Framework) serveQueue(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed()
+	}
+	writeJSON(w, 200, map[string]any{"queue": f.queueItems(m, embeds(r)["lastUnusedOffers"])})
+	return nil
+}
+
+func (f *Framework) serveQueueDelay(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
+	rest := strings.TrimPrefix(r.URL.Path, "/v2/queue/")
+	segs := splitID(rest)
+	if len(segs) < 2 || segs[len(segs)-1] != "delay" {
+		return errMsg(404, "%s %s: no such Marathon API path", r.Method, r.URL.Path)
+	}
+	if r.Method != http.MethodDelete {
+		return methodNotAllowed()
+	}
+	id, _ := canonicalID(strings.Join(segs[:len(segs)-1], "/"), "/")
+	if _, ok := m.Store().Get(sched.TableApps, id); !ok {
+		return errMsg(404, "Application %s not found in tasks queue.", id)
+	}
+	f.resetDelay(id)
+	m.Revive()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,122 @@
+package marathon
+
+import (
+	"sort"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Deployment actions (Marathon's names).
+const (
+	ActionStart   = "StartApplication"
+	ActionScale   = "ScaleApplication"
+	ActionRestart = "RestartApplication"
+	ActionStop    = "StopApplication"
+)
+
+// change is one app's part of a deployment: From is the app before (nil:
+// created), To after (nil: deleted).
+type change struct {
+	From, To *api.App
+}
+
+func (c change) id() string {
+	if c.To != nil {
+		return c.To.ID
+	}
+	return c.From.ID
+}
+
+// action is what a deployment does to an app for this change.
+func (c change) action() string {
+	switch {
+	case c.From == nil:
+		return ActionStart
+	case c.To == nil:
+		return ActionStop
+	case configVersion(c.From) != configVersion(c.To):
+		return ActionRestart
+	default:
+		return ActionScale
+	}
+}
+
+// buildPlan turns changes into a deployment plan: apps that depend on
+// other apps of the same deployment come in later steps (Marathon orders
+// by dependencies), stops come last in reverse dependency order. Pure.
+func buildPlan(id, version string, changes []change) api.Deployment {
+	d := api.Deployment{ID: id, Version: version, AffectedApps: []string{}, AffectedPods: []string{},
+		Steps: []api.DeploymentStep{}, CurrentActions: []api.DeploymentAction{}}
+	byID := map[string]change{}
+	for _, c := range changes {
+		byID[c.id()] = c
+		d.AffectedApps = append(d.AffectedApps, c.id())
+	}
+	sort.Strings(d.AffectedApps)
+	// level = 1 + the highest level of a dependency inside this deployment.
+	level := map[string]int{}
+	var depth func(id string, seen map[string]bool) int
+	depth = func(id string, seen map[string]bool) int {
+		if l, ok := level[id]; ok {
+			return l
+		}
+		if seen[id] {
+			return 0 // a cycle: Marathon refuses it; weft just stops climbing
+		}
+		seen[id] = true
+		c := byID[id]
+		app := c.To
+		if app == nil {
+			app = c.From
+		}
+		l := 0
+		for _, dep := range app.Dependencies {
+			if _, ok := byID[dep]; ok && dep != id {
+				if dl := depth(dep, seen) + 1; dl > l {
+					l = dl
+				}
+			}
+		}
+		level[id] = l
+		return l
+	}
+	maxRun, maxStop := -1, -1
+	for _, id := range d.AffectedApps {
+		l := depth(id, map[string]bool{})
+		if byID[id].To == nil {
+			if l > maxStop {
+				maxStop = l
+			}
+		} else if l > maxRun {
+			maxRun = l
+		}
+	}
+	for l := 0; l <= maxRun; l++ {
+		var step api.DeploymentStep
+		for _, id := range d.AffectedApps {
+			if c := byID[id]; c.To != nil && level[id] == l {
+				step.Actions = append(step.Actions, api.DeploymentAction{Action: c.action(), App: id})
+			}
+		}
+		if len(step.Actions) > 0 {
+			d.Steps = append(d.Steps, step)
+		}
+	}
+	for l := maxStop; l >= 0; l-- {
+		var step api.DeploymentStep
+		for _, id := range d.AffectedApps {
+			if c := byID[id]; c.To == nil && level[id] == l {
+				step.Actions = append(step.Actions, api.DeploymentAction{Action: ActionStop, App: id})
+			}
+		}
+		if len(step.Actions) > 0 {
+			d.Steps = append(d.Steps, step)
+		}
+	}
+	d.TotalSteps = len(d.Steps)
+	if len(d.Steps) > 0 {
+		d.CurrentStep = 1
+		d.CurrentActions = d.Steps[0].Actions
+	}
+	return d
+}
