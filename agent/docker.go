@@ -227,7 +227,7 @@ func (e *DockerExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		defer cancel()
 		_ = e.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true})
 		if e.weft != nil {
-			e.weft.release(l.Task.ID)
+			e.weft.detach(l.Task.ID, id)
 		}
 		return nil, err
 	}
@@ -496,6 +496,9 @@ func (e *DockerExecutor) Cleanup(ctx context.Context, keep map[string]bool) erro
 			errs = append(errs, fmt.Errorf("removing orphan container %s of task %s: %w", short(s.ID), task, err))
 			continue
 		}
+		if e.weft != nil {
+			e.weft.detach(task, s.ID)
+		}
 		e.log.Info("orphan container removed", "task", task, "container", short(s.ID))
 	}
 	if e.weft != nil {
@@ -656,7 +659,7 @@ func (h *dockerHandle) monitor() {
 		e.log.Warn("removing exited container", "task", h.taskID, "err", err)
 	}
 	if e.weft != nil {
-		e.weft.release(h.taskID)
+		e.weft.detach(h.taskID, h.containerID)
 	}
 	h.mu.Lock()
 	h.exit = exit

@@ -388,11 +388,7 @@ func (w *weftNet) attach(task, containerID string, pid int) (ip net.IP, err erro
 	}
 	defer cns.Close()
 
-	id := containerID
-	if len(id) > 11 {
-		id = id[:11]
-	}
-	hostName, peerName := "wv"+id, "wp"+id
+	hostName, peerName := vethNames(containerID)
 	la := netlink.NewLinkAttrs()
 	la.Name = hostName
 	la.MTU = w.cfg.MTU
@@ -450,6 +446,34 @@ func (w *weftNet) configureInside(ch *netlink.Handle, peerName string, ip net.IP
 		return fmt.Errorf("adding the container's default route via %s: %w", w.gw, err)
 	}
 	return nil
+}
+
+func vethNames(containerID string) (host, peer string) {
+	id := containerID
+	if len(id) > 11 {
+		id = id[:11]
+	}
+	return "wv" + id, "wp" + id
+}
+
+// detach deletes the container's veth pair (CNI's DEL), once the container
+// is gone or going, and frees the task's address. The kernel deletes the
+// pair with the container's namespace too, but not while anything still
+// holds that namespace, so the agent does not rely on it.
+func (w *weftNet) detach(task, containerID string) {
+	w.release(task)
+	h, err := w.hostHandle()
+	if err != nil {
+		w.log.Warn("detaching from the weft network", "task", task, "err", err)
+		return
+	}
+	defer h.Close()
+	name, _ := vethNames(containerID)
+	if l, err := h.LinkByName(name); err == nil {
+		if err := h.LinkDel(l); err != nil {
+			w.log.Warn("deleting veth", "veth", name, "err", err)
+		}
+	}
 }
 
 // allocations lists task -> address, sorted by task (for tests and status).

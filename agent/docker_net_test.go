@@ -185,6 +185,11 @@ func TestDockerWeftNetworkHost(t *testing.T) {
 	if _, ok := e2.weft.lookup(l1.Task.ID); ok {
 		t.Errorf("address of a stopped task still allocated")
 	}
+	if name, _ := vethNames(h1.(*dockerHandle).containerID); true {
+		if _, err := netlink.LinkByName(name); err == nil {
+			t.Errorf("veth %s of a stopped container is still there", name)
+		}
+	}
 	h3 := dkStart(t, e2, weftLaunch(t, img))
 	defer dkStop(t, h3)
 	if ip := h3.IPAddresses(); len(ip) != 1 || ip[0].IPAddress != prefix+".2" {
