@@ -528,7 +528,12 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		if used[i] {
 			continue
 		}
-		d := sched.Decline{OfferID: o.ID}
+		// Short refusals: a run that becomes ready (a retry, the next
+		// occurrence) must not wait out the allocator's default refusal.
+		d := sched.Decline{OfferID: o.ID, RefuseFor: 50 * time.Millisecond}
+		if len(reasons[i]) > 0 {
+			d.RefuseFor = time.Second
+		}
 		for r := range reasons[i] {
 			d.Reasons = append(d.Reasons, r)
 		}
