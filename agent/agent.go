@@ -53,6 +53,7 @@ type taskRun struct {
 	state     string // last state reported
 	startedAt time.Time
 	killReq   bool
+	overtime  bool // killed for exceeding MaxCompletionSeconds
 	killing   bool
 	finished  bool
 	doneAt    time.Time
@@ -204,12 +205,24 @@ func (a *Agent) reconcile(ctx context.Context, as *api.Assignments) {
 		t := a.tasks[id]
 		if t != nil {
 			t.a = asg
-			if asg.Goal == api.GoalKill && !t.finished && !t.killReq {
+			switch {
+			case t.finished || t.killReq:
+			case asg.Goal == api.GoalKill:
 				a.killLocked(t, "killed on request")
+			case api.Terminal(asg.Task.State):
+				// The master has given up on this task (lost, replaced):
+				// it must not run twice.
+				a.log.Info("killing a task the master considers ended", "task", id, "state", asg.Task.State)
+				a.killLocked(t, "killed: the master considers this task "+asg.Task.State)
 			}
 			continue
 		}
 		if api.Terminal(asg.Task.State) {
+			if rh, ok := a.recovered[id]; ok {
+				delete(a.recovered, id)
+				a.log.Info("stopping a recovered task the master considers ended", "task", id, "state", asg.Task.State)
+				go func() { _ = rh.h.Stop(context.Background(), a.cfg.DefaultKillGrace) }()
+			}
 			continue
 		}
 		if rh, ok := a.recovered[id]; ok {
@@ -446,6 +459,19 @@ func (a *Agent) watch(ctx context.Context, t *taskRun, h Handle) {
 	asg := t.a
 	a.mu.Unlock()
 	checks := a.startChecks(ctx, t, asg, h)
+	if limit := asg.Spec.MaxCompletionSeconds; limit > 0 {
+		timer := time.AfterFunc(time.Duration(limit*float64(time.Second)), func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if t.finished || t.killReq {
+				return
+			}
+			t.overtime = true
+			a.log.Info("task ran longer than its maxCompletionSeconds; stopping it", "task", t.id, "limit_s", limit)
+			a.killLocked(t, fmt.Sprintf("ran longer than its maxCompletionSeconds (%gs)", limit))
+		})
+		defer timer.Stop()
+	}
 	<-h.Done()
 	t.cancel()
 	checks.wait()
@@ -460,6 +486,9 @@ func (a *Agent) exitStatus(t *taskRun, ex Exit) api.TaskStatus {
 	code := ex.Code
 	var st api.TaskStatus
 	switch {
+	case t.overtime:
+		st = a.status(t.id, api.TaskFailed, joinMsg(fmt.Sprintf("ran longer than its maxCompletionSeconds (%gs) and was killed", t.a.Spec.MaxCompletionSeconds), ex.Message))
+		st.Reason = "REASON_MAX_COMPLETION_TIME_REACHED"
 	case t.killReq:
 		st = a.status(t.id, api.TaskKilled, joinMsg("killed on request", ex.Message))
 	case ex.OOM:

@@ -583,3 +583,30 @@ func TestFetchFileURI(t *testing.T) {
 		t.Errorf("fetch failure message %q does not name the URI", st.Message)
 	}
 }
+
+func TestKillsTaskTheMasterConsidersEnded(t *testing.T) {
+	m := newFakeMaster(t)
+	a, _ := startAgent(t, testConfig(t, m, t.TempDir()))
+	m.set(shTask("replaced", `exec sleep 1000`))
+	pgid := pidOf(t, a, "replaced")
+	waitState(t, m, "replaced", api.TaskRunning)
+	// The master marked it lost while the agent was away (and replaced it).
+	m.mu.Lock()
+	m.tasks[0].Task.State = api.TaskLost
+	m.index++
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	eventually(t, 10*time.Second, "task killed", func() bool { return groupGone(pgid) })
+}
+
+func TestMaxCompletionSecondsFailsTheTask(t *testing.T) {
+	m := newFakeMaster(t)
+	startAgent(t, testConfig(t, m, t.TempDir()))
+	task := shTask("slowjob", `exec sleep 1000`)
+	task.Spec.MaxCompletionSeconds = 0.2
+	m.set(task)
+	st := waitState(t, m, "slowjob", api.TaskFailed)
+	if !strings.Contains(st.Message, "maxCompletionSeconds") {
+		t.Errorf("message %q", st.Message)
+	}
+}

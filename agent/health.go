@@ -77,7 +77,6 @@ func (s *checkState) result(taskID string) api.HealthCheckResult {
 		Alive:               s.alive(),
 		ConsecutiveFailures: s.failures,
 		TaskID:              taskID,
-		InstanceID:          taskID,
 		LastFailureCause:    s.cause,
 	}
 	ts := func(t time.Time) string {

@@ -68,7 +68,7 @@ func TestCheckStateApply(t *testing.T) {
 	s.apply(healthy, "", sec(2), t0, 0)
 	s.apply(unhealthy, "Got status code 500", sec(3), t0, 0)
 	r := s.result("t1")
-	want := api.HealthCheckResult{Alive: false, ConsecutiveFailures: 1, TaskID: "t1", InstanceID: "t1",
+	want := api.HealthCheckResult{Alive: false, ConsecutiveFailures: 1, TaskID: "t1",
 		FirstSuccess: "2026-11-22T03:00:01.000Z", LastSuccess: "2026-11-22T03:00:02.000Z",
 		LastFailure: "2026-11-22T03:00:03.000Z", LastFailureCause: "Got status code 500"}
 	if r != want {
