@@ -50,6 +50,21 @@ type MasterConfig struct {
 	Registry *prometheus.Registry
 	// Version is reported by /v2/info.
 	Version string
+
+	// BootstrapExpect, when 2 or more, makes a new master wait until that
+	// many masters (Members nodes with role master or master+agent) are
+	// alive and then form a raft cluster of them (`weft master
+	// --bootstrap-expect 3`). Store.Bind must then be a TCP address,
+	// Store.NodeID this node's Members id, and Store.Bootstrap false.
+	BootstrapExpect int
+	// JoinMasters makes the leader add masters that join later as raft
+	// voters even without BootstrapExpect.
+	JoinMasters bool
+	// RaftPort is the raft port of other masters (default 8300): a peer's
+	// raft address is its Members Address and this port.
+	RaftPort int
+	// PeerRaftAddr, when set, gives a peer master's raft address instead.
+	PeerRaftAddr func(api.Node) string
 }
 
 // DefaultMasterConfig is what `weft up` uses; callers fill Members,
@@ -127,6 +142,15 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	}
 	if cfg.Version == "" {
 		cfg.Version = def.Version
+	}
+	if cfg.RaftPort == 0 {
+		cfg.RaftPort = 8300
+	}
+	if cfg.BootstrapExpect >= 2 {
+		if cfg.Store.Bind == "" {
+			return nil, errors.New("master: --bootstrap-expect needs a raft bind address (the in-process transport cannot reach peers)")
+		}
+		cfg.Store.Bootstrap = false
 	}
 	names := map[string]bool{}
 	for _, fw := range cfg.Frameworks {
@@ -263,6 +287,11 @@ func (m *Master) Run(ctx context.Context) error {
 		defer wg.Done()
 		m.tracker.run(ctx, m.store)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.bootstrapExpect(ctx)
+	}()
 
 	leaderCh := m.store.LeaderCh()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -299,7 +328,11 @@ func (m *Master) lead(parent context.Context) func() {
 	ctx, cancel := context.WithCancel(parent)
 	var wg sync.WaitGroup
 	m.ensureFrameworkID(ctx)
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		m.reconcileVoters(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		m.alloc.run(ctx)

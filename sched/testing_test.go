@@ -17,7 +17,8 @@ import (
 type testFramework struct {
 	name      string
 	cpus, mem float64
-	ports     int // host ports per task
+	ports     int    // host ports per task
+	prefix    string // task id prefix, for frameworks of several masters
 
 	mu        sync.Mutex
 	want      int
@@ -70,7 +71,7 @@ func (f *testFramework) ResourceOffers(ctx context.Context, offers []api.Offer) 
 		for f.want > 0 && left.Cpus >= f.cpus-eps && left.Mem >= f.mem-eps && len(free) >= f.ports {
 			f.seq++
 			f.want--
-			id := fmt.Sprintf("%s.t%d", f.name, f.seq)
+			id := fmt.Sprintf("%s%s.t%d", f.prefix, f.name, f.seq)
 			res.Launches = append(res.Launches, Launch{OfferID: o.ID, Task: TaskRecord{
 				Task: api.Task{ID: id, AppID: "/" + f.name, Version: "2026-11-22T03:00:00.000Z"},
 				Spec: api.TaskSpec{Resources: api.Resources{Cpus: f.cpus, Mem: f.mem}, Ports: append([]int(nil), free[:f.ports]...)},
