@@ -1,0 +1,328 @@
+// Command placement measures how fast weft's master places tasks: 1,000
+// simulated agents (in-process membership) and 100 apps × 100 instances go
+// through the real allocator and the real marathon framework, apps created
+// through the Marathon API (PUT /v2/apps/{id}). It prints placements per
+// second against the 1,000/s target and against Marathon's default launch
+// throttle (launch_tokens: 100 per 30 s), plus a one-line summary.
+//
+// A second run gives 20 % of the apps UNIQUE hostname or GROUP_BY site
+// constraints; a third runs the allocator with a minimal framework of its
+// own, so the allocator's share of the cost is visible.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+	"github.com/weftnet/weft/sched/marathon"
+)
+
+func main() {
+	agents := flag.Int("agents", 1000, "simulated agents")
+	apps := flag.Int("apps", 100, "apps")
+	instances := flag.Int("instances", 100, "instances per app")
+	constrained := flag.Float64("constrained", 0.2, "share of apps with UNIQUE/GROUP_BY constraints in the constrained run")
+	timeout := flag.Duration("timeout", 3*time.Minute, "give up on a run after this long")
+	flag.Parse()
+
+	const target = 1000.0
+	marathonThrottle := 100.0 / 30.0 // Marathon's default launch_token: 100 per 30 s
+
+	type run struct {
+		name string
+		fn   func() (result, error)
+	}
+	runs := []run{
+		{"marathon, no constraints", func() (result, error) {
+			return runMarathon(*agents, *apps, *instances, 0, *timeout)
+		}},
+		{fmt.Sprintf("marathon, %.0f%% of apps UNIQUE hostname / GROUP_BY site", *constrained*100), func() (result, error) {
+			return runMarathon(*agents, *apps, *instances, *constrained, *timeout)
+		}},
+		{"allocator + minimal framework", func() (result, error) {
+			return runMinimal(*agents, *apps**instances, *timeout)
+		}},
+	}
+	fmt.Printf("placement: %d agents, %d apps × %d instances = %d tasks\n", *agents, *apps, *instances, *apps**instances)
+	var summary []string
+	failed := false
+	for _, r := range runs {
+		res, err := r.fn()
+		if err != nil {
+			fmt.Printf("%-55s FAILED: %v\n", r.name, err)
+			failed = true
+			continue
+		}
+		rate := float64(res.placed) / res.elapsed.Seconds()
+		fmt.Printf("%-55s %6d placed in %7.3fs = %8.0f placements/s  (%.2f× the 1,000/s target, %.0f× Marathon's default throttle of 100/30s)\n",
+			r.name, res.placed, res.elapsed.Seconds(), rate, rate/target, rate/marathonThrottle)
+		if res.note != "" {
+			fmt.Printf("%-55s %s\n", "", res.note)
+		}
+		if rate < target {
+			failed = true
+		}
+		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
+	}
+	verdict := "PASS"
+	if failed {
+		verdict = "FAIL"
+	}
+	fmt.Printf("summary: placement %s: %s (target ≥ 1,000/s; Marathon's default throttle 3.3/s; Nomad C2M ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
+	if failed {
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	placed  int
+	elapsed time.Duration
+	note    string
+}
+
+var sites = []string{"ams", "fra", "lon", "nyc", "sfo"}
+
+func agentNodes(n int) []api.Node {
+	nodes := make([]api.Node, n)
+	for i := range nodes {
+		id := fmt.Sprintf("agent-%04d", i)
+		nodes[i] = api.Node{
+			ID: id, Name: id, Role: api.RoleAgent, Status: sched.NodeAlive,
+			Site:       sites[i%len(sites)],
+			Address:    fmt.Sprintf("10.%d.%d.%d", i/65536, (i/256)%256, i%256+1),
+			Attributes: map[string]string{"rack": fmt.Sprintf("r%d", i%20)},
+			Resources:  api.Resources{Cpus: 8, Mem: 32768, Disk: 100000, Ports: []api.PortRange{{Begin: 31000, End: 32000}}},
+		}
+	}
+	return nodes
+}
+
+func startMaster(members sched.Members, fw sched.Framework) (*sched.Master, *httptest.Server, func(), error) {
+	cfg := sched.DefaultMasterConfig()
+	cfg.Members = members
+	cfg.Frameworks = []sched.Framework{fw}
+	srv := httptest.NewUnstartedServer(nil)
+	cfg.APIAdvertise = srv.Listener.Addr().String()
+	m, err := sched.NewMaster(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv.Config.Handler = m.Handler()
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = m.Run(ctx); close(done) }()
+	stop := func() { cancel(); srv.Close(); <-done }
+	deadline := time.Now().Add(10 * time.Second)
+	for !m.Store().IsLeader() {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, nil, fmt.Errorf("master did not lead within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return m, srv, stop, nil
+}
+
+// placed counts non-terminal tasks with an agent, and the earliest StagedAt.
+func placed(s *sched.Store) int {
+	n := 0
+	s.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+		for _, e := range t[sched.TableTasks] {
+			if e.Value.(*sched.TaskRecord).Task.SlaveID != "" {
+				n++
+			}
+		}
+	})
+	return n
+}
+
+func waitPlaced(s *sched.Store, want int, start time.Time, timeout time.Duration) (time.Duration, error) {
+	deadline := start.Add(timeout)
+	for {
+		n := placed(s)
+		if n >= want {
+			return time.Since(start), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("only %d of %d tasks placed after %v", n, want, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func runMarathon(agents, apps, instances int, constrained float64, timeout time.Duration) (result, error) {
+	members := sched.NewStaticMembers(agentNodes(agents)...)
+	mcfg := marathon.DefaultConfig()
+	fw := marathon.New(mcfg)
+	m, srv, stop, err := startMaster(members, fw)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	client := api.NewClient(srv.URL)
+	ctx := context.Background()
+
+	nConstrained := int(float64(apps)*constrained + 0.5)
+	// Definitions as a user writes them: Marathon fills the defaults.
+	defs := make([]api.App, apps)
+	bodies := make([]map[string]any, apps)
+	for i := range defs {
+		defs[i] = api.App{ID: fmt.Sprintf("/bench/app-%03d", i)}
+		bodies[i] = map[string]any{
+			"id": defs[i].ID, "cmd": "sleep 3600", "instances": instances,
+			"cpus": 0.1, "mem": 64, "portDefinitions": []map[string]any{{"port": 0}},
+		}
+		if i < nConstrained {
+			if i%2 == 0 {
+				defs[i].Constraints = [][]string{{"hostname", "UNIQUE"}}
+			} else {
+				defs[i].Constraints = [][]string{{"site", "GROUP_BY"}}
+			}
+			bodies[i]["constraints"] = defs[i].Constraints
+		}
+	}
+	start := time.Now()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	sem := make(chan struct{}, 8)
+	for i := range defs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(id string, body map[string]any) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := client.PutApp(ctx, id, body, false); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("PUT %s: %w", id, err))
+				mu.Unlock()
+			}
+		}(defs[i].ID, bodies[i])
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return result{}, errs[0]
+	}
+	apiTime := time.Since(start)
+	want := apps * instances
+	elapsed, err := waitPlaced(m.Store(), want, start, timeout)
+	if err != nil {
+		return result{}, err
+	}
+	note := fmt.Sprintf("(creating the %d apps through the API took %.3fs of that)", apps, apiTime.Seconds())
+	if nConstrained > 0 {
+		if err := checkConstraints(m.Store(), defs[:nConstrained]); err != nil {
+			return result{}, err
+		}
+		note += "; constraints verified on the placed tasks"
+	}
+	return result{placed: want, elapsed: elapsed, note: note}, nil
+}
+
+// checkConstraints verifies UNIQUE hostname (no agent twice) and GROUP_BY
+// site (sites differ by at most one task) for the constrained apps.
+func checkConstraints(s *sched.Store, apps []api.App) error {
+	byApp := map[string][]api.Task{}
+	for _, e := range s.List(sched.TableTasks) {
+		t := e.Value.(*sched.TaskRecord).Task
+		byApp[t.AppID] = append(byApp[t.AppID], t)
+	}
+	for _, a := range apps {
+		switch a.Constraints[0][1] {
+		case "UNIQUE":
+			seen := map[string]bool{}
+			for _, t := range byApp[a.ID] {
+				if seen[t.SlaveID] {
+					return fmt.Errorf("%s: UNIQUE hostname violated on %s", a.ID, t.SlaveID)
+				}
+				seen[t.SlaveID] = true
+			}
+		case "GROUP_BY":
+			per := map[string]int{}
+			for _, t := range byApp[a.ID] {
+				per[t.Site]++
+			}
+			var counts []int
+			for _, s := range sites {
+				counts = append(counts, per[s])
+			}
+			sort.Ints(counts)
+			if counts[len(counts)-1]-counts[0] > 1 {
+				return fmt.Errorf("%s: GROUP_BY site uneven: %v", a.ID, per)
+			}
+		}
+	}
+	return nil
+}
+
+// minimal launches n tasks of 0.1 cpu / 64 MB with one host port, first fit.
+type minimal struct {
+	mu   sync.Mutex
+	left int
+	seq  int
+}
+
+func (f *minimal) Name() string                                        { return "minimal" }
+func (f *minimal) Run(ctx context.Context, m sched.MasterHandle) error { <-ctx.Done(); return nil }
+func (f *minimal) Routes(*http.ServeMux, sched.MasterHandle)           {}
+func (f *minimal) Wants() bool                                         { f.mu.Lock(); defer f.mu.Unlock(); return f.left > 0 }
+
+func (f *minimal) ResourceOffers(ctx context.Context, offers []api.Offer) sched.OfferResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res sched.OfferResult
+	for _, o := range offers {
+		cpus, mem := o.Resources.Cpus, o.Resources.Mem
+		var ports []int
+		for _, r := range o.Resources.Ports {
+			for p := r.Begin; p <= r.End && len(ports) < 64; p++ {
+				ports = append(ports, p)
+			}
+		}
+		for f.left > 0 && cpus >= 0.1-1e-9 && mem >= 64 && len(ports) > 0 {
+			f.seq++
+			f.left--
+			res.Launches = append(res.Launches, sched.Launch{OfferID: o.ID, Task: sched.TaskRecord{
+				Task: api.Task{ID: fmt.Sprintf("minimal.%d", f.seq), AppID: "/minimal"},
+				Spec: api.TaskSpec{Resources: api.Resources{Cpus: 0.1, Mem: 64}, Ports: []int{ports[0]}},
+			}})
+			ports = ports[1:]
+			cpus -= 0.1
+			mem -= 64
+		}
+	}
+	return res
+}
+
+func runMinimal(agents, tasks int, timeout time.Duration) (result, error) {
+	members := sched.NewStaticMembers(agentNodes(agents)...)
+	fw := &minimal{}
+	m, _, stop, err := startMaster(members, fw)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	start := time.Now()
+	fw.mu.Lock()
+	fw.left = tasks
+	fw.mu.Unlock()
+	m.Revive()
+	elapsed, err := waitPlaced(m.Store(), tasks, start, timeout)
+	if err != nil {
+		return result{}, err
+	}
+	return result{placed: tasks, elapsed: elapsed}, nil
+}
