@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -33,7 +34,20 @@ func main() {
 	instances := flag.Int("instances", 100, "instances per app")
 	constrained := flag.Float64("constrained", 0.2, "share of apps with UNIQUE/GROUP_BY constraints in the constrained run")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up on a run after this long")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the marathon runs here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	const target = 1000.0
 	marathonThrottle := 100.0 / 30.0 // Marathon's default launch_token: 100 per 30 s
@@ -80,6 +94,7 @@ func main() {
 	}
 	fmt.Printf("summary: placement %s: %s (target ≥ 1,000/s; Marathon's default throttle 3.3/s; Nomad C2M ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
 	if failed {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -134,7 +149,7 @@ func startMaster(members sched.Members, fw sched.Framework) (*sched.Master, *htt
 	return m, srv, stop, nil
 }
 
-// placed counts non-terminal tasks with an agent, and the earliest StagedAt.
+// placed counts tasks placed on an agent.
 func placed(s *sched.Store) int {
 	n := 0
 	s.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
@@ -148,16 +163,17 @@ func placed(s *sched.Store) int {
 }
 
 func waitPlaced(s *sched.Store, want int, start time.Time, timeout time.Duration) (time.Duration, error) {
-	deadline := start.Add(timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(timeout))
+	defer cancel()
+	var idx uint64
 	for {
-		n := placed(s)
-		if n >= want {
+		if n := placed(s); n >= want {
 			return time.Since(start), nil
 		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("only %d of %d tasks placed after %v", n, want, timeout)
+		var err error
+		if idx, err = s.Watch(ctx, idx); err != nil {
+			return 0, fmt.Errorf("only %d of %d tasks placed after %v", placed(s), want, timeout)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
