@@ -34,6 +34,7 @@ type Agent struct {
 	caps      []string
 	probed    bool
 	problems  []string
+	cleaned   bool           // executors' Cleanup ran (loop goroutine only)
 	wg        sync.WaitGroup // task goroutines
 	runCtx    context.Context
 }
@@ -183,6 +184,18 @@ func (a *Agent) loop(ctx context.Context) {
 		a.lastSync = a.cfg.Now()
 		a.index = as.Index // an index that went backwards (a new master) is taken as is
 		a.mu.Unlock()
+		if !a.cleaned {
+			// Once, before anything starts: remove what earlier agents left
+			// behind (containers, records) that the master no longer assigns.
+			a.cleaned = true
+			keep := map[string]bool{}
+			for _, asg := range as.Tasks {
+				if !api.Terminal(asg.Task.State) {
+					keep[asg.Task.ID] = true
+				}
+			}
+			a.cleanup(keep)
+		}
 		a.reconcile(ctx, as)
 	}
 }
@@ -196,7 +209,6 @@ func (a *Agent) reconcile(ctx context.Context, as *api.Assignments) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	first := !a.synced
 	a.synced = true
 	seen := make(map[string]bool, len(as.Tasks))
 	for _, asg := range as.Tasks {
@@ -276,16 +288,6 @@ func (a *Agent) reconcile(ctx context.Context, as *api.Assignments) {
 		if !seen[id] {
 			delete(a.lostSent, id)
 		}
-	}
-	if first {
-		keep := map[string]bool{}
-		for id := range a.tasks {
-			keep[id] = true
-		}
-		for id := range a.recovered {
-			keep[id] = true
-		}
-		go a.cleanup(keep)
 	}
 }
 

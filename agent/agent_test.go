@@ -610,3 +610,18 @@ func TestMaxCompletionSecondsFailsTheTask(t *testing.T) {
 		t.Errorf("message %q", st.Message)
 	}
 }
+
+func TestRestartedAgentStopsLeftoverTheMasterDropped(t *testing.T) {
+	m := newFakeMaster(t)
+	cfg := testConfig(t, m, t.TempDir())
+	cfg.StopTasksOnExit = false
+	a1, stop1 := startAgent(t, cfg)
+	m.set(shTask("leftover", `exec sleep 1000`))
+	pgid := pidOf(t, a1, "leftover")
+	t.Cleanup(func() { killGroup(pgid, syscall.SIGKILL) })
+	waitState(t, m, "leftover", api.TaskRunning)
+	stop1()
+	m.remove("leftover") // expunged while the agent was down
+	startAgent(t, cfg)
+	eventually(t, 10*time.Second, "leftover process stopped", func() bool { return groupGone(pgid) })
+}
