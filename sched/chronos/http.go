@@ -126,16 +126,6 @@ func (f *Framework) handleJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, jobs)
 }
 
-// JobSummary is an entry of GET /jobs/summary.
-type JobSummary struct {
-	Name     string   `json:"name"`
-	Status   string   `json:"status"` // success, failure, fresh
-	State    string   `json:"state"`  // idle, queued, N running
-	Schedule string   `json:"schedule"`
-	Parents  []string `json:"parents"`
-	Disabled bool     `json:"disabled"`
-}
-
 func lastStatus(j *api.Job) string {
 	switch {
 	case j.LastSuccess == "" && j.LastError == "":
@@ -173,8 +163,8 @@ func (f *Framework) jobStates() map[string]string {
 func (f *Framework) handleSummary(w http.ResponseWriter, r *http.Request) {
 	states := f.jobStates()
 	out := struct {
-		Jobs []JobSummary `json:"jobs"`
-	}{Jobs: []JobSummary{}}
+		Jobs []api.JobSummary `json:"jobs"`
+	}{Jobs: []api.JobSummary{}}
 	for _, j := range f.jobs() {
 		s := states[j.Name]
 		if s == "" {
@@ -184,7 +174,7 @@ func (f *Framework) handleSummary(w http.ResponseWriter, r *http.Request) {
 		if p == nil {
 			p = []string{}
 		}
-		out.Jobs = append(out.Jobs, JobSummary{Name: j.Name, Status: lastStatus(&j), State: s, Schedule: j.Schedule, Parents: p, Disabled: j.Disabled})
+		out.Jobs = append(out.Jobs, api.JobSummary{Name: j.Name, Status: lastStatus(&j), State: s, Schedule: j.Schedule, Parents: p, Disabled: j.Disabled})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -92,10 +92,10 @@ func TestJobsListingSummarySearchGraphAndStats(t *testing.T) {
 		t.Fatalf("jobs %+v", jobs)
 	}
 	var sum struct {
-		Jobs []JobSummary `json:"jobs"`
+		Jobs []api.JobSummary `json:"jobs"`
 	}
 	json.Unmarshal([]byte(e.mustDo("GET", "/v1/scheduler/jobs/summary", "", 200)), &sum)
-	got := map[string]JobSummary{}
+	got := map[string]api.JobSummary{}
 	for _, s := range sum.Jobs {
 		got[s.Name] = s
 	}
