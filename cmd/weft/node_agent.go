@@ -1,0 +1,94 @@
+package main
+
+import (
+	"path/filepath"
+
+	"github.com/weftnet/weft/agent"
+)
+
+// setupAgent builds the agent with the process executor and, when the
+// Docker Engine answers, the Docker executor.
+func (n *node) setupAgent() error {
+	res, err := n.detectResources()
+	if err != nil {
+		return err
+	}
+	attrs, err := parseAttributes(n.c.StringSlice("attribute"))
+	if err != nil {
+		return err
+	}
+	dir, err := n.subdir("agent")
+	if err != nil {
+		return err
+	}
+	var execs []agent.Executor
+	var problems []string
+	if !n.c.Bool("no-docker") {
+		dcfg := agent.DefaultDockerConfig()
+		dcfg.Host = n.c.String("docker-host")
+		dcfg.AgentID = n.name
+		dcfg.VolumeRoot = n.c.String("volume-root")
+		dcfg.Logger = n.log
+		if self := n.mesh.Self(); n.meshOverlay && self.Block != "" {
+			dcfg.WeftNetwork = &agent.WeftNetConfig{
+				Block:     self.Block,
+				Bridge:    "weftbr0",
+				StateFile: filepath.Join(dir, "weft-net.json"),
+			}
+			dcfg.DNS = []string{self.OverlayIP}
+		}
+		de, err := agent.NewDockerExecutor(dcfg)
+		if err != nil {
+			problems = append(problems, "docker: "+err.Error())
+			n.log.Warn("docker tasks will not run on this agent", "err", err)
+		} else {
+			execs = append(execs, de)
+			n.closers = append(n.closers, func() { de.Close() })
+		}
+	}
+	pcfg := agent.DefaultProcessConfig(filepath.Join(dir, "process"))
+	pcfg.Logger = n.log
+	pe, err := agent.NewProcessExecutor(pcfg)
+	if err != nil {
+		return err
+	}
+	execs = append(execs, pe)
+
+	acfg := agent.DefaultConfig()
+	acfg.ID = n.name
+	acfg.Name = n.name
+	acfg.Site = n.site
+	acfg.Master = n.finder
+	acfg.DataDir = dir
+	acfg.HostIP = n.advertiseHost()
+	acfg.AgentEndpoint = n.advertised(n.agentLn)
+	acfg.Executors = execs
+	// `weft up` is a playground: Ctrl-C stops its tasks too. A real agent
+	// leaves them running and re-adopts them when it comes back.
+	acfg.StopTasksOnExit = n.role == roleUp
+	acfg.Logger = n.log
+	acfg.OnCapabilities = func(caps, probs []string) {
+		n.setTags(func() {
+			n.tags.Capabilities = caps
+			n.tags.Problems = append(append([]string{}, problems...), probs...)
+		})
+		if err := n.publishTags(); err != nil {
+			n.log.Warn("publishing capabilities", "err", err)
+		}
+	}
+	a, err := agent.New(acfg)
+	if err != nil {
+		return err
+	}
+	n.runs = append(n.runs, a.Run)
+	n.localMux.Handle("/", a.Handler())
+	n.setTags(func() {
+		n.tags.ID = n.name
+		n.tags.AgentAPI = n.advertised(n.agentLn)
+		n.tags.Resources = res
+		n.tags.Attributes = attrs
+		n.tags.AgentRole = n.c.String("role")
+		n.tags.Problems = problems
+	})
+	return nil
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"net"
+
+	"github.com/weftnet/weft/dns"
+)
+
+// setupDNS builds the node's DNS server. On master and agent nodes it
+// listens on port 53 of the overlay address (of the host address without
+// the overlay); `weft up` listens on 127.0.0.1:8053.
+func (n *node) setupDNS() error {
+	listen := n.c.String("dns-addr")
+	if listen == "" {
+		listen = net.JoinHostPort(n.advertiseHost(), "53")
+	}
+	addrs := []string{listen}
+	if n.c.Bool("dns-local") {
+		addrs = append(addrs, "127.0.0.1:53")
+	}
+	cfg := dns.DefaultConfig()
+	cfg.Domain = n.c.String("domain")
+	cfg.Listen = addrs
+	cfg.HTTPListen = n.c.String("dns-http-addr")
+	cfg.TTL = uint32(n.c.Int("dns-ttl"))
+	cfg.Upstreams = n.c.StringSlice("dns-upstream")
+	cfg.Forward = !n.c.Bool("no-dns-forward")
+	cfg.Site = n.site
+	cfg.Source = n.finder
+	cfg.Registry = n.registry
+	cfg.Logger = n.log
+	s, err := dns.New(cfg)
+	if err != nil {
+		return err
+	}
+	n.runs = append(n.runs, s.Run)
+	n.setTags(func() { n.tags.DNS = listen })
+	for _, a := range addrs {
+		n.addr("DNS", a+"  (udp+tcp, domain "+cfg.Domain+")")
+	}
+	if cfg.HTTPListen != "" {
+		n.addr("DNS HTTP", "http://"+cfg.HTTPListen)
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"github.com/weftnet/weft/lb"
+)
+
+// setupLB builds the node's marathon-lb-compatible proxy.
+func (n *node) setupLB() error {
+	cfg := lb.DefaultConfig()
+	cfg.Group = n.c.StringSlice("lb-group")
+	cfg.HTTPAddr = n.c.String("lb-http-addr")
+	cfg.HTTPSAddr = n.c.String("lb-https-addr")
+	cfg.Certs = n.c.StringSlice("lb-certs")
+	if len(cfg.Certs) == 0 {
+		cfg.HTTPSAddr = ""
+	}
+	cfg.AdminAddr = n.c.String("lb-admin-addr")
+	cfg.AppIDAddr = n.c.String("lb-appid-addr")
+	cfg.BindHost = n.c.String("lb-bind")
+	cfg.Site = n.site
+	cfg.Source = n.finder
+	cfg.Registry = n.registry
+	cfg.Logger = n.log
+	p, err := lb.New(cfg)
+	if err != nil {
+		return err
+	}
+	n.runs = append(n.runs, p.Run)
+	n.addr("lb vhosts", "http://"+cfg.HTTPAddr)
+	if cfg.HTTPSAddr != "" {
+		n.addr("lb https", "https://"+cfg.HTTPSAddr)
+	}
+	n.addr("lb admin", "http://"+cfg.AdminAddr+"/_haproxy_getconfig")
+	n.addr("lb app id", "http://"+cfg.AppIDAddr+"  (X-Marathon-App-Id)")
+	bind := cfg.BindHost
+	if bind == "" {
+		bind = "all addresses"
+	}
+	n.addr("lb services", "service ports on "+bind)
+	return nil
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/mesh"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// setupMesh starts gossip (always) and the overlay (unless --no-mesh; for
+// `weft up` only with --mesh). The scheduling facts other roles need go out
+// in tags once those roles have set them up (publishTags).
+func (n *node) setupMesh() error {
+	wg := n.role != roleUp
+	if n.c.Bool("no-mesh") {
+		wg = false
+	}
+	if n.c.Bool("mesh") {
+		wg = true
+	}
+	m, err := newMesh(n.c, n.role, n.role != roleUp, nil, n.log)
+	if err != nil {
+		return err
+	}
+	n.mesh, n.meshOverlay = m, wg
+	n.finder = &masterFinder{ms: members{m}}
+	n.registry.MustRegister(m.Collector())
+	return nil
+}
+
+// publishTags puts the node's scheduling facts in its gossip tags.
+func (n *node) publishTags() error {
+	n.tagsMu.Lock()
+	tags := api.NodeTags(n.tags)
+	n.tagsMu.Unlock()
+	return n.mesh.SetTags(tags)
+}
+
+// members adapts the mesh's view to what sched, dns and lb consume.
+type members struct{ m *mesh.Mesh }
+
+// Nodes converts gossip members to api.Nodes.
+func (ms members) Nodes() []api.Node {
+	list := ms.m.Members()
+	out := make([]api.Node, 0, len(list))
+	for _, mb := range list {
+		nd := api.Node{
+			Name:         mb.Name,
+			Role:         mb.Role,
+			Site:         mb.Site,
+			Status:       mb.Status,
+			Address:      mb.Addr,
+			OverlayIP:    mb.OverlayIP,
+			OverlayBlock: mb.Block,
+		}
+		_ = api.ApplyNodeTags(&nd, mb.Tags)
+		out = append(out, nd)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (ms members) Subscribe() (<-chan struct{}, func()) { return ms.m.Subscribe() }
+
+// masterFinder picks the master API to talk to: a local master when this
+// node runs one, else any alive master that gossip knows (a follower
+// forwards to the leader).
+type masterFinder struct {
+	local string
+	ms    members
+
+	mu   sync.Mutex
+	last string
+}
+
+func (f *masterFinder) base() (string, error) {
+	if f.local != "" {
+		return f.local, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var cands []string
+	for _, nd := range f.ms.Nodes() {
+		if nd.Status == "alive" && strings.Contains(nd.Role, "master") && nd.API != "" {
+			cands = append(cands, nd.API)
+		}
+	}
+	if len(cands) == 0 {
+		return "", fmt.Errorf("no master known yet: is --join pointing at the cluster?")
+	}
+	for _, c := range cands {
+		if c == f.last {
+			return c, nil
+		}
+	}
+	f.last = cands[0]
+	return f.last, nil
+}
+
+func (f *masterFinder) client() (*api.Client, error) {
+	b, err := f.base()
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(b), nil
+}
+
+// Watch is the blocking state query dns and lb build on.
+func (f *masterFinder) Watch(ctx context.Context, after uint64, wait time.Duration) (*api.State, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Watch(ctx, after, wait)
+}
+
+// Assignments is the agent's blocking query.
+func (f *masterFinder) Assignments(ctx context.Context, agentID string, after uint64, wait time.Duration) (*api.Assignments, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Assignments(ctx, agentID, after, wait)
+}
+
+// PostStatus reports task status.
+func (f *masterFinder) PostStatus(ctx context.Context, agentID string, updates []api.TaskStatus) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	return c.PostStatus(ctx, agentID, updates)
+}
+
+// waitMesh waits until gossip runs and, with the overlay on, until the node
+// has its overlay address, so that the roles can bind to it.
+func (n *node) waitMesh(ctx context.Context) error {
+	select {
+	case <-n.mesh.Started():
+	case <-ctx.Done():
+		return fmt.Errorf("mesh did not start: %w", context.Cause(ctx))
+	}
+	if !n.meshOverlay {
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for n.mesh.Self().OverlayIP == "" {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the overlay has no address after 30s (see the mesh log above), or run with --no-mesh")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mesh stopped before the overlay came up: %w", context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// setTags changes the node's gossip facts under the lock.
+func (n *node) setTags(fn func()) {
+	n.tagsMu.Lock()
+	defer n.tagsMu.Unlock()
+	fn()
+}

@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a weft process started by a test.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// startWeft runs the weft binary with args; output goes to a log file that
+// is printed if the test fails. The process is stopped on cleanup.
+func startWeft(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	bin := testbin.Weft(t)
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(10 * time.Second)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("=== %s log:\n%s", name, tail(string(b), 8000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// stop sends SIGINT (Ctrl-C) and waits; SIGKILL to the process group after
+// grace. It reports whether the process exited on its own.
+func (p *proc) stop(grace time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return false
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// eventually retries fn until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = fn(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runningTasks returns the app's tasks in TASK_RUNNING.
+func runningTasks(ctx context.Context, c *api.Client, id string) ([]api.Task, error) {
+	app, err := c.App(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Task
+	for _, tk := range app.Tasks {
+		if tk.State == api.TaskRunning {
+			out = append(out, tk)
+		}
+	}
+	return out, nil
+}
+
+func wantRunning(ctx context.Context, c *api.Client, id string, n int) error {
+	ts, err := runningTasks(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	if len(ts) != n {
+		states := []string{}
+		if app, err := c.App(ctx, id); err == nil {
+			for _, tk := range app.Tasks {
+				states = append(states, tk.ID+"="+tk.State)
+			}
+		}
+		return fmt.Errorf("%d running, want %d (tasks: %s)", len(ts), n, strings.Join(states, " "))
+	}
+	return nil
+}
+
+// waitLeader waits until the master API answers and has a leader.
+func waitLeader(t *testing.T, ctx context.Context, c *api.Client) {
+	t.Helper()
+	eventually(t, 30*time.Second, "master API with a leader", func() error {
+		_, err := c.Do(ctx, "GET", "/v2/leader", nil, nil)
+		return err
+	})
+}
