@@ -118,7 +118,9 @@ func (t *agentTracker) since(agent string, after uint64) (changed bool, ids []st
 		return after == 0, nil, 0, t.changed
 	}
 	last := max(t.last[agent], t.base)
-	changed = after == 0 || last > after
+	// An index above ours comes from another store (a master that lost its
+	// data): answer at once so the agent resyncs.
+	changed = after == 0 || last > after || after > t.processed
 	if changed {
 		ids = make([]string, 0, len(t.byAgent[agent]))
 		for id := range t.byAgent[agent] {

@@ -181,3 +181,41 @@ func TestCutPorts(t *testing.T) {
 		t.Fatalf("portsToRanges = %v", got)
 	}
 }
+
+func TestAgentTracker(t *testing.T) {
+	tr := newAgentTracker()
+	entry := func(id, agent string, mod uint64) *Entry {
+		return &Entry{Key: id, ModifyIndex: mod, Value: &TaskRecord{Task: api.Task{ID: id, SlaveID: agent}}}
+	}
+	tasks := map[string]*Entry{"a": entry("a", "n1", 3), "b": entry("b", "n2", 4)}
+	tr.scan(5, 1, tasks)
+	steps := []struct {
+		name   string
+		index  uint64
+		tasks  map[string]*Entry
+		agent  string
+		after  uint64
+		change bool
+	}{
+		{"first query answers at once", 5, tasks, "n1", 0, true},
+		{"query older than the first scan answers at once", 5, tasks, "n1", 4, true},
+		{"nothing new for n1", 5, tasks, "n1", 5, false},
+		{"n2's task changes: n1 sleeps on", 6, map[string]*Entry{"a": entry("a", "n1", 3), "b": entry("b", "n2", 6)}, "n1", 5, false},
+		{"n2 wakes", 6, map[string]*Entry{"a": entry("a", "n1", 3), "b": entry("b", "n2", 6)}, "n2", 5, true},
+		{"n1's task deleted wakes n1", 7, map[string]*Entry{"b": entry("b", "n2", 6)}, "n1", 6, true},
+		{"an index from another store answers at once", 7, map[string]*Entry{"b": entry("b", "n2", 6)}, "n2", 900, true},
+	}
+	for i, s := range steps {
+		tr.scan(s.index, uint64(i+2), s.tasks)
+		changed, ids, at, _ := tr.since(s.agent, s.after)
+		if changed != s.change || (changed && at != s.index) {
+			t.Fatalf("%s: changed %v at %d ids %v, want %v at %d", s.name, changed, at, ids, s.change, s.index)
+		}
+	}
+	if _, ids, _, _ := tr.since("n1", 0); len(ids) != 0 {
+		t.Fatalf("n1 still has tasks %v after the delete", ids)
+	}
+	if _, ids, _, _ := tr.since("n2", 0); len(ids) != 1 || ids[0] != "b" {
+		t.Fatalf("n2 tasks %v", ids)
+	}
+}

@@ -57,7 +57,7 @@ func applyStatus(old *TaskRecord, st api.TaskStatus, now time.Time) (TaskRecord,
 	}
 	t := &rec.Task
 	t.State = state
-	if state == api.TaskRunning && t.StartedAt == "" {
+	if state == api.TaskRunning && old.Task.State != api.TaskRunning && t.StartedAt == "" {
 		t.StartedAt = api.Timestamp(ts)
 	}
 	if st.Message != "" {
