@@ -111,6 +111,7 @@ type EnumTask struct {
 	Name    string       `json:"name"`
 	ID      string       `json:"id"`
 	Records []EnumRecord `json:"records"`
+	recs    []Record
 }
 
 // EnumRecord is one record of a task.
@@ -121,9 +122,11 @@ type EnumRecord struct {
 }
 
 type recKey struct {
-	name  string
-	typ   uint16
-	value string
+	name   string
+	typ    uint16
+	ip     netip.Addr
+	target string
+	port   uint16
 }
 
 type builder struct {
@@ -140,14 +143,14 @@ func (b *builder) add(r Record, et *EnumTask) {
 	if !validName(r.Name) || r.Target != "" && !validName(r.Target) {
 		return // not a valid DNS name (a label over 63 characters, say)
 	}
-	k := recKey{r.Name, r.Type, r.Value()}
+	k := recKey{r.Name, r.Type, r.IP, r.Target, r.Port}
 	if b.seen[k] {
 		return
 	}
 	b.seen[k] = true
 	b.records = append(b.records, r)
 	if et != nil {
-		et.Records = append(et.Records, EnumRecord{Name: r.Name, Host: r.Value(), Rtype: mdns.TypeToString[r.Type]})
+		et.recs = append(et.recs, r)
 	}
 }
 
@@ -168,7 +171,13 @@ func (b *builder) addIP(name string, ip netip.Addr, site string, et *EnumTask) {
 // records. It is pure: the same state and config give the same table.
 func BuildRecords(st *api.State, cfg RecordConfig) *Table {
 	cfg = cfg.withDefaults()
-	b := &builder{cfg: cfg, zone: cfg.Domain + ".", label: RFC1123, seen: map[recKey]bool{}, nodes: map[string]*api.Node{}}
+	b := &builder{cfg: cfg, zone: cfg.Domain + ".", label: RFC1123, nodes: map[string]*api.Node{}}
+	if st != nil {
+		b.seen = make(map[recKey]bool, 8*len(st.Tasks)+4*len(st.Nodes)+16)
+		b.records = make([]Record, 0, 8*len(st.Tasks)+4*len(st.Nodes)+16)
+	} else {
+		b.seen = map[recKey]bool{}
+	}
 	if cfg.EnforceRFC952 {
 		b.label = RFC952
 	}
@@ -624,7 +633,7 @@ func (b *builder) taskRecord(g *taskGroup, t *api.Task, shared bool, ef *EnumFra
 			rawName = AppHostname(t.AppID)
 		}
 	}
-	et := &EnumTask{Name: rawName, ID: t.ID, Records: []EnumRecord{}}
+	et := &EnumTask{Name: rawName, ID: t.ID}
 	ef.Tasks = append(ef.Tasks, et)
 	fname := DomainFrag(g.framework, b.label)
 	hasDI := g.framework == "marathon" && g.app != nil
@@ -668,9 +677,13 @@ func validName(n string) bool {
 	if n == "." {
 		return true
 	}
-	for _, l := range strings.Split(n[:len(n)-1], ".") {
-		if l == "" || len(l) > 63 {
-			return false
+	start := 0
+	for i := 0; i < len(n); i++ {
+		if n[i] == '.' {
+			if l := i - start; l == 0 || l > 63 {
+				return false
+			}
+			start = i + 1
 		}
 	}
 	return true

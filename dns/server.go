@@ -329,7 +329,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, u := range s.udp {
 		for i := 0; i < s.cfg.UDPWorkers; i++ {
 			wg.Add(1)
-			go func() { defer wg.Done(); s.serveUDP(ctx, u) }()
+			go func() { defer wg.Done(); s.serveUDPBatch(ctx, u) }()
 		}
 	}
 	for _, t := range s.tcp {
@@ -539,45 +539,6 @@ func (s *Server) packSlow(w *worker, r *mdns.Msg, qtype uint16) action {
 	w.out = b
 	s.m.query(qtype, r.Rcode)
 	return actRespond
-}
-
-func (s *Server) serveUDP(ctx context.Context, c *net.UDPConn) {
-	w := newWorker()
-	buf := make([]byte, 65535)
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		start := time.Now()
-		switch s.handle(w, buf[:n], from.Addr().Unmap(), false) {
-		case actRespond:
-			_, _ = c.WriteToUDPAddrPort(w.out, from)
-			s.m.latency.Observe(time.Since(start).Seconds())
-		case actForward:
-			pkt := append([]byte(nil), buf[:n]...)
-			if len(w.out) > 0 && w.out[2]&0x80 == 0 {
-				pkt = append(pkt[:0], w.out...) // the slow path's reduced query
-			}
-			if !s.fwd.acquire() {
-				s.servfail(c, pkt, from)
-				continue
-			}
-			go func() {
-				defer s.fwd.release()
-				resp := s.forward(ctx, pkt, "udp")
-				if resp == nil {
-					s.servfail(c, pkt, from)
-					return
-				}
-				_, _ = c.WriteToUDPAddrPort(resp, from)
-				s.m.latency.Observe(time.Since(start).Seconds())
-			}()
-		}
-	}
 }
 
 func (s *Server) servfail(c *net.UDPConn, pkt []byte, to netip.AddrPort) {

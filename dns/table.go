@@ -23,6 +23,7 @@ type Table struct {
 	sites    map[string]uint16 // site name → id (0 = no site)
 	nodeSite map[netip.Addr]uint16
 	block24  map[[3]byte]uint16
+	arena    []byte // backing store of the encoded records
 }
 
 // entry is everything a name has. A name that exists only because names
@@ -76,60 +77,71 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 		block24:  map[[3]byte]uint16{},
 	}
 	t.zoneWire = nameWire(t.zone)
-	slices.SortFunc(t.records, func(a, b Record) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(typeOrder(a.Type), typeOrder(b.Type)),
-			cmp.Compare(a.Value(), b.Value()))
-	})
+	slices.SortFunc(t.records, compareRecords)
 	// The SOA at the apex.
 	soa := Record{Name: t.zone, Type: mdns.TypeSOA}
 	t.records = append([]Record{soa}, t.records...)
 
-	byName := map[string][]Record{}
-	var order []string
 	for _, r := range t.records {
-		if _, ok := byName[r.Name]; !ok {
-			order = append(order, r.Name)
-		}
-		byName[r.Name] = append(byName[r.Name], r)
 		if r.Site != "" {
 			if _, ok := t.sites[r.Site]; !ok {
 				t.sites[r.Site] = uint16(len(t.sites) + 1)
 			}
 		}
 	}
-	for _, name := range order {
-		e := t.entryFor(name)
-		rs := byName[name]
-		zoneOff := t.zoneOffset(name)
-		var all []Record
-		for _, typ := range []uint16{mdns.TypeSOA, mdns.TypeNS, mdns.TypeA, mdns.TypeAAAA, mdns.TypeSRV, mdns.TypePTR} {
-			var sel []Record
-			for _, r := range rs {
-				if r.Type == typ {
-					sel = append(sel, r)
+	// Records are sorted by name then type: walk the runs. Addresses first,
+	// so SRV answers can take their targets' addresses.
+	type run struct {
+		name       string
+		start, end int
+	}
+	var runs []run
+	for i := 0; i < len(t.records); {
+		j := i + 1
+		for j < len(t.records) && t.records[j].Name == t.records[i].Name {
+			j++
+		}
+		runs = append(runs, run{t.records[i].Name, i, j})
+		i = j
+	}
+	t.names = make(map[string]*entry, len(runs)+len(runs)/4)
+	t.arena = make([]byte, 0, 40*len(t.records))
+	for _, pass := range []int{0, 1} {
+		for _, r := range runs {
+			rs := t.records[r.start:r.end]
+			e := t.entryFor(r.name)
+			zoneOff := t.zoneOffset(r.name)
+			for i := 0; i < len(rs); {
+				j := i + 1
+				for j < len(rs) && rs[j].Type == rs[i].Type {
+					j++
+				}
+				typ, sel := rs[i].Type, rs[i:j:j]
+				i = j
+				isAddr := typ == mdns.TypeA || typ == mdns.TypeAAAA
+				if isAddr != (pass == 0) {
+					continue
+				}
+				a := t.compile(sel, zoneOff)
+				switch typ {
+				case mdns.TypeSOA:
+					e.soa = a
+				case mdns.TypeNS:
+					e.ns = a
+				case mdns.TypeA:
+					e.a = a
+				case mdns.TypeAAAA:
+					e.aaaa = a
+				case mdns.TypeSRV:
+					e.srv = a
+				case mdns.TypePTR:
+					e.ptr = a
 				}
 			}
-			if len(sel) == 0 {
-				continue
-			}
-			all = append(all, sel...)
-			a := t.compile(sel, zoneOff, byName)
-			switch typ {
-			case mdns.TypeSOA:
-				e.soa = a
-			case mdns.TypeNS:
-				e.ns = a
-			case mdns.TypeA:
-				e.a = a
-			case mdns.TypeAAAA:
-				e.aaaa = a
-			case mdns.TypeSRV:
-				e.srv = a
-			case mdns.TypePTR:
-				e.ptr = a
+			if pass == 1 {
+				e.any = t.compile(rs, zoneOff)
 			}
 		}
-		e.any = t.compile(all, zoneOff, byName)
 	}
 	return t
 }
@@ -171,6 +183,11 @@ func (t *Table) siteOf(ip netip.Addr, def uint16) uint16 {
 		}
 	}
 	return def
+}
+
+func compareRecords(a, b Record) int {
+	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(typeOrder(a.Type), typeOrder(b.Type)),
+		a.IP.Compare(b.IP), cmp.Compare(a.Target, b.Target), cmp.Compare(a.Port, b.Port))
 }
 
 func typeOrder(t uint16) int {
@@ -216,32 +233,43 @@ func (t *Table) zoneOffset(name string) int {
 	if !strings.HasSuffix(name, "."+t.zone) {
 		return 0
 	}
-	return 12 + len(nameWire(name)) - len(t.zoneWire)
+	return 12 + len(name) + 1 - len(t.zoneWire) // plain labels: wire length is len(name)+1
 }
 
-func (t *Table) compile(rs []Record, zoneOff int, byName map[string][]Record) *answer {
-	a := &answer{records: rs}
-	seenSite := map[uint16]bool{}
-	seenExtra := map[string]bool{}
-	for _, r := range rs {
-		a.rrs = append(a.rrs, t.encode(nil, r, []byte{0xC0, 12}, zoneOff))
+func (t *Table) compile(rs []Record, zoneOff int) *answer {
+	a := &answer{records: rs, rrs: make([][]byte, 0, len(rs)), site: make([]uint16, 0, len(rs))}
+	var sites [8]uint16
+	ns := 0
+	for k, r := range rs {
+		start := len(t.arena)
+		t.arena = append(t.arena, 0xC0, 12)
+		t.arena = t.encode(t.arena, r, nil, zoneOff)
+		a.rrs = append(a.rrs, t.arena[start:len(t.arena):len(t.arena)])
 		s := t.sites[r.Site]
 		a.site = append(a.site, s)
-		seenSite[s] = true
-		if r.Type == mdns.TypeSRV && !seenExtra[r.Target] {
-			seenExtra[r.Target] = true
-			// Like Mesos-DNS: the first A and the first AAAA of the target.
-			var gotA, gotAAAA bool
-			for _, x := range byName[r.Target] {
-				if x.Type == mdns.TypeA && !gotA || x.Type == mdns.TypeAAAA && !gotAAAA {
-					gotA = gotA || x.Type == mdns.TypeA
-					gotAAAA = gotAAAA || x.Type == mdns.TypeAAAA
-					a.extra = append(a.extra, t.encode(nil, x, appendName(nil, x.Name, t.zone, zoneOff), zoneOff))
-				}
+		if ns < len(sites) && !slices.Contains(sites[:ns], s) {
+			sites[ns] = s
+			ns++
+		}
+		if r.Type != mdns.TypeSRV || slices.ContainsFunc(rs[:k], func(x Record) bool { return x.Target == r.Target }) {
+			continue
+		}
+		// Like Mesos-DNS: the first A and the first AAAA of the target.
+		e := t.names[r.Target]
+		if e == nil {
+			continue
+		}
+		for _, x := range []*answer{e.a, e.aaaa} {
+			if x == nil {
+				continue
 			}
+			start := len(t.arena)
+			t.arena = appendName(t.arena, x.records[0].Name, t.zone, zoneOff)
+			t.arena = t.encode(t.arena, x.records[0], nil, zoneOff)
+			a.extra = append(a.extra, t.arena[start:len(t.arena):len(t.arena)])
 		}
 	}
-	a.nsites = len(seenSite)
+	a.nsites = ns
 	return a
 }
 
@@ -300,17 +328,24 @@ func appendName(b []byte, name, zone string, zoneOff int) []byte {
 		if name == zone {
 			return append(b, 0xC0|byte(zoneOff>>8), byte(zoneOff))
 		}
-		if strings.HasSuffix(name, "."+zone) {
+		if len(name) > len(zone) && name[len(name)-len(zone)-1] == '.' && name[len(name)-len(zone):] == zone {
 			prefix = name[:len(name)-len(zone)]
 			compress = true
 		}
 	}
-	for _, l := range strings.Split(strings.TrimSuffix(prefix, "."), ".") {
-		if l == "" {
-			continue
+	for len(prefix) > 0 {
+		i := strings.IndexByte(prefix, '.')
+		if i < 0 {
+			i = len(prefix)
 		}
-		b = append(b, byte(len(l)))
-		b = append(b, l...)
+		if i > 0 {
+			b = append(b, byte(i))
+			b = append(b, prefix[:i]...)
+		}
+		if i == len(prefix) {
+			break
+		}
+		prefix = prefix[i+1:]
 	}
 	if compress {
 		return append(b, 0xC0|byte(zoneOff>>8), byte(zoneOff))
@@ -322,7 +357,21 @@ func appendName(b []byte, name, zone string, zoneOff int) []byte {
 func (t *Table) Records() []Record { return t.records }
 
 // Enumerate returns Mesos-DNS's /v1/enumerate data.
-func (t *Table) Enumerate() []*EnumFramework { return t.enum }
+func (t *Table) Enumerate() []*EnumFramework {
+	out := make([]*EnumFramework, 0, len(t.enum))
+	for _, f := range t.enum {
+		nf := &EnumFramework{Name: f.Name, Tasks: make([]*EnumTask, 0, len(f.Tasks))}
+		for _, et := range f.Tasks {
+			nt := &EnumTask{Name: et.Name, ID: et.ID, Records: make([]EnumRecord, 0, len(et.recs))}
+			for _, r := range et.recs {
+				nt.Records = append(nt.Records, EnumRecord{Name: r.Name, Host: r.Value(), Rtype: mdns.TypeToString[r.Type]})
+			}
+			nf.Tasks = append(nf.Tasks, nt)
+		}
+		out = append(out, nf)
+	}
+	return out
+}
 
 // Domain is the zone, fully qualified.
 func (t *Table) Domain() string { return t.zone }

@@ -1,0 +1,474 @@
+// Command dns benchmarks weft's DNS server against NSD, side by side in one
+// run, with dnsperf: throughput at saturation (QPS ratio, loss), latency at a
+// fixed 20k QPS, and staleness from a task change to a changed answer.
+//
+//	go run ./bench/dns [-duration 15s] [-runs 2]
+//
+// It needs nsd and dnsperf (Debian packages nsd, dnsperf); it installs
+// nothing and says what is missing.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/weftnet/weft/dns"
+	"github.com/weftnet/weft/sched/api"
+)
+
+func main() {
+	duration := flag.Duration("duration", 15*time.Second, "length of each dnsperf run")
+	runs := flag.Int("runs", 2, "alternations (A,B) per measurement")
+	apps := flag.Int("apps", 1000, "apps in the zone (3 tasks each)")
+	changes := flag.Int("changes", 100, "task changes for the staleness measurement")
+	flag.Parse()
+	var missing []string
+	for _, tool := range []string{"nsd", "dnsperf"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(os.Stderr, "bench/dns: missing %s; install with: apt-get install -y nsd dnsperf\n", strings.Join(missing, ", "))
+		os.Exit(2)
+	}
+	if err := run(*duration, *runs, *apps, *changes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/dns:", err)
+		os.Exit(1)
+	}
+}
+
+// state is apps × 3 tasks on three agents, host networking, one port each.
+func state(apps int, index uint64) *api.State {
+	st := &api.State{Index: index, Leader: "10.47.1.1:8080"}
+	agents := []string{"b-S1", "b-S2", "b-S3"}
+	for i, id := range agents {
+		st.Nodes = append(st.Nodes, api.Node{ID: id, Name: "agent" + strconv.Itoa(i+1), Role: api.RoleBoth, Site: "a", Status: "alive",
+			Address: fmt.Sprintf("192.168.1.%d", 10+i), OverlayIP: fmt.Sprintf("10.47.%d.1", i+1), OverlayBlock: fmt.Sprintf("10.47.%d.0/24", i+1)})
+	}
+	for a := 0; a < apps; a++ {
+		id := "/app-" + strconv.Itoa(a)
+		st.Apps = append(st.Apps, api.App{ID: id, Instances: 3, PortDefinitions: []api.PortDefinition{{Port: 10000 + a, Protocol: "tcp"}}})
+		for k := 0; k < 3; k++ {
+			st.Tasks = append(st.Tasks, api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k], State: api.TaskRunning,
+				Ports: []int{20000 + a}, Framework: "marathon"})
+		}
+	}
+	return st
+}
+
+func run(duration time.Duration, runs, apps, changes int) error {
+	dir, err := os.MkdirTemp("", "weft-bench-dns-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st := state(apps, 1)
+	src := &source{st: st, changed: make(chan struct{})}
+
+	cfg := dns.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Forward = false
+	cfg.Source = src
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := dns.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = srv.Run(ctx) }()
+	<-srv.Ready()
+	weftAddr := srv.Addrs()[0]
+
+	// NSD serves a zone file of the same records.
+	zone := filepath.Join(dir, "pcm.zone")
+	var zt strings.Builder
+	for _, l := range strings.SplitAfter(srv.Table().ZoneText(), "\n") {
+		if strings.HasPrefix(l, "pcm.") || strings.Contains(l, ".pcm. ") {
+			zt.WriteString(l) // in-zone records only (no PTR)
+		}
+	}
+	if err := os.WriteFile(zone, []byte(zt.String()), 0o644); err != nil {
+		return err
+	}
+	nsdPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "nsd.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`server:
+  ip-address: 127.0.0.1@%d
+  server-count: 1
+  minimal-responses: yes
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+  refuse-any: yes
+  reuseport: no
+  database: ""
+  zonelistfile: "%s/zone.list"
+  xfrdfile: "%s/xfrd.state"
+  pidfile: "%s/nsd.pid"
+  username: ""
+  chroot: ""
+  verbosity: 0
+  hide-version: yes
+remote-control:
+  control-enable: no
+zone:
+  name: pcm.
+  zonefile: "%s"
+`, nsdPort, dir, dir, dir, zone)), 0o644); err != nil {
+		return err
+	}
+	nsd := exec.Command("nsd", "-d", "-c", conf)
+	nsd.Stderr = os.Stderr
+	if err := nsd.Start(); err != nil {
+		return fmt.Errorf("starting nsd: %w", err)
+	}
+	defer func() { _ = nsd.Process.Kill(); _ = nsd.Wait() }()
+	nsdAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(nsdPort))
+	if err := waitAnswer(nsdAddr, "app-0.marathon.pcm."); err != nil {
+		return fmt.Errorf("nsd does not answer: %w", err)
+	}
+
+	// Queries: 70% A of existing names, 20% SRV, 10% A of unknown names.
+	qfile := filepath.Join(dir, "queries.txt")
+	if err := writeQueries(qfile, apps, 100000); err != nil {
+		return err
+	}
+	fmt.Printf("zone: %d apps x 3 tasks, %d records; queries: 70%% A, 20%% SRV, 10%% unknown\n", apps, len(srv.Table().Records()))
+	fmt.Printf("weft dns on %s (GOMAXPROCS default), nsd %s on %s (server-count 1)\n\n", weftAddr, nsdVersion(), nsdAddr)
+
+	type target struct {
+		name string
+		addr string
+		pid  int
+	}
+	targets := []target{{"nsd", nsdAddr, nsd.Process.Pid}, {"weft", weftAddr, os.Getpid()}}
+	sat := map[string][]result{}
+	fmt.Printf("saturation (dnsperf -c 4, %v per run, alternating):\n", duration)
+	for r := 0; r < runs; r++ {
+		for _, t := range targets {
+			res, err := dnsperf(t.addr, qfile, duration, 0, t.pid)
+			if err != nil {
+				return err
+			}
+			sat[t.name] = append(sat[t.name], res)
+			fmt.Printf("  %-5s run %d: %s\n", t.name, r+1, res)
+			time.Sleep(2 * time.Second)
+		}
+	}
+	lat := map[string][]result{}
+	fmt.Printf("fixed load (-Q 20000):\n")
+	for r := 0; r < runs; r++ {
+		for _, t := range targets {
+			res, err := dnsperf(t.addr, qfile, duration, 20000, t.pid)
+			if err != nil {
+				return err
+			}
+			lat[t.name] = append(lat[t.name], res)
+			fmt.Printf("  %-5s run %d: %s\n", t.name, r+1, res)
+			time.Sleep(2 * time.Second)
+		}
+	}
+	stale, err := staleness(src, weftAddr, apps, changes)
+	if err != nil {
+		return err
+	}
+	wq, nq := mean(sat["weft"], qps), mean(sat["nsd"], qps)
+	wl, nl := mean(lat["weft"], avgLat), mean(lat["nsd"], avgLat)
+	lost := 0
+	for _, r := range append(sat["weft"], lat["weft"]...) {
+		lost += r.lost
+	}
+	fmt.Printf("\nratios (weft / nsd): QPS %.2f (%.0f / %.0f), avg latency at 20k QPS %.2fx (%.3f / %.3f ms), server CPU/query %.2fx\n",
+		wq/nq, wq, nq, wl/nl, wl*1000, nl*1000, mean(sat["weft"], cpuPerQuery)/mean(sat["nsd"], cpuPerQuery))
+	fmt.Printf("staleness over %d task changes: p50 %v, p99 %v, max %v\n", len(stale), pct(stale, 50), pct(stale, 99), pct(stale, 100))
+	fmt.Printf("SUMMARY dns: QPS %.2fx NSD (target >= 0.8, lost %d), avg latency @20k %.3f ms (target <= 0.25), staleness p99 %v (target <= 1s)\n",
+		wq/nq, lost, wl*1000, pct(stale, 99).Round(time.Microsecond))
+	return nil
+}
+
+func nsdVersion() string {
+	out, _ := exec.Command("nsd", "-v").CombinedOutput()
+	f := strings.Fields(string(out))
+	if len(f) >= 3 {
+		return f[2]
+	}
+	return "?"
+}
+
+func freePort() (int, error) {
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port")
+}
+
+func waitAnswer(addr, name string) error {
+	c := &mdns.Client{Timeout: 200 * time.Millisecond}
+	m := new(mdns.Msg)
+	m.SetQuestion(name, mdns.TypeA)
+	var err error
+	for i := 0; i < 50; i++ {
+		var r *mdns.Msg
+		if r, _, err = c.Exchange(m, addr); err == nil && len(r.Answer) > 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func writeQueries(path string, apps, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < n; i++ {
+		x := rng.IntN(1000)
+		a := rng.IntN(apps)
+		switch {
+		case x < 700:
+			fmt.Fprintf(w, "app-%d.marathon.pcm A\n", a)
+		case x < 900:
+			fmt.Fprintf(w, "_app-%d._tcp.marathon.pcm SRV\n", a)
+		default:
+			fmt.Fprintf(w, "nope-%d.marathon.pcm A\n", rng.IntN(100000))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+type result struct {
+	qps, avgLat, maxLat float64
+	lost                int
+	cpu                 float64 // server CPU seconds during the run
+	sent                int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%8.0f QPS  lost %d  avg %.3f ms  max %.2f ms  server CPU %.0f%% core, %.1f us/query",
+		r.qps, r.lost, r.avgLat*1000, r.maxLat*1000, 100*r.cpu/r.dur(), 1e6*cpuPerQuery(r))
+}
+
+func (r result) dur() float64 {
+	if r.qps == 0 {
+		return 1
+	}
+	return float64(r.sent) / r.qps
+}
+
+func qps(r result) float64         { return r.qps }
+func avgLat(r result) float64      { return r.avgLat }
+func cpuPerQuery(r result) float64 { return r.cpu / float64(max(r.sent, 1)) }
+
+func mean(rs []result, f func(result) float64) float64 {
+	s := 0.0
+	for _, r := range rs {
+		s += f(r)
+	}
+	return s / float64(max(len(rs), 1))
+}
+
+var (
+	reQPS  = regexp.MustCompile(`Queries per second:\s+([\d.]+)`)
+	reLost = regexp.MustCompile(`Queries lost:\s+(\d+)`)
+	reSent = regexp.MustCompile(`Queries completed:\s+(\d+)`)
+	reAvg  = regexp.MustCompile(`Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)`)
+)
+
+func dnsperf(addr, qfile string, d time.Duration, rate int, pid int) (result, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-s", host, "-p", port, "-d", qfile, "-l", strconv.Itoa(int(d.Seconds())), "-c", "4"}
+	if rate > 0 {
+		args = append(args, "-Q", strconv.Itoa(rate))
+	}
+	before := cpuSeconds(pid)
+	out, err := exec.Command("dnsperf", args...).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("dnsperf: %w\n%s", err, out)
+	}
+	cpu := cpuSeconds(pid) - before
+	s := string(out)
+	var r result
+	if m := reQPS.FindStringSubmatch(s); m != nil {
+		r.qps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := reLost.FindStringSubmatch(s); m != nil {
+		r.lost, _ = strconv.Atoi(m[1])
+	}
+	if m := reSent.FindStringSubmatch(s); m != nil {
+		r.sent, _ = strconv.Atoi(m[1])
+	}
+	if m := reAvg.FindStringSubmatch(s); m != nil {
+		r.avgLat, _ = strconv.ParseFloat(m[1], 64)
+		r.maxLat, _ = strconv.ParseFloat(m[2], 64)
+	}
+	r.cpu = cpu
+	if r.qps == 0 {
+		return r, fmt.Errorf("dnsperf output not understood:\n%s", s)
+	}
+	return r, nil
+}
+
+// cpuSeconds is utime+stime of a process (all threads) and its children
+// (nsd serves from a forked process).
+func cpuSeconds(pid int) float64 {
+	total := procCPU(pid)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if p, err := strconv.Atoi(e.Name()); err == nil && p != pid && ppid(p) == pid {
+			total += procCPU(p)
+		}
+	}
+	return total
+}
+
+func ppid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:])
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // USER_HZ
+}
+
+// source is an in-process master pushing states through a blocking query.
+type source struct {
+	mu      sync.Mutex
+	st      *api.State
+	changed chan struct{}
+}
+
+func (s *source) Watch(ctx context.Context, after uint64, wait time.Duration) (*api.State, error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		st, ch := s.st, s.changed
+		s.mu.Unlock()
+		if st.Index > after {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		case <-t.C:
+			return st, nil
+		}
+	}
+}
+
+func (s *source) set(st *api.State) {
+	s.mu.Lock()
+	s.st = st
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// staleness changes one task at a time (app K loses its third task, or gets
+// it back) and measures how long until a client sees the changed answer.
+func staleness(src *source, addr string, apps, n int) ([]time.Duration, error) {
+	base := state(apps, 1)
+	c := &mdns.Client{Timeout: 500 * time.Millisecond}
+	var out []time.Duration
+	idx := uint64(100)
+	for i := 0; i < n; i++ {
+		k := i % apps
+		next := *base
+		idx++
+		next.Index = idx
+		want := 3
+		if i%2 == 0 {
+			// drop app k's third task
+			next.Tasks = slices.Clone(base.Tasks)
+			next.Tasks = slices.Delete(next.Tasks, 3*k+2, 3*k+3)
+			want = 2
+		}
+		name := fmt.Sprintf("app-%d.marathon.pcm.", k)
+		if i%2 == 1 {
+			name = fmt.Sprintf("app-%d.marathon.pcm.", (i-1)%apps)
+		}
+		start := time.Now()
+		src.set(&next)
+		m := new(mdns.Msg)
+		m.SetQuestion(name, mdns.TypeA)
+		for {
+			r, _, err := c.Exchange(m, addr)
+			if err == nil && len(r.Answer) == want {
+				break
+			}
+			if time.Since(start) > 5*time.Second {
+				return nil, fmt.Errorf("staleness: %s never showed %d answers", name, want)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		out = append(out, time.Since(start))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	return d[min(max(i-1, 0), len(d)-1)]
+}

@@ -1,0 +1,32 @@
+package dns
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+func benchState(apps int) *api.State {
+	st := &api.State{Index: 1, Leader: "10.47.1.1:8080", Nodes: baseNodes()}
+	agents := []string{agentA, agentB, agentC}
+	for a := 0; a < apps; a++ {
+		id := "/app-" + strconv.Itoa(a)
+		st.Apps = append(st.Apps, api.App{ID: id, PortDefinitions: []api.PortDefinition{{Port: 10000 + a}}})
+		for k := 0; k < 3; k++ {
+			st.Tasks = append(st.Tasks, api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k],
+				State: api.TaskRunning, Ports: []int{20000 + a}, Framework: "marathon"})
+		}
+	}
+	return st
+}
+
+func BenchmarkBuildRecords(b *testing.B) {
+	st := benchState(1000)
+	cfg := DefaultRecordConfig()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		BuildRecords(st, cfg)
+	}
+}
