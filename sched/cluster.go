@@ -18,6 +18,15 @@ import (
 // raft with the same set of voters. Afterwards the leader adds masters that
 // join later as voters and removes masters that leave gracefully.
 
+// raftID is a master's raft server id: its member name (serf's unique
+// name), else its id. Store.NodeID must follow the same rule.
+func raftID(n api.Node) string {
+	if n.Name != "" {
+		return n.Name
+	}
+	return n.ID
+}
+
 func isMaster(n api.Node) bool {
 	return n.Role == api.RoleMaster || n.Role == api.RoleBoth
 }
@@ -39,11 +48,11 @@ func (m *Master) peerRaftAddr(n api.Node) string {
 func (m *Master) masterPeers() map[string]string {
 	out := map[string]string{}
 	for _, n := range m.cfg.Members.Nodes() {
-		if !isMaster(n) || n.Status != NodeAlive || n.ID == "" {
+		if !isMaster(n) || n.Status != NodeAlive || raftID(n) == "" {
 			continue
 		}
 		if addr := m.peerRaftAddr(n); addr != "" {
-			out[n.ID] = addr
+			out[raftID(n)] = addr
 		}
 	}
 	out[m.store.cfg.NodeID] = m.store.LocalRaftAddr()
@@ -99,24 +108,25 @@ func (m *Master) reconcileVoters(ctx context.Context) {
 		servers := m.store.RaftServers()
 		if servers != nil {
 			for _, n := range m.cfg.Members.Nodes() {
-				if !isMaster(n) || n.ID == "" || n.ID == m.store.cfg.NodeID {
+				id := raftID(n)
+				if !isMaster(n) || id == "" || id == m.store.cfg.NodeID {
 					continue
 				}
-				_, in := servers[n.ID]
+				_, in := servers[id]
 				switch {
 				case n.Status == NodeAlive && !in:
 					addr := m.peerRaftAddr(n)
 					if addr == "" {
 						continue
 					}
-					m.log.Info("adding a master as raft voter", "id", n.ID, "addr", addr)
-					if err := m.store.Raft().AddVoter(raft.ServerID(n.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
-						m.log.Warn("adding raft voter failed", "id", n.ID, "err", err)
+					m.log.Info("adding a master as raft voter", "id", id, "addr", addr)
+					if err := m.store.Raft().AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+						m.log.Warn("adding raft voter failed", "id", id, "err", err)
 					}
 				case n.Status == NodeLeft && in:
-					m.log.Info("removing a master that left from raft", "id", n.ID)
-					if err := m.store.Raft().RemoveServer(raft.ServerID(n.ID), 0, 10*time.Second).Error(); err != nil {
-						m.log.Warn("removing raft server failed", "id", n.ID, "err", err)
+					m.log.Info("removing a master that left from raft", "id", id)
+					if err := m.store.Raft().RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+						m.log.Warn("removing raft server failed", "id", id, "err", err)
 					}
 				}
 			}

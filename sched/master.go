@@ -54,8 +54,9 @@ type MasterConfig struct {
 	// BootstrapExpect, when 2 or more, makes a new master wait until that
 	// many masters (Members nodes with role master or master+agent) are
 	// alive and then form a raft cluster of them (`weft master
-	// --bootstrap-expect 3`). Store.Bind must then be a TCP address,
-	// Store.NodeID this node's Members id, and Store.Bootstrap false.
+	// --bootstrap-expect 3`). Store.Bind must then be a TCP address and
+	// Store.NodeID this node's Members Name (the serf member name; a
+	// master's raft id is its member name). Store.Bootstrap is turned off.
 	BootstrapExpect int
 	// JoinMasters makes the leader add masters that join later as raft
 	// voters even without BootstrapExpect.
