@@ -227,7 +227,13 @@ func (a *Agent) probe1(ctx context.Context, t *taskRun, asg api.Assignment, h Ha
 	if err != nil {
 		return unhealthy, err.Error()
 	}
-	addr := net.JoinHostPort(a.checkHost(), strconv.Itoa(port))
+	host := a.checkHost()
+	if ips := h.IPAddresses(); len(asg.Spec.Ports) == 0 && len(ips) > 0 {
+		// IP-per-task (a container network) without host ports: check
+		// the task's own address.
+		host = ips[0].IPAddress
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	switch proto {
 	case "TCP":
 		var d net.Dialer

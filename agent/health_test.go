@@ -168,7 +168,7 @@ func TestHTTPHealthCheck(t *testing.T) {
 	startAgent(t, testConfig(t, m, t.TempDir()))
 	zero := 0
 	m.set(healthTask("web", portOf(t, srv.URL), api.HealthCheck{
-		Protocol: "HTTP", Path: "/health", PortIndex: &zero, IntervalSeconds: 1, TimeoutSeconds: 1, MaxConsecutiveFailures: 3,
+		Protocol: "HTTP", Path: "/health", PortIndex: &zero, IntervalSeconds: 1, TimeoutSeconds: 50, MaxConsecutiveFailures: 3,
 	}))
 	eventually(t, 10*time.Second, "healthy result", func() bool {
 		r := healthOf(m, "web")
@@ -195,7 +195,7 @@ func TestHealthResultsPostedOnlyOnChange(t *testing.T) {
 	defer srv.Close()
 	m := newFakeMaster(t)
 	startAgent(t, testConfig(t, m, t.TempDir()))
-	m.set(healthTask("quiet", portOf(t, srv.URL), api.HealthCheck{Protocol: "MESOS_HTTP", IntervalSeconds: 1, TimeoutSeconds: 1}))
+	m.set(healthTask("quiet", portOf(t, srv.URL), api.HealthCheck{Protocol: "MESOS_HTTP", IntervalSeconds: 1, TimeoutSeconds: 50}))
 	eventually(t, 10*time.Second, "healthy", func() bool { r := healthOf(m, "quiet"); return len(r) == 1 && r[0].Alive })
 	time.Sleep(300 * time.Millisecond) // ~15 more successful checks at 20 ms
 	n := 0
@@ -214,7 +214,7 @@ func TestHTTPSHealthCheckSkipsVerification(t *testing.T) {
 	defer srv.Close()
 	m := newFakeMaster(t)
 	startAgent(t, testConfig(t, m, t.TempDir()))
-	m.set(healthTask("tls", portOf(t, srv.URL), api.HealthCheck{Protocol: "HTTPS", IntervalSeconds: 1, TimeoutSeconds: 1}))
+	m.set(healthTask("tls", portOf(t, srv.URL), api.HealthCheck{Protocol: "HTTPS", IntervalSeconds: 1, TimeoutSeconds: 50}))
 	eventually(t, 10*time.Second, "healthy over self-signed TLS", func() bool {
 		r := healthOf(m, "tls")
 		return len(r) == 1 && r[0].Alive
@@ -238,7 +238,7 @@ func TestTCPHealthCheck(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	m := newFakeMaster(t)
 	startAgent(t, testConfig(t, m, t.TempDir()))
-	m.set(healthTask("tcp", port, api.HealthCheck{Protocol: "TCP", IntervalSeconds: 1, TimeoutSeconds: 1}))
+	m.set(healthTask("tcp", port, api.HealthCheck{Protocol: "TCP", IntervalSeconds: 1, TimeoutSeconds: 50}))
 	eventually(t, 10*time.Second, "tcp healthy", func() bool { r := healthOf(m, "tcp"); return len(r) == 1 && r[0].Alive })
 	ln.Close()
 	eventually(t, 10*time.Second, "tcp unhealthy after the listener closed", func() bool {
@@ -256,8 +256,8 @@ func TestCommandHealthCheckAndGrace(t *testing.T) {
 	// sees the task's env and sandbox; its failures during the 10-unit
 	// (200 ms) grace period are ignored.
 	a.Spec.HealthChecks = []api.HealthCheck{
-		{Protocol: "COMMAND", Command: &api.CommandCheck{Value: `test -f ok && test "$FOO" = bar`}, IntervalSeconds: 1, TimeoutSeconds: 1, GracePeriodSeconds: 10},
-		{Protocol: "MESOS_COMMAND", Command: &api.CommandCheck{Value: `true`}, IntervalSeconds: 1, TimeoutSeconds: 1},
+		{Protocol: "COMMAND", Command: &api.CommandCheck{Value: `test -f ok && test "$FOO" = bar`}, IntervalSeconds: 1, TimeoutSeconds: 50, GracePeriodSeconds: 10},
+		{Protocol: "MESOS_COMMAND", Command: &api.CommandCheck{Value: `true`}, IntervalSeconds: 1, TimeoutSeconds: 50},
 	}
 	m.set(a)
 	running := waitState(t, m, "cmd", api.TaskRunning)
@@ -296,7 +296,7 @@ func TestReadinessCheck(t *testing.T) {
 	a := shTask("rdy", `exec sleep 1000`)
 	a.Spec.Ports = []int{1, portOf(t, srv.URL)}
 	a.Spec.Env["PORT_HTTP"] = strconv.Itoa(portOf(t, srv.URL))
-	a.Spec.ReadinessChecks = []api.ReadinessCheck{{Name: "r", Protocol: "HTTP", Path: "/ready", PortName: "http", IntervalSeconds: 1, TimeoutSeconds: 1}}
+	a.Spec.ReadinessChecks = []api.ReadinessCheck{{Name: "r", Protocol: "HTTP", Path: "/ready", PortName: "http", IntervalSeconds: 1, TimeoutSeconds: 50}}
 	m.set(a)
 	st := waitState(t, m, "rdy", api.TaskRunning)
 	if st.Ready == nil || *st.Ready {
