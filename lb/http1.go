@@ -402,8 +402,9 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 	}
 
 	now := p.now()
+	fresh := false
 	for attempt := 0; ; attempt++ {
-		bc := p.acquire(r, ip, sticky, req.hasBody(), now)
+		bc := p.acquire(r, ip, sticky, req.hasBody() || fresh, now)
 		if bc == nil {
 			r.errors.Add(1)
 			return reply(bw, resp503, req)
@@ -412,15 +413,25 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 		b.requests.Add(1)
 		keep, retry := p.exchange(c, br, bw, bc, r, req, fe, xff, cookieVal)
 		if retry && attempt < 2 {
-			sticky = b // same backend, fresh connection
+			// A pooled connection the backend had closed: send again on a
+			// new connection (or another backend if it refuses).
+			sticky, fresh = b, true
 			continue
+		}
+		if retry {
+			r.errors.Add(1)
+			bw.Write(resp502)
+			bw.Flush()
+			return false
 		}
 		return keep
 	}
 }
 
 // acquire returns a connection to a backend of r, pooled when possible.
-func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, hasBody bool, now time.Time) *bconn {
+// With careful set (the request cannot be replayed) only a connection idle
+// for under a second is taken from the pool.
+func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, careful bool, now time.Time) *bconn {
 	nowN := now.UnixNano()
 	b := prefer
 	if b == nil || b.ejected(nowN) {
@@ -432,7 +443,7 @@ func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, hasBody bool, now 
 	if bc := b.getIdle(); bc != nil {
 		// A request with a body cannot be replayed: only take a connection
 		// the backend is unlikely to have closed meanwhile.
-		if !hasBody || now.Sub(bc.idleAt) < time.Second {
+		if !careful || now.Sub(bc.idleAt) < time.Second {
 			b.active.Add(1)
 			return bc
 		}

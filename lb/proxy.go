@@ -292,6 +292,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			go func() { defer p.wg.Done(); p.acceptLoop(ln, fe) }()
 		}
 	}
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.janitor(ctx) }()
 	err := p.watch(ctx)
 	p.shutdown()
 	p.wg.Wait()
@@ -580,4 +582,27 @@ func (p *Proxy) serveConn(c *net.TCPConn, fe *frontend) {
 		}
 	}
 	p.serveHTTP(c, fe)
+}
+
+// janitor closes keep-alive connections to backends that sat idle too long.
+func (p *Proxy) janitor(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := p.now().Add(-30 * time.Second)
+		p.mu.Lock()
+		bs := make([]*backend, 0, len(p.backends))
+		for _, b := range p.backends {
+			bs = append(bs, b)
+		}
+		p.mu.Unlock()
+		for _, b := range bs {
+			b.closeIdleOlder(cutoff)
+		}
+	}
 }

@@ -599,3 +599,21 @@ func TestServicePortListenersFollowTable(t *testing.T) {
 		t.Errorf("established connection cut by the swap: %q %v", b, err)
 	}
 }
+
+// TestStalePooledConnection: a backend that closes idle keep-alive
+// connections must not make requests fail; the proxy resends on a new one.
+func TestStalePooledConnection(t *testing.T) {
+	src := newFakeSource()
+	a := startHTTPBackend(t, "a", nil)
+	a.srv.IdleTimeout = 30 * time.Millisecond
+	src.set([]api.App{app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test"})}, []api.Task{task("/a", 1, a.port)})
+	p := startProxy(t, testConfig(src))
+	c := client()
+	for i := 0; i < 5; i++ {
+		resp, body := get(t, c, "http://"+p.Addr("http")+"/", "a.test", nil)
+		if resp.StatusCode != 200 || body != "a /" {
+			t.Fatalf("request %d after the backend closed its idle connection: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(80 * time.Millisecond) // longer than the backend's idle timeout
+	}
+}

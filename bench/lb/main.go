@@ -1,0 +1,781 @@
+// Command lb benchmarks weft's lb against HAProxy 2.6 side by side, on the
+// same backends and cores: HTTP keep-alive (wrk), TCP small requests (wrk
+// through L4), bulk TCP (iperf3), reconfiguration under load and
+// propagation of a routing change. It prints ratios and a one-line summary.
+//
+// Needs the Debian packages haproxy, wrk and iperf3. Run: go run ./bench/lb
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftnet/weft/lb"
+	"github.com/weftnet/weft/sched/api"
+)
+
+var (
+	role        = flag.String("role", "", "internal: run as backend or lb child")
+	ports       = flag.String("ports", "", "internal: backend ports")
+	stateURL    = flag.String("state", "", "internal: state server URL for the lb child")
+	httpAddr    = flag.String("http", "", "internal: lb child HTTP frontend")
+	adminAddr   = flag.String("admin", "", "internal: lb child admin frontend")
+	pprofAddr   = flag.String("pprof", "", "serve net/http/pprof of the lb child here (e.g. 127.0.0.1:6060)")
+	duration    = flag.Duration("duration", 10*time.Second, "length of each wrk and iperf3 run")
+	runs        = flag.Int("runs", 2, "alternations of each weft/HAProxy pair")
+	conns       = flag.Int("conns", 64, "wrk connections")
+	changeFor   = flag.Duration("change-duration", 2*time.Minute, "length of the under-change phase")
+	propagation = flag.Int("propagation-samples", 20, "routing changes timed for propagation")
+	skip        = flag.String("skip", "", "comma list of phases to skip: http,tcp,bulk,change,propagation")
+	lbProcs     = flag.Int("lb-gomaxprocs", 0, "GOMAXPROCS of the lb process (0: the Go default, one per core)")
+)
+
+const vhost = "bench.test"
+
+func main() {
+	flag.Parse()
+	switch *role {
+	case "backend":
+		runBackend()
+		return
+	case "lb":
+		runLB()
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/lb:", err)
+		os.Exit(1)
+	}
+}
+
+// ---- children ----
+
+func runBackend() {
+	body := []byte(strings.Repeat("x", 1023) + "\n")
+	for _, p := range strings.Split(*ports, ",") {
+		p := p
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Backend", p)
+			w.Header().Set("Content-Length", "1024")
+			w.Write(body)
+		})
+		go func() {
+			if err := http.ListenAndServe("127.0.0.1:"+p, h); err != nil {
+				fmt.Fprintln(os.Stderr, "backend:", err)
+				os.Exit(1)
+			}
+		}()
+	}
+	select {}
+}
+
+func runLB() {
+	cfg := lb.DefaultConfig()
+	cfg.Group = []string{"*"}
+	cfg.HTTPAddr = *httpAddr
+	cfg.HTTPSAddr = ""
+	cfg.AppIDAddr = ""
+	cfg.AdminAddr = *adminAddr
+	cfg.BindHost = "127.0.0.1"
+	cfg.Source = api.NewClient(*stateURL)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := lb.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *pprofAddr != "" {
+		go http.ListenAndServe(*pprofAddr, nil) // net/http/pprof registers on the default mux
+	}
+	if err := p.Run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// ---- the state server the lb child watches ----
+
+type stateServer struct {
+	mu      sync.Mutex
+	st      api.State
+	changed chan struct{}
+	setAt   time.Time
+}
+
+func (s *stateServer) set(apps []api.App, tasks []api.Task) {
+	s.mu.Lock()
+	s.st.Index++
+	s.st.Apps, s.st.Tasks = apps, tasks
+	s.setAt = time.Now()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *stateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	after, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
+	if err != nil {
+		wait = 30 * time.Second
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		if s.st.Index > after {
+			b, _ := json.Marshal(s.st)
+			s.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(b)
+			return
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			s.mu.Lock()
+			b, _ := json.Marshal(s.st)
+			s.mu.Unlock()
+			w.Write(b)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// ---- helpers ----
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitPort(port int) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on port %d", port)
+}
+
+func lbEnv() []string {
+	env := os.Environ()
+	if *lbProcs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(*lbProcs))
+	}
+	return env
+}
+
+func start(name string, args ...string) (*exec.Cmd, error) { return startEnv(nil, name, args...) }
+
+func startEnv(env []string, name string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	if name != "iperf3" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	return cmd, nil
+}
+
+// cpuTicks returns utime+stime of a process in clock ticks.
+func cpuTicks(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return u + k
+}
+
+type wrkResult struct {
+	rps              float64
+	p50, p99         time.Duration
+	sockErrs, non2xx int
+	cpuPct           float64
+}
+
+var (
+	reRPS    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reLat    = regexp.MustCompile(`\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
+	reSock   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func parseDur(v, unit string) time.Duration {
+	f, _ := strconv.ParseFloat(v, 64)
+	switch unit {
+	case "us":
+		return time.Duration(f * float64(time.Microsecond))
+	case "ms":
+		return time.Duration(f * float64(time.Millisecond))
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func wrk(url string, pid int, d time.Duration, c int, host bool) (wrkResult, error) {
+	args := []string{"-t2", "-c" + strconv.Itoa(c), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	if host {
+		args = append(args, "-H", "Host: "+vhost)
+	}
+	args = append(args, url)
+	t0 := cpuTicks(pid)
+	start := time.Now()
+	out, err := exec.Command("wrk", args...).CombinedOutput()
+	el := time.Since(start)
+	var r wrkResult
+	if err != nil {
+		return r, fmt.Errorf("wrk %s: %v\n%s", url, err, out)
+	}
+	if pid > 0 {
+		r.cpuPct = (cpuTicks(pid) - t0) / 100 / el.Seconds() * 100
+	}
+	s := string(out)
+	if m := reRPS.FindStringSubmatch(s); m != nil {
+		r.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	for _, m := range reLat.FindAllStringSubmatch(s, -1) {
+		if m[1] == "50" {
+			r.p50 = parseDur(m[2], m[3])
+		} else {
+			r.p99 = parseDur(m[2], m[3])
+		}
+	}
+	if m := reSock.FindStringSubmatch(s); m != nil {
+		for _, x := range m[1:] {
+			n, _ := strconv.Atoi(x)
+			r.sockErrs += n
+		}
+	}
+	if m := reNon2xx.FindStringSubmatch(s); m != nil {
+		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	return r, nil
+}
+
+func iperf(port int, d time.Duration) (float64, error) {
+	out, err := exec.Command("iperf3", "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", strconv.Itoa(int(d.Seconds())), "-J").Output()
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 via port %d: %v\n%s", port, err, out)
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, err
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e9, nil
+}
+
+type agg struct{ rps, p50, p99, cpu []float64 }
+
+func (a *agg) add(r wrkResult) {
+	a.rps = append(a.rps, r.rps)
+	a.p50 = append(a.p50, float64(r.p50)/1e6)
+	a.p99 = append(a.p99, float64(r.p99)/1e6)
+	a.cpu = append(a.cpu, r.cpuPct)
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func skipped(phase string) bool {
+	for _, s := range strings.Split(*skip, ",") {
+		if s == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- the run ----
+
+type env struct {
+	self                                string
+	backendPorts                        []int
+	state                               *stateServer
+	lbHTTP, lbTCP, lbBulk               int
+	lbAdmin                             int
+	lbPid, haPid                        int
+	haHTTP, haTCP, haBulk, haBulkSplice int
+	iperfPort                           int
+	procs                               []*exec.Cmd
+}
+
+func (e *env) apps(backends []int) ([]api.App, []api.Task) {
+	apps := []api.App{
+		{ID: "/web", Version: "v1", Labels: map[string]string{"HAPROXY_0_VHOST": vhost}, PortDefinitions: []api.PortDefinition{{Port: freeOr(&e.lbHTTP)}}},
+		{ID: "/tcp", Version: "v1", PortDefinitions: []api.PortDefinition{{Port: e.lbTCP}}},
+		{ID: "/bulk", Version: "v1", PortDefinitions: []api.PortDefinition{{Port: e.lbBulk}}},
+	}
+	var tasks []api.Task
+	for i, p := range backends {
+		tasks = append(tasks, api.Task{ID: fmt.Sprintf("web.%d", p), AppID: "/web", Host: "127.0.0.1", State: api.TaskRunning, Ports: []int{p}})
+		if i < 2 {
+			tasks = append(tasks, api.Task{ID: fmt.Sprintf("tcp.%d", p), AppID: "/tcp", Host: "127.0.0.1", State: api.TaskRunning, Ports: []int{p}})
+		}
+	}
+	tasks = append(tasks, api.Task{ID: "bulk.1", AppID: "/bulk", Host: "127.0.0.1", State: api.TaskRunning, Ports: []int{e.iperfPort}})
+	return apps, tasks
+}
+
+var webServicePort int
+
+func freeOr(p *int) int {
+	if webServicePort == 0 {
+		webServicePort = freePort()
+	}
+	return webServicePort
+}
+
+func run() error {
+	for _, tool := range []string{"haproxy", "wrk", "iperf3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing: apt-get install -y haproxy wrk iperf3", tool)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	e := &env{self: self, state: &stateServer{changed: make(chan struct{})}}
+	defer func() {
+		for _, p := range e.procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+	}()
+	for i := 0; i < 6; i++ {
+		e.backendPorts = append(e.backendPorts, freePort())
+	}
+	var ps []string
+	for _, p := range e.backendPorts {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	be, err := start(self, "-role", "backend", "-ports", strings.Join(ps, ","))
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, be)
+	e.iperfPort = freePort()
+	ip, err := start("iperf3", "-s", "-B", "127.0.0.1", "-p", strconv.Itoa(e.iperfPort))
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, ip)
+
+	// State server and weft's lb.
+	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(sl, e.state)
+	e.lbHTTP, e.lbTCP, e.lbBulk, e.lbAdmin = freePort(), freePort(), freePort(), freePort()
+	e.state.set(e.apps(e.backendPorts[:2]))
+	lbArgs := []string{"-role", "lb", "-state", "http://" + sl.Addr().String(), "-http", "127.0.0.1:" + strconv.Itoa(e.lbHTTP), "-admin", "127.0.0.1:" + strconv.Itoa(e.lbAdmin)}
+	if *pprofAddr != "" {
+		lbArgs = append(lbArgs, "-pprof", *pprofAddr)
+	}
+	lbp, err := startEnv(lbEnv(), self, lbArgs...)
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, lbp)
+	e.lbPid = lbp.Process.Pid
+
+	// HAProxy per measurements.md §5.
+	e.haHTTP, e.haTCP, e.haBulk, e.haBulkSplice = freePort(), freePort(), freePort(), freePort()
+	dir, err := os.MkdirTemp("", "bench-lb")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	s1, s2 := e.backendPorts[0], e.backendPorts[1]
+	cfg := fmt.Sprintf(`global
+  nbthread 2
+  maxconn 4000
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend http_in
+  bind 127.0.0.1:%d
+  mode http
+  default_backend http_be
+backend http_be
+  mode http
+  balance roundrobin
+  http-reuse always
+  server s1 127.0.0.1:%d
+  server s2 127.0.0.1:%d
+listen tcp_in
+  bind 127.0.0.1:%d
+  mode tcp
+  balance roundrobin
+  server s1 127.0.0.1:%d
+  server s2 127.0.0.1:%d
+listen bulk_plain
+  bind 127.0.0.1:%d
+  mode tcp
+  server iperf 127.0.0.1:%d
+listen bulk_splice
+  bind 127.0.0.1:%d
+  mode tcp
+  option splice-request
+  option splice-response
+  server iperf 127.0.0.1:%d
+`, e.haHTTP, s1, s2, e.haTCP, s1, s2, e.haBulk, e.iperfPort, e.haBulkSplice, e.iperfPort)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	ha, err := start("haproxy", "-db", "-f", cfgPath)
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, ha)
+	e.haPid = ha.Process.Pid
+	for _, p := range append(append([]int{}, e.backendPorts...), e.iperfPort, e.lbHTTP, e.lbTCP, e.lbBulk, e.haHTTP, e.haTCP, e.haBulk) {
+		if err := waitPort(p); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("weft lb vs HAProxy 2.6 — wrk -t2 -c%d -d%s, 1 KiB responses, %d alternations, %d cores\n\n", *conns, *duration, *runs, numCPU())
+
+	summary := []string{}
+	pass := true
+	check := func(ok bool) string {
+		if !ok {
+			pass = false
+			return "MISSED"
+		}
+		return "ok"
+	}
+	gap := func() { time.Sleep(2 * time.Second) }
+
+	if !skipped("http") {
+		var direct, weft, ha agg
+		for i := 0; i < *runs; i++ {
+			r, err := wrk(fmt.Sprintf("http://127.0.0.1:%d/", s1), 0, *duration, *conns, false)
+			if err != nil {
+				return err
+			}
+			direct.add(r)
+			gap()
+			if r, err = wrk(fmt.Sprintf("http://127.0.0.1:%d/", e.lbHTTP), e.lbPid, *duration, *conns, true); err != nil {
+				return err
+			}
+			if r.sockErrs+r.non2xx > 0 {
+				fmt.Printf("  weft http run %d: %d socket errors, %d non-2xx\n", i, r.sockErrs, r.non2xx)
+			}
+			weft.add(r)
+			gap()
+			if r, err = wrk(fmt.Sprintf("http://127.0.0.1:%d/", e.haHTTP), e.haPid, *duration, *conns, true); err != nil {
+				return err
+			}
+			ha.add(r)
+			gap()
+		}
+		fmt.Println("HTTP keep-alive (vhost frontend)")
+		fmt.Printf("  %-22s %10s %8s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU %")
+		for _, row := range []struct {
+			n string
+			a agg
+		}{{"backend direct", direct}, {"HAProxy http", ha}, {"weft lb", weft}} {
+			fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", row.n, mean(row.a.rps), mean(row.a.p50), mean(row.a.p99), mean(row.a.cpu))
+		}
+		ratio := mean(weft.rps) / mean(ha.rps)
+		p99r := mean(weft.p99) / mean(ha.p99)
+		added := (mean(weft.p99) - mean(direct.p99)) / math.Max(mean(ha.p99)-mean(direct.p99), 0.01)
+		fmt.Printf("  ratio req/s %.2f× (target ≥ 0.6: %s); p99 %.2f× HAProxy's, added p99 %.2f× (target ≤ 2: %s)\n\n",
+			ratio, check(ratio >= 0.6), p99r, added, check(p99r <= 2))
+		summary = append(summary, fmt.Sprintf("http %.2f× (p99 %.2f×)", ratio, p99r))
+	}
+
+	if !skipped("tcp") {
+		var weft, ha agg
+		for i := 0; i < *runs; i++ {
+			r, err := wrk(fmt.Sprintf("http://127.0.0.1:%d/", e.lbTCP), e.lbPid, *duration, *conns, false)
+			if err != nil {
+				return err
+			}
+			weft.add(r)
+			gap()
+			if r, err = wrk(fmt.Sprintf("http://127.0.0.1:%d/", e.haTCP), e.haPid, *duration, *conns, false); err != nil {
+				return err
+			}
+			ha.add(r)
+			gap()
+		}
+		fmt.Println("TCP small requests (keep-alive HTTP through L4)")
+		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", "HAProxy tcp", mean(ha.rps), mean(ha.p50), mean(ha.p99), mean(ha.cpu))
+		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", "weft lb tcp", mean(weft.rps), mean(weft.p50), mean(weft.p99), mean(weft.cpu))
+		ratio := mean(weft.rps) / mean(ha.rps)
+		fmt.Printf("  ratio req/s %.2f× (target ≥ 0.9: %s)\n\n", ratio, check(ratio >= 0.9))
+		summary = append(summary, fmt.Sprintf("tcp %.2f×", ratio))
+	}
+
+	if !skipped("bulk") {
+		var weft, haPlain, haSplice []float64
+		for i := 0; i < *runs; i++ {
+			for _, x := range []struct {
+				port int
+				into *[]float64
+			}{{e.lbBulk, &weft}, {e.haBulk, &haPlain}, {e.haBulkSplice, &haSplice}} {
+				g, err := iperf(x.port, *duration)
+				if err != nil {
+					return err
+				}
+				*x.into = append(*x.into, g)
+				gap()
+			}
+		}
+		fmt.Println("Bulk TCP (iperf3, one stream)")
+		fmt.Printf("  HAProxy tcp (default)         %6.2f Gbit/s\n", mean(haPlain))
+		fmt.Printf("  HAProxy tcp (forced splice)   %6.2f Gbit/s\n", mean(haSplice))
+		fmt.Printf("  weft lb (splice)              %6.2f Gbit/s\n", mean(weft))
+		best := math.Max(mean(haPlain), mean(haSplice))
+		ratio := mean(weft) / best
+		fmt.Printf("  ratio %.2f× the better HAProxy (target ≥ 1.0: %s); %.2f× HAProxy's default\n\n", ratio, check(ratio >= 1.0), mean(weft)/mean(haPlain))
+		summary = append(summary, fmt.Sprintf("bulk %.2f×", ratio))
+	}
+
+	if !skipped("change") {
+		res, err := underChange(e, *changeFor)
+		if err != nil {
+			return err
+		}
+		ok := res.errors == 0 && res.non2xx == 0 && res.longLivedBroken == 0
+		fmt.Printf("Under change (%s, %.0f req/s offered, one backend change per second)\n", *changeFor, res.rate)
+		fmt.Printf("  %d requests, %d socket errors, %d non-2xx, %d changes, long-lived: %d/%d survived, keep-alive reconnects: %d (%s)\n\n",
+			res.requests, res.errors, res.non2xx, res.changes, res.longLived-res.longLivedBroken, res.longLived, res.reconnects, check(ok))
+		summary = append(summary, fmt.Sprintf("change %d err %d non-2xx %d/%d long-lived", res.errors, res.non2xx, res.longLived-res.longLivedBroken, res.longLived))
+	}
+
+	if !skipped("propagation") {
+		ds, err := propagate(e, *propagation)
+		if err != nil {
+			return err
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		p50, mx := ds[len(ds)/2], ds[len(ds)-1]
+		fmt.Printf("Propagation (state change → routing live, %d samples): p50 %s, max %s (target ≤ 500ms: %s)\n\n",
+			len(ds), p50.Round(time.Microsecond), mx.Round(time.Microsecond), check(mx <= 500*time.Millisecond))
+		summary = append(summary, fmt.Sprintf("propagation max %s", mx.Round(time.Millisecond)))
+	}
+	verdict := "all targets met"
+	if !pass {
+		verdict = "some targets missed"
+	}
+	fmt.Printf("SUMMARY lb vs haproxy: %s — %s\n", strings.Join(summary, ", "), verdict)
+	return nil
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+type changeResult struct {
+	rate                                          float64
+	requests, errors, non2xx, changes, reconnects int64
+	longLived, longLivedBroken                    int
+}
+
+// underChange offers half of weft's measured rate over keep-alive
+// connections while one backend changes every second, with long-lived TCP
+// connections open through the TCP service port.
+func underChange(e *env, d time.Duration) (changeResult, error) {
+	// Half load: measure the saturated rate briefly, then offer half.
+	r, err := wrk(fmt.Sprintf("http://127.0.0.1:%d/", e.lbHTTP), 0, 5*time.Second, *conns, true)
+	if err != nil {
+		return changeResult{}, err
+	}
+	res := changeResult{rate: r.rps / 2}
+	const workers = 32
+	interval := time.Duration(float64(time.Second) * workers / res.rate)
+	var reqs, errs, non2xx, dials atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	url := fmt.Sprintf("http://127.0.0.1:%d/", e.lbHTTP)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+				dials.Add(1)
+				return (&net.Dialer{}).DialContext(ctx, n, a)
+			}}
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Host = vhost
+				resp, err := c.Do(req)
+				reqs.Add(1)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					non2xx.Add(1)
+				}
+			}
+		}()
+	}
+	// Long-lived TCP connections through the TCP service port: each sends
+	// a keep-alive HTTP request every 200 ms on the same connection.
+	const longLived = 4
+	res.longLived = longLived
+	var broken atomic.Int64
+	for i := 0; i < longLived; i++ {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.lbTCP))
+		if err != nil {
+			return res, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for ctx.Err() == nil {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					broken.Add(1)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	// One backend change per second: rotate which 2 of the 6 backends
+	// (beyond the first two, which the TCP service keeps) serve /web.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	dialsBefore := int64(workers)
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			e.state.set(e.apps(e.backendPorts[:2]))
+			res.requests, res.errors, res.non2xx = reqs.Load(), errs.Load(), non2xx.Load()
+			res.longLivedBroken = int(broken.Load())
+			res.reconnects = max(dials.Load()-dialsBefore, 0)
+			return res, nil
+		case <-tick.C:
+		}
+		set := []int{e.backendPorts[0], e.backendPorts[1]}
+		// Add one and remove one in turn among the spare backends.
+		spare := e.backendPorts[2:]
+		set = append(set, spare[i%len(spare)], spare[(i+1)%len(spare)])
+		if i%2 == 1 {
+			set = set[1:] // also drop one of the first two from /web
+		}
+		e.state.set(e.apps(set))
+		res.changes++
+	}
+}
+
+// propagate times how long a routing change takes to be live: /web moves
+// from one backend to another and a poller waits for the new one's answer.
+func propagate(e *env, n int) ([]time.Duration, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	from, to := e.backendPorts[0], e.backendPorts[2]
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		e.state.set(e.apps([]int{from}))
+		if err := waitBackend(c, e.lbHTTP, from, 5*time.Second); err != nil {
+			return nil, err
+		}
+		e.state.set(e.apps([]int{to}))
+		start := e.state.setAt
+		if err := waitBackend(c, e.lbHTTP, to, 5*time.Second); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+	}
+	e.state.set(e.apps(e.backendPorts[:2]))
+	return out, nil
+}
+
+func waitBackend(c *http.Client, lbPort, want int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", lbPort), nil)
+		req.Host = vhost
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.Header.Get("X-Backend") == strconv.Itoa(want) {
+				return nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("routing change not live after " + d.String())
+}
