@@ -154,6 +154,11 @@ type httpBackend struct {
 
 func startHTTPBackend(t testing.TB, name string, h http.HandlerFunc) *httpBackend {
 	t.Helper()
+	return startHTTPBackendWith(t, name, h, nil)
+}
+
+func startHTTPBackendWith(t testing.TB, name string, h http.HandlerFunc, configure func(*http.Server)) *httpBackend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +180,9 @@ func startHTTPBackend(t testing.TB, name string, h http.HandlerFunc) *httpBacken
 		}
 	}
 	b.srv = &http.Server{Handler: h}
+	if configure != nil {
+		configure(b.srv)
+	}
 	go b.srv.Serve(ln)
 	t.Cleanup(func() { b.srv.Close() })
 	return b

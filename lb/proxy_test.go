@@ -604,8 +604,7 @@ func TestServicePortListenersFollowTable(t *testing.T) {
 // connections must not make requests fail; the proxy resends on a new one.
 func TestStalePooledConnection(t *testing.T) {
 	src := newFakeSource()
-	a := startHTTPBackend(t, "a", nil)
-	a.srv.IdleTimeout = 30 * time.Millisecond
+	a := startHTTPBackendWith(t, "a", nil, func(s *http.Server) { s.IdleTimeout = 30 * time.Millisecond })
 	src.set([]api.App{app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test"})}, []api.Task{task("/a", 1, a.port)})
 	p := startProxy(t, testConfig(src))
 	c := client()
