@@ -21,6 +21,12 @@ type allocator struct {
 	seq      atomic.Uint64
 	prefix   string
 	rounds   atomic.Uint64
+
+	// reviveAsked is set by Revive: like Mesos' reviveOffers it lifts the
+	// refusals of declined offers, at most once per MinReviveInterval so a
+	// framework that revives in every loop cannot make declines meaningless.
+	reviveAsked atomic.Bool
+	lastClear   time.Time // owned by the run goroutine
 }
 
 func newAllocator(m *Master) *allocator {
@@ -101,6 +107,11 @@ func (a *allocator) round(ctx context.Context) {
 	now := m.cfg.Now()
 	a.rounds.Add(1)
 	a.refusals.gc(now)
+	if a.reviveAsked.Load() && now.Sub(a.lastClear) >= m.cfg.MinReviveInterval {
+		a.reviveAsked.Store(false)
+		clear(a.refusals)
+		a.lastClear = now
+	}
 
 	var wanting []Framework
 	for _, fw := range m.cfg.Frameworks {

@@ -37,6 +37,8 @@ type MasterConfig struct {
 	// RefuseDefault is how long a declined offer is not made again to the
 	// same framework when the decline names no duration (default 5 s).
 	RefuseDefault time.Duration
+	// MinReviveInterval bounds how often Revive lifts refusals (default 1 s).
+	MinReviveInterval time.Duration
 	// KeepAlive is the /v2/events SSE keep-alive comment period (default 15 s).
 	KeepAlive time.Duration
 	// MaxStatusBody bounds a status POST's body (default 16 MiB).
@@ -72,14 +74,15 @@ type MasterConfig struct {
 // Frameworks and APIAdvertise.
 func DefaultMasterConfig() MasterConfig {
 	return MasterConfig{
-		Store:         DefaultStoreConfig(),
-		Domain:        "pcm",
-		AllocInterval: time.Second,
-		RefuseDefault: 5 * time.Second,
-		KeepAlive:     15 * time.Second,
-		MaxStatusBody: 16 << 20,
-		Now:           time.Now,
-		Version:       "dev",
+		Store:             DefaultStoreConfig(),
+		Domain:            "pcm",
+		AllocInterval:     time.Second,
+		RefuseDefault:     5 * time.Second,
+		MinReviveInterval: time.Second,
+		KeepAlive:         15 * time.Second,
+		MaxStatusBody:     16 << 20,
+		Now:               time.Now,
+		Version:           "dev",
 	}
 }
 
@@ -125,6 +128,9 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	}
 	if cfg.RefuseDefault <= 0 {
 		cfg.RefuseDefault = def.RefuseDefault
+	}
+	if cfg.MinReviveInterval <= 0 {
+		cfg.MinReviveInterval = def.MinReviveInterval
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = def.KeepAlive
@@ -196,8 +202,11 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 // Store implements MasterHandle.
 func (m *Master) Store() *Store { return m.store }
 
-// Revive implements MasterHandle: an allocation round runs soon.
+// Revive implements MasterHandle: an allocation round runs soon, and (at
+// most once per MinReviveInterval) declined offers are no longer refused:
+// new demand may fit agents declined for older demand.
 func (m *Master) Revive() {
+	m.alloc.reviveAsked.Store(true)
 	select {
 	case m.revive <- struct{}{}:
 	default:

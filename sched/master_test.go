@@ -510,6 +510,9 @@ func TestDeclineRefusesUntilTheAgentChanges(t *testing.T) {
 	if got := fw.offerRounds()[1][0].Attributes["disk"]; got != "ssd" {
 		t.Fatalf("offer attributes %v", fw.offerRounds()[1][0].Attributes)
 	}
+	// Revive (new demand) lifts the refusal too.
+	tm.Revive()
+	eventually(t, 5*time.Second, "offer after Revive", func() bool { return len(fw.offerRounds()) == 3 })
 	// The master itself stayed up and leading throughout.
 	if !tm.Store().IsLeader() {
 		t.Fatal("master lost leadership")
