@@ -625,3 +625,14 @@ func TestRestartedAgentStopsLeftoverTheMasterDropped(t *testing.T) {
 	startAgent(t, cfg)
 	eventually(t, 10*time.Second, "leftover process stopped", func() bool { return groupGone(pgid) })
 }
+
+func TestOrphansOfARunningTaskAreReaped(t *testing.T) {
+	m := newFakeMaster(t)
+	dir := t.TempDir()
+	startAgent(t, testConfig(t, m, dir))
+	// The subshell exits at once, so sleep is orphaned (re-parented to the
+	// agent) and exits a moment later while the task keeps running.
+	m.set(shTask("spawner", `(sleep 0.1 & echo $! > orphan.pid); exec sleep 1000`))
+	orphan := readPid(t, filepath.Join(dir, "sandboxes", "spawner", "orphan.pid"))
+	eventually(t, 10*time.Second, "the exited orphan reaped (no zombie)", func() bool { return processGone(orphan) })
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -151,8 +152,76 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 			e.log.Warn("cannot record the task's process; it will not be recovered after an agent restart", "task", l.Task.ID, "err", err)
 		}
 	}
+	if e.cfg.Subreaper {
+		orphans.watch(h.pid)
+	}
 	go h.wait(cmd)
 	return h, nil
+}
+
+// orphans reaps, every few seconds, the zombie orphans of running tasks
+// that were re-parented to the agent (a subreaper): a long-running task
+// that keeps spawning short-lived background processes would otherwise
+// pile up zombies until it ends. One reaper serves every executor.
+var orphans = &orphanReaper{groups: map[int]bool{}}
+
+type orphanReaper struct {
+	mu      sync.Mutex
+	groups  map[int]bool // process groups (= leader pids) of running tasks
+	running bool
+}
+
+func (o *orphanReaper) watch(pgid int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.groups[pgid] = true
+	if !o.running {
+		o.running = true
+		go o.loop()
+	}
+}
+
+func (o *orphanReaper) forget(pgid int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.groups, pgid)
+}
+
+func (o *orphanReaper) loop() {
+	for {
+		time.Sleep(2 * time.Second)
+		o.mu.Lock()
+		if len(o.groups) == 0 {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		groups := maps.Clone(o.groups)
+		o.mu.Unlock()
+		reapOrphans(groups)
+	}
+}
+
+// reapOrphans waits for zombie children of the agent that belong to one of
+// groups and are not a group leader (leaders are reaped by their
+// exec.Cmd.Wait, which must keep their exit status).
+func reapOrphans(groups map[int]bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	me := os.Getpid()
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		st, ppid, pgrp, ok := procStat(pid)
+		if ok && st == 'Z' && ppid == me && groups[pgrp] && pid != pgrp {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		}
+	}
 }
 
 func (e *ProcessExecutor) recordPath(taskID string) string {
@@ -263,6 +332,7 @@ func (h *processHandle) IPAddresses() []api.IPAddress { return nil }
 // wait reaps the leader, then makes sure nothing of its group is left.
 func (h *processHandle) wait(cmd *exec.Cmd) {
 	err := cmd.Wait()
+	orphans.forget(h.pid)
 	ex := exitFromState(cmd.ProcessState, err)
 	h.finish(ex)
 }
