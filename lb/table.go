@@ -644,7 +644,7 @@ func taskBackends(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, s
 			tsite = node.Site
 		}
 		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerID: serverID(ip, port)}
+		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerID: serverID(tk.Host, ip, port)}
 		if site == "" || tsite == site {
 			local = append(local, b)
 		} else {
@@ -662,10 +662,22 @@ func hostOnly(a string) string {
 	return a
 }
 
-// serverID is the sticky cookie value of a backend: marathon-lb names
-// servers host_ip_port and HAProxy cookies carry a digest of that name.
-func serverID(ip string, port int) string {
-	name := strings.NewReplacer(".", "_", ":", "_").Replace(ip) + "_" + strconv.Itoa(port)
-	sum := sha1.Sum([]byte(name))
+// serverID is the sticky cookie value of a backend, computed as
+// marathon-lb does so that cookies it issued stay valid: the server name is
+// host_ip_port (ip_port when the host is the IP) with every character
+// outside [a-zA-Z0-9-] replaced by "_", and the cookie is the first 10 hex
+// digits of its SHA-1.
+func serverID(host, ip string, port int) string {
+	name := ip + "_" + strconv.Itoa(port)
+	if host != "" && host != ip {
+		name = host + "_" + name
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	sum := sha1.Sum(b)
 	return hex.EncodeToString(sum[:])[:10]
 }

@@ -275,3 +275,20 @@ func TestTemplateLabelsWarnOncePerApp(t *testing.T) {
 		t.Errorf("the honoured labels must still apply: %+v", table.Services)
 	}
 }
+
+// TestServerIDMatchesMarathonLB: sticky cookies issued by marathon-lb stay
+// valid after moving to weft (values computed with marathon-lb's Python).
+func TestServerIDMatchesMarathonLB(t *testing.T) {
+	for _, c := range []struct {
+		host, ip string
+		port     int
+		want     string
+	}{
+		{"agent-1.example.com", "10.0.0.5", 31005, "46f014cc96"},
+		{"10.0.0.5", "10.0.0.5", 31005, "041d351362"},
+	} {
+		if got := serverID(c.host, c.ip, c.port); got != c.want {
+			t.Errorf("serverID(%s, %s, %d) = %s, want %s", c.host, c.ip, c.port, got, c.want)
+		}
+	}
+}
