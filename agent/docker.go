@@ -707,3 +707,67 @@ func signalName(n int) string {
 	}
 	return "signal " + strconv.Itoa(n)
 }
+
+// Execer is implemented by handles that can run a command inside the task
+// (Docker containers): COMMAND health checks of a Docker task run there, as
+// in Mesos, not on the host.
+type Execer interface {
+	// Exec runs argv in the task and returns its exit code and combined
+	// output (capped at 64 KiB).
+	Exec(ctx context.Context, argv []string) (code int, output []byte, err error)
+}
+
+var _ Execer = (*dockerHandle)(nil)
+
+// Exec runs argv inside the container.
+func (h *dockerHandle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
+	cli := h.e.cli
+	created, err := cli.ContainerExecCreate(ctx, h.containerID, container.ExecOptions{
+		Cmd: argv, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in container %s: %w", short(h.containerID), err)
+	}
+	att, err := cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in container %s: %w", short(h.containerID), err)
+	}
+	defer att.Close()
+	out := &cappedBuffer{max: 64 << 10}
+	done := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(out, out, att.Reader)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return -1, out.b, ctx.Err()
+	}
+	if err != nil {
+		return -1, out.b, fmt.Errorf("reading exec output: %w", err)
+	}
+	ins, err := cli.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return -1, out.b, fmt.Errorf("exec result: %w", err)
+	}
+	return ins.ExitCode, out.b, nil
+}
+
+type cappedBuffer struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - len(c.b); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		c.b = append(c.b, p[:room]...)
+	}
+	return len(p), nil
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -109,25 +110,32 @@ func dockerPortMappings(c *api.Container) []api.PortMapping {
 }
 
 // DockerPortBindings maps container ports to host ports for a BRIDGE task.
-// Every mapping gets a host port (a missing hostPort means a dynamic one, as
-// in Marathon 1.5+). hostPorts are the ports the framework allocated, in
-// mapping order (spec.Ports); a fixed hostPort is used as given when no
-// allocation is present. Protocol "tcp,udp" publishes both.
+// hostPorts are the ports the framework allocated (spec.Ports): the j-th is
+// for the j-th mapping that has a hostPort (0 = dynamic, already chosen by
+// the framework). A mapping without hostPort is exposed but not published,
+// unless hostPorts has one port per mapping. A fixed hostPort is used as
+// given when no allocation is present. Protocol "tcp,udp" publishes both.
 func DockerPortBindings(mappings []api.PortMapping, hostPorts []int) (nat.PortSet, nat.PortMap, error) {
 	exposed := nat.PortSet{}
 	bindings := nat.PortMap{}
+	all := len(hostPorts) == len(mappings)
+	j := 0
 	for i, m := range mappings {
 		if m.ContainerPort <= 0 || m.ContainerPort > 65535 {
 			return nil, nil, fmt.Errorf("portMappings[%d].containerPort: %d is not a port; BRIDGE needs a container port in 1-65535", i, m.ContainerPort)
 		}
+		publish := all || m.HostPort != nil
 		hp := 0
-		switch {
-		case i < len(hostPorts):
-			hp = hostPorts[i]
-		case m.HostPort != nil && *m.HostPort > 0:
-			hp = *m.HostPort
-		default:
-			return nil, nil, fmt.Errorf("portMappings[%d]: no host port was allocated for containerPort %d", i, m.ContainerPort)
+		if publish {
+			switch {
+			case j < len(hostPorts):
+				hp = hostPorts[j]
+			case m.HostPort != nil && *m.HostPort > 0:
+				hp = *m.HostPort
+			default:
+				return nil, nil, fmt.Errorf("portMappings[%d]: no host port was allocated for containerPort %d", i, m.ContainerPort)
+			}
+			j++
 		}
 		protos, err := mappingProtocols(m.Protocol)
 		if err != nil {
@@ -139,7 +147,9 @@ func DockerPortBindings(mappings []api.PortMapping, hostPorts []int) (nat.PortSe
 				return nil, nil, fmt.Errorf("portMappings[%d]: %w", i, err)
 			}
 			exposed[p] = struct{}{}
-			bindings[p] = append(bindings[p], nat.PortBinding{HostPort: strconv.Itoa(hp)})
+			if publish {
+				bindings[p] = append(bindings[p], nat.PortBinding{HostPort: strconv.Itoa(hp)})
+			}
 		}
 	}
 	return exposed, bindings, nil
@@ -560,4 +570,49 @@ func parseBoolParam(v string) (bool, error) {
 		return false, fmt.Errorf("want true or false, got %q", v)
 	}
 	return b, nil
+}
+
+// DockerCheckAddr is where a network health check (HTTP, TCP) of a Docker
+// task connects, in every network mode, as Marathon resolves it:
+//
+//   - HOST and BRIDGE: hostIP and the task's host port (spec.Ports) at
+//     portIndex, or the fixed port;
+//   - weft (a container network) without host ports: the container's own
+//     address (ips) and the containerPort of the port mapping at portIndex,
+//     or the fixed port.
+//
+// A nil portIndex with no port means index 0.
+func DockerCheckAddr(spec api.TaskSpec, ips []api.IPAddress, hostIP string, portIndex, port *int) (string, error) {
+	mode, err := DockerNetworkMode(spec)
+	if err != nil {
+		return "", err
+	}
+	idx := 0
+	if portIndex != nil {
+		idx = *portIndex
+	}
+	if mode == DockerNetWeft && len(spec.Ports) == 0 {
+		if len(ips) == 0 {
+			return "", fmt.Errorf("the container has no address on the %q network yet", WeftNetworkName)
+		}
+		host := ips[0].IPAddress
+		if port != nil && *port > 0 && portIndex == nil {
+			return net.JoinHostPort(host, strconv.Itoa(*port)), nil
+		}
+		mappings := dockerPortMappings(spec.Container)
+		if idx < 0 || idx >= len(mappings) {
+			return "", fmt.Errorf("portIndex %d has no port mapping (the app has %d)", idx, len(mappings))
+		}
+		return net.JoinHostPort(host, strconv.Itoa(mappings[idx].ContainerPort)), nil
+	}
+	if hostIP == "" || hostIP == "0.0.0.0" || hostIP == "::" {
+		hostIP = "127.0.0.1"
+	}
+	if port != nil && *port > 0 && portIndex == nil {
+		return net.JoinHostPort(hostIP, strconv.Itoa(*port)), nil
+	}
+	if idx < 0 || idx >= len(spec.Ports) {
+		return "", fmt.Errorf("portIndex %d has no host port (the task has %d)", idx, len(spec.Ports))
+	}
+	return net.JoinHostPort(hostIP, strconv.Itoa(spec.Ports[idx])), nil
 }

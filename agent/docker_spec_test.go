@@ -65,6 +65,7 @@ func TestDockerPortBindings(t *testing.T) {
 		{"fixed without allocation", []api.PortMapping{{ContainerPort: 80, HostPort: dkInt(8081)}}, nil, map[string]string{"80/tcp": "8081"}, ""},
 		{"tcp,udp", []api.PortMapping{{ContainerPort: 53, Protocol: "tcp,udp"}}, []int{31053}, map[string]string{"53/tcp": "31053", "53/udp": "31053"}, ""},
 		{"in order", []api.PortMapping{{ContainerPort: 80}, {ContainerPort: 443, Protocol: "tcp"}}, []int{31080, 31443}, map[string]string{"80/tcp": "31080", "443/tcp": "31443"}, ""},
+		{"only mappings with a hostPort use the allocation", []api.PortMapping{{ContainerPort: 80}, {ContainerPort: 443, HostPort: dkInt(0)}, {ContainerPort: 9000, HostPort: dkInt(0)}}, []int{31443, 31900}, map[string]string{"443/tcp": "31443", "9000/tcp": "31900"}, ""},
 		{"containerPort 0", []api.PortMapping{{ContainerPort: 0}}, []int{31000}, nil, "portMappings[0].containerPort: 0 is not a port"},
 		{"unallocated dynamic", []api.PortMapping{{ContainerPort: 80, HostPort: dkInt(0)}}, nil, nil, "no host port was allocated"},
 		{"bad protocol", []api.PortMapping{{ContainerPort: 80, Protocol: "sctp"}}, []int{31000}, nil, `unknown protocol "sctp"`},
@@ -295,5 +296,54 @@ func TestPlanDocker(t *testing.T) {
 func TestContainerName(t *testing.T) {
 	if got := ContainerName("biserver_pentaho.5f0c-11ef/x y"); got != "weft-biserver_pentaho.5f0c-11ef_x_y" {
 		t.Errorf("ContainerName = %q", got)
+	}
+}
+
+func TestDockerCheckAddr(t *testing.T) {
+	weft := api.TaskSpec{
+		Networks:  []api.Network{{Mode: "container", Name: "weft"}},
+		Container: &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "x"}, PortMappings: []api.PortMapping{{ContainerPort: 8080}, {ContainerPort: 9090}}},
+	}
+	bridge := api.TaskSpec{
+		Networks:  []api.Network{{Mode: "container/bridge"}},
+		Ports:     []int{31000, 31001},
+		Container: &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "x"}, PortMappings: []api.PortMapping{{ContainerPort: 8080, HostPort: dkInt(0)}, {ContainerPort: 9090, HostPort: dkInt(0)}}},
+	}
+	host := api.TaskSpec{Ports: []int{31500}, Container: &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "x"}}}
+	ips := []api.IPAddress{{IPAddress: "10.47.3.2", Protocol: "IPv4"}}
+	cases := []struct {
+		name      string
+		spec      api.TaskSpec
+		ips       []api.IPAddress
+		hostIP    string
+		portIndex *int
+		port      *int
+		want      string
+		wantErr   string
+	}{
+		{"weft default index", weft, ips, "192.0.2.7", nil, nil, "10.47.3.2:8080", ""},
+		{"weft index 1", weft, ips, "192.0.2.7", dkInt(1), nil, "10.47.3.2:9090", ""},
+		{"weft fixed port", weft, ips, "192.0.2.7", nil, dkInt(7000), "10.47.3.2:7000", ""},
+		{"weft no address yet", weft, nil, "192.0.2.7", nil, nil, "", "no address"},
+		{"weft index out of range", weft, ips, "192.0.2.7", dkInt(2), nil, "", "portIndex 2 has no port mapping"},
+		{"bridge host port", bridge, nil, "192.0.2.7", dkInt(1), nil, "192.0.2.7:31001", ""},
+		{"bridge unspecified host", bridge, nil, "", nil, nil, "127.0.0.1:31000", ""},
+		{"host", host, nil, "192.0.2.7", dkInt(0), nil, "192.0.2.7:31500", ""},
+		{"host fixed", host, nil, "192.0.2.7", nil, dkInt(8443), "192.0.2.7:8443", ""},
+		{"host out of range", host, nil, "192.0.2.7", dkInt(3), nil, "", "portIndex 3 has no host port"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := DockerCheckAddr(c.spec, c.ips, c.hostIP, c.portIndex, c.port)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("= %q, %v; want error %q", got, err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("= %q, %v; want %q", got, err, c.want)
+			}
+		})
 	}
 }

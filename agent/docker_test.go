@@ -304,3 +304,26 @@ func TestDockerAvailable(t *testing.T) {
 		t.Errorf("Available with no engine = %v, want a clear error", err)
 	}
 }
+
+func TestDockerExecInContainer(t *testing.T) {
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	e := dkExecutor(t, cli, DefaultDockerConfig())
+	l := dkLaunch(t, img, "serve", ":8080")
+	l.Spec.Container.Docker.Network = "NONE"
+	h := dkStart(t, e, l)
+	defer dkStop(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, out, err := h.(Execer).Exec(ctx, []string{"/weftsrv", "exit", "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 3 || !strings.Contains(string(out), "to stdout") || !strings.Contains(string(out), "to stderr") {
+		t.Errorf("exec = %d %q; want code 3 and both outputs", code, out)
+	}
+	// A FROM-scratch image has no shell: the check fails, it does not pass.
+	if code, out, err := h.(Execer).Exec(ctx, []string{"/bin/sh", "-c", "true"}); err == nil && code == 0 {
+		t.Errorf("exec of a missing binary = %d %q, want a failure", code, out)
+	}
+}

@@ -1,0 +1,333 @@
+// Command containers measures weft's Docker executor against the Docker CLI
+// on the same engine: launch latency (Start until the container runs) for a
+// FROM-scratch image already present, and a bulk start of many containers on
+// one executor (time and the agent process's memory).
+//
+//	go run ./bench/containers [-n 50] [-bulk 100] [-network BRIDGE|HOST|NONE]
+//
+// It needs a Docker Engine and the go tool (it compiles the test server);
+// no registry. Everything it creates is labelled weft.agent-id=weft-bench-*
+// and removed at the end.
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/sched/api"
+)
+
+func main() {
+	n := flag.Int("n", 50, "launches for the latency figure")
+	bulk := flag.Int("bulk", 100, "containers started at once for the bulk figure")
+	network := flag.String("network", "BRIDGE", "network of the containers: BRIDGE, HOST or NONE")
+	flag.Parse()
+	if err := run(*n, *bulk, strings.ToUpper(*network)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/containers:", err)
+		os.Exit(1)
+	}
+}
+
+func randHex() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func run(n, bulk int, network string) error {
+	ctx := context.Background()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	if _, err := cli.Ping(ctx); err != nil {
+		return fmt.Errorf("no Docker Engine: %w", err)
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		return fmt.Errorf("the docker CLI (the comparison peer) is not installed: %w", err)
+	}
+	agentID := "weft-bench-" + randHex()
+	img, err := buildImage(ctx, cli)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		removeAll(cli, agentID)
+		_, _ = cli.ImageRemove(context.Background(), img, image.RemoveOptions{Force: true, PruneChildren: true})
+	}()
+
+	cfg := agent.DefaultDockerConfig()
+	cfg.AgentID = agentID
+	e, err := agent.NewDockerExecutor(cfg)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	fmt.Printf("weft Docker executor vs docker CLI, engine %s, network %s, image FROM scratch (%s), %d CPUs, load average %s\n\n", engineVersion(ctx, cli), network, img, runtime.NumCPU(), loadavg())
+	sandboxes, err := os.MkdirTemp("", "weft-bench-sandboxes-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(sandboxes)
+
+	// Launch latency, alternating executor and CLI launches.
+	var weft, peer []time.Duration
+	var handles []agent.Handle
+	for i := 0; i < n; i++ {
+		l := launch(img, agentID, network, i, sandboxes)
+		t0 := time.Now()
+		h, err := e.Start(ctx, l)
+		if err != nil {
+			return fmt.Errorf("executor launch %d: %w", i, err)
+		}
+		weft = append(weft, time.Since(t0))
+		handles = append(handles, h)
+
+		args := []string{"run", "-d", "--label", agent.LabelAgentID + "=" + agentID, "--cpu-shares", "102", "-m", "32m", "--memory-swap", "32m"}
+		switch network {
+		case "HOST":
+			args = append(args, "--network", "host")
+		case "NONE":
+			args = append(args, "--network", "none")
+		}
+		args = append(args, img, "serve", "127.0.0.1:0")
+		t0 = time.Now()
+		if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker run: %v: %s", err, out)
+		}
+		peer = append(peer, time.Since(t0))
+	}
+	stopAll(handles)
+	removeAll(cli, agentID)
+	fmt.Println("launch latency (Start until the container runs)")
+	fmt.Printf("  %-16s %s\n", "weft executor", summary(weft))
+	fmt.Printf("  %-16s %s\n", "docker run -d", summary(peer))
+	fmt.Printf("  ratio p99 weft/docker-cli: %.2f\n\n", float64(pct(weft, 99))/float64(pct(peer, 99)))
+
+	// Bulk start on one executor.
+	runtime.GC()
+	rssBefore := rssKB()
+	handles = make([]agent.Handle, bulk)
+	errs := make([]error, bulk)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < bulk; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			handles[i], errs[i] = e.Start(ctx, launch(img, agentID, network, n+i, sandboxes))
+		}(i)
+	}
+	wg.Wait()
+	bulkTime := time.Since(t0)
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("bulk launch %d: %w", i, err)
+		}
+	}
+	rssAfter := rssKB()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	goroutines := runtime.NumGoroutine()
+	running := 0
+	list, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", agent.LabelAgentID+"="+agentID))})
+	if err == nil {
+		running = len(list)
+	}
+	t1 := time.Now()
+	stopAll(handles)
+	stopTime := time.Since(t1)
+	rate := float64(bulk) / bulkTime.Seconds()
+	fmt.Printf("bulk start of %d containers on one executor\n", bulk)
+	fmt.Printf("  all started in %v (%.1f containers/s), %d running per the engine\n", bulkTime.Round(time.Millisecond), rate, running)
+	fmt.Printf("  agent process RSS %d MB with %d containers monitored (%d MB before; Go heap in use %d MB, %d goroutines)\n", rssAfter/1024, bulk, rssBefore/1024, ms.HeapInuse>>20, goroutines)
+	fmt.Printf("  all stopped and removed in %v\n", stopTime.Round(time.Millisecond))
+	fmt.Printf("  Mesos 1.7: 1,000 containers in about 30 s on one agent (33/s); weft here: %.1f/s (ratio %.2f)\n\n", rate, rate/33.3)
+
+	verdict := "meets"
+	if pct(weft, 99) > 2*time.Second {
+		verdict = "MISSES"
+	}
+	fmt.Printf("summary: launch p99 %v (%s the 2 s target; docker CLI on the same engine p99 %v); %d containers started in %v (%.1f/s vs Mesos 1.7's ~33/s), agent RSS %d MB; load average %s\n",
+		pct(weft, 99).Round(time.Millisecond), verdict, pct(peer, 99).Round(time.Millisecond), bulk, bulkTime.Round(time.Millisecond), rate, rssAfter/1024, loadavg())
+	return nil
+}
+
+func launch(img, agentID, network string, i int, sandboxes string) agent.Launch {
+	id := fmt.Sprintf("bench.%s-%d", agentID, i)
+	d := &api.Docker{Image: img}
+	switch network {
+	case "BRIDGE":
+		d.Network = "BRIDGE"
+	case "NONE":
+		d.Network = "NONE"
+	default:
+		d.Network = "HOST"
+	}
+	return agent.Launch{
+		Task: api.Task{ID: id, AppID: "/bench"},
+		Spec: api.TaskSpec{
+			Args:      []string{"serve", "127.0.0.1:0"},
+			Resources: api.Resources{Cpus: 0.1, Mem: 32},
+			Container: &api.Container{Type: "DOCKER", Docker: d},
+		},
+		Env:     map[string]string{"MARATHON_APP_ID": "/bench", "HOST": "127.0.0.1"},
+		Sandbox: filepath.Join(sandboxes, id),
+	}
+}
+
+func stopAll(hs []agent.Handle) {
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		if h == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(h agent.Handle) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = h.Stop(ctx, 2*time.Second)
+		}(h)
+	}
+	wg.Wait()
+}
+
+func removeAll(cli *client.Client, agentID string) {
+	ctx := context.Background()
+	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", agent.LabelAgentID+"="+agentID))})
+	if err != nil {
+		return
+	}
+	for _, c := range list {
+		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	}
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p+99)/100 - 1
+	if i < 0 {
+		i = 0
+	}
+	return s[i]
+}
+
+func summary(ds []time.Duration) string {
+	return fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v  (n=%d)",
+		pct(ds, 50).Round(time.Millisecond), pct(ds, 90).Round(time.Millisecond),
+		pct(ds, 99).Round(time.Millisecond), pct(ds, 100).Round(time.Millisecond), len(ds))
+}
+
+func rssKB() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				v, _ := strconv.Atoi(f[1])
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func engineVersion(ctx context.Context, cli *client.Client) string {
+	v, err := cli.ServerVersion(ctx)
+	if err != nil {
+		return "?"
+	}
+	return v.Version
+}
+
+// buildImage compiles the test server statically and builds a FROM-scratch
+// image around it.
+func buildImage(ctx context.Context, cli *client.Client) (string, error) {
+	dir, err := os.MkdirTemp("", "weft-bench-containers-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "weftsrv")
+	src := "./agent/testdata/weftsrv"
+	if _, err := os.Stat(src); err != nil {
+		return "", fmt.Errorf("run from the repository root (%s not found)", src)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the test server: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY weftsrv /weftsrv\nENTRYPOINT [\"/weftsrv\"]\n")},
+		{"weftsrv", 0o755, data},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return "", err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	tag := "weft-bench-" + randHex() + ":latest"
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return "", fmt.Errorf("building the image: %w", err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return "", fmt.Errorf("building the image: %s", out)
+	}
+	return tag, nil
+}
