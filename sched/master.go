@@ -388,7 +388,7 @@ func (m *Master) ensureFrameworkID(ctx context.Context) {
 	raw := json.RawMessage(fmt.Sprintf("%q", id))
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := m.store.Apply(actx, []Op{Check(TableMeta, metaFrameworkID, 0), Put(TableMeta, metaFrameworkID, &raw)}); err != nil {
+	if _, err := m.applyTimed(actx, "leader", []Op{Check(TableMeta, metaFrameworkID, 0), Put(TableMeta, metaFrameworkID, &raw)}); err != nil {
 		m.log.Debug("framework id not written", "err", err)
 		return
 	}

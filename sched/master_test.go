@@ -421,7 +421,7 @@ func TestMasterEndpoints(t *testing.T) {
 		t.Fatalf("panicking handler: %d %q", code, b)
 	}
 	code, b := body("/metrics")
-	for _, want := range []string{`weft_tasks{state="TASK_RUNNING"}`, "weft_apps 0", "weft_leader 1", `weft_api_requests_total{code="500",route="GET /v2/boom"} 1`, `weft_nodes{status="alive"} 1`} {
+	for _, want := range []string{`weft_tasks{state="TASK_RUNNING"}`, "weft_apps 0", "weft_leader 1", `weft_api_requests_total{code="500",route="GET /v2/boom"} 1`, `weft_nodes{status="alive"} 1`, `weft_raft_index{kind="applied"}`, "weft_raft_apply_seconds_bucket"} {
 		if code != 200 || !strings.Contains(b, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, b)
 		}

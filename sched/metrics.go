@@ -2,6 +2,7 @@ package sched
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,10 +91,13 @@ var (
 	descIndex   = prometheus.NewDesc("weft_store_index", "The store's raft index.", nil, nil)
 	descLeader  = prometheus.NewDesc("weft_leader", "1 when this master leads.", nil, nil)
 	descNodes   = prometheus.NewDesc("weft_nodes", "Members by status.", []string{"status"}, nil)
+	descRaft    = prometheus.NewDesc("weft_raft_index", "Raft log positions: last_log, commit, applied, last_snapshot.", []string{"kind"}, nil)
+	descPending = prometheus.NewDesc("weft_raft_fsm_pending", "Raft entries committed but not yet applied.", nil, nil)
+	descPeers   = prometheus.NewDesc("weft_raft_peers", "Other raft voters this server knows.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTasks, descApps, descJobs, descDeploys, descIndex, descLeader, descNodes} {
+	for _, d := range []*prometheus.Desc{descTasks, descApps, descJobs, descDeploys, descIndex, descLeader, descNodes, descRaft, descPending, descPeers} {
 		ch <- d
 	}
 }
@@ -128,6 +132,18 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		lead = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, lead)
+	stats := s.Raft().Stats()
+	for kind, key := range map[string]string{"last_log": "last_log_index", "commit": "commit_index", "applied": "applied_index", "last_snapshot": "last_snapshot_index"} {
+		if v, err := strconv.ParseFloat(stats[key], 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(descRaft, prometheus.GaugeValue, v, kind)
+		}
+	}
+	if v, err := strconv.ParseFloat(stats["fsm_pending"], 64); err == nil {
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, v)
+	}
+	if v, err := strconv.ParseFloat(stats["num_peers"], 64); err == nil {
+		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, v)
+	}
 	nodes := map[string]int{NodeAlive: 0, NodeSuspect: 0, NodeFailed: 0, NodeLeft: 0}
 	for _, n := range c.m.cfg.Members.Nodes() {
 		nodes[n.Status]++
