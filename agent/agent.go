@@ -133,6 +133,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Wait()
 	if a.cfg.StopTasksOnExit {
 		a.stopAll()
+		// Tell the master, if it still listens, that the tasks were killed.
+		fctx, cancel := context.WithTimeout(context.Background(), a.cfg.FlushTimeout)
+		a.rep.flush(fctx)
+		cancel()
 	}
 	return nil
 }

@@ -478,8 +478,15 @@ func TestLostAfterAgentRestart(t *testing.T) {
 	m.set(shTask("lost", `exec sleep 1000`))
 	pgid := pidOf(t, a1, "lost")
 	eventually(t, 10*time.Second, "master sees RUNNING", func() bool { return m.taskState("lost") == api.TaskRunning })
+	// The agent dies with the master out of reach (a crash, a host
+	// reboot), so nobody learns that its task stopped with it.
+	m.setDown(true)
 	stop1() // StopTasksOnExit: the process dies with the agent
 	eventually(t, 5*time.Second, "task stopped with the agent", func() bool { return groupGone(pgid) })
+	m.setDown(false)
+	if _, ok := m.last("lost", api.TaskKilled); ok {
+		t.Fatal("KILLED reached a master that was down")
+	}
 	startAgent(t, cfg)
 	st := waitState(t, m, "lost", api.TaskLost)
 	if st.Message != "agent restarted; task was not recovered" {
@@ -635,4 +642,19 @@ func TestOrphansOfARunningTaskAreReaped(t *testing.T) {
 	m.set(shTask("spawner", `(sleep 0.1 & echo $! > orphan.pid); exec sleep 1000`))
 	orphan := readPid(t, filepath.Join(dir, "sandboxes", "spawner", "orphan.pid"))
 	eventually(t, 10*time.Second, "the exited orphan reaped (no zombie)", func() bool { return processGone(orphan) })
+}
+
+func TestStopTasksOnExitReportsKilled(t *testing.T) {
+	m := newFakeMaster(t)
+	a, stop := startAgent(t, testConfig(t, m, t.TempDir()))
+	m.set(shTask("bye", `exec sleep 1000`))
+	pgid := pidOf(t, a, "bye")
+	waitState(t, m, "bye", api.TaskRunning)
+	stop()
+	if !groupGone(pgid) {
+		t.Error("task still running after Run returned with StopTasksOnExit")
+	}
+	if _, ok := m.last("bye", api.TaskKilled); !ok {
+		t.Errorf("the master was not told the task was killed: %v", m.states("bye"))
+	}
 }

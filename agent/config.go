@@ -88,6 +88,9 @@ type Config struct {
 	// check definitions (intervalSeconds, timeoutSeconds, ...). Always
 	// time.Second except in tests, which shrink it.
 	CheckSecond time.Duration
+	// FlushTimeout bounds posting the final updates when Run returns with
+	// StopTasksOnExit.
+	FlushTimeout time.Duration
 	// StderrTail is how many bytes of stderr a TASK_FAILED message carries.
 	StderrTail int
 }
@@ -96,7 +99,7 @@ type Config struct {
 const (
 	DefaultAssignmentsWait  = 30 * time.Second
 	DefaultRetryMin         = 200 * time.Millisecond
-	DefaultRetryMax         = 10 * time.Second
+	DefaultRetryMax         = 5 * time.Second
 	DefaultStatusBatch      = 256
 	DefaultKillGrace        = 3 * time.Second
 	DefaultStartTimeout     = 10 * time.Minute
@@ -106,6 +109,7 @@ const (
 	DefaultGCInterval       = time.Minute
 	DefaultProbeInterval    = 30 * time.Second
 	DefaultStderrTail       = 1024
+	DefaultFlushTimeout     = 2 * time.Second
 )
 
 // DefaultConfig returns a config with every timer at its default; the
@@ -126,6 +130,7 @@ func DefaultConfig() Config {
 		ProbeInterval:    DefaultProbeInterval,
 		CheckSecond:      time.Second,
 		StderrTail:       DefaultStderrTail,
+		FlushTimeout:     DefaultFlushTimeout,
 	}
 }
 
@@ -156,6 +161,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.GCInterval, d.GCInterval)
 	setDur(&c.ProbeInterval, d.ProbeInterval)
 	setDur(&c.CheckSecond, d.CheckSecond)
+	setDur(&c.FlushTimeout, d.FlushTimeout)
 	if c.StatusBatch <= 0 {
 		c.StatusBatch = d.StatusBatch
 	}

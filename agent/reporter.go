@@ -193,6 +193,25 @@ func (r *reporter) post(ctx context.Context, batch []api.TaskStatus) ([]string, 
 	return nil, m.PostStatus(ctx, r.a.cfg.ID, batch)
 }
 
+// flush posts what is pending, once, without retrying failures.
+func (r *reporter) flush(ctx context.Context) {
+	r.mu.Lock()
+	batch := append([]queued(nil), r.pending...)
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	updates := make([]api.TaskStatus, len(batch))
+	for i, u := range batch {
+		updates[i] = u.st
+	}
+	if _, err := r.post(ctx, updates); err != nil {
+		r.a.log.Warn("could not post the last status updates before exiting", "count", len(updates), "err", err)
+		return
+	}
+	r.remove(batch)
+}
+
 // postEach posts updates one at a time after a conflict, dropping those
 // the master refuses with 409. It reports whether it got through them all.
 func (r *reporter) postEach(ctx context.Context, batch []queued) bool {

@@ -345,7 +345,7 @@ func (p *Proxy) watch(ctx context.Context) error {
 // changes nothing.
 func (p *Proxy) Apply(st *api.State) {
 	table, problems := BuildTable(st, TableConfig{Groups: p.cfg.Group, Site: p.cfg.Site, StrictMode: p.cfg.StrictMode})
-	p.swap(table)
+	problems = append(problems, p.swap(table)...)
 	p.report(problems)
 	p.readyOnce.Do(func() { close(p.ready) })
 }
@@ -385,12 +385,13 @@ func (p *Proxy) report(problems []Problem) {
 
 // swap makes table live: backends new to it are created, removed ones
 // start draining, service-port listeners open and close.
-func (p *Proxy) swap(table *Table) {
+func (p *Proxy) swap(table *Table) []Problem {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return
+		return nil
 	}
+	var problems []Problem
 	rt := p.buildRuntimeLocked(table)
 	p.rt.Store(rt)
 	p.swaps.Add(1)
@@ -426,7 +427,9 @@ func (p *Proxy) swap(table *Table) {
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindHost, strconv.Itoa(port)))
 		if err != nil {
-			p.log.Error("cannot listen on a service port; will retry on the next update", "port", port, "err", err)
+			s := table.ByPort[port]
+			problems = append(problems, Problem{AppID: s.AppID, PortIndex: s.PortIndex,
+				Message: fmt.Sprintf("the lb cannot listen on service port %d (%v); this port is not served until it is free: choose another service port", port, err)})
 			continue
 		}
 		p.svcLns[port] = ln
@@ -442,6 +445,7 @@ func (p *Proxy) swap(table *Table) {
 		}
 	}
 	p.log.Debug("routing table swapped", "index", table.Index, "services", len(table.Services))
+	return problems
 }
 
 func (p *Proxy) buildRuntime(table *Table) *runtime {

@@ -616,3 +616,93 @@ func TestStalePooledConnection(t *testing.T) {
 		time.Sleep(80 * time.Millisecond) // longer than the backend's idle timeout
 	}
 }
+
+// TestServicePortTakenIsReported: a service port something else holds is
+// reported against the app, and served once it is free.
+func TestServicePortTakenIsReported(t *testing.T) {
+	src := newFakeSource()
+	echo := startTCPEcho(t, "e")
+	squatter, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := squatter.Addr().(*net.TCPAddr).Port
+	src.set([]api.App{app("/e", sp, nil)}, []api.Task{task("/e", 1, echo)})
+	var mu sync.Mutex
+	var got []string
+	cfg := testConfig(src)
+	cfg.ResyncEvery = 100 * time.Millisecond
+	cfg.Report = func(app string, ps []string) { mu.Lock(); got = ps; mu.Unlock() }
+	startProxy(t, cfg)
+	mu.Lock()
+	if len(got) != 1 || !strings.Contains(got[0], "cannot listen on service port "+strconv.Itoa(sp)) {
+		t.Errorf("reported %v", got)
+	}
+	mu.Unlock()
+	squatter.Close()
+	eventually(t, 5*time.Second, func() error {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(sp))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b := make([]byte, 1)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := io.ReadFull(c, b); err != nil || b[0] != 'e' {
+			return fmt.Errorf("got %q %v", b, err)
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if got != nil {
+			return fmt.Errorf("problem still reported: %v", got)
+		}
+		return nil
+	})
+}
+
+// TestRemovedBackendDrains: a connection to a backend removed from the
+// table keeps working, and is closed once DrainTimeout has passed.
+func TestRemovedBackendDrains(t *testing.T) {
+	src := newFakeSource()
+	e1, e2 := startTCPEcho(t, ""), startTCPEcho(t, "")
+	sp := freePort(t)
+	src.set([]api.App{app("/e", sp, nil)}, []api.Task{task("/e", 1, e1)})
+	cfg := testConfig(src)
+	cfg.DrainTimeout = 500 * time.Millisecond
+	startProxy(t, cfg)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ping := func() error {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("p")); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err := io.ReadFull(c, b)
+		return err
+	}
+	if err := ping(); err != nil {
+		t.Fatal(err)
+	}
+	removedAt := time.Now()
+	src.set([]api.App{app("/e", sp, nil)}, []api.Task{task("/e", 2, e2)})
+	time.Sleep(100 * time.Millisecond)
+	if err := ping(); err != nil {
+		t.Fatalf("connection cut right after its backend was removed: %v", err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if err := ping(); err == nil {
+			return fmt.Errorf("still open %s after removal", time.Since(removedAt).Round(time.Millisecond))
+		}
+		return nil
+	})
+	if d := time.Since(removedAt); d < 450*time.Millisecond {
+		t.Errorf("closed after %s, before the drain timeout", d)
+	}
+}
