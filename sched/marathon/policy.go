@@ -120,9 +120,11 @@ func upgradeStep(n, newActive, oldActive, healthyNew, healthyOld, oldNotUp int, 
 	if kill > oldActive {
 		kill = oldActive
 	}
-	if launch == 0 && kill == 0 && newActive < n {
+	if launch == 0 && kill == 0 && newActive < n && healthyNew == newActive {
 		// minimumHealthCapacity 1 with maximumOverCapacity 0 cannot move
-		// without going under: Marathon then replaces one at a time.
+		// without going under: Marathon then replaces one at a time. Only
+		// once every new task started so far is up: while one is still
+		// starting, killing another old one would go under the minimum.
 		kill = 1
 	}
 	return launch, kill

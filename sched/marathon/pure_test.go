@@ -280,6 +280,10 @@ func TestUpgradeStep(t *testing.T) {
 		{"0.5/0 then launches", 4, 0, 2, 0, 2, 0, us(0.5, 0), 2, 0},
 		{"0.5/0 new up kills rest", 4, 2, 2, 2, 2, 0, us(0.5, 0), 0, 2},
 		{"1/0 one at a time", 2, 0, 2, 0, 2, 0, us(1, 0), 0, 1},
+		{"1/0 waits while the new one starts", 3, 1, 2, 0, 2, 0, us(1, 0), 0, 0},
+		{"1/0 next one once the new is up", 3, 1, 2, 1, 2, 0, us(1, 0), 0, 1},
+		{"0.5/0 waits while the new one starts", 3, 1, 2, 0, 2, 0, us(0.5, 0), 0, 0},
+		{"0.5/0 kills an old one once the new is up", 3, 1, 2, 1, 2, 0, us(0.5, 0), 0, 1},
 		{"not-up old go first", 2, 0, 2, 0, 1, 1, us(1, 1), 2, 1},
 		{"0/0 kills all", 2, 0, 2, 0, 2, 0, us(0, 0), 0, 2},
 	}
