@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -142,6 +143,9 @@ func queryWait(r *http.Request, def, limit time.Duration) (time.Duration, error)
 		if _, serr := fmt.Sscanf(v, "%g", &secs); serr != nil {
 			return 0, fmt.Errorf("wait=%q: want a duration such as 30s", v)
 		}
+		if secs != secs || secs > limit.Seconds() { // NaN or beyond the cap
+			secs = limit.Seconds()
+		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d < 0 {
@@ -155,8 +159,8 @@ func queryIndex(r *http.Request) (uint64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	var n uint64
-	if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
 		return 0, fmt.Errorf("index=%q: want a store index (a non-negative integer)", v)
 	}
 	return n, nil

@@ -3,6 +3,7 @@ package sched
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,5 +92,64 @@ func TestEventStreamKeepAliveAndFilter(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("keep-alive %v, status event %v", sawKeepAlive, sawStatus)
 		}
+	}
+}
+
+func TestQueryWait(t *testing.T) {
+	cases := []struct {
+		q    string
+		want time.Duration
+		bad  bool
+	}{
+		{"", 30 * time.Second, false},
+		{"wait=2s", 2 * time.Second, false},
+		{"wait=15", 15 * time.Second, false},
+		{"wait=1h", 5 * time.Minute, false},
+		{"wait=1e300", 5 * time.Minute, false},
+		{"wait=NaN", 5 * time.Minute, false},
+		{"wait=-1s", 0, true},
+		{"wait=soon", 0, true},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest(http.MethodGet, "/v1/state?"+c.q, nil)
+		got, err := queryWait(r, 30*time.Second, 5*time.Minute)
+		if (err != nil) != c.bad || (!c.bad && got != c.want) {
+			t.Errorf("%q: %v %v, want %v (error %v)", c.q, got, err, c.want, c.bad)
+		}
+	}
+}
+
+func TestBadInputGets4xxWithAMessage(t *testing.T) {
+	tm := startMaster(t, NewStaticMembers(agentNode("n1", 1, 1024)))
+	cases := []struct {
+		method, path, body string
+		code               int
+	}{
+		{http.MethodPost, "/v1/agents/n1/status", `{"taskId":`, 400},
+		{http.MethodPost, "/v1/agents/n1/status", `{"taskId":"x"}`, 400}, // an object, not an array
+		{http.MethodPost, "/v1/agents/n1/status", `[{"taskId":"x","timestamp":"yesterday"}]`, 400},
+		{http.MethodPost, "/v1/agents/n1/status", `[{"taskId":"x","exitStatus":"one"}]`, 400},
+		{http.MethodGet, "/v1/agents/n1/assignments?index=-1", "", 400},
+		{http.MethodGet, "/v1/agents/n1/assignments?wait=forever", "", 400},
+		{http.MethodGet, "/v1/state?index=1.5", "", 400},
+		{http.MethodGet, "/v1/nope", "", 404},
+		{http.MethodGet, "/v2/apps-that-do-not-exist", "", 404},
+		{http.MethodPut, "/v1/state", "", 404},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, tm.srv.URL+c.path, strings.NewReader(c.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body api.ErrorBody
+		decErr := json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || decErr != nil || body.Message == "" {
+			t.Errorf("%s %s %q: %d %+v (%v), want %d with a message", c.method, c.path, c.body, resp.StatusCode, body, decErr, c.code)
+		}
+	}
+	if !tm.Store().IsLeader() {
+		t.Fatal("master stopped leading")
 	}
 }
