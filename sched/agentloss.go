@@ -10,11 +10,25 @@ import (
 
 // lostAgents returns the ids of agents the membership declares gone:
 // failed (serf gave up on them) or left. A suspect agent is not lost.
-func lostAgents(nodes []api.Node) map[string]bool {
+// When absentToo is set, agents that tasks name but the membership does
+// not know at all (reaped long ago, or renamed) are lost as well.
+func lostAgents(nodes []api.Node, tasks []Entry, absentToo bool) map[string]bool {
 	out := map[string]bool{}
 	for _, n := range nodes {
 		if n.ID != "" && (n.Status == NodeFailed || n.Status == NodeLeft) {
 			out[n.ID] = true
+		}
+	}
+	if absentToo {
+		known := make(map[string]bool, len(nodes))
+		for _, n := range nodes {
+			known[n.ID] = true
+		}
+		for _, e := range tasks {
+			t := e.Value.(*TaskRecord).Task
+			if t.SlaveID != "" && !known[t.SlaveID] && !api.Terminal(t.State) {
+				out[t.SlaveID] = true
+			}
 		}
 	}
 	// A node id seen alive under another member entry (an agent that
@@ -42,7 +56,7 @@ func planUnreachable(lost map[string]bool, tasks []Entry, now time.Time) ([]Op, 
 		}
 		next := *rec
 		next.Task.State = api.TaskUnreachable
-		next.Task.Message = "agent " + t.SlaveID + " is unreachable (failed in membership)"
+		next.Task.Message = "agent " + t.SlaveID + " is unreachable (failed, left or unknown in membership)"
 		next.UpdatedAt = now.UTC().Format(time.RFC3339Nano)
 		ops = append(ops, Check(TableTasks, e.Key, e.ModifyIndex), Put(TableTasks, e.Key, &next))
 		evs = append(evs, statusUpdateEvent(&next.Task, now))
@@ -52,25 +66,32 @@ func planUnreachable(lost map[string]bool, tasks []Entry, now time.Time) ([]Op, 
 
 // watchAgentLoss runs while leading: at start and on every membership
 // change it marks the tasks of failed agents unreachable, in one Apply.
+// Once this master has led for AbsentAgentGrace, tasks of agents the
+// membership does not know at all are marked too (checked on a timer).
 func (m *Master) watchAgentLoss(ctx context.Context) {
+	since := m.cfg.Now()
+	tick := time.NewTicker(max(m.cfg.AbsentAgentGrace/4, 100*time.Millisecond))
+	defer tick.Stop()
 	for {
 		_, ch := m.membersChanged()
-		m.markUnreachable(ctx)
+		m.markUnreachable(ctx, m.cfg.Now().Sub(since) >= m.cfg.AbsentAgentGrace)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
+		case <-tick.C:
 		}
 	}
 }
 
-func (m *Master) markUnreachable(ctx context.Context) {
+func (m *Master) markUnreachable(ctx context.Context, absentToo bool) {
 	for attempt := 0; attempt < 8; attempt++ {
-		lost := lostAgents(m.cfg.Members.Nodes())
+		tasks := m.store.List(TableTasks)
+		lost := lostAgents(m.cfg.Members.Nodes(), tasks, absentToo)
 		if len(lost) == 0 {
 			return
 		}
-		ops, evs := planUnreachable(lost, m.store.List(TableTasks), m.cfg.Now())
+		ops, evs := planUnreachable(lost, tasks, m.cfg.Now())
 		if len(ops) == 0 {
 			return
 		}

@@ -37,6 +37,10 @@ type MasterConfig struct {
 	// RefuseDefault is how long a declined offer is not made again to the
 	// same framework when the decline names no duration (default 5 s).
 	RefuseDefault time.Duration
+	// AbsentAgentGrace: once this master has led this long, tasks of agents
+	// the membership does not list at all are marked TASK_UNREACHABLE, like
+	// those of failed agents (default 1 min; membership fills after start).
+	AbsentAgentGrace time.Duration
 	// MinReviveInterval bounds how often Revive lifts refusals (default 1 s).
 	MinReviveInterval time.Duration
 	// KeepAlive is the /v2/events SSE keep-alive comment period (default 15 s).
@@ -79,6 +83,7 @@ func DefaultMasterConfig() MasterConfig {
 		AllocInterval:     time.Second,
 		RefuseDefault:     5 * time.Second,
 		MinReviveInterval: time.Second,
+		AbsentAgentGrace:  time.Minute,
 		KeepAlive:         15 * time.Second,
 		MaxStatusBody:     16 << 20,
 		Now:               time.Now,
@@ -128,6 +133,9 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	}
 	if cfg.RefuseDefault <= 0 {
 		cfg.RefuseDefault = def.RefuseDefault
+	}
+	if cfg.AbsentAgentGrace <= 0 {
+		cfg.AbsentAgentGrace = def.AbsentAgentGrace
 	}
 	if cfg.MinReviveInterval <= 0 {
 		cfg.MinReviveInterval = def.MinReviveInterval

@@ -341,9 +341,19 @@ func TestStatusUpdatesProduceEvents(t *testing.T) {
 
 func TestAgentLossMarksTasksUnreachable(t *testing.T) {
 	members := NewStaticMembers(agentNode("n1", 2, 1024), agentNode("n2", 2, 1024))
-	tm := startMaster(t, members)
+	tm := startMasterWith(t, members, func(c *MasterConfig) { c.AbsentAgentGrace = 500 * time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A task on an agent the membership has never heard of (renamed, or
+	// reaped long ago) is unreachable once the master has led for the grace.
+	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "old.1", AppID: "/old", SlaveID: "gone", State: api.TaskRunning}, Goal: api.GoalRun})
+	time.Sleep(100 * time.Millisecond)
+	if s := tasksOf(tm.Store())["old.1"].Task.State; s != api.TaskRunning {
+		t.Fatalf("task of an absent agent marked %s before the grace", s)
+	}
+	eventually(t, 3*time.Second, "absent agent's task unreachable", func() bool {
+		return tasksOf(tm.Store())["old.1"].Task.State == api.TaskUnreachable
+	})
 	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "a.1", AppID: "/a", SlaveID: "n1", State: api.TaskRunning}, Goal: api.GoalRun})
 	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "a.2", AppID: "/a", SlaveID: "n1", State: api.TaskFinished}, Goal: api.GoalRun})
 	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "a.3", AppID: "/a", SlaveID: "n2", State: api.TaskRunning}, Goal: api.GoalRun})

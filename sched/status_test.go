@@ -94,3 +94,48 @@ func TestPlanStatus(t *testing.T) {
 		t.Fatalf("foreign plan %+v", p)
 	}
 }
+
+func TestLostAgents(t *testing.T) {
+	nodes := []api.Node{
+		{ID: "alive", Status: NodeAlive}, {ID: "sus", Status: NodeSuspect},
+		{ID: "dead", Status: NodeFailed}, {ID: "gone", Status: NodeLeft},
+		{ID: "back", Status: NodeFailed}, {ID: "back", Status: NodeAlive}, // rejoined under a new member name
+		{ID: "bye", Status: "leaving"},
+	}
+	tasks := []Entry{
+		{Key: "x", Value: &TaskRecord{Task: api.Task{SlaveID: "vanished", State: api.TaskRunning}}},
+		{Key: "y", Value: &TaskRecord{Task: api.Task{SlaveID: "ended", State: api.TaskFinished}}},
+	}
+	cases := []struct {
+		absent bool
+		want   []string
+	}{
+		{false, []string{"dead", "gone"}},
+		{true, []string{"dead", "gone", "vanished"}},
+	}
+	for _, c := range cases {
+		got := lostAgents(nodes, tasks, c.absent)
+		if len(got) != len(c.want) {
+			t.Fatalf("absent=%v: lost %v, want %v", c.absent, got, c.want)
+		}
+		for _, id := range c.want {
+			if !got[id] {
+				t.Fatalf("absent=%v: lost %v, want %v", c.absent, got, c.want)
+			}
+		}
+	}
+	now := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	all := []Entry{
+		{Key: "a", ModifyIndex: 4, Value: &TaskRecord{Task: api.Task{ID: "a", SlaveID: "dead", State: api.TaskRunning}}},
+		{Key: "b", ModifyIndex: 5, Value: &TaskRecord{Task: api.Task{ID: "b", SlaveID: "dead", State: api.TaskUnreachable}}},
+		{Key: "c", ModifyIndex: 6, Value: &TaskRecord{Task: api.Task{ID: "c", SlaveID: "dead", State: api.TaskKilled}}},
+		{Key: "d", ModifyIndex: 7, Value: &TaskRecord{Task: api.Task{ID: "d", SlaveID: "alive", State: api.TaskRunning}}},
+	}
+	ops, evs := planUnreachable(map[string]bool{"dead": true}, all, now)
+	if len(ops) != 2 || ops[0].Key != "a" || ops[0].Index != 4 || ops[1].Value.(*TaskRecord).Task.State != api.TaskUnreachable || len(evs) != 1 {
+		t.Fatalf("ops %+v events %d", ops, len(evs))
+	}
+	if all[0].Value.(*TaskRecord).Task.State != api.TaskRunning {
+		t.Fatal("planUnreachable mutated the stored record")
+	}
+}

@@ -108,6 +108,12 @@ type testMaster struct {
 // server and waits until it leads.
 func startMaster(t *testing.T, members *StaticMembers, fws ...Framework) *testMaster {
 	t.Helper()
+	return startMasterWith(t, members, nil, fws...)
+}
+
+// startMasterWith is startMaster with a chance to change the config.
+func startMasterWith(t *testing.T, members *StaticMembers, tweak func(*MasterConfig), fws ...Framework) *testMaster {
+	t.Helper()
 	cfg := DefaultMasterConfig()
 	cfg.Store.Dir = ""
 	cfg.Members = members
@@ -116,6 +122,9 @@ func startMaster(t *testing.T, members *StaticMembers, fws ...Framework) *testMa
 	cfg.KeepAlive = 200 * time.Millisecond
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.APIAdvertise = srv.Listener.Addr().String()
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	m, err := NewMaster(cfg)
 	if err != nil {
 		t.Fatal(err)
