@@ -181,6 +181,7 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	extendWriteDeadline(w, wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

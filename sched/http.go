@@ -206,3 +206,8 @@ func hostOnly(hostport string) string {
 	}
 	return hostport
 }
+
+// extendWriteDeadline lets a long poll outlive the server's WriteTimeout.
+func extendWriteDeadline(w http.ResponseWriter, wait time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+}

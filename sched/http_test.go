@@ -153,3 +153,19 @@ func TestBadInputGets4xxWithAMessage(t *testing.T) {
 		t.Fatal("master stopped leading")
 	}
 }
+
+func TestLongPollOutlivesServerWriteTimeout(t *testing.T) {
+	tm := startMaster(t, NewStaticMembers(agentNode("n1", 1, 1024)))
+	srv := httptest.NewUnstartedServer(tm.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	c := api.NewClient(srv.URL)
+	ctx := context.Background()
+	if _, err := c.Watch(ctx, tm.Store().Index(), 400*time.Millisecond); err != nil {
+		t.Fatalf("watch through a server with a 100 ms write timeout: %v", err)
+	}
+	if _, err := c.Assignments(ctx, "n1", tm.Store().Index(), 400*time.Millisecond); err != nil {
+		t.Fatalf("assignments through a server with a 100 ms write timeout: %v", err)
+	}
+}

@@ -90,6 +90,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	extendWriteDeadline(w, wait)
 	if after > 0 && m.store.Index() <= after {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, memCh := m.membersChanged()
