@@ -23,6 +23,9 @@ type Config struct {
 	DisableAfterFailures int
 	// RunHistory is how many finished runs of each job the ledger keeps.
 	RunHistory int
+	// UnreachableAfter is how long a run's task may stay TASK_UNREACHABLE
+	// (its agent lost) before the attempt counts as failed and is retried.
+	UnreachableAfter time.Duration
 	// MaxWait bounds how long the framework's loop sleeps with nothing due.
 	MaxWait time.Duration
 	// LeaderAPI returns the leading master's API address for GET /leader;
@@ -37,13 +40,14 @@ type Config struct {
 // DefaultConfig returns Chronos's defaults.
 func DefaultConfig() Config {
 	return Config{
-		TaskEpsilon:    60 * time.Second,
-		FailureRetry:   60 * time.Second,
-		DefaultRetries: 2,
-		DefaultCpus:    0.1,
-		DefaultMem:     128,
-		DefaultDisk:    256,
-		RunHistory:     50,
-		MaxWait:        30 * time.Second,
+		TaskEpsilon:      60 * time.Second,
+		FailureRetry:     60 * time.Second,
+		DefaultRetries:   2,
+		DefaultCpus:      0.1,
+		DefaultMem:       128,
+		DefaultDisk:      256,
+		RunHistory:       50,
+		MaxWait:          30 * time.Second,
+		UnreachableAfter: 5 * time.Minute,
 	}
 }

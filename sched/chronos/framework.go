@@ -30,6 +30,8 @@ type Framework struct {
 	ready    []pendingLaunch      // runs that may launch now, oldest first
 	inflight map[string]time.Time // run id@index → when it was handed to the allocator
 	sched    map[string]schedCache
+	eps      map[string]time.Duration
+	states   stateCache
 }
 
 type handleBox struct{ m sched.MasterHandle }
@@ -76,6 +78,9 @@ func New(cfg Config) *Framework {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = def.MaxWait
 	}
+	if cfg.UnreachableAfter <= 0 {
+		cfg.UnreachableAfter = def.UnreachableAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,6 +90,7 @@ func New(cfg Config) *Framework {
 		kick:     make(chan struct{}, 1),
 		inflight: map[string]time.Time{},
 		sched:    map[string]schedCache{},
+		eps:      map[string]time.Duration{},
 	}
 }
 
@@ -195,7 +201,7 @@ func (f *Framework) step(ctx context.Context) (time.Time, error) {
 	if m == nil {
 		return time.Time{}, errors.New("chronos: not started")
 	}
-	w := loadWorld(m.Store(), &f.cfg, f.now())
+	w := loadWorld(m.Store(), &f.cfg, f.now(), &f.states)
 	wake := f.advance(w)
 	ops := w.ops()
 	if len(ops) > 0 {
@@ -208,8 +214,10 @@ func (f *Framework) step(ctx context.Context) (time.Time, error) {
 	return wake, nil
 }
 
+func scheduleKey(j *api.Job) string { return j.Schedule + "\x00" + j.ScheduleTimeZone }
+
 func (f *Framework) schedule(j *api.Job) (Schedule, error) {
-	key := j.Schedule + "\x00" + j.ScheduleTimeZone
+	key := scheduleKey(j)
 	f.mu.Lock()
 	c, ok := f.sched[j.Name]
 	f.mu.Unlock()
@@ -224,10 +232,19 @@ func (f *Framework) schedule(j *api.Job) (Schedule, error) {
 }
 
 func (f *Framework) epsilon(j *api.Job) time.Duration {
+	f.mu.Lock()
+	e, ok := f.eps[j.Epsilon]
+	f.mu.Unlock()
+	if ok {
+		return e
+	}
 	e, err := ParseEpsilon(j.Epsilon, f.cfg.TaskEpsilon)
 	if err != nil || e <= 0 {
-		return f.cfg.TaskEpsilon
+		e = f.cfg.TaskEpsilon
 	}
+	f.mu.Lock()
+	f.eps[j.Epsilon] = e
+	f.mu.Unlock()
 	return e
 }
 
@@ -275,6 +292,17 @@ func (f *Framework) advance(w *world) time.Time {
 					msg += ": " + tr.Task.Message
 				}
 				w.fail(rv, msg, true)
+			case tr.Task.State == api.TaskUnreachable:
+				// The agent is gone: after UnreachableAfter the run is
+				// retried elsewhere and the old task told to stop should
+				// the agent come back.
+				dl := parseTS(tr.UpdatedAt).Add(w.cfg.UnreachableAfter)
+				if tr.UpdatedAt == "" || !now.Before(dl) {
+					w.killTask(rv.run.TaskID)
+					w.fail(rv, "the agent running "+rv.run.TaskID+" is unreachable", true)
+				} else {
+					soon(dl)
+				}
 			default:
 				if mct := w.jobs[n].job.MaxCompletionTime; mct > 0 && rv.run.StartedAt != "" {
 					dl := parseTS(rv.run.StartedAt).Add(time.Duration(mct) * time.Second)
@@ -301,7 +329,7 @@ func (f *Framework) advance(w *world) time.Time {
 			continue
 		}
 		eps := f.epsilon(j)
-		key := j.Schedule + "\x00" + j.ScheduleTimeZone
+		key := scheduleKey(j)
 		after := parseTS(jv.st.LastScheduled)
 		if jv.st.ScheduleKey != key || after.IsZero() {
 			// A new or changed schedule: occurrences before it existed

@@ -405,3 +405,36 @@ func TestConstraintMatcher(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreachableTaskIsRetriedElsewhere(t *testing.T) {
+	e := newEnv(t)
+	e.f.cfg.UnreachableAfter = time.Minute
+	e.f.cfg.FailureRetry = time.Second
+	e.mustDo("POST", "/v1/scheduler/iso8601", `{"name":"u","command":"true","schedule":"R1//PT1H","retries":1}`, 204)
+	e.settle()
+	ids := e.allocate()
+	ent, _ := e.store.Get(sched.TableTasks, ids[0])
+	tr := *ent.Value.(*sched.TaskRecord)
+	tr.Task.State, tr.UpdatedAt = api.TaskUnreachable, e.clk.Now().Format(time.RFC3339Nano)
+	if _, err := e.store.Apply(e.ctx(), []sched.Op{sched.Put(sched.TableTasks, ids[0], &tr)}); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Add(59 * time.Second)
+	e.settle()
+	if s := e.states("u"); s != "running" {
+		t.Fatalf("gave up on an unreachable task early: %s", s)
+	}
+	e.clk.Add(2 * time.Second)
+	e.settle()
+	if r := e.runs("u")[0]; r.State != RunRetrying || r.Attempt != 2 {
+		t.Fatalf("%+v", r)
+	}
+	if tr, _ := e.task(ids[0]); tr.Goal != api.GoalKill {
+		t.Fatal("the unreachable task is not told to stop")
+	}
+	e.clk.Add(time.Second)
+	e.settle()
+	if got := e.allocate(offer("a2")); len(got) != 1 || got[0] != "ct.u.1.2" {
+		t.Fatalf("retry launched %v", got)
+	}
+}

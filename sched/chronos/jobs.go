@@ -133,7 +133,7 @@ func (f *Framework) update(ctx context.Context, fn func(w *world) error) error {
 		return errors.New("chronos: the framework is not mounted")
 	}
 	for attempt := 0; ; attempt++ {
-		w := loadWorld(m.Store(), &f.cfg, f.now())
+		w := loadWorld(m.Store(), &f.cfg, f.now(), &f.states)
 		if err := fn(w); err != nil {
 			return err
 		}
@@ -202,8 +202,14 @@ func (f *Framework) Submit(ctx context.Context, j api.Job, scheduled bool) error
 		jv.job, jv.dirtyJob = j, true
 		f.ensureState(w, jv)
 		if !exists || old.Schedule != j.Schedule || old.ScheduleTimeZone != j.ScheduleTimeZone {
+			// Occurrences before the job (or its new schedule) existed are
+			// neither run nor counted as missed.
 			st := w.state(j.Name)
 			st.LastScheduled, st.ScheduleKey = "", ""
+			if j.Schedule != "" {
+				st.ScheduleKey = scheduleKey(&j)
+				st.LastScheduled = ts(w.now.Add(-f.epsilon(&j)))
+			}
 		}
 		if ps := jv.st.ParentSuccess; len(ps) > 0 {
 			keep := map[string]string{}

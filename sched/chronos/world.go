@@ -3,8 +3,10 @@ package chronos
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/sched"
@@ -116,8 +118,43 @@ func decodeState(e *sched.Entry) jobState {
 	return st
 }
 
+// stateCache keeps decoded job states by ModifyIndex, so a pass over many
+// jobs does not decode every state again.
+type stateCache struct {
+	mu sync.Mutex
+	m  map[string]cachedState
+}
+
+type cachedState struct {
+	idx uint64
+	st  jobState
+}
+
+func (c *stateCache) get(key string, e *sched.Entry) jobState {
+	if c == nil {
+		return decodeState(e)
+	}
+	c.mu.Lock()
+	cs, ok := c.m[key]
+	c.mu.Unlock()
+	if !ok || cs.idx != e.ModifyIndex {
+		cs = cachedState{idx: e.ModifyIndex, st: decodeState(e)}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = map[string]cachedState{}
+		}
+		c.m[key] = cs
+		c.mu.Unlock()
+	}
+	st := cs.st
+	if st.ParentSuccess != nil { // the world changes it in place
+		st.ParentSuccess = maps.Clone(st.ParentSuccess)
+	}
+	return st
+}
+
 // loadWorld reads the store under one lock.
-func loadWorld(s *sched.Store, cfg *Config, now time.Time) *world {
+func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache) *world {
 	w := &world{now: now, cfg: cfg, jobs: map[string]*jobView{}, runs: map[string]*runView{},
 		byJob: map[string][]string{}, tasks: map[string]sched.Entry{}, finished: map[string][]string{}}
 	s.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
@@ -127,7 +164,7 @@ func loadWorld(s *sched.Store, cfg *Config, now time.Time) *world {
 		}
 		for name, jv := range w.jobs {
 			if e, ok := t[sched.TableMeta][stateKeyPrefix+name]; ok {
-				jv.st, jv.stIdx, jv.stExists = decodeState(e), e.ModifyIndex, true
+				jv.st, jv.stIdx, jv.stExists = cache.get(name, e), e.ModifyIndex, true
 			}
 		}
 		for id, e := range t[sched.TableJobRuns] {
