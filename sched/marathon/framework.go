@@ -43,6 +43,16 @@ type Framework struct {
 	tokens   float64                  // health-kill bucket
 	refilled time.Time
 	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
+
+	cacheMu    sync.Mutex
+	cacheIndex uint64
+	cache      map[string][]byte // GET path+query → encoded answer at cacheIndex
+	enc        map[string]encoded // "a"+app id / "t"+task id → JSON at a modify index
+}
+
+type encoded struct {
+	idx uint64
+	b   []byte
 }
 
 type handleBox struct{ m sched.MasterHandle }
@@ -155,6 +165,8 @@ type taskEntry struct {
 
 // view is one consistent read of what marathon needs from the store.
 type view struct {
+	index       uint64
+	appIdx      map[string]uint64
 	apps        map[string]*api.App
 	appIDs      []string
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
@@ -167,10 +179,13 @@ type depEntry struct {
 }
 
 func readView(st *sched.Store) *view {
-	v := &view{apps: map[string]*api.App{}, tasks: map[string][]taskEntry{}}
-	st.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+	v := &view{apps: map[string]*api.App{}, appIdx: map[string]uint64{}, tasks: map[string][]taskEntry{}}
+	st.Read(func(index uint64, t map[string]map[string]*sched.Entry) {
+		v.index = index
+		v.appIDs = make([]string, 0, len(t[sched.TableApps]))
 		for id, e := range t[sched.TableApps] {
 			v.apps[id] = e.Value.(*api.App)
+			v.appIdx[id] = e.ModifyIndex
 			v.appIDs = append(v.appIDs, id)
 		}
 		for _, e := range t[sched.TableTasks] {

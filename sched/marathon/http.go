@@ -242,12 +242,138 @@ func labelSelectorMatch(sel string, labels map[string]string) bool {
 	return true
 }
 
+// cached answers a GET from the encoded answer computed at the same store
+// index, if any (marathon-lb and UIs poll the same lists over and over).
+func (f *Framework) cached(w http.ResponseWriter, r *http.Request, index uint64) bool {
+	f.cacheMu.Lock()
+	b, ok := f.cache[r.URL.Path+"?"+r.URL.RawQuery]
+	ok = ok && f.cacheIndex == index
+	f.cacheMu.Unlock()
+	if !ok {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(200)
+	_, _ = w.Write(b)
+	return true
+}
+
+// writeCached encodes v, answers with it and keeps it for index.
+func (f *Framework) writeCached(w http.ResponseWriter, r *http.Request, index uint64, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeJSON(w, 500, api.ErrorBody{Message: err.Error()})
+		return
+	}
+	f.writeRaw(w, r, index, append(b, '\n'))
+}
+
+// appendAppInfo appends an app's AppInfo JSON (the definition, counts,
+// deployments and the embedded tasks and last failure) to buf, reusing the
+// encoding of the definition and of each task while their store index is
+// unchanged: listing thousands of apps then costs little more than copying.
+func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api.App, emb map[string]bool, old, next map[string]encoded) []byte {
+	enc := func(key string, idx uint64, val func() any) []byte {
+		if e, ok := old[key]; ok && e.idx == idx && idx != 0 {
+			next[key] = e
+			return e.b
+		}
+		b, _ := json.Marshal(val())
+		next[key] = encoded{idx, b}
+		return b
+	}
+	ab := enc("a"+app.ID, v.appIdx[app.ID], func() any { return app })
+	info := api.AppInfo{Deployments: v.deploymentsOf(app.ID)}
+	var taskJSON [][]byte
+	for _, te := range v.tasks[app.ID] {
+		t := &te.rec.Task
+		if api.Terminal(t.State) {
+			continue
+		}
+		switch t.State {
+		case api.TaskStaging, api.TaskStarting:
+			info.TasksStaged++
+		case api.TaskRunning:
+			info.TasksRunning++
+		}
+		if h, ok := t.Healthy(); ok {
+			if h {
+				info.TasksHealthy++
+			} else {
+				info.TasksUnhealthy++
+			}
+		}
+		if emb["tasks"] {
+			rec := te.rec
+			taskJSON = append(taskJSON, enc("t"+t.ID, te.idx, func() any { return apiTask(rec) }))
+		}
+	}
+	buf = append(buf, ab[:len(ab)-1]...) // without the closing brace
+	buf = append(buf, `,"tasksStaged":`...)
+	buf = strconv.AppendInt(buf, int64(info.TasksStaged), 10)
+	buf = append(buf, `,"tasksRunning":`...)
+	buf = strconv.AppendInt(buf, int64(info.TasksRunning), 10)
+	buf = append(buf, `,"tasksHealthy":`...)
+	buf = strconv.AppendInt(buf, int64(info.TasksHealthy), 10)
+	buf = append(buf, `,"tasksUnhealthy":`...)
+	buf = strconv.AppendInt(buf, int64(info.TasksUnhealthy), 10)
+	db, _ := json.Marshal(info.Deployments)
+	buf = append(buf, `,"deployments":`...)
+	buf = append(buf, db...)
+	if emb["tasks"] {
+		buf = append(buf, `,"tasks":[`...)
+		for i, b := range taskJSON {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, b...)
+		}
+		buf = append(buf, ']')
+	}
+	if emb["lastTaskFailure"] {
+		if lf := lastFailure(st, app.ID); lf != nil {
+			b, _ := json.Marshal(lf)
+			buf = append(buf, `,"lastTaskFailure":`...)
+			buf = append(buf, b...)
+		}
+	}
+	return append(buf, '}')
+}
+
+// writeRaw answers with b and keeps it for index.
+func (f *Framework) writeRaw(w http.ResponseWriter, r *http.Request, index uint64, b []byte) {
+	f.cacheMu.Lock()
+	if f.cacheIndex != index || f.cache == nil || len(f.cache) > 32 {
+		f.cache = map[string][]byte{}
+		f.cacheIndex = index
+	}
+	f.cache[r.URL.Path+"?"+r.URL.RawQuery] = b
+	f.cacheMu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(200)
+	_, _ = w.Write(b)
+}
+
 func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
 	st := m.Store()
+	if f.cached(w, r, st.Index()) {
+		return nil
+	}
 	v := readView(st)
 	emb := embeds(r)
 	q := r.URL.Query()
+	fast := !emb["readiness"] && !emb["taskStats"]
+	var buf []byte
+	var old, next map[string]encoded
+	if fast {
+		f.cacheMu.Lock()
+		old = f.enc
+		f.cacheMu.Unlock()
+		next = make(map[string]encoded, len(old))
+		buf = append(make([]byte, 0, 1<<20), `{"apps":[`...)
+	}
 	out := []api.AppInfo{}
+	first := true
 	for _, id := range v.appIDs {
 		app := v.apps[id]
 		if c := q.Get("cmd"); c != "" && (app.Cmd == nil || !strings.Contains(*app.Cmd, c)) {
@@ -259,9 +385,25 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 		if l := q.Get("label"); l != "" && !labelSelectorMatch(l, app.Labels) {
 			continue
 		}
+		if fast {
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			buf = f.appendAppInfo(buf, v, st, app, emb, old, next)
+			continue
+		}
 		out = append(out, f.appInfo(v, st, app, emb, false, false))
 	}
-	writeJSON(w, 200, map[string]any{"apps": out})
+	if fast {
+		buf = append(buf, "]}\n"...)
+		f.cacheMu.Lock()
+		f.enc = next
+		f.cacheMu.Unlock()
+		f.writeRaw(w, r, v.index, buf)
+		return nil
+	}
+	f.writeCached(w, r, v.index, map[string]any{"apps": out})
 	return nil
 }
 
@@ -818,6 +960,9 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 	if r.Method != http.MethodGet {
 		return methodNotAllowed()
 	}
+	if f.cached(w, r, m.Store().Index()) {
+		return nil
+	}
 	v := readView(m.Store())
 	want := map[string]bool{}
 	for _, s := range r.URL.Query()["status"] {
@@ -838,7 +983,7 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 			out = append(out, apiTask(te.rec))
 		}
 	}
-	writeJSON(w, 200, map[string]any{"tasks": out})
+	f.writeCached(w, r, v.index, map[string]any{"tasks": out})
 	return nil
 }
 
