@@ -46,7 +46,7 @@ type Framework struct {
 
 	cacheMu    sync.Mutex
 	cacheIndex uint64
-	cache      map[string][]byte // GET path+query → encoded answer at cacheIndex
+	cache      map[string][]byte  // GET path+query → encoded answer at cacheIndex
 	enc        map[string]encoded // "a"+app id / "t"+task id → JSON at a modify index
 }
 
