@@ -1,0 +1,178 @@
+package dns
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func getJSON(t *testing.T, h http.Handler, path string, out any) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if out != nil && rec.Code == 200 {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, rec.Body)
+		}
+	}
+	return rec.Code
+}
+
+func TestHTTPAPI(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.HTTPListen = "127.0.0.1:0" })
+	s.SetState(goldenStates()["02-group-named-ports"])
+	h := s.Handler()
+
+	var ver map[string]string
+	getJSON(t, h, "/v1/version", &ver)
+	if ver["Service"] != "Mesos-DNS" {
+		t.Errorf("version %v", ver)
+	}
+	var cfg map[string]any
+	getJSON(t, h, "/v1/config", &cfg)
+	if cfg["Domain"] != "pcm" || cfg["TTL"] != float64(5) {
+		t.Errorf("config %v", cfg)
+	}
+	var hosts []map[string]string
+	getJSON(t, h, "/v1/hosts/whereisbot-ssk2.marathon.pcm", &hosts)
+	if len(hosts) != 1 || hosts[0]["ip"] != "10.47.3.1" || hosts[0]["host"] != "whereisbot-ssk2.marathon.pcm." {
+		t.Errorf("hosts %v", hosts)
+	}
+	getJSON(t, h, "/v1/hosts/nope.marathon.pcm", &hosts)
+	if len(hosts) != 1 || hosts[0]["host"] != "" || hosts[0]["ip"] != "" {
+		t.Errorf("empty hosts shape %v", hosts)
+	}
+	var svcs []map[string]string
+	getJSON(t, h, "/v1/services/_http._whereisbot-ssk2._tcp.marathon.pcm.", &svcs)
+	if len(svcs) != 1 || svcs[0]["port"] != "31001" || svcs[0]["ip"] != "10.47.3.1" ||
+		!strings.HasPrefix(svcs[0]["host"], "whereisbot-ssk2-") {
+		t.Errorf("services %v", svcs)
+	}
+	getJSON(t, h, "/v1/services/_nope._tcp.marathon.pcm.", &svcs)
+	if len(svcs) != 1 || svcs[0]["service"] != "" || svcs[0]["port"] != "" {
+		t.Errorf("empty services shape %v", svcs)
+	}
+	var enum struct {
+		Frameworks []struct {
+			Name  string
+			Tasks []struct {
+				ID      string
+				Records []map[string]string
+			}
+		}
+	}
+	getJSON(t, h, "/v1/enumerate", &enum)
+	if len(enum.Frameworks) != 1 || enum.Frameworks[0].Name != "marathon" || len(enum.Frameworks[0].Tasks) != 1 ||
+		len(enum.Frameworks[0].Tasks[0].Records) == 0 {
+		t.Errorf("enumerate %+v", enum)
+	}
+	var axfr struct {
+		Domain  string
+		Records map[string]map[string][]string
+	}
+	getJSON(t, h, "/v1/axfr", &axfr)
+	if axfr.Domain != "pcm" || len(axfr.Records["As"]["whereisbot-ssk2.marathon.pcm."]) != 1 || len(axfr.Records["SRVs"]) == 0 {
+		t.Errorf("axfr %+v", axfr)
+	}
+	if code := getJSON(t, h, "/v1/hosts/x.pcm/ports", nil); code != http.StatusNotImplemented {
+		t.Errorf("/ports: %d", code)
+	}
+	// And over the real listener.
+	resp, err := http.Get("http://" + s.HTTPAddr() + "/v1/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "Mesos-DNS") {
+		t.Errorf("listener: %s", b)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	up := upstream(t)
+	s := startServer(t, func(c *Config) { c.Registry = reg; c.Forward = true; c.Upstreams = []string{up} })
+	s.SetState(goldenStates()["01-host-app"])
+	ask(t, s, "udp", "biserver.marathon.pcm.", mdns.TypeA, 0)
+	ask(t, s, "udp", "biserver.marathon.pcm.", mdns.TypeA, 0)
+	ask(t, s, "udp", "nope.marathon.pcm.", mdns.TypeA, 0)
+	ask(t, s, "udp", "_biserver._tcp.marathon.pcm.", mdns.TypeSRV, 0)
+	ask(t, s, "udp", "example.com.", mdns.TypeA, 0)
+	waitFor(t, 2*time.Second, "metrics counted", func() bool {
+		return value(s.m.queries.WithLabelValues("A", "NOERROR")) == 3 // 2 local + 1 forwarded
+	})
+	if v := value(s.m.queries.WithLabelValues("A", "NXDOMAIN")); v != 1 {
+		t.Errorf("A NXDOMAIN = %v", v)
+	}
+	if v := value(s.m.queries.WithLabelValues("SRV", "NOERROR")); v != 1 {
+		t.Errorf("SRV NOERROR = %v", v)
+	}
+	if v := value(s.m.forwards.WithLabelValues("ok")); v != 1 {
+		t.Errorf("forwards ok = %v", v)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() == "weft_dns_query_duration_seconds" {
+			found = f.GetMetric()[0].GetHistogram().GetSampleCount() >= 5
+		}
+	}
+	if !found {
+		t.Error("no latency histogram with the 5 queries")
+	}
+}
+
+func TestLoadMesosDNSConfig(t *testing.T) {
+	cfg, notes, err := LoadMesosDNSConfig([]byte(`{
+	  "zk": "zk://10.0.0.1:2181/mesos", "refreshSeconds": 60, "ttl": 60, "domain": "mesos",
+	  "port": 5353, "resolvers": ["10.0.0.2", "10.0.0.3:5300"], "timeout": 5, "listener": "10.0.0.9",
+	  "httpon": true, "httpport": 8123, "externalon": false, "SOAMname": "ns1.mesos", "SOARname": "root.ns1.mesos",
+	  "SOARefresh": 61, "SOARetry": 601, "SOAExpire": 86401, "srvRecordDefaultWeight": 2, "IPSources": ["netinfo"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Domain != "mesos" || cfg.TTL != 60 || cfg.ResyncEvery != 30*time.Second || cfg.ForwardTimeout != 2*time.Second ||
+		cfg.Forward || cfg.Listen[0] != "10.0.0.9:5353" || cfg.HTTPListen != "0.0.0.0:8123" ||
+		strings.Join(cfg.Upstreams, ",") != "10.0.0.2:53,10.0.0.3:5300" || cfg.Records.SOAMname != "ns1.mesos" ||
+		cfg.Records.SOARefresh != 61 || cfg.Records.SRVWeight != 2 {
+		t.Errorf("config %+v", cfg)
+	}
+	if len(notes) != 2 || !strings.HasPrefix(notes[0], "IPSources ignored") || !strings.HasPrefix(notes[1], "zk ignored") {
+		t.Errorf("notes %q", notes)
+	}
+	if _, _, err := LoadMesosDNSConfig([]byte(`[1]`)); err == nil {
+		t.Error("no error for a JSON array")
+	}
+}
+
+func TestRegisterResolvedManualLine(t *testing.T) {
+	if _, err := RegisterResolved(context.Background(), "weft0", "pcm", "nonsense"); err == nil {
+		t.Error("no error for an address without a port")
+	}
+	if resolvedRunning() {
+		t.Skip("systemd-resolved runs here; not changing the host's resolver in a unit test")
+	}
+	line, err := RegisterResolved(context.Background(), "weft0", "pcm", "10.47.1.1:53")
+	if err != nil || !strings.Contains(line, "nameserver 10.47.1.1") {
+		t.Errorf("line %q err %v", line, err)
+	}
+}
+
+func value(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
