@@ -32,12 +32,13 @@ type backend struct {
 
 // bconn is a pooled HTTP connection to a backend.
 type bconn struct {
-	c      *net.TCPConn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	b      *backend
-	reused bool
-	idleAt time.Time
+	c        *net.TCPConn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	b        *backend
+	reused   bool
+	idleAt   time.Time
+	deadline time.Time // read deadline set on c
 }
 
 func newBackend(addr, serverID string) *backend {

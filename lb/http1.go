@@ -56,6 +56,26 @@ type request struct {
 	upgrade       bool
 	http10        bool
 	expect        bool
+	deadline      time.Time // the client connection's read deadline
+}
+
+// armDeadline sets a read deadline d ahead, lazily: only when the one set
+// (*cur) is less than d/2 away, so that a busy keep-alive connection does
+// not touch the runtime timer on every request.
+func armDeadline(c *net.TCPConn, cur *time.Time, now time.Time, d time.Duration) {
+	if cur.IsZero() || cur.Sub(now) < d/2 {
+		*cur = now.Add(d)
+		c.SetReadDeadline(*cur)
+	}
+}
+
+// clearDeadline removes a read deadline before an open-ended copy (a
+// large or streaming body).
+func clearDeadline(c *net.TCPConn, cur *time.Time) {
+	if !cur.IsZero() {
+		*cur = time.Time{}
+		c.SetReadDeadline(time.Time{})
+	}
 }
 
 func trimCRLF(b []byte) []byte {
@@ -309,7 +329,7 @@ func (p *Proxy) serveHTTP(c *net.TCPConn, fe *frontend) {
 	xff := []byte("X-Forwarded-For: " + ip.String() + "\r\n")
 	req := &request{head: make([]byte, 0, 1024)}
 	for {
-		c.SetReadDeadline(p.now().Add(p.cfg.ClientIdleTimeout))
+		armDeadline(c, &req.deadline, p.now(), p.cfg.ClientIdleTimeout)
 		if err := readRequest(br, req); err != nil {
 			switch err {
 			case errHeadTooLarge:
@@ -481,6 +501,9 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 	}
 	w.WriteString("\r\n")
 	var err error
+	if req.chunked || int64(br.Buffered()) < req.contentLength {
+		clearDeadline(c, &req.deadline)
+	}
 	switch {
 	case req.chunked:
 		err = copyChunked(w, br)
@@ -502,7 +525,7 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 		return false, false
 	}
 
-	bc.c.SetReadDeadline(p.now().Add(p.cfg.ServerTimeout))
+	armDeadline(bc.c, &bc.deadline, p.now(), p.cfg.ServerTimeout)
 	head := req.method
 	isHead := string(head) == "HEAD"
 	for {
@@ -560,7 +583,9 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			bw.WriteString("Connection: close\r\n")
 		}
 		bw.WriteString("\r\n")
-		bc.c.SetReadDeadline(time.Time{})
+		if !noBody && (rh.contentLength < 0 || int64(bc.br.Buffered()) < rh.contentLength) {
+			clearDeadline(bc.c, &bc.deadline)
+		}
 		switch {
 		case noBody:
 		case rh.chunked:
@@ -580,7 +605,7 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			p.release(bc, !rh.close && !untilClose)
 			return false, false
 		}
-		p.release(bc, !rh.close && !untilClose && !req.upgrade)
+		p.release(bc, !rh.close && !untilClose && !req.upgrade && !req.http10)
 		return clientKeep, false
 	}
 }
@@ -589,7 +614,7 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 func (p *Proxy) tunnel(c *net.TCPConn, br *bufio.Reader, bc *bconn) {
 	defer p.release(bc, false)
 	c.SetReadDeadline(time.Time{})
-	bc.c.SetReadDeadline(time.Time{})
+	clearDeadline(bc.c, &bc.deadline)
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		if _, err := bc.c.Write(b); err != nil {

@@ -706,3 +706,45 @@ func TestRemovedBackendDrains(t *testing.T) {
 		t.Errorf("closed after %s, before the drain timeout", d)
 	}
 }
+
+func TestHTTP10AndExpectContinue(t *testing.T) {
+	src := newFakeSource()
+	a := startHTTPBackend(t, "a", nil)
+	src.set([]api.App{app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test"})}, []api.Task{task("/a", 1, a.port)})
+	p := startProxy(t, testConfig(src))
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", p.Addr("http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n")
+		all, err := io.ReadAll(c) // HTTP/1.0: the proxy closes after the response
+		c.Close()
+		if err != nil || !bytes.HasSuffix(all, []byte("a /old")) {
+			t.Fatalf("HTTP/1.0 request %d: %q %v", i, all, err)
+		}
+	}
+	c, err := net.Dial("tcp", p.Addr("http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue before the body, got %q", line)
+	}
+	br.ReadString('\n')
+	c.Write([]byte("hello"))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "a /up" || resp.Header.Get("X-Body-Len") != "5" {
+		t.Errorf("after 100-continue: %d %q body-len %q", resp.StatusCode, body, resp.Header.Get("X-Body-Len"))
+	}
+}
