@@ -12,6 +12,28 @@
 // and a new leader reconciles runs against tasks, so a master restart
 // neither loses nor duplicates a run (mesos/chronos#411, #811).
 //
+// Semantics where Chronos left a choice or was wrong:
+//
+//   - A schedule occurrence missed by more than the job's epsilon (a master
+//     outage) is not run; a "skipped" run records it. Occurrences before a
+//     job or its new schedule existed are neither run nor recorded.
+//   - concurrent=false: a due run waits while an earlier run of the job is
+//     running or waiting to retry; if it cannot start within epsilon of
+//     its scheduled time it is skipped and recorded. Manual and dependency
+//     runs wait without a deadline.
+//   - retries: a failed attempt is retried after Config.FailureRetry, with
+//     a new task id (run, attempt); only the last failure counts in
+//     errorCount, lastError and errorsSinceLastSuccess.
+//   - maxCompletionTime (seconds): the task is killed and the attempt fails
+//     (and is retried while retries last).
+//   - A dependent job runs once after every parent has succeeded since its
+//     last run; PUT /job/success/{name} counts as a success.
+//   - R[n] is the number of occurrences; the stored schedule is not
+//     rewritten after each run as Chronos did (an empty start is pinned to
+//     the submit time). R0 disables the job.
+//   - Deleting a job hands its dependants its parents, or its schedule, as
+//     Chronos does; its ledger goes with it.
+//
 // The package imports sched (the Framework SPI and the Store) and
 // sched/api only; it must never import another framework, the agent, dns,
 // lb or mesh.

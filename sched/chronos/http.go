@@ -38,6 +38,10 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 		mux.HandleFunc("GET "+base+"/graph/dot", f.handleDot)
 		mux.HandleFunc("GET "+base+"/graph/csv", f.handleCSV)
 		mux.HandleFunc("GET "+base+"/leader", f.handleLeader)
+		mux.HandleFunc("GET "+base+"/stats/{percentile}", f.handleStats)
+		mux.HandleFunc(base+"/", func(w http.ResponseWriter, r *http.Request) {
+			writeErr(w, http.StatusNotFound, fmt.Sprintf("%s %s is not a Chronos API path", r.Method, r.URL.Path))
+		})
 	}
 }
 
@@ -381,4 +385,38 @@ func (f *Framework) handleLeader(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"leader": l})
+}
+
+// handleStats is GET /stats/{percentile}: every job's run time at one of
+// median, 75thPercentile, 95thPercentile, 98thPercentile, 99thPercentile.
+func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
+	p := map[string]float64{"median": .5, "75thPercentile": .75, "95thPercentile": .95, "98thPercentile": .98, "99thPercentile": .99}
+	q, ok := p[r.PathValue("percentile")]
+	if !ok {
+		f.fail(w, bad("Unknown percentile '%s': use median, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile", r.PathValue("percentile")))
+		return
+	}
+	byJob := map[string][]float64{}
+	f.master().Store().Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+		for _, e := range t[sched.TableJobRuns] {
+			run := e.Value.(*api.JobRun)
+			if run.State == RunSucceeded && run.StartedAt != "" && run.FinishedAt != "" {
+				byJob[run.Job] = append(byJob[run.Job], float64(parseTS(run.FinishedAt).Sub(parseTS(run.StartedAt)))/float64(time.Millisecond))
+			}
+		}
+	})
+	type stat struct {
+		Job  string  `json:"jobNameLabel"`
+		Time float64 `json:"time"`
+	}
+	out := []stat{}
+	for _, j := range f.jobs() {
+		ms := byJob[j.Name]
+		if len(ms) == 0 {
+			continue
+		}
+		sort.Float64s(ms)
+		out = append(out, stat{Job: j.Name, Time: percentile(ms, q)})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

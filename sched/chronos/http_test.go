@@ -133,6 +133,11 @@ func TestJobsListingSummarySearchGraphAndStats(t *testing.T) {
 	if stat.Histogram.Count != 1 || len(stat.History) != 1 {
 		t.Fatalf("stat %+v", stat)
 	}
+	if !strings.Contains(e.mustDo("GET", "/scheduler/stats/99thPercentile", "", 200), `"jobNameLabel":"extract"`) {
+		t.Fatal("stats")
+	}
+	e.mustDo("GET", "/scheduler/stats/42nd", "", 400)
+	e.mustDo("GET", "/scheduler/nothing", "", 404)
 	if !strings.Contains(e.mustDo("GET", "/v1/scheduler/leader", "", 200), `"leader"`) {
 		t.Fatal("leader")
 	}

@@ -150,3 +150,25 @@ func TestBadSchedules(t *testing.T) {
 		t.Error("unknown zone accepted")
 	}
 }
+
+func TestEpsilon(t *testing.T) {
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", time.Minute, true},
+		{"PT30S", 30 * time.Second, true},
+		{"PT1H", time.Hour, true},
+		{"P1D", 24 * time.Hour, true},
+		{"PT0.5S", 500 * time.Millisecond, true},
+		{"60", 0, false},
+		{"PT", 0, false},
+	}
+	for _, c := range cases {
+		got, err := ParseEpsilon(c.in, time.Minute)
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("ParseEpsilon(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
