@@ -338,7 +338,7 @@ func (f *minimal) ResourceOffers(ctx context.Context, offers []api.Offer) sched.
 func runMinimal(agents, tasks int, timeout time.Duration) (result, error) {
 	members := sched.NewStaticMembers(agentNodes(agents)...)
 	fw := &minimal{}
-	m, _, stop, err := startMaster(members, fw)
+	m, srv, stop, err := startMaster(members, fw)
 	if err != nil {
 		return result{}, err
 	}
@@ -352,5 +352,51 @@ func runMinimal(agents, tasks int, timeout time.Duration) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return result{placed: tasks, elapsed: elapsed}, nil
+	rate, err := statusRate(m, srv.URL, tasks)
+	if err != nil {
+		return result{}, err
+	}
+	return result{placed: tasks, elapsed: elapsed, note: fmt.Sprintf("then every agent reported RUNNING over HTTP: %.0f status updates/s applied", rate)}, nil
+}
+
+// statusRate has every agent post RUNNING for its tasks through the API at
+// once and measures how fast the master applies them.
+func statusRate(m *sched.Master, base string, tasks int) (float64, error) {
+	byAgent := map[string][]api.TaskStatus{}
+	for _, e := range m.Store().List(sched.TableTasks) {
+		t := e.Value.(*sched.TaskRecord).Task
+		byAgent[t.SlaveID] = append(byAgent[t.SlaveID], api.TaskStatus{TaskID: t.ID, State: api.TaskRunning})
+	}
+	client := api.NewClient(base)
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(byAgent))
+	sem := make(chan struct{}, 64) // agents posting at the same moment
+	for agent, ups := range byAgent {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := client.PostStatus(ctx, agent, ups); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, e := range m.Store().List(sched.TableTasks) {
+		if e.Value.(*sched.TaskRecord).Task.State == api.TaskRunning {
+			running++
+		}
+	}
+	if running != tasks {
+		return 0, fmt.Errorf("%d of %d tasks RUNNING after the status posts", running, tasks)
+	}
+	return float64(tasks) / time.Since(start).Seconds(), nil
 }
