@@ -151,14 +151,7 @@ func (e *DockerExecutor) Close() error { return e.cli.Close() }
 // Client is the Docker Engine client the executor uses.
 func (e *DockerExecutor) Client() *client.Client { return e.cli }
 
-// Availability is implemented by executors that depend on something outside
-// the agent (the Docker Engine). The agent advertises the executor's
-// capability only while Available returns nil, and shows the error otherwise.
-type Availability interface {
-	Available(ctx context.Context) error
-}
-
-var _ Availability = (*DockerExecutor)(nil)
+var _ Prober = (*DockerExecutor)(nil)
 
 // Available reports whether the Docker Engine answers.
 func (e *DockerExecutor) Available(ctx context.Context) error {
@@ -242,12 +235,15 @@ func (e *DockerExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 			return fail(err)
 		}
 	}
+	ins, err := e.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		h.stopLogs()
+		return fail(fmt.Errorf("inspecting container: %w", err))
+	}
+	if ins.State != nil {
+		h.pid = ins.State.Pid
+	}
 	if plan.Network == DockerNetWeft {
-		ins, err := e.cli.ContainerInspect(ctx, id)
-		if err != nil {
-			h.stopLogs()
-			return fail(fmt.Errorf("inspecting container: %w", err))
-		}
 		if ins.State == nil || ins.State.Pid == 0 {
 			h.stopLogs()
 			return fail(fmt.Errorf("container exited before it could join the %q network", WeftNetworkName))
@@ -422,6 +418,9 @@ func (e *DockerExecutor) adopt(ins container.InspectResponse) *dockerHandle {
 	mem, _ := strconv.ParseFloat(labels[LabelMemMB], 64)
 	h := e.newHandle(task, ins.ID, mem)
 	running := ins.State != nil && ins.State.Running
+	if running {
+		h.pid = ins.State.Pid
+	}
 	if running && labels[LabelNetwork] == DockerNetWeft && e.weft != nil {
 		if ip, ok := e.weft.lookup(task); ok {
 			h.ips = []api.IPAddress{{IPAddress: ip.String(), Protocol: "IPv4"}}
@@ -519,6 +518,7 @@ type dockerHandle struct {
 	mu       sync.Mutex
 	exit     Exit
 	stopping bool
+	pid      int
 
 	logsDone   chan struct{}
 	cancelLogs context.CancelFunc
@@ -663,6 +663,7 @@ func (h *dockerHandle) monitor() {
 	}
 	h.mu.Lock()
 	h.exit = exit
+	h.pid = 0
 	h.mu.Unlock()
 	e.untrack(h)
 	e.log.Info("container exited", "task", h.taskID, "code", exit.Code, "message", exit.Message)
@@ -717,7 +718,26 @@ type Execer interface {
 	Exec(ctx context.Context, argv []string) (code int, output []byte, err error)
 }
 
-var _ Execer = (*dockerHandle)(nil)
+var (
+	_ Execer        = (*dockerHandle)(nil)
+	_ CommandRunner = (*dockerHandle)(nil)
+	_ Pider         = (*dockerHandle)(nil)
+)
+
+// RunCommand runs a COMMAND health check inside the container, through
+// /bin/sh -c as Mesos does (an image without a shell fails the check).
+func (h *dockerHandle) RunCommand(ctx context.Context, cmd string) (int, string, error) {
+	code, out, err := h.Exec(ctx, []string{"/bin/sh", "-c", cmd})
+	return code, string(out), err
+}
+
+// Pid is the container's main process id as the host sees it (0 once it
+// has exited or when unknown).
+func (h *dockerHandle) Pid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pid
+}
 
 // Exec runs argv inside the container.
 func (h *dockerHandle) Exec(ctx context.Context, argv []string) (int, []byte, error) {

@@ -101,7 +101,7 @@ func dkImage(t testing.TB, cli *client.Client) string {
 			t.Fatal(err)
 		}
 	}
-	add("Dockerfile", 0o644, []byte("FROM scratch\nCOPY weftsrv /weftsrv\nENTRYPOINT [\"/weftsrv\"]\nCMD [\"serve\", \":8080\"]\n"))
+	add("Dockerfile", 0o644, []byte("FROM scratch\nCOPY weftsrv /weftsrv\nCOPY weftsrv /bin/sh\nENTRYPOINT [\"/weftsrv\"]\nCMD [\"serve\", \":8080\"]\n"))
 	add("weftsrv", 0o755, bin)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -322,8 +323,21 @@ func TestDockerExecInContainer(t *testing.T) {
 	if code != 3 || !strings.Contains(string(out), "to stdout") || !strings.Contains(string(out), "to stderr") {
 		t.Errorf("exec = %d %q; want code 3 and both outputs", code, out)
 	}
-	// A FROM-scratch image has no shell: the check fails, it does not pass.
-	if code, out, err := h.(Execer).Exec(ctx, []string{"/bin/sh", "-c", "true"}); err == nil && code == 0 {
+	if pid := h.(Pider).Pid(); pid <= 0 {
+		t.Errorf("Pid = %d", pid)
+	} else if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.HasPrefix(string(b), "/weftsrv") {
+		t.Errorf("pid %d is %q (%v), want the container's /weftsrv", pid, b, err)
+	}
+	// COMMAND checks run inside the container through its /bin/sh (the
+	// test image's is weftsrv's stand-in).
+	for cmd, want := range map[string]int{"true": 0, "false": 1, "exit 5": 5} {
+		code, out, err := h.(CommandRunner).RunCommand(ctx, cmd)
+		if err != nil || code != want {
+			t.Errorf("RunCommand(%q) = %d %q %v, want code %d", cmd, code, out, err, want)
+		}
+	}
+	// A missing binary fails the check, it does not pass it.
+	if code, out, err := h.(Execer).Exec(ctx, []string{"/no/such/binary"}); err == nil && code == 0 {
 		t.Errorf("exec of a missing binary = %d %q, want a failure", code, out)
 	}
 }

@@ -6,6 +6,7 @@
 //	weftsrv exit N         prints to stdout and stderr, exits N
 //	weftsrv alloc          allocates and touches memory until killed
 //	weftsrv stubborn       ignores SIGTERM, sleeps
+//	sh -c "true|false|exit N"   (installed as /bin/sh as well)
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +22,23 @@ import (
 )
 
 func main() {
+	// Installed as /bin/sh too: "sh -c CMD" runs CMD as weftsrv arguments,
+	// with "true" and "false", so COMMAND checks can be tested without a
+	// real shell in a FROM-scratch image.
+	if filepath.Base(os.Args[0]) == "sh" {
+		if len(os.Args) < 3 || os.Args[1] != "-c" {
+			fmt.Fprintln(os.Stderr, "sh: only -c CMD")
+			os.Exit(2)
+		}
+		switch f := strings.Fields(os.Args[2]); {
+		case len(f) == 1 && f[0] == "true":
+			os.Exit(0)
+		case len(f) == 1 && f[0] == "false":
+			os.Exit(1)
+		default:
+			os.Args = append([]string{"weftsrv"}, f...)
+		}
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: weftsrv serve ADDR | exit N | alloc | stubborn")
 		os.Exit(2)
