@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -42,7 +43,14 @@ func deriveBlock(overlay netip.Prefix, bits int, publicKey string, salt uint32) 
 
 // claimLess orders two claims: the earlier Lamport time wins, then the
 // smaller node name.
+// Time 0 marks a provisional claim, later than every confirmed one.
 func claimLess(t1 uint64, n1 string, t2 uint64, n2 string) bool {
+	if t1 == 0 {
+		t1 = math.MaxUint64
+	}
+	if t2 == 0 {
+		t2 = math.MaxUint64
+	}
 	if t1 != t2 {
 		return t1 < t2
 	}
@@ -51,7 +59,7 @@ func claimLess(t1 uint64, n1 string, t2 uint64, n2 string) bool {
 
 // resolveBlock checks self's claim against the others' and returns the claim
 // self should hold: unchanged when it wins (or is static), or a new
-// derivation with the next salt (stamped with clock) when an earlier claim
+// derivation with the next salt (stamped with clock; 0 = provisional) when an earlier claim
 // holds the same block. Blocks already held by others are skipped.
 func resolveBlock(overlay netip.Prefix, bits int, publicKey, self string, mine blockClaim, others []peerInfo, clock uint64) (blockClaim, bool) {
 	if mine.Static {

@@ -33,6 +33,7 @@ type peerRuntime struct {
 	lastRx     time.Time // when rx last grew, or the last handshake
 	everUp     bool
 	reportedEP netip.AddrPort
+	reportedAt time.Time
 }
 
 // engine is the WireGuard data plane of one node.
@@ -322,42 +323,22 @@ func (e *engine) syncRoutes(want []netip.Prefix) error {
 
 // ---- the Mesh side of the overlay ----
 
-// startOverlay claims a block, addresses the device, publishes the tags
-// and runs the first reconcile.
-func (m *Mesh) startOverlay(e *engine) error {
-	m.refreshLocalEndpoints()
-	others := m.peerInfos()
-	m.mu.Lock()
-	for _, p := range others {
-		m.clock = max(m.clock, p.BlockTime)
+// initialClaim is the static block, the persisted claim, or a provisional
+// claim (Lamport time 0: it loses to every confirmed claim) derived from the
+// public key. A provisional claim is confirmed once the cluster's claims
+// have been seen.
+func (m *Mesh) initialClaim() (blockClaim, error) {
+	if m.cfg.StaticBlock != "" {
+		return blockClaim{Block: netip.MustParsePrefix(m.cfg.StaticBlock), Static: true, Time: 1}, nil
 	}
-	var claim blockClaim
-	switch {
-	case m.cfg.StaticBlock != "":
-		claim = blockClaim{Block: netip.MustParsePrefix(m.cfg.StaticBlock), Static: true}
-	default:
-		c, ok, err := loadClaim(m.cfg.DataDir, m.overlay, m.cfg.BlockBits)
-		if err != nil {
-			m.mu.Unlock()
-			return fmt.Errorf("mesh: %w", err)
-		}
-		if ok && !c.Static {
-			claim = c
-		} else {
-			m.clock++
-			claim = blockClaim{Block: deriveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), 0), Time: m.clock}
-		}
+	c, ok, err := loadClaim(m.cfg.DataDir, m.overlay, m.cfg.BlockBits)
+	if err != nil {
+		return blockClaim{}, fmt.Errorf("mesh: %w", err)
 	}
-	m.mu.Unlock()
-	// Someone may already hold the derived block.
-	if c, changed := resolveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), m.cfg.NodeName, claim, others, m.clock+1); changed {
-		claim = c
+	if ok && !c.Static && c.Time > 0 {
+		return c, nil
 	}
-	if err := m.setClaim(e, claim); err != nil {
-		return err
-	}
-	m.reconcile()
-	return nil
+	return blockClaim{Block: deriveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), 0)}, nil
 }
 
 // setClaim records, persists, applies and publishes a block claim.
@@ -366,7 +347,7 @@ func (m *Mesh) setClaim(e *engine, c blockClaim) error {
 	m.claim = c
 	m.clock = max(m.clock, c.Time)
 	m.mu.Unlock()
-	if !c.Static {
+	if !c.Static && c.Time > 0 {
 		if err := saveClaim(m.cfg.DataDir, c); err != nil {
 			return fmt.Errorf("mesh: %w", err)
 		}
@@ -417,10 +398,19 @@ func (m *Mesh) reconcile() {
 	}
 	claim, clock := m.claim, m.clock
 	m.mu.Unlock()
-	if c, changed := resolveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), m.cfg.NodeName, claim, others, clock+1); changed {
+	if c, changed := resolveBlock(m.overlay, m.cfg.BlockBits, m.PublicKey(), m.cfg.NodeName, claim, others, 0); changed {
 		m.log.Warn("block conflict: an earlier claim holds our block; claiming another", "lost", claim.Block.String(), "new", c.Block.String())
 		if err := m.setClaim(e, c); err != nil {
 			m.log.Error("claiming a new block", "err", err)
+		}
+		m.needRestart = true
+		claim = c
+	}
+	if claim.Time == 0 && m.joined && !m.needRestart {
+		// Confirm the provisional claim: later than every claim seen.
+		claim.Time = clock + 1
+		if err := m.setClaim(e, claim); err != nil {
+			m.log.Error("confirming the block claim", "err", err)
 		}
 	}
 
@@ -444,6 +434,7 @@ func (m *Mesh) reconcile() {
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
 		RTT: m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
 		Grace: 2 * m.cfg.DeadAfter, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
+		Overlay: m.overlay,
 	}
 	tp := computeTopology(in)
 	if err := e.apply(tp, dev, now); err != nil {
@@ -459,14 +450,27 @@ func (m *Mesh) reconcile() {
 		}
 	}
 
-	// Tell the cluster where we observe our peers (their reflexive address).
+	// Tell the cluster where we observe our peers (their reflexive
+	// address); again every 10 s while the peer does not advertise it
+	// (a broadcast can be lost while the overlay forms).
+	advertises := map[string][]netip.AddrPort{}
+	for _, p := range others {
+		advertises[p.Name] = p.Endpoints
+	}
 	for _, p := range tp.Peers {
 		l := links[p.Name]
 		rt := e.peers[keyOf[p.Name]]
-		if !l.Up || !l.Endpoint.IsValid() || rt == nil || rt.reportedEP == l.Endpoint {
+		if !l.Up || !l.Endpoint.IsValid() || m.overlay.Contains(l.Endpoint.Addr()) || rt == nil {
 			continue
 		}
-		rt.reportedEP = l.Endpoint
+		if rt.reportedEP == l.Endpoint && (slices.Contains(advertises[p.Name], l.Endpoint) || now.Sub(rt.reportedAt) < 10*time.Second) {
+			continue
+		}
+		if slices.Contains(advertises[p.Name], l.Endpoint) && rt.reportedEP != (netip.AddrPort{}) {
+			rt.reportedEP = l.Endpoint
+			continue
+		}
+		rt.reportedEP, rt.reportedAt = l.Endpoint, now
 		payload := []byte(p.Name + " " + l.Endpoint.String())
 		if err := s.UserEvent(reflexiveEvent, payload, false); err != nil {
 			m.log.Debug("reporting reflexive endpoint", "err", err)
@@ -523,7 +527,7 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 		return
 	}
 	ep, err := netip.ParseAddrPort(epStr)
-	if err != nil {
+	if err != nil || m.overlay.Contains(ep.Addr()) {
 		return
 	}
 	local, _ := localAddrs(m.cfg.Interface, m.overlay)

@@ -58,6 +58,11 @@ type Mesh struct {
 	nat         bool
 	wg          *engine
 	lastJoinErr error
+
+	// Owned by the Run goroutine.
+	evCh        chan serf.Event
+	joined      bool // the cluster's claims have been seen
+	needRestart bool // gossip must re-advertise (overlay address changed)
 }
 
 // New validates cfg and loads (or creates) the node's identity. It starts
@@ -130,21 +135,34 @@ func (m *Mesh) run(ctx context.Context) error {
 		}
 		eng = e
 		defer eng.close()
+		// Address the device before gossip starts: with the overlay on,
+		// gossip runs over it, so nodes behind NAT take part too.
+		claim, err := m.initialClaim()
+		if err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.claim = claim
+		m.wg = eng
+		m.mu.Unlock()
+		if err := eng.setAddress(claim.Block); err != nil {
+			return err
+		}
+		m.refreshLocalEndpoints()
 	}
 
-	evCh := make(chan serf.Event, 256)
-	s, err := m.createSerf(evCh)
+	m.evCh = make(chan serf.Event, 256)
+	s, err := m.createSerf(m.evCh)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.serf = s
-	m.wg = eng
 	m.mu.Unlock()
 	close(m.started)
 	m.log.Info("gossip started", "node", m.cfg.NodeName, "addr", m.GossipAddr(), "encrypted", m.key != nil, "wireguard", m.cfg.WireGuard)
 
-	go m.pumpEvents(ctx, evCh)
+	go m.pumpEvents(ctx, m.evCh)
 	if m.cfg.Registerer != nil {
 		c := m.Collector()
 		if err := m.cfg.Registerer.Register(c); err != nil {
@@ -154,16 +172,13 @@ func (m *Mesh) run(ctx context.Context) error {
 		}
 	}
 
-	// Learn the cluster before claiming a block: a claim made after seeing
-	// the others' is later in Lamport time, so established nodes keep theirs.
 	if len(m.cfg.Join) > 0 {
 		m.joinSeeds()
+	} else {
+		m.joined = true
 	}
 	if eng != nil {
-		if err := m.startOverlay(eng); err != nil {
-			m.shutdownSerf()
-			return err
-		}
+		m.reconcile()
 	}
 	m.notify()
 
@@ -178,6 +193,9 @@ func (m *Mesh) run(ctx context.Context) error {
 		probeC = probe.C
 	}
 	for {
+		m.mu.Lock()
+		s = m.serf
+		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			m.shutdownSerf()
@@ -191,7 +209,7 @@ func (m *Mesh) run(ctx context.Context) error {
 		case ev := <-m.userEvts:
 			m.handleUserEvent(ev)
 		case <-rejoin.C:
-			if len(m.cfg.Join) > 0 && !m.hasAlivePeers() {
+			if len(m.cfg.Join) > 0 && (!m.hasAlivePeers() || m.hasFailedPeers()) {
 				m.joinSeeds()
 			}
 		case <-m.kick:
@@ -202,7 +220,39 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.refreshLocalEndpoints()
 			m.reconcile()
 		}
+		if m.needRestart {
+			m.needRestart = false
+			m.restartSerf()
+		}
 	}
+}
+
+// restartSerf leaves and re-creates gossip, so that a new overlay address
+// is advertised (after losing a block conflict).
+func (m *Mesh) restartSerf() {
+	m.log.Info("restarting gossip on the new overlay address")
+	m.shutdownSerf()
+	s, err := m.createSerf(m.evCh)
+	if err != nil {
+		m.log.Error("restarting gossip", "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.serf = s
+	m.mu.Unlock()
+	if len(m.cfg.Join) > 0 {
+		m.joinSeeds()
+	}
+	m.notify()
+}
+
+func (m *Mesh) hasFailedPeers() bool {
+	for _, mem := range m.serf.Members() {
+		if mem.Status == serf.StatusFailed {
+			return true
+		}
+	}
+	return false
 }
 
 // createSerf builds serf and memberlist from the config.
@@ -229,6 +279,23 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 			return nil, fmt.Errorf("mesh: gossip advertise address %q: %w", m.cfg.GossipAdvertise, err)
 		}
 		ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
+	}
+	if m.cfg.WireGuard && m.cfg.GossipAdvertise == "" {
+		m.mu.Lock()
+		block := m.claim.Block
+		m.mu.Unlock()
+		if block.IsValid() {
+			// Gossip over the overlay: reachable behind NAT too.
+			ml.BindAddr = "0.0.0.0"
+			ml.AdvertiseAddr = overlayIP(block).String()
+		}
+	}
+	ml.DeadNodeReclaimTime = 30 * time.Second
+	if m.cfg.WireGuard && ml.PushPullInterval > 5*time.Second {
+		// Gossip runs over the overlay, whose peers come from gossip:
+		// broadcasts sent before a peer was configured are lost, and a
+		// frequent full-state exchange repairs that quickly.
+		ml.PushPullInterval = 5 * time.Second
 	}
 	if m.key != nil {
 		kr, err := memberlist.NewKeyring(nil, m.key)
@@ -323,6 +390,7 @@ func (m *Mesh) joinSeeds() {
 		}
 		return
 	}
+	m.joined = true
 	m.log.Info("joined the cluster", "seeds", seeds, "contacted", n)
 }
 

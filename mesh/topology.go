@@ -38,6 +38,8 @@ type topoInput struct {
 	Rotate time.Duration
 	// DefaultPort is the WireGuard port assumed for a bare gossip address.
 	DefaultPort int
+	// Overlay is never an endpoint (WireGuard inside WireGuard loops).
+	Overlay netip.Prefix
 }
 
 // peerPlan is the desired WireGuard configuration of one peer.
@@ -165,20 +167,15 @@ func rttVia(in topoInput, a, r, b string) time.Duration {
 	return (get(a, r) + get(r, b)) / rttBucket * rttBucket
 }
 
-// keepalive decides the persistent keepalive toward p. Before the first
-// handshake only one side starts (the one behind NAT, else the smaller
-// name), so the two first initiations do not cross and stall for 5 s
-// (measurements §1.7.4); the other side joins in after half the grace
-// period. Once the pair has talked, both sides keep it as the liveness
-// probe that detects a dead direct path within DeadAfter.
+// keepalive decides the persistent keepalive toward p. It is on from the
+// moment a peer is added, on both sides: setting it makes WireGuard send at
+// once, so whichever side learns of the other last completes the handshake
+// immediately (the other side's earlier initiation was dropped by a device
+// that did not know it yet, and would only be retried after 5 s). It then
+// serves as the liveness probe that detects a dead direct path within
+// DeadAfter, and keeps NAT mappings open.
 func keepalive(in topoInput, p peerInfo, l linkState) time.Duration {
-	self := in.Self
-	initiator := self.NAT || (!p.NAT && self.Name < p.Name)
-	late := !l.Since.IsZero() && in.Now.Sub(l.Since) >= in.Grace/2
-	if l.EverUp || initiator || late {
-		return in.Probe
-	}
-	return 0
+	return in.Probe
 }
 
 // chooseEndpoint keeps a working endpoint, else rotates through the peer's
@@ -186,13 +183,13 @@ func keepalive(in topoInput, p peerInfo, l linkState) time.Duration {
 // (reflexive first). Rotation slots come from the wall clock, so both ends
 // of a NAT pair try each other's candidates at the same time.
 func chooseEndpoint(in topoInput, p peerInfo, l linkState) netip.AddrPort {
-	if l.Up && l.Endpoint.IsValid() {
+	if l.Up && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) {
 		return l.Endpoint
 	}
 	var local, rest []netip.AddrPort
 	seen := map[netip.AddrPort]bool{}
 	add := func(ep netip.AddrPort) {
-		if !ep.IsValid() || seen[ep] {
+		if !ep.IsValid() || seen[ep] || (in.Overlay.IsValid() && in.Overlay.Contains(ep.Addr())) {
 			return
 		}
 		seen[ep] = true

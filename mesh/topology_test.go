@@ -53,6 +53,7 @@ func TestComputeTopology(t *testing.T) {
 		Grace:         6 * time.Second,
 		Rotate:        5 * time.Second,
 		DefaultPort:   51820,
+		Overlay:       netip.MustParsePrefix("10.47.0.0/16"),
 		RTT: func(a, b string) (time.Duration, bool) {
 			rtt := map[string]time.Duration{"r1": 30 * time.Millisecond, "r2": 5 * time.Millisecond}
 			if d, ok := rtt[a]; ok {
@@ -89,30 +90,17 @@ routes=[10.47.2.0/24 10.47.6.0/24]
 		{
 			name: "same-subnet candidate first; roamed endpoint kept while up",
 			mod: func(in *topoInput) {
+				a := pi("a", "10.47.2.0/24", "198.51.100.7:40000", "172.20.1.9:51820", "10.47.2.1:51820")
+				a.Addr = netip.MustParseAddr("10.47.2.1") // gossip over the overlay: never an endpoint
 				in.Peers = []peerInfo{
-					pi("a", "10.47.2.0/24", "198.51.100.7:40000", "172.20.1.9:51820"),
+					a,
 					pi("b", "10.47.3.0/24", "198.51.100.8:51820"),
 				}
 				in.Links = map[string]linkState{"a": {Since: t0}, "b": up("198.51.100.99:1234")}
 			},
-			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=0s path=down
+			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=1s path=down
 b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=1s path=direct
 routes=[10.47.2.0/24 10.47.3.0/24]
-`,
-		},
-		{
-			name: "keepalive from one side before the first handshake",
-			mod: func(in *topoInput) {
-				nat := pi("a", "10.47.2.0/24", "198.51.100.7:40000")
-				nat.NAT = true
-				in.Peers = []peerInfo{nat, pi("b", "10.47.3.0/24", "172.20.1.3:51820"), pi("z", "10.47.4.0/24", "172.20.1.4:51820"), pi("y", "10.47.5.0/24", "172.20.1.5:51820")}
-				in.Links = map[string]linkState{"a": {Since: t0}, "b": {Since: t0}, "z": {Since: t0}, "y": {Since: t0.Add(-4 * time.Second)}}
-			},
-			want: `a ep=198.51.100.7:40000 allowed=[10.47.2.0/24] ka=0s path=down
-b ep=172.20.1.3:51820 allowed=[10.47.3.0/24] ka=0s path=down
-y ep=172.20.1.5:51820 allowed=[10.47.5.0/24] ka=1s path=down
-z ep=172.20.1.4:51820 allowed=[10.47.4.0/24] ka=1s path=down
-routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
 `,
 		},
 		{
@@ -139,7 +127,7 @@ routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 				in.Peers = []peerInfo{pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("c", "10.47.4.0/24", "172.20.3.4:51820")}
 				in.Links = map[string]linkState{"b": {Since: t0.Add(-2 * time.Second)}, "c": {Since: t0.Add(-time.Minute)}}
 			},
-			want: `b ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=0s path=down
+			want: `b ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=down
 c ep=172.20.3.4:51820 allowed=[10.47.4.0/24] ka=1s path=down
 routes=[10.47.3.0/24 10.47.4.0/24]
 `,

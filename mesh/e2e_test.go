@@ -1,0 +1,367 @@
+package mesh_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/mesh"
+	"github.com/weftnet/weft/mesh/meshtest"
+)
+
+// node is one `weft mesh node` process on a testbed host.
+type node struct {
+	t       *testing.T
+	h       *meshtest.Host
+	p       *meshtest.Process
+	dataDir string
+	args    []string
+}
+
+func startNode(t *testing.T, weft string, h *meshtest.Host, token string, join string, extra ...string) *node {
+	t.Helper()
+	n := &node{t: t, h: h, dataDir: filepath.Join(t.TempDir(), h.Name)}
+	n.args = []string{weft, "mesh", "node",
+		"--node-name", h.Name, "--site", h.Site.Name, "--data-dir", n.dataDir,
+		"--gossip-addr", h.IP().String() + ":7946", "--agent-addr", "127.0.0.1:5051",
+		"--token", token, "--log-level", "debug"}
+	if join != "" {
+		n.args = append(n.args, "--join", join)
+	}
+	n.args = append(n.args, extra...)
+	n.p = h.Start(n.args...)
+	return n
+}
+
+func (n *node) restart() {
+	n.p = n.h.Start(n.args...)
+}
+
+func (n *node) status(ctx context.Context) (mesh.Status, error) {
+	var st mesh.Status
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:5051/v1/mesh/status", nil)
+	resp, err := n.h.HTTPClient().Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return st, fmt.Errorf("%s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (n *node) peer(ctx context.Context, name string) (mesh.PeerStatus, error) {
+	st, err := n.status(ctx)
+	if err != nil {
+		return mesh.PeerStatus{}, err
+	}
+	for _, p := range st.Peers {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return mesh.PeerStatus{}, fmt.Errorf("%s does not know %s", n.h.Name, name)
+}
+
+// overlayIPs waits until every node reports its own overlay address.
+func overlayIPs(ctx context.Context, t *testing.T, nodes []*node) map[string]string {
+	t.Helper()
+	ips := map[string]string{}
+	for _, n := range nodes {
+		err := meshtest.Eventually(ctx, 20*time.Second, func() error {
+			st, err := n.status(ctx)
+			if err != nil {
+				return err
+			}
+			if st.OverlayIP == "" {
+				return fmt.Errorf("%s has no overlay address yet", n.h.Name)
+			}
+			ips[n.h.Name] = st.OverlayIP
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", n.h.Name, err, n.p.Output())
+		}
+	}
+	return ips
+}
+
+// allPairs pings every node's overlay address from every other node until
+// all answer; it returns the pairs still failing at the deadline.
+func allPairs(ctx context.Context, nodes []*node, ips map[string]string, within time.Duration) []string {
+	var mu sync.Mutex
+	var failing []string
+	var wg sync.WaitGroup
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := meshtest.Eventually(ctx, within, func() error { return a.h.Ping(ctx, ips[b.h.Name]) })
+				if err != nil {
+					mu.Lock()
+					failing = append(failing, fmt.Sprintf("%s->%s(%s)", a.h.Name, b.h.Name, ips[b.h.Name]))
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return failing
+}
+
+func dumpStatus(ctx context.Context, t *testing.T, nodes []*node) {
+	for _, n := range nodes {
+		st, err := n.status(ctx)
+		if err != nil {
+			t.Logf("%s: %v", n.h.Name, err)
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s nat=%v eps=%v alive=%d\n", st.Node, st.OverlayIP, st.NAT, st.Endpoints, st.Alive)
+		for _, p := range st.Peers {
+			fmt.Fprintf(&b, "   %s %s %s via=%s ep=%s hs=%.1f rx=%d tx=%d\n", p.Name, p.Status, p.Path, p.Via, p.Endpoint, p.HandshakeAge, p.RxBytes, p.TxBytes)
+		}
+		t.Log(b.String())
+	}
+}
+
+func aliveCount(ctx context.Context, n *node) int {
+	st, err := n.status(ctx)
+	if err != nil {
+		return -1
+	}
+	return st.Alive
+}
+
+// TestE2EMesh runs the real weft binary on a testbed of three public sites
+// and two NAT sites and checks, in order: full mesh formation, the NATed
+// pair, a refused wrong token, a link cut (relay, then direct again), a
+// partition healed, and a restart that keeps its key and block.
+func TestE2EMesh(t *testing.T) {
+	if why := meshtest.Missing(); why != "" {
+		t.Skip("meshtest: " + why)
+	}
+	weft := testbin.Weft(t)
+	tb := meshtest.New(t)
+	tb.AddSite("aws")
+	tb.AddSite("london", meshtest.Delay(15*time.Millisecond))
+	tb.AddSite("paris", meshtest.Delay(40*time.Millisecond))
+	ctx := context.Background()
+	token, err := mesh.GenerateToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := []*meshtest.Host{
+		tb.AddHost("aws", "a1"), tb.AddHost("aws", "a2"),
+		tb.AddHost("london", "l1"), tb.AddHost("london", "l2"),
+		tb.AddHost("paris", "p1"),
+		tb.AddNATHost("home", "laptop"),
+		tb.AddNATHost("office", "o1"),
+	}
+	seed := hosts[0].IP().String()
+	var nodes []*node
+	byName := map[string]*node{}
+	for i, h := range hosts {
+		join := seed
+		if i == 0 {
+			join = ""
+		}
+		n := startNode(t, weft, h, token, join)
+		nodes = append(nodes, n)
+		byName[h.Name] = n
+	}
+	lastStart := time.Now()
+	ips := overlayIPs(ctx, t, nodes)
+
+	t.Run("formation", func(t *testing.T) {
+		if failing := allPairs(ctx, nodes, ips, 30*time.Second); len(failing) > 0 {
+			dumpStatus(ctx, t, nodes)
+			t.Fatalf("unreachable over the overlay: %v", failing)
+		}
+		t.Logf("all %d pairs reachable over the overlay %.1fs after the last node started", len(nodes)*(len(nodes)-1), time.Since(lastStart).Seconds())
+		for _, n := range nodes {
+			if c := aliveCount(ctx, n); c != len(nodes) {
+				t.Errorf("%s sees %d alive members, want %d", n.h.Name, c, len(nodes))
+			}
+		}
+		st, _ := byName["a1"].status(ctx)
+		if st.DataPlane != "userspace" && st.DataPlane != "kernel" || st.MTU != 1420 {
+			t.Errorf("a1 status: data plane %q, MTU %d", st.DataPlane, st.MTU)
+		}
+	})
+
+	t.Run("nat-pair", func(t *testing.T) {
+		laptop, o1 := byName["laptop"], byName["o1"]
+		if err := meshtest.Eventually(ctx, 20*time.Second, func() error { return laptop.h.Ping(ctx, ips["o1"]) }); err != nil {
+			t.Fatalf("laptop -> o1: %v", err)
+		}
+		p, err := laptop.peer(ctx, "o1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("laptop -> o1 path: %s %s endpoint %s", p.Path, p.Via, p.Endpoint)
+		if p.Path != "direct" && p.Path != "relay" {
+			t.Errorf("laptop -> o1 path %q", p.Path)
+		}
+		st, _ := o1.status(ctx)
+		if !st.NAT {
+			t.Errorf("o1 does not know it is behind NAT: %+v", st.Endpoints)
+		}
+	})
+
+	t.Run("wrong-token", func(t *testing.T) {
+		bad := tb.AddHost("aws", "bad")
+		other, _ := mesh.GenerateToken()
+		bn := startNode(t, weft, bad, other, seed)
+		err := meshtest.Eventually(ctx, 15*time.Second, func() error {
+			if !strings.Contains(bn.p.Output(), "check the token") {
+				return fmt.Errorf("no token error in the log yet")
+			}
+			if !strings.Contains(byName["a1"].p.Output(), "wrong or missing --token") {
+				return fmt.Errorf("the seed did not log the refusal")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%v\n%s", err, bn.p.Output())
+		}
+		for _, n := range nodes {
+			st, _ := n.status(ctx)
+			for _, p := range st.Peers {
+				if p.Name == "bad" {
+					t.Errorf("%s lists the node with the wrong token", n.h.Name)
+				}
+			}
+		}
+		bn.p.Stop()
+	})
+
+	t.Run("link-cut-relay-direct", func(t *testing.T) {
+		l1, p1 := byName["l1"], byName["p1"]
+		if err := meshtest.Eventually(ctx, 10*time.Second, func() error {
+			p, err := l1.peer(ctx, "p1")
+			if err != nil || p.Path != "direct" {
+				return fmt.Errorf("l1 -> p1: %+v %v", p, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		tb.CutLink("london", "paris")
+		cut := time.Now()
+		// Wait for the pings to fail first, then for them to come back.
+		if err := meshtest.Eventually(ctx, 10*time.Second, func() error {
+			if err := l1.h.Ping(ctx, ips["p1"]); err != nil {
+				return err
+			}
+			p, err := l1.peer(ctx, "p1")
+			if err != nil || p.Path != "relay" {
+				return fmt.Errorf("l1 -> p1 path %+v %v", p, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("no relay after the cut: %v", err)
+		}
+		p, _ := l1.peer(ctx, "p1")
+		t.Logf("traffic resumed via relay %s %.1fs after the cut", p.Via, time.Since(cut).Seconds())
+		if d := time.Since(cut); d > 5*time.Second+2*time.Second {
+			t.Errorf("relay took %v (target 5s)", d)
+		}
+		tb.HealLink("london", "paris")
+		healed := time.Now()
+		if err := meshtest.Eventually(ctx, 30*time.Second, func() error {
+			for _, pair := range [][2]*node{{l1, p1}, {p1, l1}} {
+				ps, err := pair[0].peer(ctx, pair[1].h.Name)
+				if err != nil || ps.Path != "direct" {
+					return fmt.Errorf("%s -> %s: %+v %v", pair[0].h.Name, pair[1].h.Name, ps, err)
+				}
+			}
+			return l1.h.Ping(ctx, ips["p1"])
+		}); err != nil {
+			t.Fatalf("not direct again: %v", err)
+		}
+		t.Logf("direct again %.1fs after the link came back", time.Since(healed).Seconds())
+		if d := time.Since(healed); d > 15*time.Second {
+			t.Errorf("return to direct took %v (target 15s)", d)
+		}
+	})
+
+	t.Run("partition-heal", func(t *testing.T) {
+		hold := 20 * time.Second
+		if os.Getenv("WEFT_MESH_LONG") != "" {
+			hold = 2 * time.Minute
+		}
+		tb.Partition([]string{"aws", "home"}, []string{"london", "paris", "office"})
+		// Both halves notice.
+		if err := meshtest.Eventually(ctx, hold+30*time.Second, func() error {
+			if c := aliveCount(ctx, byName["a1"]); c != 3 {
+				return fmt.Errorf("a1 sees %d alive", c)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(hold) // the partition itself is the scenario
+		tb.Heal()
+		healed := time.Now()
+		if err := meshtest.Eventually(ctx, 30*time.Second, func() error {
+			for _, n := range nodes {
+				if c := aliveCount(ctx, n); c != len(nodes) {
+					return fmt.Errorf("%s sees %d alive", n.h.Name, c)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("membership not whole after heal: %v", err)
+		}
+		if failing := allPairs(ctx, nodes, ips, 30*time.Second-time.Since(healed)); len(failing) > 0 {
+			t.Fatalf("unreachable after heal: %v", failing)
+		}
+		t.Logf("partition of %v healed: full membership and all-pairs reachability in %.1fs", hold, time.Since(healed).Seconds())
+	})
+
+	t.Run("restart-keeps-key-and-block", func(t *testing.T) {
+		l2 := byName["l2"]
+		before, err := l2.status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l2.p.Stop(); err != nil {
+			t.Logf("stop: %v", err)
+		}
+		// The device and its routes go away with the process.
+		if out, _ := l2.h.Exec(ctx, "ip", "link", "show", "weft0"); !strings.Contains(string(out), "does not exist") {
+			t.Errorf("weft0 still there after stop: %s", out)
+		}
+		l2.restart()
+		var after mesh.Status
+		if err := meshtest.Eventually(ctx, 20*time.Second, func() error {
+			after, err = l2.status(ctx)
+			if err != nil || after.Block == "" {
+				return fmt.Errorf("no status yet: %v", err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if after.PublicKey != before.PublicKey || after.Block != before.Block {
+			t.Errorf("restart changed identity: key %s -> %s, block %s -> %s", before.PublicKey, after.PublicKey, before.Block, after.Block)
+		}
+		if err := meshtest.Eventually(ctx, 20*time.Second, func() error { return byName["a1"].h.Ping(ctx, ips["l2"]) }); err != nil {
+			t.Errorf("a1 cannot reach l2 after its restart: %v", err)
+		}
+	})
+}
