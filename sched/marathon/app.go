@@ -16,6 +16,9 @@ import (
 type apiError struct {
 	Status int
 	Body   api.ErrorBody
+	// retry marks a store conflict: the state changed between reading
+	// and writing; the request is run again on the new state.
+	retry bool
 }
 
 func (e *apiError) Error() string {

@@ -631,6 +631,12 @@ func (f *Framework) actionDone(v *view, a api.DeploymentAction, now time.Time) b
 
 // progress moves a deployment through its steps and finishes it.
 func (f *Framework) progress(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event) {
+	ops, evs, _ := f.progressDone(v, de, now)
+	return ops, evs
+}
+
+// progressDone is progress that also says whether the deployment is over.
+func (f *Framework) progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event, bool) {
 	d := *de.d
 	step := d.CurrentStep
 	var events []api.Event
@@ -658,14 +664,14 @@ func (f *Framework) progress(v *view, de depEntry, now time.Time) ([]sched.Op, [
 		events = append(events, api.NewEvent(api.EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planEventJSON(&d)}),
 			api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": d.Version}))
 		return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Delete(sched.TableDeployments, d.ID),
-			sched.Delete(sched.TableMeta, metaRollback+d.ID)}, events
+			sched.Delete(sched.TableMeta, metaRollback+d.ID)}, events, true
 	}
 	if step == d.CurrentStep {
-		return nil, nil
+		return nil, nil, false
 	}
 	d.CurrentStep = step
 	d.CurrentActions = d.Steps[step-1].Actions
-	return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Put(sched.TableDeployments, d.ID, &d)}, events
+	return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Put(sched.TableDeployments, d.ID, &d)}, events, false
 }
 
 func planEventJSON(d *api.Deployment) map[string]any {

@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,8 +62,27 @@ func (f *Framework) wrap(h handler) http.HandlerFunc {
 			writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Message: "marathon is not started yet"})
 			return
 		}
-		if err := h(w, r, m); err != nil {
+		var body []byte
+		if r.Body != nil && r.Method != http.MethodGet {
+			b, aerr := readBody(r)
+			if aerr != nil {
+				writeJSON(w, aerr.Status, aerr.Body)
+				return
+			}
+			body = b
+		}
+		for attempt := 0; ; attempt++ {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			err := h(w, r, m)
+			if err == nil {
+				return
+			}
+			if err.retry && attempt < 8 {
+				time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+				continue
+			}
 			writeJSON(w, err.Status, err.Body)
+			return
 		}
 	}
 }
@@ -80,7 +100,9 @@ func storeError(err error) *apiError {
 	case errors.Is(err, sched.ErrNotLeader):
 		return errMsg(503, "There is no leader: the store is not writable here; retry")
 	case errors.Is(err, sched.ErrConflict):
-		return errMsg(409, "the app changed while this request was applied; retry")
+		e := errMsg(409, "the app changed while this request was applied; retry")
+		e.retry = true
+		return e
 	}
 	return errMsg(503, "could not commit the change: %v", err)
 }
@@ -599,12 +621,26 @@ func (f *Framework) updateApps(w http.ResponseWriter, r *http.Request, m sched.M
 // deployment.
 func (f *Framework) deploy(ctx context.Context, m sched.MasterHandle, v *view, changes []change, force bool, ops []sched.Op, events ...api.Event) (api.DeploymentResult, *apiError) {
 	locked := map[string]depEntry{}
+	finished := map[string]bool{}
 	for _, c := range changes {
 		for _, de := range v.deployments {
 			for _, a := range de.d.AffectedApps {
-				if a == c.id() {
-					locked[de.d.ID] = de
+				if a != c.id() || finished[de.d.ID] {
+					continue
 				}
+				if _, ok := locked[de.d.ID]; ok {
+					continue
+				}
+				// A deployment whose goal is reached but that Run has not
+				// closed yet (the last status update just landed) does not
+				// lock: it is finished here, in the same commit.
+				if dops, devs, done := f.progressDone(v, de, m.Now()); done {
+					finished[de.d.ID] = true
+					ops = append(ops, dops...)
+					events = append(events, devs...)
+					continue
+				}
+				locked[de.d.ID] = de
 			}
 		}
 	}
