@@ -170,6 +170,13 @@ func goldenStates() map[string]*api.State {
 			{ContainerPort: 9000, HostPort: ptr(0), Protocol: "udp,tcp"}}}}}
 	states["13-bridge-protocols"] = &api.State{Index: 21, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
 		Apps: []api.App{b2}, Tasks: []api.Task{task("dns_relay.r1", "/dns/relay", agentC, 31800, 31801)}}
+	// 14. A container network with IPv6 task addresses: AAAA records.
+	v6 := api.App{ID: "/v6svc", Instances: 1, Networks: []api.Network{{Mode: "container", Name: "v6net"}},
+		Container: &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "svc"},
+			PortMappings: []api.PortMapping{{ContainerPort: 8080, Name: "http", Protocol: "tcp"}}}}
+	vt := task("v6svc.v1", "/v6svc", agentB)
+	vt.IPAddresses = []api.IPAddress{{IPAddress: "fd00:47::5", Protocol: "IPv6"}}
+	states["14-ipv6-container"] = &api.State{Index: 22, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{v6}, Tasks: []api.Task{vt}}
 	return states
 }
 
@@ -285,6 +292,8 @@ func TestRecordRules(t *testing.T) {
 	must("01-host-app", "1.1.47.10.in-addr.arpa. 5 IN PTR m1.node.pcm.")
 	must("01-host-app", "pcm. 5 IN SOA ns1.pcm. root.ns1.pcm. 0 60 600 86400 5")
 	must("12-empty", "pcm. 5 IN NS ns1.pcm.")
+	must("14-ipv6-container", "v6svc.marathon.pcm. 5 IN AAAA fd00:47::5")
+	must("14-ipv6-container", "v6svc.marathon.slave.pcm. 5 IN A 10.47.2.1")
 	must("13-bridge-protocols", "_relay-dns._tcp.marathon.pcm. 5 IN SRV 0 1 31801 relay-dns-"+TaskHash("dns_relay.r1")+"-s3.marathon.pcm.")
 	must("13-bridge-protocols", "_dns._relay-dns._udp.marathon.pcm. 5 IN SRV 0 1 31800 relay-dns-"+TaskHash("dns_relay.r1")+"-s3.marathon.pcm.")
 }

@@ -335,8 +335,13 @@ func TestNoForwardingLoop(t *testing.T) {
 		t.Errorf("upstreams after dropping itself: %v", got)
 	}
 	// Configured with only itself, it has no upstream: REFUSED, not a loop.
-	s2 := startServer(t, func(c *Config) { c.Forward = true; c.Listen = []string{"127.0.0.1:0"} })
-	s2.fwd.upstreams = s2.filterUpstreams([]string{s2.Addrs()[0]})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := pc.LocalAddr().String()
+	pc.Close()
+	s2 := startServer(t, func(c *Config) { c.Forward = true; c.Listen = []string{self}; c.Upstreams = []string{self} })
 	if len(s2.fwd.upstreams) != 0 {
 		t.Fatalf("own address kept as upstream: %v", s2.fwd.upstreams)
 	}
@@ -490,5 +495,18 @@ func TestMalformedQueries(t *testing.T) {
 	m.IsEdns0().SetVersion(1)
 	if r, _, err := c.Exchange(m, s.Addrs()[0]); err != nil || r.Rcode != mdns.RcodeBadVers {
 		t.Errorf("EDNS version 1: %v %v", err, r)
+	}
+}
+
+func TestTTLConfigurable(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.TTL = 30 })
+	s.SetState(goldenStates()["01-host-app"])
+	r := ask(t, s, "udp", "biserver.marathon.pcm.", mdns.TypeA, 0)
+	if len(r.Answer) == 0 || r.Answer[0].Header().Ttl != 30 {
+		t.Fatalf("answers %v, want TTL 30", r.Answer)
+	}
+	r = ask(t, s, "udp", "nope.marathon.pcm.", mdns.TypeA, 0)
+	if len(r.Ns) != 1 || r.Ns[0].(*mdns.SOA).Minttl != 30 {
+		t.Errorf("negative answer SOA %v, want minimum 30", r.Ns)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,11 +33,14 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
+var cpuProfile string
+
 func main() {
 	duration := flag.Duration("duration", 15*time.Second, "length of each dnsperf run")
 	runs := flag.Int("runs", 2, "alternations (A,B) per measurement")
 	apps := flag.Int("apps", 1000, "apps in the zone (3 tasks each)")
 	changes := flag.Int("changes", 100, "task changes for the staleness measurement")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of weft's first saturation run here")
 	flag.Parse()
 	var missing []string
 	for _, tool := range []string{"nsd", "dnsperf"} {
@@ -166,7 +170,17 @@ zone:
 	fmt.Printf("saturation (dnsperf -c 4, %v per run, alternating):\n", duration)
 	for r := 0; r < runs; r++ {
 		for _, t := range targets {
+			var prof *os.File
+			if t.name == "weft" && r == 0 && cpuProfile != "" {
+				if prof, err = os.Create(cpuProfile); err == nil {
+					_ = pprof.StartCPUProfile(prof)
+				}
+			}
 			res, err := dnsperf(t.addr, qfile, duration, 0, t.pid)
+			if prof != nil {
+				pprof.StopCPUProfile()
+				prof.Close()
+			}
 			if err != nil {
 				return err
 			}
@@ -315,12 +329,16 @@ func dnsperf(addr, qfile string, d time.Duration, rate int, pid int) (result, er
 	if rate > 0 {
 		args = append(args, "-Q", strconv.Itoa(rate))
 	}
-	before := cpuSeconds(pid)
+	cpuOf := cpuSeconds
+	if pid == os.Getpid() {
+		cpuOf = procCPU // weft runs in this process; nsd and dnsperf are its children
+	}
+	before := cpuOf(pid)
 	out, err := exec.Command("dnsperf", args...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("dnsperf: %w\n%s", err, out)
 	}
-	cpu := cpuSeconds(pid) - before
+	cpu := cpuOf(pid) - before
 	s := string(out)
 	var r result
 	if m := reQPS.FindStringSubmatch(s); m != nil {
@@ -346,11 +364,20 @@ func dnsperf(addr, qfile string, d time.Duration, rate int, pid int) (result, er
 // cpuSeconds is utime+stime of a process (all threads) and its children
 // (nsd serves from a forked process).
 func cpuSeconds(pid int) float64 {
-	total := procCPU(pid)
+	parent := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if p, err := strconv.Atoi(e.Name()); err == nil && p != pid && ppid(p) == pid {
-			total += procCPU(p)
+		if p, err := strconv.Atoi(e.Name()); err == nil {
+			parent[p] = ppid(p)
+		}
+	}
+	total := 0.0
+	for p := range parent {
+		for q := p; q > 1; q = parent[q] {
+			if q == pid {
+				total += procCPU(p)
+				break
+			}
 		}
 	}
 	return total
