@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +38,14 @@ type DockerConfig struct {
 	// Recover and Cleanup only touch containers carrying it. Empty: the
 	// hostname.
 	AgentID string
+	// StateDir is where the executor keeps its instance id (file
+	// docker-instance). Containers are labelled with it, and Recover and
+	// Cleanup only touch containers carrying it, so two agents with the same
+	// AgentID on one Docker daemon (tests, two clusters on one machine) never
+	// adopt or remove each other's containers; an agent restarted on the
+	// same StateDir re-adopts its own. Empty: containers are matched by
+	// AgentID alone.
+	StateDir string
 	// VolumeRoot is the host directory every host-path volume must be under.
 	// Empty: host volumes are refused.
 	VolumeRoot string
@@ -102,8 +112,35 @@ type DockerExecutor struct {
 	log  *slog.Logger
 	weft *weftNet
 
+	instance string // see DockerConfig.StateDir
+
 	mu      sync.Mutex
 	handles map[string]*dockerHandle // by task id, while monitored
+}
+
+// loadInstance reads the executor's instance id from dir, creating it on
+// first use.
+func loadInstance(dir string) (string, error) {
+	path := filepath.Join(dir, "docker-instance")
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("docker executor: reading %s: %w", path, err)
+	}
+	r := make([]byte, 8)
+	if _, err := rand.Read(r); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(r)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("docker executor: creating %s: %w", dir, err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("docker executor: writing %s: %w", path, err)
+	}
+	return id, nil
 }
 
 var _ Executor = (*DockerExecutor)(nil)
@@ -135,6 +172,11 @@ func NewDockerExecutor(cfg DockerConfig) (*DockerExecutor, error) {
 		return nil, fmt.Errorf("docker executor: engine address: %w", err)
 	}
 	e := &DockerExecutor{cfg: cfg, cli: cli, log: log, handles: map[string]*dockerHandle{}}
+	if cfg.StateDir != "" {
+		if e.instance, err = loadInstance(cfg.StateDir); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.WeftNetwork != nil {
 		w, err := newWeftNet(*cfg.WeftNetwork, log)
 		if err != nil {
@@ -174,6 +216,7 @@ func (e *DockerExecutor) Handles(spec api.TaskSpec) bool {
 func (e *DockerExecutor) planOptions() dockerPlanOptions {
 	return dockerPlanOptions{
 		AgentID:         e.cfg.AgentID,
+		Instance:        e.instance,
 		VolumeRoot:      e.cfg.VolumeRoot,
 		AllowPrivileged: e.cfg.AllowPrivileged,
 		CPUQuota:        e.cfg.CPUQuota,
@@ -275,7 +318,7 @@ func (e *DockerExecutor) adoptExisting(ctx context.Context, name string) (Handle
 	if err != nil {
 		return nil, false, fmt.Errorf("inspecting existing container %s: %w", name, err)
 	}
-	if ins.Config == nil || ins.Config.Labels[LabelAgentID] != e.cfg.AgentID {
+	if ins.Config == nil || ins.Config.Labels[LabelAgentID] != e.cfg.AgentID || (e.instance != "" && ins.Config.Labels[LabelInstance] != e.instance) {
 		return nil, false, fmt.Errorf("a container named %s exists and does not belong to this agent; remove it (docker rm -f %s)", name, name)
 	}
 	if ins.State != nil && ins.State.Running {
@@ -439,10 +482,11 @@ func (e *DockerExecutor) adopt(ins container.InspectResponse) *dockerHandle {
 }
 
 func (e *DockerExecutor) listOwn(ctx context.Context) ([]container.Summary, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{
-		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelAgentID+"="+e.cfg.AgentID)),
-	})
+	f := filters.NewArgs(filters.Arg("label", LabelAgentID+"="+e.cfg.AgentID))
+	if e.instance != "" {
+		f.Add("label", LabelInstance+"="+e.instance)
+	}
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("listing containers of agent %s: %w", e.cfg.AgentID, err)
 	}

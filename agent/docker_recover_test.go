@@ -161,3 +161,44 @@ func TestDockerCleanupRemovesOrphans(t *testing.T) {
 		t.Errorf("other agent has %d containers, want 1", n)
 	}
 }
+
+// Two agents with the same name on one Docker daemon (two test clusters, a
+// playground next to a testbed) leave each other's containers alone; a
+// restart on the same state directory still re-adopts.
+func TestDockerSameAgentIDOtherInstance(t *testing.T) {
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	name := "weft-test-agent-" + dkRand()
+	cfgA := DefaultDockerConfig()
+	cfgA.AgentID, cfgA.StateDir = name, t.TempDir()
+	cfgB := cfgA
+	cfgB.StateDir = t.TempDir()
+	a := dkExecutor(t, cli, cfgA)
+	b := dkExecutor(t, cli, cfgB)
+	l := dkLaunch(t, img, "stubborn")
+	h := dkStart(t, a, l)
+	ctx := context.Background()
+	if got, err := b.Recover(ctx); err != nil || len(got) != 0 {
+		t.Errorf("the other instance recovered %v, %v; want nothing", got, err)
+	}
+	if err := b.Cleanup(ctx, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+		t.Fatalf("the other instance's Cleanup removed the container: %+v", h.Exit())
+	case <-time.After(500 * time.Millisecond):
+	}
+	a2 := dkExecutor(t, cli, cfgA)
+	got, err := a2.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[l.Task.ID]; !ok {
+		t.Errorf("restart on the same state dir did not re-adopt: %v", got)
+	}
+	if err := a2.Cleanup(ctx, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	dkWaitExit(t, h, 15*time.Second)
+}

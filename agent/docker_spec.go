@@ -35,9 +35,12 @@ const (
 	LabelTaskID  = "weft.task-id"
 	LabelAppID   = "weft.app-id"
 	LabelAgentID = "weft.agent-id"
-	LabelSandbox = "weft.sandbox"
-	LabelMemMB   = "weft.mem-mb"
-	LabelNetwork = "weft.network"
+	// LabelInstance tells agents with the same id apart on one daemon (see
+	// DockerConfig.StateDir).
+	LabelInstance = "weft.agent-instance"
+	LabelSandbox  = "weft.sandbox"
+	LabelMemMB    = "weft.mem-mb"
+	LabelNetwork  = "weft.network"
 )
 
 // dockerMinMemMB is the Docker Engine's minimum memory limit (6 MiB).
@@ -183,6 +186,7 @@ type dockerPlan struct {
 // dockerPlanOptions are the agent's settings that shape a plan.
 type dockerPlanOptions struct {
 	AgentID         string
+	Instance        string
 	VolumeRoot      string
 	AllowPrivileged bool
 	CPUQuota        bool
@@ -298,6 +302,9 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 	cfg.Labels[LabelTaskID] = l.Task.ID
 	cfg.Labels[LabelAppID] = l.Task.AppID
 	cfg.Labels[LabelAgentID] = o.AgentID
+	if o.Instance != "" {
+		cfg.Labels[LabelInstance] = o.Instance
+	}
 	cfg.Labels[LabelNetwork] = mode
 	if l.Sandbox != "" {
 		cfg.Labels[LabelSandbox] = l.Sandbox
