@@ -139,7 +139,7 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 				}
 			}
 			if pass == 1 {
-				e.any = t.compile(rs, zoneOff)
+				e.any = anyAnswer(e)
 			}
 		}
 	}
@@ -270,6 +270,38 @@ func (t *Table) compile(rs []Record, zoneOff int) *answer {
 		}
 	}
 	a.nsites = ns
+	return a
+}
+
+// anyAnswer shares the encoded records of every type of the entry.
+func anyAnswer(e *entry) *answer {
+	all := [...]*answer{e.soa, e.ns, e.a, e.aaaa, e.srv, e.ptr}
+	var only *answer
+	n := 0
+	for _, x := range all {
+		if x != nil {
+			only = x
+			n++
+		}
+	}
+	if n <= 1 {
+		return only
+	}
+	a := &answer{}
+	sites := map[uint16]bool{}
+	for _, x := range all {
+		if x == nil {
+			continue
+		}
+		a.records = append(a.records, x.records...)
+		a.rrs = append(a.rrs, x.rrs...)
+		a.site = append(a.site, x.site...)
+		a.extra = append(a.extra, x.extra...)
+		for _, s := range x.site {
+			sites[s] = true
+		}
+	}
+	a.nsites = len(sites)
 	return a
 }
 

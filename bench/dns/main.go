@@ -158,7 +158,8 @@ zone:
 		return err
 	}
 	fmt.Printf("zone: %d apps x 3 tasks, %d records; queries: 70%% A, 20%% SRV, 10%% unknown\n", apps, len(srv.Table().Records()))
-	fmt.Printf("weft dns on %s (GOMAXPROCS default), nsd %s on %s (server-count 1)\n\n", weftAddr, nsdVersion(), nsdAddr)
+	fmt.Printf("weft dns on %s (GOMAXPROCS default), nsd %s on %s (server-count 1)\n", weftAddr, nsdVersion(), nsdAddr)
+	fmt.Printf("load average at start: %s (other work on this machine skews every figure; ratios within one run hold best)\n\n", loadavg())
 
 	type target struct {
 		name string
@@ -215,9 +216,19 @@ zone:
 	fmt.Printf("\nratios (weft / nsd): QPS %.2f (%.0f / %.0f), avg latency at 20k QPS %.2fx (%.3f / %.3f ms), server CPU/query %.2fx\n",
 		wq/nq, wq, nq, wl/nl, wl*1000, nl*1000, mean(sat["weft"], cpuPerQuery)/mean(sat["nsd"], cpuPerQuery))
 	fmt.Printf("staleness over %d task changes: p50 %v, p99 %v, max %v\n", len(stale), pct(stale, 50), pct(stale, 99), pct(stale, 100))
+	fmt.Printf("load average at end: %s\n", loadavg())
 	fmt.Printf("SUMMARY dns: QPS %.2fx NSD (target >= 0.8, lost %d), avg latency @20k %.3f ms (target <= 0.25), staleness p99 %v (target <= 1s)\n",
 		wq/nq, lost, wl*1000, pct(stale, 99).Round(time.Microsecond))
 	return nil
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func nsdVersion() string {
