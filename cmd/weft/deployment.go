@@ -198,7 +198,7 @@ func progressLine(ctx context.Context, client *api.Client, d *api.Deployment) st
 		}
 		n := 0
 		for _, t := range info.App.Tasks {
-			if t.State == api.TaskRunning && (t.Version == info.App.Version || info.App.VersionInfo != nil && t.Version == info.App.VersionInfo.LastConfigChangeAt) {
+			if t.State == api.TaskRunning && t.Version <= info.App.Version && (info.App.VersionInfo == nil || t.Version >= info.App.VersionInfo.LastConfigChangeAt) {
 				n++
 			}
 		}

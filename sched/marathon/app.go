@@ -382,8 +382,12 @@ func newVersion(now time.Time, prev string) string {
 	return v
 }
 
-// configVersion is the version a task must carry to be of the app's
-// current configuration.
+// configVersion is when the app's configuration last changed: a task is
+// of the current configuration when its version (the app's version at its
+// launch) lies between configVersion and the app's version. Scaling moves
+// the version but not the configuration; a rollback restores an app with
+// its old version, so tasks launched for the abandoned one are newer than
+// it and are replaced.
 func configVersion(app *api.App) string {
 	if app.VersionInfo != nil && app.VersionInfo.LastConfigChangeAt != "" {
 		return app.VersionInfo.LastConfigChangeAt

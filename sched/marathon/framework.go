@@ -328,7 +328,7 @@ func classify(app *api.App, tasks []taskEntry, inactive func(*sched.TaskRecord) 
 			continue
 		}
 		up := upTask(app, t)
-		if t.Version == cv {
+		if t.Version >= cv && t.Version <= app.Version {
 			at.newActive = append(at.newActive, te)
 			if up {
 				at.newUp++
@@ -811,7 +811,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 				spec := taskSpec(app, taskID, ports, f.cfg.DefaultKillGrace)
 				rec := sched.TaskRecord{
 					Task: api.Task{
-						ID: taskID, AppID: app.ID, Version: configVersion(app), Ports: ports,
+						ID: taskID, AppID: app.ID, Version: app.Version, Ports: ports,
 						ServicePorts: servicePorts(app), IPAddresses: []api.IPAddress{},
 						HealthCheckResults: []api.HealthCheckResult{}, Framework: Name, Role: ol.o.Role,
 					},

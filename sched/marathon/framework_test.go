@@ -345,8 +345,8 @@ func TestRollbackAndForceStop(t *testing.T) {
 	e.reconcile()
 	var got struct{ App api.AppInfo }
 	e.do("GET", "/v2/apps/r", "").json(t, &got)
-	if *got.App.Cmd != "v1" {
-		t.Fatalf("rolled back cmd %q", *got.App.Cmd)
+	if *got.App.Cmd != "v1" || got.App.Version != recs[0].Task.Version {
+		t.Fatalf("rolled back to cmd %q version %s, want v1 at its own version %s", *got.App.Cmd, got.App.Version, recs[0].Task.Version)
 	}
 	ent, _ := e.m.st.Get(sched.TableTasks, nr[0].Task.ID)
 	old, _ := e.m.st.Get(sched.TableTasks, recs[0].Task.ID)

@@ -1125,7 +1125,6 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 			_ = json.Unmarshal(*raw, &prev)
 		}
 	}
-	now := m.Now()
 	var (
 		changes []change
 		ops     []sched.Op
@@ -1150,13 +1149,8 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 			}
 			changes = append(changes, change{From: cur})
 		default:
+			// Marathon's revert: the app as it was, with its version.
 			app := cloneApp(old)
-			pv := old.Version
-			if cur != nil && cur.Version > pv {
-				pv = cur.Version
-			}
-			app.Version = newVersion(now, pv)
-			app.VersionInfo = &api.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: configVersion(old)}
 			c := change{From: cur, To: app}
 			ops = append(ops, sched.Check(sched.TableApps, appID, curIdx))
 			ops = append(ops, appOps(c)...)
