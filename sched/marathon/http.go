@@ -1171,9 +1171,6 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 // ---- groups ----
 
 func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
-	if r.Method != http.MethodGet {
-		return errMsg(405, "weft manages groups through their apps: use /v2/apps (HTTP 405 Method Not Allowed)")
-	}
 	raw := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/")
 	gid := "/"
 	if raw != "" {
@@ -1182,6 +1179,13 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 			return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
 		}
 		gid = id
+	}
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return f.writeGroup(w, r, m, gid)
+	default:
+		return methodNotAllowed()
 	}
 	st := m.Store()
 	v := readView(st)

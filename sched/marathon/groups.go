@@ -1,0 +1,207 @@
+package marathon
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// groupBody is what POST and PUT /v2/groups take: apps and subgroups, ids
+// relative to the group.
+type groupBody struct {
+	ID           string            `json:"id"`
+	Apps         []json.RawMessage `json:"apps"`
+	Groups       []groupBody       `json:"groups"`
+	Dependencies []string          `json:"dependencies"`
+	ScaleBy      *float64          `json:"scaleBy"`
+}
+
+// flatApp is one app of a group body with its absolute id and JSON path.
+type flatApp struct {
+	id, path string
+	raw      json.RawMessage
+}
+
+// flattenGroup lists the apps of a group body, resolving ids against their
+// groups as Marathon does.
+func flattenGroup(g groupBody, base, path string, out *[]flatApp, details *[]api.ErrorDetail) {
+	gid := base
+	if g.ID != "" {
+		id, probs := canonicalID(g.ID, base)
+		if len(probs) > 0 && id != "/" {
+			*details = append(*details, api.ErrorDetail{Path: path + "/id", Errors: probs})
+			return
+		}
+		gid = id
+	}
+	for i, raw := range g.Apps {
+		p := fmt.Sprintf("%s/apps(%d)", path, i)
+		var probe struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(raw, &probe); err != nil {
+			*details = append(*details, api.ErrorDetail{Path: p, Errors: []string{"error.expected.jsobject"}})
+			continue
+		}
+		if probe.ID == "" {
+			*details = append(*details, api.ErrorDetail{Path: p + "/id", Errors: []string{"error.path.missing"}})
+			continue
+		}
+		id, probs := canonicalID(probe.ID, gid)
+		if len(probs) > 0 {
+			*details = append(*details, api.ErrorDetail{Path: p + "/id", Errors: probs})
+			continue
+		}
+		*out = append(*out, flatApp{id: id, path: p, raw: raw})
+	}
+	for i, sub := range g.Groups {
+		flattenGroup(sub, gid, fmt.Sprintf("%s/groups(%d)", path, i), out, details)
+	}
+}
+
+// writeGroup is POST /v2/groups, PUT /v2/groups/{id} and DELETE
+// /v2/groups/{id}: the group's apps change in one deployment.
+func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, gid string) *apiError {
+	st := m.Store()
+	v := readView(st)
+	now := m.Now()
+	inGroup := func(id string) bool { return gid == "/" || strings.HasPrefix(id, gid+"/") }
+	var (
+		changes []change
+		ops     []sched.Op
+		evs     []api.Event
+	)
+	remove := func(id string) {
+		app := v.apps[id]
+		ops = append(ops, sched.Check(sched.TableApps, id, v.appIdx[id]), sched.Delete(sched.TableApps, id),
+			sched.Delete(sched.TableMeta, metaLastFailure+id))
+		for _, ve := range st.List(sched.TableAppVersions) {
+			if strings.HasPrefix(ve.Key, id+"@") {
+				ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
+			}
+		}
+		changes = append(changes, change{From: app})
+	}
+	if r.Method == http.MethodDelete {
+		for _, id := range v.appIDs {
+			if inGroup(id) {
+				remove(id)
+			}
+		}
+		if len(changes) == 0 {
+			return errMsg(404, "Group '%s' does not exist", gid)
+		}
+	} else {
+		body, aerr := readBody(r)
+		if aerr != nil {
+			return aerr
+		}
+		keys, aerr := parseObject(body, reflect.TypeOf(groupBody{}), "")
+		if aerr != nil {
+			return aerr
+		}
+		var g groupBody
+		_ = json.Unmarshal(body, &g)
+		if r.Method == http.MethodPost {
+			if g.ID == "" {
+				return notValid(api.ErrorDetail{Path: "/id", Errors: []string{"error.path.missing"}})
+			}
+			id, probs := canonicalID(g.ID, "/")
+			if len(probs) > 0 {
+				return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
+			}
+			gid = id
+			for _, aid := range v.appIDs {
+				if strings.HasPrefix(aid, gid+"/") {
+					return errMsg(409, "Group %s is already created. Use PUT to change this group.", gid)
+				}
+			}
+		}
+		g.ID = gid
+		if g.ScaleBy != nil {
+			if _, ok := keys["apps"]; ok {
+				return notValid(api.ErrorDetail{Path: "/", Errors: []string{"scaleBy may not be combined with apps"}})
+			}
+			for _, id := range v.appIDs {
+				if !inGroup(id) {
+					continue
+				}
+				old := v.apps[id]
+				app := cloneApp(old)
+				app.Instances = int(math.Ceil(float64(old.Instances) * *g.ScaleBy))
+				app.Version = newVersion(now, old.Version)
+				app.VersionInfo = &api.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: configVersion(old)}
+				c := change{From: old, To: app}
+				ops = append(ops, sched.Check(sched.TableApps, id, v.appIdx[id]))
+				ops = append(ops, appOps(c)...)
+				changes = append(changes, c)
+			}
+		} else {
+			var flat []flatApp
+			var details []api.ErrorDetail
+			flattenGroup(g, "/", "", &flat, &details)
+			listed := map[string]bool{}
+			for _, fa := range flat {
+				if listed[fa.id] {
+					details = append(details, api.ErrorDetail{Path: fa.path + "/id", Errors: []string{"id " + fa.id + " appears more than once"}})
+					continue
+				}
+				listed[fa.id] = true
+				if !inGroup(fa.id) {
+					details = append(details, api.ErrorDetail{Path: fa.path + "/id", Errors: []string{"Identifier is not child of '" + gid + "'"}})
+					continue
+				}
+				akeys, aerr := parseObject(fa.raw, reflect.TypeOf(api.App{}), fa.path)
+				if aerr != nil {
+					return aerr
+				}
+				existing := v.apps[fa.id]
+				app, aerr := f.prepare(v, existing, akeys, fa.id, fa.path, false, now)
+				if aerr != nil {
+					if aerr.Status == 422 {
+						details = append(details, aerr.Body.Details...)
+						continue
+					}
+					return aerr
+				}
+				c := change{From: existing, To: app}
+				ops = append(ops, sched.Check(sched.TableApps, fa.id, v.appIdx[fa.id]))
+				ops = append(ops, appOps(c)...)
+				changes = append(changes, c)
+				evs = append(evs, api.NewEvent(api.EventAPIPost, map[string]any{"clientIp": clientIP(r), "uri": r.URL.Path, "appDefinition": app}))
+			}
+			if len(details) > 0 {
+				return notValid(details...)
+			}
+			// A group definition with apps replaces the group: apps it no
+			// longer lists are removed, as in Marathon.
+			if _, ok := keys["apps"]; ok && r.Method == http.MethodPut {
+				for _, id := range v.appIDs {
+					if inGroup(id) && !listed[id] {
+						remove(id)
+					}
+				}
+			}
+		}
+		if len(changes) == 0 {
+			return notValid(api.ErrorDetail{Path: "/", Errors: []string{"the group changes no app"}})
+		}
+	}
+	res, aerr := f.deploy(r.Context(), m, v, changes, boolParam(r, "force"), ops, evs...)
+	if aerr != nil {
+		return aerr
+	}
+	status := 200
+	if r.Method == http.MethodPost {
+		status = 201
+		w.Header().Set("Location", "/v2/groups"+gid)
+	}
+	writeDeployment(w, status, res)
+	return nil
+}
