@@ -21,11 +21,15 @@ type Config struct {
 	// DisableAfterFailures disables a job after this many failed runs in a
 	// row (jobs with softError are exempt); 0 never does.
 	DisableAfterFailures int
-	// RunHistory is how many finished runs of each job the ledger keeps.
+	// RunHistory is how many finished runs of each job the ledger keeps
+	// (every pass reads the whole ledger: keep it modest).
 	RunHistory int
 	// UnreachableAfter is how long a run's task may stay TASK_UNREACHABLE
 	// (its agent lost) before the attempt counts as failed and is retried.
 	UnreachableAfter time.Duration
+	// Coalesce is how long the loop lets a burst of store writes land
+	// before its next pass; it adds at most this to a dependant's start.
+	Coalesce time.Duration
 	// MaxWait bounds how long the framework's loop sleeps with nothing due.
 	MaxWait time.Duration
 	// LeaderAPI returns the leading master's API address for GET /leader;

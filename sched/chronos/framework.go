@@ -32,6 +32,7 @@ type Framework struct {
 	sched    map[string]schedCache
 	eps      map[string]time.Duration
 	states   stateCache
+	lastTrim time.Time // only the loop goroutine touches it
 }
 
 type handleBox struct{ m sched.MasterHandle }
@@ -77,6 +78,9 @@ func New(cfg Config) *Framework {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = def.MaxWait
+	}
+	if cfg.Coalesce < 0 {
+		cfg.Coalesce = 0
 	}
 	if cfg.UnreachableAfter <= 0 {
 		cfg.UnreachableAfter = def.UnreachableAfter
@@ -134,6 +138,9 @@ func (f *Framework) poke() {
 // leads; a new leader's first pass adopts the runs in flight.
 func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 	f.handle.Store(&handleBox{m})
+	f.mu.Lock()
+	clear(f.inflight) // launches handed out in an earlier term are settled
+	f.mu.Unlock()
 	st := m.Store()
 	conflicts := 0
 	for {
@@ -189,6 +196,13 @@ func (f *Framework) wait(ctx context.Context, st *sched.Store, idx uint64, d tim
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-changed:
+		// Let a burst of writes (status updates of many tasks) land
+		// before the next pass reads every job and run again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(f.cfg.Coalesce):
+		}
 	case <-t.C:
 	case <-f.kick:
 	}
@@ -201,7 +215,12 @@ func (f *Framework) step(ctx context.Context) (time.Time, error) {
 	if m == nil {
 		return time.Time{}, errors.New("chronos: not started")
 	}
-	w := loadWorld(m.Store(), &f.cfg, f.now(), &f.states)
+	now := f.now()
+	trim := now.Sub(f.lastTrim) > 10*time.Second || now.Before(f.lastTrim)
+	if trim {
+		f.lastTrim = now
+	}
+	w := loadWorld(m.Store(), &f.cfg, now, &f.states, trim)
 	wake := f.advance(w)
 	ops := w.ops()
 	if len(ops) > 0 {

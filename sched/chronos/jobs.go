@@ -133,7 +133,7 @@ func (f *Framework) update(ctx context.Context, fn func(w *world) error) error {
 		return errors.New("chronos: the framework is not mounted")
 	}
 	for attempt := 0; ; attempt++ {
-		w := loadWorld(m.Store(), &f.cfg, f.now(), &f.states)
+		w := loadWorld(m.Store(), &f.cfg, f.now(), &f.states, false)
 		if err := fn(w); err != nil {
 			return err
 		}
@@ -303,8 +303,10 @@ func (f *Framework) Delete(ctx context.Context, name string) error {
 			}
 			rv.del = true
 		}
-		for _, id := range w.finished[name] {
-			w.runs[id] = &runView{del: true}
+		for _, r := range f.Runs(name) {
+			if !active(r.State) {
+				w.runs[r.ID] = &runView{del: true}
+			}
 		}
 		st := w.state(name) // kept, so run ids of a later job of this name never repeat
 		st.LastScheduled, st.ScheduleKey, st.ParentSuccess = "", "", nil

@@ -153,8 +153,10 @@ func (c *stateCache) get(key string, e *sched.Entry) jobState {
 	return st
 }
 
-// loadWorld reads the store under one lock.
-func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache) *world {
+// loadWorld reads the store under one lock. Finished runs are listed (for
+// trimming the ledger) only when trim is set: with a full ledger that is
+// most of the work.
+func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache, trim bool) *world {
 	w := &world{now: now, cfg: cfg, jobs: map[string]*jobView{}, runs: map[string]*runView{},
 		byJob: map[string][]string{}, tasks: map[string]sched.Entry{}, finished: map[string][]string{}}
 	s.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
@@ -172,7 +174,7 @@ func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache) *w
 			if active(r.State) {
 				w.runs[id] = &runView{run: *r, idx: e.ModifyIndex}
 				w.byJob[r.Job] = append(w.byJob[r.Job], id)
-			} else {
+			} else if trim {
 				w.finished[r.Job] = append(w.finished[r.Job], id)
 			}
 		}
