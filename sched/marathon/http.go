@@ -442,6 +442,11 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	app.ID = id
 	normalizeApp(app, present)
 	details := validateApp(app, prefix)
+	if existing == nil {
+		if msg := pathClash(v, id); msg != "" {
+			details = append(details, api.ErrorDetail{Path: prefix + "/id", Errors: []string{msg}})
+		}
+	}
 	used := map[int]string{}
 	for _, oid := range v.appIDs {
 		if oid == id {
@@ -479,6 +484,22 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 		app.VersionInfo = &api.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
 	}
 	return app, nil
+}
+
+// pathClash says why id cannot name a new app: an app may not share its id
+// with a group, nor live inside another app.
+func pathClash(v *view, id string) string {
+	for p := parentID(id); p != "/"; p = parentID(p) {
+		if _, ok := v.apps[p]; ok {
+			return fmt.Sprintf("%s is an app, so it cannot be the group of %s", p, id)
+		}
+	}
+	for _, other := range v.appIDs {
+		if strings.HasPrefix(other, id+"/") {
+			return fmt.Sprintf("%s is a group (it holds %s); an app cannot have the same id", id, other)
+		}
+	}
+	return ""
 }
 
 func appOps(c change) []sched.Op {

@@ -120,6 +120,10 @@ func TestPostCreate(t *testing.T) {
 	if info.PortDefinitions[0].Port != 10001 {
 		t.Fatalf("second service port: %s", r.Body)
 	}
+	r = e.do("POST", "/v2/apps", `{"id":"/web/inner","cmd":"sleep 100"}`)
+	if r.Status != 422 || !strings.Contains(string(r.Body), "/web is an app") {
+		t.Fatalf("app inside an app: %d %s", r.Status, r.Body)
+	}
 	r = e.do("POST", "/v2/apps", `{"id":"/web3","cmd":"sleep 100","portDefinitions":[{"port":10001}]}`)
 	if r.Status != 422 || !strings.Contains(string(r.Body), `"path":"/portDefinitions(0)/port"`) {
 		t.Fatalf("taken service port: %d %s", r.Status, r.Body)
