@@ -381,8 +381,8 @@ func TestAgentLossMarksTasksUnreachable(t *testing.T) {
 	if err := tm.client.PostStatus(ctx, "n1", []api.TaskStatus{{TaskID: "a.1", State: api.TaskRunning}}); err != nil {
 		t.Fatal(err)
 	}
-	if s := tasksOf(tm.Store())["a.1"].Task.State; s != api.TaskRunning {
-		t.Fatalf("after return: %s", s)
+	if back := tasksOf(tm.Store())["a.1"].Task; back.State != api.TaskRunning || back.Message != "" {
+		t.Fatalf("after return: %s %q", back.State, back.Message)
 	}
 }
 

@@ -60,8 +60,8 @@ func applyStatus(old *TaskRecord, st api.TaskStatus, now time.Time) (TaskRecord,
 	if state == api.TaskRunning && old.Task.State != api.TaskRunning && t.StartedAt == "" {
 		t.StartedAt = api.Timestamp(ts)
 	}
-	if st.Message != "" {
-		t.Message = st.Message
+	if st.Message != "" || state != old.Task.State {
+		t.Message = st.Message // the message describes the latest status
 	}
 	if st.ExitStatus != nil {
 		v := *st.ExitStatus
