@@ -438,3 +438,31 @@ func TestUnreachableTaskIsRetriedElsewhere(t *testing.T) {
 		t.Fatalf("retry launched %v", got)
 	}
 }
+
+func TestDisableAfterFailuresSparesSoftErrorJobs(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)}
+	cfg := testConfig(clk)
+	cfg.DisableAfterFailures = 2
+	e := newEnvOn(t, openStore(t), clk, cfg)
+	e.mustDo("POST", "/v1/scheduler/iso8601", `{"name":"hard","command":"false","schedule":"R//PT1M","retries":0}`, 204)
+	e.mustDo("POST", "/v1/scheduler/iso8601", `{"name":"soft","command":"false","schedule":"R//PT1M","retries":0,"softError":true}`, 204)
+	for i := 0; i < 2; i++ {
+		e.settle()
+		for _, id := range e.allocate() {
+			e.setTask(id, api.TaskFailed)
+		}
+		e.settle()
+		e.clk.Add(time.Minute)
+	}
+	if j := e.job("hard"); !j.Disabled || j.ErrorsSinceLastSuccess != 2 {
+		t.Fatalf("hard %+v", j)
+	}
+	if j := e.job("soft"); j.Disabled || j.ErrorsSinceLastSuccess != 2 {
+		t.Fatalf("soft %+v", j)
+	}
+	// A success resets errorsSinceLastSuccess.
+	e.mustDo("PUT", "/v1/scheduler/job/success/soft", "", 200)
+	if j := e.job("soft"); j.ErrorsSinceLastSuccess != 0 || j.SuccessCount != 1 {
+		t.Fatalf("soft after success %+v", j)
+	}
+}

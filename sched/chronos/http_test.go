@@ -26,6 +26,7 @@ func TestBadInputGetsChronosErrorsAndChangesNothing(t *testing.T) {
 		{"bad name", "POST", "/v1/scheduler/iso8601", `{"name":"bad name!","command":"true","schedule":"R//PT1H"}`, 400, "name"},
 		{"empty name", "POST", "/v1/scheduler/iso8601", `{"command":"true","schedule":"R//PT1H"}`, 400, "name"},
 		{"unknown parent", "POST", "/v1/scheduler/dependency", `{"name":"x","command":"true","parents":["a","ghost"]}`, 400, "'ghost'"},
+		{"parents on iso8601", "POST", "/v1/scheduler/iso8601", `{"name":"x","command":"true","schedule":"R//PT1H","parents":["a"]}`, 400, "dependency"},
 		{"no parents", "POST", "/v1/scheduler/dependency", `{"name":"x","command":"true"}`, 400, "no parents"},
 		{"self parent", "POST", "/v1/scheduler/dependency", `{"name":"x","command":"true","parents":["x"]}`, 400, "own parent"},
 		{"cycle", "POST", "/v1/scheduler/dependency", `{"name":"b","command":"true","parents":["c"]}`, 400, "cycle"},
