@@ -169,3 +169,15 @@ func TestLongPollOutlivesServerWriteTimeout(t *testing.T) {
 		t.Fatalf("assignments through a server with a 100 ms write timeout: %v", err)
 	}
 }
+
+func TestWatchWithAForeignIndexAnswersAtOnce(t *testing.T) {
+	tm := startMaster(t, NewStaticMembers())
+	start := time.Now()
+	st, err := tm.client.Watch(context.Background(), tm.Store().Index()+1000, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second || st.Index != tm.Store().Index() {
+		t.Fatalf("watch with an index from another store: %v, index %d", d, st.Index)
+	}
+}

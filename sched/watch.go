@@ -78,7 +78,8 @@ func (m *Master) encodedState() ([]byte, error) {
 
 // handleState serves GET /v1/state?index=N&wait=30s: a blocking query that
 // returns once the store index is above N or the membership changed, or
-// after wait (capped at 5 min).
+// after wait (capped at 5 min). N = 0, or N above the current index, answers
+// at once.
 func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 	after, err := queryIndex(r)
 	if err != nil {
@@ -91,7 +92,9 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	extendWriteDeadline(w, wait)
-	if after > 0 && m.store.Index() <= after {
+	// An index above ours comes from another store (a master that lost its
+	// data): answer at once so the client resyncs.
+	if cur := m.store.Index(); after > 0 && cur == after {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, memCh := m.membersChanged()
 		go func() {
