@@ -187,8 +187,29 @@ func NewDockerExecutor(cfg DockerConfig) (*DockerExecutor, error) {
 	return e, nil
 }
 
-// Close releases the engine connection. Running containers keep running.
-func (e *DockerExecutor) Close() error { return e.cli.Close() }
+// Close releases the engine connection. Running containers keep running,
+// and keep their weft network; when none of this agent's containers is on
+// the weft network any more, the bridge and its rules are removed too, so a
+// stopped agent leaves no network state behind.
+func (e *DockerExecutor) Close() error {
+	if e.weft != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		list, err := e.listOwn(ctx)
+		cancel()
+		inUse := err != nil // unsure: keep it
+		for _, c := range list {
+			if c.State == "running" && c.Labels[LabelNetwork] == DockerNetWeft {
+				inUse = true
+			}
+		}
+		if !inUse {
+			if err := e.weft.teardown(); err != nil {
+				e.log.Warn("removing the weft network", "err", err)
+			}
+		}
+	}
+	return e.cli.Close()
+}
 
 // Client is the Docker Engine client the executor uses.
 func (e *DockerExecutor) Client() *client.Client { return e.cli }

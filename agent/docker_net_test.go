@@ -333,3 +333,41 @@ func mustNS(t *testing.T, path string) netns.NsHandle {
 	t.Cleanup(func() { ns.Close() })
 	return ns
 }
+
+// Close keeps the bridge while weft containers run (an agent restart must
+// not cut them off) and removes it, with its rules, once none does.
+func TestDockerCloseRemovesIdleWeftNetwork(t *testing.T) {
+	rootOrSkip(t)
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	block, _ := testBlock()
+	bridge := "wbt" + dkRand()
+	cfg := DefaultDockerConfig()
+	cfg.AgentID = "weft-test-agent-" + dkRand()
+	cfg.StateDir = t.TempDir()
+	cfg.WeftNetwork = &WeftNetConfig{Block: block, Bridge: bridge}
+	first := dkExecutor(t, cli, cfg)
+	t.Cleanup(func() { _ = first.RemoveWeftNetwork() })
+	h := dkStart(t, first, weftLaunch(t, img))
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(bridge); err != nil {
+		t.Fatalf("Close removed the bridge under a running container: %v", err)
+	}
+	second := dkExecutor(t, cli, cfg)
+	got, err := second.Recover(context.Background())
+	if err != nil || got[h.(*dockerHandle).taskID] == nil {
+		t.Fatalf("Recover = %v, %v", got, err)
+	}
+	dkStop(t, got[h.(*dockerHandle).taskID])
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(bridge); err == nil {
+		t.Errorf("bridge %s left after the last weft container stopped and the agent closed", bridge)
+	}
+	if iptablesHas(t, "", bridge) {
+		t.Errorf("iptables rules of %s left behind", bridge)
+	}
+}
