@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -131,30 +132,35 @@ func nonNilInts(v []int) []int {
 
 // statusUpdateEvent is Marathon's status_update_event for t's current state.
 func statusUpdateEvent(t *api.Task, now time.Time) api.Event {
-	return api.NewEvent(api.EventStatusUpdate, map[string]any{
-		"slaveId":     t.SlaveID,
-		"taskId":      t.ID,
-		"taskStatus":  t.State,
-		"message":     t.Message,
-		"appId":       t.AppID,
-		"host":        t.Host,
-		"ipAddresses": nonNilIPs(t.IPAddresses),
-		"ports":       nonNilInts(t.Ports),
-		"version":     t.Version,
-		"timestamp":   api.Timestamp(now),
-	})
+	b, _ := json.Marshal(struct {
+		EventType   string          `json:"eventType"`
+		Timestamp   string          `json:"timestamp"`
+		SlaveID     string          `json:"slaveId"`
+		TaskID      string          `json:"taskId"`
+		TaskStatus  string          `json:"taskStatus"`
+		Message     string          `json:"message"`
+		AppID       string          `json:"appId"`
+		Host        string          `json:"host"`
+		IPAddresses []api.IPAddress `json:"ipAddresses"`
+		Ports       []int           `json:"ports"`
+		Version     string          `json:"version"`
+	}{api.EventStatusUpdate, api.Timestamp(now), t.SlaveID, t.ID, t.State, t.Message, t.AppID, t.Host,
+		nonNilIPs(t.IPAddresses), nonNilInts(t.Ports), t.Version})
+	return api.Event{Type: api.EventStatusUpdate, Data: b}
 }
 
 // healthChangedEvent is Marathon's health_status_changed_event.
 func healthChangedEvent(t *api.Task, alive bool, now time.Time) api.Event {
-	return api.NewEvent(api.EventHealthStatusChanged, map[string]any{
-		"appId":      t.AppID,
-		"taskId":     t.ID,
-		"instanceId": instanceID(t.ID),
-		"version":    t.Version,
-		"alive":      alive,
-		"timestamp":  api.Timestamp(now),
-	})
+	b, _ := json.Marshal(struct {
+		EventType  string `json:"eventType"`
+		Timestamp  string `json:"timestamp"`
+		AppID      string `json:"appId"`
+		TaskID     string `json:"taskId"`
+		InstanceID string `json:"instanceId"`
+		Version    string `json:"version"`
+		Alive      bool   `json:"alive"`
+	}{api.EventHealthStatusChanged, api.Timestamp(now), t.AppID, t.ID, instanceID(t.ID), t.Version, alive})
+	return api.Event{Type: api.EventHealthStatusChanged, Data: b}
 }
 
 // statusPlan is what a batch of status updates from one agent does.
