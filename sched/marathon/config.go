@@ -14,8 +14,12 @@ type Config struct {
 	// InactiveAfter is weft's default unreachableStrategy.inactiveAfterSeconds
 	// for apps that do not set one: how long a task may stay
 	// TASK_UNREACHABLE before a replacement is launched elsewhere.
-	// Marathon's code default is 0; weft uses 5 s so a lost agent's tasks run
-	// elsewhere within seconds while a brief pause (≤ 2 s) moves nothing.
+	// Marathon's code default is 0. weft uses 2 s, counted from when the
+	// master marks the task unreachable — which happens only once gossip
+	// declares the agent failed, after serf's own suspicion period of
+	// several seconds. So an agent that pauses for 2 s or less never causes
+	// a reschedule, and a dead agent's tasks run elsewhere within about 10 s
+	// (measured by e2e TestMarathonAgentLossAndMasterRestart).
 	InactiveAfter time.Duration
 	// ExpungeAfter is the default unreachableStrategy.expungeAfterSeconds:
 	// when an unreachable task's record is forgotten.
@@ -48,7 +52,7 @@ func DefaultConfig() Config {
 	return Config{
 		ServicePortMin:   10000,
 		ServicePortMax:   20000,
-		InactiveAfter:    5 * time.Second,
+		InactiveAfter:    2 * time.Second,
 		ExpungeAfter:     10 * time.Minute,
 		DefaultKillGrace: 3 * time.Second,
 		Tick:             500 * time.Millisecond,
