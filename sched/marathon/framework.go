@@ -395,8 +395,8 @@ func (f *Framework) delayLeft(app *api.App, now time.Time) time.Duration {
 	if b == nil {
 		return 0
 	}
-	if b.version != configVersion(app) {
-		delete(f.backoff, app.ID)
+	if b.version != app.Version {
+		delete(f.backoff, app.ID) // a new version resets the backoff
 		return 0
 	}
 	if d := b.notBefore.Sub(now); d > 0 {
@@ -409,8 +409,8 @@ func (f *Framework) recordFailure(app *api.App, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := f.backoff[app.ID]
-	if b == nil || b.version != configVersion(app) {
-		b = &backoffState{version: configVersion(app)}
+	if b == nil || b.version != app.Version {
+		b = &backoffState{version: app.Version}
 		f.backoff[app.ID] = b
 	}
 	b.delay = nextBackoff(b.delay, app)

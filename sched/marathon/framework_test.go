@@ -407,3 +407,23 @@ func TestKillTaskEndpoints(t *testing.T) {
 		t.Fatalf("staging tasks (kill goal set, not yet ended): %d", len(tl.Tasks))
 	}
 }
+
+func TestBackoffResetsOnNewVersion(t *testing.T) {
+	e := newEnv(t)
+	e.do("PUT", "/v2/apps/b", `{"cmd":"false","cpus":0.1,"mem":10}`)
+	e.reconcile()
+	offers := []api.Offer{offer("a1", "h1", 1, 1024)}
+	recs := e.commit(e.f.ResourceOffers(context.Background(), offers), offers)
+	e.setState(recs[0].Task.ID, api.TaskFinished)
+	e.reconcile()
+	if e.f.Wants() {
+		t.Fatal("FINISHED grows the backoff")
+	}
+	if r := e.do("PUT", "/v2/apps/b?force=true", `{"cmd":"true"}`); r.Status != 200 {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+	e.reconcile()
+	if !e.f.Wants() {
+		t.Fatal("a new version resets the backoff")
+	}
+}
