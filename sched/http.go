@@ -55,11 +55,14 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	return m.counted(m.recoverer(m.leaderGate(mux))), nil
 }
 
-// localPaths are answered by any master, leader or not.
-func localPath(p string) bool {
-	switch p {
-	case "/ping", "/metrics", "/metrics/prometheus", "/v2/leader", "/v1/state", "/v1/nodes":
+// localRequest reports whether any master answers r itself, leader or not:
+// liveness, its own metrics, who leads, and the (replicated) watch.
+func localRequest(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/ping", "/metrics", "/metrics/prometheus", "/v1/state", "/v1/nodes":
 		return true
+	case "/v2/leader":
+		return r.Method == http.MethodGet
 	}
 	return false
 }
@@ -69,7 +72,7 @@ func localPath(p string) bool {
 // X-Marathon-Leader and X-Marathon-Via headers.
 func (m *Master) leaderGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if localPath(r.URL.Path) || m.store.IsLeader() {
+		if localRequest(r) || m.store.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
 		}
