@@ -182,4 +182,19 @@ func TestThreeMastersElectProxyAndFailOver(t *testing.T) {
 	if err != nil || st.Leader != nl.cfg.APIAdvertise {
 		t.Fatalf("state after failover: leader %q err %v", st.Leader, err)
 	}
+
+	// DELETE /v2/leader through the follower: the leader abdicates and the
+	// follower takes over.
+	var other *clusterMaster
+	for _, cm := range rest {
+		if cm != nl {
+			other = cm
+		}
+	}
+	eventually(t, 5*time.Second, "the other master knows the new leader", func() bool { return other.leaderAPI() == nl.cfg.APIAdvertise })
+	var msg map[string]string
+	if _, err := api.NewClient(other.srv.URL).Do(ctx, http.MethodDelete, "/v2/leader", nil, &msg); err != nil || msg["message"] != "Leadership abdicated" {
+		t.Fatalf("DELETE /v2/leader via the follower: %v %v", msg, err)
+	}
+	eventually(t, 10*time.Second, "leadership moved", func() bool { return other.Store().IsLeader() })
 }
