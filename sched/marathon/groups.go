@@ -128,6 +128,9 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 			if _, ok := keys["apps"]; ok {
 				return notValid(api.ErrorDetail{Path: "/", Errors: []string{"scaleBy may not be combined with apps"}})
 			}
+			if *g.ScaleBy < 0 || math.IsNaN(*g.ScaleBy) || *g.ScaleBy > 1000 {
+				return notValid(api.ErrorDetail{Path: "/scaleBy", Errors: []string{fmt.Sprintf("got %s, expected between 0.0 and 1000.0", fmtFloat(*g.ScaleBy))}})
+			}
 			for _, id := range v.appIDs {
 				if !inGroup(id) {
 					continue

@@ -195,10 +195,10 @@ func TestNoInputCrashes(t *testing.T) {
 	e := newEnv(t)
 	bodies := []string{``, `null`, `"x"`, `{}`, `{"id":null}`, `{"id":""}`, `{"id":"/"}`, `{"container":{"type":"DOCKER"},"id":"/x"}`,
 		`{"id":"/x","cmd":"y","unreachableStrategy":"sometimes"}`, `{"id":"/x","cmd":"y","portDefinitions":[{"port":-1}]}`,
-		`{"id":"/x","args":[1]}`, `{"id":"/x","cmd":"y","healthChecks":[null]}`, `{"id":"/x","cmd":"y","constraints":[[]]}`,
+		`{"id":"/x","args":[1]}`, `{"id":"/x","cmd":"y","healthChecks":[null]}`, `{"id":"/x","cmd":"y","constraints":[[]]}`, `{"id":"/g","apps":[{"id":"a","cmd":"x"}],"groups":[{"id":"s","apps":[null, 1]}]}`, `{"scaleBy":-1}`,
 		`{"id":"/x","cmd":"y","container":{"type":"DOCKER","docker":{"image":"i","network":"BRIDGE","portMappings":[{"containerPort":80}]}}}`}
 	for _, b := range bodies {
-		for _, p := range []string{"/v2/apps", "/v2/apps/x", "/v2/tasks/delete", "/v2/apps/x/tasks", "/v2/deployments/x", "/v2/queue/x/delay"} {
+		for _, p := range []string{"/v2/apps", "/v2/apps/x", "/v2/tasks/delete", "/v2/apps/x/tasks", "/v2/deployments/x", "/v2/queue/x/delay", "/v2/groups", "/v2/groups/x", "/v2/apps/x/restart", "/v2/apps/x/versions"} {
 			for _, m := range []string{"POST", "PUT", "PATCH", "DELETE", "GET"} {
 				r := e.do(m, p, b)
 				if r.Status >= 500 {
