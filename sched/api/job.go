@@ -73,4 +73,7 @@ type JobRun struct {
 	Trigger     string   `json:"trigger,omitempty"` // schedule, dependency, manual
 	// RetryAt is when a retrying run's next attempt may start.
 	RetryAt string `json:"retryAt,omitempty"`
+	// Lost counts attempts lost with their agent (TASK_LOST, TASK_GONE,
+	// TASK_DROPPED, unreachable): retried at once, not counted as retries.
+	Lost int `json:"lost,omitempty"`
 }

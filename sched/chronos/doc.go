@@ -23,7 +23,9 @@
 //     runs wait without a deadline.
 //   - retries: a failed attempt is retried after Config.FailureRetry, with
 //     a new task id (run, attempt); only the last failure counts in
-//     errorCount, lastError and errorsSinceLastSuccess.
+//     errorCount, lastError and errorsSinceLastSuccess. An attempt lost
+//     with its agent (TASK_LOST, TASK_GONE, TASK_DROPPED, unreachable past
+//     Config.UnreachableAfter) is retried at once and uses up no retry.
 //   - maxCompletionTime (seconds): the task is killed and the attempt fails
 //     (and is retried while retries last).
 //   - A dependent job runs once after every parent has succeeded since its

@@ -297,7 +297,7 @@ func (f *Framework) advance(w *world) time.Time {
 			}
 			e, ok := w.tasks[rv.run.TaskID]
 			if !ok {
-				w.fail(rv, "task "+rv.run.TaskID+" is gone", true)
+				w.fail(rv, "task "+rv.run.TaskID+" is gone", true, true)
 				continue
 			}
 			tr := e.Value.(*sched.TaskRecord)
@@ -310,7 +310,7 @@ func (f *Framework) advance(w *world) time.Time {
 				if tr.Task.Message != "" {
 					msg += ": " + tr.Task.Message
 				}
-				w.fail(rv, msg, true)
+				w.fail(rv, msg, true, lostState(tr.Task.State))
 			case tr.Task.State == api.TaskUnreachable:
 				// The agent is gone: after UnreachableAfter the run is
 				// retried elsewhere and the old task told to stop should
@@ -318,7 +318,7 @@ func (f *Framework) advance(w *world) time.Time {
 				dl := parseTS(tr.UpdatedAt).Add(w.cfg.UnreachableAfter)
 				if tr.UpdatedAt == "" || !now.Before(dl) {
 					w.killTask(rv.run.TaskID)
-					w.fail(rv, "the agent running "+rv.run.TaskID+" is unreachable", true)
+					w.fail(rv, "the agent running "+rv.run.TaskID+" is unreachable", true, true)
 				} else {
 					soon(dl)
 				}
@@ -327,7 +327,7 @@ func (f *Framework) advance(w *world) time.Time {
 					dl := parseTS(rv.run.StartedAt).Add(time.Duration(mct) * time.Second)
 					if !now.Before(dl) {
 						w.killTask(rv.run.TaskID)
-						w.fail(rv, fmt.Sprintf("maxCompletionTime of %ds exceeded", mct), true)
+						w.fail(rv, fmt.Sprintf("maxCompletionTime of %ds exceeded", mct), true, false)
 					} else {
 						soon(dl)
 					}

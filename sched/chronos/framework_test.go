@@ -466,3 +466,28 @@ func TestDisableAfterFailuresSparesSoftErrorJobs(t *testing.T) {
 		t.Fatalf("soft after success %+v", j)
 	}
 }
+
+func TestLostAttemptsDoNotUseUpRetries(t *testing.T) {
+	e := newEnv(t)
+	e.mustDo("POST", "/v1/scheduler/iso8601", `{"name":"l","command":"true","schedule":"R1//PT1H","retries":0}`, 204)
+	e.settle()
+	ids := e.allocate()
+	e.setTask(ids[0], api.TaskLost) // the agent restarted and lost it
+	e.settle()
+	r := e.runs("l")[0]
+	if r.State != RunRetrying || r.Lost != 1 {
+		t.Fatalf("%+v", r)
+	}
+	got := e.allocate() // at once: no retry delay for a lost attempt
+	if len(got) != 1 || got[0] != "ct.l.1.2" {
+		t.Fatalf("relaunch %v", got)
+	}
+	e.setTask(got[0], api.TaskFailed) // a real failure: retries is 0
+	e.settle()
+	if r := e.runs("l")[0]; r.State != RunFailed {
+		t.Fatalf("%+v", r)
+	}
+	if j := e.job("l"); j.ErrorCount != 1 {
+		t.Fatalf("%+v", j)
+	}
+}

@@ -287,19 +287,36 @@ func (w *world) succeed(name string) {
 	}
 }
 
+// maxLost bounds the attempts of one run lost with their agents.
+const maxLost = 5
+
+// lostState reports a task that died with its agent, not of its command.
+func lostState(s string) bool {
+	return s == api.TaskLost || s == api.TaskGone || s == api.TaskDropped || s == api.TaskUnreachable
+}
+
 // fail records a failed attempt: a retry after the delay while retries
-// last, else a failed run and the job's error counters.
-func (w *world) fail(rv *runView, msg string, retry bool) {
+// last, else a failed run and the job's error counters. An attempt lost
+// with its agent is retried at once and does not use up a retry.
+func (w *world) fail(rv *runView, msg string, retry, lost bool) {
 	jv := w.jobs[rv.run.Job]
 	if jv == nil {
 		w.setRun(rv, RunFailed, msg)
 		return
 	}
-	if retry && rv.run.Attempt <= jv.job.Retries {
+	if lost && rv.run.Lost < maxLost {
+		rv.run.Lost++
+	} else {
+		lost = false
+	}
+	if retry && (lost || rv.run.Attempt-rv.run.Lost <= jv.job.Retries) {
 		seq := runSeq(rv.run.ID)
 		rv.run.Attempt++
 		rv.run.TaskID = taskID(rv.run.Job, seq, rv.run.Attempt)
 		rv.run.RetryAt = ts(w.now.Add(w.cfg.FailureRetry))
+		if lost {
+			rv.run.RetryAt = ts(w.now)
+		}
 		rv.run.StartedAt = ""
 		w.setRun(rv, RunRetrying, msg)
 		return
