@@ -3,6 +3,7 @@ package lb
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,7 +52,10 @@ func (p *Proxy) httpsServer() *http.Server {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			b := r.Context().Value(ctxKey{}).(*backend)
 			b.errors.Add(1)
-			b.ejectedUntil.Store(p.now().Add(p.cfg.EjectFor).UnixNano())
+			if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+				b.failures.Add(1)
+				b.ejectedUntil.Store(p.now().Add(p.cfg.EjectFor).UnixNano())
+			}
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
