@@ -372,6 +372,11 @@ func (s *Server) syncLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		st, err := s.cfg.Source.Watch(ctx, idx, s.cfg.ResyncEvery)
+		if err == nil && (st == nil || st.Index == 0 && idx > 0) {
+			// An empty answer (a master shutting down, say) is not a state:
+			// serving it would turn every name into NXDOMAIN.
+			err = errors.New("master returned an empty state")
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
