@@ -427,3 +427,37 @@ func TestBackoffResetsOnNewVersion(t *testing.T) {
 		t.Fatal("a new version resets the backoff")
 	}
 }
+
+func TestHealthKillRateLimitAndTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HealthKillBurst = 2
+	cfg.HealthKillEvery = 10 * time.Second
+	f := New(cfg)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if !f.takeHealthToken(now) || !f.takeHealthToken(now) || f.takeHealthToken(now) {
+		t.Fatal("burst of 2, then none")
+	}
+	if f.takeHealthToken(now.Add(5*time.Second)) || !f.takeHealthToken(now.Add(10*time.Second)) {
+		t.Fatal("one more token every 10 s")
+	}
+
+	// No room for a replacement: the unhealthy task is killed after
+	// ReplaceTimeout anyway.
+	e := newEnv(t)
+	e.do("PUT", "/v2/apps/h", `{"cmd":"x","cpus":1,"mem":10,"instances":1,"healthChecks":[{"protocol":"TCP"}]}`)
+	e.reconcile()
+	offers := []api.Offer{offer("a1", "h1", 1, 1024)}
+	recs := e.commit(e.f.ResourceOffers(context.Background(), offers), offers)
+	e.setState(recs[0].Task.ID, api.TaskRunning, func(r *sched.TaskRecord) {
+		r.Task.HealthCheckResults = []api.HealthCheckResult{{Alive: false, ConsecutiveFailures: 3}}
+	})
+	e.reconcile()
+	if goalCount(e.tasks("/h"), api.GoalKill) != 0 {
+		t.Fatal("killed before a replacement had its chance")
+	}
+	e.m.advance(e.f.cfg.ReplaceTimeout + time.Second)
+	e.reconcile()
+	if goalCount(e.tasks("/h"), api.GoalKill) != 1 {
+		t.Fatal("after ReplaceTimeout the unhealthy task must be killed")
+	}
+}
