@@ -80,9 +80,15 @@ func DefaultDockerConfig() DockerConfig {
 //
 // Network modes: BRIDGE (host ports published from spec.Ports), HOST, NONE
 // and the container network "weft" (an address of the node's overlay block on
-// a veth attached to the node's weft bridge), in the legacy
-// container.docker.network form and the 1.5+ networks[] form; see
-// DockerNetworkMode.
+// a veth attached to the node's weft bridge, reported as the task's
+// ipAddresses; mappings with a hostPort are forwarded from the node's
+// addresses by DNAT), in the legacy container.docker.network form and the
+// 1.5+ networks[] form; see DockerNetworkMode. spec.Ports holds one host
+// port per port mapping that has a hostPort, in mapping order.
+//
+// spec.User is not applied (as in Mesos' Docker containerizer): the image's
+// user runs, or the user parameter. Registry credentials (pullConfig) are
+// not supported.
 //
 // container.docker.parameters honoured (everything else is refused when the
 // task starts, and the task fails with a reason naming the parameter):
@@ -318,6 +324,10 @@ func (e *DockerExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 			return fail(fmt.Errorf("joining the %q network: %w", WeftNetworkName, err))
 		}
 		h.ips = []api.IPAddress{{IPAddress: ip.String(), Protocol: "IPv4"}}
+		if err := e.weft.publish(l.Task.ID, ip, plan.WeftPorts); err != nil {
+			h.stopLogs()
+			return fail(fmt.Errorf("joining the %q network: %w", WeftNetworkName, err))
+		}
 	}
 	e.track(h)
 	go h.monitor()
@@ -697,11 +707,11 @@ func (h *dockerHandle) monitor() {
 		if werr == nil || cerrdefs.IsNotFound(werr) {
 			break
 		}
-		if attempt >= 30 {
-			exit.Message = fmt.Sprintf("lost track of the container: %v", werr)
+		if attempt >= 150 {
+			exit.Message = fmt.Sprintf("lost track of the container: the Docker Engine has not answered for 5 minutes (%v)", werr)
 			break
 		}
-		time.Sleep(time.Second) // the engine restarts or is busy; wait is idempotent
+		time.Sleep(2 * time.Second) // the engine restarts or is busy; waiting again is harmless
 	}
 	ins, err := e.cli.ContainerInspect(ctx, h.containerID)
 	if err == nil && ins.State != nil {

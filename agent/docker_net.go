@@ -282,6 +282,16 @@ func (w *weftNet) ensureBridge(h *netlink.Handle) (netlink.Link, error) {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			return fmt.Errorf("enabling ip_forward (the agent needs root or CAP_NET_ADMIN): %w", err)
 		}
+		// Host ports of weft containers: DNAT from the node's own addresses
+		// (loopback included, hence route_localnet and the masquerade).
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+w.cfg.Bridge+"/route_localnet", []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("enabling route_localnet on %s: %w", w.cfg.Bridge, err)
+		}
+		if iptables("-t", "nat", "-S", w.portsChain()) != nil {
+			if err := iptables("-t", "nat", "-N", w.portsChain()); err != nil {
+				return err
+			}
+		}
 		for _, r := range w.rules() {
 			if err := iptablesEnsure(r); err != nil {
 				return err
@@ -308,7 +318,95 @@ func (w *weftNet) rules() [][]string {
 	if w.cfg.Masquerade != "" {
 		rules = append(rules, append([]string{"nat", "POSTROUTING", "-s", w.block.String(), "!", "-d", w.cfg.Masquerade}, append(comment, "-j", "MASQUERADE")...))
 	}
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	rules = append(rules,
+		append(append([]string{"nat", "PREROUTING"}, local...), append(comment, "-j", w.portsChain())...),
+		append(append([]string{"nat", "OUTPUT"}, local...), append(comment, "-j", w.portsChain())...),
+		append([]string{"nat", "POSTROUTING", "-o", w.cfg.Bridge, "-m", "addrtype", "--src-type", "LOCAL"}, append(comment, "-j", "MASQUERADE")...),
+	)
 	return rules
+}
+
+// portsChain is the nat chain holding the host ports of weft containers.
+func (w *weftNet) portsChain() string { return "WEFT-" + w.cfg.Bridge }
+
+// weftPort is one host port forwarded to a weft container.
+type weftPort struct {
+	Proto         string
+	HostPort      int
+	ContainerPort int
+}
+
+func taskComment(task string) string { return "weft task " + task }
+
+// publish forwards the task's host ports to its address.
+func (w *weftNet) publish(task string, ip net.IP, ports []weftPort) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	return w.inHostNS(func() error {
+		for _, p := range ports {
+			err := iptables("-t", "nat", "-A", w.portsChain(), "-p", p.Proto, "--dport", fmt.Sprint(p.HostPort),
+				"-m", "comment", "--comment", taskComment(task),
+				"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", ip, p.ContainerPort))
+			if err != nil {
+				return fmt.Errorf("publishing host port %d/%s: %w", p.HostPort, p.Proto, err)
+			}
+		}
+		return nil
+	})
+}
+
+// unpublish removes the task's host port rules.
+func (w *weftNet) unpublish(task string) {
+	err := w.inHostNS(func() error {
+		out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", w.portsChain()).Output()
+		if err != nil {
+			return nil // no chain, no rules
+		}
+		want := `"` + taskComment(task) + `"`
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, want) {
+				continue
+			}
+			args := splitQuoted(line)
+			args[0] = "-D"
+			if err := iptables(append([]string{"-t", "nat"}, args...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.log.Warn("removing host ports", "task", task, "err", err)
+	}
+}
+
+// splitQuoted splits an iptables -S line into words, keeping "quoted words"
+// whole (without the quotes).
+func splitQuoted(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQ, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQ, have = !inQ, true
+		case r == ' ' && !inQ:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 func iptables(args ...string) error {
@@ -339,6 +437,14 @@ func (w *weftNet) teardown() error {
 				if err := iptables(append([]string{"-t", r[0], "-D", r[1]}, r[2:]...)...); err != nil {
 					return err
 				}
+			}
+		}
+		if iptables("-t", "nat", "-S", w.portsChain()) == nil {
+			if err := iptables("-t", "nat", "-F", w.portsChain()); err != nil {
+				return err
+			}
+			if err := iptables("-t", "nat", "-X", w.portsChain()); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -462,6 +568,7 @@ func vethNames(containerID string) (host, peer string) {
 // holds that namespace, so the agent does not rely on it.
 func (w *weftNet) detach(task, containerID string) {
 	w.release(task)
+	w.unpublish(task)
 	h, err := w.hostHandle()
 	if err != nil {
 		w.log.Warn("detaching from the weft network", "task", task, "err", err)

@@ -142,6 +142,9 @@ func TestDockerWeftNetworkHost(t *testing.T) {
 		if iptablesHas(t, "", bridge) {
 			t.Errorf("iptables rules of %s still there after RemoveWeftNetwork", bridge)
 		}
+		if exec.Command("iptables", "-w", "-t", "nat", "-S", "WEFT-"+bridge).Run() == nil {
+			t.Errorf("nat chain WEFT-%s still there after RemoveWeftNetwork", bridge)
+		}
 	})
 
 	l1, l2 := weftLaunch(t, img), weftLaunch(t, img)
@@ -196,6 +199,25 @@ func TestDockerWeftNetworkHost(t *testing.T) {
 		t.Errorf("new container got %v, want the freed %s.2", ip, prefix)
 	}
 	dkStop(t, got[l2.Task.ID])
+
+	// A host port of a weft container: reached at the node's addresses
+	// (loopback included), forwarded to the container.
+	hp := dkFreePort(t)
+	lp := weftLaunch(t, img)
+	lp.Spec.Container.PortMappings = []api.PortMapping{{ContainerPort: 8080, HostPort: dkInt(0)}}
+	lp.Spec.Ports = []int{hp}
+	hpH := dkStart(t, e2, lp)
+	if got := dkGet(t, fmt.Sprintf("http://127.0.0.1:%d/", hp)); !strings.HasPrefix(got, "ok ") {
+		t.Errorf("GET through the host port = %q", got)
+	}
+	if got := dkGet(t, fmt.Sprintf("http://%s:%d/", gw, hp)); !strings.HasPrefix(got, "ok ") {
+		t.Errorf("GET through the host port at the node's address = %q", got)
+	}
+	dkStop(t, hpH)
+	out, _ := exec.Command("iptables", "-w", "-t", "nat", "-S", "WEFT-"+bridge).CombinedOutput()
+	if strings.Contains(string(out), lp.Task.ID) {
+		t.Errorf("host port rules of a stopped task are left:\n%s", out)
+	}
 }
 
 // testNetns makes a named network namespace and removes it when the test ends.

@@ -181,6 +181,42 @@ type dockerPlan struct {
 	Config    *container.Config
 	Host      *container.HostConfig
 	MemMB     float64
+	WeftPorts []weftPort // host ports forwarded to a weft container
+}
+
+// weftHostPorts lists the host ports of a weft container: the j-th mapping
+// with a hostPort gets hostPorts[j] (the framework's allocation), or its
+// fixed hostPort when nothing was allocated. Mappings without hostPort are
+// reached at the container's address only.
+func weftHostPorts(mappings []api.PortMapping, hostPorts []int) ([]weftPort, error) {
+	var out []weftPort
+	j := 0
+	for i, m := range mappings {
+		if m.HostPort == nil {
+			continue
+		}
+		if m.ContainerPort <= 0 || m.ContainerPort > 65535 {
+			return nil, fmt.Errorf("portMappings[%d].containerPort: %d is not a port; a host port needs a container port in 1-65535", i, m.ContainerPort)
+		}
+		hp := 0
+		switch {
+		case j < len(hostPorts):
+			hp = hostPorts[j]
+		case *m.HostPort > 0:
+			hp = *m.HostPort
+		default:
+			return nil, fmt.Errorf("portMappings[%d]: no host port was allocated for containerPort %d", i, m.ContainerPort)
+		}
+		j++
+		protos, err := mappingProtocols(m.Protocol)
+		if err != nil {
+			return nil, fmt.Errorf("portMappings[%d].protocol: %w", i, err)
+		}
+		for _, proto := range protos {
+			out = append(out, weftPort{Proto: proto, HostPort: hp, ContainerPort: m.ContainerPort})
+		}
+	}
+	return out, nil
 }
 
 // dockerPlanOptions are the agent's settings that shape a plan.
@@ -275,11 +311,11 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 	case DockerNetWeft:
 		hc.NetworkMode = "none"
 		hc.DNS = append([]string(nil), o.DNS...)
-		for i, m := range dockerPortMappings(c) {
-			if m.HostPort != nil {
-				return nil, fmt.Errorf("portMappings[%d].hostPort: host ports are not published on the %q network; leave hostPort out and reach the container at its overlay address", i, WeftNetworkName)
-			}
+		ports, err := weftHostPorts(dockerPortMappings(c), l.Spec.Ports)
+		if err != nil {
+			return nil, err
 		}
+		p.WeftPorts = ports
 	}
 
 	// Volumes.

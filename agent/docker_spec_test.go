@@ -202,8 +202,24 @@ func TestPlanDocker(t *testing.T) {
 		if p.Network != DockerNetWeft || p.Host.NetworkMode != "none" || !reflect.DeepEqual(p.Host.DNS, []string{"10.47.3.1"}) {
 			t.Errorf("network %q mode %q dns %v", p.Network, p.Host.NetworkMode, p.Host.DNS)
 		}
-		if len(p.Host.PortBindings) != 0 {
-			t.Errorf("port bindings on the weft network: %v", p.Host.PortBindings)
+		if len(p.Host.PortBindings) != 0 || len(p.WeftPorts) != 0 {
+			t.Errorf("port bindings on the weft network: %v %v", p.Host.PortBindings, p.WeftPorts)
+		}
+	})
+	t.Run("weft network host ports", func(t *testing.T) {
+		l := base()
+		l.Spec.Networks = []api.Network{{Mode: "container", Name: "weft"}}
+		l.Spec.Container.PortMappings = []api.PortMapping{
+			{ContainerPort: 8080}, {ContainerPort: 53, HostPort: dkInt(0), Protocol: "tcp,udp"}, {ContainerPort: 443, HostPort: dkInt(8443)},
+		}
+		l.Spec.Ports = []int{31053, 8443}
+		p, err := planDocker(l, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []weftPort{{"tcp", 31053, 53}, {"udp", 31053, 53}, {"tcp", 8443, 443}}
+		if !reflect.DeepEqual(p.WeftPorts, want) {
+			t.Errorf("weft ports %v, want %v", p.WeftPorts, want)
 		}
 	})
 	t.Run("parameters", func(t *testing.T) {
@@ -262,10 +278,10 @@ func TestPlanDocker(t *testing.T) {
 		{"log driver without output", func(l *Launch, _ *dockerPlanOptions) {
 			l.Spec.Container.Docker.Parameters = []api.Parameter{{Key: "log-driver", Value: "none"}}
 		}, "does not let the agent read the output"},
-		{"host port on weft", func(l *Launch, _ *dockerPlanOptions) {
+		{"unallocated host port on weft", func(l *Launch, _ *dockerPlanOptions) {
 			l.Spec.Networks = []api.Network{{Mode: "container", Name: "weft"}}
 			l.Spec.Container.PortMappings = []api.PortMapping{{ContainerPort: 80, HostPort: dkInt(0)}}
-		}, "host ports are not published"},
+		}, "no host port was allocated"},
 		{"weft unavailable", func(l *Launch, o *dockerPlanOptions) {
 			l.Spec.Networks = []api.Network{{Mode: "container", Name: "weft"}}
 			o.WeftAvailable = false
