@@ -65,6 +65,17 @@
 //     chronos.d are the leader's address, _framework._tcp.f.d its API port.
 //   - ANY queries answer every record of the name; AXFR/IXFR over DNS are
 //     REFUSED (GET /v1/axfr has the table).
+//   - The TTL defaults to 5 s (Mesos-DNS: 60 s), since answers change by push.
+//   - Masters and agents come from the node list (roles master, agent,
+//     master+agent); failed and departed nodes get no master/slave records.
+//     _slave._tcp.d points at each agent API's port (5051 when unknown).
+//     SOAMname resolves to the addresses this server listens on.
+//   - A Marathon task whose app is gone from the state is treated as a task
+//     without DiscoveryInfo (resource ports under both f.d and f.slave.d).
+//   - A state with index 0 after a non-empty one (a master answering with
+//     an empty body while shutting down) is treated as a failed fetch.
+//   - /v1/config shows weft's effective settings under Mesos-DNS's names
+//     where one exists; there are no secrets to leave out.
 //
 // # Serving
 //
