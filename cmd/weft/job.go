@@ -249,7 +249,11 @@ func jobHistory(c *cli.Context) error {
 		if i := strings.LastIndexByte(id, '#'); i >= 0 {
 			id = strings.TrimLeft(id[i+1:], "0")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", id, r.Trigger, r.State, r.Attempt,
+		attempt := fmt.Sprint(r.Attempt)
+		if r.Lost > 0 {
+			attempt += fmt.Sprintf(" (%d lost)", r.Lost)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Trigger, r.State, attempt,
 			short(r.ScheduledAt), short(r.StartedAt), short(r.FinishedAt), r.TaskID, r.Message)
 	}
 	return tw.Flush()
