@@ -510,3 +510,30 @@ func TestTTLConfigurable(t *testing.T) {
 		t.Errorf("negative answer SOA %v, want minimum 30", r.Ns)
 	}
 }
+
+// The Go resolver (what getaddrinfo-free Go programs use) resolves cluster
+// names through the server: A+AAAA in parallel, SRV, and NXDOMAIN.
+func TestGoResolver(t *testing.T) {
+	s := startServer(t, nil)
+	s.SetState(goldenStates()["01-host-app"])
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, s.Addrs()[0])
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := r.LookupHost(ctx, "biserver.marathon.pcm")
+	sort.Strings(addrs)
+	if err != nil || !eq(addrs, []string{"10.47.1.1", "10.47.3.1"}) {
+		t.Errorf("LookupHost: %v %v", addrs, err)
+	}
+	_, srvs, err := r.LookupSRV(ctx, "biserver", "tcp", "marathon.pcm")
+	if err != nil || len(srvs) != 2 {
+		t.Errorf("LookupSRV: %v %v", srvs, err)
+	}
+	_, err = r.LookupHost(ctx, "nope.marathon.pcm")
+	var de *net.DNSError
+	if !errors.As(err, &de) || !de.IsNotFound {
+		t.Errorf("unknown name: %v, want not found", err)
+	}
+}
