@@ -40,6 +40,7 @@ type Framework struct {
 	stats    map[string]*offerStats   // app id → why offers were declined
 	since    map[string]time.Time     // app id → waiting for launches since
 	doomed   map[string]time.Time     // task id → found unhealthy at
+	ended    map[string]bool          // task ids whose end was counted in the backoff
 	tokens   float64                  // health-kill bucket
 	refilled time.Time
 	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
@@ -82,6 +83,7 @@ func New(cfg Config) *Framework {
 		stats:   map[string]*offerStats{},
 		since:   map[string]time.Time{},
 		doomed:  map[string]time.Time{},
+		ended:   map[string]bool{},
 		agents:  map[string]facts{},
 		tokens:  float64(cfg.HealthKillBurst),
 	}
@@ -450,6 +452,23 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := st.Apply(actx, ops, events...)
 		cancel()
+		if errors.Is(err, sched.ErrConflict) {
+			// A status update raced one of these tasks: apply each task's
+			// change on its own so the others still go through.
+			err = nil
+			for _, unit := range splitUnits(ops) {
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if _, e := st.Apply(actx, unit); e != nil && !errors.Is(e, sched.ErrConflict) {
+					err = e
+				}
+				cancel()
+			}
+			if len(events) > 0 {
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, _ = st.Apply(actx, nil, events...)
+				cancel()
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -474,10 +493,12 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 			seen[t.ID] = true
 			switch {
 			case api.Terminal(t.State):
-				if rec.Goal == api.GoalRun && app != nil {
-					if growsBackoff(t.State) {
-						f.recordFailure(app, now)
-					}
+				f.mu.Lock()
+				counted := f.ended[t.ID]
+				f.ended[t.ID] = true
+				f.mu.Unlock()
+				if rec.Goal == api.GoalRun && app != nil && !counted && growsBackoff(t.State) {
+					f.recordFailure(app, now)
 				}
 				if rec.Goal == api.GoalRun && t.State != api.TaskKilled {
 					if app != nil {
@@ -572,6 +593,11 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 			delete(f.doomed, id)
 		}
 	}
+	for id := range f.ended {
+		if !seen[id] {
+			delete(f.ended, id)
+		}
+	}
 	for id := range f.backoff {
 		if v.apps[id] == nil {
 			delete(f.backoff, id)
@@ -587,6 +613,19 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 		flush()
 	}
 	return errors.Join(errs...)
+}
+
+// splitUnits cuts a batch of ops into units that each start with a Check
+// and carry the ops guarded by it.
+func splitUnits(ops []sched.Op) [][]sched.Op {
+	var out [][]sched.Op
+	for _, op := range ops {
+		if op.Kind == sched.OpCheck || len(out) == 0 {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], op)
+	}
+	return out
 }
 
 func (f *Framework) takeHealthToken(now time.Time) bool {
