@@ -18,6 +18,7 @@ import (
 //	/_haproxy_getvhostmap   "vhost[path] backend" lines
 //	/_haproxy_getappmap     "appid backend" lines
 //	/haproxy?stats          per frontend and backend counters (;csv for CSV)
+//	/_mlb_signal/hup, /_mlb_signal/usr1  list the state again now
 //	/metrics                Prometheus metrics
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -45,6 +46,12 @@ func (p *Proxy) AdminHandler() http.Handler {
 		// weft has one process and swaps tables in place.
 		fmt.Fprintln(w, "1")
 	})
+	signal := func(w http.ResponseWriter, r *http.Request) {
+		p.Resync()
+		fmt.Fprintln(w, "Sent SIGHUP signal to marathon-lb")
+	}
+	mux.HandleFunc("/_mlb_signal/hup", signal)  // re-list the state and reload
+	mux.HandleFunc("/_mlb_signal/usr1", signal) // marathon-lb: reload without re-listing; weft re-lists too
 	mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{}))
 	stats := func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.RawQuery, ";csv") || r.URL.Query().Has("csv") {

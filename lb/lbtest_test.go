@@ -22,6 +22,7 @@ type fakeSource struct {
 	st      api.State
 	changed chan struct{}
 	fail    bool
+	noPush  bool // answer only when wait passes, like a master that missed a change
 }
 
 func newFakeSource() *fakeSource { return &fakeSource{changed: make(chan struct{})} }
@@ -35,7 +36,7 @@ func (f *fakeSource) Watch(ctx context.Context, after uint64, wait time.Duration
 			f.mu.Unlock()
 			return nil, errors.New("connection refused")
 		}
-		if f.st.Index > after {
+		if f.st.Index > after && (!f.noPush || after == 0) {
 			st := f.st
 			f.mu.Unlock()
 			return &st, nil

@@ -126,6 +126,7 @@ type Proxy struct {
 	lastError atomic.Pointer[string]
 
 	ready     chan struct{}
+	resync    chan struct{}
 	readyOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -197,6 +198,7 @@ func New(cfg Config) (*Proxy, error) {
 		clients:  map[net.Conn]struct{}{},
 		reported: map[string]string{},
 		ready:    make(chan struct{}),
+		resync:   make(chan struct{}, 1),
 		fstats:   map[string]*frontStats{},
 	}
 	if p.log == nil {
@@ -268,6 +270,15 @@ func (p *Proxy) Addr(kind string) string {
 // Ready is closed once the first routing table is live.
 func (p *Proxy) Ready() <-chan struct{} { return p.ready }
 
+// Resync makes the proxy list the whole state again now (marathon-lb's
+// SIGHUP, /_mlb_signal/hup).
+func (p *Proxy) Resync() {
+	select {
+	case p.resync <- struct{}{}:
+	default:
+	}
+}
+
 // Table returns the live routing table.
 func (p *Proxy) Table() *Table { return p.rt.Load().table }
 
@@ -311,9 +322,28 @@ func (p *Proxy) watch(ctx context.Context) error {
 	var after uint64
 	backoff := time.Second
 	for {
-		st, err := p.cfg.Source.Watch(ctx, after, p.cfg.ResyncEvery)
+		// A resync request (/_mlb_signal/hup) cancels the blocking query
+		// and lists the whole state again.
+		wctx, cancel := context.WithCancel(ctx)
+		var hup atomic.Bool
+		go func() {
+			select {
+			case <-p.resync:
+				hup.Store(true)
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		st, err := p.cfg.Source.Watch(wctx, after, p.cfg.ResyncEvery)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if hup.Load() {
+			after = 0
+			if err != nil {
+				continue
+			}
 		}
 		if err != nil {
 			msg := err.Error()
