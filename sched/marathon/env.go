@@ -71,11 +71,9 @@ func taskEnv(app *api.App, taskID string, hostPorts []int) map[string]string {
 	}
 	env["MARATHON_APP_ID"] = app.ID
 	env["MARATHON_APP_VERSION"] = app.Version
-	image := ""
-	if app.Container != nil && app.Container.Docker != nil {
-		image = app.Container.Docker.Image
+	if app.Container != nil && app.Container.Docker != nil && app.Container.Docker.Image != "" {
+		env["MARATHON_APP_DOCKER_IMAGE"] = app.Container.Docker.Image
 	}
-	env["MARATHON_APP_DOCKER_IMAGE"] = image
 	env["MARATHON_APP_RESOURCE_CPUS"] = fmtFloat(app.Cpus)
 	env["MARATHON_APP_RESOURCE_MEM"] = fmtFloat(app.Mem)
 	env["MARATHON_APP_RESOURCE_DISK"] = fmtFloat(app.Disk)

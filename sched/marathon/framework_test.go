@@ -34,12 +34,14 @@ func TestFrameworkLifecycle(t *testing.T) {
 		"PORT0": "31000", "PORT1": "31001", "PORT": "31000", "PORTS": "31000,31001", "PORT_HTTP": "31000",
 		"MARATHON_APP_ID": "/ssk2/whereisbot", "MARATHON_APP_RESOURCE_CPUS": "0.5", "MARATHON_APP_RESOURCE_MEM": "64.0",
 		"MARATHON_APP_LABELS": "TEAM_NAME", "MARATHON_APP_LABEL_TEAM_NAME": "bots", "MESOS_TASK_ID": l.Task.ID, "X": "y",
-		"MARATHON_APP_DOCKER_IMAGE": "",
 	}
 	for k, v := range want {
 		if env[k] != v {
 			t.Errorf("env %s = %q, want %q", k, env[k], v)
 		}
+	}
+	if _, ok := env["MARATHON_APP_DOCKER_IMAGE"]; ok {
+		t.Error("MARATHON_APP_DOCKER_IMAGE is set only for docker apps")
 	}
 	if l.Spec.Cmd == nil || *l.Spec.Cmd != "sleep 1000" || l.Spec.Resources.Cpus != 0.5 || len(l.Task.ServicePorts) != 2 {
 		t.Fatalf("spec %+v task %+v", l.Spec, l.Task)
