@@ -368,7 +368,6 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) syncLoop(ctx context.Context) {
 	var idx uint64
 	backoff := 100 * time.Millisecond
-	lastBuild := time.Time{}
 	for ctx.Err() == nil {
 		start := time.Now()
 		st, err := s.cfg.Source.Watch(ctx, idx, s.cfg.ResyncEvery)
@@ -389,16 +388,15 @@ func (s *Server) syncLoop(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		s.m.syncs.WithLabelValues("ok").Inc()
-		if st.Index != idx || !s.isReady.Load() || time.Since(lastBuild) >= s.cfg.ResyncEvery {
-			s.SetState(st)
-			lastBuild = time.Now()
-			s.lastIdx.Store(st.Index)
-		} else {
-			s.synced.Store(s.now().UnixNano())
-			if time.Since(start) < 10*time.Millisecond {
-				// A source that does not block: do not spin.
-				sleep(ctx, 200*time.Millisecond)
-			}
+		// Rebuild on every answer: the index rises on writes, and the master
+		// also answers at the same index when membership (nodes, their
+		// addresses and sites) changed; an answer after the full wait is the
+		// periodic resync.
+		s.SetState(st)
+		s.lastIdx.Store(st.Index)
+		if st.Index == idx && time.Since(start) < 10*time.Millisecond {
+			// A source that does not block: do not spin.
+			sleep(ctx, 100*time.Millisecond)
 		}
 		idx = st.Index
 	}

@@ -24,6 +24,7 @@ type fakeSource struct {
 	err     error
 	changed chan struct{}
 	calls   int
+	gen     uint64 // bumped by set: a waiting Watch returns even at the same index
 }
 
 func newFakeSource(st *api.State) *fakeSource {
@@ -33,9 +34,13 @@ func newFakeSource(st *api.State) *fakeSource {
 func (f *fakeSource) Watch(ctx context.Context, after uint64, wait time.Duration) (*api.State, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	f.mu.Lock()
+	g0 := f.gen
+	f.mu.Unlock()
 	for {
 		f.mu.Lock()
 		f.calls++
+		gen := f.gen
 		if f.err != nil {
 			err := f.err
 			f.mu.Unlock()
@@ -43,7 +48,7 @@ func (f *fakeSource) Watch(ctx context.Context, after uint64, wait time.Duration
 		}
 		st, ch := f.st, f.changed
 		f.mu.Unlock()
-		if st != nil && st.Index > after {
+		if st != nil && (st.Index > after || gen != g0) {
 			return st, nil
 		}
 		select {
@@ -63,6 +68,7 @@ func (f *fakeSource) set(st *api.State) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = st
+	f.gen++
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -536,4 +542,19 @@ func TestGoResolver(t *testing.T) {
 	if !errors.As(err, &de) || !de.IsNotFound {
 		t.Errorf("unknown name: %v, want not found", err)
 	}
+}
+
+// The master answers at the same index when only membership changed (a
+// node's address, a node joining): the table follows.
+func TestMembershipChangeSameIndex(t *testing.T) {
+	st := goldenStates()["01-host-app"]
+	src := newFakeSource(st)
+	s := startServer(t, func(c *Config) { c.Source = src })
+	<-s.Ready()
+	next := *st
+	next.Nodes = append(append([]api.Node(nil), st.Nodes...), node("new-S4", "edge9", api.RoleAgent, "b", "192.168.9.9", "10.47.9.1"))
+	src.set(&next) // same index: the waiting Watch returns it, as the master does
+	waitFor(t, 2*time.Second, "new node resolvable", func() bool {
+		return len(ask(t, s, "udp", "edge9.node.pcm.", mdns.TypeA, 0).Answer) == 1
+	})
 }
