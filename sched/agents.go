@@ -24,6 +24,7 @@ type agentTracker struct {
 	ready     bool
 	base      uint64 // index of the first scan: older queries answer at once
 	processed uint64
+	tasksGen  uint64                         // raised when any task was added, changed or removed
 	last      map[string]uint64              // agent → index of its last change
 	byAgent   map[string]map[string]struct{} // agent → task ids
 	seen      map[string]seenTask            // task id → what the last scan saw
@@ -65,7 +66,9 @@ func (t *agentTracker) scan(index, gen uint64, tasks map[string]*Entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	first := !t.ready
+	dirty := first
 	mark := func(agent string, at uint64) {
+		dirty = true
 		if !first && agent != "" && at > t.last[agent] {
 			t.last[agent] = at
 		}
@@ -105,8 +108,19 @@ func (t *agentTracker) scan(index, gen uint64, tasks map[string]*Entry) {
 		t.ready = true
 	}
 	t.processed = index
+	if dirty {
+		t.tasksGen++
+	}
 	close(t.changed)
 	t.changed = make(chan struct{})
+}
+
+// tasksChanged returns the tasks generation and a channel closed at the
+// next scan.
+func (t *agentTracker) tasksChanged() (uint64, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tasksGen, t.changed
 }
 
 // since reports whether agent's assignments changed after index, the ids

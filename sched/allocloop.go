@@ -66,31 +66,21 @@ func (a *allocator) run(ctx context.Context) {
 
 // watchTasks triggers a round when the tasks table changes (not on writes
 // to other tables, so a framework that records bookkeeping in every round
-// does not spin the allocator).
+// does not spin the allocator). The agent tracker already diffs the table
+// on every write; this follows its generation.
 func (a *allocator) watchTasks(ctx context.Context) {
-	var (
-		idx    uint64
-		lastN  = -1
-		lastMx uint64
-	)
+	last, ch := a.m.tracker.tasksChanged()
 	for {
-		var (
-			n  int
-			mx uint64
-		)
-		a.m.store.Read(func(index uint64, t map[string]map[string]*Entry) {
-			idx = index
-			n = len(t[TableTasks])
-			for _, e := range t[TableTasks] {
-				mx = max(mx, e.ModifyIndex)
-			}
-		})
-		if n != lastN || mx != lastMx {
-			lastN, lastMx = n, mx
-			a.trigger()
-		}
-		if _, err := a.m.store.Watch(ctx, idx); err != nil {
+		select {
+		case <-ctx.Done():
 			return
+		case <-ch:
+		}
+		var gen uint64
+		gen, ch = a.m.tracker.tasksChanged()
+		if gen != last {
+			last = gen
+			a.trigger()
 		}
 	}
 }
