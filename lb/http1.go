@@ -244,9 +244,12 @@ func readRequest(br *bufio.Reader, req *request) error {
 			}
 		case 17:
 			if nameIs(name, "transfer-encoding") {
-				if hasToken(value, "chunked") {
-					req.chunked = true
+				// Only chunked as the final coding has a length we can
+				// frame; anything else could desynchronise the backend.
+				if !bytes.HasSuffix(bytes.ToLower(trimSpace(value)), []byte("chunked")) {
+					return errBadRequest
 				}
+				req.chunked = true
 			} else if nameIs(name, "x-marathon-app-id") {
 				req.appID = append(req.appID, value...)
 			} else if nameIs(name, "x-forwarded-proto") {
@@ -258,8 +261,9 @@ func readRequest(br *bufio.Reader, req *request) error {
 			req.head = append(req.head, '\r', '\n')
 		}
 	}
-	if req.chunked {
-		req.contentLength = -1
+	if req.chunked && req.contentLength >= 0 {
+		// Both framings: a request smuggling attempt or a broken client.
+		return errBadRequest
 	}
 	return nil
 }
@@ -322,9 +326,7 @@ func init() {
 func (p *Proxy) serveHTTP(c *net.TCPConn, fe *frontend) {
 	defer c.Close()
 	br := getReader(c)
-	bw := getWriter(c)
 	defer putReader(br)
-	defer putWriter(bw)
 	ip := clientIP(c.RemoteAddr())
 	xff := []byte("X-Forwarded-For: " + ip.String() + "\r\n")
 	req := &request{head: make([]byte, 0, 1024)}
@@ -333,19 +335,21 @@ func (p *Proxy) serveHTTP(c *net.TCPConn, fe *frontend) {
 		if err := readRequest(br, req); err != nil {
 			switch err {
 			case errHeadTooLarge:
-				bw.Write(resp431)
+				c.Write(resp431)
 			case errBadRequest:
-				bw.Write(resp400)
-			default:
-				return
+				c.Write(resp400)
 			}
-			bw.Flush()
 			return
 		}
 		if fe.stats != nil {
 			fe.stats.requests.Add(1)
 		}
-		if !p.handleHTTP(c, br, bw, fe, req, ip, xff) || req.close {
+		// The writer is taken per request so that an idle keep-alive
+		// connection holds only its reader.
+		bw := getWriter(c)
+		keep := p.handleHTTP(c, br, bw, fe, req, ip, xff)
+		putWriter(bw)
+		if !keep || req.close {
 			return
 		}
 	}

@@ -748,3 +748,34 @@ func TestHTTP10AndExpectContinue(t *testing.T) {
 		t.Errorf("after 100-continue: %d %q body-len %q", resp.StatusCode, body, resp.Header.Get("X-Body-Len"))
 	}
 }
+
+// TestAmbiguousFramingRejected: a request with both Content-Length and
+// chunked Transfer-Encoding (or an unknown coding) gets 400, never reaching
+// the backend where it could smuggle a second request.
+func TestAmbiguousFramingRejected(t *testing.T) {
+	src := newFakeSource()
+	var hits atomic.Int64
+	a := startHTTPBackend(t, "a", func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
+	src.set([]api.App{app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test"})}, []api.Task{task("/a", 1, a.port)})
+	p := startProxy(t, testConfig(src))
+	for _, head := range []string{
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+	} {
+		c, err := net.Dial("tcp", p.Addr("http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(head))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || resp.StatusCode != 400 {
+			t.Errorf("%q: %v %v, want 400", head, resp, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("%d ambiguous requests reached the backend", hits.Load())
+	}
+}
