@@ -117,7 +117,7 @@ func main() {
 	if failed {
 		verdict = "FAIL"
 	}
-	fmt.Printf("summary: placement %s: %s (target ≥ 1,000/s; Marathon's default throttle 3.3/s; Nomad C2M ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
+	fmt.Printf("SUMMARY placement %s: %s (target ≥ 1,000/s; Marathon's default throttle 3.3/s; Nomad C2M ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
 	if failed {
 		pprof.StopCPUProfile()
 		os.Exit(1)
