@@ -327,6 +327,16 @@ func mean(v []float64) float64 {
 	return s / float64(len(v))
 }
 
+// cpuPerReq is the proxy's CPU time per request: less sensitive than req/s
+// to other load on the machine.
+func cpuPerReq(a agg) string {
+	c := mean(a.cpu)
+	if c == 0 || math.IsNaN(c) {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", c/100/mean(a.rps)*1e6)
+}
+
 func skipped(phase string) bool {
 	for _, s := range strings.Split(*skip, ",") {
 		if s == phase {
@@ -525,12 +535,12 @@ listen bulk_splice
 			gap()
 		}
 		fmt.Println("HTTP keep-alive (vhost frontend)")
-		fmt.Printf("  %-22s %10s %8s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU %")
+		fmt.Printf("  %-22s %10s %8s %8s %8s %12s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU %", "µs CPU/req")
 		for _, row := range []struct {
 			n string
 			a agg
 		}{{"backend direct", direct}, {"HAProxy http", ha}, {"weft lb", weft}} {
-			fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", row.n, mean(row.a.rps), mean(row.a.p50), mean(row.a.p99), mean(row.a.cpu))
+			fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f %12s\n", row.n, mean(row.a.rps), mean(row.a.p50), mean(row.a.p99), mean(row.a.cpu), cpuPerReq(row.a))
 		}
 		ratio := mean(weft.rps) / mean(ha.rps)
 		p99r := mean(weft.p99) / mean(ha.p99)
@@ -560,8 +570,9 @@ listen bulk_splice
 			gap()
 		}
 		fmt.Println("TCP small requests (keep-alive HTTP through L4)")
-		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", "HAProxy tcp", mean(ha.rps), mean(ha.p50), mean(ha.p99), mean(ha.cpu))
-		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f\n", "weft lb tcp", mean(weft.rps), mean(weft.p50), mean(weft.p99), mean(weft.cpu))
+		fmt.Printf("  %-22s %10s %8s %8s %8s %12s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU %", "µs CPU/req")
+		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f %12s\n", "HAProxy tcp", mean(ha.rps), mean(ha.p50), mean(ha.p99), mean(ha.cpu), cpuPerReq(ha))
+		fmt.Printf("  %-22s %10.0f %8.2f %8.2f %8.0f %12s\n", "weft lb tcp", mean(weft.rps), mean(weft.p50), mean(weft.p99), mean(weft.cpu), cpuPerReq(weft))
 		ratio := mean(weft.rps) / mean(ha.rps)
 		fmt.Printf("  ratio req/s %.2f× (target ≥ 0.9: %s)\n\n", ratio, check(ratio >= 0.9))
 		summary = append(summary, fmt.Sprintf("tcp %.2f×", ratio))
