@@ -47,13 +47,17 @@ type Framework struct {
 
 	cacheMu    sync.Mutex
 	cacheIndex uint64
-	cache      map[string][]byte  // GET path+query → encoded answer at cacheIndex
-	enc        map[string]encoded // "a"+app id / "t"+task id → JSON at a modify index
+	cache      map[string][]byte // GET path+query → encoded answer at cacheIndex
+
+	encMu   sync.Mutex
+	enc     map[string]encoded // "a"+app id / "t"+task id → JSON at a modify index
+	encGen  uint64             // listings so far; entries unused lately are pruned
+	encSize int                // size of the last listing, to size the next buffer
 }
 
 type encoded struct {
-	idx uint64
-	b   []byte
+	idx, gen uint64
+	b        []byte
 }
 
 type handleBox struct{ m sched.MasterHandle }

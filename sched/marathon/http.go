@@ -294,14 +294,18 @@ func (f *Framework) writeCached(w http.ResponseWriter, r *http.Request, index ui
 // deployments and the embedded tasks and last failure) to buf, reusing the
 // encoding of the definition and of each task while their store index is
 // unchanged: listing thousands of apps then costs little more than copying.
-func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api.App, emb map[string]bool, old, next map[string]encoded) []byte {
+// The caller holds encMu.
+func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api.App, emb map[string]bool) []byte {
 	enc := func(key string, idx uint64, val func() any) []byte {
-		if e, ok := old[key]; ok && e.idx == idx && idx != 0 {
-			next[key] = e
+		if e, ok := f.enc[key]; ok && e.idx == idx && idx != 0 {
+			if e.gen != f.encGen {
+				e.gen = f.encGen
+				f.enc[key] = e
+			}
 			return e.b
 		}
 		b, _ := json.Marshal(val())
-		next[key] = encoded{idx, b}
+		f.enc[key] = encoded{idx: idx, gen: f.encGen, b: b}
 		return b
 	}
 	ab := enc("a"+app.ID, v.appIdx[app.ID], func() any { return app })
@@ -386,13 +390,15 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	q := r.URL.Query()
 	fast := !emb["readiness"] && !emb["taskStats"]
 	var buf []byte
-	var old, next map[string]encoded
 	if fast {
-		f.cacheMu.Lock()
-		old = f.enc
-		f.cacheMu.Unlock()
-		next = make(map[string]encoded, len(old))
-		buf = append(make([]byte, 0, 1<<20), `{"apps":[`...)
+		// One listing at a time reuses and refreshes the encodings.
+		f.encMu.Lock()
+		defer f.encMu.Unlock()
+		if f.enc == nil {
+			f.enc = map[string]encoded{}
+		}
+		f.encGen++
+		buf = append(make([]byte, 0, f.encSize+4096), `{"apps":[`...)
 	}
 	out := []api.AppInfo{}
 	first := true
@@ -412,16 +418,27 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 				buf = append(buf, ',')
 			}
 			first = false
-			buf = f.appendAppInfo(buf, v, st, app, emb, old, next)
+			buf = f.appendAppInfo(buf, v, st, app, emb)
 			continue
 		}
 		out = append(out, f.appInfo(v, st, app, emb, false, false))
 	}
 	if fast {
 		buf = append(buf, "]}\n"...)
-		f.cacheMu.Lock()
-		f.enc = next
-		f.cacheMu.Unlock()
+		f.encSize = len(buf)
+		used := 0
+		for _, e := range f.enc {
+			if e.gen == f.encGen {
+				used++
+			}
+		}
+		if len(f.enc) > 2*used+1024 {
+			for k, e := range f.enc {
+				if e.gen != f.encGen {
+					delete(f.enc, k)
+				}
+			}
+		}
 		f.writeRaw(w, r, v.index, buf)
 		return nil
 	}
