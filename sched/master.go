@@ -186,16 +186,17 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		revive: make(chan struct{}, 1),
 		memCh:  make(chan struct{}),
 	}
-	met, err := newMasterMetrics(cfg.Registry, m)
-	if err != nil {
-		return nil, fmt.Errorf("master: registering metrics: %w", err)
-	}
-	m.metrics = met
 	st, err := OpenStore(cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
 	}
 	m.store = st
+	met, err := newMasterMetrics(cfg.Registry, m)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("master: registering metrics: %w", err)
+	}
+	m.metrics = met
 	m.tracker = newAgentTracker()
 	m.alloc = newAllocator(m)
 	h, err := m.buildHandler()
