@@ -23,6 +23,7 @@ type fakeSource struct {
 	changed chan struct{}
 	fail    bool
 	noPush  bool // answer only when wait passes, like a master that missed a change
+	empty   bool // answer an empty state, like a master shutting down
 }
 
 func newFakeSource() *fakeSource { return &fakeSource{changed: make(chan struct{})} }
@@ -35,6 +36,10 @@ func (f *fakeSource) Watch(ctx context.Context, after uint64, wait time.Duration
 		if f.fail {
 			f.mu.Unlock()
 			return nil, errors.New("connection refused")
+		}
+		if f.empty {
+			f.mu.Unlock()
+			return &api.State{}, nil
 		}
 		if f.st.Index > after && (!f.noPush || after == 0) {
 			st := f.st
@@ -75,6 +80,12 @@ func (f *fakeSource) index() uint64 {
 func (f *fakeSource) setFail(v bool) {
 	f.mu.Lock()
 	f.fail = v
+	f.mu.Unlock()
+}
+
+func (f *fakeSource) setEmpty(v bool) {
+	f.mu.Lock()
+	f.empty = v
 	f.mu.Unlock()
 }
 

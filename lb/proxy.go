@@ -345,6 +345,11 @@ func (p *Proxy) watch(ctx context.Context) error {
 				continue
 			}
 		}
+		if err == nil && (st == nil || st.Index == 0 && after > 0) {
+			// An empty answer (a master shutting down, say) is not a state:
+			// applying it would close every service port.
+			err = errors.New("the master returned an empty state")
+		}
 		if err != nil {
 			msg := err.Error()
 			p.lastError.Store(&msg)

@@ -441,6 +441,13 @@ func TestKeepsLastTableWhenMasterUnreachable(t *testing.T) {
 	if resp.StatusCode != 200 || body != "a /" {
 		t.Errorf("with the master down: %d %q", resp.StatusCode, body)
 	}
+	src.setFail(false)
+	src.setEmpty(true)
+	time.Sleep(300 * time.Millisecond) // several empty answers
+	resp, body = get(t, client(), "http://"+p.Addr("http")+"/", "a.test", nil)
+	if resp.StatusCode != 200 || body != "a /" {
+		t.Errorf("after empty answers from a master shutting down: %d %q", resp.StatusCode, body)
+	}
 }
 
 // TestReconfigurationUnderLoad adds and removes backends every 100 ms while
