@@ -786,3 +786,27 @@ func TestAmbiguousFramingRejected(t *testing.T) {
 		t.Errorf("%d ambiguous requests reached the backend", hits.Load())
 	}
 }
+
+// TestProblemsReportedOnce: resyncs do not repeat a problem; fixing the
+// label clears it with one nil report.
+func TestProblemsReportedOnce(t *testing.T) {
+	src := newFakeSource()
+	bad := []api.App{app("/bad", freePort(t), map[string]string{"HAPROXY_0_BALANCE": "random"})}
+	src.set(bad, nil)
+	var mu sync.Mutex
+	var calls []int
+	cfg := testConfig(src)
+	cfg.ResyncEvery = 50 * time.Millisecond
+	cfg.Report = func(app string, ps []string) { mu.Lock(); calls = append(calls, len(ps)); mu.Unlock() }
+	startProxy(t, cfg)
+	time.Sleep(300 * time.Millisecond) // several resyncs
+	src.set([]api.App{app("/bad", freePort(t), nil)}, nil)
+	eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(calls) != 2 || calls[0] != 1 || calls[1] != 0 {
+			return fmt.Errorf("reports %v, want [1 0]", calls)
+		}
+		return nil
+	})
+}
