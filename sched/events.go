@@ -10,11 +10,12 @@ import (
 )
 
 // eventsBuffer is how many events a /v2/events client may fall behind
-// before it is dropped (it reconnects and re-reads the state).
-const eventsBuffer = 4096
+// before it is dropped (it reconnects and re-reads the state). A variable
+// so tests can shrink it.
+var eventsBuffer = 4096
 
 // eventWriteTimeout bounds one write to an event stream client.
-const eventWriteTimeout = 10 * time.Second
+var eventWriteTimeout = 10 * time.Second
 
 // handleEvents serves GET /v2/events: Marathon's Server-Sent Events stream.
 func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -180,4 +182,35 @@ func TestWatchWithAForeignIndexAnswersAtOnce(t *testing.T) {
 	if d := time.Since(start); d > time.Second || st.Index != tm.Store().Index() {
 		t.Fatalf("watch with an index from another store: %v, index %d", d, st.Index)
 	}
+}
+
+func TestSlowEventClientIsDroppedNotWaitedFor(t *testing.T) {
+	oldBuf, oldTimeout := eventsBuffer, eventWriteTimeout
+	eventsBuffer, eventWriteTimeout = 64, 300*time.Millisecond
+	t.Cleanup(func() { eventsBuffer, eventWriteTimeout = oldBuf, oldTimeout })
+	tm := startMaster(t, NewStaticMembers())
+
+	// A client that attaches and then never reads.
+	resp, err := http.Get(tm.srv.URL + "/v2/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	eventually(t, 3*time.Second, "client attached", func() bool { return gaugeValue(tm.metrics.eventClients) == 1 })
+
+	ev := api.NewEvent(api.EventDeploymentInfo, map[string]any{"pad": strings.Repeat("x", 4096)})
+	start := time.Now()
+	for i := 0; i < 20000; i++ { // 80 MB: more than any socket buffer holds
+		tm.Store().Publish(ev)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("publishing took %v: a slow client held the store up", d)
+	}
+	eventually(t, 5*time.Second, "slow client dropped", func() bool { return gaugeValue(tm.metrics.eventClients) == 0 })
+}
+
+func gaugeValue(g interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	_ = g.Write(&m)
+	return m.GetGauge().GetValue()
 }
