@@ -2,6 +2,8 @@ package marathon
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,19 @@ func TestFrameworkLifecycle(t *testing.T) {
 	res = e.f.ResourceOffers(context.Background(), offers)
 	r3 := e.commit(res, offers)
 	e.setState(r3[0].Task.ID, api.TaskRunning)
+
+	// The plain-text task list of haproxy-marathon-bridge.
+	req, _ := http.NewRequest("GET", e.ts.URL+"/v2/tasks", nil)
+	req.Header.Set("Accept", "text/plain")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(b), "ssk2_whereisbot\t10000\th") || strings.Count(string(b), "\n") != 2 {
+			t.Fatalf("text/plain tasks: %q", b)
+		}
+	}
 
 	// Scale to 1: the youngest is killed.
 	if r := e.do("PUT", "/v2/apps/ssk2/whereisbot", `{"instances":1}`); r.Status != 200 {

@@ -1034,6 +1034,10 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 	if r.Method != http.MethodGet {
 		return methodNotAllowed()
 	}
+	if accept := r.Header.Get("Accept"); strings.Contains(accept, "text/plain") && !strings.Contains(accept, "json") {
+		f.tasksText(w, m)
+		return nil
+	}
 	if f.cached(w, r, m.Store().Index()) {
 		return nil
 	}
@@ -1059,6 +1063,43 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 	}
 	f.writeCached(w, r, v.index, map[string]any{"tasks": out})
 	return nil
+}
+
+// tasksText is GET /v2/tasks with Accept: text/plain, the format of
+// Marathon's haproxy-marathon-bridge: per app and service port one line
+// "app_id<TAB>servicePort<TAB>host:port<TAB>...", running tasks only.
+func (f *Framework) tasksText(w http.ResponseWriter, m sched.MasterHandle) {
+	v := readView(m.Store())
+	var b strings.Builder
+	for _, id := range v.appIDs {
+		app := v.apps[id]
+		var running []*api.Task
+		for _, te := range v.tasks[id] {
+			if te.rec.Task.State == api.TaskRunning {
+				running = append(running, &te.rec.Task)
+			}
+		}
+		sps := servicePorts(app)
+		if len(sps) == 0 {
+			b.WriteString(taskIDPrefix(id) + "\t \t")
+			for _, t := range running {
+				b.WriteString(t.Host + "\t")
+			}
+			b.WriteString("\n")
+			continue
+		}
+		for i, sp := range sps {
+			b.WriteString(taskIDPrefix(id) + "\t" + strconv.Itoa(sp) + "\t")
+			for _, t := range running {
+				if i < len(t.Ports) {
+					b.WriteString(t.Host + ":" + strconv.Itoa(t.Ports[i]) + "\t")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, b.String())
 }
 
 func (f *Framework) serveTasksDelete(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
