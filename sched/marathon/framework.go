@@ -41,6 +41,7 @@ type Framework struct {
 	since    map[string]time.Time     // app id → waiting for launches since
 	doomed   map[string]time.Time     // task id → found unhealthy at
 	ended    map[string]bool          // task ids whose end was counted in the backoff
+	failures map[string][]int         // task id → consecutive failures per check, as last seen
 	tokens   float64                  // health-kill bucket
 	refilled time.Time
 	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
@@ -81,15 +82,16 @@ var _ sched.Framework = (*Framework)(nil)
 func New(cfg Config) *Framework {
 	cfg.fill()
 	return &Framework{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "marathon"),
-		backoff: map[string]*backoffState{},
-		stats:   map[string]*offerStats{},
-		since:   map[string]time.Time{},
-		doomed:  map[string]time.Time{},
-		ended:   map[string]bool{},
-		agents:  map[string]facts{},
-		tokens:  float64(cfg.HealthKillBurst),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "marathon"),
+		backoff:  map[string]*backoffState{},
+		stats:    map[string]*offerStats{},
+		since:    map[string]time.Time{},
+		doomed:   map[string]time.Time{},
+		ended:    map[string]bool{},
+		failures: map[string][]int{},
+		agents:   map[string]facts{},
+		tokens:   float64(cfg.HealthKillBurst),
 	}
 }
 
@@ -535,6 +537,39 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 				flush()
 			}
 		}
+	}
+	// Failed health checks: failed_health_check_event for each new failure
+	// (not state: published, not logged).
+	var failedChecks []api.Event
+	f.mu.Lock()
+	for _, appID := range appIDs {
+		app := v.apps[appID]
+		for _, te := range v.tasks[appID] {
+			t := &te.rec.Task
+			prev := f.failures[t.ID]
+			cur := make([]int, len(t.HealthCheckResults))
+			for i, r := range t.HealthCheckResults {
+				cur[i] = r.ConsecutiveFailures
+				if app != nil && i < len(app.HealthChecks) && r.ConsecutiveFailures > 0 && (i >= len(prev) || r.ConsecutiveFailures > prev[i]) {
+					failedChecks = append(failedChecks, api.NewEvent(api.EventFailedHealthCheck, map[string]any{
+						"appId": appID, "taskId": t.ID, "instanceId": t.ID, "version": t.Version,
+						"healthCheck": app.HealthChecks[i], "cause": r.LastFailureCause,
+					}))
+				}
+			}
+			if len(cur) > 0 {
+				f.failures[t.ID] = cur
+			}
+		}
+	}
+	for id := range f.failures {
+		if !seen[id] {
+			delete(f.failures, id)
+		}
+	}
+	f.mu.Unlock()
+	if len(failedChecks) > 0 {
+		st.Publish(failedChecks...)
 	}
 	// Apps: scale, upgrade, health kills.
 	for _, appID := range v.appIDs {

@@ -323,10 +323,17 @@ func TestUnhealthyReplacedThenKilled(t *testing.T) {
 		t.Fatal("unhealthy task must be killed once its replacement is healthy")
 	}
 	timeout := time.After(5 * time.Second)
+	seenFailed := false
 	for {
 		select {
 		case ev := <-events:
+			if ev.Type == api.EventFailedHealthCheck {
+				seenFailed = true
+			}
 			if ev.Type == api.EventUnhealthyKill {
+				if !seenFailed {
+					t.Fatal("no failed_health_check_event before the kill")
+				}
 				return
 			}
 		case <-timeout:
