@@ -48,6 +48,15 @@ func (p *Proxy) httpsServer() *http.Server {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			pr.Out.Header.Set("X-Forwarded-Port", port)
+			if cs := pr.Out.Cookies(); len(cs) > 0 && strings.Contains(pr.Out.Header.Get("Cookie"), StickyCookie+"=") {
+				// insert indirect: the backend never sees the sticky cookie.
+				pr.Out.Header.Del("Cookie")
+				for _, c := range cs {
+					if c.Name != StickyCookie {
+						pr.Out.AddCookie(c)
+					}
+				}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			b := r.Context().Value(ctxKey{}).(*backend)

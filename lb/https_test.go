@@ -47,7 +47,7 @@ func TestHTTPSBySNIWithHTTP2(t *testing.T) {
 	b := startHTTPBackend(t, "b", nil)
 	src.set([]api.App{
 		app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test", "HAPROXY_0_USE_HSTS": "true"}),
-		app("/b", freePort(t), map[string]string{"HAPROXY_0_VHOST": "b.test"}),
+		app("/b", freePort(t), map[string]string{"HAPROXY_0_VHOST": "b.test", "HAPROXY_0_STICKY": "true"}),
 	}, []api.Task{task("/a", 1, a.port), task("/b", 1, b.port)})
 	cfg := testConfig(src)
 	cfg.HTTPSAddr = "127.0.0.1:0"
@@ -74,6 +74,31 @@ func TestHTTPSBySNIWithHTTP2(t *testing.T) {
 		}
 		if tc.sni == "a.test" && resp.Header.Get("Strict-Transport-Security") != "max-age=15768000" {
 			t.Errorf("HSTS missing on https")
+		}
+		if tc.sni == "b.test" {
+			var sticky *http.Cookie
+			for _, ck := range resp.Cookies() {
+				if ck.Name == StickyCookie {
+					sticky = ck
+				}
+			}
+			if sticky == nil {
+				t.Fatalf("no sticky cookie over https: %v", resp.Header)
+			}
+			req, _ := http.NewRequest("GET", "https://"+addr+"/y", nil)
+			req.AddCookie(&http.Cookie{Name: "keep", Value: "1"})
+			req.AddCookie(sticky)
+			resp2, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp2.Body.Close()
+			if got := resp2.Header.Get("X-Echo-Cookie"); got != "keep=1" {
+				t.Errorf("backend saw Cookie %q over https; want the sticky cookie stripped", got)
+			}
+			if resp2.Header.Get("Set-Cookie") != "" {
+				t.Errorf("a valid sticky cookie was set again over https")
+			}
 		}
 	}
 }
