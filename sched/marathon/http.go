@@ -1158,7 +1158,23 @@ func (f *Framework) serveDeployments(w http.ResponseWriter, r *http.Request, m s
 	v := readView(m.Store())
 	out := []api.Deployment{}
 	for _, de := range v.deployments {
-		out = append(out, *de.d)
+		d := *de.d
+		// Readiness of the tasks the current actions wait for.
+		d.CurrentActions = append([]api.DeploymentAction(nil), d.CurrentActions...)
+		for i, a := range d.CurrentActions {
+			app := v.apps[a.App]
+			if app == nil || len(app.ReadinessChecks) == 0 {
+				continue
+			}
+			for _, te := range v.tasks[a.App] {
+				t := te.rec.Task
+				if !api.Terminal(t.State) && te.rec.Goal == api.GoalRun && t.Version >= configVersion(app) {
+					d.CurrentActions[i].ReadinessCheckResults = append(d.CurrentActions[i].ReadinessCheckResults,
+						api.ReadinessResult{Name: app.ReadinessChecks[0].Name, TaskID: t.ID, Ready: t.Ready != nil && *t.Ready})
+				}
+			}
+		}
+		out = append(out, d)
 	}
 	writeJSON(w, 200, out)
 	return nil
