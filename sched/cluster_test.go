@@ -164,6 +164,29 @@ func TestThreeMastersElectProxyAndFailOver(t *testing.T) {
 	if s := tasksOf(leader.Store())[taskID].Task.State; s != api.TaskRunning {
 		t.Fatalf("status through the follower: %s", s)
 	}
+	// A blocking assignments query through the follower is proxied and
+	// wakes on the leader's write.
+	as, err := fc.Assignments(ctx, "a1", 0, time.Second)
+	if err != nil || len(as.Tasks) != 2 {
+		t.Fatalf("assignments through the follower: %+v %v", as, err)
+	}
+	woke := make(chan error, 1)
+	go func() {
+		_, err := fc.Assignments(ctx, "a1", as.Index, 10*time.Second)
+		woke <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := fc.PostStatus(ctx, "a1", []api.TaskStatus{{TaskID: taskID, State: api.TaskFinished}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woke:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("proxied blocking query did not wake")
+	}
 
 	// The leader dies: the other two elect a new one, which keeps placing.
 	leader.stop()
@@ -197,4 +220,8 @@ func TestThreeMastersElectProxyAndFailOver(t *testing.T) {
 		t.Fatalf("DELETE /v2/leader via the follower: %v %v", msg, err)
 	}
 	eventually(t, 10*time.Second, "leadership moved", func() bool { return other.Store().IsLeader() })
+	// Frameworks run only on the leader: the old one's Run was cancelled.
+	eventually(t, 5*time.Second, "frameworks follow leadership", func() bool {
+		return other.fw.running.Load() == 1 && nl.fw.running.Load() == 0
+	})
 }

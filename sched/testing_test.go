@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ type testFramework struct {
 	ports     int    // host ports per task
 	prefix    string // task id prefix, for frameworks of several masters
 
+	running atomic.Int32 // Run calls in progress
+
 	mu        sync.Mutex
 	want      int
 	seq       int
@@ -28,9 +31,14 @@ type testFramework struct {
 	rounds    [][]api.Offer
 }
 
-func (f *testFramework) Name() string                                  { return f.name }
-func (f *testFramework) Run(ctx context.Context, m MasterHandle) error { <-ctx.Done(); return nil }
-func (f *testFramework) Routes(mux *http.ServeMux, m MasterHandle)     {}
+func (f *testFramework) Name() string { return f.name }
+func (f *testFramework) Run(ctx context.Context, m MasterHandle) error {
+	f.running.Add(1)
+	defer f.running.Add(-1)
+	<-ctx.Done()
+	return nil
+}
+func (f *testFramework) Routes(mux *http.ServeMux, m MasterHandle) {}
 
 func (f *testFramework) Wants() bool {
 	f.mu.Lock()
