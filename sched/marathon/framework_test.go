@@ -485,3 +485,28 @@ func TestHealthKillRateLimitAndTimeout(t *testing.T) {
 		t.Fatal("after ReplaceTimeout the unhealthy task must be killed")
 	}
 }
+
+func TestReadinessGatesDeployment(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("PUT", "/v2/apps/rd", `{"cmd":"x","cpus":0.1,"mem":10,"portDefinitions":[{"port":0,"name":"http-api"}],
+		"readinessChecks":[{"name":"ready","path":"/ready","portName":"http-api"}]}`)
+	if r.Status != 201 {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+	e.reconcile()
+	offers := []api.Offer{offer("a1", "h1", 1, 1024)}
+	recs := e.commit(e.f.ResourceOffers(context.Background(), offers), offers)
+	e.setState(recs[0].Task.ID, api.TaskRunning)
+	e.reconcile()
+	var deps []api.Deployment
+	e.do("GET", "/v2/deployments", "").json(t, &deps)
+	if len(deps) != 1 || len(deps[0].CurrentActions[0].ReadinessCheckResults) != 1 || deps[0].CurrentActions[0].ReadinessCheckResults[0].Ready {
+		t.Fatalf("running but not ready: the deployment waits and says why: %+v", deps)
+	}
+	ready := true
+	e.setState(recs[0].Task.ID, api.TaskRunning, func(r *sched.TaskRecord) { r.Task.Ready = &ready })
+	e.reconcile()
+	if n := len(e.m.st.List(sched.TableDeployments)); n != 0 {
+		t.Fatal("ready: the deployment finishes")
+	}
+}
