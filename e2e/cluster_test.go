@@ -79,7 +79,8 @@ func startCluster(t *testing.T, agents ...agentSpec) *cluster {
 	cl.gossip = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cl.margs = []string{"master", "--no-mesh", "--node-name", "m1", "--site", "aws",
 		"--data-dir", filepath.Join(dir, "m1"), "--api-addr", cl.apiAddr, "--raft-addr", "",
-		"--gossip-addr", cl.gossip, "--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0"}
+		"--gossip-addr", cl.gossip, "--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0",
+		"--chronos-failure-retry", "1s"}
 	cl.master = startWeft(t, "m1", cl.margs...)
 	cl.c = api.NewClient(cl.apiAddr)
 	for i, a := range agents {

@@ -97,6 +97,8 @@ func nodeFlags(role string) []cli.Flag {
 			str("api-advertise", "", "host:port agents and clients reach the master API at (default: the overlay or host address)"),
 			str("raft-addr", pick("", "0.0.0.0:8300"), "raft's TCP address (empty: in-process, one voter)"),
 			&cli.IntFlag{Name: "bootstrap-expect", Value: 1, Usage: "how many masters form the raft cluster", EnvVars: envName("bootstrap-expect")},
+			&cli.DurationFlag{Name: "chronos-failure-retry", Value: 60 * time.Second, Usage: "delay before a failed job run is retried (Chronos's --failure_retry)", EnvVars: envName("chronos-failure-retry")},
+			&cli.DurationFlag{Name: "chronos-task-epsilon", Value: 60 * time.Second, Usage: "default epsilon: a run missed by more is skipped (Chronos's --task_epsilon)", EnvVars: envName("chronos-task-epsilon")},
 		)
 	}
 	if role != roleMaster {

@@ -58,6 +58,8 @@ func (n *node) setupMaster() error {
 	ccfg := chronos.DefaultConfig()
 	ccfg.Logger = n.log
 	ccfg.LeaderAPI = func() string { return apiAdv }
+	ccfg.FailureRetry = n.c.Duration("chronos-failure-retry")
+	ccfg.TaskEpsilon = n.c.Duration("chronos-task-epsilon")
 	cfg.Frameworks = []sched.Framework{marathon.New(mcfg), chronos.New(ccfg)}
 
 	m, err := sched.NewMaster(cfg)
