@@ -138,6 +138,22 @@ func dumpStatus(ctx context.Context, t *testing.T, nodes []*node) {
 	}
 }
 
+func grep(s string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, sub := range subs {
+			if strings.Contains(l, sub) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	if len(out) > 80 {
+		out = out[len(out)-80:]
+	}
+	return strings.Join(out, "\n")
+}
+
 func aliveCount(ctx context.Context, n *node) int {
 	st, err := n.status(ctx)
 	if err != nil {
@@ -273,6 +289,7 @@ func TestE2EMesh(t *testing.T) {
 			}
 			return nil
 		}); err != nil {
+			t.Logf("l1's log:\n%s", grep(l1.p.Output(), "path", "p1", "relay", "level=ERROR", "level=WARN"))
 			t.Fatalf("no relay after the cut: %v", err)
 		}
 		p, _ := l1.peer(ctx, "p1")
@@ -361,6 +378,8 @@ func TestE2EMesh(t *testing.T) {
 			t.Errorf("restart changed identity: key %s -> %s, block %s -> %s", before.PublicKey, after.PublicKey, before.Block, after.Block)
 		}
 		if err := meshtest.Eventually(ctx, 20*time.Second, func() error { return byName["a1"].h.Ping(ctx, ips["l2"]) }); err != nil {
+			dumpStatus(ctx, t, []*node{byName["a1"], l2})
+			t.Logf("l2's log:\n%s", grep(l2.p.Output(), "a1", "level=ERROR", "level=WARN", "level=INFO"))
 			t.Errorf("a1 cannot reach l2 after its restart: %v", err)
 		}
 	})

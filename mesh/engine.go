@@ -1,12 +1,14 @@
 package mesh
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -356,7 +358,8 @@ func (m *Mesh) setClaim(e *engine, c blockClaim) error {
 		return err
 	}
 	m.log.Info("overlay block claimed", "block", c.Block.String(), "address", overlayIP(c.Block).String(), "lamport", c.Time, "salt", c.Salt)
-	return m.publishTags()
+	m.publishAsync()
+	return nil
 }
 
 // peerInfos decodes every member but self.
@@ -406,7 +409,7 @@ func (m *Mesh) reconcile() {
 		m.needRestart = true
 		claim = c
 	}
-	if claim.Time == 0 && m.joined && !m.needRestart {
+	if claim.Time == 0 && m.joined.Load() && !m.needRestart {
 		// Confirm the provisional claim: later than every claim seen.
 		claim.Time = clock + 1
 		if err := m.setClaim(e, claim); err != nil {
@@ -414,6 +417,7 @@ func (m *Mesh) reconcile() {
 		}
 	}
 
+	m.savePeerCache(others)
 	dev := e.observe(now)
 	if dev == nil && e.lastDev == nil {
 		return
@@ -433,7 +437,7 @@ func (m *Mesh) reconcile() {
 	in := topoInput{
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
 		RTT: m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
-		Grace: 2 * m.cfg.DeadAfter, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
+		Grace: m.cfg.DeadAfter + time.Second, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
 		Overlay: m.overlay,
 	}
 	tp := computeTopology(in)
@@ -559,9 +563,7 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 	m.mu.Unlock()
 	if !known || wasNAT != m.nat {
 		m.log.Info("peers observe this node at a reflexive address", "endpoint", ep.String(), "nat", !advertised)
-		if err := m.publishTags(); err != nil {
-			m.log.Warn("publishing reflexive endpoint", "err", err)
-		}
+		m.publishAsync()
 	}
 }
 
@@ -613,9 +615,7 @@ func (m *Mesh) refreshLocalEndpoints() {
 	started := m.serf != nil && m.claim.Block.IsValid()
 	m.mu.Unlock()
 	if changed && started {
-		if err := m.publishTags(); err != nil {
-			m.log.Warn("publishing endpoints", "err", err)
-		}
+		m.publishAsync()
 	}
 }
 
@@ -668,5 +668,60 @@ func (m *Mesh) fillOverlayStatus(st *Status) {
 			}
 			ps.RxBytes, ps.TxBytes = dp.ReceiveBytes, dp.TransmitBytes
 		}
+	}
+}
+
+const peerCacheFile = "peers.json"
+
+// loadPeerCache reads the underlay gossip addresses of the peers known
+// before a restart.
+func (m *Mesh) loadPeerCache() {
+	if m.cfg.DataDir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, peerCacheFile))
+	if err != nil {
+		return
+	}
+	var addrs []string
+	if json.Unmarshal(b, &addrs) == nil {
+		m.mu.Lock()
+		m.cachedPeers = addrs
+		m.mu.Unlock()
+	}
+}
+
+// savePeerCache keeps the underlay gossip addresses (endpoint IPs with our
+// gossip port) of alive peers, for joining again after a restart.
+func (m *Mesh) savePeerCache(others []peerInfo) {
+	_, port, _ := splitHostPortDefault(m.cfg.GossipBind, DefaultGossipPort)
+	var addrs []string
+	for _, p := range others {
+		if p.Status != "alive" {
+			continue
+		}
+		for _, ep := range p.Endpoints {
+			if !m.overlay.Contains(ep.Addr()) {
+				addrs = append(addrs, net.JoinHostPort(ep.Addr().String(), strconv.Itoa(port)))
+			}
+		}
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	if len(addrs) > 16 {
+		addrs = addrs[:16]
+	}
+	m.mu.Lock()
+	same := slices.Equal(addrs, m.cachedPeers)
+	if !same && len(addrs) > 0 {
+		m.cachedPeers = addrs
+	}
+	m.mu.Unlock()
+	if same || len(addrs) == 0 || m.cfg.DataDir == "" {
+		return
+	}
+	b, _ := json.Marshal(addrs)
+	if err := writeFileAtomic(filepath.Join(m.cfg.DataDir, peerCacheFile), b, 0o600); err != nil {
+		m.log.Debug("saving peer cache", "err", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -47,6 +48,9 @@ type Mesh struct {
 	kick     chan struct{} // wake the reconcile loop
 	userEvts chan serf.UserEvent
 
+	pubMu       sync.Mutex  // serialises publishTags
+	joining     atomic.Bool // a background join is under way
+	joined      atomic.Bool // the cluster's claims have been seen
 	mu          sync.Mutex
 	serf        *serf.Serf
 	extra       map[string]string
@@ -59,9 +63,10 @@ type Mesh struct {
 	wg          *engine
 	lastJoinErr error
 
+	cachedPeers []string // underlay gossip addresses of known peers
+
 	// Owned by the Run goroutine.
 	evCh        chan serf.Event
-	joined      bool // the cluster's claims have been seen
 	needRestart bool // gossip must re-advertise (overlay address changed)
 }
 
@@ -149,6 +154,7 @@ func (m *Mesh) run(ctx context.Context) error {
 			return err
 		}
 		m.refreshLocalEndpoints()
+		m.loadPeerCache()
 	}
 
 	m.evCh = make(chan serf.Event, 256)
@@ -172,10 +178,14 @@ func (m *Mesh) run(ctx context.Context) error {
 		}
 	}
 
+	startedAt := time.Now()
 	if len(m.cfg.Join) > 0 {
 		m.joinSeeds()
 	} else {
-		m.joined = true
+		m.joined.Store(true)
+		if len(m.joinAddrs()) > 0 {
+			m.joinSeeds()
+		}
 	}
 	if eng != nil {
 		m.reconcile()
@@ -205,12 +215,18 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.log.Info("mesh stopped")
 			return nil
 		case <-s.ShutdownCh():
-			return errors.New("mesh: serf shut down unexpectedly")
+			m.log.Error("gossip shut down unexpectedly; restarting it")
+			time.Sleep(time.Second)
+			m.needRestart = true
 		case ev := <-m.userEvts:
 			m.handleUserEvent(ev)
 		case <-rejoin.C:
-			if len(m.cfg.Join) > 0 && (!m.hasAlivePeers() || m.hasFailedPeers()) {
-				m.joinSeeds()
+			// While settling (a restarted node must get its refutation of
+			// its old "left" state across), while alone, and while some
+			// member is failed, dial the seeds again.
+			settling := time.Since(startedAt) < 30*time.Second
+			if len(m.joinAddrs()) > 0 && (settling || !m.hasAlivePeers() || m.hasFailedPeers()) && m.joining.CompareAndSwap(false, true) {
+				go func() { defer m.joining.Store(false); m.joinSeeds() }()
 			}
 		case <-m.kick:
 			m.reconcile()
@@ -246,8 +262,20 @@ func (m *Mesh) restartSerf() {
 	m.notify()
 }
 
+// joinAddrs are the seeds, or else the underlay addresses of the peers
+// this node knew before it restarted (gossip addresses are overlay
+// addresses, unreachable until peers are configured again).
+func (m *Mesh) joinAddrs() []string {
+	if seeds := m.seeds(); len(seeds) > 0 {
+		return seeds
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cachedPeers
+}
+
 func (m *Mesh) hasFailedPeers() bool {
-	for _, mem := range m.serf.Members() {
+	for _, mem := range m.currentSerf().Members() {
 		if mem.Status == serf.StatusFailed {
 			return true
 		}
@@ -320,6 +348,9 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 	sc.TombstoneTimeout = m.cfg.TombstoneTimeout
 	sc.ReapInterval = 5 * time.Second
 	sc.CoalescePeriod = 0
+	// A restarted node (new overlay address, or a reboot) meets its own
+	// old incarnation; it must not shut itself down over it.
+	sc.EnableNameConflictResolution = false
 	if m.cfg.DataDir != "" {
 		sc.SnapshotPath = filepath.Join(m.cfg.DataDir, "serf.snapshot")
 		sc.RejoinAfterLeave = true
@@ -372,8 +403,11 @@ func (m *Mesh) seeds() []string {
 }
 
 func (m *Mesh) joinSeeds() {
-	seeds := m.seeds()
-	n, err := m.serf.Join(seeds, false)
+	seeds := m.joinAddrs()
+	if len(seeds) == 0 {
+		return
+	}
+	n, err := m.currentSerf().Join(seeds, false)
 	m.mu.Lock()
 	prev := m.lastJoinErr
 	m.lastJoinErr = err
@@ -390,12 +424,12 @@ func (m *Mesh) joinSeeds() {
 		}
 		return
 	}
-	m.joined = true
+	m.joined.Store(true)
 	m.log.Info("joined the cluster", "seeds", seeds, "contacted", n)
 }
 
 func (m *Mesh) hasAlivePeers() bool {
-	for _, mem := range m.serf.Members() {
+	for _, mem := range m.currentSerf().Members() {
 		if mem.Name != m.cfg.NodeName && mem.Status == serf.StatusAlive {
 			return true
 		}
@@ -552,8 +586,20 @@ func (m *Mesh) SetTags(extra map[string]string) error {
 	return nil
 }
 
+// publishAsync publishes the tags without blocking the caller (serf's
+// SetTags waits for the broadcast to go out).
+func (m *Mesh) publishAsync() {
+	go func() {
+		if err := m.publishTags(); err != nil {
+			m.log.Warn("publishing tags", "err", err)
+		}
+	}()
+}
+
 // publishTags pushes the current tag set to serf.
 func (m *Mesh) publishTags() error {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
 	m.mu.Lock()
 	s := m.serf
 	t := m.tagsLocked()
@@ -657,4 +703,11 @@ func (w *serfLogWriter) Write(p []byte) (int, error) {
 		w.log.Debug(strings.TrimSpace(strings.TrimPrefix(line, "[DEBUG]")))
 	}
 	return len(p), nil
+}
+
+// currentSerf returns the running serf (it changes when gossip restarts).
+func (m *Mesh) currentSerf() *serf.Serf {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.serf
 }
