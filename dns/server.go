@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -39,6 +40,9 @@ type Config struct {
 	Domain string
 	// Listen are host:port addresses; each is served over UDP and TCP.
 	// Port 0 picks a free port (the same for UDP and TCP); see Addrs.
+	// Prefer specific addresses: on a wildcard address (0.0.0.0) UDP replies
+	// leave from the routing table's source address, which a client that
+	// asked another local address of a multi-homed host rejects.
 	Listen []string
 	// HTTPListen, when set, serves the Mesos-DNS HTTP API (/v1/...) there.
 	HTTPListen string
@@ -210,6 +214,12 @@ func (s *Server) bind(addr string) error {
 	for attempt := 0; attempt < 20; attempt++ {
 		u, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
 		if err != nil {
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return fmt.Errorf("dns: listening on %s/udp: %w (no interface has %s yet: start the overlay first, or listen on another address)", addr, err, host)
+			}
+			if errors.Is(err, syscall.EACCES) {
+				return fmt.Errorf("dns: listening on %s/udp: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; or pick a port like 8053)", addr, err)
+			}
 			return fmt.Errorf("dns: listening on %s/udp: %w", addr, err)
 		}
 		uc := u.(*net.UDPConn)

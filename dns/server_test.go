@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -557,4 +558,21 @@ func TestMembershipChangeSameIndex(t *testing.T) {
 	waitFor(t, 2*time.Second, "new node resolvable", func() bool {
 		return len(ask(t, s, "udp", "edge9.node.pcm.", mdns.TypeA, 0).Answer) == 1
 	})
+}
+
+func TestListenErrorsSayWhatToDo(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"192.0.2.254:0"} // TEST-NET-1: on no interface here
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "start the overlay first") {
+		t.Errorf("error %v", err)
+	}
+	cfg.Listen = []string{"no-port"}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "host:port") {
+		t.Errorf("error %v", err)
+	}
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Domain = "bad..domain"
+	if _, err := New(cfg); err == nil {
+		t.Error("no error for an invalid domain")
+	}
 }
