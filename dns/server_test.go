@@ -576,3 +576,67 @@ func TestListenErrorsSayWhatToDo(t *testing.T) {
 		t.Error("no error for an invalid domain")
 	}
 }
+
+func TestTCPPipelining(t *testing.T) {
+	s := startServer(t, nil)
+	s.SetState(goldenStates()["01-host-app"])
+	c, err := net.Dial("tcp", s.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn := &mdns.Conn{Conn: c}
+	names := []string{"biserver.marathon.pcm.", "nope.marathon.pcm.", "leader.pcm."}
+	for i, n := range names {
+		m := new(mdns.Msg)
+		m.SetQuestion(n, mdns.TypeA)
+		m.Id = uint16(100 + i)
+		if err := conn.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	wantRcode := []int{mdns.RcodeSuccess, mdns.RcodeNameError, mdns.RcodeSuccess}
+	for i := range names {
+		r, err := conn.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Id != uint16(100+i) || r.Rcode != wantRcode[i] {
+			t.Errorf("answer %d: id %d rcode %s", i, r.Id, mdns.RcodeToString[r.Rcode])
+		}
+	}
+}
+
+func TestForwardingAllUpstreamsDown(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.Forward = true; c.Upstreams = []string{"127.0.0.1:1", "127.0.0.1:2"} })
+	s.SetState(&api.State{})
+	start := time.Now()
+	r := ask(t, s, "udp", "example.com.", mdns.TypeA, 0)
+	if r.Rcode != mdns.RcodeServerFailure {
+		t.Errorf("rcode %s, want SERVFAIL", mdns.RcodeToString[r.Rcode])
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Errorf("took %v; each upstream is bounded by 2 s and they are raced", d)
+	}
+}
+
+func TestForwardingTimeout(t *testing.T) {
+	hole, err := net.ListenPacket("udp", "127.0.0.1:0") // reads, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	s := startServer(t, func(c *Config) {
+		c.Forward = true
+		c.Upstreams = []string{hole.LocalAddr().String()}
+		c.ForwardTimeout = 300 * time.Millisecond
+	})
+	s.SetState(&api.State{})
+	start := time.Now()
+	r := ask(t, s, "udp", "example.com.", mdns.TypeA, 0)
+	d := time.Since(start)
+	if r.Rcode != mdns.RcodeServerFailure || d < 250*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("rcode %s after %v, want SERVFAIL after the 300 ms upstream timeout", mdns.RcodeToString[r.Rcode], d)
+	}
+}
