@@ -125,7 +125,23 @@ type Server struct {
 	tcpSem  chan struct{}
 	lastIdx atomic.Uint64
 	synced  atomic.Int64 // unix nanos of the last successful sync
-	changed atomic.Int64 // unix nanos of the last table change
+}
+
+// Status is what the server serves from.
+type Status struct {
+	Ready    bool      // a state has been loaded
+	Index    uint64    // the master's state index of the table served
+	LastSync time.Time // the last successful fetch (zero before the first)
+	Records  int       // records in the table
+}
+
+// Status reports the table being served, e.g. for health checks.
+func (s *Server) Status() Status {
+	st := Status{Ready: s.isReady.Load(), Index: s.lastIdx.Load(), Records: len(s.table.Load().records)}
+	if n := s.synced.Load(); n != 0 {
+		st.LastSync = time.Unix(0, n)
+	}
+	return st
 }
 
 // New validates cfg and binds every listen address (UDP and TCP), so Addrs
@@ -277,11 +293,13 @@ func (s *Server) SetState(st *api.State) {
 	start := time.Now()
 	t := s.build(st)
 	s.m.build.Observe(time.Since(start).Seconds())
+	if st != nil {
+		s.lastIdx.Store(st.Index)
+	}
 	s.table.Store(t)
 	s.m.records.Set(float64(len(t.records)))
 	now := s.now()
 	s.synced.Store(now.UnixNano())
-	s.changed.Store(now.UnixNano())
 	s.m.lastSync.Set(float64(now.Unix()))
 	s.readyOne.Do(func() {
 		s.isReady.Store(true)
@@ -403,7 +421,6 @@ func (s *Server) syncLoop(ctx context.Context) {
 		// addresses and sites) changed; an answer after the full wait is the
 		// periodic resync.
 		s.SetState(st)
-		s.lastIdx.Store(st.Index)
 		if st.Index == idx && time.Since(start) < 10*time.Millisecond {
 			// A source that does not block: do not spin.
 			sleep(ctx, 100*time.Millisecond)

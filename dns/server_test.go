@@ -640,3 +640,14 @@ func TestForwardingTimeout(t *testing.T) {
 		t.Errorf("rcode %s after %v, want SERVFAIL after the 300 ms upstream timeout", mdns.RcodeToString[r.Rcode], d)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	s := startServer(t, nil)
+	if st := s.Status(); st.Ready || !st.LastSync.IsZero() {
+		t.Errorf("before any state: %+v", st)
+	}
+	s.SetState(goldenStates()["01-host-app"])
+	if st := s.Status(); !st.Ready || st.Index != 10 || st.Records == 0 || st.LastSync.IsZero() {
+		t.Errorf("after a state: %+v", st)
+	}
+}

@@ -3,7 +3,6 @@ package dns
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"net/netip"
 
 	mdns "github.com/miekg/dns"
 )
@@ -307,6 +306,3 @@ func (w *worker) answerRcode(p []byte, q *query, rcode int, ra uint16) {
 	ar := w.finishOPT(q, 0, rcode)
 	w.setCounts(0, 0, ar)
 }
-
-// clientAddr strips a v4-in-v6 mapping.
-func clientAddr(a netip.Addr) netip.Addr { return a.Unmap() }
