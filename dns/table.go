@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	mdns "github.com/miekg/dns"
 )
@@ -24,6 +25,8 @@ type Table struct {
 	nodeSite map[netip.Addr]uint16
 	block24  map[[3]byte]uint16
 	arena    []byte // backing store of the encoded records
+	sortOnce sync.Once
+	sorted   []Record
 }
 
 // entry is everything a name has. A name that exists only because names
@@ -77,10 +80,28 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 		block24:  map[[3]byte]uint16{},
 	}
 	t.zoneWire = nameWire(t.zone)
-	slices.SortFunc(t.records, compareRecords)
-	// The SOA at the apex.
+	// Group the records by name (first-seen order), each group sorted by
+	// type and value; sorting everything by name is left to Records.
+	groups := make(map[string][]int32, len(records)/2+1)
+	var order []string
+	for i := range records {
+		n := records[i].Name
+		g, ok := groups[n]
+		if !ok {
+			order = append(order, n)
+		}
+		groups[n] = append(g, int32(i))
+	}
+	t.records = make([]Record, 0, len(records)+1)
+	for _, n := range order {
+		start := len(t.records)
+		for _, i := range groups[n] {
+			t.records = append(t.records, records[i])
+		}
+		slices.SortFunc(t.records[start:], compareRecords)
+	}
 	soa := Record{Name: t.zone, Type: mdns.TypeSOA}
-	t.records = append([]Record{soa}, t.records...)
+	t.records = slices.Insert(t.records, 0, soa)
 
 	for _, r := range t.records {
 		if r.Site != "" {
@@ -385,8 +406,15 @@ func appendName(b []byte, name, zone string, zoneOff int) []byte {
 	return append(b, 0)
 }
 
-// Records returns every record of the table, sorted by name, type and value.
-func (t *Table) Records() []Record { return t.records }
+// Records returns every record of the table: the SOA, then the rest sorted
+// by name, type and value. Do not modify the slice.
+func (t *Table) Records() []Record {
+	t.sortOnce.Do(func() {
+		t.sorted = slices.Clone(t.records)
+		slices.SortFunc(t.sorted[1:], compareRecords) // the SOA stays first
+	})
+	return t.sorted
+}
 
 // Enumerate returns Mesos-DNS's /v1/enumerate data.
 func (t *Table) Enumerate() []*EnumFramework {
@@ -446,7 +474,7 @@ func (t *Table) RR(r Record) mdns.RR {
 // spaces ("biserver.marathon.pcm. 5 IN A 10.47.3.1"), sorted.
 func (t *Table) ZoneText() string {
 	var sb strings.Builder
-	for _, r := range t.records {
+	for _, r := range t.Records() {
 		sb.WriteString(strings.Join(strings.Fields(t.RR(r).String()), " "))
 		sb.WriteByte('\n')
 	}
