@@ -186,14 +186,23 @@ func dkLaunch(t testing.TB, img string, args ...string) Launch {
 	}
 }
 
+// dkFreePort picks a free port outside the kernel's ephemeral range, so
+// that no other process on a busy machine is handed it meanwhile.
 func dkFreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 100; i++ {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		port := 20000 + int(b[0])<<8%10000 + int(b[1])
+		l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-30255")
+	return 0
 }
 
 // dkEventually retries f until it succeeds or d passes.
