@@ -68,10 +68,13 @@ type Config struct {
 	EjectFor time.Duration
 	// ConnectTimeout bounds a dial to a backend.
 	ConnectTimeout time.Duration
-	// ServerTimeout bounds the wait for a backend's response (HAProxy's
-	// timeout server).
+	// ServerTimeout bounds the wait for a backend's response head (HAProxy's
+	// timeout server). Deadlines are refreshed lazily, so the effective
+	// bound lies between half of this and this. Bodies and TCP streams
+	// have no timeout.
 	ServerTimeout time.Duration
-	// ClientIdleTimeout closes idle keep-alive client connections.
+	// ClientIdleTimeout closes idle keep-alive client connections (lazily,
+	// as ServerTimeout).
 	ClientIdleTimeout time.Duration
 	// Registry receives the proxy's metrics; nil serves /metrics from a
 	// private registry.
