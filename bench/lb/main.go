@@ -630,7 +630,7 @@ listen bulk_splice
 	if !pass {
 		verdict = "some targets missed"
 	}
-	fmt.Printf("SUMMARY lb vs haproxy: %s — %s\n", strings.Join(summary, ", "), verdict)
+	fmt.Printf("SUMMARY lb: %s vs HAProxy 2.6 (targets: http ≥ 0.6×, p99 ≤ 2×, tcp ≥ 0.9×, bulk ≥ 1.0×, 0 errors under change, propagation ≤ 500ms) — %s\n", strings.Join(summary, ", "), verdict)
 	return nil
 }
 
