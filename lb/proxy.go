@@ -130,6 +130,7 @@ type Proxy struct {
 
 	ready     chan struct{}
 	resync    chan struct{}
+	reports   chan report
 	readyOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -202,6 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 		reported: map[string]string{},
 		ready:    make(chan struct{}),
 		resync:   make(chan struct{}, 1),
+		reports:  make(chan report, 1024),
 		fstats:   map[string]*frontStats{},
 	}
 	if p.log == nil {
@@ -308,6 +310,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.janitor(ctx) }()
+	if p.cfg.Report != nil {
+		// Not waited for: Run must not hang on a stuck callback.
+		go p.reporter(ctx)
+	}
 	err := p.watch(ctx)
 	p.shutdown()
 	p.wg.Wait()
@@ -416,7 +422,29 @@ func (p *Proxy) report(problems []Problem) {
 			p.log.Warn("lb config problem", "app", app, "problem", m)
 		}
 		if p.cfg.Report != nil {
-			p.cfg.Report(app, ps)
+			select {
+			case p.reports <- report{app, ps}:
+			default:
+				p.log.Warn("lb problem reports are backing up; dropping one", "app", app)
+			}
+		}
+	}
+}
+
+type report struct {
+	app      string
+	problems []string
+}
+
+// reporter calls Config.Report off the watch loop, in order, so that a
+// slow callback (a POST to an unreachable master) never delays routing.
+func (p *Proxy) reporter(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-p.reports:
+			p.cfg.Report(r.app, r.problems)
 		}
 	}
 }

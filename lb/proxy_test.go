@@ -421,11 +421,14 @@ func TestAdminEndpoints(t *testing.T) {
 	if !strings.Contains(cfgText, "HAPROXY_0_MODE: unknown mode") {
 		t.Errorf("the config page must show problems:\n%s", cfgText)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if ps := reported["/bad"]; len(ps) != 1 || !strings.Contains(ps[0], "HAPROXY_0_MODE") {
-		t.Errorf("Report got %v for /bad", ps)
-	}
+	eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ps := reported["/bad"]; len(ps) != 1 || !strings.Contains(ps[0], "HAPROXY_0_MODE") {
+			return fmt.Errorf("Report got %v for /bad", ps)
+		}
+		return nil
+	})
 }
 
 func TestKeepsLastTableWhenMasterUnreachable(t *testing.T) {
@@ -641,11 +644,14 @@ func TestServicePortTakenIsReported(t *testing.T) {
 	cfg.ResyncEvery = 100 * time.Millisecond
 	cfg.Report = func(app string, ps []string) { mu.Lock(); got = ps; mu.Unlock() }
 	startProxy(t, cfg)
-	mu.Lock()
-	if len(got) != 1 || !strings.Contains(got[0], "cannot listen on service port "+strconv.Itoa(sp)) {
-		t.Errorf("reported %v", got)
-	}
-	mu.Unlock()
+	eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 || !strings.Contains(got[0], "cannot listen on service port "+strconv.Itoa(sp)) {
+			return fmt.Errorf("reported %v", got)
+		}
+		return nil
+	})
 	squatter.Close()
 	eventually(t, 5*time.Second, func() error {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(sp))
@@ -806,6 +812,27 @@ func TestProblemsReportedOnce(t *testing.T) {
 		defer mu.Unlock()
 		if len(calls) != 2 || calls[0] != 1 || calls[1] != 0 {
 			return fmt.Errorf("reports %v, want [1 0]", calls)
+		}
+		return nil
+	})
+}
+
+// TestSlowReportDoesNotDelayRouting: a Report callback stuck on an
+// unreachable master must not hold routing changes back.
+func TestSlowReportDoesNotDelayRouting(t *testing.T) {
+	src := newFakeSource()
+	a, b := startHTTPBackend(t, "a", nil), startHTTPBackend(t, "b", nil)
+	vh := map[string]string{"HAPROXY_0_VHOST": "v.test"}
+	src.set([]api.App{app("/v", freePort(t), vh), app("/bad", freePort(t), map[string]string{"HAPROXY_0_MODE": "x"})}, []api.Task{task("/v", 1, a.port)})
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) })
+	cfg := testConfig(src)
+	cfg.Report = func(string, []string) { <-stuck }
+	p := startProxy(t, cfg)
+	src.set([]api.App{app("/v", freePort(t), vh), app("/bad2", freePort(t), map[string]string{"HAPROXY_0_MODE": "y"})}, []api.Task{task("/v", 2, b.port)})
+	eventually(t, 5*time.Second, func() error {
+		if _, body := get(t, client(), "http://"+p.Addr("http")+"/", "v.test", nil); body != "b /" {
+			return fmt.Errorf("still %q", body)
 		}
 		return nil
 	})
