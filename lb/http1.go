@@ -57,7 +57,14 @@ type request struct {
 	http10        bool
 	expect        bool
 	deadline      time.Time // the client connection's read deadline
+	// bodyBuffered: the whole body sits in the client reader. It is sent
+	// with Peek and discarded only once a response arrives, so the request
+	// can be replayed on another connection.
+	bodyBuffered bool
 }
+
+// replayable reports whether the request can be sent again.
+func (req *request) replayable() bool { return !req.hasBody() || req.bodyBuffered }
 
 // armDeadline sets a read deadline d ahead, lazily: only when the one set
 // (*cur) is less than d/2 away, so that a busy keep-alive connection does
@@ -427,8 +434,15 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 
 	now := p.now()
 	fresh := false
+	req.bodyBuffered = !req.chunked && req.contentLength > 0 && int64(br.Buffered()) >= req.contentLength
+	defer func() {
+		if req.bodyBuffered {
+			br.Discard(int(req.contentLength))
+			req.bodyBuffered = false
+		}
+	}()
 	for attempt := 0; ; attempt++ {
-		bc := p.acquire(r, ip, sticky, req.hasBody() || fresh, now)
+		bc := p.acquire(r, ip, sticky, !req.replayable() || fresh, now)
 		if bc == nil {
 			r.errors.Add(1)
 			return reply(bw, resp503, req)
@@ -511,6 +525,9 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 	switch {
 	case req.chunked:
 		err = copyChunked(w, br)
+	case req.bodyBuffered:
+		body, _ := br.Peek(int(req.contentLength))
+		_, err = w.Write(body)
 	case req.contentLength > 0:
 		err = copyN(w, br, req.contentLength)
 	}
@@ -519,7 +536,7 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 	}
 	if err != nil {
 		p.release(bc, false)
-		if reused && !req.hasBody() {
+		if reused && req.replayable() {
 			return false, true
 		}
 		bc.b.errors.Add(1)
@@ -536,7 +553,7 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 		status, line, err := readStatus(bc.br)
 		if err != nil {
 			p.release(bc, false)
-			if reused && !req.hasBody() && !errors.Is(err, errBadRequest) {
+			if reused && req.replayable() && !errors.Is(err, errBadRequest) {
 				return false, true
 			}
 			bc.b.errors.Add(1)
@@ -572,6 +589,10 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			bw.WriteString("Strict-Transport-Security: max-age=15768000\r\n")
 		}
 		if status == 101 {
+			if req.bodyBuffered {
+				br.Discard(int(req.contentLength)) // sent; not to be tunnelled again
+				req.bodyBuffered = false
+			}
 			bw.WriteString("Connection: Upgrade\r\n\r\n")
 			if bw.Flush() != nil {
 				p.release(bc, false)

@@ -624,6 +624,19 @@ func TestStalePooledConnection(t *testing.T) {
 			t.Fatalf("request %d after the backend closed its idle connection: %d %q", i, resp.StatusCode, body)
 		}
 		time.Sleep(80 * time.Millisecond) // longer than the backend's idle timeout
+		// A small POST is buffered whole, so it can be replayed too.
+		req, _ := http.NewRequest("POST", "http://"+p.Addr("http")+"/post", strings.NewReader("payload"))
+		req.Host = "a.test"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(got) != "a /post" || resp.Header.Get("X-Body-Len") != "7" {
+			t.Fatalf("POST %d after the backend closed its idle connection: %d %q len %s", i, resp.StatusCode, got, resp.Header.Get("X-Body-Len"))
+		}
+		time.Sleep(80 * time.Millisecond)
 	}
 }
 
