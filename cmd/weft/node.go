@@ -158,8 +158,9 @@ type node struct {
 	tags        api.Node // the scheduling facts this node gossips
 	apiLn       net.Listener
 	agentLn     net.Listener
-	localMux    *http.ServeMux // served on --agent-addr
-	runs        []func(context.Context) error
+	localMux    *http.ServeMux                // served on --agent-addr
+	runs        []func(context.Context) error // roles that stop last (servers, master, dns, lb)
+	firstRuns   []func(context.Context) error // roles that stop first (the agent)
 	closers     []func()
 	addrLines   [][2]string // what printAddrs prints
 }
@@ -202,9 +203,22 @@ func runNode(c *cli.Context, role string) error {
 	if err := n.listen(); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(c.Context)
+	// Shutdown order: on Ctrl-C (or a role's error) the agent stops first,
+	// so it can stop its tasks and report them while the master, the APIs
+	// and gossip still run; then everything else stops. runCtx is the
+	// latter's context and outlives the signal until the agent is done.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
 	defer cancel()
 	g, ctx := errgroup.WithContext(runCtx)
+	firstCtx, cancelFirst := context.WithCancel(ctx)
+	defer cancelFirst()
+	go func() {
+		select {
+		case <-c.Context.Done():
+			cancelFirst()
+		case <-firstCtx.Done():
+		}
+	}()
 	// On a setup error after the mesh started, stop it (it leaves gossip)
 	// before returning the error.
 	fail := func(err error) error {
@@ -237,7 +251,35 @@ func runNode(c *cli.Context, role string) error {
 		run := run
 		g.Go(func() error { return run(ctx) })
 	}
+	firstDone := make(chan error, len(n.firstRuns))
+	for _, run := range n.firstRuns {
+		run := run
+		go func() {
+			// The agent ending for any reason stops the node.
+			firstDone <- run(firstCtx)
+			cancelFirst()
+		}()
+	}
+	go func() {
+		<-firstCtx.Done()
+		var firstErr error
+		for range n.firstRuns {
+			select {
+			case e := <-firstDone:
+				if e != nil && !errors.Is(e, context.Canceled) && firstErr == nil {
+					firstErr = e
+				}
+			case <-time.After(15 * time.Second):
+				n.log.Warn("the agent did not stop within 15s; stopping the rest")
+			}
+		}
+		if firstErr != nil {
+			n.log.Error("agent stopped", "err", firstErr)
+		}
+		cancel()
+	}()
 	err = g.Wait()
+	cancelFirst()
 	if errors.Is(err, context.Canceled) || c.Context.Err() != nil {
 		err = nil
 	}

@@ -80,7 +80,7 @@ func (n *node) setupAgent() error {
 	if err != nil {
 		return err
 	}
-	n.runs = append(n.runs, a.Run)
+	n.firstRuns = append(n.firstRuns, a.Run)
 	n.localMux.Handle("/", a.Handler())
 	n.setTags(func() {
 		n.tags.ID = n.name
