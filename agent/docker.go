@@ -235,9 +235,18 @@ func (e *DockerExecutor) Available(ctx context.Context) error {
 // Name is "docker".
 func (e *DockerExecutor) Name() string { return "docker" }
 
-// Handles reports whether spec is a Docker container task.
+// Handles reports whether spec is a Docker container task: container type
+// DOCKER, or MESOS with a Docker image (Marathon's UCR form, which weft runs
+// through the Docker Engine too).
 func (e *DockerExecutor) Handles(spec api.TaskSpec) bool {
-	return spec.Container != nil && strings.EqualFold(spec.Container.Type, "DOCKER")
+	c := spec.Container
+	if c == nil {
+		return false
+	}
+	if strings.EqualFold(c.Type, "DOCKER") {
+		return true
+	}
+	return strings.EqualFold(c.Type, "MESOS") && c.Docker != nil && c.Docker.Image != ""
 }
 
 func (e *DockerExecutor) planOptions() dockerPlanOptions {

@@ -363,3 +363,23 @@ func TestDockerCheckAddr(t *testing.T) {
 		})
 	}
 }
+
+func TestDockerHandles(t *testing.T) {
+	e := &DockerExecutor{}
+	cases := []struct {
+		name string
+		c    *api.Container
+		want bool
+	}{
+		{"no container", nil, false},
+		{"docker", &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "x"}}, true},
+		{"docker lower case", &api.Container{Type: "docker", Docker: &api.Docker{Image: "x"}}, true},
+		{"mesos with a docker image", &api.Container{Type: "MESOS", Docker: &api.Docker{Image: "x"}}, true},
+		{"mesos without image", &api.Container{Type: "MESOS"}, false},
+	}
+	for _, c := range cases {
+		if got := e.Handles(api.TaskSpec{Container: c.c}); got != c.want {
+			t.Errorf("%s: Handles = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
