@@ -154,12 +154,11 @@ func (f *Framework) refreshAgents(m sched.MasterHandle) {
 		if n.ID == "" {
 			continue
 		}
+		// The same hostname offers carry (the node name, else its address):
+		// several agents may share one address (weft up, test clusters).
 		host := n.Name
-		if n.Address != "" {
+		if host == "" {
 			host = n.Address
-		}
-		if old, ok := f.agents[n.ID]; ok && old.Host != "" {
-			host = old.Host
 		}
 		f.agents[n.ID] = facts{Host: host, Site: n.Site, Attrs: n.Attributes}
 	}
