@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -65,17 +66,25 @@ var (
 func weftsrvBinary(t testing.TB) string {
 	t.Helper()
 	weftsrvOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "weftsrv-")
+		// One binary per source version, kept in the temp dir across runs.
+		src, err := os.ReadFile("testdata/weftsrv/main.go")
 		if err != nil {
 			weftsrvErr = err
 			return
 		}
-		weftsrvPath = filepath.Join(dir, "weftsrv")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", weftsrvPath, "./testdata/weftsrv")
+		sum := sha256.Sum256(src)
+		weftsrvPath = filepath.Join(os.TempDir(), "weft-test-weftsrv-"+hex.EncodeToString(sum[:6]))
+		if _, err := os.Stat(weftsrvPath); err == nil {
+			return
+		}
+		tmp := fmt.Sprintf("%s.%d", weftsrvPath, os.Getpid())
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, "./testdata/weftsrv")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			weftsrvErr = fmt.Errorf("building weftsrv: %v\n%s", err, out)
+			return
 		}
+		weftsrvErr = os.Rename(tmp, weftsrvPath)
 	})
 	if weftsrvErr != nil {
 		t.Fatal(weftsrvErr)
