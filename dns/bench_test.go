@@ -2,8 +2,11 @@ package dns
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"testing"
+
+	mdns "github.com/miekg/dns"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -28,5 +31,28 @@ func BenchmarkBuildRecords(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		BuildRecords(st, cfg)
+	}
+}
+
+func BenchmarkHandle(b *testing.B) {
+	s := fuzzServer(b)
+	w := newWorker()
+	var qs [][]byte
+	for _, n := range []string{"whereisbot-ssk2.marathon.pcm.", "nope.marathon.pcm."} {
+		m := new(mdns.Msg)
+		m.SetQuestion(n, mdns.TypeA)
+		p, _ := m.Pack()
+		qs = append(qs, p)
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion("_whereisbot-ssk2._tcp.marathon.pcm.", mdns.TypeSRV)
+	p, _ := m.Pack()
+	qs = append(qs, p)
+	client := netip.MustParseAddr("10.47.3.9")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if s.handle(w, qs[i%len(qs)], client, false) != actRespond {
+			b.Fatal("no answer")
+		}
 	}
 }
