@@ -116,7 +116,7 @@ func DefaultConfig() Config {
 		ReconcileInterval: 10 * time.Second,
 		RejoinInterval:    5 * time.Second,
 		ProbeInterval:     time.Second,
-		DeadAfter:         3500 * time.Millisecond,
+		DeadAfter:         2500 * time.Millisecond,
 		NATKeepalive:      20 * time.Second,
 		ReconnectInterval: 5 * time.Second,
 		ReapTimeout:       15 * time.Minute,

@@ -61,7 +61,7 @@ type topology struct {
 
 // rttBucket quantises RTTs so that both ends of a pair, whose coordinate
 // caches differ slightly, pick the same relay.
-const rttBucket = 10 * time.Millisecond
+const rttBucket = 25 * time.Millisecond
 
 // computeTopology turns the member list into the desired WireGuard peers,
 // allowed IPs, endpoints, keepalives, relay choices and routes.
@@ -110,20 +110,26 @@ func computeTopology(in topoInput) topology {
 		plans[p.Name] = pl
 	}
 
-	// Relays: a public, directly reachable member with the lowest RTT
-	// (self→relay→peer), ties by name.
+	// Relays: a public, directly reachable member, preferably at a third
+	// site (a cut between two sites usually takes their other nodes with
+	// it, and both ends must pick the same relay), then the lowest RTT
+	// (self→relay→peer, in coarse buckets), then the smallest name.
 	for _, p := range peers {
 		if !needRelay[p.Name] {
 			continue
 		}
-		best, bestScore := "", time.Duration(0)
+		best, bestScore, bestThird := "", time.Duration(0), false
 		for _, r := range peers {
 			if r.Name == p.Name || r.NAT || r.Status != "alive" || !owns(r) || needRelay[r.Name] || !in.Links[r.Name].Up {
 				continue
 			}
+			third := r.Site != in.Self.Site && r.Site != p.Site
 			score := rttVia(in, in.Self.Name, r.Name, p.Name)
-			if best == "" || score < bestScore || (score == bestScore && r.Name < best) {
-				best, bestScore = r.Name, score
+			better := best == "" ||
+				(third && !bestThird) ||
+				(third == bestThird && (score < bestScore || (score == bestScore && r.Name < best)))
+			if better {
+				best, bestScore, bestThird = r.Name, score, third
 			}
 		}
 		if best == "" {

@@ -122,6 +122,28 @@ routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 `,
 		},
 		{
+			name: "relay at a third site preferred over a closer one at either end",
+			mod: func(in *topoInput) {
+				in.Self.Site = "london"
+				b := pi("b", "10.47.3.0/24", "172.20.3.3:51820")
+				b.Site = "paris"
+				near := pi("r2", "10.47.5.0/24", "172.20.5.5:51820")
+				near.Site = "london"
+				far := pi("r1", "10.47.4.0/24", "172.20.4.4:51820")
+				far.Site = "aws"
+				in.Peers = []peerInfo{b, far, near}
+				in.Links = map[string]linkState{
+					"b":  {EverUp: true, Since: t0.Add(-time.Minute), Endpoint: netip.MustParseAddrPort("172.20.3.3:51820")},
+					"r1": up(""), "r2": up(""),
+				}
+			},
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=r1
+r1 ep=172.20.4.4:51820 allowed=[10.47.3.0/24 10.47.4.0/24] ka=1s path=direct
+r2 ep=172.20.5.5:51820 allowed=[10.47.5.0/24] ka=1s path=direct
+routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
+`,
+		},
+		{
 			name: "new silent peer waits out the grace period; no relay without a candidate",
 			mod: func(in *topoInput) {
 				in.Peers = []peerInfo{pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("c", "10.47.4.0/24", "172.20.3.4:51820")}
