@@ -29,12 +29,24 @@ func (n *node) setupDNS() error {
 	cfg.Source = n.finder
 	cfg.Registry = n.registry
 	cfg.Logger = n.log
+	dns.Version = Version
 	s, err := dns.New(cfg)
 	if err != nil {
 		return err
 	}
 	n.runs = append(n.runs, s.Run)
+	listen = s.Addrs()[0] // the bound address (port 0 in tests)
 	n.setTags(func() { n.tags.DNS = listen })
+	if n.meshOverlay {
+		// So getaddrinfo finds *.pcm with no edit of /etc/resolv.conf.
+		line, err := dns.RegisterResolved(n.c.Context, n.c.String("interface"), cfg.Domain, listen)
+		switch {
+		case err != nil:
+			n.log.Warn("registering the domain with systemd-resolved", "err", err, "instead", line)
+		case line != "":
+			n.log.Info("to resolve "+cfg.Domain+" names on this host, add to /etc/resolv.conf", "line", line)
+		}
+	}
 	for _, a := range addrs {
 		n.addr("DNS", a+"  (udp+tcp, domain "+cfg.Domain+")")
 	}
