@@ -442,7 +442,7 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		bc := p.acquire(r, ip, sticky, !req.replayable() || fresh, now)
+		bc := p.acquire(r, ip, sticky, !req.replayable(), fresh, now)
 		if bc == nil {
 			r.errors.Add(1)
 			return reply(bw, resp503, req)
@@ -468,8 +468,8 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 
 // acquire returns a connection to a backend of r, pooled when possible.
 // With careful set (the request cannot be replayed) only a connection idle
-// for under a second is taken from the pool.
-func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, careful bool, now time.Time) *bconn {
+// for under a second is taken from the pool; with fresh set, none is.
+func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, careful, fresh bool, now time.Time) *bconn {
 	nowN := now.UnixNano()
 	b := prefer
 	if b == nil || b.ejected(nowN) {
@@ -478,14 +478,16 @@ func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, careful bool, now 
 	if b == nil {
 		return nil
 	}
-	if bc := b.getIdle(); bc != nil {
-		// A request with a body cannot be replayed: only take a connection
-		// the backend is unlikely to have closed meanwhile.
-		if !careful || now.Sub(bc.idleAt) < time.Second {
-			b.active.Add(1)
-			return bc
+	if !fresh {
+		if bc := b.getIdle(); bc != nil {
+			// A request that cannot be replayed only takes a connection
+			// the backend is unlikely to have closed meanwhile.
+			if !careful || now.Sub(bc.idleAt) < time.Second {
+				b.active.Add(1)
+				return bc
+			}
+			bc.close()
 		}
-		bc.close()
 	}
 	db, tc := p.dialBackend(r, ip, b)
 	if tc == nil {

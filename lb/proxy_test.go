@@ -850,3 +850,45 @@ func TestSlowReportDoesNotDelayRouting(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBackendRestartWithFullPool: every pooled connection dies when a
+// backend restarts; requests still succeed on fresh connections.
+func TestBackendRestartWithFullPool(t *testing.T) {
+	src := newFakeSource()
+	a := startHTTPBackend(t, "a", nil)
+	src.set([]api.App{app("/a", freePort(t), map[string]string{"HAPROXY_0_VHOST": "a.test"})}, []api.Task{task("/a", 1, a.port)})
+	p := startProxy(t, testConfig(src))
+	url := "http://" + p.Addr("http") + "/"
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ { // four concurrent requests leave four pooled connections
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+			for j := 0; j < 20; j++ {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Host = "a.test"
+				if resp, err := c.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	a.srv.Close() // closes every connection
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(a.port))
+	if err != nil {
+		t.Skipf("cannot listen on the backend's port again: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "restarted") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c := client()
+	for i := 0; i < 6; i++ {
+		resp, body := get(t, c, url, "a.test", nil)
+		if resp.StatusCode != 200 || body != "restarted" {
+			t.Fatalf("request %d after the backend restarted: %d %q", i, resp.StatusCode, body)
+		}
+	}
+}
