@@ -2,11 +2,9 @@ package lb
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"testing"
 
 	"github.com/weftnet/weft/sched/api"
@@ -46,6 +44,3 @@ func BenchmarkHTTPKeepAlive(b *testing.B) {
 		}
 	}
 }
-
-var _ = fmt.Sprint
-var _ = strconv.Itoa
