@@ -1,0 +1,377 @@
+// Command listing measures `GET /v2/apps?embed=apps.tasks` on a real
+// `weft master` process holding 1,000 apps and 10,000 RUNNING tasks.
+//
+// 10,000 real processes would swamp a 2-core box, so the agents are
+// simulated inside the bench — but through the same doors a real agent
+// uses: each joins the master's gossip with mesh.New (gossip only, no
+// WireGuard) carrying api.NodeTags (agent id, resources), long-polls
+// GET /v1/agents/{id}/assignments and POSTs /v1/agents/{id}/status with
+// TASK_RUNNING for every task it is given. The master, its store, the
+// marathon framework and the HTTP path measured are the real binary's.
+// The apps are created through PUT /v2/apps/{id}.
+//
+// Then 100 sequential listings (GET, whole body read) on a quiet cluster,
+// and 100 with one task changing between calls (a simulated agent reports
+// it TASK_FAILED; marathon replaces it while the listings go on), each
+// against the [foundation] target p99 ≤ 100 ms. The payload size (and the
+// gzip size when the master compresses) and the client's JSON decode time
+// are printed beside it.
+//
+//	go run ./bench/listing [-apps 1000 -instances 10 -agents 20 -gets 100]
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/mesh"
+	"github.com/weftnet/weft/sched/api"
+)
+
+const targetP99 = 100 * time.Millisecond
+
+var errBenchFailed = errors.New("target missed")
+
+func main() {
+	apps := flag.Int("apps", 1000, "apps")
+	instances := flag.Int("instances", 10, "instances per app")
+	agents := flag.Int("agents", 20, "simulated agents (gossip + agent HTTP protocol)")
+	gets := flag.Int("gets", 100, "listings per phase")
+	flag.Parse()
+	cleanupOnSignal()
+	if err := run(*apps, *instances, *agents, *gets); errors.Is(err, errBenchFailed) {
+		exit(1)
+	} else if err != nil {
+		fmt.Printf("listing FAILED: %v\n", err)
+		fmt.Printf("SUMMARY listing FAIL: %v\n", err)
+		exit(1)
+	}
+	exit(0)
+}
+
+func run(nApps, instances, nAgents, gets int) error {
+	bin, err := weftBin()
+	if err != nil {
+		return err
+	}
+	dir, err := tempDir("weft-bench-listing-")
+	if err != nil {
+		return err
+	}
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	gossip := fmt.Sprintf("127.0.0.1:%d", freePort())
+	fmt.Printf("listing: weft master (%s) + %d simulated agents, %d apps × %d instances = %d tasks; load average %s\n",
+		bin, nAgents, nApps, instances, nApps*instances, loadAvg())
+	master, err := startProc(dir, "master", bin, "master", "--no-mesh", "--node-name", "m1", "--site", "bench",
+		"--data-dir", filepath.Join(dir, "m1"), "--api-addr", apiAddr, "--raft-addr", "",
+		"--gossip-addr", gossip, "--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c := api.NewClient(apiAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := eventually(60*time.Second, 100*time.Millisecond, "master API with a leader", func() error {
+		if master.exited() {
+			return fmt.Errorf("weft master exited:\n%s", master.logTail(3000))
+		}
+		_, err := c.Do(ctx, "GET", "/v2/leader", nil, nil)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	// Simulated agents: stopped (gossip leave) before the master stops.
+	actx, acancel := context.WithCancel(ctx)
+	var awg sync.WaitGroup
+	atExit(func() {
+		acancel()
+		done := make(chan struct{})
+		go func() { awg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			fmt.Println("note: simulated agents did not stop within 15s")
+		}
+	})
+	perAgent := (nApps*instances + nAgents - 1) / nAgents
+	sims := make([]*simAgent, nAgents)
+	for i := range sims {
+		name := fmt.Sprintf("sim-%03d", i)
+		node := api.Node{ID: name, Resources: api.Resources{
+			Cpus: float64(perAgent)*0.01*2 + 1, Mem: float64(perAgent)*8*2 + 1024, Disk: 1000,
+			Ports: []api.PortRange{{Begin: 31000, End: 31000 + 2*perAgent + 100}},
+		}}
+		cfg := mesh.DefaultConfig()
+		cfg.NodeName, cfg.Role, cfg.Site = name, api.RoleAgent, "bench"
+		cfg.GossipBind = "127.0.0.1:0"
+		cfg.Join = []string{gossip}
+		cfg.WireGuard = false
+		cfg.Tags = api.NodeTags(node)
+		m, err := mesh.New(cfg)
+		if err != nil {
+			return fmt.Errorf("simulated agent %s: %w", name, err)
+		}
+		s := &simAgent{id: name, c: c, reported: map[string]string{}}
+		sims[i] = s
+		awg.Add(2)
+		go func() { defer awg.Done(); _ = m.Run(actx) }()
+		go func() { defer awg.Done(); s.run(actx) }()
+	}
+	if err := eventually(60*time.Second, 200*time.Millisecond, "every simulated agent alive in the master's view", func() error {
+		nodes, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		alive := 0
+		for _, n := range nodes {
+			if n.Status == "alive" && n.Resources.Cpus > 0 {
+				alive++
+			}
+		}
+		if alive != nAgents {
+			return fmt.Errorf("%d agents alive, want %d", alive, nAgents)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	// 1,000 apps through the Marathon API, 8 at a time.
+	start := time.Now()
+	ids := make(chan string)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				def := map[string]any{"id": id, "cmd": "exec sleep 600", "cpus": 0.01, "mem": 8, "instances": instances,
+					"labels": map[string]string{"team": "bench"}, "env": map[string]string{"GREETING": "hi"}}
+				body, _ := json.Marshal(def)
+				if _, err := c.PutApp(ctx, id, body, false); err != nil {
+					select {
+					case errs <- fmt.Errorf("PUT %s: %w", id, err):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < nApps; i++ {
+		ids <- fmt.Sprintf("/bench/listing/g%02d/app-%04d", i%10, i)
+	}
+	close(ids)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	want := nApps * instances
+	if err := eventually(5*time.Minute, 500*time.Millisecond, fmt.Sprintf("%d tasks RUNNING", want), func() error {
+		list, err := c.Apps(ctx)
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, a := range list {
+			running += a.TasksRunning
+		}
+		if len(list) != nApps || running != want {
+			return fmt.Errorf("%d apps, %d tasks running", len(list), running)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("setup: %d apps and %d RUNNING tasks in %.1fs\n", nApps, want, time.Since(start).Seconds())
+
+	hc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	url := "http://" + apiAddr + "/v2/apps?embed=apps.tasks"
+
+	// What the listing holds, checked once: every app, every task.
+	body, _, err := get(ctx, hc, url, "")
+	if err != nil {
+		return err
+	}
+	var listing struct {
+		Apps []api.AppInfo `json:"apps"`
+	}
+	decStart := time.Now()
+	if err := json.Unmarshal(body, &listing); err != nil {
+		return fmt.Errorf("decoding the listing: %w", err)
+	}
+	decode := time.Since(decStart)
+	nTasks := 0
+	var all []api.Task
+	for _, a := range listing.Apps {
+		nTasks += len(a.Tasks)
+		all = append(all, a.Tasks...)
+	}
+	if len(listing.Apps) != nApps || nTasks != want {
+		return fmt.Errorf("the listing holds %d apps and %d tasks, want %d and %d", len(listing.Apps), nTasks, nApps, want)
+	}
+	_, gz, err := get(ctx, hc, url, "gzip")
+	if err != nil {
+		return err
+	}
+
+	quiet, err := timeGets(ctx, hc, url, gets, nil)
+	if err != nil {
+		return err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	next := 0
+	churn, err := timeGets(ctx, hc, url, gets, func() error {
+		tk := all[next*(len(all)/gets)%len(all)]
+		next++
+		return c.PostStatus(ctx, tk.SlaveID, []api.TaskStatus{{TaskID: tk.ID, State: api.TaskFailed, Message: "bench: task changed", Timestamp: time.Now()}})
+	})
+	if err != nil {
+		return err
+	}
+
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	fmt.Printf("GET /v2/apps?embed=apps.tasks, %d apps, %d tasks, payload %.1f MiB", nApps, want, float64(len(body))/(1<<20))
+	if gz > 0 {
+		fmt.Printf(" (%.2f MiB with Accept-Encoding: gzip)", float64(gz)/(1<<20))
+	} else {
+		fmt.Printf(" (the master does not gzip)")
+	}
+	fmt.Printf("; client JSON decode %v (not counted)\n", r(decode))
+	failed := false
+	var sum []string
+	for _, ph := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"quiet", quiet}, {"a task changing between calls", churn}} {
+		p50, p99, pmax := percentile(ph.lat, 50), percentile(ph.lat, 99), ph.lat[len(ph.lat)-1]
+		fmt.Printf("  %-31s p50 %9v  p99 %9v (%.2f× the 100ms target)  max %9v  over %d GETs\n",
+			ph.name, r(p50), r(p99), float64(p99)/float64(targetP99), r(pmax), len(ph.lat))
+		if p99 > targetP99 {
+			failed = true
+		}
+		sum = append(sum, fmt.Sprintf("%s p50 %v p99 %v (%.2f×)", ph.name, r(p50), r(p99), float64(p99)/float64(targetP99)))
+	}
+	fmt.Printf("  load average after the run: %s (the machine is shared)\n", loadAvg())
+	verdict := "PASS"
+	if failed {
+		verdict = "FAIL"
+	}
+	fmt.Printf("SUMMARY listing %s: %s; %d apps, %d tasks, %.1f MiB; target p99 ≤ 100ms\n",
+		verdict, sum[0]+"; "+sum[1], nApps, want, float64(len(body))/(1<<20))
+	if failed {
+		return errBenchFailed
+	}
+	return nil
+}
+
+// get fetches url; with enc set it asks for that encoding and returns the
+// size on the wire when the server used it (else 0).
+func get(ctx context.Context, hc *http.Client, url, enc string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if enc != "" {
+		req.Header.Set("Accept-Encoding", enc)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("GET %s: %s: %.300s", url, resp.Status, b)
+	}
+	if enc != "" && resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, 0, err
+		}
+		plain, err := io.ReadAll(zr)
+		if err != nil {
+			return nil, 0, err
+		}
+		return plain, len(b), nil
+	}
+	return b, 0, nil
+}
+
+// timeGets times n sequential GETs (request sent to body read), calling
+// between (not timed) before each; it returns the sorted latencies.
+func timeGets(ctx context.Context, hc *http.Client, url string, n int, between func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		if between != nil {
+			if err := between(); err != nil {
+				return nil, fmt.Errorf("changing a task: %w", err)
+			}
+		}
+		t0 := time.Now()
+		if _, _, err := get(ctx, hc, url, ""); err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat, nil
+}
+
+// simAgent speaks the agent's HTTP protocol: it long-polls its
+// assignments and reports TASK_RUNNING for every task to run and
+// TASK_KILLED for every task to kill, at once (no process).
+type simAgent struct {
+	id       string
+	c        *api.Client
+	reported map[string]string
+}
+
+func (s *simAgent) run(ctx context.Context) {
+	var after uint64
+	for ctx.Err() == nil {
+		as, err := s.c.Assignments(ctx, s.id, after, 30*time.Second)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		after = as.Index
+		var ups []api.TaskStatus
+		for _, a := range as.Tasks {
+			want := api.TaskRunning
+			if a.Goal == api.GoalKill {
+				want = api.TaskKilled
+			}
+			if api.Terminal(a.Task.State) || s.reported[a.Task.ID] == want {
+				continue
+			}
+			s.reported[a.Task.ID] = want
+			ups = append(ups, api.TaskStatus{TaskID: a.Task.ID, State: want, Timestamp: time.Now()})
+		}
+		if len(ups) > 0 {
+			_ = s.c.PostStatus(ctx, s.id, ups)
+		}
+	}
+}
