@@ -105,6 +105,9 @@ func TestDNSResolvesAcrossSites(t *testing.T) {
 		if !strings.Contains(string(b), `"a1"`) {
 			return fmt.Errorf("a1 not a member yet: %s", b)
 		}
+		if code, b, err := hostAPI(ctx, m1h, "GET", api+"/v2/leader", nil); err != nil || code != 200 {
+			return fmt.Errorf("no leader yet: %d %s %v", code, b, err)
+		}
 		return nil
 	}); err != nil {
 		t.Fatalf("%v\n--- m1:\n%s\n--- a1:\n%s", err, m1.p.Output(), a1.p.Output())
