@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,8 +99,20 @@ func overlayIPs(ctx context.Context, t *testing.T, nodes []*node) map[string]str
 // allPairs pings every node's overlay address from every other node until
 // all answer; it returns the pairs still failing at the deadline.
 func allPairs(ctx context.Context, nodes []*node, ips map[string]string, within time.Duration) []string {
+	failing, _ := allPairsTimed(ctx, nodes, ips, within)
+	return failing
+}
+
+// allPairsTimed also returns the slowest pairs and when they first answered.
+func allPairsTimed(ctx context.Context, nodes []*node, ips map[string]string, within time.Duration) ([]string, string) {
 	var mu sync.Mutex
 	var failing []string
+	type pt struct {
+		pair string
+		d    time.Duration
+	}
+	var times []pt
+	start := time.Now()
 	var wg sync.WaitGroup
 	for _, a := range nodes {
 		for _, b := range nodes {
@@ -110,16 +123,23 @@ func allPairs(ctx context.Context, nodes []*node, ips map[string]string, within 
 			go func() {
 				defer wg.Done()
 				err := meshtest.Eventually(ctx, within, func() error { return a.h.Ping(ctx, ips[b.h.Name]) })
+				mu.Lock()
+				defer mu.Unlock()
 				if err != nil {
-					mu.Lock()
 					failing = append(failing, fmt.Sprintf("%s->%s(%s)", a.h.Name, b.h.Name, ips[b.h.Name]))
-					mu.Unlock()
+					return
 				}
+				times = append(times, pt{a.h.Name + "->" + b.h.Name, time.Since(start)})
 			}()
 		}
 	}
 	wg.Wait()
-	return failing
+	slices.SortFunc(times, func(x, y pt) int { return int(y.d - x.d) })
+	var slow []string
+	for _, x := range times[:min(5, len(times))] {
+		slow = append(slow, fmt.Sprintf("%s %.1fs", x.pair, x.d.Seconds()))
+	}
+	return failing, strings.Join(slow, ", ")
 }
 
 func dumpStatus(ctx context.Context, t *testing.T, nodes []*node) {
@@ -203,7 +223,9 @@ func TestE2EMesh(t *testing.T) {
 	ips := overlayIPs(ctx, t, nodes)
 
 	t.Run("formation", func(t *testing.T) {
-		if failing := allPairs(ctx, nodes, ips, 30*time.Second); len(failing) > 0 {
+		failing, slow := allPairsTimed(ctx, nodes, ips, 30*time.Second)
+		t.Logf("slowest pairs: %s", slow)
+		if len(failing) > 0 {
 			dumpStatus(ctx, t, nodes)
 			t.Fatalf("unreachable over the overlay: %v", failing)
 		}

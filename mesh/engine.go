@@ -32,10 +32,21 @@ const reflexiveEvent = "weft-ep"
 type peerRuntime struct {
 	since      time.Time
 	rx         int64
-	lastRx     time.Time // when rx last grew, or the last handshake
-	everUp     bool
+	lastRx     time.Time // when rx last grew
+	lastHS     time.Time // latest completed handshake
+	everUp     bool      // a handshake has completed
 	reportedEP netip.AddrPort
 	reportedAt time.Time
+	addedAt    time.Time // last (re-)added to the device
+}
+
+// retryEvery is how often a silent peer is re-added: 2 s on the side with
+// the smaller name, 3 s on the other.
+func (e *engine) retryEvery(peer string) time.Duration {
+	if e.cfg.NodeName < peer {
+		return 2 * time.Second
+	}
+	return 3 * time.Second
 }
 
 // engine is the WireGuard data plane of one node.
@@ -184,14 +195,15 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 			rt = &peerRuntime{since: now}
 			e.peers[p.PublicKey] = rt
 		}
+		// Handshake messages count in rx too, so rx alone is no proof: a
+		// pair whose initiations crossed sends initiations but no data.
 		if p.ReceiveBytes > rt.rx {
 			rt.lastRx = now
-			rt.everUp = true
 		}
 		rt.rx = p.ReceiveBytes
-		if !p.LastHandshakeTime.IsZero() && p.LastHandshakeTime.After(rt.lastRx) {
-			rt.lastRx = p.LastHandshakeTime
+		if !p.LastHandshakeTime.IsZero() {
 			rt.everUp = true
+			rt.lastHS = p.LastHandshakeTime
 		}
 	}
 	return out
@@ -203,7 +215,10 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 		return linkState{}
 	}
 	l := linkState{EverUp: rt.everUp, Since: rt.since}
-	l.Up = !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
+	// Up: a session exists (WireGuard rekeys every 2 minutes while the
+	// keepalives flow) and something arrived within DeadAfter.
+	l.Up = rt.everUp && now.Sub(rt.lastHS) < 3*time.Minute+e.cfg.DeadAfter &&
+		!rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
 	if p, ok := dev[key]; ok && p.Endpoint != nil {
 		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
 			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))
@@ -223,6 +238,15 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 		}
 		want[key] = true
 		cur, exists := dev[key]
+		rt := e.peers[key]
+		// A peer that never answered is re-added every few seconds: adding
+		// it sends an initiation at once, where WireGuard would wait 5 s to
+		// retry one that the other side dropped because it did not know us
+		// yet. The two sides use different periods so they do not cross.
+		if exists && rt != nil && !rt.everUp && now.Sub(rt.addedAt) >= e.retryEvery(p.Name) {
+			cfgs = append(cfgs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
+			exists, cur = false, wgtypes.Peer{}
+		}
 		pc := wgtypes.PeerConfig{PublicKey: key}
 		changed := !exists
 		if p.Endpoint.IsValid() && (cur.Endpoint == nil || udpAddrPort(cur.Endpoint) != p.Endpoint) {
@@ -245,9 +269,11 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 			cfgs = append(cfgs, pc)
 		}
 		if !exists {
-			if rt := e.peers[key]; rt == nil {
-				e.peers[key] = &peerRuntime{since: now}
+			if rt == nil {
+				rt = &peerRuntime{since: now}
+				e.peers[key] = rt
 			}
+			rt.addedAt = now
 		}
 	}
 	for key := range dev {

@@ -180,7 +180,17 @@ func (m *Mesh) run(ctx context.Context) error {
 
 	startedAt := time.Now()
 	if len(m.cfg.Join) > 0 {
-		m.joinSeeds()
+		// Seeds often start at the same moment: retry quickly at first.
+		for wait := 200 * time.Millisecond; ; wait = min(2*wait, m.cfg.RejoinInterval) {
+			m.joinSeeds()
+			if m.joined.Load() || ctx.Err() != nil || time.Since(startedAt) > 10*time.Second {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
 	} else {
 		m.joined.Store(true)
 		if len(m.joinAddrs()) > 0 {
@@ -414,6 +424,12 @@ func (m *Mesh) joinSeeds() {
 	m.mu.Unlock()
 	if err != nil {
 		msg := "joining the cluster failed; retrying"
+		if isDialError(err) {
+			if prev == nil || prev.Error() != err.Error() {
+				m.log.Warn(msg+" (no seed answered)", "seeds", seeds, "err", err)
+			}
+			return
+		}
 		if m.key != nil {
 			msg += " (a node with a different --token is refused: check the token)"
 		} else {
@@ -710,4 +726,11 @@ func (m *Mesh) currentSerf() *serf.Serf {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.serf
+}
+
+// isDialError: the seed did not answer at all (not a refused handshake).
+func isDialError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "connection refused") || strings.Contains(s, "i/o timeout") ||
+		strings.Contains(s, "no route to host") || strings.Contains(s, "network is unreachable")
 }

@@ -429,9 +429,9 @@ func (tb *Testbed) cleanup() {
 		go func() { defer wg.Done(); p.stop(3 * time.Second) }()
 	}
 	wg.Wait()
-	if tb.t.Failed() {
+	if tb.t.Failed() || os.Getenv("WEFT_MESHTEST_LOGS") != "" {
 		for _, p := range procs {
-			tb.t.Logf("meshtest: --- output of %s on %s (last 60 lines) ---\n%s", p.argv0(), p.host.Name, tail(p.Output(), 60))
+			tb.t.Logf("meshtest: --- output of %s on %s (last 400 lines) ---\n%s", p.argv0(), p.host.Name, tail(p.Output(), 400))
 		}
 	}
 	for i := len(nss) - 1; i >= 0; i-- {
