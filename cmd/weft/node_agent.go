@@ -27,6 +27,7 @@ func (n *node) setupAgent() error {
 		dcfg := agent.DefaultDockerConfig()
 		dcfg.Host = n.c.String("docker-host")
 		dcfg.AgentID = n.name
+		dcfg.StateDir = filepath.Join(dir, "docker")
 		dcfg.VolumeRoot = n.c.String("volume-root")
 		dcfg.Logger = n.log
 		if self := n.mesh.Self(); n.meshOverlay && self.Block != "" {
@@ -34,6 +35,8 @@ func (n *node) setupAgent() error {
 				Block:     self.Block,
 				Bridge:    "weftbr0",
 				StateFile: filepath.Join(dir, "weft-net.json"),
+				// Containers reach addresses outside the overlay through the host.
+				Masquerade: n.c.String("overlay-cidr"),
 			}
 			dcfg.DNS = []string{self.OverlayIP}
 		}
