@@ -223,17 +223,26 @@ func (a *Agent) probe1(ctx context.Context, t *taskRun, asg api.Assignment, h Ha
 		}
 		return a.commandCheck(ctx, t, asg, h, hc.Command.Value)
 	}
-	port, err := checkPort(hc.PortIndex, hc.Port, asg.Spec.Ports)
-	if err != nil {
-		return unhealthy, err.Error()
+	var addr string
+	if c := asg.Spec.Container; c != nil && c.Type == "DOCKER" {
+		// Containers: the host port in BRIDGE/HOST mode, the container's
+		// own address and port on a container network, as Marathon does.
+		var err error
+		if addr, err = DockerCheckAddr(asg.Spec, h.IPAddresses(), a.checkHost(), hc.PortIndex, hc.Port); err != nil {
+			return unhealthy, err.Error()
+		}
+	} else {
+		port, err := checkPort(hc.PortIndex, hc.Port, asg.Spec.Ports)
+		if err != nil {
+			return unhealthy, err.Error()
+		}
+		host := a.checkHost()
+		if ips := h.IPAddresses(); len(asg.Spec.Ports) == 0 && len(ips) > 0 {
+			// IP-per-task without host ports: check the task's own address.
+			host = ips[0].IPAddress
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	host := a.checkHost()
-	if ips := h.IPAddresses(); len(asg.Spec.Ports) == 0 && len(ips) > 0 {
-		// IP-per-task (a container network) without host ports: check
-		// the task's own address.
-		host = ips[0].IPAddress
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	switch proto {
 	case "TCP":
 		var d net.Dialer
