@@ -1,0 +1,248 @@
+package main
+
+// Process plumbing shared (by copy) by bench/launch, bench/listing and
+// bench/agentloss: the weft binary, processes stopped by PID, temp dirs
+// removed, free loopback ports — everything undone even when the bench
+// fails or is interrupted.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// atExit registers fn to run (last registered first) when the bench ends,
+// fails or is interrupted.
+func atExit(fn func()) {
+	cleanupMu.Lock()
+	cleanups = append(cleanups, fn)
+	cleanupMu.Unlock()
+}
+
+// runCleanups runs the registered cleanups once.
+func runCleanups() {
+	cleanupMu.Lock()
+	fns := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
+// exit cleans up and exits with code.
+func exit(code int) {
+	runCleanups()
+	os.Exit(code)
+}
+
+// cleanupOnSignal makes Ctrl-C / SIGTERM of the bench undo what it started.
+func cleanupOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-ch
+		fmt.Fprintf(os.Stderr, "bench: %v, cleaning up\n", s)
+		exit(130)
+	}()
+}
+
+// tempDir makes a temp dir removed at exit.
+func tempDir(pattern string) (string, error) {
+	d, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	atExit(func() { _ = os.RemoveAll(d) })
+	return d, nil
+}
+
+// weftBin returns $WEFT_BIN, or builds ./cmd/weft into a temp dir.
+func weftBin() (string, error) {
+	if p := os.Getenv("WEFT_BIN"); p != "" {
+		return filepath.Abs(p)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	dir, err := tempDir("weft-bench-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "weft")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weft")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building weft: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a weft process the bench started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// startProc runs bin args in its own process group, output to dir/name.log;
+// it is stopped (SIGINT, then SIGKILL) at exit if still running.
+func startProc(dir, name, bin string, args ...string) (*proc, error) {
+	p, err := startProcNoStop(dir, name, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	atExit(func() { p.stop(20 * time.Second) })
+	return p, nil
+}
+
+// startProcNoStop is startProc for a caller that stops the process itself
+// (in a cleanup of its own, registered before).
+func startProcNoStop(dir, name, bin string, args ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop sends SIGINT (Ctrl-C) and waits; after grace it SIGKILLs the
+// process group. It reports whether the process exited on its own.
+func (p *proc) stop(grace time.Duration) bool {
+	if p.exited() {
+		return true
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return false
+	}
+}
+
+// kill9 is `kill -9 <pid>`: the process only, not what it started.
+func (p *proc) kill9() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logTail returns the end of the process's log, for error messages.
+func (p *proc) logTail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// killPidFiles SIGKILLs every process named by a *.pid file in dir (the
+// tasks' sleeps write their pid there) and removes the files.
+func killPidFiles(dir string) int {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	n := 0
+	for _, f := range files {
+		if killPidFile(f) {
+			n++
+		}
+	}
+	return n
+}
+
+// killPidFile SIGKILLs the process named in file (if alive) and removes it.
+func killPidFile(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	_ = os.Remove(file)
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		return false
+	}
+	return syscall.Kill(pid, syscall.SIGKILL) == nil
+}
+
+// eventually retries fn every interval until it returns nil or timeout.
+func eventually(timeout, interval time.Duration, what string, fn func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %v: %w", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// percentile returns the p-th percentile (0..100) of sorted ds (nearest rank).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return sorted[i]
+}
+
+// loadAvg is /proc/loadavg's first three fields.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	var a, b1, c string
+	fmt.Sscan(string(b), &a, &b1, &c)
+	return a + " " + b1 + " " + c
+}
