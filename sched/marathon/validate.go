@@ -9,6 +9,13 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
+// WeftNetwork is the one container network agents provide; DockerMinMem is
+// the smallest memory limit (MB) the Docker Engine accepts.
+const (
+	WeftNetwork  = "weft"
+	DockerMinMem = 6
+)
+
 // Marathon's validation messages, word for word where Marathon has one.
 const (
 	msgCmdArgs        = "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."
@@ -136,9 +143,33 @@ func validateApp(app *api.App, prefix string) []api.ErrorDetail {
 	mode := networkMode(app)
 	for i, n := range app.Networks {
 		switch n.Mode {
-		case "host", "container/bridge", "container":
+		case "host", "container/bridge":
+		case "container":
+			// weft provides one container network; anything else would
+			// fail on every agent.
+			if n.Name != "" && n.Name != WeftNetwork {
+				add(fmt.Sprintf("/networks(%d)/name", i), fmt.Sprintf("unknown container network %q: weft provides %q", n.Name, WeftNetwork))
+			}
 		default:
 			add(fmt.Sprintf("/networks(%d)/mode", i), "is not one of (container,container/bridge,host)")
+		}
+	}
+	if c := app.Container; c != nil && c.Type == "DOCKER" {
+		// What the Docker Engine would refuse at start, caught at submit.
+		if app.Mem < DockerMinMem {
+			add("/mem", fmt.Sprintf("got %g, expected %g or more: the Docker Engine refuses smaller memory limits", app.Mem, float64(DockerMinMem)))
+		}
+		hostPorts := map[int]bool{}
+		for i, pm := range c.PortMappings {
+			if mode == "container/bridge" && pm.ContainerPort == 0 {
+				add(fmt.Sprintf("/container/portMappings(%d)/containerPort", i), "must not be 0 in BRIDGE networking: name the port the container listens on")
+			}
+			if pm.HostPort != nil && *pm.HostPort > 0 {
+				if hostPorts[*pm.HostPort] {
+					add(fmt.Sprintf("/container/portMappings(%d)/hostPort", i), fmt.Sprintf("hostPort %d is mapped twice", *pm.HostPort))
+				}
+				hostPorts[*pm.HostPort] = true
+			}
 		}
 	}
 	if mode != "host" && len(app.PortDefinitions) > 0 {
