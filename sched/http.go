@@ -28,6 +28,8 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("POST /v1/agents/{id}/status", m.handleStatus)
 	mux.HandleFunc("GET /v1/state", m.handleState)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
+	mux.HandleFunc("POST /v1/lb/problems", m.handleLBReport)
+	mux.HandleFunc("GET /v1/lb/problems", m.handleLBProblems)
 	mux.HandleFunc("GET /v2/events", m.handleEvents)
 	mux.HandleFunc("GET /v2/info", m.handleInfo)
 	mux.HandleFunc("GET /v2/leader", m.handleLeader)

@@ -102,6 +102,7 @@ type Master struct {
 	tracker *agentTracker
 	alloc   *allocator
 	stateC  stateCache
+	lb      lbProblems
 
 	revive chan struct{}
 

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"time"
+
 	"github.com/weftnet/weft/lb"
 )
 
@@ -21,6 +25,21 @@ func (n *node) setupLB() error {
 	cfg.Source = n.finder
 	cfg.Registry = n.registry
 	cfg.Logger = n.log
+	// What the lb cannot honour goes to the master, which shows it on
+	// /v2/events and GET /v1/lb/problems (the user does not read every
+	// node's log).
+	cfg.Report = func(appID string, problems []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := n.finder.client()
+		if err == nil {
+			body := map[string]any{"appId": appID, "node": n.name, "problems": problems}
+			_, err = c.Do(ctx, http.MethodPost, "/v1/lb/problems", body, nil)
+		}
+		if err != nil {
+			n.log.Warn("reporting lb problems to the master", "app", appID, "err", err)
+		}
+	}
 	p, err := lb.New(cfg)
 	if err != nil {
 		return err
