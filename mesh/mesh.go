@@ -657,7 +657,9 @@ func toMember(sm serf.Member) Member {
 		Role:   sm.Tags[tagRole],
 		Tags:   copyTags(sm.Tags),
 	}
-	if b, err := netip.ParsePrefix(sm.Tags[tagBlock]); err == nil {
+	// A provisional claim (Lamport time 0) may still move: it is not
+	// shown until the node has confirmed it.
+	if b, err := netip.ParsePrefix(sm.Tags[tagBlock]); err == nil && sm.Tags[tagBlockTime] != "0" {
 		mem.Block = b.String()
 		mem.OverlayIP = overlayIP(b).String()
 	}

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/mesh"
+	"github.com/weftnet/weft/mesh/meshtest"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("BENCH_BARE_WG") != "" {
+		if err := bareWG(); err != nil {
+			fmt.Fprintln(os.Stderr, "bare wireguard-go:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// bareWG is the reference: a plain wireguard-go device on TUN, configured
+// in-process, as in measurements §1.6 (offloads on, MTU 1420).
+func bareWG() error {
+	priv, _ := wgtypes.ParseKey(os.Getenv("BENCH_PRIV"))
+	peer, _ := wgtypes.ParseKey(os.Getenv("BENCH_PEER"))
+	tdev, err := tun.CreateTUN("wg0", 1420)
+	if err != nil {
+		return err
+	}
+	dev := device.NewDevice(tdev, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "(wg0) "))
+	uapi := fmt.Sprintf("private_key=%s\nlisten_port=51821\npublic_key=%s\nendpoint=%s\nallowed_ip=10.99.0.0/24\n",
+		hex.EncodeToString(priv[:]), hex.EncodeToString(peer[:]), os.Getenv("BENCH_EP"))
+	if err := dev.IpcSet(uapi); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName("wg0")
+	if err != nil {
+		return err
+	}
+	a, _ := netlink.ParseAddr(os.Getenv("BENCH_ADDR"))
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return err
+	}
+	fmt.Println("bare wg0 up")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+	dev.Close()
+	return nil
+}
+
+type node struct {
+	h *meshtest.Host
+	p *meshtest.Process
+}
+
+func startNode(t *testing.T, weft string, h *meshtest.Host, token, join string) *node {
+	args := []string{weft, "mesh", "node", "--node-name", h.Name, "--site", h.Site.Name,
+		"--data-dir", filepath.Join(t.TempDir(), h.Name), "--gossip-addr", h.IP().String() + ":7946",
+		"--agent-addr", "127.0.0.1:5051", "--token", token, "--log-level", "warn"}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	return &node{h: h, p: h.Start(args...)}
+}
+
+func (n *node) status(ctx context.Context) (mesh.Status, error) {
+	var st mesh.Status
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:5051/v1/mesh/status", nil)
+	resp, err := n.h.HTTPClient().Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (n *node) overlayIP(ctx context.Context, t *testing.T) string {
+	var ip string
+	err := meshtest.Eventually(ctx, 30*time.Second, func() error {
+		st, err := n.status(ctx)
+		if err != nil || st.OverlayIP == "" {
+			return fmt.Errorf("no overlay address yet: %v", err)
+		}
+		ip = st.OverlayIP
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", n.h.Name, err)
+	}
+	return ip
+}
+
+func (n *node) path(ctx context.Context, peer string) string {
+	st, err := n.status(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, p := range st.Peers {
+		if p.Name == peer {
+			return p.Path
+		}
+	}
+	return ""
+}
+
+// throughput measures a TCP transfer from a to dst with n streams: iperf3
+// when installed, else a Go sender/receiver in the two namespaces.
+func throughput(t *testing.T, a, b *meshtest.Host, dst string, streams, secs int) float64 {
+	ctx := context.Background()
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		srv := b.Start("iperf3", "-s", "-B", dst, "-1")
+		time.Sleep(300 * time.Millisecond)
+		out, err := a.Exec(ctx, "iperf3", "-c", dst, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J")
+		srv.Stop()
+		if err != nil {
+			t.Fatalf("iperf3: %v\n%s", err, out)
+		}
+		var r struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("iperf3 output: %v", err)
+		}
+		return r.End.SumReceived.BitsPerSecond / 1e9
+	}
+	l, err := b.Listen("tcp", net.JoinHostPort(dst, "5201"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var total int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n, _ := io.Copy(io.Discard, c)
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			}()
+		}
+	}()
+	buf := make([]byte, 128<<10)
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	start := time.Now()
+	var cw sync.WaitGroup
+	for i := 0; i < streams; i++ {
+		c, err := a.Dial(ctx, "tcp", net.JoinHostPort(dst, "5201"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			defer c.Close()
+			for time.Now().Before(deadline) {
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	cw.Wait()
+	wg.Wait()
+	return float64(total) * 8 / time.Since(start).Seconds() / 1e9
+}
+
+// rtt is the mean of n pings 10 ms apart, in ms.
+func rtt(t *testing.T, a *meshtest.Host, dst string, n int) float64 {
+	ctx := context.Background()
+	var sum time.Duration
+	ok := 0
+	for i := 0; i < n; i++ {
+		s := time.Now()
+		if err := a.Ping(ctx, dst); err == nil {
+			sum += time.Since(s)
+			ok++
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ok == 0 {
+		t.Fatalf("no ping reply from %s", dst)
+	}
+	return float64(sum.Microseconds()) / float64(ok) / 1000
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+func TestMeshBench(t *testing.T) {
+	if os.Getenv("WEFT_MESH_BENCH") == "" {
+		t.Skip("run by `go run ./bench/mesh` (make bench)")
+	}
+	weft := testbin.Weft(t)
+	secs, _ := strconv.Atoi(os.Getenv("WEFT_MESH_BENCH_SECONDS"))
+	if secs == 0 {
+		secs = 8
+	}
+	ctx := context.Background()
+	token, _ := mesh.GenerateToken()
+	tool := "go-tcp"
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		tool = "iperf3"
+	}
+
+	// 1. Throughput and RTT, side by side: raw veth, bare wireguard-go, weft.
+	tb := meshtest.New(t)
+	x1, x2 := tb.AddHost("lab", "x1"), tb.AddHost("lab", "x2")
+	k1, _ := wgtypes.GeneratePrivateKey()
+	k2, _ := wgtypes.GeneratePrivateKey()
+	self, _ := os.Executable()
+	bare := func(h *meshtest.Host, k, peer wgtypes.Key, ep, addr string) {
+		h.Start("env", "BENCH_BARE_WG=1", "BENCH_PRIV="+k.String(), "BENCH_PEER="+peer.PublicKey().String(),
+			"BENCH_EP="+ep, "BENCH_ADDR="+addr, self, "-test.run=^$")
+	}
+	bare(x1, k1, k2, x2.IP().String()+":51821", "10.99.0.1/24")
+	bare(x2, k2, k1, x1.IP().String()+":51821", "10.99.0.2/24")
+	n1 := startNode(t, weft, x1, token, "")
+	n2 := startNode(t, weft, x2, token, x1.IP().String())
+	ov2 := n2.overlayIP(ctx, t)
+	for _, dst := range []string{"10.99.0.2", ov2} {
+		if err := meshtest.Eventually(ctx, 30*time.Second, func() error { return x1.Ping(ctx, dst) }); err != nil {
+			t.Fatalf("no path to %s: %v", dst, err)
+		}
+	}
+	_ = n1
+	type row struct{ veth, bare, weft float64 }
+	var one, four row
+	one.veth = throughput(t, x1, x2, x2.IP().String(), 1, secs)
+	one.bare = throughput(t, x1, x2, "10.99.0.2", 1, secs)
+	one.weft = throughput(t, x1, x2, ov2, 1, secs)
+	four.veth = throughput(t, x1, x2, x2.IP().String(), 4, secs)
+	four.bare = throughput(t, x1, x2, "10.99.0.2", 4, secs)
+	four.weft = throughput(t, x1, x2, ov2, 4, secs)
+	var r row
+	r.veth = rtt(t, x1, x2.IP().String(), 200)
+	r.bare = rtt(t, x1, "10.99.0.2", 200)
+	r.weft = rtt(t, x1, ov2, 200)
+	fmt.Printf("throughput (%s, %ds, Gbit/s)  veth  bare-wg  weft  weft/bare  weft/veth\n", tool, secs)
+	fmt.Printf("  1 stream                       %5.2f  %5.2f  %5.2f  %.2fx  %.2fx\n", one.veth, one.bare, one.weft, one.weft/one.bare, one.weft/one.veth)
+	fmt.Printf("  4 streams                      %5.2f  %5.2f  %5.2f  %.2fx  %.2fx\n", four.veth, four.bare, four.weft, four.weft/four.bare, four.weft/four.veth)
+	fmt.Printf("RTT (ms, mean of 200)  veth %.3f  bare-wg %.3f (+%.3f)  weft %.3f (+%.3f)\n", r.veth, r.bare, r.bare-r.veth, r.weft, r.weft-r.veth)
+	tb.Heal()
+
+	// 2. Formation: 20 hosts in 3 sites plus 2 behind NAT.
+	tb2 := meshtest.New(t)
+	tb2.AddSite("aws")
+	tb2.AddSite("london", meshtest.Delay(15*time.Millisecond))
+	tb2.AddSite("paris", meshtest.Delay(40*time.Millisecond))
+	var hosts []*meshtest.Host
+	for i := 0; i < 20; i++ {
+		site := []string{"aws", "london", "paris"}[i%3]
+		hosts = append(hosts, tb2.AddHost(site, fmt.Sprintf("%s%d", site[:1], i)))
+	}
+	hosts = append(hosts, tb2.AddNATHost("home", "laptop"), tb2.AddNATHost("office", "o1"))
+	var nodes []*node
+	for i, h := range hosts {
+		join := hosts[0].IP().String()
+		if i == 0 {
+			join = ""
+		}
+		nodes = append(nodes, startNode(t, weft, h, token, join))
+	}
+	last := time.Now()
+	ips := map[*node]string{}
+	for _, n := range nodes {
+		ips[n] = n.overlayIP(ctx, t)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if meshtest.Eventually(ctx, 60*time.Second, func() error { return a.h.Ping(ctx, ips[b]) }) != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	formation := time.Since(last)
+	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed\n",
+		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), failed)
+
+	// 3. Link cut between two sites with a relay available, then heal.
+	l, p := nodes[1], nodes[2] // london, paris
+	tb2.CutLink("london", "paris")
+	cut := time.Now()
+	_ = meshtest.Eventually(ctx, 60*time.Second, func() error {
+		if err := l.h.Ping(ctx, ips[p]); err != nil {
+			return err
+		}
+		if l.path(ctx, p.h.Name) != "relay" {
+			return fmt.Errorf("not relayed yet")
+		}
+		return nil
+	})
+	relay := time.Since(cut)
+	tb2.HealLink("london", "paris")
+	healed := time.Now()
+	_ = meshtest.Eventually(ctx, 60*time.Second, func() error {
+		if l.path(ctx, p.h.Name) != "direct" || p.path(ctx, l.h.Name) != "direct" {
+			return fmt.Errorf("not direct yet")
+		}
+		return l.h.Ping(ctx, ips[p])
+	})
+	direct := time.Since(healed)
+	fmt.Printf("link cut london-paris: traffic via relay after %.1fs (target 5s), direct again %.1fs after the heal (target 15s)\n", relay.Seconds(), direct.Seconds())
+
+	// 4. Partition in two halves, then heal.
+	hold := envDuration("WEFT_MESH_BENCH_PARTITION", 2*time.Minute)
+	tb2.Partition([]string{"aws", "home"}, []string{"london", "paris", "office"})
+	time.Sleep(hold)
+	tb2.Heal()
+	healed = time.Now()
+	err := meshtest.Eventually(ctx, 120*time.Second, func() error {
+		for _, n := range nodes {
+			st, err := n.status(ctx)
+			if err != nil || st.Alive != len(nodes) {
+				return fmt.Errorf("%s sees %d alive", n.h.Name, st.Alive)
+			}
+		}
+		return nil
+	})
+	member := time.Since(healed)
+	reach := 0
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b && meshtest.Eventually(ctx, 60*time.Second, func() error { return a.h.Ping(ctx, ips[b]) }) == nil {
+				reach++
+			}
+		}
+	}
+	full := time.Since(healed)
+	fmt.Printf("partition for %v: full membership %.1fs and all-pairs reachability (%d/%d) %.1fs after the heal (target 30s); %v\n",
+		hold, member.Seconds(), reach, len(nodes)*(len(nodes)-1), full.Seconds(), err)
+
+	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs; relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
+		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
+	_ = strings.TrimSpace
+}
