@@ -215,7 +215,7 @@ func TestE2EMesh(t *testing.T) {
 		if i == 0 {
 			join = ""
 		}
-		n := startNode(t, weft, h, token, join)
+		n := startNode(t, weft, h, token, join, "--reap-timeout", "12s")
 		nodes = append(nodes, n)
 		byName[h.Name] = n
 	}
@@ -370,6 +370,62 @@ func TestE2EMesh(t *testing.T) {
 			t.Fatalf("unreachable after heal: %v", failing)
 		}
 		t.Logf("partition of %v healed: full membership and all-pairs reachability in %.1fs", hold, time.Since(healed).Seconds())
+	})
+
+	t.Run("overlapping-overlay-refused", func(t *testing.T) {
+		h := tb.AddHost("paris", "ovl")
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		out, err := h.Exec(cctx, weft, "mesh", "node", "--node-name", "ovl", "--data-dir", t.TempDir(),
+			"--gossip-addr", h.IP().String()+":7946", "--token", token, "--overlay-cidr", "172.30.0.0/16")
+		if err == nil || !strings.Contains(string(out), "overlaps the local route 172.30.3.0/24 dev eth0") {
+			t.Errorf("want a refusal naming the route, got %v:\n%s", err, out)
+		}
+	})
+
+	t.Run("killed-node-reaped", func(t *testing.T) {
+		victim := byName["a2"]
+		a1 := byName["a1"]
+		victim.p.Kill()
+		block := ""
+		if st, err := a1.status(ctx); err == nil {
+			for _, p := range st.Peers {
+				if p.Name == "a2" {
+					block = p.Block
+				}
+			}
+		}
+		// Failed, not yet reaped: the peer and its route stay.
+		if err := meshtest.Eventually(ctx, 20*time.Second, func() error {
+			p, err := a1.peer(ctx, "a2")
+			if err != nil || p.Status != "failed" {
+				return fmt.Errorf("a2 on a1: %+v %v", p, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := a1.h.Exec(ctx, "ip", "route", "show", block); !strings.Contains(string(out), "weft0") {
+			t.Errorf("route to failed a2's block %s removed before reaping: %q", block, out)
+		}
+		// Reaped: no peer, no route, on every node.
+		if err := meshtest.Eventually(ctx, 40*time.Second, func() error {
+			for _, n := range nodes {
+				if n == victim {
+					continue
+				}
+				if _, err := n.peer(ctx, "a2"); err == nil {
+					return fmt.Errorf("%s still lists a2", n.h.Name)
+				}
+				out, _ := n.h.Exec(ctx, "ip", "route", "show", block)
+				if strings.TrimSpace(string(out)) != "" {
+					return fmt.Errorf("%s still routes %s: %s", n.h.Name, block, out)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("restart-keeps-key-and-block", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
@@ -339,8 +340,14 @@ func (e *engine) syncRoutes(want []netip.Prefix) error {
 		if wantSet[p] {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: e.linkIdx, Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}, Protocol: routeProto}
-		if err := netlink.RouteDel(r); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such process") {
+		r := &netlink.Route{
+			LinkIndex: e.linkIdx,
+			Dst:       &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)},
+			Src:       e.addr.AsSlice(),
+			Scope:     netlink.SCOPE_LINK,
+			Protocol:  routeProto,
+		}
+		if err := netlink.RouteDel(r); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("removing route %s: %w", p, err))
 			continue
 		}

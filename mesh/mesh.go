@@ -179,6 +179,7 @@ func (m *Mesh) run(ctx context.Context) error {
 	}
 
 	startedAt := time.Now()
+	lastJoin := startedAt
 	if len(m.cfg.Join) > 0 {
 		// Seeds often start at the same moment: retry quickly at first.
 		for wait := 200 * time.Millisecond; ; wait = min(2*wait, m.cfg.RejoinInterval) {
@@ -234,8 +235,12 @@ func (m *Mesh) run(ctx context.Context) error {
 			// While settling (a restarted node must get its refutation of
 			// its old "left" state across), while alone, and while some
 			// member is failed, dial the seeds again.
+			// And every 30 s anyway: after a long partition the other half
+			// may have been reaped, and nothing else would dial it again.
 			settling := time.Since(startedAt) < 30*time.Second
-			if len(m.joinAddrs()) > 0 && (settling || !m.hasAlivePeers() || m.hasFailedPeers()) && m.joining.CompareAndSwap(false, true) {
+			periodic := time.Since(lastJoin) >= 30*time.Second
+			if len(m.joinAddrs()) > 0 && (settling || periodic || !m.hasAlivePeers() || m.hasFailedPeers()) && m.joining.CompareAndSwap(false, true) {
+				lastJoin = time.Now()
 				go func() { defer m.joining.Store(false); m.joinSeeds() }()
 			}
 		case <-m.kick:

@@ -47,6 +47,10 @@ func meshFlags() []cli.Flag {
 // --mesh); without WireGuard and without --gossip-addr, gossip binds to
 // 127.0.0.1 on a free port (the local playground).
 func newMesh(c *cli.Context, role string, wireguardDefault bool, extraTags map[string]string, log *slog.Logger) (*mesh.Mesh, error) {
+	return newMeshWith(c, role, wireguardDefault, extraTags, log, nil)
+}
+
+func newMeshWith(c *cli.Context, role string, wireguardDefault bool, extraTags map[string]string, log *slog.Logger, mut func(*mesh.Config)) (*mesh.Mesh, error) {
 	cfg := mesh.DefaultConfig()
 	cfg.Role = role
 	cfg.NodeName = c.String("node-name")
@@ -86,6 +90,9 @@ func newMesh(c *cli.Context, role string, wireguardDefault bool, extraTags map[s
 	cfg.Interface = c.String("interface")
 	cfg.Userspace = c.Bool("wg-userspace")
 	cfg.Logger = log
+	if mut != nil {
+		mut(&cfg)
+	}
 	return mesh.New(cfg)
 }
 
@@ -127,6 +134,7 @@ func meshCommand() *cli.Command {
 					&cli.StringFlag{Name: "agent-addr", Value: "127.0.0.1:5051", Usage: "serve GET /v1/mesh/status here", EnvVars: envName("agent-addr")},
 					&cli.StringFlag{Name: "role", Value: "agent", EnvVars: envName("role")},
 					&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envName("log-level")},
+					&cli.DurationFlag{Name: "reap-timeout", Value: mesh.DefaultConfig().ReapTimeout, Usage: "how long a failed member (and its WireGuard peer) is kept", EnvVars: envName("reap-timeout")},
 				),
 				Action: meshNode,
 			},
@@ -141,7 +149,9 @@ func meshNode(c *cli.Context) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	m, err := newMesh(c, c.String("role"), true, nil, log)
+	m, err := newMeshWith(c, c.String("role"), true, nil, log, func(cfg *mesh.Config) {
+		cfg.ReapTimeout = c.Duration("reap-timeout")
+	})
 	if err != nil {
 		return err
 	}
