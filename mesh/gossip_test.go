@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // eventually retries cond until it holds or the deadline passes.
@@ -88,7 +90,12 @@ func TestGossipMembershipAndTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := gossipNode(t, "a", tok, nil, func(c *Config) { c.Role = "master"; c.Tags = map[string]string{"res": "c=2"} })
+	reg := prometheus.NewRegistry()
+	a := gossipNode(t, "a", tok, nil, func(c *Config) {
+		c.Role = "master"
+		c.Tags = map[string]string{"res": "c=2"}
+		c.Registerer = reg
+	})
 	sub, cancel := a.Subscribe()
 	defer cancel()
 	b := gossipNode(t, "b", tok, []string{a.GossipAddr()}, nil)
@@ -141,6 +148,23 @@ func TestGossipMembershipAndTags(t *testing.T) {
 	}
 	if st.Node != "a" || st.Alive != 3 || len(st.Peers) != 2 || !st.Encrypted {
 		t.Errorf("status = %+v", st)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "weft_mesh_members" {
+			for _, m := range mf.GetMetric() {
+				if m.GetGauge().GetValue() == 3 && m.GetLabel()[0].GetValue() == "alive" {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("weft_mesh_members{status=alive} 3 not gathered")
 	}
 }
 

@@ -192,6 +192,9 @@ func (m *Mesh) run(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 		}
+		// No seed answered within 10 s: claim what we have rather than
+		// stay without an overlay address (conflicts resolve later).
+		m.joined.Store(true)
 	} else {
 		m.joined.Store(true)
 		if len(m.joinAddrs()) > 0 {
