@@ -254,6 +254,15 @@ func TestLBVhostAndServicePorts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	waitLeader(t, ctx, n.c)
+	// An app of another group, which this lb (--lb-group external, the
+	// default) must not serve; deployed first, so that once the lb serves
+	// biserver below its table has seen this one too.
+	const internal = "/pentaho/internal"
+	idef := n.lbApp(t, internal, 1, 0, map[string]string{
+		"HAPROXY_GROUP": "internal", "HAPROXY_0_VHOST": "internal.example.com",
+	}, nil, nil)
+	iapp := n.deploy(t, ctx, internal, idef, 1)
+
 	const id = "/pentaho/biserver"
 	tcpPort := freeServicePort(t)
 	def := n.lbApp(t, id, 2, tcpPort, map[string]string{
@@ -303,13 +312,28 @@ func TestLBVhostAndServicePorts(t *testing.T) {
 		}
 	}
 
-	// An unknown Host: marathon-lb's HAProxy has no backend for it, 503.
-	resp, _, body, err = n.get(n.http1, "", "nosuch.example.com", "/")
-	if err != nil {
-		t.Fatal(err)
+	// A Host with a port matches too (as marathon-lb's field(1,:)).
+	resp, task, body, err := n.get(n.http1, "", "biserver.example.com:"+lbPort, "/")
+	if err != nil || resp.StatusCode != 200 || !tasks[task] {
+		t.Fatalf("Host with a port: %v %q %v; want 200 from a task", resp, body, err)
 	}
-	if resp.StatusCode != 503 {
-		t.Fatalf("unknown vhost: status %d, body %q; want 503", resp.StatusCode, body)
+
+	// An unknown Host: marathon-lb's HAProxy has no backend for it, 503;
+	// so has the vhost of an app of a group this lb does not serve, and
+	// that app's service port is not open.
+	for _, host := range []string{"nosuch.example.com", "internal.example.com"} {
+		resp, _, body, err = n.get(n.http1, "", host, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 503 {
+			t.Fatalf("Host %s: status %d, body %q; want 503", host, resp.StatusCode, body)
+		}
+	}
+	iaddr := fmt.Sprintf("127.0.0.1:%d", iapp.PortDefinitions[0].Port)
+	if c, err := net.DialTimeout("tcp", iaddr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("the service port %s of %s (HAPROXY_GROUP=internal) is open on an lb of group external", iaddr, internal)
 	}
 
 	// Port 0's service port (http mode: its health check is HTTP) serves
@@ -587,6 +611,7 @@ func TestLBEjectsUnhealthyBackend(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	before, after, bad := 0, 0, 0
+	var last time.Time
 	for _, r := range results {
 		if r.err != nil || r.status != 200 {
 			bad++
@@ -606,6 +631,7 @@ func TestLBEjectsUnhealthyBackend(t *testing.T) {
 			}
 		} else {
 			before++
+			last = r.at
 		}
 	}
 	if bad > 0 {
@@ -617,7 +643,8 @@ func TestLBEjectsUnhealthyBackend(t *testing.T) {
 	if !stillServing {
 		t.Logf("note: the victim no longer answered directly at the end of the window (%v, %v); the ejection check above still holds", resp, err)
 	}
-	t.Logf("%d requests; %d reached the victim before it was ejected, 0 after; replacement %s", len(results), before, replacement)
+	t.Logf("%d requests; %d reached the victim before it was ejected (the last %v after the master reported it unhealthy), 0 after; replacement %s",
+		len(results), before, last.Sub(unhealthyAt).Round(time.Millisecond), replacement)
 }
 
 // Reconfiguration under load: a keep-alive client at 20 requests/s on the

@@ -20,7 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -68,7 +68,7 @@ func main() {
 		fmt.Fprintf(w, "%s %s\n", id, os.Getenv("MARATHON_APP_VERSION"))
 	})
 
-	var conns sync.WaitGroup
+	var conns atomic.Int64 // open $PORT1 connections
 	if *lines {
 		l, err := net.Listen("tcp", ":"+os.Getenv("PORT1"))
 		if err != nil {
@@ -82,7 +82,7 @@ func main() {
 				}
 				conns.Add(1)
 				go func() {
-					defer conns.Done()
+					defer conns.Add(-1)
 					defer c.Close()
 					sc := bufio.NewScanner(c)
 					for sc.Scan() {
@@ -100,7 +100,9 @@ func main() {
 		go func() {
 			<-term
 			time.Sleep(*linger)
-			conns.Wait()
+			for conns.Load() > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
 			os.Exit(0)
 		}()
 	}
