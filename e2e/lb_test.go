@@ -476,6 +476,40 @@ func TestLBStickySessions(t *testing.T) {
 	if len(spread) < 2 {
 		t.Fatalf("requests without a cookie all reached one task: %v", spread)
 	}
+
+	// The cookie's task goes away (scale to 2 kills the youngest): its
+	// cookie no longer pins, the request is served by a live task, which
+	// hands out its own cookie (HAProxy's redispatch, as marathon-lb runs it).
+	if _, err := n.c.PutApp(ctx, id, []byte(`{"instances":2}`), false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "scaled to 2", func() error { return wantHealthy(ctx, n.c, id, 2, "") })
+	a, err := n.c.App(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := taskSet(a.Tasks)
+	var gone string
+	for tk := range tasks {
+		if !live[tk] {
+			gone = tk
+		}
+	}
+	eventually(t, 5*time.Second, "the cookie of the gone task "+gone+" lands on a live task", func() error {
+		resp, task, body, err := n.get(n.http1, "", "cart.example.com", "/", cookies[gone])
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 || !live[task] {
+			return fmt.Errorf("status %d from %q (%q); want 200 from one of %v", resp.StatusCode, task, body, live)
+		}
+		for _, c := range resp.Cookies() {
+			if c.Name == "mesosphere_server_id" && c.Value == cookies[task].Value {
+				return nil
+			}
+		}
+		return fmt.Errorf("answer from %s without its cookie %s (Set-Cookie %q)", task, cookies[task].Value, resp.Header.Values("Set-Cookie"))
+	})
 }
 
 // A task whose health check fails stops getting traffic as soon as the
