@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -257,7 +256,7 @@ func TestMeshBench(t *testing.T) {
 	}
 	bare(x1, k1, k2, x2.IP().String()+":51821", "10.99.0.1/24")
 	bare(x2, k2, k1, x1.IP().String()+":51821", "10.99.0.2/24")
-	n1 := startNode(t, weft, x1, token, "")
+	startNode(t, weft, x1, token, "")
 	n2 := startNode(t, weft, x2, token, x1.IP().String())
 	ov2 := n2.overlayIP(ctx, t)
 	for _, dst := range []string{"10.99.0.2", ov2} {
@@ -265,7 +264,6 @@ func TestMeshBench(t *testing.T) {
 			t.Fatalf("no path to %s: %v", dst, err)
 		}
 	}
-	_ = n1
 	type row struct{ veth, bare, weft float64 }
 	var one, four row
 	one.veth = throughput(t, x1, x2, x2.IP().String(), 1, secs)
@@ -387,5 +385,4 @@ func TestMeshBench(t *testing.T) {
 
 	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs; relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
 		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
-	_ = strings.TrimSpace
 }
