@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -153,4 +154,24 @@ func waitLeader(t *testing.T, ctx context.Context, c *api.Client) {
 		_, err := c.Do(ctx, "GET", "/v2/leader", nil, nil)
 		return err
 	})
+}
+
+// freePortRange returns "lo-hi", n ports below the ephemeral range that
+// were all free on loopback a moment ago.
+func freePortRange(t *testing.T, n int) string {
+	t.Helper()
+next:
+	for i := 0; i < 100; i++ {
+		lo := 21000 + rand.Intn(11000-n)
+		for p := lo; p < lo+n; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				continue next
+			}
+			l.Close()
+		}
+		return fmt.Sprintf("%d-%d", lo, lo+n-1)
+	}
+	t.Fatalf("no %d free ports in a row in 21000-32000", n)
+	return ""
 }

@@ -191,26 +191,6 @@ func freeServicePort(t *testing.T) int {
 	return 0
 }
 
-// freePortRange returns "lo-hi", n ports below the ephemeral range that
-// were all free on loopback a moment ago.
-func freePortRange(t *testing.T, n int) string {
-	t.Helper()
-next:
-	for i := 0; i < 100; i++ {
-		lo := 21000 + rand.Intn(11000-n)
-		for p := lo; p < lo+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				continue next
-			}
-			l.Close()
-		}
-		return fmt.Sprintf("%d-%d", lo, lo+n-1)
-	}
-	t.Fatalf("no %d free ports in a row in 21000-32000", n)
-	return ""
-}
-
 // lineConn is a TCP connection to a line-server service port.
 type lineConn struct {
 	c  net.Conn

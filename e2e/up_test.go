@@ -26,7 +26,7 @@ func upArgs(t *testing.T, dataDir string, apiPort int) []string {
 		"--lb-http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--lb-admin-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--lb-appid-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--ports", fmt.Sprintf("%d-%d", 20000+apiPort%20000, 20000+apiPort%20000+50),
+		"--ports", freePortRange(t, 50), // below the ephemeral range freePort draws from
 	}
 }
 
