@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/sched/api"
@@ -68,6 +69,7 @@ func main() {
 type cluster struct {
 	dir, bin, pidDir string
 	c                *api.Client
+	mu               sync.Mutex // agents: the cleanup may run on a signal
 	agents           map[string]*proc
 	args             map[string][]string
 	starts           map[string]int
@@ -79,8 +81,17 @@ func (cl *cluster) startAgent(name string) error {
 	if err != nil {
 		return err
 	}
+	cl.mu.Lock()
 	cl.agents[name] = p
+	cl.mu.Unlock()
+	stopIfExiting(p)
 	return nil
+}
+
+func (cl *cluster) agent(name string) *proc {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.agents[name]
 }
 
 func run(rounds, nAgents, instances int) error {
@@ -146,7 +157,13 @@ func run(rounds, nAgents, instances int) error {
 			}
 			return nil
 		})
+		cl.mu.Lock()
+		var ps []*proc
 		for _, p := range cl.agents {
+			ps = append(ps, p)
+		}
+		cl.mu.Unlock()
+		for _, p := range ps {
 			p.stop(20 * time.Second)
 		}
 	})
@@ -212,7 +229,7 @@ func run(rounds, nAgents, instances int) error {
 		}
 
 		start := time.Now()
-		cl.agents[victim].kill9()
+		cl.agent(victim).kill9()
 		var unreachableAt time.Duration
 		err = eventually(2*time.Minute, 50*time.Millisecond, "the lost agent's tasks running elsewhere", func() error {
 			app, err := c.App(ctx, id)
@@ -290,8 +307,8 @@ func run(rounds, nAgents, instances int) error {
 // allAlive checks the master answers and sees every agent alive.
 func (cl *cluster) allAlive(ctx context.Context, names []string) error {
 	for _, n := range names {
-		if cl.agents[n].exited() {
-			return fmt.Errorf("agent %s exited:\n%s", n, cl.agents[n].logTail(3000))
+		if p := cl.agent(n); p.exited() {
+			return fmt.Errorf("agent %s exited:\n%s", n, p.logTail(3000))
 		}
 	}
 	nodes, err := cl.c.Nodes(ctx)

@@ -21,12 +21,18 @@ import (
 var (
 	cleanupMu sync.Mutex
 	cleanups  []func()
+	exiting   bool // cleanups ran: later ones run at once
 )
 
 // atExit registers fn to run (last registered first) when the bench ends,
 // fails or is interrupted.
 func atExit(fn func()) {
 	cleanupMu.Lock()
+	if exiting {
+		cleanupMu.Unlock()
+		fn()
+		return
+	}
 	cleanups = append(cleanups, fn)
 	cleanupMu.Unlock()
 }
@@ -35,7 +41,7 @@ func atExit(fn func()) {
 func runCleanups() {
 	cleanupMu.Lock()
 	fns := cleanups
-	cleanups = nil
+	cleanups, exiting = nil, true
 	cleanupMu.Unlock()
 	for i := len(fns) - 1; i >= 0; i-- {
 		fns[i]()
@@ -245,4 +251,15 @@ func loadAvg() string {
 	var a, b1, c string
 	fmt.Sscan(string(b), &a, &b1, &c)
 	return a + " " + b1 + " " + c
+}
+
+// stopIfExiting stops p at once when the cleanups already ran (the bench
+// was interrupted while starting it).
+func stopIfExiting(p *proc) {
+	cleanupMu.Lock()
+	e := exiting
+	cleanupMu.Unlock()
+	if e {
+		p.stop(20 * time.Second)
+	}
 }

@@ -21,12 +21,18 @@ import (
 var (
 	cleanupMu sync.Mutex
 	cleanups  []func()
+	exiting   bool // cleanups ran: later ones run at once
 )
 
 // atExit registers fn to run (last registered first) when the bench ends,
 // fails or is interrupted.
 func atExit(fn func()) {
 	cleanupMu.Lock()
+	if exiting {
+		cleanupMu.Unlock()
+		fn()
+		return
+	}
 	cleanups = append(cleanups, fn)
 	cleanupMu.Unlock()
 }
@@ -35,7 +41,7 @@ func atExit(fn func()) {
 func runCleanups() {
 	cleanupMu.Lock()
 	fns := cleanups
-	cleanups = nil
+	cleanups, exiting = nil, true
 	cleanupMu.Unlock()
 	for i := len(fns) - 1; i >= 0; i-- {
 		fns[i]()
