@@ -17,15 +17,35 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a port on 127.0.0.1, free for TCP and UDP a moment ago,
+// from above the kernel's ephemeral range: outgoing connections never take
+// it, so a test can stop and restart a listener on it (port 0 would hand
+// out ephemeral ports, which any connection may grab in between).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := 61000, 65535
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var elo, ehi int
+		if _, err := fmt.Sscan(string(b), &elo, &ehi); err == nil && ehi < 64500 {
+			lo = ehi + 1
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for i := 0; i < 200; i++ {
+		p := lo + rand.Intn(hi-lo)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return p
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
 }
 
 // proc is a weft process started by a test.
