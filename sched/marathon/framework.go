@@ -185,7 +185,34 @@ type depEntry struct {
 	idx uint64
 }
 
+// lastView caches the most recent view: it is a pure function of the
+// store at one index, and the API handlers and the reconcile loop all ask
+// for it after every change. Views are never modified after readView.
+var lastView struct {
+	sync.Mutex
+	st *sched.Store
+	v  *view
+}
+
 func readView(st *sched.Store) *view {
+	idx := st.Index()
+	lastView.Lock()
+	if lastView.st == st && lastView.v != nil && lastView.v.index == idx {
+		v := lastView.v
+		lastView.Unlock()
+		return v
+	}
+	lastView.Unlock()
+	v := buildView(st)
+	lastView.Lock()
+	if lastView.st != st || lastView.v == nil || v.index >= lastView.v.index {
+		lastView.st, lastView.v = st, v
+	}
+	lastView.Unlock()
+	return v
+}
+
+func buildView(st *sched.Store) *view {
 	v := &view{apps: map[string]*api.App{}, appIdx: map[string]uint64{}, tasks: map[string][]taskEntry{}}
 	st.Read(func(index uint64, t map[string]map[string]*sched.Entry) {
 		v.index = index
