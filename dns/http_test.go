@@ -120,19 +120,19 @@ func TestMetrics(t *testing.T) {
 	if v := value(s.m.forwards.WithLabelValues("ok")); v != 1 {
 		t.Errorf("forwards ok = %v", v)
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, f := range fams {
-		if f.GetName() == "weft_dns_query_duration_seconds" {
-			found = f.GetMetric()[0].GetHistogram().GetSampleCount() >= 5
+	// The latency is observed once the answer is written: wait for it.
+	waitFor(t, 2*time.Second, "a latency histogram with the 5 queries", func() bool {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !found {
-		t.Error("no latency histogram with the 5 queries")
-	}
+		for _, f := range fams {
+			if f.GetName() == "weft_dns_query_duration_seconds" {
+				return f.GetMetric()[0].GetHistogram().GetSampleCount() >= 5
+			}
+		}
+		return false
+	})
 }
 
 func TestLoadMesosDNSConfig(t *testing.T) {
