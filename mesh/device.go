@@ -196,7 +196,7 @@ func localAddrs(skipIf string, overlay netip.Prefix) ([]netip.Addr, []netip.Pref
 	var pfxs []netip.Prefix
 	ifs, _ := net.Interfaces()
 	for _, ifc := range ifs {
-		if ifc.Name == skipIf || ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+		if ifc.Name == skipIf || ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || !underlayInterface(ifc) {
 			continue
 		}
 		as, _ := ifc.Addrs()
@@ -219,4 +219,25 @@ func localAddrs(skipIf string, overlay netip.Prefix) ([]netip.Addr, []netip.Pref
 		}
 	}
 	return addrs, pfxs
+}
+
+// virtualPrefixes name interfaces whose addresses are no way to reach this
+// host from another one (container bridges, other overlays).
+var virtualPrefixes = []string{"docker", "br-", "veth", "cni", "flannel", "cali", "virbr", "lxc", "podman", "kube", "weave", "vxlan", "tailscale", "zt"}
+
+// underlayInterface reports whether peers could reach this host at the
+// interface's addresses: not a tunnel (no hardware address: TUN, WireGuard,
+// PPP), not point-to-point, not a container bridge. Offering a tunnel's
+// address as an endpoint would carry WireGuard inside another tunnel, past
+// its MTU (sendmmsg: message too long).
+func underlayInterface(ifc net.Interface) bool {
+	if len(ifc.HardwareAddr) == 0 || ifc.Flags&net.FlagPointToPoint != 0 {
+		return false
+	}
+	for _, p := range virtualPrefixes {
+		if strings.HasPrefix(ifc.Name, p) {
+			return false
+		}
+	}
+	return true
 }

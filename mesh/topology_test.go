@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -274,5 +275,23 @@ func TestEndpointsTagBudget(t *testing.T) {
 	s := encodeEndpoints(eps)
 	if got := decodeEndpoints(s); len(got) != maxEndpoints {
 		t.Errorf("kept %d endpoints: %q", len(got), s)
+	}
+}
+
+func TestUnderlayInterface(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	for _, c := range []struct {
+		ifc  net.Interface
+		want bool
+	}{
+		{net.Interface{Name: "eth0", HardwareAddr: mac, Flags: net.FlagUp | net.FlagBroadcast}, true},
+		{net.Interface{Name: "wg0", Flags: net.FlagUp | net.FlagPointToPoint}, false},
+		{net.Interface{Name: "tun0", Flags: net.FlagUp}, false},
+		{net.Interface{Name: "docker0", HardwareAddr: mac, Flags: net.FlagUp}, false},
+		{net.Interface{Name: "br-1a2b", HardwareAddr: mac, Flags: net.FlagUp}, false},
+	} {
+		if got := underlayInterface(c.ifc); got != c.want {
+			t.Errorf("%s: %v, want %v", c.ifc.Name, got, c.want)
+		}
 	}
 }
