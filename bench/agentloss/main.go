@@ -164,7 +164,7 @@ func run(rounds, nAgents, instances int) error {
 		}
 		cl.mu.Unlock()
 		for _, p := range ps {
-			p.stop(20 * time.Second)
+			p.Stop(20 * time.Second)
 		}
 	})
 	for _, name := range names {
@@ -173,8 +173,8 @@ func run(rounds, nAgents, instances int) error {
 		}
 	}
 	if err := eventually(60*time.Second, 100*time.Millisecond, "master with a leader and every agent alive", func() error {
-		if master.exited() {
-			return fmt.Errorf("weft master exited:\n%s", master.logTail(3000))
+		if master.Exited() {
+			return fmt.Errorf("weft master exited:\n%s", master.LogTail(3000))
 		}
 		return cl.allAlive(ctx, names)
 	}); err != nil {
@@ -229,7 +229,7 @@ func run(rounds, nAgents, instances int) error {
 		}
 
 		start := time.Now()
-		cl.agent(victim).kill9()
+		cl.agent(victim).Kill9()
 		var unreachableAt time.Duration
 		err = eventually(2*time.Minute, 50*time.Millisecond, "the lost agent's tasks running elsewhere", func() error {
 			app, err := c.App(ctx, id)
@@ -307,8 +307,8 @@ func run(rounds, nAgents, instances int) error {
 // allAlive checks the master answers and sees every agent alive.
 func (cl *cluster) allAlive(ctx context.Context, names []string) error {
 	for _, n := range names {
-		if p := cl.agent(n); p.exited() {
-			return fmt.Errorf("agent %s exited:\n%s", n, p.logTail(3000))
+		if p := cl.agent(n); p.Exited() {
+			return fmt.Errorf("agent %s exited:\n%s", n, p.LogTail(3000))
 		}
 	}
 	nodes, err := cl.c.Nodes(ctx)

@@ -96,8 +96,8 @@ func run(n int, perLaunch time.Duration) error {
 	defer cancel()
 
 	if err := eventually(60*time.Second, 100*time.Millisecond, "weft up answering with a leader and an alive agent", func() error {
-		if up.exited() {
-			return fmt.Errorf("weft up exited:\n%s", up.logTail(3000))
+		if up.Exited() {
+			return fmt.Errorf("weft up exited:\n%s", up.LogTail(3000))
 		}
 		if _, err := c.Do(ctx, "GET", "/v2/leader", nil, nil); err != nil {
 			return err
@@ -135,7 +135,7 @@ func run(n int, perLaunch time.Duration) error {
 			}
 			return nil
 		})
-		if !up.stop(30 * time.Second) {
+		if !up.Stop(30 * time.Second) {
 			fmt.Println("note: weft up did not stop within 30s of SIGINT; killed its process group")
 		}
 	})

@@ -86,8 +86,8 @@ func run(nApps, instances, nAgents, gets int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := eventually(60*time.Second, 100*time.Millisecond, "master API with a leader", func() error {
-		if master.exited() {
-			return fmt.Errorf("weft master exited:\n%s", master.logTail(3000))
+		if master.Exited() {
+			return fmt.Errorf("weft master exited:\n%s", master.LogTail(3000))
 		}
 		_, err := c.Do(ctx, "GET", "/v2/leader", nil, nil)
 		return err

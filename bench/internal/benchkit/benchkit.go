@@ -1,4 +1,7 @@
-package main
+// Package benchkit is what the benchmarks under bench/ share: running the
+// weft binary and other processes, cleaning them up on exit or Ctrl-C,
+// waiting, and percentiles.
+package benchkit
 
 // Process plumbing shared (by copy) by bench/launch, bench/listing and
 // bench/agentloss: the weft binary, processes stopped by PID, temp dirs
@@ -24,9 +27,9 @@ var (
 	exiting   bool // cleanups ran: later ones run at once
 )
 
-// atExit registers fn to run (last registered first) when the bench ends,
+// AtExit registers fn to run (last registered first) when the bench ends,
 // fails or is interrupted.
-func atExit(fn func()) {
+func AtExit(fn func()) {
 	cleanupMu.Lock()
 	if exiting {
 		cleanupMu.Unlock()
@@ -37,8 +40,8 @@ func atExit(fn func()) {
 	cleanupMu.Unlock()
 }
 
-// runCleanups runs the registered cleanups once.
-func runCleanups() {
+// RunCleanups runs the registered cleanups once.
+func RunCleanups() {
 	cleanupMu.Lock()
 	fns := cleanups
 	cleanups, exiting = nil, true
@@ -48,41 +51,41 @@ func runCleanups() {
 	}
 }
 
-// exit cleans up and exits with code.
-func exit(code int) {
-	runCleanups()
+// Exit cleans up and exits with code.
+func Exit(code int) {
+	RunCleanups()
 	os.Exit(code)
 }
 
-// cleanupOnSignal makes Ctrl-C / SIGTERM of the bench undo what it started.
-func cleanupOnSignal() {
+// CleanupOnSignal makes Ctrl-C / SIGTERM of the bench undo what it started.
+func CleanupOnSignal() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-ch
 		fmt.Fprintf(os.Stderr, "bench: %v, cleaning up\n", s)
-		exit(130)
+		Exit(130)
 	}()
 }
 
-// tempDir makes a temp dir removed at exit.
-func tempDir(pattern string) (string, error) {
+// TempDir makes a temp dir removed at exit.
+func TempDir(pattern string) (string, error) {
 	d, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		return "", err
 	}
-	atExit(func() { _ = os.RemoveAll(d) })
+	AtExit(func() { _ = os.RemoveAll(d) })
 	return d, nil
 }
 
-// weftBin returns $WEFT_BIN, or builds ./cmd/weft into a temp dir.
-func weftBin() (string, error) {
+// WeftBin returns $WEFT_BIN, or builds ./cmd/weft into a temp dir.
+func WeftBin() (string, error) {
 	if p := os.Getenv("WEFT_BIN"); p != "" {
 		return filepath.Abs(p)
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	dir, err := tempDir("weft-bench-bin-")
+	dir, err := TempDir("weft-bench-bin-")
 	if err != nil {
 		return "", err
 	}
@@ -95,8 +98,8 @@ func weftBin() (string, error) {
 	return bin, nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() int {
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -105,28 +108,28 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// proc is a weft process the bench started.
-type proc struct {
+// Proc is a weft process the bench started.
+type Proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
 }
 
-// startProc runs bin args in its own process group, output to dir/name.log;
+// StartProc runs bin args in its own process group, output to dir/name.log;
 // it is stopped (SIGINT, then SIGKILL) at exit if still running.
-func startProc(dir, name, bin string, args ...string) (*proc, error) {
-	p, err := startProcNoStop(dir, name, bin, args...)
+func StartProc(dir, name, bin string, args ...string) (*Proc, error) {
+	p, err := StartProcNoStop(dir, name, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	atExit(func() { p.stop(20 * time.Second) })
+	AtExit(func() { p.Stop(20 * time.Second) })
 	return p, nil
 }
 
-// startProcNoStop is startProc for a caller that stops the process itself
+// StartProcNoStop is startProc for a caller that stops the process itself
 // (in a cleanup of its own, registered before).
-func startProcNoStop(dir, name, bin string, args ...string) (*proc, error) {
+func StartProcNoStop(dir, name, bin string, args ...string) (*Proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -139,15 +142,15 @@ func startProcNoStop(dir, name, bin string, args ...string) (*proc, error) {
 		f.Close()
 		return nil, err
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &Proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
 	return p, nil
 }
 
-// stop sends SIGINT (Ctrl-C) and waits; after grace it SIGKILLs the
+// Stop sends SIGINT (Ctrl-C) and waits; after grace it SIGKILLs the
 // process group. It reports whether the process exited on its own.
-func (p *proc) stop(grace time.Duration) bool {
-	if p.exited() {
+func (p *Proc) Stop(grace time.Duration) bool {
+	if p.Exited() {
 		return true
 	}
 	_ = p.cmd.Process.Signal(os.Interrupt)
@@ -161,13 +164,13 @@ func (p *proc) stop(grace time.Duration) bool {
 	}
 }
 
-// kill9 is `kill -9 <pid>`: the process only, not what it started.
-func (p *proc) kill9() {
+// Kill9 is `kill -9 <pid>`: the process only, not what it started.
+func (p *Proc) Kill9() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 }
 
-func (p *proc) exited() bool {
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -176,8 +179,8 @@ func (p *proc) exited() bool {
 	}
 }
 
-// logTail returns the end of the process's log, for error messages.
-func (p *proc) logTail(n int) string {
+// LogTail returns the end of the process's log, for error messages.
+func (p *Proc) LogTail(n int) string {
 	b, _ := os.ReadFile(p.log)
 	if len(b) > n {
 		b = b[len(b)-n:]
@@ -185,21 +188,21 @@ func (p *proc) logTail(n int) string {
 	return string(b)
 }
 
-// killPidFiles SIGKILLs every process named by a *.pid file in dir (the
+// KillPidFiles SIGKILLs every process named by a *.pid file in dir (the
 // tasks' sleeps write their pid there) and removes the files.
-func killPidFiles(dir string) int {
+func KillPidFiles(dir string) int {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
 	n := 0
 	for _, f := range files {
-		if killPidFile(f) {
+		if KillPidFile(f) {
 			n++
 		}
 	}
 	return n
 }
 
-// killPidFile SIGKILLs the process named in file (if alive) and removes it.
-func killPidFile(file string) bool {
+// KillPidFile SIGKILLs the process named in file (if alive) and removes it.
+func KillPidFile(file string) bool {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return false
@@ -212,8 +215,8 @@ func killPidFile(file string) bool {
 	return syscall.Kill(pid, syscall.SIGKILL) == nil
 }
 
-// eventually retries fn every interval until it returns nil or timeout.
-func eventually(timeout, interval time.Duration, what string, fn func() error) error {
+// Eventually retries fn every interval until it returns nil or timeout.
+func Eventually(timeout, interval time.Duration, what string, fn func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := fn()
@@ -227,8 +230,8 @@ func eventually(timeout, interval time.Duration, what string, fn func() error) e
 	}
 }
 
-// percentile returns the p-th percentile (0..100) of sorted ds (nearest rank).
-func percentile(sorted []time.Duration, p float64) time.Duration {
+// Percentile returns the p-th percentile (0..100) of sorted ds (nearest rank).
+func Percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -242,8 +245,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-// loadAvg is /proc/loadavg's first three fields.
-func loadAvg() string {
+// LoadAvg is /Proc/loadavg's first three fields.
+func LoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
@@ -253,13 +256,13 @@ func loadAvg() string {
 	return a + " " + b1 + " " + c
 }
 
-// stopIfExiting stops p at once when the cleanups already ran (the bench
+// StopIfExiting stops p at once when the cleanups already ran (the bench
 // was interrupted while starting it).
-func stopIfExiting(p *proc) {
+func StopIfExiting(p *Proc) {
 	cleanupMu.Lock()
 	e := exiting
 	cleanupMu.Unlock()
 	if e {
-		p.stop(20 * time.Second)
+		p.Stop(20 * time.Second)
 	}
 }
