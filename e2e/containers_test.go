@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testbin"
 	"github.com/weftnet/weft/mesh/meshtest"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -62,51 +61,16 @@ func TestContainerOnWeftNetworkReachedFromAnotherSite(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
 		t.Skip("dig is not installed (Debian dnsutils; make test installs it)")
 	}
-	tb := meshtest.New(t)
 	image := scratchImage(t)
-	weft := testbin.Weft(t)
-	tb.AddSite("aws")
-	tb.AddSite("london")
-	m1h, a1h := tb.AddHost("aws", "m1"), tb.AddHost("london", "a1")
-	tok, err := exec.Command(weft, "mesh", "token").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(tok))
-	dir := t.TempDir()
-	common := func(h *meshtest.Host) []string {
-		return []string{"--node-name", h.Name, "--site", h.Site.Name, "--data-dir", filepath.Join(dir, h.Name),
-			"--gossip-addr", h.IP().String() + ":7946", "--agent-addr", "127.0.0.1:5051", "--token", token, "--no-lb"}
-	}
-	m1 := &siteNode{h: m1h, p: m1h.Start(append([]string{weft, "master", "--api-addr", "0.0.0.0:8080", "--raft-addr", ""}, common(m1h)...)...)}
-	a1 := &siteNode{h: a1h, p: a1h.Start(append([]string{weft, "agent", "--join", m1h.IP().String() + ":7946", "--cpus", "2", "--mem", "1024"}, common(a1h)...)...)}
-
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	var m1IP string
-	if err := meshtest.Eventually(ctx, 30*time.Second, func() (err error) {
-		m1IP, err = m1.overlayIP(ctx)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	base := "http://127.0.0.1:8080"
-	if err := meshtest.Eventually(ctx, 60*time.Second, func() error {
-		code, b, err := hostAPI(ctx, m1h, "GET", base+"/v1/nodes", nil)
-		if err != nil || code != 200 {
-			return fmt.Errorf("nodes: %d %v", code, err)
-		}
-		if !strings.Contains(string(b), `"docker"`) {
-			return fmt.Errorf("no agent with the docker capability yet: %s", b)
-		}
-		if code, b, err := hostAPI(ctx, m1h, "GET", base+"/v2/leader", nil); err != nil || code != 200 {
-			return fmt.Errorf("no leader yet: %d %s %v", code, b, err)
+	s := startTwoSites(t, ctx, nil, func(nodes string) error {
+		if !strings.Contains(nodes, `"docker"`) {
+			return fmt.Errorf("no agent with the docker capability yet: %s", nodes)
 		}
 		return nil
-	}); err != nil {
-		t.Fatalf("%v\n--- a1:\n%s", err, a1.p.Output())
-	}
-
+	})
+	m1h, a1, m1IP, base := s.m1h, s.a1, s.m1IP, s.api
 	def := fmt.Sprintf(`{"id":"/pentaho/biserver","cpus":0.1,"mem":32,"instances":1,
 		"container":{"type":"DOCKER","docker":{"image":%q},"portMappings":[{"containerPort":8080,"name":"http"}]},
 		"networks":[{"mode":"container","name":"weft"}],
