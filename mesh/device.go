@@ -179,7 +179,10 @@ func checkOverlap(overlay netip.Prefix, ifname string) error {
 		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
 			dev = l.Attrs().Name
 		}
-		if dev == ifname {
+		// The agent's container bridge (weftbr0) holds this node's own
+		// block while weft containers run, also across a restart of the
+		// node: that route is the overlay's, not a conflict.
+		if dev == ifname || strings.HasPrefix(dev, ContainerBridgePrefix) {
 			continue
 		}
 		if dst.Overlaps(overlay) {
@@ -221,9 +224,13 @@ func localAddrs(skipIf string, overlay netip.Prefix) ([]netip.Addr, []netip.Pref
 	return addrs, pfxs
 }
 
+// ContainerBridgePrefix names the bridges the agent puts containers of the
+// weft network on (weftbr0); their routes are part of the overlay.
+const ContainerBridgePrefix = "weftbr"
+
 // virtualPrefixes name interfaces whose addresses are no way to reach this
 // host from another one (container bridges, other overlays).
-var virtualPrefixes = []string{"docker", "br-", "veth", "cni", "flannel", "cali", "virbr", "lxc", "podman", "kube", "weave", "vxlan", "tailscale", "zt"}
+var virtualPrefixes = []string{ContainerBridgePrefix, "docker", "br-", "veth", "cni", "flannel", "cali", "virbr", "lxc", "podman", "kube", "weave", "vxlan", "tailscale", "zt"}
 
 // underlayInterface reports whether peers could reach this host at the
 // interface's addresses: not a tunnel (no hardware address: TUN, WireGuard,
