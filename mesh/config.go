@@ -73,6 +73,12 @@ type Config struct {
 	// configured in-process.
 	UAPIDir string
 
+	// StayOnStop stops gossip without announcing a leave: peers see the
+	// node fail, as after a crash, and keep it (and its WireGuard peer)
+	// until it returns or is reaped. For an agent whose tasks outlive its
+	// process, so that a restart is not taken for a departure.
+	StayOnStop bool
+
 	// Logger receives the mesh's logs (component=mesh). nil discards.
 	Logger *slog.Logger
 	// Registerer, when set, gets the mesh's Prometheus collector.

@@ -265,7 +265,7 @@ func (m *Mesh) run(ctx context.Context) error {
 // is advertised (after losing a block conflict).
 func (m *Mesh) restartSerf() {
 	m.log.Info("restarting gossip on the new overlay address")
-	m.shutdownSerf()
+	m.stopSerf(true) // the old address must go at once
 	s, err := m.createSerf(m.evCh)
 	if err != nil {
 		m.log.Error("restarting gossip", "err", err)
@@ -461,14 +461,19 @@ func (m *Mesh) hasAlivePeers() bool {
 	return false
 }
 
-func (m *Mesh) shutdownSerf() {
+func (m *Mesh) shutdownSerf() { m.stopSerf(!m.cfg.StayOnStop) }
+
+// stopSerf stops gossip, announcing a leave first when leave is set.
+func (m *Mesh) stopSerf(leave bool) {
 	m.mu.Lock()
 	s := m.serf
 	m.mu.Unlock()
 	if s == nil || s.State() == serf.SerfShutdown {
 		return
 	}
-	if err := s.Leave(); err != nil {
+	if !leave {
+		m.log.Info("stopping without leaving the cluster: peers keep this node until it returns or is reaped")
+	} else if err := s.Leave(); err != nil {
 		m.log.Warn("leaving the cluster", "err", err)
 	}
 	if err := s.Shutdown(); err != nil {
