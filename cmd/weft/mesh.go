@@ -89,6 +89,9 @@ func newMeshWith(c *cli.Context, role string, wireguardDefault bool, extraTags m
 	cfg.Advertise = c.StringSlice("advertise")
 	cfg.Interface = c.String("interface")
 	cfg.Userspace = c.Bool("wg-userspace")
+	// An agent's tasks keep running while it restarts: it must not look
+	// like a node that left for good.
+	cfg.StayOnStop = role == "agent"
 	cfg.Logger = log
 	if mut != nil {
 		mut(&cfg)
