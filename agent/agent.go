@@ -46,21 +46,24 @@ type recoveredHandle struct {
 
 // taskRun is one task on this agent. Its fields are guarded by Agent.mu.
 type taskRun struct {
-	id        string
-	a         api.Assignment
-	exec      Executor
-	sandbox   string
-	handle    Handle
-	state     string // last state reported
-	startedAt time.Time
-	killReq   bool
-	overtime  bool // killed for exceeding MaxCompletionSeconds
-	killing   bool
-	finished  bool
-	doneAt    time.Time
-	exit      *Exit
-	cancel    context.CancelFunc // cancels start and health checks
-	done      chan struct{}      // closed when the task has ended and its final status is queued
+	id      string
+	a       api.Assignment
+	exec    Executor
+	sandbox string
+	handle  Handle
+	state   string // last state reported
+	// reconciled is the assignments index at which this task's state was
+	// last re-reported to a master that thought it unreachable.
+	reconciled uint64
+	startedAt  time.Time
+	killReq    bool
+	overtime   bool // killed for exceeding MaxCompletionSeconds
+	killing    bool
+	finished   bool
+	doneAt     time.Time
+	exit       *Exit
+	cancel     context.CancelFunc // cancels start and health checks
+	done       chan struct{}      // closed when the task has ended and its final status is queued
 }
 
 // New returns an agent; Run starts it.
@@ -230,6 +233,17 @@ func (a *Agent) reconcile(ctx context.Context, as *api.Assignments) {
 				// it must not run twice.
 				a.log.Info("killing a task the master considers ended", "task", id, "state", asg.Task.State)
 				a.killLocked(t, "killed: the master considers this task "+asg.Task.State)
+			case (asg.Task.State == api.TaskUnreachable || asg.Task.State == api.TaskUnknown) &&
+				t.handle != nil && t.state != "" && t.reconciled != as.Index:
+				// The master lost sight of this agent (gossip declared it
+				// failed) and it is back: tell it what really runs, before
+				// the framework replaces a task that never stopped.
+				t.reconciled = as.Index
+				a.log.Info("reporting a task the master thought unreachable", "task", id, "state", t.state)
+				st := a.status(id, t.state, "agent reachable again")
+				st.IPAddresses = t.handle.IPAddresses()
+				st.HealthCheckResults = t.a.Task.HealthCheckResults
+				a.rep.enqueue(st)
 			}
 			continue
 		}

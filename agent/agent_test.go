@@ -661,3 +661,38 @@ func TestStopTasksOnExitReportsKilled(t *testing.T) {
 		t.Errorf("the master was not told the task was killed: %v", m.states("bye"))
 	}
 }
+
+// setState changes what the master believes of a task, as gossip declaring
+// the agent failed does (TASK_UNREACHABLE).
+func (m *fakeMaster) setState(id, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.tasks {
+		if m.tasks[i].Task.ID == id {
+			m.tasks[i].Task.State = state
+		}
+	}
+	m.index++
+	m.cond.Broadcast()
+}
+
+// A master that briefly thought this agent gone (its tasks UNREACHABLE)
+// hears at once that the task still runs, so nothing is replaced; the task
+// itself is not restarted.
+func TestReportsRunningTaskTheMasterThoughtUnreachable(t *testing.T) {
+	m := newFakeMaster(t)
+	startAgent(t, testConfig(t, m, t.TempDir()))
+	m.set(shTask("back", `exec sleep 1000`))
+	waitState(t, m, "back", api.TaskRunning)
+	m.setState("back", api.TaskUnreachable)
+	eventually(t, 5*time.Second, "RUNNING re-reported", func() bool { return m.taskState("back") == api.TaskRunning })
+	starts := 0
+	for _, s := range m.states("back") {
+		if s == api.TaskStarting {
+			starts++
+		}
+	}
+	if starts != 1 {
+		t.Fatalf("states %v: the task was started again", m.states("back"))
+	}
+}
