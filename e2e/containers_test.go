@@ -153,4 +153,36 @@ func TestContainerOnWeftNetworkReachedFromAnotherSite(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+
+	// The agent restarts: it re-adopts the running container (same task,
+	// one container, same address) instead of starting another.
+	s.restartAgent(t)
+	if err := meshtest.Eventually(ctx, 60*time.Second, func() error {
+		_, b, err := hostAPI(ctx, m1h, "GET", base+"/v2/apps/pentaho/biserver", nil)
+		if err != nil {
+			return err
+		}
+		var out struct {
+			App api.AppInfo `json:"app"`
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			return err
+		}
+		if len(out.App.Tasks) != 1 || out.App.Tasks[0].ID != task.ID || out.App.Tasks[0].State != api.TaskRunning {
+			return fmt.Errorf("tasks after the agent restart: %+v; want only %s RUNNING", out.App.Tasks, task.ID)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ip+":8080/", nil)
+		resp, err := m1h.HTTPClient().Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n--- a1:\n%s", err, s.a1.p.Output())
+	}
+	ids, _ := exec.Command("docker", "ps", "-q", "--filter", "ancestor="+image).Output()
+	if n := len(strings.Fields(string(ids))); n != 1 {
+		t.Fatalf("%d containers of the image run after the agent restart, want 1", n)
+	}
 }

@@ -66,6 +66,17 @@ type twoSites struct {
 	m1, a1     *siteNode
 	m1IP, a1IP string // overlay addresses
 	api        string
+	a1Args     []string
+}
+
+// restartAgent stops a1 (Ctrl-C: a real agent leaves its tasks running)
+// and starts it again with the same arguments.
+func (s *twoSites) restartAgent(t *testing.T) {
+	t.Helper()
+	if err := s.a1.p.Stop(); err != nil {
+		t.Logf("a1 stopped: %v", err)
+	}
+	s.a1.p = s.a1h.Start(s.a1Args...)
 }
 
 // startTwoSites brings the two sites up and waits until both have overlay
@@ -89,7 +100,8 @@ func startTwoSites(t *testing.T, ctx context.Context, agentArgs []string, ready 
 	}
 	s.m1 = &siteNode{h: s.m1h, p: s.m1h.Start(append([]string{weft, "master", "--api-addr", "0.0.0.0:8080", "--raft-addr", ""}, common(s.m1h)...)...)}
 	args := append([]string{weft, "agent", "--join", s.m1h.IP().String() + ":7946", "--cpus", "2", "--mem", "1024"}, agentArgs...)
-	s.a1 = &siteNode{h: s.a1h, p: s.a1h.Start(append(args, common(s.a1h)...)...)}
+	s.a1Args = append(args, common(s.a1h)...)
+	s.a1 = &siteNode{h: s.a1h, p: s.a1h.Start(s.a1Args...)}
 	if err := meshtest.Eventually(ctx, 30*time.Second, func() (err error) {
 		if s.m1IP, err = s.m1.overlayIP(ctx); err != nil {
 			return err
