@@ -75,7 +75,7 @@ func main() {
 	if !ok {
 		verdict = "FAIL"
 	}
-	fmt.Printf("summary: %s — trigger jitter p99 %v, dependant start p99 %v, %d/%d runs of %d jobs with none missed or duplicated\n",
+	fmt.Printf("SUMMARY chronos: %s — trigger jitter p99 %v, dependant start p99 %v, %d/%d runs of %d jobs with none missed or duplicated\n",
 		verdict, ms(pct(jit, .99)), ms(pct(dep, .99)), sc.succeeded, sc.expected, *jobs)
 	if !ok {
 		pprof.StopCPUProfile()

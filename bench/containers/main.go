@@ -213,7 +213,7 @@ func run(n, bulk, apiN int, network string) error {
 	if len(apiLat) > 0 {
 		apiPart = fmt.Sprintf("API to TASK_RUNNING p99 %v, ", pct(apiLat, 99).Round(time.Millisecond))
 	}
-	fmt.Printf("summary: %slaunch p99 %v (%s the 2 s target; docker CLI on the same engine p99 %v); %d containers started in %v (%.1f/s; docker CLI %v; Mesos 1.7 ~33/s), agent RSS %d MB; load average %s\n",
+	fmt.Printf("SUMMARY containers: %slaunch p99 %v (%s the 2 s target; docker CLI on the same engine p99 %v); %d containers started in %v (%.1f/s; docker CLI %v; Mesos 1.7 ~33/s), agent RSS %d MB; load average %s\n",
 		apiPart, pct(weft, 99).Round(time.Millisecond), verdict, pct(peer, 99).Round(time.Millisecond), bulk, bulkTime.Round(time.Millisecond), rate, peerBulk.Round(time.Millisecond), rssAfter/1024, loadavg())
 	return nil
 }
