@@ -479,9 +479,9 @@ func nodeList(c *cli.Context) error {
 			ports = append(ports, fmt.Sprintf("%d-%d", p.Begin, p.End))
 		}
 		tw.row(nd.Name, nd.Role, nd.Site, nd.Status, nd.Address, dash(nd.OverlayIP),
-			fmt.Sprintf("%g/%g", nd.Used.Cpus, nd.Resources.Cpus),
-			fmt.Sprintf("%g/%g", nd.Used.Mem, nd.Resources.Mem),
-			fmt.Sprintf("%.0f/%.0f", nd.Used.Disk, nd.Resources.Disk),
+			fmt.Sprintf("%.4g/%.4g", nd.Used.Cpus, nd.Resources.Cpus),
+			fmt.Sprintf("%.0f/%.0f MB", nd.Used.Mem, nd.Resources.Mem),
+			fmt.Sprintf("%.0f/%.0f MB", nd.Used.Disk, nd.Resources.Disk),
 			dash(strings.Join(ports, ",")), dash(strings.Join(nd.Capabilities, ",")), dash(strings.Join(nd.Problems, "; ")))
 	}
 	return tw.flush()
