@@ -113,6 +113,10 @@ type Master struct {
 	idMu        sync.Mutex
 	frameworkID string
 
+	usageMu  sync.Mutex
+	usageIdx uint64                 // store index usage was computed at
+	usage    map[string]*agentUsage // agent id → use, shared read-only
+
 	closeOnce sync.Once
 }
 
@@ -235,18 +239,34 @@ func (m *Master) Logger(component string) Logger {
 // master's tasks.
 func (m *Master) Nodes() []api.Node {
 	nodes := m.cfg.Members.Nodes()
+	byAgent := m.agentUsage()
+	for i := range nodes {
+		nodes[i].Used = usedResources(byAgent[nodes[i].ID])
+	}
+	return nodes
+}
+
+// agentUsage is what the non-terminal tasks use per agent, computed once
+// per store index: frameworks ask for Nodes after every change, and one
+// pass over every task is the cost of an answer.
+func (m *Master) agentUsage() map[string]*agentUsage {
+	m.usageMu.Lock()
+	defer m.usageMu.Unlock()
+	idx := m.store.Index()
+	if m.usage != nil && m.usageIdx == idx {
+		return m.usage
+	}
 	var tasks []*TaskRecord
-	m.store.Read(func(_ uint64, t map[string]map[string]*Entry) {
+	m.store.Read(func(index uint64, t map[string]map[string]*Entry) {
+		idx = index
 		tasks = make([]*TaskRecord, 0, len(t[TableTasks]))
 		for _, e := range t[TableTasks] {
 			tasks = append(tasks, e.Value.(*TaskRecord))
 		}
 	})
 	byAgent, _ := usageOf(tasks)
-	for i := range nodes {
-		nodes[i].Used = usedResources(byAgent[nodes[i].ID])
-	}
-	return nodes
+	m.usage, m.usageIdx = byAgent, idx // read-only from here on
+	return byAgent
 }
 
 // Handler is the master's whole HTTP API.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,9 +52,10 @@ type Framework struct {
 	cache      map[string][]byte // GET path+query → encoded answer at cacheIndex
 
 	encMu   sync.Mutex
-	enc     map[string]encoded // "a"+app id / "t"+task id → JSON at a modify index
-	encGen  uint64             // listings so far; entries unused lately are pruned
-	encSize int                // size of the last listing, to size the next buffer
+	enc     map[string]encoded   // "a"+app id / "t"+task id → JSON at a modify index
+	encGen  uint64               // listings so far; entries unused lately are pruned
+	encSize int                  // size of the last listing, to size the next buffer
+	frags   map[string]*fragment // "f0"/"f1" (tasks embedded) + app id → rendered AppInfo
 }
 
 type encoded struct {
@@ -194,6 +196,24 @@ var lastView struct {
 	v  *view
 }
 
+// builder makes views, one at a time, each from the one before: between
+// two views of the same store only the tasks written since the older one
+// (a store index names one write; entries not written since are the same
+// records) and the apps they belong to are looked at again.
+var builder struct {
+	sync.Mutex
+	st       *sched.Store
+	base     *view                // the last view built
+	keys     map[string]builtTask // tasks table key → what base holds of it
+	tableLen int                  // entries in the tasks table at base
+}
+
+// builtTask is what a view holds of one tasks table entry.
+type builtTask struct {
+	rec      *sched.TaskRecord
+	marathon bool // listed in view.tasks under rec.Task.AppID
+}
+
 func readView(st *sched.Store) *view {
 	idx := st.Index()
 	lastView.Lock()
@@ -203,7 +223,9 @@ func readView(st *sched.Store) *view {
 		return v
 	}
 	lastView.Unlock()
+	builder.Lock()
 	v := buildView(st)
+	builder.Unlock()
 	lastView.Lock()
 	if lastView.st != st || lastView.v == nil || v.index >= lastView.v.index {
 		lastView.st, lastView.v = st, v
@@ -212,9 +234,23 @@ func readView(st *sched.Store) *view {
 	return v
 }
 
+// buildView reads a view of st, from builder.base when it is a view of st
+// at an earlier index. The caller holds builder.
 func buildView(st *sched.Store) *view {
-	v := &view{apps: map[string]*api.App{}, appIdx: map[string]uint64{}, tasks: map[string][]taskEntry{}}
+	v := &view{apps: map[string]*api.App{}, appIdx: map[string]uint64{}}
+	base := builder.base
+	if builder.st != st {
+		base = nil
+	}
+	same := false
 	st.Read(func(index uint64, t map[string]map[string]*sched.Entry) {
+		if base != nil && index == base.index {
+			same = true
+			return
+		}
+		if base != nil && index < base.index {
+			base = nil
+		}
 		v.index = index
 		v.appIDs = make([]string, 0, len(t[sched.TableApps]))
 		for id, e := range t[sched.TableApps] {
@@ -222,21 +258,21 @@ func buildView(st *sched.Store) *view {
 			v.appIdx[id] = e.ModifyIndex
 			v.appIDs = append(v.appIDs, id)
 		}
-		for _, e := range t[sched.TableTasks] {
-			rec := e.Value.(*sched.TaskRecord)
-			if !isMarathonTask(rec) {
-				continue
-			}
-			v.tasks[rec.Task.AppID] = append(v.tasks[rec.Task.AppID], taskEntry{rec, e.ModifyIndex})
-		}
 		for _, e := range t[sched.TableDeployments] {
 			v.deployments = append(v.deployments, depEntry{e.Value.(*api.Deployment), e.ModifyIndex})
 		}
+		if base == nil {
+			v.tasks = allTasks(t[sched.TableTasks])
+		} else {
+			v.tasks = changedTasks(base, t[sched.TableTasks])
+		}
+		builder.tableLen = len(t[sched.TableTasks])
 	})
-	sort.Strings(v.appIDs)
-	for _, ts := range v.tasks {
-		sort.Slice(ts, func(i, j int) bool { return ts[i].rec.Task.ID < ts[j].rec.Task.ID })
+	if same {
+		return base
 	}
+	builder.st, builder.base = st, v
+	sort.Strings(v.appIDs)
 	sort.Slice(v.deployments, func(i, j int) bool {
 		a, b := v.deployments[i].d, v.deployments[j].d
 		if a.Version != b.Version {
@@ -245,6 +281,101 @@ func buildView(st *sched.Store) *view {
 		return a.ID < b.ID
 	})
 	return v
+}
+
+func sortTasks(ts []taskEntry) {
+	slices.SortFunc(ts, func(a, b taskEntry) int { return strings.Compare(a.rec.Task.ID, b.rec.Task.ID) })
+}
+
+// allTasks groups every marathon task by app, sorted by id, and starts
+// builder.keys afresh.
+func allTasks(table map[string]*sched.Entry) map[string][]taskEntry {
+	tasks := map[string][]taskEntry{}
+	builder.keys = make(map[string]builtTask, len(table))
+	for k, e := range table {
+		rec := e.Value.(*sched.TaskRecord)
+		m := isMarathonTask(rec)
+		builder.keys[k] = builtTask{rec, m}
+		if m {
+			tasks[rec.Task.AppID] = append(tasks[rec.Task.AppID], taskEntry{rec, e.ModifyIndex})
+		}
+	}
+	for _, ts := range tasks {
+		sortTasks(ts)
+	}
+	return tasks
+}
+
+// changedTasks is allTasks from base and the entries written since it:
+// the apps whose tasks were written or deleted get new lists, the others
+// share base's. It updates builder.keys.
+func changedTasks(base *view, table map[string]*sched.Entry) map[string][]taskEntry {
+	type kv struct {
+		k string
+		e *sched.Entry
+	}
+	unchanged := 0
+	var changed []kv
+	for k, e := range table {
+		if e.ModifyIndex <= base.index {
+			unchanged++
+			continue
+		}
+		changed = append(changed, kv{k, e})
+	}
+	rewritten := 0
+	for _, c := range changed {
+		if _, ok := builder.keys[c.k]; ok {
+			rewritten++
+		}
+	}
+	dropped := map[*sched.TaskRecord]bool{}       // records base lists that are gone
+	dirty := map[string]bool{}                    // apps whose lists change
+	if builder.tableLen-unchanged-rewritten > 0 { // some entries were deleted
+		for k, bt := range builder.keys {
+			if _, ok := table[k]; !ok {
+				if bt.marathon {
+					dropped[bt.rec] = true
+					dirty[bt.rec.Task.AppID] = true
+				}
+				delete(builder.keys, k)
+			}
+		}
+	}
+	added := map[string][]taskEntry{} // by app
+	for _, c := range changed {
+		if bt, ok := builder.keys[c.k]; ok && bt.marathon {
+			dropped[bt.rec] = true
+			dirty[bt.rec.Task.AppID] = true
+		}
+		rec := c.e.Value.(*sched.TaskRecord)
+		m := isMarathonTask(rec)
+		builder.keys[c.k] = builtTask{rec, m}
+		if m {
+			added[rec.Task.AppID] = append(added[rec.Task.AppID], taskEntry{rec, c.e.ModifyIndex})
+			dirty[rec.Task.AppID] = true
+		}
+	}
+	tasks := make(map[string][]taskEntry, len(base.tasks)+len(dirty))
+	for app, ts := range base.tasks {
+		if !dirty[app] {
+			tasks[app] = ts
+		}
+	}
+	for app := range dirty {
+		var ts []taskEntry
+		for _, te := range base.tasks[app] {
+			if !dropped[te.rec] {
+				ts = append(ts, te)
+			}
+		}
+		ts = append(ts, added[app]...)
+		if len(ts) > 0 {
+			sortTasks(ts)
+			tasks[app] = ts
+		}
+	}
+	return tasks
 }
 
 func isMarathonTask(rec *sched.TaskRecord) bool {

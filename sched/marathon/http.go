@@ -291,11 +291,90 @@ func (f *Framework) writeCached(w http.ResponseWriter, r *http.Request, index ui
 }
 
 // appendAppInfo appends an app's AppInfo JSON (the definition, counts,
-// deployments and the embedded tasks and last failure) to buf, reusing the
-// encoding of the definition and of each task while their store index is
-// unchanged: listing thousands of apps then costs little more than copying.
-// The caller holds encMu.
+// deployments and the embedded tasks and last failure) to buf. The
+// rendering up to the last failure is kept per app with what it was made
+// from — the app's store index, its tasks' store indexes, its deployments
+// and whether tasks are embedded — so after one task changes only that
+// task's app is rendered again; the others are copied. When an app is
+// rendered, the encodings of its definition and of each task are reused
+// while their store index is unchanged. The caller holds encMu.
 func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api.App, emb map[string]bool) []byte {
+	withTasks := emb["tasks"]
+	deps := v.deploymentsOf(app.ID)
+	key := "f0" + app.ID
+	if withTasks {
+		key = "f1" + app.ID
+	}
+	appIdx := v.appIdx[app.ID]
+	tasks := v.tasks[app.ID]
+	if fr, ok := f.frags[key]; ok && fr.appIdx == appIdx && appIdx != 0 && fr.sameTasks(tasks) && fr.sameDeps(deps) {
+		fr.gen = f.encGen
+		buf = append(buf, fr.b...)
+	} else {
+		start := len(buf)
+		buf = f.renderAppInfo(buf, v, app, tasks, deps, withTasks)
+		fr := &fragment{appIdx: appIdx, gen: f.encGen, b: append([]byte(nil), buf[start:]...)}
+		fr.taskIdx = make([]uint64, len(tasks))
+		for i, te := range tasks {
+			fr.taskIdx[i] = te.idx
+		}
+		fr.deps = make([]string, len(deps))
+		for i, d := range deps {
+			fr.deps[i] = d.ID
+		}
+		if f.frags == nil {
+			f.frags = map[string]*fragment{}
+		}
+		f.frags[key] = fr
+	}
+	if emb["lastTaskFailure"] {
+		if lf := lastFailure(st, app.ID); lf != nil {
+			b, _ := json.Marshal(lf)
+			buf = append(buf, `,"lastTaskFailure":`...)
+			buf = append(buf, b...)
+		}
+	}
+	return append(buf, '}')
+}
+
+// fragment is an app's rendered AppInfo without its last failure and
+// closing brace, and what it was rendered from.
+type fragment struct {
+	appIdx  uint64
+	taskIdx []uint64 // store indexes of the app's tasks, in the view's order
+	deps    []string // ids of the deployments touching the app
+	gen     uint64   // listing that last used it
+	b       []byte
+}
+
+func (fr *fragment) sameTasks(tasks []taskEntry) bool {
+	if len(fr.taskIdx) != len(tasks) {
+		return false
+	}
+	for i, te := range tasks {
+		// A store index names one write: equal indexes, equal records.
+		if fr.taskIdx[i] != te.idx || te.idx == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (fr *fragment) sameDeps(deps []api.DeploymentRef) bool {
+	if len(fr.deps) != len(deps) {
+		return false
+	}
+	for i, d := range deps {
+		if fr.deps[i] != d.ID {
+			return false
+		}
+	}
+	return true
+}
+
+// renderAppInfo appends an app's AppInfo JSON without the last failure
+// and the closing brace.
+func (f *Framework) renderAppInfo(buf []byte, v *view, app *api.App, tasks []taskEntry, deps []api.DeploymentRef, withTasks bool) []byte {
 	enc := func(key string, idx uint64, val func() any) []byte {
 		if e, ok := f.enc[key]; ok && e.idx == idx && idx != 0 {
 			if e.gen != f.encGen {
@@ -309,9 +388,9 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 		return b
 	}
 	ab := enc("a"+app.ID, v.appIdx[app.ID], func() any { return app })
-	info := api.AppInfo{Deployments: v.deploymentsOf(app.ID)}
+	info := api.AppInfo{Deployments: deps}
 	var taskJSON [][]byte
-	for _, te := range v.tasks[app.ID] {
+	for _, te := range tasks {
 		t := &te.rec.Task
 		if api.Terminal(t.State) {
 			continue
@@ -329,7 +408,7 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 				info.TasksUnhealthy++
 			}
 		}
-		if emb["tasks"] {
+		if withTasks {
 			rec := te.rec
 			taskJSON = append(taskJSON, enc("t"+t.ID, te.idx, func() any { return apiTask(rec) }))
 		}
@@ -346,7 +425,7 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 	db, _ := json.Marshal(info.Deployments)
 	buf = append(buf, `,"deployments":`...)
 	buf = append(buf, db...)
-	if emb["tasks"] {
+	if withTasks {
 		buf = append(buf, `,"tasks":[`...)
 		for i, b := range taskJSON {
 			if i > 0 {
@@ -356,14 +435,7 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 		}
 		buf = append(buf, ']')
 	}
-	if emb["lastTaskFailure"] {
-		if lf := lastFailure(st, app.ID); lf != nil {
-			b, _ := json.Marshal(lf)
-			buf = append(buf, `,"lastTaskFailure":`...)
-			buf = append(buf, b...)
-		}
-	}
-	return append(buf, '}')
+	return buf
 }
 
 // writeRaw answers with b and keeps it for index.
@@ -436,6 +508,19 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 			for k, e := range f.enc {
 				if e.gen != f.encGen {
 					delete(f.enc, k)
+				}
+			}
+		}
+		usedFrags := 0
+		for _, fr := range f.frags {
+			if fr.gen == f.encGen {
+				usedFrags++
+			}
+		}
+		if len(f.frags) > 2*usedFrags+256 {
+			for k, fr := range f.frags {
+				if fr.gen != f.encGen {
+					delete(f.frags, k)
 				}
 			}
 		}
