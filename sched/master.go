@@ -246,6 +246,10 @@ func (m *Master) Nodes() []api.Node {
 	return nodes
 }
 
+// NodesWithoutUse is Nodes without Used filled in: the membership alone,
+// for callers that only need who the agents are (it reads no tasks).
+func (m *Master) NodesWithoutUse() []api.Node { return m.cfg.Members.Nodes() }
+
 // agentUsage is what the non-terminal tasks use per agent, computed once
 // per store index: frameworks ask for Nodes after every change, and one
 // pass over every task is the cost of an answer.

@@ -148,8 +148,19 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 	}
 }
 
+// membership is implemented by masters that can list the nodes without
+// summing what their tasks use (which refreshAgents does not need).
+type membership interface {
+	NodesWithoutUse() []api.Node
+}
+
 func (f *Framework) refreshAgents(m sched.MasterHandle) {
-	nodes := m.Nodes()
+	var nodes []api.Node
+	if mm, ok := m.(membership); ok {
+		nodes = mm.NodesWithoutUse()
+	} else {
+		nodes = m.Nodes()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, n := range nodes {
