@@ -168,21 +168,8 @@ func (f *Framework) appInfo(v *view, st *sched.Store, app *api.App, emb map[stri
 	var list []api.Task
 	for _, te := range v.tasks[app.ID] {
 		t := te.rec.Task
-		if api.Terminal(t.State) {
+		if !countTask(&info, &t) {
 			continue
-		}
-		switch t.State {
-		case api.TaskStaging, api.TaskStarting:
-			info.TasksStaged++
-		case api.TaskRunning:
-			info.TasksRunning++
-		}
-		if h, ok := t.Healthy(); ok {
-			if h {
-				info.TasksHealthy++
-			} else {
-				info.TasksUnhealthy++
-			}
 		}
 		list = append(list, apiTask(te.rec))
 	}
@@ -392,21 +379,8 @@ func (f *Framework) renderAppInfo(buf []byte, v *view, app *api.App, tasks []tas
 	var taskJSON [][]byte
 	for _, te := range tasks {
 		t := &te.rec.Task
-		if api.Terminal(t.State) {
+		if !countTask(&info, t) {
 			continue
-		}
-		switch t.State {
-		case api.TaskStaging, api.TaskStarting:
-			info.TasksStaged++
-		case api.TaskRunning:
-			info.TasksRunning++
-		}
-		if h, ok := t.Healthy(); ok {
-			if h {
-				info.TasksHealthy++
-			} else {
-				info.TasksUnhealthy++
-			}
 		}
 		if withTasks {
 			rec := te.rec
@@ -1526,4 +1500,26 @@ func (f *Framework) serveQueueDelay(w http.ResponseWriter, r *http.Request, m sc
 	m.Revive()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// countTask adds a task to the app's staged/running/healthy counts; it
+// reports false for an ended task, which counts nowhere and is not listed.
+func countTask(info *api.AppInfo, t *api.Task) bool {
+	if api.Terminal(t.State) {
+		return false
+	}
+	switch t.State {
+	case api.TaskStaging, api.TaskStarting:
+		info.TasksStaged++
+	case api.TaskRunning:
+		info.TasksRunning++
+	}
+	if h, ok := t.Healthy(); ok {
+		if h {
+			info.TasksHealthy++
+		} else {
+			info.TasksUnhealthy++
+		}
+	}
+	return true
 }
