@@ -67,11 +67,9 @@ type Config struct {
 	Advertise []string
 	// Userspace forces wireguard-go even when the kernel module exists.
 	Userspace bool
-	// UAPIDir, when set, is where the userspace device puts its UAPI socket
-	// instead of /var/run/wireguard (which every network namespace shares).
-	// wgctrl only looks in /var/run/wireguard, so the device is then
-	// configured in-process.
-	UAPIDir string
+	// The userspace device's UAPI socket is /var/run/wireguard/<if>.sock,
+	// which every network namespace on a host shares: nodes in separate
+	// namespaces need a private /var/run/wireguard (meshtest mounts one).
 
 	// StayOnStop stops gossip without announcing a leave: peers see the
 	// node fail, as after a crash, and keep it (and its WireGuard peer)
