@@ -472,32 +472,8 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	if fast {
 		buf = append(buf, "]}\n"...)
 		f.encSize = len(buf)
-		used := 0
-		for _, e := range f.enc {
-			if e.gen == f.encGen {
-				used++
-			}
-		}
-		if len(f.enc) > 2*used+1024 {
-			for k, e := range f.enc {
-				if e.gen != f.encGen {
-					delete(f.enc, k)
-				}
-			}
-		}
-		usedFrags := 0
-		for _, fr := range f.frags {
-			if fr.gen == f.encGen {
-				usedFrags++
-			}
-		}
-		if len(f.frags) > 2*usedFrags+256 {
-			for k, fr := range f.frags {
-				if fr.gen != f.encGen {
-					delete(f.frags, k)
-				}
-			}
-		}
+		pruneUnused(f.enc, f.encGen, 1024, func(e encoded) uint64 { return e.gen })
+		pruneUnused(f.frags, f.encGen, 256, func(fr *fragment) uint64 { return fr.gen })
 		f.writeRaw(w, r, v.index, buf)
 		return nil
 	}
@@ -1522,4 +1498,23 @@ func countTask(info *api.AppInfo, t *api.Task) bool {
 		}
 	}
 	return true
+}
+
+// pruneUnused drops the entries of a listing cache that the latest listing
+// (gen) did not use, once they outnumber the used ones by more than slack.
+func pruneUnused[V any](m map[string]V, gen uint64, slack int, genOf func(V) uint64) {
+	used := 0
+	for _, v := range m {
+		if genOf(v) == gen {
+			used++
+		}
+	}
+	if len(m) <= 2*used+slack {
+		return
+	}
+	for k, v := range m {
+		if genOf(v) != gen {
+			delete(m, k)
+		}
+	}
 }
