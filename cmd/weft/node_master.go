@@ -55,6 +55,7 @@ func (n *node) setupMaster() error {
 
 	mcfg := marathon.DefaultConfig()
 	mcfg.Logger = n.log
+	mcfg.ReservedServicePorts = n.reservedServicePorts()
 	ccfg := chronos.DefaultConfig()
 	ccfg.Logger = n.log
 	ccfg.LeaderAPI = func() string { return apiAdv }
@@ -72,4 +73,28 @@ func (n *node) setupMaster() error {
 	n.finder.local = "http://" + apiAdv
 	n.addr("API", "http://"+n.apiLn.Addr().String()+"  (Marathon /v2, Chronos /v1/scheduler, /metrics)")
 	return nil
+}
+
+// reservedServicePorts are this node's own listener ports, so the master
+// never hands one out as a service port: with `weft up` the lb's vhost
+// frontend (127.0.0.1:10080) lies inside Marathon's 10000–20000 range, and
+// an app given 10080 could never be served.
+func (n *node) reservedServicePorts() map[int]string {
+	out := map[int]string{}
+	add := func(flag, what string) {
+		_, port, err := net.SplitHostPort(n.c.String(flag))
+		if err != nil {
+			return
+		}
+		if p, err := strconv.Atoi(port); err == nil && p > 0 {
+			out[p] = what
+		}
+	}
+	if !n.c.Bool("no-lb") {
+		add("lb-http-addr", "weft's lb HTTP vhost frontend (--lb-http-addr)")
+		add("lb-https-addr", "weft's lb HTTPS vhost frontend (--lb-https-addr)")
+		add("lb-admin-addr", "weft's lb admin endpoints (--lb-admin-addr)")
+		add("lb-appid-addr", "weft's lb X-Marathon-App-Id frontend (--lb-appid-addr)")
+	}
+	return out
 }

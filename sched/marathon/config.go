@@ -11,6 +11,12 @@ type Config struct {
 	// allocates for port 0 in portDefinitions and portMappings
 	// (Marathon's local_port_min/max: 10000–20000).
 	ServicePortMin, ServicePortMax int
+	// ReservedServicePorts are ports inside that range that something
+	// else on the cluster's nodes listens on — with `weft up`, the lb's
+	// HTTP vhost frontend on 10080 — keyed by port, valued by what uses
+	// it. They are never allocated, and an app asking for one explicitly
+	// is refused with 422 naming the user.
+	ReservedServicePorts map[int]string
 	// InactiveAfter is weft's default unreachableStrategy.inactiveAfterSeconds
 	// for apps that do not set one: how long a task may stay
 	// TASK_UNREACHABLE before a replacement is launched elsewhere.

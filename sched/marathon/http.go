@@ -515,7 +515,7 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 		prev = servicePorts(existing)
 	}
 	if len(details) == 0 {
-		for _, d := range assignServicePorts(app, used, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
+		for _, d := range assignServicePorts(app, used, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
 			d.Path = prefix + d.Path
 			details = append(details, d)
 		}

@@ -13,7 +13,7 @@ import (
 // ports of other apps to their app id; prev are the app's own service ports
 // before this change, reused first so an update keeps its ports. A
 // requested port held by another app is a 422.
-func assignServicePorts(app *api.App, used map[int]string, prev []int, min, max int) []api.ErrorDetail {
+func assignServicePorts(app *api.App, used map[int]string, reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
 	var out []api.ErrorDetail
 	taken := map[int]bool{}
 	type slot struct {
@@ -43,11 +43,17 @@ func assignServicePorts(app *api.App, used map[int]string, prev []int, min, max 
 		if other, ok := used[p]; ok && other != app.ID {
 			out = append(out, api.ErrorDetail{Path: s.path, Errors: []string{
 				fmt.Sprintf("Requested service port %d conflicts with a service port in use by app %s", p, other)}})
+		} else if what, ok := reserved[p]; ok {
+			out = append(out, api.ErrorDetail{Path: s.path, Errors: []string{
+				fmt.Sprintf("Requested service port %d is reserved: %s listens on it", p, what)}})
 		}
 		taken[p] = true
 	}
 	free := func(p int) bool {
 		if taken[p] {
+			return false
+		}
+		if _, ok := reserved[p]; ok {
 			return false
 		}
 		if other, ok := used[p]; ok && other != app.ID {

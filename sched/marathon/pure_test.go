@@ -184,7 +184,7 @@ func TestPickPorts(t *testing.T) {
 func TestServicePorts(t *testing.T) {
 	app := &api.App{ID: "/a", PortDefinitions: []api.PortDefinition{{Port: 0}, {Port: 0}, {Port: 15000}}}
 	used := map[int]string{10000: "/b", 10002: "/c"}
-	if d := assignServicePorts(app, used, nil, 10000, 20000); d != nil {
+	if d := assignServicePorts(app, used, nil, nil, 10000, 20000); d != nil {
 		t.Fatal(d)
 	}
 	if got := servicePorts(app); !reflect.DeepEqual(got, []int{10001, 10003, 15000}) || !reflect.DeepEqual(app.Ports, got) {
@@ -192,18 +192,36 @@ func TestServicePorts(t *testing.T) {
 	}
 	// An update keeps its ports.
 	upd := &api.App{ID: "/a", PortDefinitions: []api.PortDefinition{{Port: 0}}}
-	assignServicePorts(upd, used, []int{10003}, 10000, 20000)
+	assignServicePorts(upd, used, nil, []int{10003}, 10000, 20000)
 	if upd.PortDefinitions[0].Port != 10003 {
 		t.Fatalf("update must keep its service port: %v", upd.PortDefinitions)
 	}
 	conflict := &api.App{ID: "/d", PortDefinitions: []api.PortDefinition{{Port: 10002}}}
-	d := assignServicePorts(conflict, used, nil, 10000, 20000)
+	d := assignServicePorts(conflict, used, nil, nil, 10000, 20000)
 	if len(d) != 1 || d[0].Path != "/portDefinitions(0)/port" || !strings.Contains(d[0].Errors[0], "in use by app /c") {
 		t.Fatalf("conflict: %+v", d)
 	}
 	full := &api.App{ID: "/e", PortDefinitions: []api.PortDefinition{{Port: 0}}}
-	if d := assignServicePorts(full, map[int]string{10000: "/x"}, nil, 10000, 10000); len(d) != 1 {
+	if d := assignServicePorts(full, map[int]string{10000: "/x"}, nil, nil, 10000, 10000); len(d) != 1 {
 		t.Fatalf("exhausted range must be reported: %+v", d)
+	}
+	// Reserved ports (weft up's lb vhost frontend) are skipped by the
+	// allocator, refused when asked for, and moved off on update.
+	reserved := map[int]string{10001: "weft's lb HTTP frontend"}
+	skip := &api.App{ID: "/f", PortDefinitions: []api.PortDefinition{{Port: 0}, {Port: 0}}}
+	if d := assignServicePorts(skip, map[int]string{10000: "/x"}, reserved, nil, 10000, 20000); d != nil {
+		t.Fatal(d)
+	}
+	if got := servicePorts(skip); !reflect.DeepEqual(got, []int{10002, 10003}) {
+		t.Fatalf("reserved port allocated: %v", got)
+	}
+	ask := &api.App{ID: "/g", PortDefinitions: []api.PortDefinition{{Port: 10001}}}
+	if d := assignServicePorts(ask, nil, reserved, nil, 10000, 20000); len(d) != 1 || !strings.Contains(d[0].Errors[0], "reserved: weft's lb HTTP frontend") {
+		t.Fatalf("explicit reserved port must be refused: %+v", d)
+	}
+	moved := &api.App{ID: "/h", PortDefinitions: []api.PortDefinition{{Port: 0}}}
+	if d := assignServicePorts(moved, nil, reserved, []int{10001}, 10000, 20000); d != nil || moved.PortDefinitions[0].Port != 10000 {
+		t.Fatalf("an update must move off a reserved port: %v %+v", moved.PortDefinitions, d)
 	}
 }
 
