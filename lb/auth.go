@@ -15,11 +15,13 @@ import (
 
 // HAPROXY_{n}_AUTH is realm:user:encpass, where encpass is what HAProxy's
 // userlist "password" takes: a crypt(3) hash. weft verifies bcrypt
-// ($2a$, $2b$, $2y$) and SHA-crypt ($5$ SHA-256, $6$ SHA-512, as
-// `openssl passwd -5/-6` or `mkpasswd` make them). A value that does not
+// ($2a$, $2b$, $2y$), SHA-crypt ($5$ SHA-256, $6$ SHA-512, as
+// `openssl passwd -5/-6` or `mkpasswd` make them), MD5-crypt ($1$,
+// `openssl passwd -1`) and traditional DES crypt (13 characters of
+// [./0-9A-Za-z], `mkpasswd -m descrypt`; only the first 8 characters of
+// the password count, as with crypt(3)). Any other value that does not
 // start with "$" is compared as a plain password (HAProxy's
-// insecure-password). MD5-crypt ($1$) and DES crypt are not supported: such
-// a user never authenticates.
+// insecure-password); other "$" schemes never authenticate.
 
 // checkAuth verifies an Authorization header value against the route's
 // user; verified values are cached so bcrypt runs once per credential.
@@ -58,11 +60,29 @@ func verifyPassword(enc, pass string) bool {
 		return subtle.ConstantTimeCompare([]byte(shaCrypt(enc, pass, false)), []byte(enc)) == 1
 	case strings.HasPrefix(enc, "$6$"):
 		return subtle.ConstantTimeCompare([]byte(shaCrypt(enc, pass, true)), []byte(enc)) == 1
+	case strings.HasPrefix(enc, "$1$"):
+		return subtle.ConstantTimeCompare([]byte(md5Crypt(enc, pass)), []byte(enc)) == 1
 	case strings.HasPrefix(enc, "$"):
 		return false
+	case isDESHash(enc):
+		return subtle.ConstantTimeCompare([]byte(desCrypt(enc, pass)), []byte(enc)) == 1
 	default:
 		return subtle.ConstantTimeCompare([]byte(enc), []byte(pass)) == 1
 	}
+}
+
+// isDESHash reports whether enc has the shape of a traditional crypt(3)
+// hash: 13 characters of the crypt alphabet.
+func isDESHash(enc string) bool {
+	if len(enc) != 13 {
+		return false
+	}
+	for i := 0; i < len(enc); i++ {
+		if strings.IndexByte(cryptAlphabet, enc[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 const cryptAlphabet = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -31,8 +31,9 @@
 //	HAPROXY_{n}_REDIRECT_TO_HTTPS      301 to https on the :80 vhost frontend
 //	HAPROXY_{n}_USE_HSTS               Strict-Transport-Security: max-age=15768000
 //	HAPROXY_{n}_AUTH                   realm:user:encpass, basic auth; encpass is bcrypt
-//	                                   ($2a/$2b/$2y), SHA-crypt ($5/$6) or, without a
-//	                                   leading "$", a plain password
+//	                                   ($2a/$2b/$2y), SHA-crypt ($5/$6), MD5-crypt ($1),
+//	                                   DES crypt (13 chars) or, without a leading "$",
+//	                                   a plain password
 //	HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL  source CIDRs (space or comma separated)
 //	HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX  which port's health check decides the mode
 //
