@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"runtime/debug"
 	"strconv"
@@ -51,6 +52,13 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s: no such weft API path", r.Method, r.URL.Path))
 	})
+	if m.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	for _, fw := range m.cfg.Frameworks {
 		fw.Routes(mux, m)
 	}
@@ -66,7 +74,7 @@ func localRequest(r *http.Request) bool {
 	case "/v2/leader":
 		return r.Method == http.MethodGet
 	}
-	return false
+	return strings.HasPrefix(r.URL.Path, "/debug/pprof/")
 }
 
 // leaderGate sends a follower's requests to the leader: /v2/events by

@@ -56,6 +56,9 @@ type MasterConfig struct {
 	Registry *prometheus.Registry
 	// Version is reported by /v2/info.
 	Version string
+	// Pprof mounts net/http/pprof's handlers under /debug/pprof/ on the
+	// API (`weft master --pprof`): for profiling, off by default.
+	Pprof bool
 
 	// BootstrapExpect, when 2 or more, makes a new master wait until that
 	// many masters (Members nodes with role master or master+agent) are

@@ -98,6 +98,7 @@ func nodeFlags(role string) []cli.Flag {
 			str("raft-addr", pick("", "0.0.0.0:8300"), "raft's TCP address (empty: in-process, one voter)"),
 			&cli.IntFlag{Name: "bootstrap-expect", Value: 1, Usage: "how many masters form the raft cluster", EnvVars: envName("bootstrap-expect")},
 			&cli.DurationFlag{Name: "chronos-failure-retry", Value: 60 * time.Second, Usage: "delay before a failed job run is retried (Chronos's --failure_retry)", EnvVars: envName("chronos-failure-retry")},
+			&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) under /debug/pprof/ on the master API", EnvVars: envName("pprof")},
 			&cli.DurationFlag{Name: "chronos-task-epsilon", Value: 60 * time.Second, Usage: "default epsilon: a run missed by more is skipped (Chronos's --task_epsilon)", EnvVars: envName("chronos-task-epsilon")},
 		)
 	}

@@ -52,6 +52,7 @@ func (n *node) setupMaster() error {
 	cfg.Logger = n.log
 	cfg.Registry = n.registry
 	cfg.Version = Version
+	cfg.Pprof = n.c.Bool("pprof")
 
 	mcfg := marathon.DefaultConfig()
 	mcfg.Logger = n.log
