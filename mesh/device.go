@@ -3,9 +3,11 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -27,10 +29,141 @@ type wgDevice interface {
 // errNoKernelWG means the kernel has no WireGuard module.
 var errNoKernelWG = errors.New("kernel WireGuard not available")
 
+// The data planes: the kernel module, or wireguard-go on a TUN device.
+const (
+	PlaneKernel    = "kernel"
+	PlaneUserspace = "userspace"
+)
+
+// tunDevicePath is the clone device wireguard-go opens.
+const tunDevicePath = "/dev/net/tun"
+
+// noMeshHint ends every data-plane error: the way to run without one.
+const noMeshHint = "or pass --no-mesh for a local-only node (gossip only, no overlay)"
+
+// DataPlaneError says why this host cannot run the WireGuard overlay: what
+// is missing and how to run. Its text is meant to be shown alone.
+type DataPlaneError struct {
+	Missing []string // "CAP_NET_ADMIN", "/dev/net/tun"
+	msg     string
+}
+
+func (e *DataPlaneError) Error() string { return e.msg }
+
+// hostFacts are what decides the data plane, gathered by probeHost.
+type hostFacts struct {
+	KernelWG bool  // the wireguard generic-netlink family exists
+	NetAdmin bool  // CAP_NET_ADMIN is in the effective set
+	TUN      error // nil when /dev/net/tun opens, else why it does not
+}
+
+func capError() *DataPlaneError {
+	return &DataPlaneError{Missing: []string{"CAP_NET_ADMIN"}, msg: "the WireGuard overlay needs CAP_NET_ADMIN, which this process lacks: " +
+		"run weft as root (or grant CAP_NET_ADMIN: setcap cap_net_admin+ep, or docker run --cap-add NET_ADMIN), " + noMeshHint}
+}
+
+func tunMissingError(kernelWG bool) *DataPlaneError {
+	why := "there is no kernel WireGuard module, and " + tunDevicePath + " does not exist"
+	if kernelWG {
+		why = "--wg-userspace needs " + tunDevicePath + ", which does not exist (drop --wg-userspace to use kernel WireGuard)"
+	}
+	return &DataPlaneError{Missing: []string{tunDevicePath}, msg: "the WireGuard overlay needs a TUN device: " + why + ": " +
+		"load the tun module (modprobe tun), or in a container pass --device /dev/net/tun, " + noMeshHint}
+}
+
+func tunDeniedError(err error) *DataPlaneError {
+	return &DataPlaneError{Missing: []string{tunDevicePath}, msg: fmt.Sprintf("the WireGuard overlay needs a TUN device, and %s cannot be opened (%v): "+
+		"in a container pass --device /dev/net/tun (docker run --device /dev/net/tun --cap-add NET_ADMIN), "+noMeshHint, tunDevicePath, errnoText(err))}
+}
+
+// choosePlane is the probe's decision: the kernel module when it exists
+// (unless userspace is forced), else wireguard-go on /dev/net/tun; either
+// needs CAP_NET_ADMIN. The error names everything that is missing.
+func choosePlane(f hostFacts, forceUserspace bool) (string, error) {
+	kernel := f.KernelWG && !forceUserspace
+	tunMissing := f.TUN != nil && errors.Is(f.TUN, fs.ErrNotExist)
+	switch {
+	case !f.NetAdmin && !kernel && tunMissing:
+		return "", &DataPlaneError{Missing: []string{"CAP_NET_ADMIN", tunDevicePath}, msg: "the WireGuard overlay needs CAP_NET_ADMIN and, with no kernel WireGuard module, " + tunDevicePath +
+			"; this process has neither: run weft as root with the tun module loaded (modprobe tun; in a container: --cap-add NET_ADMIN --device /dev/net/tun), " + noMeshHint}
+	case !f.NetAdmin:
+		return "", capError()
+	case kernel:
+		return PlaneKernel, nil
+	case tunMissing:
+		return "", tunMissingError(f.KernelWG)
+	case f.TUN != nil:
+		return "", tunDeniedError(f.TUN)
+	}
+	return PlaneUserspace, nil
+}
+
+// probeHost gathers the facts: is the wireguard genetlink family there
+// (asking for it loads the module when it can), does /dev/net/tun open,
+// and is CAP_NET_ADMIN effective.
+func probeHost() hostFacts {
+	var f hostFacts
+	if _, err := netlink.GenlFamilyGet("wireguard"); err == nil {
+		f.KernelWG = true
+	}
+	f.NetAdmin = hasNetAdmin()
+	// Opening the clone device creates nothing; TUNSETIFF would.
+	if fd, err := os.OpenFile(tunDevicePath, os.O_RDWR, 0); err != nil {
+		f.TUN = err
+	} else {
+		fd.Close()
+	}
+	return f
+}
+
+// capNetAdmin is CAP_NET_ADMIN's bit in the capability sets.
+const capNetAdmin = 12
+
+// hasNetAdmin reads the effective capability set of this process. When it
+// cannot be read the answer is yes: the operations that need the
+// capability still report EPERM.
+func hasNetAdmin() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true
+	}
+	eff, ok := effectiveCaps(string(b))
+	return !ok || eff&(1<<capNetAdmin) != 0
+}
+
+// effectiveCaps parses the CapEff line of /proc/<pid>/status.
+func effectiveCaps(status string) (uint64, bool) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// errnoText is the bare reason of a system call error ("permission
+// denied"), without the path and call it is wrapped in.
+func errnoText(err error) string {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en.Error()
+	}
+	return err.Error()
+}
+
+// CheckDataPlane probes this host for the WireGuard overlay before
+// anything starts: it returns the data plane a node would use ("kernel",
+// or "userspace" when the module is missing or userspace is forced), or a
+// *DataPlaneError naming what is missing and how to run.
+func CheckDataPlane(forceUserspace bool) (string, error) {
+	return choosePlane(probeHost(), forceUserspace)
+}
+
 // kernelDevice is a WireGuard link made by the kernel module.
 type kernelDevice struct{ name string }
 
-func (k *kernelDevice) Kind() string { return "kernel" }
+func (k *kernelDevice) Kind() string { return PlaneKernel }
 
 func (k *kernelDevice) Close() error {
 	l, err := netlink.LinkByName(k.name)
@@ -40,19 +173,33 @@ func (k *kernelDevice) Close() error {
 	return netlink.LinkDel(l)
 }
 
-// createKernelDevice adds a WireGuard link; errNoKernelWG when the module
-// is missing.
+// createKernelDevice adds a WireGuard link when the probe picks the kernel
+// module; errNoKernelWG when it picks wireguard-go instead, or a
+// *DataPlaneError when neither can run.
 func createKernelDevice(name string, mtu int) (*kernelDevice, error) {
+	plane, err := CheckDataPlane(false)
+	if err != nil {
+		return nil, err
+	}
+	if plane != PlaneKernel {
+		return nil, errNoKernelWG
+	}
 	la := netlink.NewLinkAttrs()
 	la.Name, la.MTU = name, mtu
-	err := netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: la})
+	err = netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: la})
 	switch {
 	case err == nil:
 		return &kernelDevice{name: name}, nil
-	case errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EINVAL) || strings.Contains(err.Error(), "not supported") || strings.Contains(err.Error(), "Unknown device type"):
+	case errors.Is(err, syscall.EOPNOTSUPP):
+		// The genetlink family is there but rtnetlink knows no such
+		// link kind: treat it as no module.
 		return nil, errNoKernelWG
 	case errors.Is(err, syscall.EPERM):
-		return nil, fmt.Errorf("creating WireGuard interface %s: %w: CAP_NET_ADMIN is missing; run as root (or grant CAP_NET_ADMIN), or pass --no-mesh for a node without the overlay", name, err)
+		// CAP_NET_ADMIN is effective, but not over this network
+		// namespace (a user namespace that does not own it).
+		return nil, capError()
+	case errors.Is(err, syscall.EEXIST):
+		return nil, fmt.Errorf("creating WireGuard interface %s: an interface of that name exists already (is another weft running? pass --interface NAME)", name)
 	default:
 		return nil, fmt.Errorf("creating WireGuard interface %s: %w", name, err)
 	}
@@ -64,7 +211,7 @@ type userDevice struct {
 	uapi net.Listener
 }
 
-func (u *userDevice) Kind() string { return "userspace" }
+func (u *userDevice) Kind() string { return PlaneUserspace }
 
 func (u *userDevice) Close() error {
 	u.uapi.Close()
@@ -75,13 +222,19 @@ func (u *userDevice) Close() error {
 // createUserDevice starts wireguard-go on a new TUN device (offloads on)
 // and serves its UAPI socket so wgctrl can configure it.
 func createUserDevice(name string, mtu int, log func(string)) (*userDevice, error) {
+	if _, err := CheckDataPlane(true); err != nil {
+		return nil, err
+	}
 	tdev, err := tun.CreateTUN(name, mtu)
 	if err != nil {
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Errorf("creating TUN device %s: /dev/net/tun is missing (load the tun module, or give the container --device /dev/net/tun), or pass --no-mesh for a node without the overlay: %w", name, err)
-		case errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM):
-			return nil, fmt.Errorf("creating TUN device %s: CAP_NET_ADMIN is missing; run as root (or grant CAP_NET_ADMIN), or pass --no-mesh for a node without the overlay: %w", name, err)
+		case errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "does not exist"):
+			// wireguard-go says so in words, without the error.
+			return nil, tunMissingError(false)
+		case errors.Is(err, syscall.EPERM):
+			return nil, capError()
+		case errors.Is(err, syscall.EACCES):
+			return nil, tunDeniedError(err)
 		case errors.Is(err, syscall.EBUSY):
 			return nil, fmt.Errorf("creating TUN device %s: the interface is in use (is another weft running? pass --interface NAME): %w", name, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,6 +23,16 @@ func (n *node) setupMesh() error {
 	}
 	if n.c.Bool("mesh") {
 		wg = true
+	}
+	if wg {
+		// Probe before anything starts: without CAP_NET_ADMIN or a TUN
+		// device the node stops here, with the one message that says
+		// what is missing and how to run.
+		plane, err := mesh.CheckDataPlane(n.c.Bool("wg-userspace"))
+		if err != nil {
+			return err
+		}
+		n.log.Debug("WireGuard data plane", "plane", plane)
 	}
 	m, err := newMesh(n.c, n.role, n.role != roleUp, nil, n.log)
 	if err != nil {
@@ -143,7 +154,13 @@ func (n *node) waitMesh(ctx context.Context) error {
 	select {
 	case <-n.mesh.Started():
 	case <-ctx.Done():
-		return fmt.Errorf("mesh did not start: %w", context.Cause(ctx))
+		cause := context.Cause(ctx)
+		// A data-plane error already says all there is to say.
+		var dpe *mesh.DataPlaneError
+		if errors.As(cause, &dpe) {
+			return dpe
+		}
+		return fmt.Errorf("mesh did not start: %w", cause)
 	}
 	if !n.meshOverlay {
 		return nil
