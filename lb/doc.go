@@ -3,6 +3,7 @@
 // readiness and nodes, as sched/api.State carries them) and proxies service
 // ports (TCP or HTTP), HTTP virtual hosts on :80 (and :443 with certificates,
 // routed by SNI, HTTP/2 through ALPN) and X-Marathon-App-Id routing on :9091.
+// The plain HTTP frontends also take HTTP/2 with prior knowledge (h2c).
 //
 // The routing table is computed by pure code (BuildTable, table.go) the way
 // marathon-lb computes its HAProxy config from the same HAPROXY_* labels.
@@ -36,10 +37,17 @@
 //	                                   a plain password
 //	HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL  source CIDRs (space or comma separated)
 //	HAPROXY_{n}_BACKEND_HEALTHCHECK_PORT_INDEX  which port's health check decides the mode
+//	HAPROXY_{n}_BIND_ADDR              the address the service port listens on (an IP, or *)
+//	HAPROXY_{n}_SSL_CERT               PEM file (chain and key): the service port speaks TLS
+//	                                   (HTTP with HTTP/2, or TCP), and the :443 frontend
+//	                                   serves the port's vhosts with it by SNI
+//	HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH  prefix removed before forwarding ("/api/x" →
+//	                                   "/x"), Host set to the vhost
+//	HAPROXY_{n}_HTTP_BACKEND_REDIR     301 from "/" of the vhosts to this location
 //
 // Labels that inject raw HAProxy configuration (HAPROXY_{n}_FRONTEND_HEAD,
 // _BACKEND_HEAD, _BACKEND_SERVER_OPTIONS, _HTTP_FRONTEND_ACL*, _BIND_OPTIONS,
-// _SSL_CERT, _HTTP_BACKEND_PROXYPASS_PATH, HAPROXY_DEPLOYMENT_*, ...) are
+// _HTTP_BACKEND_REVPROXY_PATH, HAPROXY_DEPLOYMENT_*, ...) are
 // recognised and ignored, with one warning per app. A label with a bad
 // value skips that port with a Problem naming the app, port and label; when
 // two apps claim one service port the older keeps it. Problems reach the

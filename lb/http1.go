@@ -165,6 +165,9 @@ func readRequest(br *bufio.Reader, req *request) error {
 		req.http10 = true
 		req.close = true
 	default:
+		if string(proto) == "HTTP/2.0" && string(line[:sp1]) == "PRI" && string(rest[:sp2]) == "*" {
+			return errH2Preface
+		}
 		return errBadRequest
 	}
 	req.head = append(req.head, line...)
@@ -337,10 +340,16 @@ func (p *Proxy) serveHTTP(c *net.TCPConn, fe *frontend) {
 	ip := clientIP(c.RemoteAddr())
 	xff := []byte("X-Forwarded-For: " + ip.String() + "\r\n")
 	req := &request{head: make([]byte, 0, 1024)}
-	for {
+	for first := true; ; first = false {
 		armDeadline(c, &req.deadline, p.now(), p.cfg.ClientIdleTimeout)
 		if err := readRequest(br, req); err != nil {
 			switch err {
+			case errH2Preface:
+				if first {
+					p.serveH2C(c, br, fe)
+					return
+				}
+				c.Write(resp400)
 			case errHeadTooLarge:
 				c.Write(resp431)
 			case errBadRequest:
@@ -416,6 +425,10 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 			return !req.hasBody()
 		}
 	}
+	if r.svc.Redir != "" && isRootRedirect(r.svc, req) {
+		writeRedirect(bw, r.svc.Redir)
+		return !req.hasBody()
+	}
 	var sticky *backend
 	var cookieVal []byte
 	if r.svc.Sticky && req.cookieEnd > 0 {
@@ -424,6 +437,9 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 			sticky = r.byCookie[string(cookieVal)]
 			stripCookie(req, StickyCookie)
 		}
+	}
+	if r.svc.ProxyPath != "" {
+		proxyPass(req, r.svc)
 	}
 	if req.expect {
 		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")

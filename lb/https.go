@@ -8,13 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
 // loadCerts reads PEM files each holding a certificate chain and its key
-// (what marathon-lb's --ssl-certs takes). Go picks the certificate by SNI.
+// (what marathon-lb's --ssl-certs takes). Go picks the certificate by SNI;
+// the certificates of apps' HAPROXY_{n}_SSL_CERT come first for their
+// vhosts (see Proxy.getCertificate).
 func loadCerts(files []string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	for _, f := range files {
@@ -27,63 +31,194 @@ func loadCerts(files []string) (*tls.Config, error) {
 	return tc, nil
 }
 
+// features holds the state of the paths beside the lean HTTP/1.1 one: the
+// stock net/http stack for TLS (the :443 frontend and TLS service ports)
+// and HTTP/2 without TLS, the certificates of HAPROXY_{n}_SSL_CERT, and
+// the service-port listeners' addresses.
+type features struct {
+	rpOnce sync.Once
+	rp     *httputil.ReverseProxy
+
+	certMu sync.Mutex
+	certs  map[string]*certEntry // path → loaded certificate
+
+	svcKeys map[int]string // service port → "bindhost:port" + " tls" of its listener
+}
+
+type certEntry struct {
+	mod  time.Time
+	size int64
+	cert *tls.Certificate
+}
+
+// appCert returns the certificate of an HAPROXY_{n}_SSL_CERT file, read
+// again when the file changed.
+func (p *Proxy) appCert(path string) (*tls.Certificate, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &p.feat
+	f.certMu.Lock()
+	defer f.certMu.Unlock()
+	if e := f.certs[path]; e != nil && e.mod.Equal(fi.ModTime()) && e.size == fi.Size() {
+		return e.cert, nil
+	}
+	c, err := tls.LoadX509KeyPair(path, path)
+	if err != nil {
+		return nil, err
+	}
+	if f.certs == nil {
+		f.certs = map[string]*certEntry{}
+	}
+	f.certs[path] = &certEntry{mod: fi.ModTime(), size: fi.Size(), cert: &c}
+	return &c, nil
+}
+
+// cachedCert returns a certificate loaded by appCert, without I/O.
+func (p *Proxy) cachedCert(path string) *tls.Certificate {
+	f := &p.feat
+	f.certMu.Lock()
+	defer f.certMu.Unlock()
+	if e := f.certs[path]; e != nil {
+		return e.cert
+	}
+	return nil
+}
+
+// loadAppCerts loads the HAPROXY_{n}_SSL_CERT files of a new table. A
+// service whose certificate cannot be loaded is not served: it is dropped
+// from the table with a problem.
+func (p *Proxy) loadAppCerts(t *Table) (*Table, []Problem) {
+	var drop map[*Service]bool
+	var problems []Problem
+	for _, s := range t.Services {
+		if s.SSLCert == "" {
+			continue
+		}
+		if _, err := p.appCert(s.SSLCert); err != nil {
+			if drop == nil {
+				drop = map[*Service]bool{}
+			}
+			drop[s] = true
+			problems = append(problems, Problem{AppID: s.AppID, PortIndex: s.PortIndex, Label: portLabel(s.PortIndex, "SSL_CERT"),
+				Message: fmt.Sprintf("cannot load certificate %s (%v): the file must hold the PEM certificate chain and its key, readable on every lb node; this port is not served", s.SSLCert, err)})
+		}
+	}
+	if drop == nil {
+		return t, nil
+	}
+	return t.without(drop, problems), problems
+}
+
+// getCertificate serves the certificate of an app whose vhost is the SNI
+// name; nil lets crypto/tls pick among Config.Certs.
+func (p *Proxy) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if hello.ServerName == "" {
+		return nil, nil
+	}
+	for _, r := range p.rt.Load().vhosts[strings.ToLower(hello.ServerName)] {
+		if r.svc.SSLCert != "" {
+			if c := p.cachedCert(r.svc.SSLCert); c != nil {
+				return c, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// fwd is what the reverse proxy needs to know about a request it forwards.
+type fwd struct {
+	b    *backend
+	r    *route
+	port string // X-Forwarded-Port
+}
+
 type ctxKey struct{}
 
-// httpsServer is the TLS vhost frontend. It uses the stock net/http server
-// and ReverseProxy: it speaks HTTP/2 through ALPN, and vhosts are routed by
-// SNI (the Host header when the client sent no SNI).
-func (p *Proxy) httpsServer() *http.Server {
-	transport := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: p.cfg.ConnectTimeout}).DialContext,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	port := strconv.Itoa(portOf(p.statics[kindHTTPS].Addr()))
-	rp := &httputil.ReverseProxy{
-		Transport: transport,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			b := pr.In.Context().Value(ctxKey{}).(*backend)
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = b.addr
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-			pr.Out.Header.Set("X-Forwarded-Port", port)
-			if cs := pr.Out.Cookies(); len(cs) > 0 && strings.Contains(pr.Out.Header.Get("Cookie"), StickyCookie+"=") {
-				// insert indirect: the backend never sees the sticky cookie.
-				pr.Out.Header.Del("Cookie")
-				for _, c := range cs {
-					if c.Name != StickyCookie {
-						pr.Out.AddCookie(c)
+// reverseProxy is the stock ReverseProxy shared by the TLS and HTTP/2
+// paths.
+func (p *Proxy) reverseProxy() *httputil.ReverseProxy {
+	f := &p.feat
+	f.rpOnce.Do(func() {
+		transport := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: p.cfg.ConnectTimeout}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}
+		f.rp = &httputil.ReverseProxy{
+			Transport: transport,
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				fw := pr.In.Context().Value(ctxKey{}).(*fwd)
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = fw.b.addr
+				pr.Out.Host = pr.In.Host
+				pr.SetXForwarded()
+				pr.Out.Header.Set("X-Forwarded-Port", fw.port)
+				if cs := pr.Out.Cookies(); len(cs) > 0 && strings.Contains(pr.Out.Header.Get("Cookie"), StickyCookie+"=") {
+					// insert indirect: the backend never sees the sticky cookie.
+					pr.Out.Header.Del("Cookie")
+					for _, c := range cs {
+						if c.Name != StickyCookie {
+							pr.Out.AddCookie(c)
+						}
 					}
 				}
-			}
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			b := r.Context().Value(ctxKey{}).(*backend)
-			b.errors.Add(1)
-			if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
-				b.failures.Add(1)
-				b.ejectedUntil.Store(p.now().Add(p.cfg.EjectFor).UnixNano())
-			}
-			w.WriteHeader(http.StatusBadGateway)
-		},
+				if s := fw.r.svc; s.ProxyPath != "" {
+					if rest, ok := proxyPassPath(pr.Out.URL.Path, s.ProxyPath); ok {
+						pr.Out.URL.Path, pr.Out.URL.RawPath = rest, ""
+					}
+					if h := proxyPassHost(s, hostOnly(strings.ToLower(pr.In.Host))); h != "" {
+						pr.Out.Host = h
+					}
+				}
+			},
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				b := r.Context().Value(ctxKey{}).(*fwd).b
+				b.errors.Add(1)
+				if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+					b.failures.Add(1)
+					b.ejectedUntil.Store(p.now().Add(p.cfg.EjectFor).UnixNano())
+				}
+				w.WriteHeader(http.StatusBadGateway)
+			},
+		}
+	})
+	return f.rp
+}
+
+// routeFunc picks the route of a request on the net/http paths.
+type routeFunc func(rt *runtime, req *http.Request) *route
+
+// vhostRoute routes by SNI (the Host header when the client sent none).
+func vhostRoute(rt *runtime, req *http.Request) *route {
+	host := ""
+	if req.TLS != nil {
+		host = strings.ToLower(req.TLS.ServerName)
 	}
-	st := p.fstats[kindHTTPS]
-	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		st.requests.Add(1)
-		host := ""
-		if req.TLS != nil {
-			host = strings.ToLower(req.TLS.ServerName)
+	if host == "" {
+		host = hostOnly(strings.ToLower(req.Host))
+	}
+	return matchVHost(rt, []byte(host), []byte(req.URL.Path))
+}
+
+// streamHandler serves requests of the net/http paths: it applies the
+// route's access rules and session options, then forwards with the stock
+// ReverseProxy.
+// plainVHost marks the :80 vhost frontend, where HAPROXY_{n}_REDIRECT_TO_HTTPS
+// applies.
+func (p *Proxy) streamHandler(st *frontStats, port int, plainVHost bool, pick routeFunc) http.Handler {
+	rp := p.reverseProxy()
+	portStr := strconv.Itoa(port)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if st != nil {
+			st.requests.Add(1)
 		}
-		if host == "" {
-			host = strings.ToLower(req.Host)
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-		}
-		r := matchVHost(p.rt.Load(), []byte(host), []byte(req.URL.Path))
+		r := pick(p.rt.Load(), req)
 		if r == nil {
-			st.errors.Add(1)
+			if st != nil {
+				st.errors.Add(1)
+			}
 			http.Error(w, "No server is available to handle this request.", http.StatusServiceUnavailable)
 			return
 		}
@@ -93,9 +228,17 @@ func (p *Proxy) httpsServer() *http.Server {
 			http.Error(w, "Request forbidden by administrative rules.", http.StatusForbidden)
 			return
 		}
+		if r.svc.RedirectToHTTPS && plainVHost && req.TLS == nil {
+			http.Redirect(w, req, "https://"+hostOnly(req.Host)+req.URL.RequestURI(), http.StatusMovedPermanently)
+			return
+		}
 		if r.svc.Auth != nil && !r.checkAuth([]byte(req.Header.Get("Authorization"))) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+r.svc.Auth.Realm+`"`)
 			http.Error(w, "You need a valid user and password.", http.StatusUnauthorized)
+			return
+		}
+		if r.svc.Redir != "" && req.URL.Path == "/" && vhostOf(r.svc, hostOnly(strings.ToLower(req.Host))) {
+			http.Redirect(w, req, r.svc.Redir, http.StatusMovedPermanently)
 			return
 		}
 		var ip net.IP
@@ -130,12 +273,15 @@ func (p *Proxy) httpsServer() *http.Server {
 		if r.svc.HSTS {
 			w.Header().Set("Strict-Transport-Security", "max-age="+strconv.Itoa(HSTSMaxAge))
 		}
-		ctx := req.Context()
-		rp.ServeHTTP(w, req.WithContext(contextWith(ctx, b)))
+		rp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), ctxKey{}, &fwd{b: b, r: r, port: portStr})))
 	})
-	return &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, TLSConfig: p.tlsCfg}
 }
 
-func contextWith(ctx context.Context, b *backend) context.Context {
-	return context.WithValue(ctx, ctxKey{}, b)
+// httpsServer is the TLS vhost frontend. It uses the stock net/http server
+// and ReverseProxy: it speaks HTTP/2 through ALPN, and vhosts are routed by
+// SNI (the Host header when the client sent no SNI).
+func (p *Proxy) httpsServer() *http.Server {
+	p.tlsCfg.GetCertificate = p.getCertificate
+	h := p.streamHandler(p.fstats[kindHTTPS], portOf(p.statics[kindHTTPS].Addr()), false, vhostRoute)
+	return &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, TLSConfig: p.tlsCfg}
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,8 +39,9 @@ type Config struct {
 	// HTTPAddr is the vhost frontend (":80"; weft up: "127.0.0.1:10080").
 	// Empty disables it.
 	HTTPAddr string
-	// HTTPSAddr is the TLS vhost frontend (":443"), routed by SNI; used only
-	// when Certs are given.
+	// HTTPSAddr is the TLS vhost frontend (":443"), routed by SNI, with
+	// Certs and the certificates of apps' HAPROXY_{n}_SSL_CERT. Empty
+	// disables it.
 	HTTPSAddr string
 	// Certs are PEM files each holding a certificate chain and its key.
 	Certs []string
@@ -135,6 +135,8 @@ type Proxy struct {
 	wg        sync.WaitGroup
 
 	fstats map[string]*frontStats // static frontends
+
+	feat features // TLS, h2c and per-port listener state (https.go, listeners.go)
 }
 
 // runtime is the live table: routes with resolved backends.
@@ -220,7 +222,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("lb: registering metrics: %w", err)
 	}
 	p.rt.Store(p.buildRuntime(&Table{ByPort: map[int]*Service{}, VHosts: map[string][]*Service{}, AppIDs: map[string]*Service{}}))
-	if len(cfg.Certs) > 0 && cfg.HTTPSAddr != "" {
+	if cfg.HTTPSAddr != "" {
 		tc, err := loadCerts(cfg.Certs)
 		if err != nil {
 			return nil, err
@@ -389,6 +391,8 @@ func (p *Proxy) watch(ctx context.Context) error {
 // changes nothing.
 func (p *Proxy) Apply(st *api.State) {
 	table, problems := BuildTable(st, TableConfig{Groups: p.cfg.Group, Site: p.cfg.Site, StrictMode: p.cfg.StrictMode})
+	table, certProblems := p.loadAppCerts(table)
+	problems = append(problems, certProblems...)
 	problems = append(problems, p.swap(table)...)
 	p.report(problems)
 	p.readyOnce.Do(func() { close(p.ready) })
@@ -487,29 +491,7 @@ func (p *Proxy) swap(table *Table) []Problem {
 	}
 
 	// Listeners: open new service ports, close removed ones.
-	for port := range table.ByPort {
-		if _, ok := p.svcLns[port]; ok {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindHost, strconv.Itoa(port)))
-		if err != nil {
-			s := table.ByPort[port]
-			problems = append(problems, Problem{AppID: s.AppID, PortIndex: s.PortIndex,
-				Message: fmt.Sprintf("the lb cannot listen on service port %d (%v); this port is not served until it is free: choose another service port", port, err)})
-			continue
-		}
-		p.svcLns[port] = ln
-		fe := &frontend{kind: "service", port: port}
-		fe.init()
-		p.wg.Add(1)
-		go func() { defer p.wg.Done(); p.acceptLoop(ln, fe) }()
-	}
-	for port, ln := range p.svcLns {
-		if _, ok := table.ByPort[port]; !ok {
-			ln.Close()
-			delete(p.svcLns, port)
-		}
-	}
+	problems = append(problems, p.syncServiceListenersLocked(table)...)
 	p.log.Debug("routing table swapped", "index", table.Index, "services", len(table.Services))
 	return problems
 }

@@ -46,6 +46,18 @@ func (t *Table) WriteConfig(w io.Writer) {
 			}
 			opts = append(opts, "allow "+strings.Join(a, ","))
 		}
+		if s.BindAddr != "" {
+			opts = append(opts, "bind "+s.BindAddr)
+		}
+		if s.SSLCert != "" {
+			opts = append(opts, "ssl-cert "+s.SSLCert)
+		}
+		if s.ProxyPath != "" {
+			opts = append(opts, "proxypass-path "+s.ProxyPath)
+		}
+		if s.Redir != "" {
+			opts = append(opts, "root-redirect "+s.Redir)
+		}
 		if len(opts) > 0 {
 			fmt.Fprintf(w, "  options %s\n", strings.Join(opts, " "))
 		}

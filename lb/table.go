@@ -72,7 +72,21 @@ type Service struct {
 	Auth            *Auth
 	Allow           []netip.Prefix // source allow-list; empty allows everyone
 	Groups          []string
-	Backends        []Backend // preferred tier first (see Backend.Fallback)
+	// BindAddr is HAPROXY_{n}_BIND_ADDR: the address the service port
+	// listens on; "" is the proxy's BindHost.
+	BindAddr string
+	// SSLCert is HAPROXY_{n}_SSL_CERT: a PEM file (chain and key). The
+	// service port then speaks TLS, and the :443 frontend serves the
+	// vhosts with it by SNI.
+	SSLCert string
+	// ProxyPath is HAPROXY_{n}_HTTP_BACKEND_PROXYPASS_PATH: a path prefix
+	// removed before forwarding ("/api/x" → "/x"), the Host header set to
+	// the vhost.
+	ProxyPath string
+	// Redir is HAPROXY_{n}_HTTP_BACKEND_REDIR: where a request for "/" on
+	// one of the vhosts is redirected (301).
+	Redir    string
+	Backends []Backend // preferred tier first (see Backend.Fallback)
 }
 
 // Auth is HAPROXY_{n}_AUTH: realm:user:encpass.
@@ -123,7 +137,8 @@ var honoured = map[string]bool{
 	"GROUP": true, "ENABLED": true, "VHOST": true, "PATH": true, "BACKEND_WEIGHT": true,
 	"PORT": true, "MODE": true, "BALANCE": true, "STICKY": true, "REDIRECT_TO_HTTPS": true,
 	"USE_HSTS": true, "AUTH": true, "BACKEND_NETWORK_ALLOWED_ACL": true,
-	"BACKEND_HEALTHCHECK_PORT_INDEX": true,
+	"BACKEND_HEALTHCHECK_PORT_INDEX": true, "BIND_ADDR": true, "SSL_CERT": true,
+	"HTTP_BACKEND_PROXYPASS_PATH": true, "HTTP_BACKEND_REDIR": true,
 }
 
 // isTemplateLabel reports whether a per-port label suffix injects raw
@@ -131,8 +146,7 @@ var honoured = map[string]bool{
 // Such labels are recognised and ignored with one warning per app.
 func isTemplateLabel(suffix string) bool {
 	switch suffix {
-	case "BIND_ADDR", "BIND_OPTIONS", "SSL_CERT", "HTTP_BACKEND_PROXYPASS_PATH",
-		"HTTP_BACKEND_REVPROXY_PATH", "HTTP_BACKEND_REDIR", "USERLIST_HEAD",
+	case "BIND_OPTIONS", "HTTP_BACKEND_REVPROXY_PATH", "USERLIST_HEAD",
 		"FRONTEND_HEAD", "BACKEND_HEAD", "FRONTEND_BACKEND_GLUE":
 		return true
 	}
@@ -205,6 +219,14 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 		}
 	}
 	sort.Slice(t.Services, func(i, j int) bool { return t.Services[i].ServicePort < t.Services[j].ServicePort })
+	t.index()
+	t.Problems = problems
+	return t, problems
+}
+
+// index builds the vhost and app-id maps from Services.
+func (t *Table) index() {
+	t.VHosts, t.AppIDs = map[string][]*Service{}, map[string]*Service{}
 	for _, s := range t.Services {
 		if s.Mode != ModeHTTP {
 			continue
@@ -224,8 +246,21 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 			return longestPath(l[i]) > longestPath(l[j])
 		})
 	}
-	t.Problems = problems
-	return t, problems
+}
+
+// without returns a copy of the table without the services in drop, and
+// with the problems added.
+func (t *Table) without(drop map[*Service]bool, problems []Problem) *Table {
+	n := &Table{Index: t.Index, ByPort: map[int]*Service{}}
+	for _, s := range t.Services {
+		if !drop[s] {
+			n.Services = append(n.Services, s)
+			n.ByPort[s.ServicePort] = s
+		}
+	}
+	n.index()
+	n.Problems = append(append([]Problem(nil), t.Problems...), problems...)
+	return n
 }
 
 func longestPath(s *Service) int {
@@ -583,10 +618,52 @@ func appServices(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, cf
 				continue
 			}
 		}
-		if s.Mode == ModeTCP && (s.Sticky || s.RedirectToHTTPS || s.HSTS || s.Auth != nil) {
+		if v, has := lab("BIND_ADDR"); has {
+			a := strings.TrimSpace(v)
+			if a == "*" {
+				a = ""
+			}
+			if a != "" {
+				ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"))
+				if err != nil {
+					bad("BIND_ADDR", fmt.Sprintf("%q is not an IP address (or *)", v))
+					continue
+				}
+				a = ip.String()
+			}
+			s.BindAddr = a
+		}
+		if v, has := lab("SSL_CERT"); has {
+			if s.SSLCert = strings.TrimSpace(v); s.SSLCert == "" {
+				bad("SSL_CERT", "empty certificate path")
+				continue
+			}
+		}
+		if v, has := lab("HTTP_BACKEND_PROXYPASS_PATH"); has {
+			pp := strings.TrimSpace(v)
+			if !strings.HasPrefix(pp, "/") || strings.ContainsAny(pp, " \t?#") {
+				bad("HTTP_BACKEND_PROXYPASS_PATH", fmt.Sprintf("path %q must start with / and hold no spaces, ? or #", v))
+				continue
+			}
+			s.ProxyPath = pp
+		}
+		if v, has := lab("HTTP_BACKEND_REDIR"); has {
+			rd := strings.TrimSpace(v)
+			if rd == "" || strings.ContainsAny(rd, " \t\r\n") {
+				bad("HTTP_BACKEND_REDIR", fmt.Sprintf("%q is not a path or URL to redirect to", v))
+				continue
+			}
+			if len(s.VHosts) == 0 {
+				problems = append(problems, Problem{AppID: app.ID, PortIndex: n, Label: portLabel(n, "HTTP_BACKEND_REDIR"),
+					Message: "a root redirect needs a vhost (HAPROXY_" + strconv.Itoa(n) + "_VHOST); it is ignored"})
+			} else {
+				s.Redir = rd
+			}
+		}
+		if s.Mode == ModeTCP && (s.Sticky || s.RedirectToHTTPS || s.HSTS || s.Auth != nil || s.ProxyPath != "" || s.Redir != "") {
 			problems = append(problems, Problem{AppID: app.ID, PortIndex: n,
-				Message: "sticky, redirect, HSTS and auth need http mode; they are ignored on this tcp port"})
-			s.Sticky, s.RedirectToHTTPS, s.HSTS, s.Auth = false, false, false, nil
+				Message: "sticky, redirect, HSTS, auth and path rewriting need http mode; they are ignored on this tcp port"})
+			s.Sticky, s.RedirectToHTTPS, s.HSTS, s.Auth, s.ProxyPath, s.Redir = false, false, false, nil, "", ""
 		}
 		s.Backends = backendsFor(n)
 		out = append(out, s)

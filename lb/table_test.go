@@ -201,6 +201,20 @@ func TestBuildTableGolden(t *testing.T) {
 			hostApp("/multi", "v1", map[string]string{"HAPROXY_1_MODE": "http", "HAPROXY_2_MODE": "http"}, 10100, 10101, 10102),
 			hostApp("/tcponly", "v1", nil, 10103),
 		}, Tasks: []api.Task{runningTask("multi.1", "/multi", "n1", 31100, 31101, 31102)}}},
+		{"per-port-labels", all, api.State{Nodes: nodes(), Apps: []api.App{
+			hostApp("/bound", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "10.47.1.1", "HAPROXY_1_BIND_ADDR": "*", "HAPROXY_2_BIND_ADDR": "[::1]"}, 10120, 10121, 10122),
+			hostApp("/tls", "v1", map[string]string{"HAPROXY_0_VHOST": "tls.example.com", "HAPROXY_0_SSL_CERT": "/etc/ssl/tls.pem", "HAPROXY_1_SSL_CERT": "/etc/ssl/tcp.pem"}, 10123, 10124),
+			hostApp("/rewritten", "v1", map[string]string{"HAPROXY_0_VHOST": "r.example.com", "HAPROXY_0_PATH": "/api",
+				"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/api", "HAPROXY_0_HTTP_BACKEND_REDIR": "/app/"}, 10125),
+			hostApp("/tcp-rewrite", "v1", map[string]string{"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/x"}, 10126),
+			hostApp("/redir-no-vhost", "v1", map[string]string{"HAPROXY_0_MODE": "http", "HAPROXY_0_HTTP_BACKEND_REDIR": "/x"}, 10127),
+			hostApp("/bad-per-port", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "eth0", "HAPROXY_1_SSL_CERT": " ",
+				"HAPROXY_2_VHOST": "b.example.com", "HAPROXY_2_HTTP_BACKEND_PROXYPASS_PATH": "api", "HAPROXY_3_VHOST": "c.example.com",
+				"HAPROXY_3_HTTP_BACKEND_REDIR": "a b"}, 10128, 10129, 10130, 10131),
+		}, Tasks: []api.Task{
+			runningTask("bound.1", "/bound", "n1", 31120, 31121, 31122), runningTask("tls.1", "/tls", "n1", 31123, 31124),
+			runningTask("rw.1", "/rewritten", "n2", 31125), runningTask("bad.1", "/bad-per-port", "n2", 31128, 31129, 31130, 31131),
+		}}},
 		{"strict-mode", TableConfig{Groups: []string{"*"}, StrictMode: true}, api.State{Nodes: nodes(), Apps: []api.App{
 			hostApp("/on", "v1", map[string]string{"HAPROXY_0_ENABLED": "true"}, 10110, 10111),
 		}, Tasks: []api.Task{runningTask("on.1", "/on", "n1", 31110, 31111)}}},
