@@ -21,12 +21,14 @@ import (
 
 // faultEnv is a place the overlay cannot run: each weft process gets a
 // fresh network and mount namespace, then loses CAP_NET_ADMIN, its root
-// uid, or /dev/net/tun (a tmpfs over /dev/net).
+// uid, or /dev/net/tun (a tmpfs over /dev/net), or runs as root of a user
+// namespace that does not own the network namespace (a rootless container).
 type faultEnv struct {
 	name   string
 	noTUN  bool
 	noCap  bool // root without CAP_NET_ADMIN (bounding set)
 	nobody bool // uid/gid 65534: no capabilities at all
+	userns bool // root of a new user namespace that does not own the netns
 	// The one message names these, and always --no-mesh.
 	want []string
 	// ... and not these.
@@ -34,7 +36,7 @@ type faultEnv struct {
 }
 
 // faultTools are the commands the fault tests drive.
-type faultTools struct{ sh, ip, mount, setpriv, weft string }
+type faultTools struct{ sh, ip, mount, setpriv, unshare, weft string }
 
 func findFaultTools(t *testing.T) faultTools {
 	t.Helper()
@@ -45,7 +47,7 @@ func findFaultTools(t *testing.T) faultTools {
 	for _, c := range []struct {
 		dst  *string
 		name string
-	}{{&ft.sh, "sh"}, {&ft.ip, "ip"}, {&ft.mount, "mount"}, {&ft.setpriv, "setpriv"}} {
+	}{{&ft.sh, "sh"}, {&ft.ip, "ip"}, {&ft.mount, "mount"}, {&ft.setpriv, "setpriv"}, {&ft.unshare, "unshare"}} {
 		p, err := exec.LookPath(c.name)
 		if err != nil {
 			for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
@@ -95,7 +97,8 @@ func copyFile(src, dst string, mode os.FileMode) error {
 
 // command builds `weft args` inside env: sh (still root, in the new
 // namespaces) brings lo up and hides /dev/net/tun, then setpriv drops what
-// env drops and execs weft, which keeps the PID.
+// env drops (or unshare enters a user namespace) and execs weft, which
+// keeps the PID.
 func (ft faultTools) command(env faultEnv, args ...string) *exec.Cmd {
 	script := `"$IP" link set lo up || exit 97
 if [ -n "$HIDE_TUN" ]; then "$MOUNT" -t tmpfs -o size=16k tmpfs /dev/net || exit 98; fi
@@ -106,6 +109,8 @@ exec "$@"`
 		argv = append(argv, ft.setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--")
 	case env.noCap:
 		argv = append(argv, ft.setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--")
+	case env.userns:
+		argv = append(argv, ft.unshare, "--user", "--map-root-user", "--")
 	}
 	argv = append(argv, ft.weft)
 	argv = append(argv, args...)
@@ -138,8 +143,9 @@ func faultDataDir(t *testing.T) string {
 }
 
 // TestMeshFaults runs the real binary's node commands where the overlay
-// cannot run (no CAP_NET_ADMIN, an unprivileged user, no /dev/net/tun, or
-// both) and checks that each stops at once, before it starts anything,
+// cannot run (no CAP_NET_ADMIN, an unprivileged user, root of a user
+// namespace that does not own the network namespace, no /dev/net/tun, or
+// no CAP_NET_ADMIN and no /dev/net/tun) and checks that each stops at once, before it starts anything,
 // with exit status 1 and one message naming what is missing and how to
 // run; and that --no-mesh, the way out it names, does run there.
 func TestMeshFaults(t *testing.T) {
@@ -153,6 +159,7 @@ func TestMeshFaults(t *testing.T) {
 	envs := []faultEnv{
 		{name: "no-cap", noCap: true, want: capWant},
 		{name: "unprivileged", nobody: true, want: capWant},
+		{name: "userns", userns: true, want: append([]string{"user namespace"}, capWant...)},
 		{name: "no-tun", noTUN: true, want: tunWant, not: []string{"CAP_NET_ADMIN"}},
 		{name: "no-cap-no-tun", noTUN: true, noCap: true, want: append([]string{"/dev/net/tun"}, capWant...)},
 	}
@@ -160,13 +167,14 @@ func TestMeshFaults(t *testing.T) {
 		// With /dev/net/tun present only the capability is missing.
 		envs[0].not = []string{"/dev/net/tun"}
 		envs[1].not = []string{"/dev/net/tun"}
+		envs[2].not = []string{"/dev/net/tun"}
 	}
 	// Kernel WireGuard needs no TUN device: force wireguard-go, and
 	// without the capability only that is missing.
 	var extra []string
 	if kernelWG {
 		extra = []string{"--wg-userspace"}
-		envs[3].want = capWant
+		envs[4].want = capWant
 	}
 	commands := []struct {
 		name string

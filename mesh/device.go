@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
@@ -52,14 +53,25 @@ func (e *DataPlaneError) Error() string { return e.msg }
 
 // hostFacts are what decides the data plane, gathered by probeHost.
 type hostFacts struct {
-	KernelWG bool  // the wireguard generic-netlink family exists
-	NetAdmin bool  // CAP_NET_ADMIN is in the effective set
-	TUN      error // nil when /dev/net/tun opens, else why it does not
+	KernelWG bool // the wireguard generic-netlink family exists
+	NetAdmin bool // CAP_NET_ADMIN is effective over this network namespace
+	// ForeignNetNS: CAP_NET_ADMIN is effective, but only in a user
+	// namespace that does not own the network namespace (NetAdmin false).
+	ForeignNetNS bool
+	TUN          error // nil when /dev/net/tun opens, else why it does not
 }
 
+const capFix = "run weft as root (or grant CAP_NET_ADMIN: setcap cap_net_admin+ep, or docker run --cap-add NET_ADMIN), " + noMeshHint
+
 func capError() *DataPlaneError {
-	return &DataPlaneError{Missing: []string{"CAP_NET_ADMIN"}, msg: "the WireGuard overlay needs CAP_NET_ADMIN, which this process lacks: " +
-		"run weft as root (or grant CAP_NET_ADMIN: setcap cap_net_admin+ep, or docker run --cap-add NET_ADMIN), " + noMeshHint}
+	return &DataPlaneError{Missing: []string{"CAP_NET_ADMIN"}, msg: "the WireGuard overlay needs CAP_NET_ADMIN, which this process lacks: " + capFix}
+}
+
+// capRefusedError is CAP_NET_ADMIN held, but not over the network
+// namespace: a user namespace (rootless container) that does not own it.
+func capRefusedError() *DataPlaneError {
+	return &DataPlaneError{Missing: []string{"CAP_NET_ADMIN"}, msg: "the WireGuard overlay needs CAP_NET_ADMIN over this network namespace, " +
+		"and this process holds it only in a user namespace that does not own the network namespace (a rootless container?): " + capFix}
 }
 
 func tunMissingError(kernelWG bool) *DataPlaneError {
@@ -86,6 +98,8 @@ func choosePlane(f hostFacts, forceUserspace bool) (string, error) {
 	case !f.NetAdmin && !kernel && tunMissing:
 		return "", &DataPlaneError{Missing: []string{"CAP_NET_ADMIN", tunDevicePath}, msg: "the WireGuard overlay needs CAP_NET_ADMIN and, with no kernel WireGuard module, " + tunDevicePath +
 			"; this process has neither: run weft as root with the tun module loaded (modprobe tun; in a container: --cap-add NET_ADMIN --device /dev/net/tun), " + noMeshHint}
+	case !f.NetAdmin && f.ForeignNetNS:
+		return "", capRefusedError()
 	case !f.NetAdmin:
 		return "", capError()
 	case kernel:
@@ -106,7 +120,12 @@ func probeHost() hostFacts {
 	if _, err := netlink.GenlFamilyGet("wireguard"); err == nil {
 		f.KernelWG = true
 	}
-	f.NetAdmin = hasNetAdmin()
+	if hasNetAdmin() {
+		f.NetAdmin = true
+		if owns, ok := ownsNetNS(); ok && !owns {
+			f.NetAdmin, f.ForeignNetNS = false, true
+		}
+	}
 	// Opening the clone device creates nothing; TUNSETIFF would.
 	if fd, err := os.OpenFile(tunDevicePath, os.O_RDWR, 0); err != nil {
 		f.TUN = err
@@ -129,6 +148,58 @@ func hasNetAdmin() bool {
 	}
 	eff, ok := effectiveCaps(string(b))
 	return !ok || eff&(1<<capNetAdmin) != 0
+}
+
+// ownsNetNS reports whether this process's user namespace owns its network
+// namespace or is an ancestor of its owner: only then do its capabilities
+// apply to the network namespace. ok is false when the kernel cannot tell
+// (no namespace ioctls).
+func ownsNetNS() (owns, ok bool) {
+	self, err := nsInode("/proc/self/ns/user")
+	if err != nil {
+		return false, false
+	}
+	netns, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		return false, false
+	}
+	defer netns.Close()
+	fd, err := unix.IoctlRetInt(int(netns.Fd()), unix.NS_GET_USERNS)
+	if errors.Is(err, unix.EPERM) {
+		// The owner lies outside this process's user namespace.
+		return false, true
+	}
+	if err != nil {
+		return false, false
+	}
+	for {
+		var st unix.Stat_t
+		err := unix.Fstat(fd, &st)
+		if err != nil {
+			unix.Close(fd)
+			return false, false
+		}
+		if st.Ino == self {
+			unix.Close(fd)
+			return true, true
+		}
+		// EPERM: the parent lies outside this process's user namespace,
+		// so this namespace is no ancestor of the owner.
+		parent, err := unix.IoctlRetInt(fd, unix.NS_GET_PARENT)
+		unix.Close(fd)
+		if err != nil {
+			return false, true
+		}
+		fd = parent
+	}
+}
+
+func nsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }
 
 // effectiveCaps parses the CapEff line of /proc/<pid>/status.
@@ -195,9 +266,8 @@ func createKernelDevice(name string, mtu int) (*kernelDevice, error) {
 		// link kind: treat it as no module.
 		return nil, errNoKernelWG
 	case errors.Is(err, syscall.EPERM):
-		// CAP_NET_ADMIN is effective, but not over this network
-		// namespace (a user namespace that does not own it).
-		return nil, capError()
+		// The probe found CAP_NET_ADMIN, yet the kernel refuses.
+		return nil, capRefusedError()
 	case errors.Is(err, syscall.EEXIST):
 		return nil, fmt.Errorf("creating WireGuard interface %s: an interface of that name exists already (is another weft running? pass --interface NAME)", name)
 	default:
@@ -232,7 +302,7 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 			// wireguard-go says so in words, without the error.
 			return nil, tunMissingError(false)
 		case errors.Is(err, syscall.EPERM):
-			return nil, capError()
+			return nil, capRefusedError()
 		case errors.Is(err, syscall.EACCES):
 			return nil, tunDeniedError(err)
 		case errors.Is(err, syscall.EBUSY):

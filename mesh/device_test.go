@@ -48,6 +48,8 @@ func TestChoosePlane(t *testing.T) {
 			want: []string{"CAP_NET_ADMIN", "run weft as root"}},
 		{name: "no CAP_NET_ADMIN, no tun", facts: hostFacts{TUN: notExist},
 			want: []string{"CAP_NET_ADMIN", "/dev/net/tun", "as root", "modprobe tun"}},
+		{name: "CAP_NET_ADMIN in a user namespace not owning the netns", facts: hostFacts{KernelWG: true, ForeignNetNS: true},
+			want: []string{"CAP_NET_ADMIN", "user namespace", "run weft as root"}},
 		{name: "no CAP_NET_ADMIN, kernel module, no tun", facts: hostFacts{KernelWG: true, TUN: notExist},
 			want: []string{"CAP_NET_ADMIN"}},
 	}
@@ -109,6 +111,11 @@ func TestProbeMatchesHost(t *testing.T) {
 	_, statErr := os.Stat(tunDevicePath)
 	if (statErr != nil) != errors.Is(f.TUN, fs.ErrNotExist) {
 		t.Errorf("stat %s: %v; probe: %v", tunDevicePath, statErr, f.TUN)
+	}
+	if owns, ok := ownsNetNS(); ok && !owns {
+		t.Errorf("the test process's user namespace does not own its network namespace?")
+	} else if !ok {
+		t.Logf("no namespace ioctls: ownership unknown")
 	}
 	_, genlErr := netlink.GenlFamilyGet("wireguard")
 	if f.KernelWG != (genlErr == nil) {
