@@ -96,7 +96,11 @@ func choosePlane(f hostFacts, forceUserspace bool) (string, error) {
 	tunMissing := f.TUN != nil && errors.Is(f.TUN, fs.ErrNotExist)
 	switch {
 	case !f.NetAdmin && !kernel && tunMissing:
-		return "", &DataPlaneError{Missing: []string{"CAP_NET_ADMIN", tunDevicePath}, msg: "the WireGuard overlay needs CAP_NET_ADMIN and, with no kernel WireGuard module, " + tunDevicePath +
+		why := "with no kernel WireGuard module"
+		if f.KernelWG {
+			why = "with --wg-userspace"
+		}
+		return "", &DataPlaneError{Missing: []string{"CAP_NET_ADMIN", tunDevicePath}, msg: "the WireGuard overlay needs CAP_NET_ADMIN and, " + why + ", " + tunDevicePath +
 			"; this process has neither: run weft as root with the tun module loaded (modprobe tun; in a container: --cap-add NET_ADMIN --device /dev/net/tun), " + noMeshHint}
 	case !f.NetAdmin && f.ForeignNetNS:
 		return "", capRefusedError()

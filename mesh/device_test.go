@@ -50,6 +50,8 @@ func TestChoosePlane(t *testing.T) {
 			want: []string{"CAP_NET_ADMIN", "/dev/net/tun", "as root", "modprobe tun"}},
 		{name: "CAP_NET_ADMIN in a user namespace not owning the netns", facts: hostFacts{KernelWG: true, ForeignNetNS: true},
 			want: []string{"CAP_NET_ADMIN", "user namespace", "run weft as root"}},
+		{name: "no CAP_NET_ADMIN, forced userspace, no tun", facts: hostFacts{KernelWG: true, TUN: notExist}, force: true,
+			want: []string{"CAP_NET_ADMIN", "/dev/net/tun", "--wg-userspace"}},
 		{name: "no CAP_NET_ADMIN, kernel module, no tun", facts: hostFacts{KernelWG: true, TUN: notExist},
 			want: []string{"CAP_NET_ADMIN"}},
 	}
