@@ -18,23 +18,39 @@ import (
 // agentTracker follows the tasks table and remembers, per agent, the store
 // index at which that agent's assignments last changed (a task added,
 // changed or removed), so blocking assignment queries wake only for their
-// own agent.
+// own agent. It also keeps what each agent's tasks use, for the allocator
+// and Nodes, and each task's encoded assignment. It follows the store by
+// the keys written since it last looked (Store.ReadChanged), so a change
+// costs in proportion to the tasks it touched, not to the whole table.
 type agentTracker struct {
 	mu        sync.Mutex
 	ready     bool
 	base      uint64 // index of the first scan: older queries answer at once
 	processed uint64
+	gen       uint64                         // full scans so far
 	tasksGen  uint64                         // raised when any task was added, changed or removed
 	last      map[string]uint64              // agent → index of its last change
 	byAgent   map[string]map[string]struct{} // agent → task ids
 	seen      map[string]seenTask            // task id → what the last scan saw
 	changed   chan struct{}                  // closed and replaced after each scan
+	usage     map[string]*agentUsage         // agent → what its tasks use; replaced, never modified
+	fwUse     map[string]api.Resources       // framework → what its tasks use (scalars)
+	dirty     map[string]bool                // agents whose usage the scan under way changed
+
+	encMu sync.Mutex
+	enc   map[string]encodedAssignment // task id → its assignment's JSON
 }
 
 type seenTask struct {
 	agent  string
 	modify uint64
 	gen    uint64
+	rec    *TaskRecord
+}
+
+type encodedAssignment struct {
+	modify uint64
+	b      []byte
 }
 
 func newAgentTracker() *agentTracker {
@@ -43,28 +59,143 @@ func newAgentTracker() *agentTracker {
 		byAgent: map[string]map[string]struct{}{},
 		seen:    map[string]seenTask{},
 		changed: make(chan struct{}),
+		usage:   map[string]*agentUsage{},
+		fwUse:   map[string]api.Resources{},
+		dirty:   map[string]bool{},
+		enc:     map[string]encodedAssignment{},
 	}
 }
 
 func (t *agentTracker) run(ctx context.Context, s *Store) {
-	var gen uint64
 	for {
-		gen++
-		var idx uint64
-		s.Read(func(index uint64, tables map[string]map[string]*Entry) {
-			idx = index
-			t.scan(index, gen, tables[TableTasks])
-		})
+		idx := t.update(s)
 		if _, err := s.Watch(ctx, idx); err != nil {
 			return
 		}
 	}
 }
 
-// scan diffs the tasks table against the previous scan.
+// update brings the tracker up to the store's current index and returns
+// it: from the keys written since the last update when the store still
+// remembers them, else by a scan of the whole table.
+func (t *agentTracker) update(s *Store) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var idx uint64
+	s.ReadChanged(TableTasks, t.processed, func(index uint64, tables map[string]map[string]*Entry, keys []string, complete bool) {
+		idx = index
+		switch {
+		case t.ready && index == t.processed:
+		case t.ready && complete:
+			t.scanKeysLocked(index, keys, tables[TableTasks])
+		default:
+			t.gen++
+			t.scanLocked(index, t.gen, tables[TableTasks])
+		}
+	})
+	return idx
+}
+
+// active reports whether a task uses its agent's resources.
+func active(rec *TaskRecord) bool {
+	return rec != nil && !api.Terminal(rec.Task.State) && rec.Task.SlaveID != ""
+}
+
+// see records that task id is e (at index).
+func (t *agentTracker) see(id string, e *Entry, index, gen uint64, mark func(string, uint64)) {
+	rec := e.Value.(*TaskRecord)
+	agent := rec.Task.SlaveID
+	prev, ok := t.seen[id]
+	if ok && prev.modify == e.ModifyIndex {
+		t.seen[id] = seenTask{agent: prev.agent, modify: prev.modify, gen: gen, rec: prev.rec}
+		return
+	}
+	mark(agent, e.ModifyIndex)
+	if ok && prev.agent != agent {
+		mark(prev.agent, index)
+		delete(t.byAgent[prev.agent], id)
+	}
+	if agent != "" {
+		set := t.byAgent[agent]
+		if set == nil {
+			set = map[string]struct{}{}
+			t.byAgent[agent] = set
+		}
+		set[id] = struct{}{}
+	}
+	if ok {
+		t.unuse(prev.rec)
+	}
+	t.use(rec)
+	t.seen[id] = seenTask{agent: agent, modify: e.ModifyIndex, gen: gen, rec: rec}
+}
+
+// forget records that task id is gone (at index).
+func (t *agentTracker) forget(id string, index uint64, mark func(string, uint64)) {
+	st, ok := t.seen[id]
+	if !ok {
+		return
+	}
+	mark(st.agent, index)
+	delete(t.byAgent[st.agent], id)
+	delete(t.seen, id)
+	t.unuse(st.rec)
+	t.encMu.Lock()
+	delete(t.enc, id)
+	t.encMu.Unlock()
+}
+
+func (t *agentTracker) use(rec *TaskRecord) {
+	if !active(rec) {
+		return
+	}
+	t.dirty[rec.Task.SlaveID] = true
+	t.fwUse[rec.Task.Framework] = addScalars(t.fwUse[rec.Task.Framework], rec.Spec.Resources)
+}
+
+func (t *agentTracker) unuse(rec *TaskRecord) {
+	if !active(rec) {
+		return
+	}
+	t.dirty[rec.Task.SlaveID] = true
+	r := rec.Spec.Resources
+	t.fwUse[rec.Task.Framework] = addScalars(t.fwUse[rec.Task.Framework], api.Resources{Cpus: -r.Cpus, Mem: -r.Mem, Disk: -r.Disk, Gpus: -r.Gpus})
+}
+
+// sumUsage recomputes the usage of the agents whose tasks changed, from
+// their own tasks, into a new map (readers keep the old one).
+func (t *agentTracker) sumUsage() {
+	if len(t.dirty) == 0 {
+		return
+	}
+	usage := make(map[string]*agentUsage, len(t.usage)+len(t.dirty))
+	for a, u := range t.usage {
+		if !t.dirty[a] {
+			usage[a] = u
+		}
+	}
+	for a := range t.dirty {
+		recs := make([]*TaskRecord, 0, len(t.byAgent[a]))
+		for id := range t.byAgent[a] {
+			recs = append(recs, t.seen[id].rec)
+		}
+		byAgent, _ := usageOf(recs)
+		if u := byAgent[a]; u != nil {
+			usage[a] = u
+		}
+	}
+	t.usage = usage
+	clear(t.dirty)
+}
+
+// scan diffs the whole tasks table against the previous scan.
 func (t *agentTracker) scan(index, gen uint64, tasks map[string]*Entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.scanLocked(index, gen, tasks)
+}
+
+func (t *agentTracker) scanLocked(index, gen uint64, tasks map[string]*Entry) {
 	first := !t.ready
 	dirty := first
 	mark := func(agent string, at uint64) {
@@ -74,45 +205,74 @@ func (t *agentTracker) scan(index, gen uint64, tasks map[string]*Entry) {
 		}
 	}
 	for id, e := range tasks {
-		agent := e.Value.(*TaskRecord).Task.SlaveID
-		prev, ok := t.seen[id]
-		if !ok || prev.modify != e.ModifyIndex {
-			mark(agent, e.ModifyIndex)
-			if ok && prev.agent != agent {
-				mark(prev.agent, index)
-				delete(t.byAgent[prev.agent], id)
-			}
-			if agent != "" {
-				set := t.byAgent[agent]
-				if set == nil {
-					set = map[string]struct{}{}
-					t.byAgent[agent] = set
-				}
-				set[id] = struct{}{}
-			}
-		}
-		t.seen[id] = seenTask{agent: agent, modify: e.ModifyIndex, gen: gen}
+		t.see(id, e, index, gen, mark)
 	}
 	if len(t.seen) != len(tasks) {
 		for id, st := range t.seen {
-			if st.gen == gen {
-				continue
+			if st.gen != gen {
+				t.forget(id, index, mark)
 			}
-			mark(st.agent, index)
-			delete(t.byAgent[st.agent], id)
-			delete(t.seen, id)
 		}
 	}
+	// Framework sums start afresh, so additions and removals do not drift.
+	_, t.fwUse = usageOf(t.records())
 	if first {
 		t.base = index
 		t.ready = true
 	}
+	t.finish(index, dirty)
+}
+
+// scanKeysLocked applies the writes to the given task keys since the
+// previous scan.
+func (t *agentTracker) scanKeysLocked(index uint64, keys []string, tasks map[string]*Entry) {
+	dirty := false
+	mark := func(agent string, at uint64) {
+		dirty = true
+		if agent != "" && at > t.last[agent] {
+			t.last[agent] = at
+		}
+	}
+	for _, id := range keys {
+		if e, ok := tasks[id]; ok {
+			gen := t.seen[id].gen
+			t.see(id, e, index, gen, mark)
+		} else {
+			t.forget(id, index, mark)
+		}
+	}
+	t.finish(index, dirty)
+}
+
+func (t *agentTracker) records() []*TaskRecord {
+	out := make([]*TaskRecord, 0, len(t.seen))
+	for _, st := range t.seen {
+		out = append(out, st.rec)
+	}
+	return out
+}
+
+func (t *agentTracker) finish(index uint64, dirty bool) {
+	t.sumUsage()
 	t.processed = index
 	if dirty {
 		t.tasksGen++
 	}
 	close(t.changed)
 	t.changed = make(chan struct{})
+}
+
+// usageNow is what the tasks use per agent and per framework at the
+// store's current index. The maps are shared: read them only.
+func (t *agentTracker) usageNow(s *Store) (map[string]*agentUsage, map[string]api.Resources) {
+	t.update(s)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fw := make(map[string]api.Resources, len(t.fwUse))
+	for k, v := range t.fwUse {
+		fw[k] = v
+	}
+	return t.usage, fw
 }
 
 // tasksChanged returns the tasks generation and a channel closed at the
@@ -201,14 +361,14 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	for {
 		changed, ids, at, wake := m.tracker.since(agent, after)
 		if changed {
-			writeJSON(w, http.StatusOK, m.assignments(ids, at))
+			writeRawJSON(w, http.StatusOK, m.assignments(ids, at))
 			return
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
 			_, ids, at, _ := m.tracker.since(agent, 0)
-			writeJSON(w, http.StatusOK, m.assignments(ids, max(at, after)))
+			writeRawJSON(w, http.StatusOK, m.assignments(ids, max(at, after)))
 			return
 		case <-r.Context().Done():
 			return
@@ -216,18 +376,68 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (m *Master) assignments(ids []string, at uint64) api.Assignments {
-	out := api.Assignments{Index: at, Tasks: make([]api.Assignment, 0, len(ids))}
+// assignments is the JSON of api.Assignments for the given tasks at index
+// at. Each task's assignment is encoded once per write of the task and
+// kept until the task is gone: an agent's answer changes by one task at a
+// time, and it is sent whole.
+func (m *Master) assignments(ids []string, at uint64) []byte {
 	sort.Strings(ids)
-	for _, id := range ids {
-		e, ok := m.store.Get(TableTasks, id)
-		if !ok {
+	type item struct {
+		id     string
+		modify uint64
+		rec    *TaskRecord
+	}
+	items := make([]item, 0, len(ids))
+	m.store.Read(func(_ uint64, t map[string]map[string]*Entry) {
+		tasks := t[TableTasks]
+		for _, id := range ids {
+			if e, ok := tasks[id]; ok {
+				items = append(items, item{id, e.ModifyIndex, e.Value.(*TaskRecord)})
+			}
+		}
+	})
+	tr := m.tracker
+	parts := make([][]byte, len(items))
+	size := 64
+	tr.encMu.Lock()
+	for i, it := range items {
+		if e, ok := tr.enc[it.id]; ok && e.modify == it.modify {
+			parts[i] = e.b
+			size += len(e.b) + 1
+		}
+	}
+	tr.encMu.Unlock()
+	for i, it := range items {
+		if parts[i] != nil {
 			continue
 		}
-		rec := e.Value.(*TaskRecord)
-		out.Tasks = append(out.Tasks, api.Assignment{Task: rec.Task, Spec: rec.Spec, Goal: rec.Goal})
+		b, err := json.Marshal(api.Assignment{Task: it.rec.Task, Spec: it.rec.Spec, Goal: it.rec.Goal})
+		if err != nil {
+			b = []byte("null")
+		}
+		parts[i] = b
+		size += len(b) + 1
+		// Kept only while the tracker knows the task at this write, so a
+		// task it has forgotten leaves nothing behind.
+		tr.mu.Lock()
+		if st, ok := tr.seen[it.id]; ok && st.modify == it.modify {
+			tr.encMu.Lock()
+			tr.enc[it.id] = encodedAssignment{modify: it.modify, b: b}
+			tr.encMu.Unlock()
+		}
+		tr.mu.Unlock()
 	}
-	return out
+	buf := make([]byte, 0, size)
+	buf = append(buf, `{"index":`...)
+	buf = strconv.AppendUint(buf, at, 10)
+	buf = append(buf, `,"tasks":[`...)
+	for i, b := range parts {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, b...)
+	}
+	return append(buf, "]}"...)
 }
 
 // statusAnswer is the body of a status POST's answer.

@@ -1,6 +1,10 @@
 package sched
 
 import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand"
 	"reflect"
 	"testing"
 	"time"
@@ -217,5 +221,90 @@ func TestAgentTracker(t *testing.T) {
 	}
 	if _, ids, _, _ := tr.since("n2", 0); len(ids) != 1 || ids[0] != "b" {
 		t.Fatalf("n2 tasks %v", ids)
+	}
+}
+
+// TestAgentTrackerUsageFollowsWrites writes, moves, ends and deletes tasks
+// and wants the tracker's usage, kept from the keys written, to equal a
+// sum over every task.
+func TestAgentTrackerUsageFollowsWrites(t *testing.T) {
+	s := openTestStore(t, "")
+	defer s.Close()
+	ctx := context.Background()
+	tr := newAgentTracker()
+	rng := rand.New(rand.NewSource(3))
+	var ids []string
+	for step := 0; step < 200; step++ {
+		var ops []Op
+		done := map[string]bool{}
+		committed := append([]string(nil), ids...)
+		for k := 0; k < 1+rng.Intn(3); k++ {
+			if len(committed) < 5 || rng.Intn(3) == 0 {
+				id := fmt.Sprintf("t%d", step*10+k)
+				ids = append(ids, id)
+				ops = append(ops, Put(TableTasks, id, &TaskRecord{
+					Task: api.Task{ID: id, SlaveID: fmt.Sprintf("n%d", rng.Intn(3)), State: api.TaskRunning, Framework: "marathon"},
+					Spec: api.TaskSpec{Resources: api.Resources{Cpus: 0.1, Mem: 32}, Ports: []int{31000 + step*10 + k}}}))
+				continue
+			}
+			id := committed[rng.Intn(len(committed))]
+			if done[id] {
+				continue
+			}
+			done[id] = true
+			switch rng.Intn(3) {
+			case 0:
+				ops = append(ops, Delete(TableTasks, id))
+				for i := range ids {
+					if ids[i] == id {
+						ids = append(ids[:i], ids[i+1:]...)
+						break
+					}
+				}
+			case 1:
+				e, _ := s.Get(TableTasks, id)
+				rec := *e.Value.(*TaskRecord)
+				rec.Task.State = api.TaskFailed
+				ops = append(ops, Put(TableTasks, id, &rec))
+			default:
+				e, _ := s.Get(TableTasks, id)
+				rec := *e.Value.(*TaskRecord)
+				rec.Task.SlaveID = fmt.Sprintf("n%d", rng.Intn(3))
+				ops = append(ops, Put(TableTasks, id, &rec))
+			}
+		}
+		if _, err := s.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+		if step%4 == 0 {
+			continue
+		}
+		got, gotFw := tr.usageNow(s)
+		var all []*TaskRecord
+		for _, e := range s.List(TableTasks) {
+			all = append(all, e.Value.(*TaskRecord))
+		}
+		want, wantFw := usageOf(all)
+		if len(got) != len(want) {
+			t.Fatalf("step %d: usage of %d agents, want %d", step, len(got), len(want))
+		}
+		for a, w := range want {
+			g := got[a]
+			if g == nil || math.Abs(g.res.Cpus-w.res.Cpus) > 1e-9 || math.Abs(g.res.Mem-w.res.Mem) > 1e-9 || !reflect.DeepEqual(g.ports, w.ports) {
+				t.Fatalf("step %d: agent %s uses %+v, want %+v", step, a, g, w)
+			}
+		}
+		if math.Abs(gotFw["marathon"].Cpus-wantFw["marathon"].Cpus) > 1e-9 {
+			t.Fatalf("step %d: marathon uses %v cpus, want %v", step, gotFw["marathon"].Cpus, wantFw["marathon"].Cpus)
+		}
+		perAgent := map[string]int{}
+		for _, r := range all {
+			perAgent[r.Task.SlaveID]++
+		}
+		for _, a := range []string{"n0", "n1", "n2"} {
+			if _, ids, _, _ := tr.since(a, 0); len(ids) != perAgent[a] {
+				t.Fatalf("step %d: agent %s is assigned %d tasks, the store holds %d", step, a, len(ids), perAgent[a])
+			}
+		}
 	}
 }

@@ -114,14 +114,7 @@ func (a *allocator) round(ctx context.Context) {
 	}
 
 	nodes := m.cfg.Members.Nodes()
-	var tasks []*TaskRecord
-	m.store.Read(func(_ uint64, t map[string]map[string]*Entry) {
-		tasks = make([]*TaskRecord, 0, len(t[TableTasks]))
-		for _, e := range t[TableTasks] {
-			tasks = append(tasks, e.Value.(*TaskRecord))
-		}
-	})
-	byAgent, byFw := usageOf(tasks)
+	byAgent, byFw := m.tracker.usageNow(m.store)
 
 	var (
 		slots []*agentSlot

@@ -116,10 +116,6 @@ type Master struct {
 	idMu        sync.Mutex
 	frameworkID string
 
-	usageMu  sync.Mutex
-	usageIdx uint64                 // store index usage was computed at
-	usage    map[string]*agentUsage // agent id → use, shared read-only
-
 	closeOnce sync.Once
 }
 
@@ -253,26 +249,11 @@ func (m *Master) Nodes() []api.Node {
 // for callers that only need who the agents are (it reads no tasks).
 func (m *Master) NodesWithoutUse() []api.Node { return m.cfg.Members.Nodes() }
 
-// agentUsage is what the non-terminal tasks use per agent, computed once
-// per store index: frameworks ask for Nodes after every change, and one
-// pass over every task is the cost of an answer.
+// agentUsage is what the non-terminal tasks use per agent at the store's
+// current index (the agent tracker keeps it up to date by the tasks that
+// changed), shared read-only.
 func (m *Master) agentUsage() map[string]*agentUsage {
-	m.usageMu.Lock()
-	defer m.usageMu.Unlock()
-	idx := m.store.Index()
-	if m.usage != nil && m.usageIdx == idx {
-		return m.usage
-	}
-	var tasks []*TaskRecord
-	m.store.Read(func(index uint64, t map[string]map[string]*Entry) {
-		idx = index
-		tasks = make([]*TaskRecord, 0, len(t[TableTasks]))
-		for _, e := range t[TableTasks] {
-			tasks = append(tasks, e.Value.(*TaskRecord))
-		}
-	})
-	byAgent, _ := usageOf(tasks)
-	m.usage, m.usageIdx = byAgent, idx // read-only from here on
+	byAgent, _ := m.tracker.usageNow(m.store)
 	return byAgent
 }
 

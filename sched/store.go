@@ -148,6 +148,12 @@ type Store struct {
 	tables  map[string]map[string]*Entry
 	index   uint64
 	changed chan struct{} // closed and replaced on every write
+	// writes remembers which keys the last writes touched, oldest first,
+	// so readers that keep their own index of a table can follow it by
+	// looking at what changed instead of at the whole table. Writes at
+	// indexes up to writesFrom are forgotten.
+	writes     []keyWrite
+	writesFrom uint64
 
 	subMu sync.Mutex
 	subs  map[chan api.Event]struct{}
@@ -371,6 +377,38 @@ func (s *Store) List(table string) []Entry {
 	return out
 }
 
+// keyWrite is one key a write (at index) put or deleted.
+type keyWrite struct {
+	index      uint64
+	table, key string
+}
+
+// maxWrites bounds the keys the store remembers for ReadChanged; once it
+// holds twice that many it forgets the older half.
+const maxWrites = 1 << 16
+
+// ReadChanged is Read that also hands fn the keys of table put or deleted
+// at indexes above after (oldest first, a key once per write), with
+// complete false when the store no longer remembers that far back (after a
+// snapshot restore, or more than about 64k writes ago): fn must then look
+// at the whole table.
+func (s *Store) ReadChanged(table string, after uint64, fn func(index uint64, tables map[string]map[string]*Entry, keys []string, complete bool)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if after < s.writesFrom || after > s.index {
+		fn(s.index, s.tables, nil, false)
+		return
+	}
+	i := sort.Search(len(s.writes), func(i int) bool { return s.writes[i].index > after })
+	var keys []string
+	for _, w := range s.writes[i:] {
+		if w.table == table {
+			keys = append(keys, w.key)
+		}
+	}
+	fn(s.index, s.tables, keys, true)
+}
+
 // Read runs fn with a consistent view of every table; fn must not call
 // other Store methods and must not keep the map.
 func (s *Store) Read(fn func(index uint64, tables map[string]map[string]*Entry)) {
@@ -481,6 +519,18 @@ func (f *fsm) Apply(l *raft.Log) any {
 		case OpDelete:
 			delete(t, op.Key)
 		}
+		if op.Kind != OpCheck {
+			s.writes = append(s.writes, keyWrite{index: l.Index, table: op.Table, key: op.Key})
+		}
+	}
+	if len(s.writes) > 2*maxWrites {
+		// Forget whole indexes only: writesFrom is the last one forgotten.
+		cut := len(s.writes) - maxWrites
+		for cut < len(s.writes) && s.writes[cut].index == s.writes[cut-1].index {
+			cut++
+		}
+		s.writesFrom = s.writes[cut-1].index
+		s.writes = append([]keyWrite(nil), s.writes[cut:]...)
 	}
 	s.index = l.Index
 	close(s.changed)
@@ -505,17 +555,39 @@ type snapshot struct {
 	Tables map[string]map[string]snapEntry `json:"tables"`
 }
 
+// Snapshot copies the tables' entry pointers under the lock (entries and
+// their values are never modified once stored, writes replace them) and
+// leaves the encoding to Persist, which raft runs while writes go on: a
+// snapshot of a large state does not hold up readers and writers.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	s := (*Store)(f)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	snap := snapshot{Index: s.index, Tables: map[string]map[string]snapEntry{}}
+	snap := &lazySnapshot{index: s.index, tables: make(map[string]map[string]*Entry, len(s.tables))}
 	for name, t := range s.tables {
+		m := make(map[string]*Entry, len(t))
+		for k, e := range t {
+			m[k] = e
+		}
+		snap.tables[name] = m
+	}
+	return snap, nil
+}
+
+// lazySnapshot is the state at one index, encoded when persisted.
+type lazySnapshot struct {
+	index  uint64
+	tables map[string]map[string]*Entry
+}
+
+func (l *lazySnapshot) encode() (snapshot, error) {
+	snap := snapshot{Index: l.index, Tables: map[string]map[string]snapEntry{}}
+	for name, t := range l.tables {
 		m := make(map[string]snapEntry, len(t))
 		for k, e := range t {
 			b, err := json.Marshal(e.Value)
 			if err != nil {
-				return nil, fmt.Errorf("store: snapshot of %s/%s: %w", name, k, err)
+				return snapshot{}, fmt.Errorf("store: snapshot of %s/%s: %w", name, k, err)
 			}
 			m[k] = snapEntry{Value: b, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
 		}
@@ -523,6 +595,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	return snap, nil
 }
+
+func (l *lazySnapshot) Persist(sink raft.SnapshotSink) error {
+	snap, err := l.encode()
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	return snap.Persist(sink)
+}
+
+func (*lazySnapshot) Release() {}
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	s := (*Store)(f)
@@ -550,6 +633,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	s.mu.Lock()
 	s.tables, s.index = tables, snap.Index
+	s.writes, s.writesFrom = nil, snap.Index
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

@@ -1,8 +1,11 @@
 package sched
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -104,5 +107,68 @@ func TestStoreWatchAndEvents(t *testing.T) {
 	defer wcancel()
 	if _, err := s.Watch(wctx, idx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("watch with no write: %v", err)
+	}
+}
+
+// TestStoreReadChanged wants the keys of one table written or deleted
+// after an index, in order, and complete false for an index the store
+// cannot account for.
+func TestStoreReadChanged(t *testing.T) {
+	s := openTestStore(t, "")
+	defer s.Close()
+	ctx := context.Background()
+	put := func(ops ...Op) uint64 {
+		t.Helper()
+		idx, err := s.Apply(ctx, ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx
+	}
+	task := func(id string) *TaskRecord { return &TaskRecord{Task: api.Task{ID: id}} }
+	i1 := put(Put(TableTasks, "a", task("a")), Put(TableTasks, "b", task("b")))
+	put(Put(TableApps, "/x", &api.App{ID: "/x"}), Check(TableTasks, "a", i1), Put(TableTasks, "a", task("a")))
+	i3 := put(Delete(TableTasks, "b"))
+	changed := func(after uint64) ([]string, bool, uint64) {
+		var keys []string
+		var ok bool
+		var at uint64
+		s.ReadChanged(TableTasks, after, func(index uint64, tables map[string]map[string]*Entry, k []string, complete bool) {
+			keys, ok, at = k, complete, index
+		})
+		return keys, ok, at
+	}
+	if keys, ok, at := changed(i1); !ok || at != i3 || len(keys) != 2 || keys[0] != "a" || keys[1] != "b" {
+		t.Fatalf("after %d: keys %v complete %v at %d, want [a b] complete at %d", i1, keys, ok, at, i3)
+	}
+	if keys, ok, _ := changed(i3); !ok || len(keys) != 0 {
+		t.Fatalf("after the last write: keys %v complete %v, want none, complete", keys, ok)
+	}
+	if _, ok, _ := changed(i3 + 100); ok {
+		t.Fatal("an index above the store's is reported complete")
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := (*fsm)(s).Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := snap.(*lazySnapshot).encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enc.Tables[TableTasks]) != 1 || enc.Index != i3 {
+		t.Fatalf("snapshot at %d holds %d tasks, want 1 at %d", enc.Index, len(enc.Tables[TableTasks]), i3)
+	}
+	b, _ := json.Marshal(enc)
+	if err := (*fsm)(s).Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := changed(i1); ok {
+		t.Fatal("keys written before a restore are reported complete")
+	}
+	if keys, ok, _ := changed(i3); !ok || len(keys) != 0 {
+		t.Fatalf("after the restored index: keys %v complete %v, want none, complete", keys, ok)
 	}
 }
