@@ -191,6 +191,9 @@ type view struct {
 	appIDs      []string
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
 	deployments []depEntry
+	// dirty names the apps whose task lists differ from the view this one
+	// was built from (nil: built from scratch, or the same as before).
+	dirty map[string]bool
 }
 
 type depEntry struct {
@@ -216,7 +219,6 @@ var builder struct {
 	st       *sched.Store
 	base     *view                // the last view built
 	keys     map[string]builtTask // tasks table key → what base holds of it
-	tableLen int                  // entries in the tasks table at base
 }
 
 // builtTask is what a view holds of one tasks table entry.
@@ -254,12 +256,16 @@ func buildView(st *sched.Store) *view {
 		base = nil
 	}
 	same := false
-	st.Read(func(index uint64, t map[string]map[string]*sched.Entry) {
+	var after uint64
+	if base != nil {
+		after = base.index
+	}
+	st.ReadChanged(sched.TableTasks, after, func(index uint64, t map[string]map[string]*sched.Entry, keys []string, complete bool) {
 		if base != nil && index == base.index {
 			same = true
 			return
 		}
-		if base != nil && index < base.index {
+		if base != nil && (index < base.index || !complete) {
 			base = nil
 		}
 		v.index = index
@@ -275,9 +281,8 @@ func buildView(st *sched.Store) *view {
 		if base == nil {
 			v.tasks = allTasks(t[sched.TableTasks])
 		} else {
-			v.tasks = changedTasks(base, t[sched.TableTasks])
+			v.tasks, v.dirty = changedTasks(base, keys, t[sched.TableTasks])
 		}
-		builder.tableLen = len(t[sched.TableTasks])
 	})
 	if same {
 		return base
@@ -317,53 +322,34 @@ func allTasks(table map[string]*sched.Entry) map[string][]taskEntry {
 	return tasks
 }
 
-// changedTasks is allTasks from base and the entries written since it:
-// the apps whose tasks were written or deleted get new lists, the others
-// share base's. It updates builder.keys.
-func changedTasks(base *view, table map[string]*sched.Entry) map[string][]taskEntry {
-	type kv struct {
-		k string
-		e *sched.Entry
-	}
-	unchanged := 0
-	var changed []kv
-	for k, e := range table {
-		if e.ModifyIndex <= base.index {
-			unchanged++
+// changedTasks is allTasks from base and the keys written since it (in
+// the order written, a key possibly more than once): the apps whose tasks
+// were written or deleted get new lists, the others share base's. It
+// updates builder.keys and returns the apps whose lists changed.
+func changedTasks(base *view, keys []string, table map[string]*sched.Entry) (map[string][]taskEntry, map[string]bool) {
+	dropped := map[*sched.TaskRecord]bool{} // records base lists that are gone
+	dirty := map[string]bool{}              // apps whose lists change
+	added := map[string][]taskEntry{}       // by app
+	done := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if done[k] {
 			continue
 		}
-		changed = append(changed, kv{k, e})
-	}
-	rewritten := 0
-	for _, c := range changed {
-		if _, ok := builder.keys[c.k]; ok {
-			rewritten++
-		}
-	}
-	dropped := map[*sched.TaskRecord]bool{}       // records base lists that are gone
-	dirty := map[string]bool{}                    // apps whose lists change
-	if builder.tableLen-unchanged-rewritten > 0 { // some entries were deleted
-		for k, bt := range builder.keys {
-			if _, ok := table[k]; !ok {
-				if bt.marathon {
-					dropped[bt.rec] = true
-					dirty[bt.rec.Task.AppID] = true
-				}
-				delete(builder.keys, k)
-			}
-		}
-	}
-	added := map[string][]taskEntry{} // by app
-	for _, c := range changed {
-		if bt, ok := builder.keys[c.k]; ok && bt.marathon {
+		done[k] = true
+		if bt, ok := builder.keys[k]; ok && bt.marathon {
 			dropped[bt.rec] = true
 			dirty[bt.rec.Task.AppID] = true
 		}
-		rec := c.e.Value.(*sched.TaskRecord)
+		e, ok := table[k]
+		if !ok {
+			delete(builder.keys, k)
+			continue
+		}
+		rec := e.Value.(*sched.TaskRecord)
 		m := isMarathonTask(rec)
-		builder.keys[c.k] = builtTask{rec, m}
+		builder.keys[k] = builtTask{rec, m}
 		if m {
-			added[rec.Task.AppID] = append(added[rec.Task.AppID], taskEntry{rec, c.e.ModifyIndex})
+			added[rec.Task.AppID] = append(added[rec.Task.AppID], taskEntry{rec, e.ModifyIndex})
 			dirty[rec.Task.AppID] = true
 		}
 	}
@@ -386,7 +372,7 @@ func changedTasks(base *view, table map[string]*sched.Entry) map[string][]taskEn
 			tasks[app] = ts
 		}
 	}
-	return tasks
+	return tasks, dirty
 }
 
 func isMarathonTask(rec *sched.TaskRecord) bool {

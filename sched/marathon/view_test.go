@@ -14,10 +14,10 @@ import (
 func fullView(st *sched.Store) *view {
 	builder.Lock()
 	defer builder.Unlock()
-	sst, sbase, skeys, slen := builder.st, builder.base, builder.keys, builder.tableLen
+	sst, sbase, skeys := builder.st, builder.base, builder.keys
 	builder.st, builder.base = nil, nil
 	v := buildView(st)
-	builder.st, builder.base, builder.keys, builder.tableLen = sst, sbase, skeys, slen
+	builder.st, builder.base, builder.keys = sst, sbase, skeys
 	return v
 }
 
