@@ -10,16 +10,24 @@
 // marathon framework and the HTTP path measured are the real binary's.
 // The apps are created through PUT /v2/apps/{id}.
 //
-// Then 100 sequential listings (GET, whole body read) on a quiet cluster,
-// and 100 with one task changing between calls (a simulated agent reports
-// it TASK_FAILED; marathon replaces it while the listings go on), each
-// against the [foundation] target p99 ≤ 100 ms. The payload size (and the
-// gzip size when the master compresses) and the client's JSON decode time
-// are printed beside it. A third phase makes the same change but waits
-// (untimed) until the task is replaced before each listing: rendering after
-// a change, without the master's concurrent work on it.
+// Then three phases of sequential listings (GET, whole body read), each
+// against the [foundation] target p99 ≤ 100 ms:
+//   - quiet: nothing changes;
+//   - churn: a background generator fails RUNNING tasks at -churn per
+//     second (a simulated agent reports TASK_FAILED; marathon replaces the
+//     task, the agent reports the replacement RUNNING) for as long as the
+//     listings go on; the rate achieved and the replacements that reached
+//     RUNNING are printed beside the latencies;
+//   - settled: one task changes before each listing, and the listing waits
+//     (untimed) until the task is replaced — rendering after a change
+//     without the master's concurrent work on it.
 //
-//	go run ./bench/listing [-apps 1000 -instances 10 -agents 20 -gets 100]
+// The payload size (and the gzip size when the master compresses) and the
+// client's JSON decode time are printed beside it. With -cpuprofile the
+// master runs with --pprof and a CPU profile of it is taken during the
+// churn phase.
+//
+//	go run ./bench/listing [-apps 1000 -instances 10 -agents 20 -gets 300 -churn 20 -settled 50 -cpuprofile FILE]
 package main
 
 import (
@@ -31,11 +39,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/mesh"
@@ -50,10 +61,13 @@ func main() {
 	apps := flag.Int("apps", 1000, "apps")
 	instances := flag.Int("instances", 10, "instances per app")
 	agents := flag.Int("agents", 20, "simulated agents (gossip + agent HTTP protocol)")
-	gets := flag.Int("gets", 100, "listings per phase")
+	gets := flag.Int("gets", 300, "listings in the quiet and the churn phase")
+	churnRate := flag.Float64("churn", 20, "tasks failed per second in the churn phase")
+	settled := flag.Int("settled", 50, "listings in the settled phase (each waits for a replacement)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the master during the churn phase here")
 	flag.Parse()
 	cleanupOnSignal()
-	if err := run(*apps, *instances, *agents, *gets); errors.Is(err, errBenchFailed) {
+	if err := run(opts{*apps, *instances, *agents, *gets, *churnRate, *settled, *cpuProfile}); errors.Is(err, errBenchFailed) {
 		exit(1)
 	} else if err != nil {
 		fmt.Printf("listing FAILED: %v\n", err)
@@ -63,7 +77,15 @@ func main() {
 	exit(0)
 }
 
-func run(nApps, instances, nAgents, gets int) error {
+type opts struct {
+	apps, instances, agents, gets int
+	churn                         float64
+	settled                       int
+	cpuProfile                    string
+}
+
+func run(o opts) error {
+	nApps, instances, nAgents, gets := o.apps, o.instances, o.agents, o.gets
 	bin, err := weftBin()
 	if err != nil {
 		return err
@@ -76,9 +98,13 @@ func run(nApps, instances, nAgents, gets int) error {
 	gossip := fmt.Sprintf("127.0.0.1:%d", freePort())
 	fmt.Printf("listing: weft master (%s) + %d simulated agents, %d apps × %d instances = %d tasks; load average %s\n",
 		bin, nAgents, nApps, instances, nApps*instances, loadAvg())
-	master, err := startProc(dir, "master", bin, "master", "--no-mesh", "--node-name", "m1", "--site", "bench",
+	margs := []string{"master", "--no-mesh", "--node-name", "m1", "--site", "bench",
 		"--data-dir", filepath.Join(dir, "m1"), "--api-addr", apiAddr, "--raft-addr", "",
-		"--gossip-addr", gossip, "--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0")
+		"--gossip-addr", gossip, "--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0"}
+	if o.cpuProfile != "" {
+		margs = append(margs, "--pprof")
+	}
+	master, err := startProc(dir, "master", bin, margs...)
 	if err != nil {
 		return err
 	}
@@ -126,7 +152,7 @@ func run(nApps, instances, nAgents, gets int) error {
 		if err != nil {
 			return fmt.Errorf("simulated agent %s: %w", name, err)
 		}
-		s := &simAgent{id: name, c: c, reported: map[string]string{}}
+		s := &simAgent{id: name, c: c, reported: map[string]string{}, live: map[string]bool{}}
 		sims[i] = s
 		awg.Add(2)
 		go func() { defer awg.Done(); _ = m.Run(actx) }()
@@ -220,10 +246,8 @@ func run(nApps, instances, nAgents, gets int) error {
 	}
 	decode := time.Since(decStart)
 	nTasks := 0
-	var all []api.Task
 	for _, a := range listing.Apps {
 		nTasks += len(a.Tasks)
-		all = append(all, a.Tasks...)
 	}
 	if len(listing.Apps) != nApps || nTasks != want {
 		return fmt.Errorf("the listing holds %d apps and %d tasks, want %d and %d", len(listing.Apps), nTasks, nApps, want)
@@ -237,34 +261,103 @@ func run(nApps, instances, nAgents, gets int) error {
 	if err != nil {
 		return err
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-	next := 0
-	churn, err := timeGets(ctx, hc, url, gets, func() error {
-		tk := all[next*(len(all)/gets)%len(all)]
-		next++
-		return c.PostStatus(ctx, tk.SlaveID, []api.TaskStatus{{TaskID: tk.ID, State: api.TaskFailed, Message: "bench: task changed", Timestamp: time.Now()}})
-	})
+
+	// Churn: a generator fails tasks at o.churn per second while the
+	// listings run.
+	var prof chan []byte
+	if o.cpuProfile != "" {
+		prof = make(chan []byte, 1)
+		go func() {
+			b, _, err := get(ctx, http.DefaultClient, "http://"+apiAddr+"/debug/pprof/profile?seconds=10", "")
+			if err != nil {
+				fmt.Printf("note: no CPU profile: %v\n", err)
+			}
+			prof <- b
+		}()
+	}
+	runningBefore := runningReports(sims)
+	gctx, gstop := context.WithCancel(ctx)
+	var (
+		gwg     sync.WaitGroup
+		nFailed int
+		gerr    error
+		gstart  = time.Now()
+		gperiod = time.Duration(float64(time.Second) / o.churn)
+	)
+	gwg.Add(1)
+	go func() {
+		defer gwg.Done()
+		tick := time.NewTicker(gperiod)
+		defer tick.Stop()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case <-tick.C:
+			}
+			s := sims[rng.IntN(len(sims))]
+			id := s.takeLive(rng)
+			if id == "" {
+				continue
+			}
+			if err := c.PostStatus(gctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: churn", Timestamp: time.Now()}}); err != nil {
+				if gctx.Err() == nil && gerr == nil {
+					gerr = err
+				}
+				return
+			}
+			nFailed++
+		}
+	}()
+	churn, err := timeGets(ctx, hc, url, gets, nil)
+	gstop()
+	gwg.Wait()
+	churnFor := time.Since(gstart)
+	replaced := runningReports(sims) - runningBefore
 	if err != nil {
 		return err
 	}
+	if gerr != nil {
+		return fmt.Errorf("churn: failing a task: %w", gerr)
+	}
+	if o.cpuProfile != "" {
+		if b := <-prof; len(b) > 0 {
+			if err := os.WriteFile(o.cpuProfile, b, 0o644); err != nil {
+				return err
+			}
+			fmt.Printf("CPU profile of the master during the churn phase: %s\n", o.cpuProfile)
+		}
+	}
+	churnNote := fmt.Sprintf("%d tasks failed in %.1fs (%.1f/s, asked %.0f/s), %d replacements RUNNING (%.1f/s)",
+		nFailed, churnFor.Seconds(), float64(nFailed)/churnFor.Seconds(), o.churn, replaced, float64(replaced)/churnFor.Seconds())
+	if float64(nFailed) < 0.8*o.churn*churnFor.Seconds() {
+		return fmt.Errorf("churn: the generator fell behind: %s", churnNote)
+	}
+
 	// The same change, but the listing waits (untimed) until marathon has
 	// replaced the task, so it measures rendering after a change without
 	// the master's concurrent work on it.
-	settled, err := timeGets(ctx, hc, url, gets, func() error {
-		tk := all[(next*(len(all)/gets)+len(all)/(2*gets))%len(all)]
-		next++
-		if err := c.PostStatus(ctx, tk.SlaveID, []api.TaskStatus{{TaskID: tk.ID, State: api.TaskFailed, Message: "bench: task changed", Timestamp: time.Now()}}); err != nil {
+	rng := rand.New(rand.NewPCG(3, 4))
+	settled, err := timeGets(ctx, hc, url, o.settled, func() error {
+		s := sims[rng.IntN(len(sims))]
+		id := s.takeLive(rng)
+		if id == "" {
+			return fmt.Errorf("agent %s has no RUNNING task left", s.id)
+		}
+		if err := c.PostStatus(ctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: task changed", Timestamp: time.Now()}}); err != nil {
 			return err
 		}
+		appID := appOf(listing.Apps, id)
 		return eventually(30*time.Second, 20*time.Millisecond, "the failed task replaced", func() error {
-			app, err := c.App(ctx, tk.AppID)
+			app, err := c.App(ctx, appID)
 			if err != nil {
 				return err
 			}
 			running := 0
 			for _, t := range app.Tasks {
-				if t.ID == tk.ID {
-					return fmt.Errorf("%s still listed", tk.ID)
+				if t.ID == id {
+					return fmt.Errorf("%s still listed", id)
 				}
 				if t.State == api.TaskRunning {
 					running++
@@ -293,7 +386,7 @@ func run(nApps, instances, nAgents, gets int) error {
 	for _, ph := range []struct {
 		name string
 		lat  []time.Duration
-	}{{"quiet", quiet}, {"a task changing between calls", churn}, {"… and replaced before the call", settled}} {
+	}{{"quiet", quiet}, {fmt.Sprintf("churn %.0f tasks/s", o.churn), churn}, {"replaced before each call", settled}} {
 		p50, p99, pmax := percentile(ph.lat, 50), percentile(ph.lat, 99), ph.lat[len(ph.lat)-1]
 		fmt.Printf("  %-31s p50 %9v  p99 %9v (%.2f× the 100ms target)  max %9v  over %d GETs\n",
 			ph.name, r(p50), r(p99), float64(p99)/float64(targetP99), r(pmax), len(ph.lat))
@@ -302,13 +395,14 @@ func run(nApps, instances, nAgents, gets int) error {
 		}
 		sum = append(sum, fmt.Sprintf("%s p50 %v p99 %v (%.2f×)", ph.name, r(p50), r(p99), float64(p99)/float64(targetP99)))
 	}
+	fmt.Printf("  churn: %s\n", churnNote)
 	fmt.Printf("  load average after the run: %s (the machine is shared)\n", loadAvg())
 	verdict := "PASS"
 	if failed {
 		verdict = "FAIL"
 	}
-	fmt.Printf("SUMMARY listing %s: %s; %d apps, %d tasks, %.1f MiB; target p99 ≤ 100ms\n",
-		verdict, strings.Join(sum, "; "), nApps, want, float64(len(body))/(1<<20))
+	fmt.Printf("SUMMARY listing %s: %s; %d apps, %d tasks, %.1f MiB; churn %.1f tasks/s achieved; target p99 ≤ 100ms\n",
+		verdict, strings.Join(sum, "; "), nApps, want, float64(len(body))/(1<<20), float64(nFailed)/churnFor.Seconds())
 	if failed {
 		return errBenchFailed
 	}
@@ -372,13 +466,56 @@ func timeGets(ctx context.Context, hc *http.Client, url string, n int, between f
 	return lat, nil
 }
 
+// appOf is the app a task of the listing belongs to: task ids are the
+// app's id path joined by "_", a ".", and a uuid.
+func appOf(apps []api.AppInfo, taskID string) string {
+	prefix, _, _ := strings.Cut(taskID, ".")
+	for _, a := range apps {
+		if strings.ReplaceAll(strings.TrimPrefix(a.ID, "/"), "/", "_") == prefix {
+			return a.ID
+		}
+	}
+	return ""
+}
+
+func runningReports(sims []*simAgent) int64 {
+	var n int64
+	for _, s := range sims {
+		n += s.running.Load()
+	}
+	return n
+}
+
 // simAgent speaks the agent's HTTP protocol: it long-polls its
 // assignments and reports TASK_RUNNING for every task to run and
 // TASK_KILLED for every task to kill, at once (no process).
 type simAgent struct {
-	id       string
-	c        *api.Client
-	reported map[string]string
+	id      string
+	c       *api.Client
+	running atomic.Int64 // TASK_RUNNING reports sent
+
+	mu       sync.Mutex
+	reported map[string]string // task id → state last reported
+	live     map[string]bool   // reported RUNNING, not failed by the bench
+}
+
+// takeLive picks one of the agent's RUNNING tasks the bench has not failed
+// yet and forgets it ("" when there is none).
+func (s *simAgent) takeLive(rng *rand.Rand) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.live) == 0 {
+		return ""
+	}
+	n := rng.IntN(len(s.live))
+	for id := range s.live {
+		if n == 0 {
+			delete(s.live, id)
+			return id
+		}
+		n--
+	}
+	return ""
 }
 
 func (s *simAgent) run(ctx context.Context) {
@@ -394,6 +531,8 @@ func (s *simAgent) run(ctx context.Context) {
 		}
 		after = as.Index
 		var ups []api.TaskStatus
+		running := 0
+		s.mu.Lock()
 		for _, a := range as.Tasks {
 			want := api.TaskRunning
 			if a.Goal == api.GoalKill {
@@ -403,10 +542,19 @@ func (s *simAgent) run(ctx context.Context) {
 				continue
 			}
 			s.reported[a.Task.ID] = want
+			if want == api.TaskRunning {
+				s.live[a.Task.ID] = true
+				running++
+			} else {
+				delete(s.live, a.Task.ID)
+			}
 			ups = append(ups, api.TaskStatus{TaskID: a.Task.ID, State: want, Timestamp: time.Now()})
 		}
+		s.mu.Unlock()
 		if len(ups) > 0 {
-			_ = s.c.PostStatus(ctx, s.id, ups)
+			if s.c.PostStatus(ctx, s.id, ups) == nil {
+				s.running.Add(int64(running))
+			}
 		}
 	}
 }
