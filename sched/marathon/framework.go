@@ -216,9 +216,9 @@ var lastView struct {
 // records) and the apps they belong to are looked at again.
 var builder struct {
 	sync.Mutex
-	st       *sched.Store
-	base     *view                // the last view built
-	keys     map[string]builtTask // tasks table key → what base holds of it
+	st   *sched.Store
+	base *view                // the last view built
+	keys map[string]builtTask // tasks table key → what base holds of it
 }
 
 // builtTask is what a view holds of one tasks table entry.
