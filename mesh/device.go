@@ -74,6 +74,14 @@ func capRefusedError() *DataPlaneError {
 		"and this process holds it only in a user namespace that does not own the network namespace (a rootless container?): " + capFix}
 }
 
+// refusedError is EPERM from the kernel although the probe found
+// CAP_NET_ADMIN effective over the network namespace: a seccomp or LSM
+// policy (or a namespace change the probe did not see).
+func refusedError(what string) *DataPlaneError {
+	return &DataPlaneError{Missing: []string{"CAP_NET_ADMIN"}, msg: what + " was refused (operation not permitted) although CAP_NET_ADMIN is effective: " +
+		"a seccomp or security-module policy forbids it (in a container: --cap-add NET_ADMIN without a restrictive --security-opt); " + capFix}
+}
+
 func tunMissingError(kernelWG bool) *DataPlaneError {
 	why := "there is no kernel WireGuard module, and " + tunDevicePath + " does not exist"
 	if kernelWG {
@@ -271,7 +279,7 @@ func createKernelDevice(name string, mtu int) (*kernelDevice, error) {
 		return nil, errNoKernelWG
 	case errors.Is(err, syscall.EPERM):
 		// The probe found CAP_NET_ADMIN, yet the kernel refuses.
-		return nil, capRefusedError()
+		return nil, refusedError("creating the WireGuard interface " + name)
 	case errors.Is(err, syscall.EEXIST):
 		return nil, fmt.Errorf("creating WireGuard interface %s: an interface of that name exists already (is another weft running? pass --interface NAME)", name)
 	default:
@@ -306,9 +314,11 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 			// wireguard-go says so in words, without the error.
 			return nil, tunMissingError(false)
 		case errors.Is(err, syscall.EPERM):
-			return nil, capRefusedError()
+			return nil, refusedError("creating the TUN device " + name)
 		case errors.Is(err, syscall.EACCES):
 			return nil, tunDeniedError(err)
+		case errors.Is(err, syscall.EINVAL) && linkExists(name):
+			return nil, fmt.Errorf("creating TUN device %s: an interface of that name exists already and is no TUN device (pass --interface NAME)", name)
 		case errors.Is(err, syscall.EBUSY):
 			return nil, fmt.Errorf("creating TUN device %s: the interface is in use (is another weft running? pass --interface NAME): %w", name, err)
 		}
@@ -340,6 +350,11 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 		}
 	}()
 	return &userDevice{dev: dev, uapi: l}, nil
+}
+
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }
 
 // underlayMTU is the MTU of the interface holding the default route, else

@@ -309,6 +309,14 @@ func runDevTest(dt devTest) error {
 		return fmt.Errorf("device %s port %d key %s peers %d; want %s port %d key %s, no peers", d.Type, d.ListenPort, d.PublicKey, len(d.Peers), wantType, dt.Port, priv.PublicKey())
 	}
 
+	// A second device of the same name is refused, and says what to do.
+	if ud, err := createUserDevice("weft0", 1420, func(string) {}); err == nil {
+		ud.Close()
+		return fmt.Errorf("a second weft0 was created beside the first")
+	} else if !strings.Contains(err.Error(), "--interface") {
+		return fmt.Errorf("a second weft0: %v; want a hint at --interface", err)
+	}
+
 	block := netip.MustParsePrefix(dt.Block)
 	peerBlock := netip.MustParsePrefix(dt.PeerBlock)
 	if err := e.setAddress(block); err != nil {
