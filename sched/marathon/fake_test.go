@@ -185,7 +185,7 @@ func (e *testEnv) setState(id, state string, mut ...func(*sched.TaskRecord)) {
 func (e *testEnv) reconcile() {
 	e.t.Helper()
 	e.f.setMaster(e.m)
-	if err := e.f.reconcile(context.Background(), e.m.st); err != nil {
+	if err := e.f.reconcileChanged(context.Background(), e.m.st); err != nil {
 		e.t.Fatal(err)
 	}
 }

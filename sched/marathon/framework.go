@@ -46,6 +46,10 @@ type Framework struct {
 	tokens   float64                  // health-kill bucket
 	refilled time.Time
 	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
+	appWants map[string]bool  // apps that missed instances at the last pass (nil before the first)
+
+	reconMu sync.Mutex
+	recon   reconState // what the last pass looked at; written under reconMu and mu
 
 	cacheMu    sync.Mutex
 	cacheIndex uint64
@@ -133,7 +137,7 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 			return nil
 		}
 		f.refreshAgents(m)
-		if err := f.reconcile(ctx, st); err != nil && ctx.Err() == nil {
+		if err := f.reconcileChanged(ctx, st); err != nil && ctx.Err() == nil {
 			if !errors.Is(err, sched.ErrConflict) {
 				f.log.Warn("reconciling apps", "err", err)
 			}
@@ -191,9 +195,6 @@ type view struct {
 	appIDs      []string
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
 	deployments []depEntry
-	// dirty names the apps whose task lists differ from the view this one
-	// was built from (nil: built from scratch, or the same as before).
-	dirty map[string]bool
 }
 
 type depEntry struct {
@@ -219,6 +220,42 @@ var builder struct {
 	st   *sched.Store
 	base *view                // the last view built
 	keys map[string]builtTask // tasks table key → what base holds of it
+	log  []viewStep           // the last views built, oldest first
+}
+
+// viewStep says which apps' task lists changed from the view at index from
+// to the one at index to (apps nil: built from nothing, unknown).
+type viewStep struct {
+	from, to uint64
+	apps     map[string]bool
+}
+
+const maxViewSteps = 1024
+
+// changedApps returns the apps whose task lists changed between the views
+// of st at indexes from and to, or false when the views built do not say.
+func changedApps(st *sched.Store, from, to uint64) (map[string]bool, bool) {
+	builder.Lock()
+	defer builder.Unlock()
+	if builder.st != st {
+		return nil, false
+	}
+	out := map[string]bool{}
+	cur := to
+	for i := len(builder.log) - 1; i >= 0 && cur != from; i-- {
+		s := builder.log[i]
+		if s.to != cur {
+			continue
+		}
+		if s.apps == nil || s.from > s.to {
+			return nil, false
+		}
+		for a := range s.apps {
+			out[a] = true
+		}
+		cur = s.from
+	}
+	return out, cur == from
 }
 
 // builtTask is what a view holds of one tasks table entry.
@@ -260,6 +297,7 @@ func buildView(st *sched.Store) *view {
 	if base != nil {
 		after = base.index
 	}
+	var dirty map[string]bool
 	st.ReadChanged(sched.TableTasks, after, func(index uint64, t map[string]map[string]*sched.Entry, keys []string, complete bool) {
 		if base != nil && index == base.index {
 			same = true
@@ -281,12 +319,23 @@ func buildView(st *sched.Store) *view {
 		if base == nil {
 			v.tasks = allTasks(t[sched.TableTasks])
 		} else {
-			v.tasks, v.dirty = changedTasks(base, keys, t[sched.TableTasks])
+			v.tasks, dirty = changedTasks(base, keys, t[sched.TableTasks])
 		}
 	})
 	if same {
 		return base
 	}
+	if builder.st != st {
+		builder.log = nil
+	}
+	step := viewStep{to: v.index}
+	if base != nil {
+		step.from, step.apps = base.index, dirty
+	}
+	if len(builder.log) >= maxViewSteps {
+		builder.log = append(builder.log[:0], builder.log[maxViewSteps/2:]...)
+	}
+	builder.log = append(builder.log, step)
 	builder.st, builder.base = st, v
 	sort.Strings(v.appIDs)
 	sort.Slice(v.deployments, func(i, j int) bool {
@@ -595,14 +644,103 @@ func killed(rec *sched.TaskRecord, msg string) *sched.TaskRecord {
 	return &n
 }
 
-// reconcile is one pass of Run.
+// reconcile is one full pass of Run: every app and task is looked at.
 func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
+	return f.reconcilePass(ctx, st, true)
+}
+
+// reconcileChanged is the pass Run makes after a change: only the apps
+// whose definition or tasks changed since the last pass are looked at,
+// unless a full pass is due — every Tick (the timers: backoff expiry,
+// unreachable and unhealthy tasks), while deployments are under way, and
+// whenever the views built do not say what changed. A pass per task
+// change then costs in proportion to the change, not to every task.
+func (f *Framework) reconcileChanged(ctx context.Context, st *sched.Store) error {
+	return f.reconcilePass(ctx, st, false)
+}
+
+// reconState is what the last pass looked at.
+type reconState struct {
+	st       *sched.Store
+	index    uint64
+	appIdx   map[string]uint64 // the view's, shared
+	deps     bool              // deployments were under way
+	lastFull time.Time
+	last     time.Time // of the last pass, full or not
+}
+
+// changedSince returns the apps to look at when a pass over the changes
+// since the last pass is enough, or false when a full pass is due.
+func (f *Framework) changedSince(st *sched.Store, v *view, now time.Time) (map[string]bool, bool) {
+	f.mu.Lock()
+	r := f.recon
+	f.mu.Unlock()
+	if now.Sub(r.lastFull) >= f.cfg.Tick || now.Before(r.lastFull) {
+		return nil, false
+	}
+	apps, ok := changedAfter(st, v, r)
+	if !ok {
+		return nil, false
+	}
+	// Apps whose launch delay ran out since the last pass may launch again.
+	f.mu.Lock()
+	for id, b := range f.backoff {
+		if b.notBefore.After(r.last) && !b.notBefore.After(now) {
+			apps[id] = true
+		}
+	}
+	f.mu.Unlock()
+	return apps, true
+}
+
+// changedAfter returns the apps whose definition or tasks changed between
+// the pass r and the view v, or false when that cannot be told (or
+// deployments, which hold apps back, are under way).
+func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool) {
+	if r.st != st || r.appIdx == nil || r.deps || len(v.deployments) > 0 || v.index < r.index {
+		return nil, false
+	}
+	apps, ok := changedApps(st, r.index, v.index)
+	if !ok {
+		return nil, false
+	}
+	for id, idx := range v.appIdx {
+		if r.appIdx[id] != idx {
+			apps[id] = true
+		}
+	}
+	for id := range r.appIdx {
+		if _, ok := v.appIdx[id]; !ok {
+			apps[id] = true
+		}
+	}
+	return apps, true
+}
+
+func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full bool) error {
+	f.reconMu.Lock()
+	defer f.reconMu.Unlock()
 	now := f.now()
 	v := readView(st)
+	var only map[string]bool // the apps looked at; nil: all
+	if !full {
+		var ok bool
+		if only, ok = f.changedSince(st, v, now); !ok {
+			only, full = nil, true
+		}
+	}
+	defer func() {
+		f.mu.Lock()
+		f.recon.st, f.recon.index, f.recon.appIdx, f.recon.deps = st, v.index, v.appIdx, len(v.deployments) > 0
+		f.recon.last = now
+		if full {
+			f.recon.lastFull = now
+		}
+		f.mu.Unlock()
+	}()
 	var (
 		ops    []sched.Op
 		events []api.Event
-		wants  bool
 		errs   []error
 	)
 	flush := func() {
@@ -642,7 +780,9 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 	// unreachable ones.
 	appIDs := make([]string, 0, len(v.tasks))
 	for id := range v.tasks {
-		appIDs = append(appIDs, id)
+		if only == nil || only[id] {
+			appIDs = append(appIDs, id)
+		}
 	}
 	sort.Strings(appIDs)
 	for _, appID := range appIDs {
@@ -716,9 +856,11 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 			}
 		}
 	}
-	for id := range f.failures {
-		if !seen[id] {
-			delete(f.failures, id)
+	if full {
+		for id := range f.failures {
+			if !seen[id] {
+				delete(f.failures, id)
+			}
 		}
 	}
 	f.mu.Unlock()
@@ -726,7 +868,20 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 		st.Publish(failedChecks...)
 	}
 	// Apps: scale, upgrade, health kills.
+	appWants := map[string]bool{} // apps that miss instances and may launch now
+	if !full {
+		f.mu.Lock()
+		for id := range f.appWants {
+			if !only[id] {
+				appWants[id] = true
+			}
+		}
+		f.mu.Unlock()
+	}
 	for _, appID := range v.appIDs {
+		if only != nil && !only[appID] {
+			continue
+		}
 		app := v.apps[appID]
 		if v.held(appID) {
 			continue
@@ -762,7 +917,7 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 		}
 		if launch > 0 {
 			if f.delayLeft(app, now) == 0 {
-				wants = true
+				appWants[appID] = true
 			}
 			f.mu.Lock()
 			if _, ok := f.since[appID]; !ok {
@@ -779,21 +934,24 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 			flush()
 		}
 	}
-	f.wants.Store(wants)
+	f.wants.Store(len(appWants) > 0)
 	f.mu.Lock()
-	for id := range f.doomed {
-		if !seen[id] {
-			delete(f.doomed, id)
+	f.appWants = appWants
+	if full {
+		for id := range f.doomed {
+			if !seen[id] {
+				delete(f.doomed, id)
+			}
 		}
-	}
-	for id := range f.ended {
-		if !seen[id] {
-			delete(f.ended, id)
+		for id := range f.ended {
+			if !seen[id] {
+				delete(f.ended, id)
+			}
 		}
-	}
-	for id := range f.backoff {
-		if v.apps[id] == nil {
-			delete(f.backoff, id)
+		for id := range f.backoff {
+			if v.apps[id] == nil {
+				delete(f.backoff, id)
+			}
 		}
 	}
 	f.mu.Unlock()
@@ -968,9 +1126,26 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		}
 	}
 
+	// Only the apps that wanted launches at the last pass, or changed
+	// since, can want them now (nil: look at every app).
+	var cands map[string]bool
+	f.mu.Lock()
+	r, aw := f.recon, f.appWants
+	f.mu.Unlock()
+	if aw != nil {
+		if changed, ok := changedAfter(m.Store(), v, r); ok {
+			for id := range aw {
+				changed[id] = true
+			}
+			cands = changed
+		}
+	}
 	wants := false
 	cursor := 0
 	for _, appID := range v.appIDs {
+		if cands != nil && !cands[appID] {
+			continue
+		}
 		app := v.apps[appID]
 		if v.held(appID) {
 			continue
