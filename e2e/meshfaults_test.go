@@ -29,6 +29,8 @@ type faultEnv struct {
 	noCap  bool // root without CAP_NET_ADMIN (bounding set)
 	nobody bool // uid/gid 65534: no capabilities at all
 	userns bool // root of a new user namespace that does not own the netns
+	// takeName is an interface name a veth holds before weft starts.
+	takeName string
 	// The one message names these, and always --no-mesh.
 	want []string
 	// ... and not these.
@@ -100,8 +102,11 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // env drops (or unshare enters a user namespace) and execs weft, which
 // keeps the PID.
 func (ft faultTools) command(env faultEnv, args ...string) *exec.Cmd {
+	// A node that starts by mistake keeps its UAPI socket to itself.
 	script := `"$IP" link set lo up || exit 97
+mkdir -p /run/wireguard && "$MOUNT" -t tmpfs -o size=16k,mode=0700 tmpfs /run/wireguard || exit 96
 if [ -n "$HIDE_TUN" ]; then "$MOUNT" -t tmpfs -o size=16k tmpfs /dev/net || exit 98; fi
+if [ -n "$TAKE_NAME" ]; then "$IP" link add "$TAKE_NAME" type veth peer name wfx0 || exit 95; fi
 exec "$@"`
 	argv := []string{"-c", script, "sh"}
 	switch {
@@ -123,6 +128,9 @@ exec "$@"`
 	cmd.Env = append(cmd.Env, "IP="+ft.ip, "MOUNT="+ft.mount)
 	if env.noTUN {
 		cmd.Env = append(cmd.Env, "HIDE_TUN=1")
+	}
+	if env.takeName != "" {
+		cmd.Env = append(cmd.Env, "TAKE_NAME="+env.takeName)
 	}
 	// Go makes the new mount namespace's mounts private before exec.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Setpgid: true}
@@ -236,6 +244,35 @@ func TestMeshFaults(t *testing.T) {
 			})
 		}
 	}
+
+	// An interface name another link holds is no missing privilege: the
+	// message names the interface and the flag to pick another.
+	t.Run("interface-taken/agent", func(t *testing.T) {
+		data := faultDataDir(t)
+		cmd := ft.command(faultEnv{takeName: "weft0"}, append([]string{"agent", "--join", "127.0.0.1:7946",
+			"--data-dir", data, "--node-name", "f1"}, extra...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(10*time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+		err := cmd.Wait()
+		timer.Stop()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit: %v, want status 1\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		}
+		msg := checkOneMessage(t, stderr.String())
+		for _, w := range []string{"weft0", "exists already", "--interface"} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("the message does not say %q: %s", w, msg)
+			}
+		}
+		if strings.Contains(msg, "did not start") {
+			t.Errorf("wrapped noise in the message: %s", msg)
+		}
+	})
 
 	// The way out the message names runs in the same place.
 	t.Run("no-cap/master --no-mesh", func(t *testing.T) {

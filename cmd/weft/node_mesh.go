@@ -160,6 +160,9 @@ func (n *node) waitMesh(ctx context.Context) error {
 		if errors.As(cause, &dpe) {
 			return dpe
 		}
+		if strings.HasPrefix(cause.Error(), "mesh: ") {
+			return cause // already says where it comes from
+		}
 		return fmt.Errorf("mesh did not start: %w", cause)
 	}
 	if !n.meshOverlay {
