@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -232,10 +233,17 @@ func runPair(t *testing.T, ip, plane string) {
 		cmd := exec.Command(ip, "netns", "exec", c.ns, "sh", "-c", script, "sh", os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "WEFT_DEVTEST="+string(spec))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out := &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
 		name := c.dt.Name
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// A child that hangs dies with the test (by its process group).
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 		go func() {
-			out, err := cmd.CombinedOutput()
-			done <- result{name, out, err}
+			err := cmd.Wait()
+			done <- result{name, out.Bytes(), err}
 		}()
 	}
 	timeout := time.After(40 * time.Second)
