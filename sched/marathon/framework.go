@@ -53,13 +53,13 @@ type Framework struct {
 
 	cacheMu    sync.Mutex
 	cacheIndex uint64
-	cache      map[string][]byte // GET path+query → encoded answer at cacheIndex
+	cache      map[string]*body // GET path+query → encoded answer at cacheIndex
 
-	encMu   sync.Mutex
-	enc     map[string]encoded   // "a"+app id / "t"+task id → JSON at a modify index
-	encGen  uint64               // listings so far; entries unused lately are pruned
-	encSize int                  // size of the last listing, to size the next buffer
-	frags   map[string]*fragment // "f0"/"f1" (tasks embedded) + app id → rendered AppInfo
+	encMu     sync.Mutex
+	enc       map[string]encoded   // "a"+app id / "t"+task id → JSON at a modify index
+	encGen    uint64               // listings so far; entries unused lately are pruned
+	encPieces int                  // pieces of the last listing, to size the next
+	frags     map[string]*fragment // "f0"/"f1" (tasks embedded) + app id → rendered AppInfo
 }
 
 type encoded struct {

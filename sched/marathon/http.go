@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -261,10 +263,44 @@ func (f *Framework) cached(w http.ResponseWriter, r *http.Request, index uint64)
 	if !ok {
 		return false
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(200)
-	_, _ = w.Write(b)
+	b.write(w)
 	return true
+}
+
+// body is an encoded answer in pieces, never modified once made: a
+// listing is mostly the kept renderings of apps that did not change, and
+// writing them as they are spares copying megabytes into one buffer.
+type body struct {
+	pieces [][]byte
+	size   int
+}
+
+func (b *body) add(p []byte) {
+	b.pieces = append(b.pieces, p)
+	b.size += len(p)
+}
+
+// copyBufs are the buffers pieces are gathered in on their way out.
+var copyBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+func (b *body) write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.size))
+	w.WriteHeader(200)
+	if len(b.pieces) == 1 {
+		_, _ = w.Write(b.pieces[0])
+		return
+	}
+	bw := copyBufs.Get().(*bufio.Writer)
+	bw.Reset(w)
+	for _, p := range b.pieces {
+		if _, err := bw.Write(p); err != nil {
+			break
+		}
+	}
+	_ = bw.Flush()
+	bw.Reset(nil)
+	copyBufs.Put(bw)
 }
 
 // writeCached encodes v, answers with it and keeps it for index.
@@ -274,7 +310,7 @@ func (f *Framework) writeCached(w http.ResponseWriter, r *http.Request, index ui
 		writeJSON(w, 500, api.ErrorBody{Message: err.Error()})
 		return
 	}
-	f.writeRaw(w, r, index, append(b, '\n'))
+	f.writeRaw(w, r, index, &body{pieces: [][]byte{append(b, '\n')}, size: len(b) + 1})
 }
 
 // appendAppInfo appends an app's AppInfo JSON (the definition, counts,
@@ -285,7 +321,7 @@ func (f *Framework) writeCached(w http.ResponseWriter, r *http.Request, index ui
 // task's app is rendered again; the others are copied. When an app is
 // rendered, the encodings of its definition and of each task are reused
 // while their store index is unchanged. The caller holds encMu.
-func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api.App, emb map[string]bool) []byte {
+func (f *Framework) appendAppInfo(out *body, v *view, st *sched.Store, app *api.App, emb map[string]bool) {
 	withTasks := emb["tasks"]
 	deps := v.deploymentsOf(app.ID)
 	key := "f0" + app.ID
@@ -296,11 +332,10 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 	tasks := v.tasks[app.ID]
 	if fr, ok := f.frags[key]; ok && fr.appIdx == appIdx && appIdx != 0 && fr.sameTasks(tasks) && fr.sameDeps(deps) {
 		fr.gen = f.encGen
-		buf = append(buf, fr.b...)
+		out.add(fr.b)
 	} else {
-		start := len(buf)
-		buf = f.renderAppInfo(buf, v, app, tasks, deps, withTasks)
-		fr := &fragment{appIdx: appIdx, gen: f.encGen, b: append([]byte(nil), buf[start:]...)}
+		b := f.renderAppInfo(nil, v, app, tasks, deps, withTasks)
+		fr := &fragment{appIdx: appIdx, gen: f.encGen, b: b}
 		fr.taskIdx = make([]uint64, len(tasks))
 		for i, te := range tasks {
 			fr.taskIdx[i] = te.idx
@@ -313,16 +348,21 @@ func (f *Framework) appendAppInfo(buf []byte, v *view, st *sched.Store, app *api
 			f.frags = map[string]*fragment{}
 		}
 		f.frags[key] = fr
+		out.add(b)
 	}
 	if emb["lastTaskFailure"] {
 		if lf := lastFailure(st, app.ID); lf != nil {
 			b, _ := json.Marshal(lf)
-			buf = append(buf, `,"lastTaskFailure":`...)
-			buf = append(buf, b...)
+			out.add(append([]byte(`,"lastTaskFailure":`), b...))
 		}
 	}
-	return append(buf, '}')
+	out.add(closeBrace)
 }
+
+var (
+	closeBrace = []byte("}")
+	comma      = []byte(",")
+)
 
 // fragment is an app's rendered AppInfo without its last failure and
 // closing brace, and what it was rendered from.
@@ -413,17 +453,15 @@ func (f *Framework) renderAppInfo(buf []byte, v *view, app *api.App, tasks []tas
 }
 
 // writeRaw answers with b and keeps it for index.
-func (f *Framework) writeRaw(w http.ResponseWriter, r *http.Request, index uint64, b []byte) {
+func (f *Framework) writeRaw(w http.ResponseWriter, r *http.Request, index uint64, b *body) {
 	f.cacheMu.Lock()
 	if f.cacheIndex != index || f.cache == nil || len(f.cache) > 32 {
-		f.cache = map[string][]byte{}
+		f.cache = map[string]*body{}
 		f.cacheIndex = index
 	}
 	f.cache[r.URL.Path+"?"+r.URL.RawQuery] = b
 	f.cacheMu.Unlock()
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(200)
-	_, _ = w.Write(b)
+	b.write(w)
 }
 
 func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError {
@@ -435,7 +473,7 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	emb := embeds(r)
 	q := r.URL.Query()
 	fast := !emb["readiness"] && !emb["taskStats"]
-	var buf []byte
+	var buf *body
 	if fast {
 		// One listing at a time reuses and refreshes the encodings.
 		f.encMu.Lock()
@@ -444,7 +482,8 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 			f.enc = map[string]encoded{}
 		}
 		f.encGen++
-		buf = append(make([]byte, 0, f.encSize+4096), `{"apps":[`...)
+		buf = &body{pieces: make([][]byte, 0, f.encPieces+8)}
+		buf.add([]byte(`{"apps":[`))
 	}
 	out := []api.AppInfo{}
 	first := true
@@ -461,17 +500,17 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 		}
 		if fast {
 			if !first {
-				buf = append(buf, ',')
+				buf.add(comma)
 			}
 			first = false
-			buf = f.appendAppInfo(buf, v, st, app, emb)
+			f.appendAppInfo(buf, v, st, app, emb)
 			continue
 		}
 		out = append(out, f.appInfo(v, st, app, emb, false, false))
 	}
 	if fast {
-		buf = append(buf, "]}\n"...)
-		f.encSize = len(buf)
+		buf.add([]byte("]}\n"))
+		f.encPieces = len(buf.pieces)
 		pruneUnused(f.enc, f.encGen, 1024, func(e encoded) uint64 { return e.gen })
 		pruneUnused(f.frags, f.encGen, 256, func(fr *fragment) uint64 { return fr.gen })
 		f.writeRaw(w, r, v.index, buf)
