@@ -123,6 +123,59 @@ func decodeState(e *sched.Entry) jobState {
 type stateCache struct {
 	mu sync.Mutex
 	m  map[string]cachedState
+
+	// The chronos tasks of the store at tasksIdx, kept up to date by the
+	// keys written since (a marathon task change costs a look at one key,
+	// not a walk of every task). Replaced, never modified: worlds share it.
+	tasksMu  sync.Mutex
+	tasksSt  *sched.Store
+	tasksIdx uint64
+	tasks    map[string]sched.Entry
+}
+
+// chronosTasks returns the chronos tasks in tasks (the table at index,
+// with keys written since the cache's index, complete or not), from the
+// cache when it can. The caller holds the store's read lock (ReadChanged).
+func (c *stateCache) chronosTasks(s *sched.Store, index uint64, tasks map[string]*sched.Entry, keys []string, complete bool) map[string]sched.Entry {
+	c.tasksMu.Lock()
+	defer c.tasksMu.Unlock()
+	if c.tasksSt == s && c.tasks != nil && index == c.tasksIdx {
+		return c.tasks
+	}
+	out := map[string]sched.Entry{}
+	if c.tasksSt == s && c.tasks != nil && complete && index > c.tasksIdx {
+		changed := false
+		for _, k := range keys {
+			_, had := c.tasks[k]
+			e, ok := tasks[k]
+			if had || (ok && e.Value.(*sched.TaskRecord).Task.Framework == frameworkName) {
+				changed = true
+				break
+			}
+		}
+		if !changed {
+			c.tasksIdx = index
+			return c.tasks
+		}
+		for id, e := range c.tasks {
+			out[id] = e
+		}
+		for _, k := range keys {
+			if e, ok := tasks[k]; ok && e.Value.(*sched.TaskRecord).Task.Framework == frameworkName {
+				out[k] = *e
+			} else {
+				delete(out, k)
+			}
+		}
+	} else {
+		for id, e := range tasks {
+			if tr := e.Value.(*sched.TaskRecord); tr.Task.Framework == frameworkName {
+				out[id] = *e
+			}
+		}
+	}
+	c.tasksSt, c.tasksIdx, c.tasks = s, index, out
+	return out
 }
 
 type cachedState struct {
@@ -158,8 +211,14 @@ func (c *stateCache) get(key string, e *sched.Entry) jobState {
 // most of the work.
 func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache, trim bool) *world {
 	w := &world{now: now, cfg: cfg, jobs: map[string]*jobView{}, runs: map[string]*runView{},
-		byJob: map[string][]string{}, tasks: map[string]sched.Entry{}, finished: map[string][]string{}}
-	s.Read(func(_ uint64, t map[string]map[string]*sched.Entry) {
+		byJob: map[string][]string{}, finished: map[string][]string{}}
+	cache.tasksMu.Lock()
+	after := cache.tasksIdx
+	if cache.tasksSt != s {
+		after = 0
+	}
+	cache.tasksMu.Unlock()
+	s.ReadChanged(sched.TableTasks, after, func(index uint64, t map[string]map[string]*sched.Entry, keys []string, complete bool) {
 		for name, e := range t[sched.TableJobs] {
 			jv := &jobView{job: *e.Value.(*api.Job), idx: e.ModifyIndex}
 			w.jobs[name] = jv
@@ -178,11 +237,7 @@ func loadWorld(s *sched.Store, cfg *Config, now time.Time, cache *stateCache, tr
 				w.finished[r.Job] = append(w.finished[r.Job], id)
 			}
 		}
-		for id, e := range t[sched.TableTasks] {
-			if tr := e.Value.(*sched.TaskRecord); tr.Task.Framework == frameworkName {
-				w.tasks[id] = *e
-			}
-		}
+		w.tasks = cache.chronosTasks(s, index, t[sched.TableTasks], keys, complete)
 	})
 	for _, ids := range w.byJob {
 		sort.Strings(ids)
