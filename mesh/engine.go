@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,15 +40,10 @@ type peerRuntime struct {
 	reportedEP netip.AddrPort
 	reportedAt time.Time
 	addedAt    time.Time // last (re-)added to the device
-}
-
-// retryEvery is how often a silent peer is re-added: 2 s on the side with
-// the smaller name, 3 s on the other.
-func (e *engine) retryEvery(peer string) time.Duration {
-	if e.cfg.NodeName < peer {
-		return 2 * time.Second
-	}
-	return 3 * time.Second
+	firstAdded time.Time // first added to the device
+	wasUp      bool      // Up at the previous reconcile (for the log)
+	punchOpen  bool      // the last plan sent a hole punch to a reflexive endpoint
+	punchBlock time.Time // no punch before this (a failed one must expire)
 }
 
 // engine is the WireGuard data plane of one node.
@@ -69,6 +65,8 @@ type engine struct {
 	linkIdx  int
 	ifname   string
 	dataPath string
+	rawFD    int // raw IPv4 socket for NAT priming; 0 = not open
+	firstUp  time.Time
 }
 
 // newEngine checks the system and creates the WireGuard device with its key
@@ -139,6 +137,9 @@ func (e *engine) close() {
 		return
 	}
 	e.closed = true
+	if e.rawFD > 0 {
+		_ = syscall.Close(e.rawFD)
+	}
 	if e.wg != nil {
 		e.wg.Close()
 	}
@@ -215,7 +216,9 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	if rt == nil {
 		return linkState{}
 	}
-	l := linkState{EverUp: rt.everUp, Since: rt.since}
+	l := linkState{EverUp: rt.everUp, Since: rt.since, AddedAt: rt.addedAt, LastHS: rt.lastHS}
+	l.Session = rt.everUp && now.Sub(rt.lastHS) < sessionLife
+	l.PunchBlocked = now.Before(rt.punchBlock)
 	// Up: a session exists (WireGuard rekeys every 2 minutes while the
 	// keepalives flow) and something arrived within DeadAfter.
 	l.Up = rt.everUp && now.Sub(rt.lastHS) < 3*time.Minute+e.cfg.DeadAfter &&
@@ -230,7 +233,7 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 
 // apply brings the device and routes to tp, touching only what differs.
 func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.Time) error {
-	var cfgs []wgtypes.PeerConfig
+	var cfgs, pokes, unpokes []wgtypes.PeerConfig
 	want := map[wgtypes.Key]bool{}
 	for _, p := range tp.Peers {
 		key, err := wgtypes.ParseKey(p.PublicKey)
@@ -240,13 +243,30 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 		want[key] = true
 		cur, exists := dev[key]
 		rt := e.peers[key]
-		// A peer that never answered is re-added every few seconds: adding
-		// it sends an initiation at once, where WireGuard would wait 5 s to
-		// retry one that the other side dropped because it did not know us
-		// yet. The two sides use different periods so they do not cross.
-		if exists && rt != nil && !rt.everUp && now.Sub(rt.addedAt) >= e.retryEvery(p.Name) {
+		if exists && p.Readd {
 			cfgs = append(cfgs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
 			exists, cur = false, wgtypes.Peer{}
+		}
+		if rt != nil {
+			// A punch that ended without a session blocks the next one
+			// until what it left in the NATs has expired.
+			open := len(p.Prime) > 0 && slices.Contains(p.Prime, p.Endpoint)
+			if rt.punchOpen && !open && !(rt.everUp && now.Sub(rt.lastHS) < sessionLife) {
+				rt.punchBlock = now.Add(punchBackoff)
+				e.log.Debug("hole punch got no answer; retrying later", "peer", p.Name, "after", punchBackoff.String())
+			}
+			rt.punchOpen = open
+		}
+		for _, ep := range p.Prime {
+			if err := e.prime(ep); err != nil {
+				e.log.Debug("priming the NAT", "peer", p.Name, "endpoint", ep.String(), "err", err)
+			}
+		}
+		if exists && p.Poke && cur.PersistentKeepaliveInterval == p.Keepalive && p.Keepalive > 0 {
+			zero := time.Duration(0)
+			pokes = append(pokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &zero})
+			ka := p.Keepalive
+			unpokes = append(unpokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &ka})
 		}
 		pc := wgtypes.PeerConfig{PublicKey: key}
 		changed := !exists
@@ -275,6 +295,9 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 				e.peers[key] = rt
 			}
 			rt.addedAt = now
+			if rt.firstAdded.IsZero() {
+				rt.firstAdded = now
+			}
 		}
 	}
 	for key := range dev {
@@ -285,6 +308,15 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 	}
 	if len(cfgs) > 0 {
 		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: cfgs}); err != nil {
+			return fmt.Errorf("configuring %s: %w", e.ifname, err)
+		}
+	}
+	// Poke: turning the persistent keepalive off and on sends one at once.
+	if len(pokes) > 0 {
+		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: pokes}); err != nil {
+			return fmt.Errorf("configuring %s: %w", e.ifname, err)
+		}
+		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: unpokes}); err != nil {
 			return fmt.Errorf("configuring %s: %w", e.ifname, err)
 		}
 	}
@@ -467,8 +499,19 @@ func (m *Mesh) reconcile() {
 			links[p.Name] = e.link(k, dev, now)
 		}
 	}
+	m.mu.Lock()
+	natSince := m.natSince
+	m.mu.Unlock()
+	up := false
+	for _, l := range links {
+		up = up || l.Up
+	}
+	if up && e.firstUp.IsZero() {
+		e.firstUp = now
+	}
 	in := topoInput{
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
+		SelfNATSince: natSince, SelfSettled: !e.firstUp.IsZero() && now.Sub(e.firstUp) >= 2*time.Second,
 		RTT: m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
 		Grace: m.cfg.DeadAfter + time.Second, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
 		Overlay: m.overlay,
@@ -497,14 +540,21 @@ func (m *Mesh) reconcile() {
 	for _, p := range tp.Peers {
 		l := links[p.Name]
 		rt := e.peers[keyOf[p.Name]]
+		if rt != nil && l.Up != rt.wasUp {
+			rt.wasUp = l.Up
+			m.log.Debug("direct link", "peer", p.Name, "up", l.Up, "sinceAdded", now.Sub(rt.firstAdded).Round(time.Millisecond).String(), "endpoint", l.Endpoint.String())
+		}
 		if !l.Up || !l.Endpoint.IsValid() || m.overlay.Contains(l.Endpoint.Addr()) || rt == nil {
 			continue
 		}
-		if rt.reportedEP == l.Endpoint && (slices.Contains(advertises[p.Name], l.Endpoint) || now.Sub(rt.reportedAt) < 10*time.Second) {
+		// A peer seen where it advertises itself learns nothing from a
+		// report: every pair reporting that flooded gossip with n²
+		// events while the mesh formed.
+		if slices.Contains(advertises[p.Name], l.Endpoint) {
+			rt.reportedEP = l.Endpoint
 			continue
 		}
-		if slices.Contains(advertises[p.Name], l.Endpoint) && rt.reportedEP != (netip.AddrPort{}) {
-			rt.reportedEP = l.Endpoint
+		if rt.reportedEP == l.Endpoint && now.Sub(rt.reportedAt) < 10*time.Second {
 			continue
 		}
 		rt.reportedEP, rt.reportedAt = l.Endpoint, now
@@ -593,6 +643,9 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 	}
 	wasNAT := m.nat
 	m.nat = !advertised
+	if m.nat && !wasNAT {
+		m.natSince = time.Now()
+	}
 	m.mu.Unlock()
 	if !known || wasNAT != m.nat {
 		m.log.Info("peers observe this node at a reflexive address", "endpoint", ep.String(), "nat", !advertised)
@@ -757,4 +810,43 @@ func (m *Mesh) savePeerCache(others []peerInfo) {
 	if err := writeFileAtomic(filepath.Join(m.cfg.DataDir, peerCacheFile), b, 0o600); err != nil {
 		m.log.Debug("saving peer cache", "err", err)
 	}
+}
+
+// primeTTL is the TTL of a priming packet: it passes our own NAT (usually
+// the first or second hop) and expires before the peer's.
+const primeTTL = 2
+
+// prime sends a small UDP packet from our WireGuard port to ep whose TTL
+// runs out on the way: it makes our NAT map the port toward ep without
+// reaching ep's NAT (see punchSlot).
+func (e *engine) prime(ep netip.AddrPort) error {
+	if !ep.Addr().Is4() {
+		return nil
+	}
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(ep))
+	if err != nil {
+		return err
+	}
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	c.Close()
+	if e.rawFD == 0 {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		e.rawFD = fd
+	}
+	const payload = 4
+	pkt := make([]byte, 20+8+payload)
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	pkt[8] = primeTTL
+	pkt[9] = syscall.IPPROTO_UDP
+	s4, d4 := src.As4(), ep.Addr().As4()
+	copy(pkt[12:16], s4[:])
+	copy(pkt[16:20], d4[:])
+	binary.BigEndian.PutUint16(pkt[20:], uint16(e.cfg.ListenPort))
+	binary.BigEndian.PutUint16(pkt[22:], ep.Port())
+	binary.BigEndian.PutUint16(pkt[24:], 8+payload)
+	return syscall.Sendto(e.rawFD, pkt, 0, &syscall.SockaddrInet4{Addr: d4})
 }

@@ -51,6 +51,7 @@ type Mesh struct {
 	pubMu       sync.Mutex  // serialises publishTags
 	joining     atomic.Bool // a background join is under way
 	joined      atomic.Bool // the cluster's claims have been seen
+	newcomer    atomic.Bool // the first join is under way with a provisional block
 	mu          sync.Mutex
 	serf        *serf.Serf
 	extra       map[string]string
@@ -60,8 +61,10 @@ type Mesh struct {
 	localEPs    []netip.AddrPort
 	reflexive   map[netip.AddrPort]time.Time // how peers observe us
 	nat         bool
+	natSince    time.Time // when nat became true
 	wg          *engine
 	lastJoinErr error
+	yield       []netip.Prefix // blocks seen held when a join was refused (merge.go)
 
 	cachedPeers []string // underlay gossip addresses of known peers
 
@@ -182,8 +185,15 @@ func (m *Mesh) run(ctx context.Context) error {
 	lastJoin := startedAt
 	if len(m.cfg.Join) > 0 {
 		// Seeds often start at the same moment: retry quickly at first.
+		m.newcomer.Store(eng != nil)
 		for wait := 200 * time.Millisecond; ; wait = min(2*wait, m.cfg.RejoinInterval) {
 			m.joinSeeds()
+			if taken, ok := m.takeYield(); ok && eng != nil && !m.joined.Load() {
+				m.reclaimBeforeJoin(eng, taken)
+				if ctx.Err() == nil && time.Since(startedAt) < 10*time.Second {
+					continue // join again at once, on the new block
+				}
+			}
 			if m.joined.Load() || ctx.Err() != nil || time.Since(startedAt) > 10*time.Second {
 				break
 			}
@@ -194,6 +204,7 @@ func (m *Mesh) run(ctx context.Context) error {
 		}
 		// No seed answered within 10 s: claim what we have rather than
 		// stay without an overlay address (conflicts resolve later).
+		m.newcomer.Store(false)
 		m.joined.Store(true)
 	} else {
 		m.joined.Store(true)
@@ -210,6 +221,10 @@ func (m *Mesh) run(ctx context.Context) error {
 	defer reconcile.Stop()
 	rejoin := time.NewTicker(m.cfg.RejoinInterval)
 	defer rejoin.Stop()
+	// Behind NAT, reconcile just after each edge of the punch slot, so
+	// that priming and punching happen on time (topology.go).
+	punch := time.NewTimer(time.Hour)
+	defer punch.Stop()
 	var probeC <-chan time.Time
 	if eng != nil {
 		probe := time.NewTicker(m.cfg.ProbeInterval)
@@ -250,6 +265,8 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.reconcile()
 		case <-probeC:
 			m.reconcile()
+		case <-punch.C:
+			m.reconcile()
 		case <-reconcile.C:
 			m.refreshLocalEndpoints()
 			m.reconcile()
@@ -258,6 +275,26 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.needRestart = false
 			m.restartSerf()
 		}
+		m.mu.Lock()
+		nat := m.nat
+		m.mu.Unlock()
+		if eng != nil && nat {
+			punch.Reset(untilPunchEdge(time.Now()))
+		}
+	}
+}
+
+// untilPunchEdge is the time to just after the next edge of the punch slot.
+func untilPunchEdge(now time.Time) time.Duration {
+	const lag = 50 * time.Millisecond
+	ph := time.Duration(now.UnixNano() % int64(punchSlot))
+	switch {
+	case ph < lag:
+		return lag - ph
+	case ph < punchPrime+lag:
+		return punchPrime + lag - ph
+	default:
+		return punchSlot + lag - ph
 	}
 }
 
@@ -265,7 +302,7 @@ func (m *Mesh) run(ctx context.Context) error {
 // is advertised (after losing a block conflict).
 func (m *Mesh) restartSerf() {
 	m.log.Info("restarting gossip on the new overlay address")
-	m.stopSerf(true) // the old address must go at once
+	m.stopSerf(true, false) // the old address must go at once
 	s, err := m.createSerf(m.evCh)
 	if err != nil {
 		m.log.Error("restarting gossip", "err", err)
@@ -360,6 +397,7 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 	sc.MemberlistConfig = ml
 	sc.Logger = logger
 	sc.EventCh = evCh
+	sc.Merge = mergeGuard{m}
 	sc.Tags = m.tags()
 	sc.ReconnectInterval = m.cfg.ReconnectInterval
 	sc.ReconnectTimeout = m.cfg.ReapTimeout
@@ -430,6 +468,10 @@ func (m *Mesh) joinSeeds() {
 	prev := m.lastJoinErr
 	m.lastJoinErr = err
 	m.mu.Unlock()
+	if err != nil && m.hasYield() {
+		m.log.Debug("join refused over a block collision", "err", err)
+		return
+	}
 	if err != nil {
 		msg := "joining the cluster failed; retrying"
 		if isDialError(err) {
@@ -448,6 +490,7 @@ func (m *Mesh) joinSeeds() {
 		}
 		return
 	}
+	m.newcomer.Store(false)
 	m.joined.Store(true)
 	m.log.Info("joined the cluster", "seeds", seeds, "contacted", n)
 }
@@ -461,17 +504,18 @@ func (m *Mesh) hasAlivePeers() bool {
 	return false
 }
 
-func (m *Mesh) shutdownSerf() { m.stopSerf(!m.cfg.StayOnStop) }
+func (m *Mesh) shutdownSerf() { m.stopSerf(!m.cfg.StayOnStop, false) }
 
-// stopSerf stops gossip, announcing a leave first when leave is set.
-func (m *Mesh) stopSerf(leave bool) {
+// stopSerf stops gossip, announcing a leave first when leave is set; quiet
+// skips the log line of a stop without leave.
+func (m *Mesh) stopSerf(leave, quiet bool) {
 	m.mu.Lock()
 	s := m.serf
 	m.mu.Unlock()
 	if s == nil || s.State() == serf.SerfShutdown {
 		return
 	}
-	if !leave {
+	if !leave && !quiet {
 		m.log.Info("stopping without leaving the cluster: peers keep this node until it returns or is reaped")
 	} else if err := s.Leave(); err != nil {
 		m.log.Warn("leaving the cluster", "err", err)
@@ -564,7 +608,7 @@ func (m *Mesh) tagsLocked() map[string]string {
 			t[tagEndpoints] = encodeEndpoints(eps)
 		}
 		if m.nat {
-			t[tagNAT] = "1"
+			t[tagNAT] = strconv.Itoa(max(1, min(len(m.reflexive), maxEndpoints)))
 		}
 	}
 	return t
@@ -718,6 +762,9 @@ func (w *serfLogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	lower := strings.ToLower(line)
 	switch {
+	case strings.Contains(line, errBlockTakenText):
+		// A refused newcomer on a taken block (merge.go) claims another.
+		w.log.Debug(strings.TrimSpace(line))
 	case strings.Contains(lower, "decrypt") || strings.Contains(lower, "not encrypted") || strings.Contains(lower, "encryption"):
 		from := ""
 		if i := strings.Index(line, "from="); i >= 0 {

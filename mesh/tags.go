@@ -16,7 +16,7 @@ const (
 	tagBlock     = "b"  // claimed block, "10.47.3.0/24"
 	tagBlockTime = "bt" // Lamport time of the block claim
 	tagEndpoints = "e"  // candidate endpoints, "ip:port,ip:port"; reflexive first
-	tagNAT       = "n"  // "1" when peers observe this node at an address it does not own
+	tagNAT       = "n"  // when peers observe this node at an address it does not own: how many of its endpoints lead "e" as reflexive ("1", "2")
 )
 
 var reservedTags = map[string]bool{
@@ -66,6 +66,17 @@ type peerInfo struct {
 	BlockTime uint64
 	Endpoints []netip.AddrPort
 	NAT       bool
+	Reflexive int // how many leading Endpoints peers observed (behind NAT)
+}
+
+// reflexive splits the endpoints of a node behind NAT into the ones peers
+// observe it at and the rest (its LAN addresses).
+func (p peerInfo) reflexive() (refl, rest []netip.AddrPort) {
+	if !p.NAT {
+		return nil, p.Endpoints
+	}
+	n := min(p.Reflexive, len(p.Endpoints))
+	return p.Endpoints[:n], p.Endpoints[n:]
 }
 
 // decodePeer reads a member's mesh facts from its tags.
@@ -77,7 +88,11 @@ func decodePeer(name, status string, addr netip.Addr, tags map[string]string) pe
 		Addr:      addr,
 		PublicKey: tags[tagPublicKey],
 		Endpoints: decodeEndpoints(tags[tagEndpoints]),
-		NAT:       tags[tagNAT] == "1",
+		NAT:       tags[tagNAT] != "" && tags[tagNAT] != "0",
+	}
+	if p.NAT {
+		p.Reflexive, _ = strconv.Atoi(tags[tagNAT])
+		p.Reflexive = max(p.Reflexive, 1)
 	}
 	if b, err := netip.ParsePrefix(tags[tagBlock]); err == nil {
 		p.Block = b

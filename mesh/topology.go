@@ -18,6 +18,67 @@ type linkState struct {
 	// Endpoint is the peer's current endpoint on the device (WireGuard
 	// roams it to wherever authenticated packets come from).
 	Endpoint netip.AddrPort
+	// Session: a handshake completed within sessionLife (WireGuard keys
+	// live 180 s; the initiator rekeys every 120 s while in use).
+	Session bool
+	// LastHS is the latest completed handshake.
+	LastHS time.Time
+	// AddedAt is when the peer was last (re-)added to the device.
+	AddedAt time.Time
+	// PunchBlocked: a hole punch toward the peer failed lately; the NAT
+	// state it left must expire before the next try.
+	PunchBlocked bool
+}
+
+// sessionLife is how long after its handshake a session counts as current.
+const sessionLife = 150 * time.Second
+
+// Handshake roles. Initiations that cross (both sides start one at once)
+// stall the first handshake for 5 s, so each pair has one initiator; the
+// responder sends nothing before a session exists (persistent keepalive
+// off) and only starts initiating itself after responderFallback, for when
+// the initiator cannot reach it at all. The initiator re-adds a silent peer
+// every initiatorRetry: adding sends an initiation at once, where
+// WireGuard would wait 5 s to retry one the other side dropped because it
+// did not know us yet.
+const (
+	initiatorRetry    = 900 * time.Millisecond
+	responderFallback = 3 * time.Second
+)
+
+// Hole punching between two nodes behind NAT. A packet that reaches a NAT
+// before that NAT has a mapping for the pair makes a conntrack entry of its
+// own there; Linux then maps the inside node's own packets toward its peer
+// to another source port (the entry took the tuple) and the punch fails
+// until that entry expires, 30 s after the last packet refreshes it. So
+// both sides first prime their own NAT with a packet whose TTL ends before
+// the other NAT (primeTTL), in the first punchPrime of each punchSlot of
+// the wall clock; only then, for the rest of the slot, does the initiator
+// send its handshake to the peer's reflexive endpoint. The responder
+// answers through the mapping its priming made. A failed try blocks the
+// next for punchBackoff, so that whatever it left in the NATs expires.
+const (
+	punchSlot    = 4 * time.Second
+	punchPrime   = 1500 * time.Millisecond
+	punchBackoff = 35 * time.Second
+	// punchSettle: how long our own NAT status must be published before
+	// we punch, so the peer knows our reflexive endpoint and primes too.
+	punchSettle = 2 * time.Second
+)
+
+// punchPhase reports where now falls in the punch slot.
+func punchPhase(now time.Time) (prime, open bool) {
+	ph := time.Duration(now.UnixNano() % int64(punchSlot))
+	return ph < punchPrime, ph >= punchPrime
+}
+
+// initiates reports whether self initiates the handshake with p: the side
+// behind NAT (the other cannot reach it first), else the smaller name.
+func initiates(self, p peerInfo) bool {
+	if self.NAT != p.NAT {
+		return self.NAT
+	}
+	return self.Name < p.Name
 }
 
 // topoInput is everything the topology depends on; computeTopology has no
@@ -40,6 +101,12 @@ type topoInput struct {
 	DefaultPort int
 	// Overlay is never an endpoint (WireGuard inside WireGuard loops).
 	Overlay netip.Prefix
+	// SelfNATSince is when this node learned it is behind NAT (Self.NAT).
+	SelfNATSince time.Time
+	// SelfSettled: this node has had sessions long enough to know whether
+	// peers see it behind NAT. Until then it sends nothing to the
+	// reflexive endpoint of a peer behind NAT (that could spoil a punch).
+	SelfSettled bool
 }
 
 // peerPlan is the desired WireGuard configuration of one peer.
@@ -51,6 +118,17 @@ type peerPlan struct {
 	Keepalive  time.Duration
 	Path       string // direct | relay | down
 	Via        string // relay node when Path == "relay"
+	// Readd: remove and add the peer again, which sends a handshake
+	// initiation at once.
+	Readd bool
+	// Poke: send one keepalive now. Both ends of a session poke every
+	// probe, so each hears the other at least once a probe while the path
+	// works (WireGuard's persistent keepalive is reset by received
+	// packets too, so the side that keeps receiving may fall silent).
+	Poke bool
+	// Prime lists the peer's reflexive endpoints to prime our NAT toward
+	// (hole punching) before the device is configured.
+	Prime []netip.AddrPort
 }
 
 // topology is the desired WireGuard state of this node.
@@ -96,8 +174,7 @@ func computeTopology(in topoInput) topology {
 	for _, p := range peers {
 		l := in.Links[p.Name]
 		pl := &peerPlan{Name: p.Name, PublicKey: p.PublicKey, Path: "down"}
-		pl.Endpoint = chooseEndpoint(in, p, l)
-		pl.Keepalive = keepalive(in, p, l)
+		planHandshake(in, p, l, pl)
 		if owns(p) {
 			pl.AllowedIPs = []netip.Prefix{p.Block}
 			routes = append(routes, p.Block)
@@ -173,15 +250,50 @@ func rttVia(in topoInput, a, r, b string) time.Duration {
 	return (get(a, r) + get(r, b)) / rttBucket * rttBucket
 }
 
-// keepalive decides the persistent keepalive toward p. It is on from the
-// moment a peer is added, on both sides: setting it makes WireGuard send at
-// once, so whichever side learns of the other last completes the handshake
-// immediately (the other side's earlier initiation was dropped by a device
-// that did not know it yet, and would only be retried after 5 s). It then
-// serves as the liveness probe that detects a dead direct path within
-// DeadAfter, and keeps NAT mappings open.
-func keepalive(in topoInput, p peerInfo, l linkState) time.Duration {
-	return in.Probe
+// planHandshake decides the endpoint, keepalive, re-adds, pokes and NAT
+// priming toward p.
+func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
+	init := initiates(in.Self, p)
+	refl, lan := p.reflexive()
+	punch := in.Self.NAT && p.NAT && len(refl) > 0
+	switch {
+	case (l.Up || l.Session && in.Now.Sub(l.LastHS) < 10*time.Second) && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())):
+		pl.Endpoint = l.Endpoint // where the peer answers from
+	case punch:
+		_, open := punchPhase(in.Now)
+		pl.Endpoint = firstOr(lan, l.Endpoint)
+		if init && open && !l.PunchBlocked && !in.SelfNATSince.IsZero() && in.Now.Sub(in.SelfNATSince) >= punchSettle {
+			slot := in.Now.UnixNano() / int64(punchSlot)
+			pl.Endpoint = refl[int(slot%int64(len(refl)))]
+		}
+	case p.NAT && len(refl) > 0 && !in.SelfSettled && !in.Self.NAT:
+		pl.Endpoint = firstOr(lan, l.Endpoint)
+	default:
+		pl.Endpoint = chooseEndpoint(in, p, l)
+	}
+	if punch && !l.Up {
+		pl.Prime = refl
+	}
+	waited := in.Now.Sub(l.AddedAt)
+	fallback := !init && !punch && !l.AddedAt.IsZero() && waited >= responderFallback
+	switch {
+	case l.Session:
+		pl.Keepalive = in.Probe
+		pl.Poke = true
+	case init:
+		pl.Keepalive = in.Probe
+		pl.Readd = !l.AddedAt.IsZero() && waited >= initiatorRetry
+	case fallback:
+		pl.Keepalive = in.Probe
+		pl.Readd = waited >= responderFallback
+	}
+}
+
+func firstOr(eps []netip.AddrPort, def netip.AddrPort) netip.AddrPort {
+	if len(eps) > 0 {
+		return eps[0]
+	}
+	return def
 }
 
 // chooseEndpoint keeps a working endpoint, else rotates through the peer's

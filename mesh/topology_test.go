@@ -23,7 +23,7 @@ func pi(name, block string, eps ...string) peerInfo {
 }
 
 func up(ep string) linkState {
-	l := linkState{Up: true, EverUp: true, Since: t0.Add(-time.Minute)}
+	l := linkState{Up: true, EverUp: true, Session: true, Since: t0.Add(-time.Minute), AddedAt: t0.Add(-time.Minute), LastHS: t0.Add(-time.Minute)}
 	if ep != "" {
 		l.Endpoint = netip.MustParseAddrPort(ep)
 	}
@@ -37,6 +37,15 @@ func render(tp topology) string {
 		fmt.Fprintf(&b, "%s ep=%v allowed=%v ka=%v path=%s", p.Name, p.Endpoint, p.AllowedIPs, p.Keepalive, p.Path)
 		if p.Via != "" {
 			fmt.Fprintf(&b, " via=%s", p.Via)
+		}
+		if p.Readd {
+			b.WriteString(" readd")
+		}
+		if p.Poke {
+			b.WriteString(" poke")
+		}
+		if len(p.Prime) > 0 {
+			fmt.Fprintf(&b, " prime=%v", p.Prime)
 		}
 		b.WriteByte('\n')
 	}
@@ -83,8 +92,8 @@ func TestComputeTopology(t *testing.T) {
 				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), failed, left, nokey, pi("noblock", "")}
 				in.Links = map[string]linkState{"a": up("172.20.2.2:51820"), "f": {EverUp: true, Since: t0.Add(-time.Hour)}}
 			},
-			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=1s path=direct
-f ep=172.20.2.6:51820 allowed=[10.47.6.0/24] ka=1s path=down
+			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=1s path=direct poke
+f ep=172.20.2.6:51820 allowed=[10.47.6.0/24] ka=0s path=down
 routes=[10.47.2.0/24 10.47.6.0/24]
 `,
 		},
@@ -99,8 +108,8 @@ routes=[10.47.2.0/24 10.47.6.0/24]
 				}
 				in.Links = map[string]linkState{"a": {Since: t0}, "b": up("198.51.100.99:1234")}
 			},
-			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=1s path=down
-b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=1s path=direct
+			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=0s path=down
+b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=1s path=direct poke
 routes=[10.47.2.0/24 10.47.3.0/24]
 `,
 		},
@@ -115,10 +124,10 @@ routes=[10.47.2.0/24 10.47.3.0/24]
 					"r1": up(""), "r2": up(""), "n1": up(""),
 				}
 			},
-			want: `b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=r2
-n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct
-r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=1s path=direct
-r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=1s path=direct
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=r2
+n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct poke
+r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=1s path=direct poke
+r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=1s path=direct poke
 routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 `,
 		},
@@ -138,9 +147,9 @@ routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 					"r1": up(""), "r2": up(""),
 				}
 			},
-			want: `b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=r1
-r1 ep=172.20.4.4:51820 allowed=[10.47.3.0/24 10.47.4.0/24] ka=1s path=direct
-r2 ep=172.20.5.5:51820 allowed=[10.47.5.0/24] ka=1s path=direct
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=r1
+r1 ep=172.20.4.4:51820 allowed=[10.47.3.0/24 10.47.4.0/24] ka=1s path=direct poke
+r2 ep=172.20.5.5:51820 allowed=[10.47.5.0/24] ka=1s path=direct poke
 routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
 `,
 		},
@@ -150,8 +159,8 @@ routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
 				in.Peers = []peerInfo{pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("c", "10.47.4.0/24", "172.20.3.4:51820")}
 				in.Links = map[string]linkState{"b": {Since: t0.Add(-2 * time.Second)}, "c": {Since: t0.Add(-time.Minute)}}
 			},
-			want: `b ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=down
-c ep=172.20.3.4:51820 allowed=[10.47.4.0/24] ka=1s path=down
+			want: `b ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=0s path=down
+c ep=172.20.3.4:51820 allowed=[10.47.4.0/24] ka=0s path=down
 routes=[10.47.3.0/24 10.47.4.0/24]
 `,
 		},
@@ -166,9 +175,9 @@ routes=[10.47.3.0/24 10.47.4.0/24]
 				in.Peers = []peerInfo{early, late, mine}
 				in.Links = map[string]linkState{"x": up(""), "w": up(""), "v": up("")}
 			},
-			want: `v ep=172.20.3.5:51820 allowed=[] ka=1s path=direct
-w ep=172.20.3.4:51820 allowed=[] ka=1s path=direct
-x ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=direct
+			want: `v ep=172.20.3.5:51820 allowed=[] ka=1s path=direct poke
+w ep=172.20.3.4:51820 allowed=[] ka=1s path=direct poke
+x ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=direct poke
 routes=[10.47.3.0/24]
 `,
 		},
@@ -293,5 +302,78 @@ func TestUnderlayInterface(t *testing.T) {
 		if got := underlayInterface(c.ifc); got != c.want {
 			t.Errorf("%s: %v, want %v", c.ifc.Name, got, c.want)
 		}
+	}
+}
+
+// TestHandshakeRoles checks who initiates, how the silent side waits, and
+// the hole punch between two nodes behind NAT.
+func TestHandshakeRoles(t *testing.T) {
+	slot := t0.Truncate(punchSlot)
+	self := pi("m", "10.47.1.0/24", "192.168.1.2:51820")
+	in := topoInput{Self: self, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
+		Overlay: netip.MustParsePrefix("10.47.0.0/16"), Grace: time.Hour}
+	plan := func(in topoInput, p peerInfo, l linkState) peerPlan {
+		in.Peers = []peerInfo{p}
+		in.Links = map[string]linkState{p.Name: l}
+		return computeTopology(in).Peers[0]
+	}
+	fresh := func(at time.Time) linkState { return linkState{Since: at, AddedAt: at} }
+
+	// Public pair: the smaller name initiates and retries quickly; the
+	// other stays silent, then falls back to initiating.
+	in.Now = slot
+	if pl := plan(in, pi("z", "10.47.2.0/24", "172.20.2.2:51820"), fresh(slot.Add(-time.Second))); pl.Keepalive != time.Second || !pl.Readd {
+		t.Errorf("initiator toward z: %+v", pl)
+	}
+	if pl := plan(in, pi("a", "10.47.2.0/24", "172.20.2.2:51820"), fresh(slot.Add(-time.Second))); pl.Keepalive != 0 || pl.Readd {
+		t.Errorf("responder toward a before the fallback: %+v", pl)
+	}
+	if pl := plan(in, pi("a", "10.47.2.0/24", "172.20.2.2:51820"), fresh(slot.Add(-4*time.Second))); pl.Keepalive != time.Second || !pl.Readd {
+		t.Errorf("responder toward a after the fallback: %+v", pl)
+	}
+	// Behind NAT, m initiates toward a public a whatever the names.
+	nat := in
+	nat.Self.NAT = true
+	if pl := plan(nat, pi("a", "10.47.2.0/24", "172.20.2.2:51820"), fresh(slot.Add(-time.Second))); pl.Keepalive != time.Second || !pl.Readd {
+		t.Errorf("NATed m toward public a: %+v", pl)
+	}
+
+	// Both behind NAT: both prime; only the initiator sends to the
+	// reflexive endpoint, and only in the open part of the slot.
+	peer := pi("z", "10.47.2.0/24", "203.0.113.9:51820", "192.168.9.2:51820")
+	peer.NAT, peer.Reflexive = true, 1
+	refl := netip.MustParseAddrPort("203.0.113.9:51820")
+	lan := netip.MustParseAddrPort("192.168.9.2:51820")
+	nat.SelfNATSince = slot.Add(-time.Minute)
+	nat.Now = slot.Add(100 * time.Millisecond)
+	pl := plan(nat, peer, fresh(slot.Add(-time.Second)))
+	if pl.Endpoint != lan || len(pl.Prime) != 1 || pl.Prime[0] != refl {
+		t.Errorf("initiator in the priming phase: %+v", pl)
+	}
+	nat.Now = slot.Add(punchPrime + 100*time.Millisecond)
+	pl = plan(nat, peer, fresh(slot.Add(-time.Second)))
+	if pl.Endpoint != refl || !pl.Readd || pl.Keepalive != time.Second {
+		t.Errorf("initiator in the open phase: %+v", pl)
+	}
+	blocked := fresh(slot.Add(-time.Second))
+	blocked.PunchBlocked = true
+	if pl := plan(nat, peer, blocked); pl.Endpoint != lan {
+		t.Errorf("initiator after a failed punch: %+v", pl)
+	}
+	recent := nat
+	recent.SelfNATSince = nat.Now.Add(-time.Second)
+	if pl := plan(recent, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan {
+		t.Errorf("initiator before the peer can know our reflexive endpoint: %+v", pl)
+	}
+	a := peer
+	a.Name = "a"
+	pl = plan(nat, a, fresh(slot.Add(-time.Minute)))
+	if pl.Endpoint != lan || pl.Keepalive != 0 || pl.Readd || len(pl.Prime) != 1 {
+		t.Errorf("responder of a punch: %+v", pl)
+	}
+	// A public node not yet sure of itself keeps off a NATed peer's
+	// reflexive endpoint.
+	if pl := plan(in, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan || len(pl.Prime) != 0 {
+		t.Errorf("unsettled public node toward a NATed peer: %+v", pl)
 	}
 }

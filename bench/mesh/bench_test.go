@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -80,9 +82,13 @@ type node struct {
 }
 
 func startNode(t *testing.T, weft string, h *meshtest.Host, token, join string) *node {
+	level := os.Getenv("WEFT_MESH_BENCH_LOGLEVEL")
+	if level == "" {
+		level = "warn"
+	}
 	args := []string{weft, "mesh", "node", "--node-name", h.Name, "--site", h.Site.Name,
 		"--data-dir", filepath.Join(t.TempDir(), h.Name), "--gossip-addr", h.IP().String() + ":7946",
-		"--agent-addr", "127.0.0.1:5051", "--token", token, "--log-level", "warn"}
+		"--agent-addr", "127.0.0.1:5051", "--token", token, "--log-level", level}
 	if join != "" {
 		args = append(args, "--join", join)
 	}
@@ -236,6 +242,11 @@ func TestMeshBench(t *testing.T) {
 		t.Skip("run by `go run ./bench/mesh` (make bench)")
 	}
 	weft := testbin.Weft(t)
+	if os.Getenv("WEFT_MESH_BENCH_ONLY_FORMATION") != "" {
+		token, _ := mesh.GenerateToken()
+		formation(t, weft, token)
+		return
+	}
 	secs, _ := strconv.Atoi(os.Getenv("WEFT_MESH_BENCH_SECONDS"))
 	if secs == 0 {
 		secs = 8
@@ -290,52 +301,7 @@ func TestMeshBench(t *testing.T) {
 	}
 
 	// 2. Formation: 20 hosts in 3 sites plus 2 behind NAT.
-	tb2 := meshtest.New(t)
-	tb2.AddSite("aws")
-	tb2.AddSite("london", meshtest.Delay(15*time.Millisecond))
-	tb2.AddSite("paris", meshtest.Delay(40*time.Millisecond))
-	var hosts []*meshtest.Host
-	for i := 0; i < 20; i++ {
-		site := []string{"aws", "london", "paris"}[i%3]
-		hosts = append(hosts, tb2.AddHost(site, fmt.Sprintf("%s%d", site[:1], i)))
-	}
-	hosts = append(hosts, tb2.AddNATHost("home", "laptop"), tb2.AddNATHost("office", "o1"))
-	var nodes []*node
-	for i, h := range hosts {
-		join := hosts[0].IP().String()
-		if i == 0 {
-			join = ""
-		}
-		nodes = append(nodes, startNode(t, weft, h, token, join))
-	}
-	last := time.Now()
-	ips := map[*node]string{}
-	for _, n := range nodes {
-		ips[n] = n.overlayIP(ctx, t)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	failed := 0
-	for _, a := range nodes {
-		for _, b := range nodes {
-			if a == b {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if meshtest.Eventually(ctx, 60*time.Second, func() error { return a.h.Ping(ctx, ips[b]) }) != nil {
-					mu.Lock()
-					failed++
-					mu.Unlock()
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	formation := time.Since(last)
-	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed\n",
-		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), failed)
+	tb2, nodes, ips, formation := formation(t, weft, token)
 
 	// 3. Link cut between two sites with a relay available, then heal.
 	l, p := nodes[1], nodes[2] // london, paris
@@ -392,4 +358,84 @@ func TestMeshBench(t *testing.T) {
 
 	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs; relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
 		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
+}
+
+// formation starts 20 hosts in 3 sites plus 2 behind NAT and measures how
+// long after the last start every pair pings over the overlay. It prints
+// the figure with the pairs that were last to connect.
+func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, map[*node]string, time.Duration) {
+	ctx := context.Background()
+	tb2 := meshtest.New(t)
+	tb2.AddSite("aws")
+	tb2.AddSite("london", meshtest.Delay(15*time.Millisecond))
+	tb2.AddSite("paris", meshtest.Delay(40*time.Millisecond))
+	var hosts []*meshtest.Host
+	for i := 0; i < 20; i++ {
+		site := []string{"aws", "london", "paris"}[i%3]
+		hosts = append(hosts, tb2.AddHost(site, fmt.Sprintf("%s%d", site[:1], i)))
+	}
+	hosts = append(hosts, tb2.AddNATHost("home", "laptop"), tb2.AddNATHost("office", "o1"))
+	var nodes []*node
+	for i, h := range hosts {
+		join := hosts[0].IP().String()
+		if i == 0 {
+			join = ""
+		}
+		nodes = append(nodes, startNode(t, weft, h, token, join))
+	}
+	last := time.Now()
+	ips := map[*node]string{}
+	for _, n := range nodes {
+		ips[n] = n.overlayIP(ctx, t)
+	}
+	type pairTime struct {
+		pair string
+		d    time.Duration
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed []string
+	var times []pairTime
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := meshtest.Eventually(ctx, 60*time.Second, func() error { return a.h.Ping(ctx, ips[b]) })
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, a.h.Name+"->"+b.h.Name)
+					return
+				}
+				times = append(times, pairTime{a.h.Name + "->" + b.h.Name, time.Since(last)})
+			}()
+		}
+	}
+	wg.Wait()
+	formation := time.Since(last)
+	sort.Slice(times, func(i, j int) bool { return times[i].d > times[j].d })
+	var slow []string
+	for _, x := range times[:min(12, len(times))] {
+		slow = append(slow, fmt.Sprintf("%s %.1fs", x.pair, x.d.Seconds()))
+	}
+	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed %v\n",
+		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), len(failed), failed)
+	fmt.Printf("  last to connect: %s\n", strings.Join(slow, ", "))
+	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
+		for _, n := range nodes {
+			st, _ := n.status(ctx)
+			b, _ := json.MarshalIndent(st, "", " ")
+			_ = os.WriteFile(filepath.Join(dir, n.h.Name+".status.json"), b, 0o644)
+		}
+		t.Cleanup(func() {
+			for _, n := range nodes {
+				_ = os.WriteFile(filepath.Join(dir, n.h.Name+".log"), []byte(n.p.Output()), 0o644)
+			}
+		})
+	}
+	return tb2, nodes, ips, formation
 }
