@@ -170,6 +170,9 @@ func (p *Proc) Kill9() {
 	<-p.done
 }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
