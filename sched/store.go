@@ -393,6 +393,14 @@ const maxWrites = 1 << 16
 // snapshot restore, or more than about 64k writes ago): fn must then look
 // at the whole table.
 func (s *Store) ReadChanged(table string, after uint64, fn func(index uint64, tables map[string]map[string]*Entry, keys []string, complete bool)) {
+	s.ReadChangedTables(after, func(index uint64, tables map[string]map[string]*Entry, keys map[string][]string, complete bool) {
+		fn(index, tables, keys[table], complete)
+	})
+}
+
+// ReadChangedTables is ReadChanged for every table: keys maps a table to
+// its keys written after the index (tables not written are absent).
+func (s *Store) ReadChangedTables(after uint64, fn func(index uint64, tables map[string]map[string]*Entry, keys map[string][]string, complete bool)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if after < s.writesFrom || after > s.index {
@@ -400,11 +408,9 @@ func (s *Store) ReadChanged(table string, after uint64, fn func(index uint64, ta
 		return
 	}
 	i := sort.Search(len(s.writes), func(i int) bool { return s.writes[i].index > after })
-	var keys []string
+	keys := map[string][]string{}
 	for _, w := range s.writes[i:] {
-		if w.table == table {
-			keys = append(keys, w.key)
-		}
+		keys[w.table] = append(keys[w.table], w.key)
 	}
 	fn(s.index, s.tables, keys, true)
 }

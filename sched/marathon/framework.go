@@ -193,6 +193,7 @@ type view struct {
 	appIdx      map[string]uint64
 	apps        map[string]*api.App
 	appIDs      []string
+	appsAt      uint64                 // index of the view apps, appIdx and appIDs were read at
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
 	deployments []depEntry
 }
@@ -298,7 +299,8 @@ func buildView(st *sched.Store) *view {
 		after = base.index
 	}
 	var dirty map[string]bool
-	st.ReadChanged(sched.TableTasks, after, func(index uint64, t map[string]map[string]*sched.Entry, keys []string, complete bool) {
+	appsSorted := false
+	st.ReadChangedTables(after, func(index uint64, t map[string]map[string]*sched.Entry, keys map[string][]string, complete bool) {
 		if base != nil && index == base.index {
 			same = true
 			return
@@ -307,11 +309,18 @@ func buildView(st *sched.Store) *view {
 			base = nil
 		}
 		v.index = index
-		v.appIDs = make([]string, 0, len(t[sched.TableApps]))
-		for id, e := range t[sched.TableApps] {
-			v.apps[id] = e.Value.(*api.App)
-			v.appIdx[id] = e.ModifyIndex
-			v.appIDs = append(v.appIDs, id)
+		if base != nil && len(keys[sched.TableApps]) == 0 {
+			// No app was written: share base's (views are never modified).
+			v.apps, v.appIdx, v.appIDs, v.appsAt = base.apps, base.appIdx, base.appIDs, base.appsAt
+			appsSorted = true
+		} else {
+			v.appsAt = index
+			v.appIDs = make([]string, 0, len(t[sched.TableApps]))
+			for id, e := range t[sched.TableApps] {
+				v.apps[id] = e.Value.(*api.App)
+				v.appIdx[id] = e.ModifyIndex
+				v.appIDs = append(v.appIDs, id)
+			}
 		}
 		for _, e := range t[sched.TableDeployments] {
 			v.deployments = append(v.deployments, depEntry{e.Value.(*api.Deployment), e.ModifyIndex})
@@ -319,7 +328,7 @@ func buildView(st *sched.Store) *view {
 		if base == nil {
 			v.tasks = allTasks(t[sched.TableTasks])
 		} else {
-			v.tasks, dirty = changedTasks(base, keys, t[sched.TableTasks])
+			v.tasks, dirty = changedTasks(base, keys[sched.TableTasks], t[sched.TableTasks])
 		}
 	})
 	if same {
@@ -337,7 +346,9 @@ func buildView(st *sched.Store) *view {
 	}
 	builder.log = append(builder.log, step)
 	builder.st, builder.base = st, v
-	sort.Strings(v.appIDs)
+	if !appsSorted {
+		sort.Strings(v.appIDs)
+	}
 	sort.Slice(v.deployments, func(i, j int) bool {
 		a, b := v.deployments[i].d, v.deployments[j].d
 		if a.Version != b.Version {
@@ -664,6 +675,7 @@ type reconState struct {
 	st       *sched.Store
 	index    uint64
 	appIdx   map[string]uint64 // the view's, shared
+	appsAt   uint64            // the view's
 	deps     bool              // deployments were under way
 	lastFull time.Time
 	last     time.Time // of the last pass, full or not
@@ -704,6 +716,9 @@ func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool
 	if !ok {
 		return nil, false
 	}
+	if r.appsAt == v.appsAt {
+		return apps, true // the same apps, read at the same index
+	}
 	for id, idx := range v.appIdx {
 		if r.appIdx[id] != idx {
 			apps[id] = true
@@ -731,7 +746,7 @@ func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full boo
 	}
 	defer func() {
 		f.mu.Lock()
-		f.recon.st, f.recon.index, f.recon.appIdx, f.recon.deps = st, v.index, v.appIdx, len(v.deployments) > 0
+		f.recon.st, f.recon.index, f.recon.appIdx, f.recon.appsAt, f.recon.deps = st, v.index, v.appIdx, v.appsAt, len(v.deployments) > 0
 		f.recon.last = now
 		if full {
 			f.recon.lastFull = now
@@ -790,7 +805,9 @@ func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full boo
 		for _, te := range v.tasks[appID] {
 			rec := te.rec
 			t := &rec.Task
-			seen[t.ID] = true
+			if full {
+				seen[t.ID] = true
+			}
 			switch {
 			case api.Terminal(t.State):
 				f.mu.Lock()
