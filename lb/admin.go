@@ -102,6 +102,12 @@ func (p *Proxy) statRows() []statRow {
 					conns: b.conns.Load(), reqs: b.requests.Load(), errs: b.errors.Load(), fails: b.failures.Load()})
 			}
 		}
+		// The old colour of a blue/green deploy: MAINT, as HAProxy shows a
+		// disabled server (zdd.py waits for scur 0 there).
+		for _, b := range rt.draining[r] {
+			rows = append(rows, statRow{frontend: r.svc.Name, backend: b.addr, state: "MAINT", active: b.active.Load(),
+				conns: b.conns.Load(), reqs: b.requests.Load(), errs: b.errors.Load(), fails: b.failures.Load()})
+		}
 	}
 	return rows
 }
@@ -109,9 +115,9 @@ func (p *Proxy) statRows() []statRow {
 func (p *Proxy) writeStats(w http.ResponseWriter, csv bool) {
 	rows := p.statRows()
 	if csv {
-		fmt.Fprintln(w, "# pxname,svname,status,scur,stot,req_tot,eresp,econ")
+		fmt.Fprintln(w, "# pxname,svname,status,qcur,scur,stot,req_tot,eresp,econ")
 		for _, r := range rows {
-			fmt.Fprintf(w, "%s,%s,%s,%d,%d,%d,%d,%d\n", r.frontend, r.backend, r.state, r.active, r.conns, r.reqs, r.errs, r.fails)
+			fmt.Fprintf(w, "%s,%s,%s,0,%d,%d,%d,%d,%d\n", r.frontend, r.backend, r.state, r.active, r.conns, r.reqs, r.errs, r.fails)
 		}
 		return
 	}

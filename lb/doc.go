@@ -45,9 +45,15 @@
 //	                                   "/x"), Host set to the vhost
 //	HAPROXY_{n}_HTTP_BACKEND_REDIR     301 from "/" of the vhosts to this location
 //
+//	HAPROXY_DEPLOYMENT_GROUP (+ _STARTED_AT, _TARGET_INSTANCES, _NEW_INSTANCES)
+//	                                   zdd.py's blue/green deploys: the apps of a group are
+//	                                   one app "/group" (the older one's labels, both's
+//	                                   tasks); old tasks drain as new ones turn healthy
+//	                                   (see deploy.go)
+//
 // Labels that inject raw HAProxy configuration (HAPROXY_{n}_FRONTEND_HEAD,
 // _BACKEND_HEAD, _BACKEND_SERVER_OPTIONS, _HTTP_FRONTEND_ACL*, _BIND_OPTIONS,
-// _HTTP_BACKEND_REVPROXY_PATH, HAPROXY_DEPLOYMENT_*, ...) are
+// _HTTP_BACKEND_REVPROXY_PATH, ...) are
 // recognised and ignored, with one warning per app. A label with a bad
 // value skips that port with a Problem naming the app, port and label; when
 // two apps claim one service port the older keeps it. Problems reach the

@@ -277,3 +277,90 @@ func TestH2CPriorKnowledge(t *testing.T) {
 		t.Errorf("preface after a request: %q", all)
 	}
 }
+
+// TestBlueGreenDeployGroup: two apps of one HAPROXY_DEPLOYMENT_GROUP are
+// one service on the group's port; the old colour's task drains: it keeps
+// its connection, takes no new one, and shows as MAINT in the stats.
+func TestBlueGreenDeployGroup(t *testing.T) {
+	src := newFakeSource()
+	blue := startTCPEcho(t, "blue ")
+	green := startTCPEcho(t, "green ")
+	sp, alt := freePort(t), freePort(t)
+	blueApp := app("/web-blue", sp, map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web", "HAPROXY_0_PORT": strconv.Itoa(sp),
+		"HAPROXY_DEPLOYMENT_ALT_PORT": strconv.Itoa(alt), "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-01T10:00:00.000000"})
+	blueApp.Instances = 1
+	src.set([]api.App{blueApp}, []api.Task{task("/web-blue", 1, blue)})
+	p := startProxy(t, testConfig(src))
+
+	dial := func() (net.Conn, string) {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(sp), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprint(c, "x")
+		var got []byte
+		b := make([]byte, 16)
+		for !strings.HasSuffix(string(got), "x") {
+			n, err := c.Read(b)
+			got = append(got, b[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		return c, string(got)
+	}
+	old, got := dial()
+	defer old.Close()
+	if got != "blue x" {
+		t.Fatalf("before the deploy: %q", got)
+	}
+
+	greenApp := app("/web-green", alt, map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web", "HAPROXY_0_PORT": strconv.Itoa(sp),
+		"HAPROXY_DEPLOYMENT_ALT_PORT": strconv.Itoa(alt), "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-01T11:00:00.000000",
+		"HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "1", "HAPROXY_DEPLOYMENT_NEW_INSTANCES": "1"})
+	greenApp.Instances = 1
+	src.set([]api.App{blueApp, greenApp}, []api.Task{task("/web-blue", 1, blue), task("/web-green", 1, green)})
+	eventually(t, 3*time.Second, func() error {
+		s := p.Table().ByPort[sp]
+		if s == nil || s.AppID != "/web" || len(s.Backends) != 2 {
+			return fmt.Errorf("service %+v", s)
+		}
+		return nil
+	})
+	if p.Table().ByPort[alt] != nil {
+		t.Errorf("the new colour's own service port is served separately")
+	}
+	for i := 0; i < 4; i++ {
+		c, got := dial()
+		c.Close()
+		if got != "green x" {
+			t.Errorf("new connection %d went to %q, want the green task", i, got)
+		}
+	}
+	fmt.Fprint(old, "y")
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(old, b); err != nil || b[0] != 'y' {
+		t.Errorf("the draining task's connection was cut: %v", err)
+	}
+	stats := func() string {
+		resp, err := http.Get("http://" + p.Addr("admin") + "/haproxy?stats;csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	blueRow := fmt.Sprintf("web_%d,127.0.0.1:%d,MAINT,0,1,", sp, blue)
+	if s := stats(); !strings.Contains(s, blueRow) || !strings.Contains(s, fmt.Sprintf("web_%d,127.0.0.1:%d,UP,", sp, green)) {
+		t.Errorf("stats do not show the old task MAINT with its connection (%s):\n%s", blueRow, s)
+	}
+	old.Close()
+	eventually(t, 3*time.Second, func() error {
+		if s := stats(); !strings.Contains(s, fmt.Sprintf("web_%d,127.0.0.1:%d,MAINT,0,0,", sp, blue)) {
+			return fmt.Errorf("draining task still busy:\n%s", s)
+		}
+		return nil
+	})
+}

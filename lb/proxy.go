@@ -147,6 +147,9 @@ type runtime struct {
 	appIDs map[string]*route
 	routes []*route
 	built  time.Time
+	// draining are the backends of a blue/green deploy's old colour (see
+	// deploy.go): never picked, still counted as in use and in the stats.
+	draining map[*route][]*backend
 }
 
 type frontStats struct {
@@ -475,6 +478,9 @@ func (p *Proxy) swap(table *Table) []Problem {
 		for _, b := range r.fallback {
 			inUse[b.addr] = true
 		}
+		for _, b := range rt.draining[r] {
+			inUse[b.addr] = true
+		}
 	}
 	for addr, b := range p.backends {
 		if inUse[addr] {
@@ -523,6 +529,13 @@ func (p *Proxy) buildRuntimeLocked(table *Table) *runtime {
 			if b == nil {
 				b = newBackend(be.Addr, be.ServerID)
 				p.backends[be.Addr] = b
+			}
+			if be.Draining {
+				if rt.draining == nil {
+					rt.draining = map[*route][]*backend{}
+				}
+				rt.draining[r] = append(rt.draining[r], b)
+				continue
 			}
 			if be.Fallback {
 				r.fallback = append(r.fallback, b)

@@ -69,6 +69,9 @@ func (t *Table) WriteConfig(w io.Writer) {
 			if b.Fallback {
 				fb = " fallback"
 			}
+			if b.Draining {
+				fb += " draining"
+			}
 			fmt.Fprintf(w, "  server %s task %s site %q cookie %s%s\n", b.Addr, b.TaskID, b.Site, b.ServerID, fb)
 		}
 	}

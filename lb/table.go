@@ -106,6 +106,9 @@ type Backend struct {
 	// Fallback marks backends on other sites: used only when no preferred
 	// backend is available.
 	Fallback bool
+	// Draining marks the old colour's tasks of a blue/green deploy (see
+	// deploy.go): no new traffic, existing connections go on.
+	Draining bool
 }
 
 // Problem is something the table could not honour, tied to the app (and
@@ -163,9 +166,6 @@ func isTemplateLabel(suffix string) bool {
 var appTemplateLabels = map[string]bool{
 	"HAPROXY_HEAD": true, "HAPROXY_HTTP_FRONTEND_HEAD": true, "HAPROXY_HTTPS_FRONTEND_HEAD": true,
 	"HAPROXY_HTTP_FRONTEND_APPID_HEAD": true, "HAPROXY_MAP_HTTP_FRONTEND_ACL": true,
-	"HAPROXY_DEPLOYMENT_GROUP": true, "HAPROXY_DEPLOYMENT_ALT_PORT": true,
-	"HAPROXY_DEPLOYMENT_COLOUR": true, "HAPROXY_DEPLOYMENT_STARTED_AT": true,
-	"HAPROXY_DEPLOYMENT_TARGET_INSTANCES": true, "HAPROXY_DEPLOYMENT_NEW_INSTANCES": true,
 }
 
 // BuildTable computes the routing table from the master's state. It is a
@@ -191,11 +191,13 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 		sort.Slice(l, func(i, j int) bool { return l[i].ID < l[j].ID })
 	}
 
-	// Older apps first, so that they keep a contested service port.
 	apps := make([]*api.App, len(st.Apps))
 	for i := range st.Apps {
 		apps[i] = &st.Apps[i]
 	}
+	// Apps of one blue/green deployment group are served as one.
+	apps, tasks, draining, problems := mergeDeploymentGroups(apps, tasks)
+	// Older apps first, so that they keep a contested service port.
 	sort.SliceStable(apps, func(i, j int) bool {
 		ai, aj := appAge(apps[i]), appAge(apps[j])
 		if ai != aj {
@@ -203,10 +205,8 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 		}
 		return apps[i].ID < apps[j].ID
 	})
-
-	var problems []Problem
 	for _, app := range apps {
-		svcs, ps := appServices(app, tasks[app.ID], nodes, cfg)
+		svcs, ps := appServices(app, tasks[app.ID], nodes, cfg, draining)
 		problems = append(problems, ps...)
 		for _, s := range svcs {
 			if prev, ok := t.ByPort[s.ServicePort]; ok {
@@ -423,7 +423,7 @@ func parseBool(s string) bool {
 }
 
 // appServices turns one app into its services.
-func appServices(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, cfg TableConfig) ([]*Service, []Problem) {
+func appServices(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, cfg TableConfig, draining map[string]bool) ([]*Service, []Problem) {
 	var problems []Problem
 	ports := servicePorts(app)
 	labels := app.Labels
@@ -459,7 +459,7 @@ func appServices(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, cf
 	appGroups := splitList(labels["HAPROXY_GROUP"])
 	cnet := containerNetworked(app)
 	cports := containerPorts(app)
-	backendsFor := func(n int) []Backend { return taskBackends(app, tasks, nodes, cfg.Site, n, cnet, cports) }
+	backendsFor := func(n int) []Backend { return taskBackends(app, tasks, nodes, cfg.Site, n, cnet, cports, draining) }
 
 	var out []*Service
 	for n, sp := range ports {
@@ -673,7 +673,7 @@ func appServices(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, cf
 
 // taskBackends returns the backends of port index n: RUNNING tasks that are
 // alive (when the app has health checks) and ready, same-site ones first.
-func taskBackends(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, site string, n int, cnet bool, cports []int) []Backend {
+func taskBackends(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, site string, n int, cnet bool, cports []int, draining map[string]bool) []Backend {
 	var local, remote []Backend
 	hasChecks := len(app.HealthChecks) > 0
 	for _, tk := range tasks {
@@ -721,7 +721,7 @@ func taskBackends(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, s
 			tsite = node.Site
 		}
 		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerID: serverID(tk.Host, ip, port)}
+		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerID: serverID(tk.Host, ip, port), Draining: draining[tk.ID]}
 		if site == "" || tsite == site {
 			local = append(local, b)
 		} else {

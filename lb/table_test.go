@@ -99,7 +99,7 @@ func TestBuildTableGolden(t *testing.T) {
 			hostApp("/badacl", "v1", map[string]string{"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 nonsense"}, 10045),
 			hostApp("/badauth", "v1", map[string]string{"HAPROXY_0_AUTH": "onlyrealm"}, 10046),
 			hostApp("/badpath", "v1", map[string]string{"HAPROXY_0_VHOST": "p.example.com", "HAPROXY_0_PATH": "nope"}, 10047),
-			hostApp("/templates", "v1", map[string]string{"HAPROXY_0_FRONTEND_HEAD": "x", "HAPROXY_0_BACKEND_SERVER_OPTIONS": "y", "HAPROXY_1_HTTP_FRONTEND_ACL_WITH_PATH": "z", "HAPROXY_DEPLOYMENT_GROUP": "blue"}, 10048, 10049),
+			hostApp("/templates", "v1", map[string]string{"HAPROXY_0_FRONTEND_HEAD": "x", "HAPROXY_0_BACKEND_SERVER_OPTIONS": "y", "HAPROXY_1_HTTP_FRONTEND_ACL_WITH_PATH": "z", "HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH": "/r"}, 10048, 10049),
 			hostApp("/unallocated", "v1", nil, 0),
 		}, Tasks: []api.Task{
 			runningTask("badport.1", "/badport", "n1", 31040, 31041),
@@ -214,6 +214,38 @@ func TestBuildTableGolden(t *testing.T) {
 		}, Tasks: []api.Task{
 			runningTask("bound.1", "/bound", "n1", 31120, 31121, 31122), runningTask("tls.1", "/tls", "n1", 31123, 31124),
 			runningTask("rw.1", "/rewritten", "n2", 31125), runningTask("bad.1", "/bad-per-port", "n2", 31128, 31129, 31130, 31131),
+		}}},
+		{"blue-green-deploy", all, api.State{Nodes: nodes(), Apps: []api.App{
+			func() api.App {
+				a := hostApp("/web-blue", "2026-11-01T10:00:00.000Z", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
+					"HAPROXY_DEPLOYMENT_COLOUR": "blue", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-01T10:00:00.000000",
+					"HAPROXY_DEPLOYMENT_ALT_PORT": "10141", "HAPROXY_0_PORT": "10140", "HAPROXY_0_VHOST": "web.example.com",
+					"HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "3"}, 10140)
+				a.Instances = 3
+				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/"}}
+				return a
+			}(),
+			func() api.App {
+				a := hostApp("/web-green", "2026-11-02T10:00:00.000Z", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
+					"HAPROXY_DEPLOYMENT_COLOUR": "green", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-02T10:00:00.123456",
+					"HAPROXY_DEPLOYMENT_ALT_PORT": "10141", "HAPROXY_0_PORT": "10140", "HAPROXY_0_VHOST": "green-only.example.com",
+					"HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "3", "HAPROXY_DEPLOYMENT_NEW_INSTANCES": "1"}, 10141)
+				a.Instances = 2
+				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/"}}
+				return a
+			}(),
+			hostApp("/solo-blue", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "/apps/solo", "HAPROXY_0_MODE": "http"}, 10142),
+			hostApp("/odd-a", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "yesterday"}, 10143),
+			hostApp("/odd-b", "v2", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-01T00:00:00Z",
+				"HAPROXY_DEPLOYMENT_NEW_INSTANCES": "1", "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "many"}, 10144),
+		}, Tasks: []api.Task{
+			alive(runningTask("web-blue.3", "/web-blue", "n1", 31003), true),
+			alive(runningTask("web-blue.1", "/web-blue", "n1", 31001), true),
+			alive(runningTask("web-blue.2", "/web-blue", "n2", 31002), true),
+			alive(runningTask("web-green.1", "/web-green", "n2", 32001), true),
+			alive(runningTask("web-green.2", "/web-green", "n1", 32002), false),
+			runningTask("solo.1", "/solo-blue", "n1", 31142),
+			runningTask("odd-a.1", "/odd-a", "n1", 31143), runningTask("odd-b.1", "/odd-b", "n2", 31144),
 		}}},
 		{"strict-mode", TableConfig{Groups: []string{"*"}, StrictMode: true}, api.State{Nodes: nodes(), Apps: []api.App{
 			hostApp("/on", "v1", map[string]string{"HAPROXY_0_ENABLED": "true"}, 10110, 10111),
