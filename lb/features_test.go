@@ -364,3 +364,35 @@ func TestBlueGreenDeployGroup(t *testing.T) {
 		return nil
 	})
 }
+
+// TestHTTPSOpensForAppCert: with no certificates at start, the HTTPS
+// frontend is not listening until an app brings one.
+func TestHTTPSOpensForAppCert(t *testing.T) {
+	src := newFakeSource()
+	a := startHTTPBackend(t, "a", nil)
+	src.set([]api.App{app("/web", freePort(t), map[string]string{"HAPROXY_0_VHOST": "late.test"})}, []api.Task{task("/web", 1, a.port)})
+	cfg := testConfig(src)
+	cfg.HTTPSAddr = "127.0.0.1:0"
+	p := startProxy(t, cfg)
+	if addr := p.Addr("https"); addr != "" {
+		t.Fatalf("HTTPS frontend listening on %s with no certificate", addr)
+	}
+	src.set([]api.App{app("/web", freePort(t), map[string]string{"HAPROXY_0_VHOST": "late.test", "HAPROXY_0_SSL_CERT": writeCert(t, "late.test")})},
+		[]api.Task{task("/web", 1, a.port)})
+	eventually(t, 3*time.Second, func() error {
+		if p.Addr("https") == "" {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: "late.test", InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	resp, err := c.Get("https://" + p.Addr("https") + "/z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "a /z" {
+		t.Errorf("got %q", body)
+	}
+}

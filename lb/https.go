@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +44,11 @@ type features struct {
 	certs  map[string]*certEntry // path → loaded certificate
 
 	svcKeys map[int]string // service port → "bindhost:port" + " tls" of its listener
+
+	// The :443 frontend when it opened for an app's certificate (no
+	// Config.Certs): srv under Proxy.mu, addr read by Proxy.Addr.
+	httpsSrv  *http.Server
+	httpsAddr atomic.Pointer[string]
 }
 
 type certEntry struct {
@@ -280,8 +286,60 @@ func (p *Proxy) streamHandler(st *frontStats, port int, plainVHost bool, pick ro
 // httpsServer is the TLS vhost frontend. It uses the stock net/http server
 // and ReverseProxy: it speaks HTTP/2 through ALPN, and vhosts are routed by
 // SNI (the Host header when the client sent no SNI).
-func (p *Proxy) httpsServer() *http.Server {
+func (p *Proxy) httpsServer() *http.Server { return p.httpsServerOn(p.statics[kindHTTPS]) }
+
+func (p *Proxy) httpsServerOn(ln net.Listener) *http.Server {
 	p.tlsCfg.GetCertificate = p.getCertificate
-	h := p.streamHandler(p.fstats[kindHTTPS], portOf(p.statics[kindHTTPS].Addr()), false, vhostRoute)
+	h := p.streamHandler(p.fstats[kindHTTPS], portOf(ln.Addr()), false, vhostRoute)
 	return &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, TLSConfig: p.tlsCfg}
+}
+
+// ensureHTTPSLocked opens the :443 frontend when it is configured but had
+// no certificate at New, once a service of t has a vhost and
+// HAPROXY_{n}_SSL_CERT. p.mu is held.
+func (p *Proxy) ensureHTTPSLocked(t *Table) []Problem {
+	f := &p.feat
+	if p.cfg.HTTPSAddr == "" || p.tlsCfg == nil || p.statics[kindHTTPS] != nil || f.httpsSrv != nil {
+		return nil
+	}
+	var need []*Service
+	for _, s := range t.Services {
+		if s.SSLCert != "" && len(s.VHosts) > 0 {
+			need = append(need, s)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.cfg.HTTPSAddr)
+	if err != nil {
+		var problems []Problem
+		for _, s := range need {
+			problems = append(problems, Problem{AppID: s.AppID, PortIndex: s.PortIndex, Label: portLabel(s.PortIndex, "SSL_CERT"),
+				Message: fmt.Sprintf("the lb cannot open its HTTPS frontend on %s (%v); the vhosts are served over TLS on the service port only", p.cfg.HTTPSAddr, err)})
+		}
+		return problems
+	}
+	srv := p.httpsServerOn(ln)
+	f.httpsSrv = srv
+	addr := ln.Addr().String()
+	f.httpsAddr.Store(&addr)
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); srv.Serve(tls.NewListener(ln, p.tlsCfg)) }()
+	return nil
+}
+
+func (p *Proxy) lazyHTTPSAddr() string {
+	if a := p.feat.httpsAddr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// closeLazyHTTPS stops a :443 frontend opened by ensureHTTPSLocked.
+// p.mu is held.
+func (p *Proxy) closeLazyHTTPS() {
+	if p.feat.httpsSrv != nil {
+		p.feat.httpsSrv.Close()
+	}
 }

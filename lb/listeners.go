@@ -22,7 +22,7 @@ func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 	if f.svcKeys == nil {
 		f.svcKeys = map[int]string{}
 	}
-	var problems []Problem
+	problems := p.ensureHTTPSLocked(table)
 	for port, s := range table.ByPort {
 		host := p.cfg.BindHost
 		if s.BindAddr != "" {

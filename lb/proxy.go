@@ -40,7 +40,8 @@ type Config struct {
 	// Empty disables it.
 	HTTPAddr string
 	// HTTPSAddr is the TLS vhost frontend (":443"), routed by SNI, with
-	// Certs and the certificates of apps' HAPROXY_{n}_SSL_CERT. Empty
+	// Certs and the certificates of apps' HAPROXY_{n}_SSL_CERT. It opens
+	// at New with Certs, else when an app first has a certificate. Empty
 	// disables it.
 	HTTPSAddr string
 	// Certs are PEM files each holding a certificate chain and its key.
@@ -248,10 +249,13 @@ func New(cfg Config) (*Proxy, error) {
 	if err := open(kindHTTP, cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
-	if p.tlsCfg != nil {
+	if len(cfg.Certs) > 0 && p.tlsCfg != nil {
 		if err := open(kindHTTPS, cfg.HTTPSAddr); err != nil {
 			return nil, err
 		}
+	} else if p.tlsCfg != nil {
+		// Opened when an app first brings a certificate (https.go).
+		p.fstats[kindHTTPS] = &frontStats{name: kindHTTPS}
 	}
 	if err := open(kindAppID, cfg.AppIDAddr); err != nil {
 		return nil, err
@@ -273,6 +277,9 @@ func (p *Proxy) closeStatics() {
 func (p *Proxy) Addr(kind string) string {
 	if ln := p.statics[kind]; ln != nil {
 		return ln.Addr().String()
+	}
+	if kind == kindHTTPS {
+		return p.lazyHTTPSAddr()
 	}
 	return ""
 }
@@ -582,6 +589,7 @@ func (p *Proxy) shutdown() {
 		ln.Close()
 	}
 	p.closeStatics()
+	p.closeLazyHTTPS()
 	for c := range p.clients {
 		c.Close()
 	}
