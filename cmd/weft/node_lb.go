@@ -15,9 +15,9 @@ func (n *node) setupLB() error {
 	cfg.HTTPAddr = n.c.String("lb-http-addr")
 	cfg.HTTPSAddr = n.c.String("lb-https-addr")
 	cfg.Certs = n.c.StringSlice("lb-certs")
-	if len(cfg.Certs) == 0 {
-		cfg.HTTPSAddr = ""
-	}
+	// Without --lb-certs the HTTPS frontend opens once an app brings a
+	// certificate (HAPROXY_{n}_SSL_CERT); failing to listen then is a
+	// reported problem, not a start failure.
 	cfg.AdminAddr = n.c.String("lb-admin-addr")
 	cfg.AppIDAddr = n.c.String("lb-appid-addr")
 	cfg.BindHost = n.c.String("lb-bind")
@@ -47,7 +47,11 @@ func (n *node) setupLB() error {
 	n.runs = append(n.runs, p.Run)
 	n.addr("lb vhosts", "http://"+cfg.HTTPAddr)
 	if cfg.HTTPSAddr != "" {
-		n.addr("lb https", "https://"+cfg.HTTPSAddr)
+		where := "https://" + cfg.HTTPSAddr
+		if len(cfg.Certs) == 0 {
+			where += "  (opens when an app has HAPROXY_{n}_SSL_CERT)"
+		}
+		n.addr("lb https", where)
 	}
 	n.addr("lb admin", "http://"+cfg.AdminAddr+"/_haproxy_getconfig")
 	n.addr("lb app id", "http://"+cfg.AppIDAddr+"  (X-Marathon-App-Id)")
