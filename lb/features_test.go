@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -263,6 +264,22 @@ func TestH2CPriorKnowledge(t *testing.T) {
 	resp, body := get(t, client(), "http://"+p.Addr("http")+"/y", "h2.test", nil)
 	if resp.StatusCode != 200 || body != "a /y" || resp.ProtoMajor != 1 {
 		t.Errorf("HTTP/1.1 next to h2c: %s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	// The deprecated "Upgrade: h2c" handshake is answered in HTTP/1.1.
+	up, err := net.Dial("tcp", p.Addr("http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	up.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprintf(up, "GET /u HTTP/1.1\r\nHost: h2.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
+	uresp, err := http.ReadResponse(bufio.NewReader(up), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ubody, _ := io.ReadAll(uresp.Body)
+	if uresp.StatusCode != 200 || uresp.ProtoMajor != 1 || string(ubody) != "a /u" {
+		t.Errorf("Upgrade: h2c: got %s %d %q", uresp.Proto, uresp.StatusCode, ubody)
 	}
 	// A preface later on a connection is a bad request, not HTTP/2.
 	conn, err := net.Dial("tcp", p.Addr("http"))

@@ -41,7 +41,7 @@ func (p *Proxy) serveH2C(c *net.TCPConn, br *bufio.Reader, fe *frontend) {
 			return matchVHost(rt, []byte(hostOnly(strings.ToLower(req.Host))), []byte(req.URL.Path))
 		}
 	}
-	srv := &http.Server{Handler: p.streamHandler(fe.stats, fe.port, fe.kind == kindHTTP, pick), ReadHeaderTimeout: 15 * time.Second}
+	srv := &http.Server{Handler: p.streamHandler(fe.stats, fe.port, fe.kind == kindHTTP, pick), ReadHeaderTimeout: 15 * time.Second, IdleTimeout: p.cfg.ClientIdleTimeout}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	conn := &replayConn{TCPConn: c, r: io.MultiReader(strings.NewReader(h2cPreface), br)}

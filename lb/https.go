@@ -291,7 +291,7 @@ func (p *Proxy) httpsServer() *http.Server { return p.httpsServerOn(p.statics[ki
 func (p *Proxy) httpsServerOn(ln net.Listener) *http.Server {
 	p.tlsCfg.GetCertificate = p.getCertificate
 	h := p.streamHandler(p.fstats[kindHTTPS], portOf(ln.Addr()), false, vhostRoute)
-	return &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, TLSConfig: p.tlsCfg}
+	return &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, IdleTimeout: p.cfg.ClientIdleTimeout, TLSConfig: p.tlsCfg}
 }
 
 // ensureHTTPSLocked opens the :443 frontend when it is configured but had

@@ -124,7 +124,7 @@ func (p *Proxy) serveTLSService(c *net.TCPConn, fe *frontend, h http.Handler) {
 		}}
 	if r.svc.Mode == ModeHTTP {
 		cfg.NextProtos = []string{"h2", "http/1.1"}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, TLSConfig: cfg}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 15 * time.Second, IdleTimeout: p.cfg.ClientIdleTimeout, TLSConfig: cfg}
 		serveOne(srv, tls.Server(c, cfg))
 		return
 	}
