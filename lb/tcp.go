@@ -1,10 +1,14 @@
 package lb
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // allowed reports whether the client address passes the service's
@@ -101,10 +105,152 @@ func splice(a, b *net.TCPConn) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		io.Copy(b, a)
+		copyTCP(b, a)
 		b.CloseWrite()
 	}()
-	io.Copy(a, b)
+	copyTCP(a, b)
 	a.CloseWrite()
 	wg.Wait()
+}
+
+// smallBuf is the read size of the small-message path; a read that fills
+// it marks the direction as bulk.
+const smallBuf = 16 << 10
+
+// eofProbe bounds how long a half-close or reset that arrived together
+// with the last data can go unnoticed on the small-message path (see
+// copyTCP). It only delays the close, never data.
+const eofProbe = 20 * time.Millisecond
+
+var smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+
+// copyTCP copies src to dst until EOF or an error.
+//
+// Small messages (a request, a response) cost one read and one write per
+// wake-up. The read loop runs inside src's RawConn.Read callback, so after
+// a short read the goroutine waits for the next readiness edge instead of
+// issuing the read that would only return EAGAIN, and no pipe is involved.
+// A short read drains the socket, so later data always raises a new edge;
+// only a FIN or reset queued behind the data can be taken in by that read
+// without a later edge. To catch it, a short read arms a read deadline
+// eofProbe ahead (re-armed at most every eofProbe/2); when it fires on a
+// quiet connection the loop reads once more, which returns EOF or EAGAIN,
+// and then waits without a deadline.
+//
+// The first read that fills the buffer switches the direction to io.Copy,
+// which splices between the two *net.TCPConn for the rest of the stream.
+//
+// The callback never blocks: a write that the kernel does not take whole
+// is finished outside it, with src's read lock released, so closing src
+// (drain, shutdown) never waits on dst.
+func copyTCP(dst, src *net.TCPConn) {
+	rs, err1 := src.SyscallConn()
+	rd, err2 := dst.SyscallConn()
+	if err1 != nil || err2 != nil {
+		io.Copy(dst, src)
+		return
+	}
+	var (
+		bp      *[]byte
+		pending []byte // read but not yet written
+		bulk    bool
+		stop    bool // EOF or an error on either side
+		chunk   []byte
+		wrote   int
+		werr    error
+		armed   time.Time // read deadline set on src, zero when none
+	)
+	write := func(fd uintptr) bool {
+		for wrote < len(chunk) {
+			n, err := syscall.Write(int(fd), chunk[wrote:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				return true // finished outside, blocking
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			wrote += n
+		}
+		return true
+	}
+	read := func(fd uintptr) bool {
+		for {
+			if bp == nil {
+				bp = smallPool.Get().(*[]byte)
+			}
+			buf := *bp
+			n, err := syscall.Read(int(fd), buf)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				smallPool.Put(bp)
+				bp = nil
+				return false // any later data or FIN raises an edge
+			}
+			if err != nil || n <= 0 {
+				stop = true
+				return true
+			}
+			chunk, wrote, werr = buf[:n], 0, nil
+			if err := rd.Write(write); err != nil || werr != nil {
+				stop = true
+				return true
+			}
+			if wrote < n {
+				pending = buf[wrote:n]
+				return true
+			}
+			if n == len(buf) {
+				bulk = true
+				return true
+			}
+			smallPool.Put(bp)
+			bp = nil
+			now := time.Now()
+			if armed.Sub(now) < eofProbe/2 {
+				armed = now.Add(eofProbe)
+				src.SetReadDeadline(armed)
+			}
+			return false
+		}
+	}
+	defer func() {
+		if bp != nil {
+			smallPool.Put(bp)
+		}
+	}()
+	for {
+		err := rs.Read(read)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Quiet for eofProbe after a short read: probe once more.
+			armed = time.Time{}
+			src.SetReadDeadline(armed)
+			continue
+		}
+		if err != nil || stop {
+			return
+		}
+		if pending != nil {
+			if _, err := dst.Write(pending); err != nil {
+				return
+			}
+			pending = nil
+			smallPool.Put(bp)
+			bp = nil
+		}
+		if bulk {
+			smallPool.Put(bp)
+			bp = nil
+			if !armed.IsZero() {
+				src.SetReadDeadline(time.Time{})
+			}
+			io.Copy(dst, src)
+			return
+		}
+	}
 }
