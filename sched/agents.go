@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -361,14 +362,14 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	for {
 		changed, ids, at, wake := m.tracker.since(agent, after)
 		if changed {
-			writeRawJSON(w, http.StatusOK, m.assignments(ids, at))
+			m.assignments(ids, at).write(w)
 			return
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
 			_, ids, at, _ := m.tracker.since(agent, 0)
-			writeRawJSON(w, http.StatusOK, m.assignments(ids, max(at, after)))
+			m.assignments(ids, max(at, after)).write(w)
 			return
 		case <-r.Context().Done():
 			return
@@ -380,7 +381,7 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 // at. Each task's assignment is encoded once per write of the task and
 // kept until the task is gone: an agent's answer changes by one task at a
 // time, and it is sent whole.
-func (m *Master) assignments(ids []string, at uint64) []byte {
+func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
 	sort.Strings(ids)
 	type item struct {
 		id     string
@@ -427,17 +428,43 @@ func (m *Master) assignments(ids []string, at uint64) []byte {
 		}
 		tr.mu.Unlock()
 	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, `{"index":`...)
-	buf = strconv.AppendUint(buf, at, 10)
-	buf = append(buf, `,"tasks":[`...)
-	for i, b := range parts {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, b...)
+	head := strconv.AppendUint([]byte(`{"index":`), at, 10)
+	head = append(head, `,"tasks":[`...)
+	return assignmentsBody{head: head, parts: parts, size: size - 64 + len(head) + len("]}\n")}
+}
+
+// assignmentsBody is an assignments answer as its pieces: the kept
+// encodings of the tasks go out as they are, not copied into one buffer.
+type assignmentsBody struct {
+	head  []byte
+	parts [][]byte
+	size  int // with the commas
+}
+
+// writeBufs gather pieces on their way out.
+var writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+func (b assignmentsBody) write(w http.ResponseWriter) {
+	size := b.size
+	if len(b.parts) > 0 {
+		size-- // n parts, n-1 commas
 	}
-	return append(buf, "]}"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	w.WriteHeader(http.StatusOK)
+	bw := writeBufs.Get().(*bufio.Writer)
+	bw.Reset(w)
+	_, _ = bw.Write(b.head)
+	for i, p := range b.parts {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.Write(p)
+	}
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
+	bw.Reset(nil)
+	writeBufs.Put(bw)
 }
 
 // statusAnswer is the body of a status POST's answer.

@@ -152,7 +152,7 @@ func run(o opts) error {
 		if err != nil {
 			return fmt.Errorf("simulated agent %s: %w", name, err)
 		}
-		s := &simAgent{id: name, c: c, reported: map[string]string{}, live: map[string]bool{}}
+		s := &simAgent{id: name, api: apiAddr, c: c, reported: map[string]string{}, live: map[string]bool{}}
 		sims[i] = s
 		awg.Add(2)
 		go func() { defer awg.Done(); _ = m.Run(actx) }()
@@ -276,6 +276,7 @@ func run(o opts) error {
 		}()
 	}
 	runningBefore := runningReports(sims)
+	cpuBefore, mcpuBefore := procCPU(os.Getpid()), procCPU(master.Pid())
 	gctx, gstop := context.WithCancel(ctx)
 	var (
 		gwg     sync.WaitGroup
@@ -331,6 +332,7 @@ func run(o opts) error {
 	gstop()
 	gwg.Wait()
 	churnFor := time.Since(gstart)
+	benchCPU, masterCPU := procCPU(os.Getpid())-cpuBefore, procCPU(master.Pid())-mcpuBefore
 	replaced := runningReports(sims) - runningBefore
 	if err != nil {
 		return err
@@ -346,8 +348,9 @@ func run(o opts) error {
 			fmt.Printf("CPU profile of the master during the churn phase: %s\n", o.cpuProfile)
 		}
 	}
-	churnNote := fmt.Sprintf("%d tasks failed in %.1fs (%.1f/s, asked %.0f/s), %d replacements RUNNING (%.1f/s)",
-		nFailed, churnFor.Seconds(), float64(nFailed)/churnFor.Seconds(), o.churn, replaced, float64(replaced)/churnFor.Seconds())
+	churnNote := fmt.Sprintf("%d tasks failed in %.1fs (%.1f/s, asked %.0f/s), %d replacements RUNNING (%.1f/s); CPU: master %.0f%%, bench (agents, churn, listing client) %.0f%% of one core",
+		nFailed, churnFor.Seconds(), float64(nFailed)/churnFor.Seconds(), o.churn, replaced, float64(replaced)/churnFor.Seconds(),
+		100*masterCPU.Seconds()/churnFor.Seconds(), 100*benchCPU.Seconds()/churnFor.Seconds())
 	if float64(nFailed) < 0.8*o.churn*churnFor.Seconds() {
 		return fmt.Errorf("churn: the generator fell behind: %s", churnNote)
 	}
@@ -463,8 +466,11 @@ func get(ctx context.Context, hc *http.Client, url, enc string) ([]byte, int, er
 	return b, 0, nil
 }
 
-// timeGets times n sequential GETs (request sent to body read), calling
-// between (not timed) before each; it returns the sorted latencies.
+// timeGets times n sequential GETs (request sent to the whole body read),
+// calling between (not timed) before each; it returns the sorted
+// latencies. The body is read and dropped (a reused buffer: the client's
+// own allocations would load the shared machine), and its length checked
+// against Content-Length.
 func timeGets(ctx context.Context, hc *http.Client, url string, n int, between func() error) ([]time.Duration, error) {
 	lat := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
@@ -474,10 +480,25 @@ func timeGets(ctx context.Context, hc *http.Client, url string, n int, between f
 			}
 		}
 		t0 := time.Now()
-		if _, _, err := get(ctx, hc, url, ""); err != nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
 			return nil, err
 		}
-		lat = append(lat, time.Since(t0))
+		req.Header.Set("Accept", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		got, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK || got < 1<<10 || (resp.ContentLength >= 0 && got != resp.ContentLength) {
+			return nil, fmt.Errorf("GET %s: %s, %d bytes read of %d", url, resp.Status, got, resp.ContentLength)
+		}
+		lat = append(lat, d)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return lat, nil
@@ -508,6 +529,7 @@ func runningReports(sims []*simAgent) int64 {
 // TASK_KILLED for every task to kill, at once (no process).
 type simAgent struct {
 	id      string
+	api     string // the master's API host:port
 	c       *api.Client
 	running atomic.Int64 // TASK_RUNNING reports sent
 
@@ -535,10 +557,46 @@ func (s *simAgent) takeLive(rng *rand.Rand) string {
 	return ""
 }
 
+// leanAssignments is the part of api.Assignments a simulated agent uses:
+// decoding only it keeps the bench's own CPU (which shares the machine
+// with the master) low; a real agent runs on its own node.
+type leanAssignments struct {
+	Index uint64 `json:"index"`
+	Tasks []struct {
+		Task struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"task"`
+		Goal string `json:"goal"`
+	} `json:"tasks"`
+}
+
+func (s *simAgent) assignments(ctx context.Context, after uint64) (*leanAssignments, error) {
+	url := fmt.Sprintf("http://%s/v1/agents/%s/assignments?index=%d&wait=30s", s.api, s.id, after)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	var as leanAssignments
+	if err := json.NewDecoder(resp.Body).Decode(&as); err != nil {
+		return nil, err
+	}
+	return &as, nil
+}
+
 func (s *simAgent) run(ctx context.Context) {
 	var after uint64
 	for ctx.Err() == nil {
-		as, err := s.c.Assignments(ctx, s.id, after, 30*time.Second)
+		as, err := s.assignments(ctx, after)
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -574,4 +632,25 @@ func (s *simAgent) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// procCPU is the user+system CPU time pid has used (0 when unknown).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) start after ")".
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

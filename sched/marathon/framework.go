@@ -196,6 +196,9 @@ type view struct {
 	appsAt      uint64                 // index of the view apps, appIdx and appIDs were read at
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
 	deployments []depEntry
+	// ports counts, per agent, the non-terminal tasks holding each host
+	// port. An agent's map is replaced when its tasks change, never modified.
+	ports map[string]map[int]int
 }
 
 type depEntry struct {
@@ -327,8 +330,32 @@ func buildView(st *sched.Store) *view {
 		}
 		if base == nil {
 			v.tasks = allTasks(t[sched.TableTasks])
+			v.ports = map[string]map[int]int{}
+			for _, ts := range v.tasks {
+				for _, te := range ts {
+					countPorts(v.ports, te.rec, 1, nil)
+				}
+			}
 		} else {
-			v.tasks, dirty = changedTasks(base, keys[sched.TableTasks], t[sched.TableTasks])
+			var dropped map[*sched.TaskRecord]bool
+			var added map[string][]taskEntry
+			v.tasks, dirty, dropped, added = changedTasks(base, keys[sched.TableTasks], t[sched.TableTasks])
+			v.ports = base.ports
+			if len(dropped)+len(added) > 0 {
+				v.ports = make(map[string]map[int]int, len(base.ports))
+				for a, m := range base.ports {
+					v.ports[a] = m
+				}
+				copied := map[string]bool{}
+				for rec := range dropped {
+					countPorts(v.ports, rec, -1, copied)
+				}
+				for _, ts := range added {
+					for _, te := range ts {
+						countPorts(v.ports, te.rec, 1, copied)
+					}
+				}
+			}
 		}
 	})
 	if same {
@@ -386,10 +413,10 @@ func allTasks(table map[string]*sched.Entry) map[string][]taskEntry {
 // the order written, a key possibly more than once): the apps whose tasks
 // were written or deleted get new lists, the others share base's. It
 // updates builder.keys and returns the apps whose lists changed.
-func changedTasks(base *view, keys []string, table map[string]*sched.Entry) (map[string][]taskEntry, map[string]bool) {
-	dropped := map[*sched.TaskRecord]bool{} // records base lists that are gone
-	dirty := map[string]bool{}              // apps whose lists change
-	added := map[string][]taskEntry{}       // by app
+func changedTasks(base *view, keys []string, table map[string]*sched.Entry) (tasks map[string][]taskEntry, dirty map[string]bool, dropped map[*sched.TaskRecord]bool, added map[string][]taskEntry) {
+	dropped = map[*sched.TaskRecord]bool{} // records base lists that are gone
+	dirty = map[string]bool{}              // apps whose lists change
+	added = map[string][]taskEntry{}       // by app
 	done := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		if done[k] {
@@ -413,7 +440,7 @@ func changedTasks(base *view, keys []string, table map[string]*sched.Entry) (map
 			dirty[rec.Task.AppID] = true
 		}
 	}
-	tasks := make(map[string][]taskEntry, len(base.tasks)+len(dirty))
+	tasks = make(map[string][]taskEntry, len(base.tasks)+len(dirty))
 	for app, ts := range base.tasks {
 		if !dirty[app] {
 			tasks[app] = ts
@@ -432,7 +459,40 @@ func changedTasks(base *view, keys []string, table map[string]*sched.Entry) (map
 			tasks[app] = ts
 		}
 	}
-	return tasks, dirty
+	return tasks, dirty, dropped, added
+}
+
+// countPorts adds (n = 1) or takes away (n = -1) the host ports a
+// non-terminal task holds on its agent. Inner maps not yet in copied are
+// copied before they change (they may be shared with older views); copied
+// nil changes them in place.
+func countPorts(ports map[string]map[int]int, rec *sched.TaskRecord, n int, copied map[string]bool) {
+	t := &rec.Task
+	if t.SlaveID == "" || api.Terminal(t.State) || len(rec.Spec.Ports) == 0 {
+		return
+	}
+	m := ports[t.SlaveID]
+	if copied != nil && !copied[t.SlaveID] {
+		c := make(map[int]int, len(m)+len(rec.Spec.Ports))
+		for p, k := range m {
+			c[p] = k
+		}
+		m = c
+		copied[t.SlaveID] = true
+		ports[t.SlaveID] = m
+	}
+	if m == nil {
+		m = map[int]int{}
+		ports[t.SlaveID] = m
+	}
+	for _, p := range rec.Spec.Ports {
+		if m[p] += n; m[p] <= 0 {
+			delete(m, p)
+		}
+	}
+	if len(m) == 0 {
+		delete(ports, t.SlaveID)
+	}
 }
 
 func isMarathonTask(rec *sched.TaskRecord) bool {
@@ -1106,6 +1166,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		o      *api.Offer
 		left   api.Resources
 		busy   map[int]bool
+		taken  func(port int) bool
 		f      facts
 		used   bool
 		reason map[string]bool
@@ -1132,15 +1193,11 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 	for _, ol := range left {
 		byAgent[ol.o.AgentID] = ol
 	}
-	// Ports held by tasks the store knows on the offered agents.
-	for _, ts := range v.tasks {
-		for _, te := range ts {
-			if ol := byAgent[te.rec.Task.SlaveID]; ol != nil && !api.Terminal(te.rec.Task.State) {
-				for _, p := range te.rec.Spec.Ports {
-					ol.busy[p] = true
-				}
-			}
-		}
+	// Ports held by tasks the store knows on the offered agents (the
+	// view's count), and those picked in this answer (ol.busy).
+	for _, ol := range left {
+		held, picked := v.ports[ol.o.AgentID], ol.busy
+		ol.taken = func(p int) bool { return picked[p] || held[p] > 0 }
 	}
 
 	// Only the apps that wanted launches at the last pass, or changed
@@ -1215,7 +1272,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 				}
 				if reason == "" {
 					var ok bool
-					if ports, ok = pickPorts(reqPorts, ol.left.Ports, ol.busy); !ok {
+					if ports, ok = pickPortsFunc(reqPorts, ol.left.Ports, ol.taken); !ok {
 						reason = "InsufficientPorts"
 					}
 				}

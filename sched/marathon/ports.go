@@ -125,6 +125,11 @@ func hostPortRequests(app *api.App) []int {
 // skipping ports in busy. It returns nil, false when they do not fit.
 // Dynamic ports are taken lowest first.
 func pickPorts(requests []int, ranges []api.PortRange, busy map[int]bool) ([]int, bool) {
+	return pickPortsFunc(requests, ranges, func(p int) bool { return busy[p] })
+}
+
+// pickPortsFunc is pickPorts with busy as a function.
+func pickPortsFunc(requests []int, ranges []api.PortRange, busy func(port int) bool) ([]int, bool) {
 	if len(requests) == 0 {
 		return []int{}, true
 	}
@@ -142,7 +147,7 @@ func pickPorts(requests []int, ranges []api.PortRange, busy map[int]bool) ([]int
 		if p == 0 {
 			continue
 		}
-		if !in(p) || busy[p] || chosen[p] {
+		if !in(p) || busy(p) || chosen[p] {
 			return nil, false
 		}
 		chosen[p] = true
@@ -164,7 +169,7 @@ func pickPorts(requests []int, ranges []api.PortRange, busy map[int]bool) ([]int
 				cur = rs[ri].Begin
 			}
 			for ; cur <= rs[ri].End; cur++ {
-				if cur > 0 && !busy[cur] && !chosen[cur] {
+				if cur > 0 && !busy(cur) && !chosen[cur] {
 					out[i] = cur
 					chosen[cur] = true
 					found = true

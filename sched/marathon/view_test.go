@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"reflect"
 	"testing"
 
 	"github.com/weftnet/weft/sched"
@@ -40,7 +41,8 @@ func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 		if rng.Intn(5) == 0 {
 			fw = "chronos"
 		}
-		return sched.Put(sched.TableTasks, id, &sched.TaskRecord{Task: api.Task{ID: id, AppID: fmt.Sprintf("/app-%d", rng.Intn(6)), Framework: fw, State: api.TaskRunning}})
+		return sched.Put(sched.TableTasks, id, &sched.TaskRecord{Task: api.Task{ID: id, AppID: fmt.Sprintf("/app-%d", rng.Intn(6)), Framework: fw, State: api.TaskRunning,
+			SlaveID: fmt.Sprintf("a%d", rng.Intn(3))}, Spec: api.TaskSpec{Ports: []int{31000 + rng.Intn(8)}}})
 	}
 	for step := 0; step < 300; step++ {
 		var batch []sched.Op
@@ -66,6 +68,12 @@ func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 				ent, _ := st.Get(sched.TableTasks, id)
 				rec := *ent.Value.(*sched.TaskRecord)
 				rec.Task.State = api.TaskStaging
+				if rng.Intn(4) == 0 {
+					rec.Task.State = api.TaskFailed
+				}
+				if rng.Intn(4) == 0 {
+					rec.Task.SlaveID = fmt.Sprintf("a%d", rng.Intn(3))
+				}
 				if rng.Intn(3) == 0 {
 					rec.Task.AppID = fmt.Sprintf("/app-%d", rng.Intn(6))
 				}
@@ -93,6 +101,9 @@ func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 		got, want := readView(st), fullView(st)
 		if got.index != want.index || len(got.tasks) != len(want.tasks) {
 			t.Fatalf("step %d: view at %d lists %d apps' tasks, a full read at %d lists %d", step, got.index, len(got.tasks), want.index, len(want.tasks))
+		}
+		if !reflect.DeepEqual(got.ports, want.ports) {
+			t.Fatalf("step %d: ports held per agent %v in the view, %v in a full read", step, got.ports, want.ports)
 		}
 		for app, ws := range want.tasks {
 			gs := got.tasks[app]
