@@ -27,7 +27,7 @@
 // master runs with --pprof and a CPU profile of it is taken during the
 // churn phase.
 //
-//	go run ./bench/listing [-apps 1000 -instances 10 -agents 20 -gets 300 -churn 20 -settled 50 -cpuprofile FILE]
+//	go run ./bench/listing [-apps 1000 -instances 10 -agents 20 -gets 300 -churn 20 -churn-for 20s -settled 50 -cpuprofile FILE]
 package main
 
 import (
@@ -61,13 +61,14 @@ func main() {
 	apps := flag.Int("apps", 1000, "apps")
 	instances := flag.Int("instances", 10, "instances per app")
 	agents := flag.Int("agents", 20, "simulated agents (gossip + agent HTTP protocol)")
-	gets := flag.Int("gets", 300, "listings in the quiet and the churn phase")
+	gets := flag.Int("gets", 300, "listings in the quiet phase")
+	churnFor := flag.Duration("churn-for", 20*time.Second, "how long the churn phase lists (back to back)")
 	churnRate := flag.Float64("churn", 20, "tasks failed per second in the churn phase")
 	settled := flag.Int("settled", 50, "listings in the settled phase (each waits for a replacement)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the master during the churn phase here")
 	flag.Parse()
 	cleanupOnSignal()
-	if err := run(opts{*apps, *instances, *agents, *gets, *churnRate, *settled, *cpuProfile}); errors.Is(err, errBenchFailed) {
+	if err := run(opts{*apps, *instances, *agents, *gets, *churnRate, *churnFor, *settled, *cpuProfile}); errors.Is(err, errBenchFailed) {
 		exit(1)
 	} else if err != nil {
 		fmt.Printf("listing FAILED: %v\n", err)
@@ -80,6 +81,7 @@ func main() {
 type opts struct {
 	apps, instances, agents, gets int
 	churn                         float64
+	churnFor                      time.Duration
 	settled                       int
 	cpuProfile                    string
 }
@@ -268,7 +270,7 @@ func run(o opts) error {
 	if o.cpuProfile != "" {
 		prof = make(chan []byte, 1)
 		go func() {
-			b, _, err := get(ctx, http.DefaultClient, "http://"+apiAddr+"/debug/pprof/profile?seconds=10", "")
+			b, _, err := get(ctx, http.DefaultClient, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", apiAddr, max(1, int(o.churnFor.Seconds())-1)), "")
 			if err != nil {
 				fmt.Printf("note: no CPU profile: %v\n", err)
 			}
@@ -328,12 +330,23 @@ func run(o opts) error {
 			}()
 		}
 	}()
-	churn, err := timeGets(ctx, hc, url, gets, nil)
+	churn, err := timeGetsFor(ctx, hc, url, o.churnFor)
 	gstop()
 	gwg.Wait()
 	churnFor := time.Since(gstart)
 	benchCPU, masterCPU := procCPU(os.Getpid())-cpuBefore, procCPU(master.Pid())-mcpuBefore
 	replaced := runningReports(sims) - runningBefore
+	// Untimed: every task failed is replaced and RUNNING again.
+	settleStart := time.Now()
+	if serr := eventually(60*time.Second, 100*time.Millisecond, "every failed task replaced", func() error {
+		if n := runningReports(sims) - runningBefore; n < int64(nFailed) {
+			return fmt.Errorf("%d of %d replaced", n, nFailed)
+		}
+		return nil
+	}); serr != nil && err == nil {
+		err = serr
+	}
+	settleFor := time.Since(settleStart)
 	if err != nil {
 		return err
 	}
@@ -348,8 +361,8 @@ func run(o opts) error {
 			fmt.Printf("CPU profile of the master during the churn phase: %s\n", o.cpuProfile)
 		}
 	}
-	churnNote := fmt.Sprintf("%d tasks failed in %.1fs (%.1f/s, asked %.0f/s), %d replacements RUNNING (%.1f/s); CPU: master %.0f%%, bench (agents, churn, listing client) %.0f%% of one core",
-		nFailed, churnFor.Seconds(), float64(nFailed)/churnFor.Seconds(), o.churn, replaced, float64(replaced)/churnFor.Seconds(),
+	churnNote := fmt.Sprintf("%d tasks failed in %.1fs (%.1f/s, asked %.0f/s), %d replacements RUNNING during it (%.1f/s), all replaced %.1fs after; CPU: master %.0f%%, bench (agents, churn, listing client) %.0f%% of one core",
+		nFailed, churnFor.Seconds(), float64(nFailed)/churnFor.Seconds(), o.churn, replaced, float64(replaced)/churnFor.Seconds(), settleFor.Seconds(),
 		100*masterCPU.Seconds()/churnFor.Seconds(), 100*benchCPU.Seconds()/churnFor.Seconds())
 	if float64(nFailed) < 0.8*o.churn*churnFor.Seconds() {
 		return fmt.Errorf("churn: the generator fell behind: %s", churnNote)
@@ -502,6 +515,20 @@ func timeGets(ctx context.Context, hc *http.Client, url string, n int, between f
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return lat, nil
+}
+
+// timeGetsFor is timeGets for as many GETs as fit in d.
+func timeGetsFor(ctx context.Context, hc *http.Client, url string, d time.Duration) ([]time.Duration, error) {
+	var all []time.Duration
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		lat, err := timeGets(ctx, hc, url, 1, nil)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, lat...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return all, nil
 }
 
 // appOf is the app a task of the listing belongs to: task ids are the
