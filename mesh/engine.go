@@ -65,7 +65,8 @@ type engine struct {
 	linkIdx  int
 	ifname   string
 	dataPath string
-	rawFD    int // raw IPv4 socket for NAT priming; 0 = not open
+	rawFD    int  // raw IPv4 socket for NAT priming; 0 = not open
+	recheck  bool // peers were (re-)configured: look again shortly
 	firstUp  time.Time
 }
 
@@ -305,6 +306,10 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 			cfgs = append(cfgs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
 			delete(e.peers, key)
 		}
+	}
+	e.recheck = false
+	for _, c := range cfgs {
+		e.recheck = e.recheck || !c.Remove
 	}
 	if len(cfgs) > 0 {
 		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: cfgs}); err != nil {
@@ -577,6 +582,10 @@ func samePaths(a, b topology) bool {
 	return true
 }
 
+// maxCoordError is the Vivaldi error (it starts at 1.5) above which a
+// coordinate is not trusted for relay choice.
+const maxCoordError = 0.6
+
 // rtt estimates the round trip between two members from serf coordinates.
 func (m *Mesh) rtt(a, b string) (time.Duration, bool) {
 	m.mu.Lock()
@@ -599,6 +608,12 @@ func (m *Mesh) rtt(a, b string) (time.Duration, bool) {
 		cb, ok = c, err == nil
 	}
 	if !ok || cb == nil {
+		return 0, false
+	}
+	// A fresh coordinate is mostly noise: the two ends of a pair would
+	// pick different relays from it (and a relay used from one end only
+	// carries nothing). Until both settle, the RTT counts as unknown.
+	if ca.Error > maxCoordError || cb.Error > maxCoordError {
 		return 0, false
 	}
 	return ca.DistanceTo(cb), true

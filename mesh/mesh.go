@@ -278,7 +278,13 @@ func (m *Mesh) run(ctx context.Context) error {
 		m.mu.Lock()
 		nat := m.nat
 		m.mu.Unlock()
-		if eng != nil && nat {
+		switch {
+		case eng != nil && eng.recheck:
+			// A handshake sent just now completes within milliseconds:
+			// see it (and switch paths) without waiting for the probe.
+			eng.recheck = false
+			punch.Reset(150 * time.Millisecond)
+		case eng != nil && nat:
 			punch.Reset(untilPunchEdge(time.Now()))
 		}
 	}

@@ -281,8 +281,14 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		pl.Keepalive = in.Probe
 		pl.Poke = true
 	case init:
+		// Quick retries while the peer is new or a punch is open; a
+		// peer silent for long (dead, or cut off) gets one every 5 s.
+		retry := initiatorRetry
+		if _, open := punchPhase(in.Now); in.Now.Sub(l.Since) > 15*time.Second && !(punch && open) {
+			retry = 5 * time.Second
+		}
 		pl.Keepalive = in.Probe
-		pl.Readd = !l.AddedAt.IsZero() && waited >= initiatorRetry
+		pl.Readd = !l.AddedAt.IsZero() && waited >= retry
 	case fallback:
 		pl.Keepalive = in.Probe
 		pl.Readd = waited >= responderFallback
