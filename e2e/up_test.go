@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testbin"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -47,6 +49,15 @@ func TestUpRunsAndKeepsMarathonApps(t *testing.T) {
 	c := api.NewClient(fmt.Sprintf("127.0.0.1:%d", apiPort))
 
 	waitLeader(t, ctx, c)
+
+	// A second weft on the same data dir is refused at once, naming the
+	// first, instead of hanging on raft's lock or sharing its sandboxes.
+	second := exec.CommandContext(ctx, testbin.Weft(t), upArgs(t, filepath.Join(dir, "data"), freePort(t))...)
+	out, err := second.CombinedOutput()
+	if code := second.ProcessState.ExitCode(); err == nil || code != 1 ||
+		!strings.Contains(string(out), fmt.Sprintf("in use by another weft process (pid %d)", weft.cmd.Process.Pid)) {
+		t.Fatalf("second weft up on the same data dir: exit %d, %v, output:\n%s", code, err, out)
+	}
 
 	events, err := c.Events(ctx, api.EventStatusUpdate)
 	if err != nil {

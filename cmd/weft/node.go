@@ -187,6 +187,12 @@ func runNode(c *cli.Context, role string) error {
 	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir %s: %w (choose another with --data-dir)", n.dataDir, err)
 	}
+	release, err := lockDataDir(n.dataDir)
+	if err != nil {
+		return err
+	}
+	// The first closer runs last: the lock outlives everything else.
+	n.closers = append(n.closers, release)
 	n.name = c.String("node-name")
 	if n.name == "" {
 		h, err := os.Hostname()
