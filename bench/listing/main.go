@@ -264,6 +264,31 @@ func run(o opts) error {
 		return err
 	}
 
+	// Before the listings: the master's CPU under the churn alone, which
+	// is its cost per task change (failure, expunge, launch, RUNNING).
+	alone := startChurn(ctx, c, sims, o.churn, 7)
+	mc0 := procCPU(master.Pid())
+	time.Sleep(10 * time.Second)
+	aloneFailed, aloneErr := alone()
+	aloneCPU := procCPU(master.Pid()) - mc0
+	if aloneErr != nil {
+		return fmt.Errorf("churn: failing a task: %w", aloneErr)
+	}
+	aloneNote := fmt.Sprintf("master CPU under the churn alone (no listing): %.0f%% of one core for %.1f tasks/s, %.1f ms CPU per task failed and replaced (idle work included)",
+		100*aloneCPU.Seconds()/10, float64(aloneFailed)/10, 1000*aloneCPU.Seconds()/float64(max(aloneFailed, 1)))
+	if err := eventually(60*time.Second, 100*time.Millisecond, "the churn alone settled", func() error {
+		var n int
+		for _, s := range sims {
+			n += s.liveCount()
+		}
+		if n != want {
+			return fmt.Errorf("%d tasks running", n)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
 	// Churn: a generator fails tasks at o.churn per second while the
 	// listings run.
 	var prof chan []byte
@@ -279,60 +304,10 @@ func run(o opts) error {
 	}
 	runningBefore := runningReports(sims)
 	cpuBefore, mcpuBefore := procCPU(os.Getpid()), procCPU(master.Pid())
-	gctx, gstop := context.WithCancel(ctx)
-	var (
-		gwg     sync.WaitGroup
-		nFailed int
-		gerr    error
-		gstart  = time.Now()
-		gperiod = time.Duration(float64(time.Second) / o.churn)
-	)
-	// Each tick's report is sent on its own (up to 8 at a time), so a slow
-	// answer does not slow the churn; a tick with 8 reports in flight is
-	// skipped, and shows in the rate achieved.
-	var gmu sync.Mutex
-	sem := make(chan struct{}, 8)
-	gwg.Add(1)
-	go func() {
-		defer gwg.Done()
-		tick := time.NewTicker(gperiod)
-		defer tick.Stop()
-		rng := rand.New(rand.NewPCG(1, 2))
-		for {
-			select {
-			case <-gctx.Done():
-				return
-			case <-tick.C:
-			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				continue
-			}
-			s := sims[rng.IntN(len(sims))]
-			id := s.takeLive(rng)
-			if id == "" {
-				<-sem
-				continue
-			}
-			gwg.Add(1)
-			go func() {
-				defer gwg.Done()
-				defer func() { <-sem }()
-				err := c.PostStatus(gctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: churn", Timestamp: time.Now()}})
-				gmu.Lock()
-				defer gmu.Unlock()
-				if err == nil {
-					nFailed++
-				} else if gctx.Err() == nil && gerr == nil {
-					gerr = err
-				}
-			}()
-		}
-	}()
+	gstart := time.Now()
+	stopChurn := startChurn(ctx, c, sims, o.churn, 1)
 	churn, err := timeGetsFor(ctx, hc, url, o.churnFor)
-	gstop()
-	gwg.Wait()
+	nFailed, gerr := stopChurn()
 	churnFor := time.Since(gstart)
 	benchCPU, masterCPU := procCPU(os.Getpid())-cpuBefore, procCPU(master.Pid())-mcpuBefore
 	replaced := runningReports(sims) - runningBefore
@@ -429,6 +404,7 @@ func run(o opts) error {
 		sum = append(sum, fmt.Sprintf("%s p50 %v p99 %v (%.2f×)", ph.name, r(p50), r(p99), float64(p99)/float64(targetP99)))
 	}
 	fmt.Printf("  churn: %s\n", churnNote)
+	fmt.Printf("  %s\n", aloneNote)
 	fmt.Printf("  load average after the run: %s (the machine is shared)\n", loadAvg())
 	verdict := "PASS"
 	if failed {
@@ -515,6 +491,71 @@ func timeGets(ctx context.Context, hc *http.Client, url string, n int, between f
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return lat, nil
+}
+
+// startChurn fails RUNNING tasks of the simulated agents at rate per
+// second until the returned stop is called, which reports how many it
+// failed. Each tick's report is sent on its own (up to 8 at a time), so a
+// slow answer does not slow the churn; a tick with 8 reports in flight is
+// skipped, and shows in the rate achieved.
+func startChurn(ctx context.Context, c *api.Client, sims []*simAgent, rate float64, seed uint64) func() (int, error) {
+	gctx, gstop := context.WithCancel(ctx)
+	var (
+		gwg     sync.WaitGroup
+		gmu     sync.Mutex
+		nFailed int
+		gerr    error
+	)
+	sem := make(chan struct{}, 8)
+	gwg.Add(1)
+	go func() {
+		defer gwg.Done()
+		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer tick.Stop()
+		rng := rand.New(rand.NewPCG(seed, 2))
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				continue
+			}
+			s := sims[rng.IntN(len(sims))]
+			id := s.takeLive(rng)
+			if id == "" {
+				<-sem
+				continue
+			}
+			gwg.Add(1)
+			go func() {
+				defer gwg.Done()
+				defer func() { <-sem }()
+				err := c.PostStatus(gctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: churn", Timestamp: time.Now()}})
+				gmu.Lock()
+				defer gmu.Unlock()
+				if err == nil {
+					nFailed++
+				} else if gctx.Err() == nil && gerr == nil {
+					gerr = err
+				}
+			}()
+		}
+	}()
+	return func() (int, error) {
+		gstop()
+		gwg.Wait()
+		return nFailed, gerr
+	}
+}
+
+func (s *simAgent) liveCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.live)
 }
 
 // timeGetsFor is timeGets for as many GETs as fit in d.
