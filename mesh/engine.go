@@ -83,9 +83,8 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 		peers: map[wgtypes.Key]*peerRuntime{}, routes: map[netip.Prefix]bool{},
 	}
 	e.mtu = overlayMTU(cfg.MTU, underlayMTU(cfg.Interface))
-	// A WireGuard link left behind by a crashed run is ours to replace.
-	if l, err := netlink.LinkByName(cfg.Interface); err == nil && l.Type() == "wireguard" {
-		_ = netlink.LinkDel(l)
+	if err := replaceLeftover(cfg.Interface, priv); err != nil {
+		return nil, err
 	}
 	if !cfg.Userspace {
 		kd, err := createKernelDevice(cfg.Interface, e.mtu)
@@ -130,6 +129,31 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 	}
 	log.Info("WireGuard device created", "interface", cfg.Interface, "dataPlane", e.dev.Kind(), "mtu", e.mtu, "port", port, "publicKey", priv.PublicKey().String())
 	return e, nil
+}
+
+// replaceLeftover deletes a kernel WireGuard link of this name left behind
+// by a crashed run of this node: one holding this node's own private key
+// (the data dir is locked, so no live weft shares the key). A link with
+// another key belongs to something running in this network namespace —
+// another weft, or wg-quick — and is refused rather than torn down.
+func replaceLeftover(name string, priv wgtypes.Key) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil || l.Type() != "wireguard" {
+		return nil // absent, or not WireGuard: device creation says so
+	}
+	wc, err := wgctrl.New()
+	if err != nil {
+		return fmt.Errorf("mesh: interface %s already exists and cannot be inspected (%v); remove it, or give this node another --interface", name, err)
+	}
+	defer wc.Close()
+	d, err := wc.Device(name)
+	if err != nil {
+		return fmt.Errorf("mesh: interface %s already exists and cannot be inspected (%v); remove it, or give this node another --interface", name, err)
+	}
+	if d.PrivateKey != priv {
+		return fmt.Errorf("mesh: interface %s is already a WireGuard device of another identity (public key %s, port %d): another weft or WireGuard runs in this network namespace; stop it, or give this node another --interface", name, d.PublicKey, d.ListenPort)
+	}
+	return netlink.LinkDel(l)
 }
 
 // close removes the device (and with it its address and routes).

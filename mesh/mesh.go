@@ -98,6 +98,11 @@ func New(cfg Config) (*Mesh, error) {
 		}
 	}
 	if cfg.WireGuard {
+		// Refuse before anything is written (the key) when the host
+		// cannot run a data plane at all.
+		if _, err := CheckDataPlane(cfg.Userspace); err != nil {
+			return nil, err
+		}
 		m.overlay = netip.MustParsePrefix(cfg.OverlayCIDR).Masked()
 		priv, err := loadOrCreateKey(cfg.DataDir)
 		if err != nil {
