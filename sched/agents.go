@@ -36,7 +36,7 @@ type agentTracker struct {
 	changed   chan struct{}                  // closed and replaced after each scan
 	usage     map[string]*agentUsage         // agent → what its tasks use; replaced, never modified
 	fwUse     map[string]api.Resources       // framework → what its tasks use (scalars)
-	dirty     map[string]bool                // agents whose usage the scan under way changed
+	dirty     map[string]bool                // agents whose usage changed since it was last summed
 
 	encMu sync.Mutex
 	enc   map[string]encodedAssignment // task id → its assignment's JSON
@@ -254,7 +254,6 @@ func (t *agentTracker) records() []*TaskRecord {
 }
 
 func (t *agentTracker) finish(index uint64, dirty bool) {
-	t.sumUsage()
 	t.processed = index
 	if dirty {
 		t.tasksGen++
@@ -269,6 +268,7 @@ func (t *agentTracker) usageNow(s *Store) (map[string]*agentUsage, map[string]ap
 	t.update(s)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.sumUsage() // only now: most changes are never asked about
 	fw := make(map[string]api.Resources, len(t.fwUse))
 	for k, v := range t.fwUse {
 		fw[k] = v

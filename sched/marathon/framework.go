@@ -853,13 +853,31 @@ func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full boo
 	seen := map[string]bool{}
 	// Tasks: expunge ended ones, kill those of deleted apps, give up on
 	// unreachable ones.
-	appIDs := make([]string, 0, len(v.tasks))
-	for id := range v.tasks {
-		if only == nil || only[id] {
+	var appIDs []string
+	if only == nil {
+		appIDs = make([]string, 0, len(v.tasks))
+		for id := range v.tasks {
 			appIDs = append(appIDs, id)
+		}
+	} else {
+		for id := range only {
+			if _, ok := v.tasks[id]; ok {
+				appIDs = append(appIDs, id)
+			}
 		}
 	}
 	sort.Strings(appIDs)
+	// The apps to scale and upgrade, in id order.
+	apps := v.appIDs
+	if only != nil {
+		apps = nil
+		for id := range only {
+			if v.apps[id] != nil {
+				apps = append(apps, id)
+			}
+		}
+		sort.Strings(apps)
+	}
 	for _, appID := range appIDs {
 		app := v.apps[appID]
 		for _, te := range v.tasks[appID] {
@@ -955,10 +973,7 @@ func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full boo
 		}
 		f.mu.Unlock()
 	}
-	for _, appID := range v.appIDs {
-		if only != nil && !only[appID] {
-			continue
-		}
+	for _, appID := range apps {
 		app := v.apps[appID]
 		if v.held(appID) {
 			continue
