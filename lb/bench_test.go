@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/weftnet/weft/sched/api"
@@ -42,5 +43,61 @@ func BenchmarkHTTPKeepAlive(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatal(resp.Status)
 		}
+	}
+}
+
+// tcpBench starts a proxy with one TCP-mode service in front of an echo
+// backend and returns the service address.
+func tcpBench(b *testing.B) string {
+	echo := startTCPEcho(b, "")
+	sp := freePort(b)
+	src := newFakeSource()
+	src.set([]api.App{app("/echo", sp, nil)}, []api.Task{task("/echo", 1, echo)})
+	startProxy(b, testConfig(src))
+	return "127.0.0.1:" + strconv.Itoa(sp)
+}
+
+// BenchmarkTCPRoundTrip measures one small message and its echo through a
+// TCP-mode service port on a connection kept open (per-message cost).
+func BenchmarkTCPRoundTrip(b *testing.B) {
+	addr := tcpBench(b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 1024)
+	buf := make([]byte, 1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTCPConnect measures a connection through a TCP-mode service
+// port: connect, one small echo, close (per-connection cost: accept,
+// tracking, backend dial, goroutines).
+func BenchmarkTCPConnect(b *testing.B) {
+	addr := tcpBench(b)
+	msg := []byte("ping")
+	buf := make([]byte, 4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write(msg)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
 	}
 }

@@ -233,12 +233,33 @@ func cpuSplit(pid int) (float64, float64) {
 	return u, k
 }
 
+// ctxSwitches sums the voluntary and involuntary context switches of all
+// threads of a process.
+func ctxSwitches(pid int) float64 {
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	n := 0.0
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasSuffix(strings.Fields(l + " x")[0], "ctxt_switches:") {
+				v, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
 type wrkResult struct {
 	rps              float64
 	p50, p99         time.Duration
 	sockErrs, non2xx int
 	cpuPct           float64
 	sysShare         float64 // of cpuPct, the part in the kernel
+	switches         float64 // context switches of the proxy per request
 }
 
 var (
@@ -266,6 +287,7 @@ func wrk(url string, pid int, d time.Duration, c int, host bool) (wrkResult, err
 	}
 	args = append(args, url)
 	u0, k0 := cpuSplit(pid)
+	cs0 := ctxSwitches(pid)
 	start := time.Now()
 	out, err := exec.Command("wrk", args...).CombinedOutput()
 	el := time.Since(start)
@@ -276,6 +298,7 @@ func wrk(url string, pid int, d time.Duration, c int, host bool) (wrkResult, err
 	if pid > 0 {
 		u1, k1 := cpuSplit(pid)
 		r.cpuPct = (u1 + k1 - u0 - k0) / 100 / el.Seconds() * 100
+		r.switches = ctxSwitches(pid) - cs0
 		if u1+k1 > u0+k0 {
 			r.sysShare = (k1 - k0) / (u1 + k1 - u0 - k0)
 		}
@@ -283,6 +306,9 @@ func wrk(url string, pid int, d time.Duration, c int, host bool) (wrkResult, err
 	s := string(out)
 	if m := reRPS.FindStringSubmatch(s); m != nil {
 		r.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if r.rps > 0 {
+		r.switches /= r.rps * el.Seconds()
 	}
 	for _, m := range reLat.FindAllStringSubmatch(s, -1) {
 		if m[1] == "50" {
@@ -678,7 +704,7 @@ func tcpPhase(e *env) (float64, error) {
 	var weft, ha agg
 	var ratios, cpuRatios []float64
 	fmt.Println("TCP small requests (keep-alive HTTP through L4)")
-	fmt.Printf("  %-4s %10s %10s %7s %10s %10s %7s %9s %9s\n", "pair", "weft req/s", "HA req/s", "ratio", "weft µs/r", "HA µs/r", "cpu ×", "weft sys", "HA sys")
+	fmt.Printf("  %-4s %10s %10s %7s %10s %10s %7s %9s %9s %9s %9s\n", "pair", "weft req/s", "HA req/s", "ratio", "weft µs/r", "HA µs/r", "cpu ×", "weft sys", "HA sys", "weft cs/r", "HA cs/r")
 	for i := 0; i < *tcpRuns; i++ {
 		var rw, rh wrkResult
 		order := []bool{true, false}
@@ -706,7 +732,7 @@ func tcpPhase(e *env) (float64, error) {
 		cw, ch := rw.cpuPct/100/rw.rps*1e6, rh.cpuPct/100/rh.rps*1e6
 		ratios = append(ratios, ratio)
 		cpuRatios = append(cpuRatios, cw/ch)
-		fmt.Printf("  %-4d %10.0f %10.0f %6.2f× %10.1f %10.1f %6.2f× %8.0f%% %8.0f%%\n", i, rw.rps, rh.rps, ratio, cw, ch, cw/ch, rw.sysShare*100, rh.sysShare*100)
+		fmt.Printf("  %-4d %10.0f %10.0f %6.2f× %10.1f %10.1f %6.2f× %8.0f%% %8.0f%% %9.2f %9.2f\n", i, rw.rps, rh.rps, ratio, cw, ch, cw/ch, rw.sysShare*100, rh.sysShare*100, rw.switches, rh.switches)
 	}
 	fmt.Printf("  %-22s %10s %8s %8s %8s %12s\n", "target (median)", "req/s", "p50 ms", "p99 ms", "CPU %", "µs CPU/req")
 	for _, row := range []struct {
