@@ -266,16 +266,19 @@ func run(o opts) error {
 
 	// Before the listings: the master's CPU under the churn alone, which
 	// is its cost per task change (failure, expunge, launch, RUNNING).
-	alone := startChurn(ctx, c, sims, o.churn, 7)
 	mc0 := procCPU(master.Pid())
+	time.Sleep(5 * time.Second)
+	idleCPU := (procCPU(master.Pid()) - mc0) * 2 // per 10 s
+	alone := startChurn(ctx, c, sims, o.churn, 7)
+	mc0 = procCPU(master.Pid())
 	time.Sleep(10 * time.Second)
 	aloneFailed, aloneErr := alone()
 	aloneCPU := procCPU(master.Pid()) - mc0
 	if aloneErr != nil {
 		return fmt.Errorf("churn: failing a task: %w", aloneErr)
 	}
-	aloneNote := fmt.Sprintf("master CPU under the churn alone (no listing): %.0f%% of one core for %.1f tasks/s, %.1f ms CPU per task failed and replaced (idle work included)",
-		100*aloneCPU.Seconds()/10, float64(aloneFailed)/10, 1000*aloneCPU.Seconds()/float64(max(aloneFailed, 1)))
+	aloneNote := fmt.Sprintf("master CPU under the churn alone (no listing): %.0f%% of one core for %.1f tasks/s (idle: %.0f%%), %.1f ms CPU per task failed and replaced",
+		100*aloneCPU.Seconds()/10, float64(aloneFailed)/10, 100*idleCPU.Seconds()/10, 1000*(aloneCPU-idleCPU).Seconds()/float64(max(aloneFailed, 1)))
 	if err := eventually(60*time.Second, 100*time.Millisecond, "the churn alone settled", func() error {
 		var n int
 		for _, s := range sims {
