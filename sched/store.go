@@ -385,7 +385,7 @@ type keyWrite struct {
 
 // maxWrites bounds the keys the store remembers for ReadChanged; once it
 // holds twice that many it forgets the older half.
-const maxWrites = 1 << 16
+var maxWrites = 1 << 16
 
 // ReadChanged is Read that also hands fn the keys of table put or deleted
 // at indexes above after (oldest first, a key once per write), with

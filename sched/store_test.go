@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -170,5 +171,38 @@ func TestStoreReadChanged(t *testing.T) {
 	}
 	if keys, ok, _ := changed(i3); !ok || len(keys) != 0 {
 		t.Fatalf("after the restored index: keys %v complete %v, want none, complete", keys, ok)
+	}
+}
+
+// TestStoreReadChangedForgetsOldWrites wants the store to say a read is
+// incomplete once the writes after its index are forgotten, and complete
+// for indexes it still covers.
+func TestStoreReadChangedForgetsOldWrites(t *testing.T) {
+	defer func(n int) { maxWrites = n }(maxWrites)
+	maxWrites = 4
+	s := openTestStore(t, "")
+	defer s.Close()
+	ctx := context.Background()
+	var idx []uint64
+	for i := 0; i < 12; i++ {
+		id := fmt.Sprintf("t%d", i)
+		n, err := s.Apply(ctx, []Op{Put(TableTasks, id, &TaskRecord{Task: api.Task{ID: id}}), Put(TableMeta, id, json.RawMessage(`1`))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = append(idx, n)
+	}
+	check := func(after uint64) ([]string, bool) {
+		var keys []string
+		var ok bool
+		s.ReadChanged(TableTasks, after, func(_ uint64, _ map[string]map[string]*Entry, k []string, complete bool) { keys, ok = k, complete })
+		return keys, ok
+	}
+	if _, ok := check(idx[0]); ok {
+		t.Fatal("a read after the first of 12 writes (24 keys, 4 kept) is reported complete")
+	}
+	keys, ok := check(idx[10])
+	if !ok || len(keys) != 1 || keys[0] != "t11" {
+		t.Fatalf("after the 11th write: keys %v complete %v, want [t11]", keys, ok)
 	}
 }
