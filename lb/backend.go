@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,8 @@ import (
 // service that routes to it and kept across table swaps.
 type backend struct {
 	addr     string
-	serverID string // sticky cookie value
+	ap       netip.AddrPort // addr parsed, when it is ip:port (dialled without a lookup)
+	serverID string         // sticky cookie value
 
 	active       atomic.Int64 // TCP connections and HTTP requests in flight (leastconn)
 	ejectedUntil atomic.Int64 // unix nanos; passive ejection after a failed connect
@@ -42,7 +44,8 @@ type bconn struct {
 }
 
 func newBackend(addr, serverID string) *backend {
-	return &backend{addr: addr, serverID: serverID, live: map[io.Closer]string{}}
+	ap, _ := netip.ParseAddrPort(addr)
+	return &backend{addr: addr, ap: ap, serverID: serverID, live: map[io.Closer]string{}}
 }
 
 func (b *backend) ejected(now int64) bool { return b.ejectedUntil.Load() > now }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -45,28 +46,33 @@ func clientIP(addr net.Addr) net.IP {
 // dialBackend connects to a backend of r, ejecting backends that refuse and
 // trying others (up to 3 attempts). It returns nil when none answered.
 func (p *Proxy) dialBackend(r *route, client net.IP, first *backend) (*backend, *net.TCPConn) {
-	var tried []*backend
+	var triedBuf [3]*backend
+	tried := triedBuf[:0]
 	for attempt := 0; attempt < 3; attempt++ {
 		b := first
 		first = nil
-		if b == nil || b.ejected(p.now().UnixNano()) {
-			b = r.pick(client, p.now().UnixNano(), tried)
+		if b == nil || b.ejectedUntil.Load() != 0 {
+			now := p.now().UnixNano()
+			if b == nil || b.ejected(now) {
+				b = r.pick(client, now, tried)
+			}
 		}
 		if b == nil {
 			return nil, nil
 		}
 		tried = append(tried, b)
-		c, err := net.DialTimeout("tcp", b.addr, p.cfg.ConnectTimeout)
+		tc, err := p.dial(b)
 		if err != nil {
 			b.failures.Add(1)
 			b.ejectedUntil.Store(p.now().Add(p.cfg.EjectFor).UnixNano())
 			p.log.Warn("backend refused a connection; ejected", "service", r.svc.Name, "backend", b.addr, "for", p.cfg.EjectFor, "err", err)
 			continue
 		}
-		b.ejectedUntil.Store(0)
+		if b.ejectedUntil.Load() != 0 {
+			b.ejectedUntil.Store(0)
+		}
 		b.conns.Add(1)
 		b.active.Add(1)
-		tc := c.(*net.TCPConn)
 		if !b.track(tc, "conn") {
 			b.active.Add(-1)
 			tc.Close()
@@ -75,6 +81,20 @@ func (p *Proxy) dialBackend(r *route, client net.IP, first *backend) (*backend, 
 		return b, tc
 	}
 	return nil, nil
+}
+
+// dial connects to b within the connect timeout; an ip:port backend is
+// dialled without parsing or resolving its address again.
+func (p *Proxy) dial(b *backend) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: p.cfg.ConnectTimeout}
+	if b.ap.IsValid() {
+		return d.DialTCP(context.Background(), "tcp", netip.AddrPort{}, b.ap)
+	}
+	c, err := d.Dial("tcp", b.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // serveTCP proxies one TCP connection: both sides stay *net.TCPConn so
