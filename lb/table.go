@@ -334,7 +334,7 @@ func containerPorts(app *api.App) []int {
 	if app.IPAddress != nil && app.IPAddress.Discovery != nil && len(app.IPAddress.Discovery.Ports) > 0 {
 		out := make([]int, len(app.IPAddress.Discovery.Ports))
 		for i, p := range app.IPAddress.Discovery.Ports {
-			out[i] = p.Port
+			out[i] = p.Number
 		}
 		return out
 	}

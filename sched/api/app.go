@@ -165,8 +165,35 @@ type IPAddressSpec struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	NetworkName string            `json:"networkName,omitempty"`
 	Discovery   *struct {
-		Ports []PortDefinition `json:"ports"`
+		Ports []DiscoveryPort `json:"ports"`
 	} `json:"discovery,omitempty"`
+}
+
+// DiscoveryPort is a port of ipAddress.discovery: the port a task listens
+// on at its own IP address. Marathon names the port "number".
+type DiscoveryPort struct {
+	Number   int               `json:"number"`
+	Name     string            `json:"name,omitempty"`
+	Protocol string            `json:"protocol,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// UnmarshalJSON also reads "port", which weft wrote before it used
+// Marathon's "number", so apps stored by an older weft keep their ports.
+func (d *DiscoveryPort) UnmarshalJSON(b []byte) error {
+	type plain DiscoveryPort
+	var v struct {
+		plain
+		Port *int `json:"port"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*d = DiscoveryPort(v.plain)
+	if d.Number == 0 && v.Port != nil {
+		d.Number = *v.Port
+	}
+	return nil
 }
 
 // HealthCheck is a Marathon health check definition.
