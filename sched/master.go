@@ -346,6 +346,7 @@ func (m *Master) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-leaderCh:
+		case <-m.store.ReadyCh():
 		case <-tick.C:
 		}
 	}
@@ -434,8 +435,11 @@ func (m *Master) getFrameworkID() string {
 
 // leaderAPI returns the leading master's API address, or "" with no leader.
 func (m *Master) leaderAPI() string {
-	if m.store.IsLeader() {
-		return m.cfg.APIAdvertise
+	if m.store.RaftLeader() {
+		if m.store.IsLeader() {
+			return m.cfg.APIAdvertise
+		}
+		return "" // elected, still applying the log
 	}
 	addr, id := m.store.Raft().LeaderWithID()
 	if addr == "" {

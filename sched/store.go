@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -157,6 +158,12 @@ type Store struct {
 
 	subMu sync.Mutex
 	subs  map[chan api.Event]struct{}
+
+	// readyTerm is the raft term whose barrier has been applied (see
+	// IsLeader); barrier is set while one runs.
+	readyTerm atomic.Uint64
+	barrier   atomic.Bool
+	ready     chan struct{}
 }
 
 // OpenStore opens (or creates) the store and starts raft.
@@ -176,6 +183,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		tables:  map[string]map[string]*Entry{},
 		changed: make(chan struct{}),
 		subs:    map[chan api.Event]struct{}{},
+		ready:   make(chan struct{}, 1),
 	}
 	for t := range tableTypes {
 		s.tables[t] = map[string]*Entry{}
@@ -284,8 +292,43 @@ func (s *Store) Close() error {
 // Raft exposes the raft node (membership changes, stats).
 func (s *Store) Raft() *raft.Raft { return s.raft }
 
-// IsLeader reports whether this server leads.
-func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+// IsLeader reports whether this server leads and its state has caught up
+// with the log. A server that has just won an election (on restart, at
+// once) may not yet have applied the entries it committed before: until a
+// barrier of the new term has gone through, its tables are stale, and
+// acting or answering on them would show apps as missing. The first call
+// in a new term starts that barrier and reports false until it is done.
+func (s *Store) IsLeader() bool {
+	if s.raft.State() != raft.Leader {
+		return false
+	}
+	term := s.raft.CurrentTerm()
+	if s.readyTerm.Load() == term {
+		return true
+	}
+	if s.barrier.CompareAndSwap(false, true) {
+		go func() {
+			defer s.barrier.Store(false)
+			if err := s.raft.Barrier(time.Minute).Error(); err != nil {
+				s.log.Warn("raft barrier after election failed; not leading yet", "err", err)
+				return
+			}
+			s.readyTerm.Store(term)
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
+		}()
+	}
+	return false
+}
+
+// ReadyCh signals when a barrier after an election has gone through, so
+// IsLeader has just turned true.
+func (s *Store) ReadyCh() <-chan struct{} { return s.ready }
+
+// RaftLeader reports whether raft has elected this server, caught up or not.
+func (s *Store) RaftLeader() bool { return s.raft.State() == raft.Leader }
 
 // LeaderCh signals leadership changes (true when this server becomes leader).
 func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
