@@ -280,14 +280,7 @@ func run(o opts) error {
 	aloneNote := fmt.Sprintf("master CPU under the churn alone (no listing): %.0f%% of one core for %.1f tasks/s (idle: %.0f%%), %.1f ms CPU per task failed and replaced",
 		100*aloneCPU.Seconds()/10, float64(aloneFailed)/10, 100*idleCPU.Seconds()/10, 1000*(aloneCPU-idleCPU).Seconds()/float64(max(aloneFailed, 1)))
 	if err := eventually(60*time.Second, 100*time.Millisecond, "the churn alone settled", func() error {
-		var n int
-		for _, s := range sims {
-			n += s.liveCount()
-		}
-		if n != want {
-			return fmt.Errorf("%d tasks running", n)
-		}
-		return nil
+		return settledOnMaster(ctx, c, sims, want)
 	}); err != nil {
 		return err
 	}
@@ -553,6 +546,44 @@ func startChurn(ctx context.Context, c *api.Client, sims []*simAgent, rate float
 		gwg.Wait()
 		return nFailed, gerr
 	}
+}
+
+// settledOnMaster is nil once the master counts want tasks running and
+// the simulated agents agree. When they disagree, it says which tasks.
+func settledOnMaster(ctx context.Context, c *api.Client, sims []*simAgent, want int) error {
+	tasks, err := c.Tasks(ctx)
+	if err != nil {
+		return err
+	}
+	onMaster := map[string]string{}
+	running := 0
+	for _, t := range tasks {
+		onMaster[t.ID] = t.State
+		if t.State == api.TaskRunning {
+			running++
+		}
+	}
+	live := 0
+	for _, s := range sims {
+		live += s.liveCount()
+	}
+	if running == want && live == want {
+		return nil
+	}
+	var odd []string
+	for _, s := range sims {
+		s.mu.Lock()
+		for id := range s.live {
+			if onMaster[id] != api.TaskRunning {
+				odd = append(odd, fmt.Sprintf("%s live on %s, master: %q", id, s.id, onMaster[id]))
+			}
+		}
+		s.mu.Unlock()
+	}
+	if len(odd) > 5 {
+		odd = odd[:5]
+	}
+	return fmt.Errorf("master: %d tasks running, simulated agents: %d live %v", running, live, odd)
 }
 
 func (s *simAgent) liveCount() int {
