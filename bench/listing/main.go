@@ -530,12 +530,15 @@ func startChurn(ctx context.Context, c *api.Client, sims []*simAgent, rate float
 			go func() {
 				defer gwg.Done()
 				defer func() { <-sem }()
-				err := c.PostStatus(gctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: churn", Timestamp: time.Now()}})
+				// ctx, not gctx: a failure already taken from the live set
+				// must reach the master even when the churn stops meanwhile,
+				// or the bench loses count of that task.
+				err := c.PostStatus(ctx, s.id, []api.TaskStatus{{TaskID: id, State: api.TaskFailed, Message: "bench: churn", Timestamp: time.Now()}})
 				gmu.Lock()
 				defer gmu.Unlock()
 				if err == nil {
 					nFailed++
-				} else if gctx.Err() == nil && gerr == nil {
+				} else if ctx.Err() == nil && gerr == nil {
 					gerr = err
 				}
 			}()
