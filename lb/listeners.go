@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -74,30 +73,7 @@ func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 func (p *Proxy) acceptTLSService(ln net.Listener, fe *frontend) {
 	byPort := func(rt *runtime, _ *http.Request) *route { return rt.byPort[fe.port] }
 	h := p.streamHandler(nil, fe.port, false, byPort)
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || strings.Contains(err.Error(), "too many open files") {
-				delay = max(5*time.Millisecond, min(delay*2, time.Second))
-				time.Sleep(delay)
-				continue
-			}
-			p.log.Error("accept failed", "frontend", fe.kind, "port", fe.port, "err", err)
-			return
-		}
-		delay = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			c.Close()
-			continue
-		}
-		go p.serveTLSService(tc, fe, h)
-	}
+	p.acceptEach(ln, fe, func(tc *net.TCPConn) { p.serveTLSService(tc, fe, h) })
 }
 
 func (p *Proxy) serveTLSService(c *net.TCPConn, fe *frontend, h http.Handler) {

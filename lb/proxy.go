@@ -605,6 +605,13 @@ func (p *Proxy) shutdown() {
 
 // acceptLoop accepts on one listener until it is closed.
 func (p *Proxy) acceptLoop(ln net.Listener, fe *frontend) {
+	p.acceptEach(ln, fe, func(tc *net.TCPConn) { p.serveConn(tc, fe) })
+}
+
+// acceptEach accepts on ln until it is closed, backing off on transient
+// errors (timeouts, out of file descriptors), and serves each TCP
+// connection on its own goroutine.
+func (p *Proxy) acceptEach(ln net.Listener, fe *frontend, serve func(*net.TCPConn)) {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -627,7 +634,7 @@ func (p *Proxy) acceptLoop(ln net.Listener, fe *frontend) {
 			c.Close()
 			continue
 		}
-		go p.serveConn(tc, fe)
+		go serve(tc)
 	}
 }
 
