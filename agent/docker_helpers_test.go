@@ -202,7 +202,10 @@ func dkFreePort(t testing.TB) int {
 	for i := 0; i < 100; i++ {
 		b := make([]byte, 2)
 		_, _ = rand.Read(b)
-		port := 20000 + int(b[0])<<8%10000 + int(b[1])
+		// 20000-20999: below e2e's task port ranges (21000-32000) and the
+		// ephemeral range, so a test package running alongside cannot
+		// take the port between this probe and the container's DNAT.
+		port := 20000 + (int(b[0])<<8|int(b[1]))%1000
 		l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
 		if err != nil {
 			continue
@@ -210,7 +213,7 @@ func dkFreePort(t testing.TB) int {
 		l.Close()
 		return port
 	}
-	t.Fatal("no free port in 20000-30255")
+	t.Fatal("no free port in 20000-20999")
 	return 0
 }
 
