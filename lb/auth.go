@@ -150,27 +150,7 @@ func shaCrypt(enc, pass string, is512 bool) string {
 		ds.Write(s)
 	}
 	sb := stretch(ds.Sum(nil), len(s))
-	c := aSum
-	for i := 0; i < rounds; i++ {
-		h := newH()
-		if i&1 != 0 {
-			h.Write(p)
-		} else {
-			h.Write(c)
-		}
-		if i%3 != 0 {
-			h.Write(sb)
-		}
-		if i%7 != 0 {
-			h.Write(p)
-		}
-		if i&1 != 0 {
-			h.Write(c)
-		} else {
-			h.Write(p)
-		}
-		c = h.Sum(nil)
-	}
+	c := cryptRounds(newH, p, sb, aSum, rounds)
 	var out strings.Builder
 	out.WriteString(prefix)
 	if custom {
@@ -205,6 +185,33 @@ func repeat(h hash.Hash, b []byte, n, size int) {
 		h.Write(b)
 	}
 	h.Write(b[:n])
+}
+
+// cryptRounds is the key-stretching loop MD5-crypt and SHA-crypt share:
+// each round hashes the password, the salt and the previous digest in an
+// order set by the round number (odd, not a multiple of 3, not of 7).
+func cryptRounds(newH func() hash.Hash, pw, salt, c []byte, rounds int) []byte {
+	for i := 0; i < rounds; i++ {
+		h := newH()
+		if i&1 != 0 {
+			h.Write(pw)
+		} else {
+			h.Write(c)
+		}
+		if i%3 != 0 {
+			h.Write(salt)
+		}
+		if i%7 != 0 {
+			h.Write(pw)
+		}
+		if i&1 != 0 {
+			h.Write(c)
+		} else {
+			h.Write(pw)
+		}
+		c = h.Sum(nil)
+	}
+	return c
 }
 
 func stretch(d []byte, n int) []byte {

@@ -270,3 +270,10 @@ func putWriter(bw *bufio.Writer) {
 		writerPool.Put(bw)
 	}
 }
+
+// release ends a proxied TCP connection to b that dialBackend opened.
+func (b *backend) release(bc *net.TCPConn) {
+	b.untrack(bc)
+	b.active.Add(-1)
+	bc.Close()
+}

@@ -56,26 +56,7 @@ func md5Crypt(enc, pass string) string {
 	}
 	f := ctx.Sum(nil)
 
-	for i := 0; i < 1000; i++ {
-		h := md5.New()
-		if i&1 != 0 {
-			h.Write(pw)
-		} else {
-			h.Write(f)
-		}
-		if i%3 != 0 {
-			h.Write(s)
-		}
-		if i%7 != 0 {
-			h.Write(pw)
-		}
-		if i&1 != 0 {
-			h.Write(f)
-		} else {
-			h.Write(pw)
-		}
-		f = h.Sum(f[:0])
-	}
+	f = cryptRounds(md5.New, pw, s, f, 1000)
 
 	out := make([]byte, 0, len(magic)+len(salt)+1+22)
 	out = append(out, magic...)

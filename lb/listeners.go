@@ -126,11 +126,7 @@ func (p *Proxy) serveTLSTCP(tc *tls.Conn, raw *net.TCPConn, r *route) {
 		r.errors.Add(1)
 		return
 	}
-	defer func() {
-		b.untrack(bc)
-		b.active.Add(-1)
-		bc.Close()
-	}()
+	defer b.release(bc)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -112,11 +112,7 @@ func (p *Proxy) serveTCP(c *net.TCPConn, r *route) {
 		r.errors.Add(1)
 		return
 	}
-	defer func() {
-		b.untrack(bc)
-		b.active.Add(-1)
-		bc.Close()
-	}()
+	defer b.release(bc)
 	splice(c, bc)
 }
 
