@@ -150,6 +150,7 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 			var details []api.ErrorDetail
 			flattenGroup(g, "/", "", &flat, &details)
 			listed := map[string]bool{}
+			claimed := map[int]string{}
 			for _, fa := range flat {
 				if listed[fa.id] {
 					details = append(details, api.ErrorDetail{Path: fa.path + "/id", Errors: []string{"id " + fa.id + " appears more than once"}})
@@ -165,7 +166,7 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 					return aerr
 				}
 				existing := v.apps[fa.id]
-				app, aerr := f.prepare(v, existing, akeys, fa.id, fa.path, false, now)
+				app, aerr := f.prepare(v, existing, akeys, fa.id, fa.path, false, now, claimed)
 				if aerr != nil {
 					if aerr.Status == 422 {
 						details = append(details, aerr.Body.Details...)

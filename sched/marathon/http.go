@@ -520,8 +520,12 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	return nil
 }
 
-// prepared is an app definition decoded, merged, normalized and validated.
-func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.RawMessage, id, prefix string, partial bool, now time.Time) (*api.App, *apiError) {
+// prepare decodes, merges, normalizes and validates an app definition.
+// claimed holds the service ports given to earlier apps of the same
+// request (an array PUT, a group), by app id; prepare adds the ports it
+// gives this app, so two apps of one request never share a port. It may
+// be nil for a request of one app.
+func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.RawMessage, id, prefix string, partial bool, now time.Time, claimed map[int]string) (*api.App, *apiError) {
 	base := existing
 	if !partial {
 		base = nil
@@ -549,9 +553,22 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 			}
 		}
 	}
+	for p, oid := range claimed {
+		if p != 0 && oid != id {
+			used[p] = oid
+		}
+	}
 	var prev []int
 	if existing != nil {
 		prev = servicePorts(existing)
+		// A port the app already holds stays its own, even where an older
+		// weft gave the same port to another app too: scaling or updating
+		// such an app must not fail on a clash it did not ask for.
+		for _, p := range prev {
+			if _, inRequest := claimed[p]; !inRequest {
+				delete(used, p)
+			}
+		}
 	}
 	if len(details) == 0 {
 		for _, d := range assignServicePorts(app, used, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
@@ -561,6 +578,13 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	}
 	if len(details) > 0 {
 		return nil, notValid(details...)
+	}
+	if claimed != nil {
+		for _, p := range servicePorts(app) {
+			if p != 0 {
+				claimed[p] = id
+			}
+		}
 	}
 	prevVersion := ""
 	if existing != nil {
@@ -626,7 +650,7 @@ func (f *Framework) createApp(w http.ResponseWriter, r *http.Request, m sched.Ma
 	if _, ok := v.apps[id]; ok {
 		return errMsg(409, "An app with id [%s] already exists.", id)
 	}
-	app, aerr := f.prepare(v, nil, keys, id, "", false, m.Now())
+	app, aerr := f.prepare(v, nil, keys, id, "", false, m.Now(), nil)
 	if aerr != nil {
 		return aerr
 	}
@@ -669,6 +693,7 @@ func (f *Framework) updateApps(w http.ResponseWriter, r *http.Request, m sched.M
 		evs     []api.Event
 	)
 	seen := map[string]bool{}
+	claimed := map[int]string{}
 	for i, e := range elems {
 		prefix := "(" + strconv.Itoa(i) + ")"
 		keys, aerr := parseObject(e, reflect.TypeOf(api.App{}), prefix)
@@ -694,7 +719,7 @@ func (f *Framework) updateApps(w http.ResponseWriter, r *http.Request, m sched.M
 		}
 		seen[id] = true
 		existing := v.apps[id]
-		app, aerr := f.prepare(v, existing, keys, id, prefix, partial, now)
+		app, aerr := f.prepare(v, existing, keys, id, prefix, partial, now, claimed)
 		if aerr != nil {
 			if aerr.Status == 422 {
 				details = append(details, aerr.Body.Details...)
@@ -883,7 +908,7 @@ func (f *Framework) putApp(w http.ResponseWriter, r *http.Request, m sched.Maste
 		return appNotFound(id)
 	}
 	partial := r.Method == http.MethodPatch || r.URL.Query().Get("partialUpdate") != "false"
-	app, aerr := f.prepare(v, existing, keys, id, "", partial, m.Now())
+	app, aerr := f.prepare(v, existing, keys, id, "", partial, m.Now(), nil)
 	if aerr != nil {
 		return aerr
 	}
