@@ -200,6 +200,7 @@ func TestE2EMesh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { t.Log(tb.DelayNote()) }()
 	hosts := []*meshtest.Host{
 		tb.AddHost("aws", "a1"), tb.AddHost("aws", "a2"),
 		tb.AddHost("london", "l1"), tb.AddHost("london", "l2"),

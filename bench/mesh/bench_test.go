@@ -356,8 +356,8 @@ func TestMeshBench(t *testing.T) {
 	fmt.Printf("partition for %v: full membership %.1fs and all-pairs reachability (%d/%d) %.1fs after the heal (target 30s); %v\n",
 		hold, member.Seconds(), reach, len(nodes)*(len(nodes)-1), full.Seconds(), err)
 
-	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs; relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
-		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
+	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs (RTT 30ms between sites, 80ms to NAT: %s); relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
+		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), tb2.DelayNote(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
 }
 
 // formation starts 20 hosts in 3 sites plus 2 behind NAT and measures how
@@ -366,9 +366,13 @@ func TestMeshBench(t *testing.T) {
 func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, map[*node]string, time.Duration) {
 	ctx := context.Background()
 	tb2 := meshtest.New(t)
-	tb2.AddSite("aws")
-	tb2.AddSite("london", meshtest.Delay(15*time.Millisecond))
-	tb2.AddSite("paris", meshtest.Delay(40*time.Millisecond))
+	// RTT 30 ms between any two sites and 80 ms from a site to a host
+	// behind NAT: one-way delays into each site add up to the RTT.
+	for _, s := range []string{"aws", "london", "paris"} {
+		tb2.AddSite(s, meshtest.Delay(15*time.Millisecond))
+	}
+	tb2.AddNATSite("home", meshtest.Delay(65*time.Millisecond))
+	tb2.AddNATSite("office", meshtest.Delay(65*time.Millisecond))
 	var hosts []*meshtest.Host
 	for i := 0; i < 20; i++ {
 		site := []string{"aws", "london", "paris"}[i%3]
@@ -422,8 +426,8 @@ func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, ma
 	for _, x := range times[:min(12, len(times))] {
 		slow = append(slow, fmt.Sprintf("%s %.1fs", x.pair, x.d.Seconds()))
 	}
-	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed %v\n",
-		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), len(failed), failed)
+	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed %v\n  %s\n",
+		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), len(failed), failed, tb2.DelayNote())
 	fmt.Printf("  last to connect: %s\n", strings.Join(slow, ", "))
 	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
 		for _, n := range nodes {

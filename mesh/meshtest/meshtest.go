@@ -3,11 +3,16 @@
 //
 // A Testbed has one WAN router namespace. Each site is a bridge inside the
 // router namespace (its hosts are one L2 segment; traffic between sites is
-// routed by the router), with an optional tc netem delay on the packets that
-// enter the site from the WAN, so the RTT between two sites is the sum of
-// their delays. A NAT site is a NAT namespace (iptables MASQUERADE) between
-// the router and a LAN bridge of private hosts. Faults: CutLink/HealLink
-// between two sites, Partition/Heal between groups of sites.
+// routed by the router), with an optional delay on the packets that enter
+// the site from the WAN, so the RTT between two sites is the sum of their
+// delays. The delay is tc netem's where the kernel has sch_netem, else the
+// router's own: it loops those packets through a TUN device whose reader
+// holds them (delay.go); Site.DelayBy and Testbed.DelayNote say which. A
+// NAT site is a NAT namespace between the router and a LAN bridge of
+// private hosts, of one of the NATType kinds (port-restricted cone, full
+// cone, symmetric), optionally behind a second carrier-grade NAT
+// (DoubleNAT). Faults: CutLink/HealLink between two sites, Partition/Heal
+// between groups of sites; Host.Move puts a host on another network.
 //
 //	tb := meshtest.New(t)               // skips unless root, /dev/net/tun, ip, tc, iptables
 //	tb.AddSite("aws", meshtest.Delay(0))
@@ -59,6 +64,7 @@ type Testbed struct {
 	nsList   []string // namespaces to delete, in creation order
 	procs    []*Process
 	cuts     map[[2]string]bool
+	delay    *delayer // the router's TUN delayer, when netem is missing
 }
 
 // Site is one location: a bridge in the router (or, for a NAT site, a LAN
@@ -71,14 +77,59 @@ type Site struct {
 	// Public is the NAT's public address (NAT sites only).
 	Public netip.Addr
 	NATNS  string // NAT namespace (NAT sites only)
-	Delay  time.Duration
-	// Delayed reports whether Delay is in force (tc netem may be missing
-	// from the kernel; the testbed then runs without WAN delay).
+	// NATType is how the site's NAT maps and filters (NAT sites only).
+	NATType NATType
+	// CGNNS is the outer (carrier-grade) NAT's namespace of a double NAT.
+	CGNNS string
+	Delay time.Duration
+	// Delayed reports whether Delay is in force, and DelayBy by what:
+	// "netem" (tc), or "tun" when the kernel lacks sch_netem and the
+	// router holds the packets itself (delay.go).
 	Delayed bool
-	wanIf   string // the router's interface toward the site
+	DelayBy string
+	double  bool
+	wanIf   string       // the router's interface toward the site
+	wanPfx  netip.Prefix // the site's addresses as the WAN sees them
 	idx     int
 	nhosts  int
+	first   *Host // the first host (a full-cone NAT's DMZ host)
 }
+
+// NATType is the behaviour of a NAT site's router (RFC 4787 terms).
+type NATType int
+
+const (
+	// NATRestricted is Linux MASQUERADE: endpoint-independent mapping
+	// (a source port is kept toward every destination unless it clashes)
+	// with address-and-port-dependent filtering ("port-restricted cone").
+	NATRestricted NATType = iota
+	// NATFullCone adds endpoint-independent filtering: every UDP packet
+	// to the public address goes to the site's first host (a DMZ host),
+	// whose source ports are kept. Later hosts of the site are behind
+	// plain MASQUERADE.
+	NATFullCone
+	// NATSymmetric maps each new destination to a new random port
+	// (MASQUERADE --random-fully): endpoint-dependent mapping, "hard".
+	NATSymmetric
+)
+
+func (n NATType) String() string {
+	switch n {
+	case NATFullCone:
+		return "full-cone"
+	case NATSymmetric:
+		return "symmetric"
+	default:
+		return "port-restricted"
+	}
+}
+
+// WithNAT sets a NAT site's NAT type (default NATRestricted).
+func WithNAT(n NATType) SiteOption { return func(s *Site) { s.NATType = n } }
+
+// DoubleNAT puts a NAT site behind a second, carrier-grade NAT
+// (MASQUERADE, on 100.64.N.0/24) between its NAT and the WAN.
+func DoubleNAT() SiteOption { return func(s *Site) { s.double = true } }
 
 // SiteOption configures AddSite.
 type SiteOption func(*Site)
@@ -227,6 +278,7 @@ func (tb *Testbed) addSite(name string, nat bool, opts []SiteOption) *Site {
 	if !nat {
 		s.Subnet = netip.MustParsePrefix(fmt.Sprintf("172.30.%d.0/24", idx))
 		s.Gw = netip.MustParseAddr(fmt.Sprintf("172.30.%d.254", idx))
+		s.wanPfx = s.Subnet
 		tb.must(tb.Router, "ip", "link", "add", s.wanIf, "type", "bridge")
 		tb.must(tb.Router, "ip", "addr", "add", s.Gw.String()+"/24", "dev", s.wanIf)
 		tb.must(tb.Router, "ip", "link", "set", s.wanIf, "up")
@@ -235,29 +287,80 @@ func (tb *Testbed) addSite(name string, nat bool, opts []SiteOption) *Site {
 		s.Subnet = netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", idx))
 		s.Gw = netip.MustParseAddr(fmt.Sprintf("192.168.%d.254", idx))
 		s.Public = netip.MustParseAddr(fmt.Sprintf("172.31.%d.1", idx))
-		tb.addNS(s.NATNS)
-		tb.must(tb.Router, "ip", "link", "add", s.wanIf, "type", "veth", "peer", "name", "wan", "netns", s.NATNS)
+		s.wanPfx = netip.MustParsePrefix(fmt.Sprintf("172.31.%d.0/24", idx))
+		outer := s.NATNS // the namespace holding the public address
+		if s.double {
+			s.CGNNS = fmt.Sprintf("%s-cgn%d", tb.Prefix, idx)
+			outer = s.CGNNS
+		}
+		tb.addNS(outer)
+		tb.must(tb.Router, "ip", "link", "add", s.wanIf, "type", "veth", "peer", "name", "wan", "netns", outer)
 		tb.must(tb.Router, "ip", "addr", "add", fmt.Sprintf("172.31.%d.254/24", idx), "dev", s.wanIf)
 		tb.must(tb.Router, "ip", "link", "set", s.wanIf, "up")
-		tb.must(s.NATNS, "ip", "addr", "add", s.Public.String()+"/24", "dev", "wan")
-		tb.must(s.NATNS, "ip", "link", "set", "wan", "up")
-		tb.must(s.NATNS, "ip", "route", "add", "default", "via", fmt.Sprintf("172.31.%d.254", idx))
+		tb.must(outer, "ip", "addr", "add", s.Public.String()+"/24", "dev", "wan")
+		tb.must(outer, "ip", "link", "set", "wan", "up")
+		tb.must(outer, "ip", "route", "add", "default", "via", fmt.Sprintf("172.31.%d.254", idx))
+		homeWan := s.Public.String() + "/24"
+		if s.double {
+			// CGN: wan 172.31.N.1, isp side 100.64.N.254; the home NAT's
+			// wan is 100.64.N.1.
+			tb.addNS(s.NATNS)
+			tb.must(s.CGNNS, "ip", "link", "add", "isp", "type", "veth", "peer", "name", "wan", "netns", s.NATNS)
+			tb.must(s.CGNNS, "ip", "addr", "add", fmt.Sprintf("100.64.%d.254/24", idx), "dev", "isp")
+			tb.must(s.CGNNS, "ip", "link", "set", "isp", "up")
+			tb.must(s.CGNNS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+			tb.must(s.CGNNS, "iptables", "-P", "FORWARD", "ACCEPT")
+			tb.must(s.CGNNS, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+			homeWan = fmt.Sprintf("100.64.%d.1/24", idx)
+			tb.must(s.NATNS, "ip", "addr", "add", homeWan, "dev", "wan")
+			tb.must(s.NATNS, "ip", "link", "set", "wan", "up")
+			tb.must(s.NATNS, "ip", "route", "add", "default", "via", fmt.Sprintf("100.64.%d.254", idx))
+		}
 		tb.must(s.NATNS, "ip", "link", "add", "lan", "type", "bridge")
 		tb.must(s.NATNS, "ip", "addr", "add", s.Gw.String()+"/24", "dev", "lan")
 		tb.must(s.NATNS, "ip", "link", "set", "lan", "up")
 		tb.must(s.NATNS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 		tb.must(s.NATNS, "iptables", "-P", "FORWARD", "ACCEPT")
-		tb.must(s.NATNS, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+		masq := []string{"iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"}
+		if s.NATType == NATSymmetric {
+			masq = append(masq, "--random-fully")
+		}
+		tb.must(s.NATNS, masq...)
 	}
 	if s.Delay > 0 {
 		ms := fmt.Sprintf("%dms", s.Delay.Milliseconds())
-		if out, err := tb.exec(tb.Router, "tc", "qdisc", "add", "dev", s.wanIf, "root", "netem", "delay", ms, "limit", "100000"); err != nil {
-			tb.t.Logf("meshtest: no WAN delay for site %s (tc netem: %v %s)", name, err, bytes.TrimSpace(out))
+		if out, err := tb.exec(tb.Router, "tc", "qdisc", "add", "dev", s.wanIf, "root", "netem", "delay", ms, "limit", "100000"); err == nil {
+			s.Delayed, s.DelayBy = true, "netem"
+		} else if derr := tb.delayTo(s.wanPfx, s.Delay); derr != nil {
+			tb.t.Logf("meshtest: no WAN delay for site %s (tc netem: %v %s; TUN delayer: %v)", name, err, bytes.TrimSpace(out), derr)
 		} else {
-			s.Delayed = true
+			s.Delayed, s.DelayBy = true, "tun"
+		}
+		if s.Delayed {
+			tb.t.Logf("meshtest: site %s: WAN delay %v one way into the site (%s)", name, s.Delay, s.DelayBy)
 		}
 	}
 	return s
+}
+
+// DelayNote says which WAN delay is in force at each site, for logs and
+// figures: "london 15ms (tun), paris 40ms (tun)" or "no WAN delay".
+func (tb *Testbed) DelayNote() string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	var parts []string
+	for _, s := range tb.siteList {
+		switch {
+		case s.Delayed:
+			parts = append(parts, fmt.Sprintf("%s %v (%s)", s.Name, s.Delay, s.DelayBy))
+		case s.Delay > 0:
+			parts = append(parts, fmt.Sprintf("%s NONE (wanted %v)", s.Name, s.Delay))
+		}
+	}
+	if len(parts) == 0 {
+		return "no WAN delay"
+	}
+	return "WAN delay one way into: " + strings.Join(parts, ", ")
 }
 
 // AddHost adds a host on a (public) site, creating the site if needed.
@@ -279,16 +382,30 @@ func (tb *Testbed) addHost(s *Site, name string) *Host {
 		tb.mu.Unlock()
 		tb.t.Fatalf("meshtest: host %q exists", name)
 	}
+	h := &Host{tb: tb, Name: name, NS: tb.Prefix + "-" + name}
+	tb.hosts[name] = h
+	tb.mu.Unlock()
+	tb.addNS(h.NS)
+	tb.attach(h, s)
+	return h
+}
+
+// attach gives h an eth0 on site s, with the site's next address.
+func (tb *Testbed) attach(h *Host, s *Site) {
+	tb.t.Helper()
+	tb.mu.Lock()
 	s.nhosts++
 	n := s.nhosts
-	h := &Host{tb: tb, Name: name, Site: s, NS: tb.Prefix + "-" + name}
-	tb.hosts[name] = h
+	first := s.first == nil
+	if first {
+		s.first = h
+	}
+	h.Site = s
 	tb.mu.Unlock()
 	if n > 250 {
 		tb.t.Fatal("meshtest: too many hosts on one site")
 	}
 	h.ip = netip.AddrFrom4([4]byte{s.Subnet.Addr().As4()[0], s.Subnet.Addr().As4()[1], s.Subnet.Addr().As4()[2], byte(n)})
-	tb.addNS(h.NS)
 	parent, bridge := tb.Router, s.wanIf
 	if s.NAT {
 		parent, bridge = s.NATNS, "lan"
@@ -300,7 +417,26 @@ func (tb *Testbed) addHost(s *Site, name string) *Host {
 	tb.must(h.NS, "ip", "addr", "add", h.ip.String()+"/24", "dev", "eth0")
 	tb.must(h.NS, "ip", "link", "set", "eth0", "up")
 	tb.must(h.NS, "ip", "route", "add", "default", "via", s.Gw.String())
-	return h
+	if s.NAT && s.NATType == NATFullCone && first {
+		tb.must(s.NATNS, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "udp", "-j", "DNAT", "--to-destination", h.ip.String())
+	}
+}
+
+// Move takes the host off its network and puts it on another site (which
+// is created as a NAT site when natSite is set and it does not exist):
+// a laptop going from Wi-Fi to LTE. Its processes keep running; its
+// address, gateway and NAT change, and nothing of the old NAT's mappings
+// follows it.
+func (h *Host) Move(site string, natSite bool) {
+	h.tb.t.Helper()
+	var s *Site
+	if natSite {
+		s = h.tb.AddNATSite(site)
+	} else {
+		s = h.tb.AddSite(site)
+	}
+	h.tb.must(h.NS, "ip", "link", "del", "eth0")
+	h.tb.attach(h, s)
 }
 
 // Host returns a host by name.
@@ -359,8 +495,18 @@ func (tb *Testbed) CutLink(a, b string) {
 	}
 	tb.cuts[key] = true
 	tb.mu.Unlock()
-	tb.must(tb.Router, "iptables", "-I", "FORWARD", "-i", sa.wanIf, "-o", sb.wanIf, "-j", "DROP")
-	tb.must(tb.Router, "iptables", "-I", "FORWARD", "-i", sb.wanIf, "-o", sa.wanIf, "-j", "DROP")
+	for _, r := range cutRules(sa, sb) {
+		tb.must(tb.Router, append([]string{"iptables", "-I", "FORWARD"}, r...)...)
+	}
+}
+
+// cutRules match the traffic between two sites by address, so that a
+// packet looping through the TUN delayer is matched on either hop.
+func cutRules(a, b *Site) [][]string {
+	return [][]string{
+		{"-s", a.wanPfx.String(), "-d", b.wanPfx.String(), "-j", "DROP"},
+		{"-s", b.wanPfx.String(), "-d", a.wanPfx.String(), "-j", "DROP"},
+	}
 }
 
 // HealLink undoes CutLink.
@@ -380,8 +526,9 @@ func (tb *Testbed) HealLink(a, b string) {
 	if !had {
 		return
 	}
-	tb.must(tb.Router, "iptables", "-D", "FORWARD", "-i", sa.wanIf, "-o", sb.wanIf, "-j", "DROP")
-	tb.must(tb.Router, "iptables", "-D", "FORWARD", "-i", sb.wanIf, "-o", sa.wanIf, "-j", "DROP")
+	for _, r := range cutRules(sa, sb) {
+		tb.must(tb.Router, append([]string{"iptables", "-D", "FORWARD"}, r...)...)
+	}
 }
 
 // Partition cuts every link between a site of one group and a site of
@@ -422,6 +569,8 @@ func (tb *Testbed) cleanup() {
 	tb.mu.Lock()
 	procs := append([]*Process(nil), tb.procs...)
 	nss := append([]string(nil), tb.nsList...)
+	dl := tb.delay
+	tb.delay = nil
 	tb.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range procs {
@@ -434,6 +583,7 @@ func (tb *Testbed) cleanup() {
 			tb.t.Logf("meshtest: --- output of %s on %s (last 400 lines) ---\n%s", p.argv0(), p.host.Name, tail(p.Output(), 400))
 		}
 	}
+	dl.close()
 	for i := len(nss) - 1; i >= 0; i-- {
 		if out, err := tb.exec("", "ip", "netns", "del", nss[i]); err != nil && !strings.Contains(string(out), "No such file") {
 			tb.t.Logf("meshtest: deleting namespace %s: %v %s", nss[i], err, out)
