@@ -136,14 +136,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, fn func() erro
 }
 
 // runningTasks returns the app's tasks in TASK_RUNNING.
+// runningTasks lists an app's running tasks from weft's /v1/state, which
+// carries weft's own facts (site, message) that Marathon's task JSON does
+// not.
 func runningTasks(ctx context.Context, c *api.Client, id string) ([]api.Task, error) {
-	app, err := c.App(ctx, id)
+	st, err := c.Watch(ctx, 0, 0)
 	if err != nil {
 		return nil, err
 	}
 	var out []api.Task
-	for _, tk := range app.Tasks {
-		if tk.State == api.TaskRunning {
+	for _, tk := range st.Tasks {
+		if tk.AppID == id && tk.State == api.TaskRunning {
 			out = append(out, tk)
 		}
 	}

@@ -33,7 +33,7 @@ type DeploymentResult struct {
 
 // QueueItem is an entry of GET /v2/queue: an app with tasks waiting to launch.
 type QueueItem struct {
-	App                    AppInfo                 `json:"app"`
+	App                    App                     `json:"app"` // the definition, as Marathon shows it
 	Count                  int                     `json:"count"`
 	Delay                  QueueDelay              `json:"delay"`
 	Since                  string                  `json:"since"`

@@ -148,8 +148,14 @@ func clientIP(r *http.Request) string {
 
 // ---- app info ----
 
+// apiTask is a task as Marathon shows it (task.raml): weft's own facts
+// (framework, job name, site, status message, exit status, readiness) are
+// left out, since strict Marathon clients fail on keys Marathon never
+// sends. weft's /v1/state carries them.
 func apiTask(rec *sched.TaskRecord) api.Task {
 	t := rec.Task
+	t.Framework, t.Name, t.Site, t.Message = "", "", "", ""
+	t.ExitStatus, t.Ready = nil, nil
 	if t.Ports == nil {
 		t.Ports = []int{}
 	}
@@ -168,12 +174,16 @@ func apiTask(rec *sched.TaskRecord) api.Task {
 func (f *Framework) appInfo(v *view, st *sched.Store, app *api.App, emb map[string]bool, tasks, failure bool) api.AppInfo {
 	info := api.AppInfo{App: *app, Deployments: v.deploymentsOf(app.ID)}
 	var list []api.Task
+	var ready []api.ReadinessResult
 	for _, te := range v.tasks[app.ID] {
 		t := te.rec.Task
 		if !countTask(&info, &t) {
 			continue
 		}
 		list = append(list, apiTask(te.rec))
+		if t.Ready != nil {
+			ready = append(ready, api.ReadinessResult{Name: "readinessCheck", TaskID: t.ID, Ready: *t.Ready})
+		}
 	}
 	if tasks || emb["tasks"] {
 		if list == nil {
@@ -185,12 +195,7 @@ func (f *Framework) appInfo(v *view, st *sched.Store, app *api.App, emb map[stri
 		info.LastTaskFailure = lastFailure(st, app.ID)
 	}
 	if emb["readiness"] {
-		info.Readiness = []api.ReadinessResult{}
-		for _, t := range list {
-			if t.Ready != nil {
-				info.Readiness = append(info.Readiness, api.ReadinessResult{Name: "readinessCheck", TaskID: t.ID, Ready: *t.Ready})
-			}
-		}
+		info.Readiness = append([]api.ReadinessResult{}, ready...)
 	}
 	if emb["taskStats"] {
 		info.TaskStats = map[string]any{}
@@ -1474,7 +1479,7 @@ func (f *Framework) queueItems(m sched.MasterHandle, withOffers bool) []api.Queu
 			since = now
 		}
 		item := api.QueueItem{
-			App:   f.appInfo(v, st, app, nil, false, false),
+			App:   *app,
 			Count: count,
 			Delay: api.QueueDelay{TimeLeftSeconds: left.Seconds(), Overdue: left == 0},
 			Since: api.Timestamp(since),
