@@ -45,9 +45,16 @@ func runTestAgent(ctx context.Context, c *api.Client, agentID string) {
 	}
 }
 
-// TestAppCommands runs `weft app ...` and `weft deployment ...` in-process
-// against a real master with the marathon framework and a simulated agent.
-func TestAppCommands(t *testing.T) {
+// cliMaster is a real master with the marathon framework on an httptest
+// server, one simulated agent node, and the CLI run in-process against it.
+type cliMaster struct {
+	url  string
+	ctx  context.Context
+	weft func(args ...string) (string, error)
+}
+
+func startCLIMaster(t *testing.T) *cliMaster {
+	t.Helper()
 	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
 		Resources: api.Resources{Cpus: 2, Mem: 2048, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
 	mc := sched.DefaultMasterConfig()
@@ -84,6 +91,15 @@ func TestAppCommands(t *testing.T) {
 		err := app.RunContext(context.Background(), append([]string{"weft", "--api", srv.URL}, args...))
 		return out.String(), err
 	}
+	return &cliMaster{url: srv.URL, ctx: ctx, weft: weft}
+}
+
+// TestAppCommands runs `weft app ...` and `weft deployment ...` in-process
+// against a real master with the marathon framework and a simulated agent.
+func TestAppCommands(t *testing.T) {
+	cm := startCLIMaster(t)
+	ctx, weft := cm.ctx, cm.weft
+	srv := struct{ URL string }{cm.url}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "marathon.json")
 	os.WriteFile(file, []byte(`{"id":"/ssk2/whereisbot","cmd":"sleep 1000","cpus":0.25,"mem":64,"instances":1}`), 0o644)

@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -74,8 +75,12 @@ func actionsText(as []api.DeploymentAction) string {
 	return strings.Join(parts, ", ")
 }
 
-// deploymentWatch follows a deployment: the event stream says how it ended,
-// polling /v2/deployments and the affected apps shows the progress.
+// deploymentWatch follows a deployment until it ends. weft's
+// /v1/deployments/{id} says whether it runs, succeeded or failed (rolled
+// back, superseded by a forced change, stopped), even when it ended before
+// the watch began; /v2/deployments and the affected apps show the progress.
+// An id that names no deployment (a CI job that got a 409 and passes
+// "null" on) is an error, never a success.
 func deploymentWatch(c *cli.Context) error {
 	if err := applyConfig(c); err != nil {
 		return err
@@ -96,83 +101,42 @@ func deploymentWatch(c *cli.Context) error {
 	if f, ok := out.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
 	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	events, evErr := client.Events(sctx, api.EventDeploymentSuccess, api.EventDeploymentFailed)
-	ended := make(chan string, 1) // "" success, else the failure reason
-	if evErr == nil {
-		go func() {
-			for ev := range events {
-				var d struct {
-					ID     string `json:"id"`
-					Reason string `json:"reason"`
-				}
-				_ = json.Unmarshal(ev.Data, &d)
-				if d.ID != id {
-					continue
-				}
-				if ev.Type == api.EventDeploymentFailed {
-					if d.Reason == "" {
-						d.Reason = "failed"
-					}
-					ended <- d.Reason
-				} else {
-					ended <- ""
-				}
-				return
-			}
-		}()
-	}
-	seen := false
 	last := ""
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	finish := func(reason string) error {
-		if tty {
-			fmt.Fprintln(out)
-		}
-		if reason == "" {
-			fmt.Fprintf(out, "deployment %s succeeded\n", id)
-			return nil
-		}
-		return fmt.Errorf("deployment %s failed: %s", id, reason)
-	}
 	for {
-		deps, err := client.Deployments(ctx)
-		if err != nil && ctx.Err() == nil {
+		var o api.DeploymentOutcome
+		_, err := client.Do(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(id), nil, &o)
+		var aerr *api.Error
+		switch {
+		case errors.As(err, &aerr) && aerr.Status == http.StatusNotFound:
+			return fmt.Errorf("no deployment %q is running or ended in the last hour (see 'weft deployment list')", id)
+		case err != nil && ctx.Err() == nil:
 			return err
-		}
-		var cur *api.Deployment
-		for i := range deps {
-			if deps[i].ID == id {
-				cur = &deps[i]
+		case err == nil && o.Status != api.DeploymentRunning:
+			if tty && last != "" {
+				fmt.Fprintln(out)
 			}
-		}
-		if cur == nil {
-			// Gone: the event says how it ended; without events, gone means done.
-			select {
-			case r := <-ended:
-				return finish(r)
-			case <-time.After(2 * time.Second):
-				if !seen && evErr != nil {
-					return fmt.Errorf("no deployment %s is running (see 'weft deployment list')", id)
+			if o.Status == api.DeploymentSucceeded {
+				fmt.Fprintf(out, "deployment %s succeeded\n", id)
+				return nil
+			}
+			reason := o.Reason
+			if reason == "" {
+				reason = o.Status
+			}
+			return fmt.Errorf("deployment %s failed: %s", id, reason)
+		case err == nil:
+			if line := deploymentProgress(ctx, client, id); line != "" {
+				if tty {
+					fmt.Fprintf(out, "\r\033[K%s", line)
+				} else if line != last {
+					fmt.Fprintln(out, line)
 				}
-				return finish("")
-			case <-ctx.Done():
+				last = line
 			}
-		} else {
-			seen = true
-			line := progressLine(ctx, client, cur)
-			if tty {
-				fmt.Fprintf(out, "\r\033[K%s", line)
-			} else if line != last {
-				fmt.Fprintln(out, line)
-			}
-			last = line
 		}
 		select {
-		case r := <-ended:
-			return finish(r)
 		case <-ctx.Done():
 			if c.Context.Err() != nil {
 				return c.Context.Err()
@@ -181,6 +145,21 @@ func deploymentWatch(c *cli.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// deploymentProgress is the progress line of running deployment id, or ""
+// when /v2/deployments no longer lists it.
+func deploymentProgress(ctx context.Context, client *api.Client, id string) string {
+	deps, err := client.Deployments(ctx)
+	if err != nil {
+		return ""
+	}
+	for i := range deps {
+		if deps[i].ID == id {
+			return progressLine(ctx, client, &deps[i])
+		}
+	}
+	return ""
 }
 
 // progressLine describes where a deployment stands: the step, and for

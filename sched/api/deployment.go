@@ -82,3 +82,19 @@ type Group struct {
 	Dependencies []string  `json:"dependencies"`
 	Version      string    `json:"version,omitempty"`
 }
+
+// Deployment outcomes, as weft's GET /v1/deployments/{id} reports them.
+const (
+	DeploymentRunning   = "running"
+	DeploymentSucceeded = "succeeded"
+	DeploymentFailed    = "failed"
+)
+
+// DeploymentOutcome is weft's GET /v1/deployments/{id}: where a
+// deployment stands or how it ended (kept for an hour after its end).
+type DeploymentOutcome struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`           // running, succeeded or failed
+	Reason string `json:"reason,omitempty"` // why it failed
+	At     string `json:"at,omitempty"`     // when it ended
+}

@@ -36,17 +36,18 @@ type Framework struct {
 	handle atomic.Pointer[handleBox]
 	wants  atomic.Bool
 
-	mu       sync.Mutex
-	backoff  map[string]*backoffState // app id →
-	stats    map[string]*offerStats   // app id → why offers were declined
-	since    map[string]time.Time     // app id → waiting for launches since
-	doomed   map[string]time.Time     // task id → found unhealthy at
-	ended    map[string]bool          // task ids whose end was counted in the backoff
-	failures map[string][]int         // task id → consecutive failures per check, as last seen
-	tokens   float64                  // health-kill bucket
-	refilled time.Time
-	agents   map[string]facts // agent id → constraint facts, learned from offers and Nodes
-	appWants map[string]bool  // apps that missed instances at the last pass (nil before the first)
+	mu             sync.Mutex
+	outcomesPruned time.Time                // guarded by mu
+	backoff        map[string]*backoffState // app id →
+	stats          map[string]*offerStats   // app id → why offers were declined
+	since          map[string]time.Time     // app id → waiting for launches since
+	doomed         map[string]time.Time     // task id → found unhealthy at
+	ended          map[string]bool          // task ids whose end was counted in the backoff
+	failures       map[string][]int         // task id → consecutive failures per check, as last seen
+	tokens         float64                  // health-kill bucket
+	refilled       time.Time
+	agents         map[string]facts // agent id → constraint facts, learned from offers and Nodes
+	appWants       map[string]bool  // apps that missed instances at the last pass (nil before the first)
 
 	reconMu sync.Mutex
 	recon   reconState // what the last pass looked at; written under reconMu and mu
@@ -144,6 +145,9 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 		}
 		if f.Wants() {
 			m.Revive()
+		}
+		if st.IsLeader() {
+			f.pruneOutcomes(ctx, st, m.Now())
 		}
 		wctx, cancel := context.WithTimeout(ctx, f.cfg.Tick)
 		idx, _ := st.Watch(wctx, after)
@@ -1146,7 +1150,7 @@ func (f *Framework) progressDone(v *view, de depEntry, now time.Time) ([]sched.O
 		events = append(events, api.NewEvent(api.EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planEventJSON(&d)}),
 			api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": d.Version}))
 		return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Delete(sched.TableDeployments, d.ID),
-			sched.Delete(sched.TableMeta, metaRollback+d.ID)}, events, true
+			sched.Delete(sched.TableMeta, metaRollback+d.ID), outcomeOp(d.ID, api.DeploymentSucceeded, "", now)}, events, true
 	}
 	if step == d.CurrentStep {
 		return nil, nil, false

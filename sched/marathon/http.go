@@ -42,6 +42,7 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 	mux.HandleFunc("/v2/groups/", f.wrap(f.serveGroups))
 	mux.HandleFunc("/v2/queue", f.wrap(f.serveQueue))
 	mux.HandleFunc("/v2/queue/", f.wrap(f.serveQueueDelay))
+	mux.HandleFunc("/v1/deployments/", f.wrap(f.serveOutcome))
 }
 
 // Handler serves the framework's routes alone (tests, embedding).
@@ -762,6 +763,12 @@ func (f *Framework) updateApps(w http.ResponseWriter, r *http.Request, m sched.M
 // locked by another deployment is a 409 unless force, which cancels that
 // deployment.
 func (f *Framework) deploy(ctx context.Context, m sched.MasterHandle, v *view, changes []change, force bool, ops []sched.Op, events ...api.Event) (api.DeploymentResult, *apiError) {
+	return f.deployOver(ctx, m, v, changes, force, "", ops, events...)
+}
+
+// deployOver is deploy for a rollback of deployment rollbackOf (or ""),
+// which ends that deployment as rolled back rather than superseded.
+func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *view, changes []change, force bool, rollbackOf string, ops []sched.Op, events ...api.Event) (api.DeploymentResult, *apiError) {
 	locked := map[string]depEntry{}
 	finished := map[string]bool{}
 	for _, c := range changes {
@@ -798,10 +805,14 @@ func (f *Framework) deploy(ctx context.Context, m sched.MasterHandle, v *view, c
 			Deployments: refs}}
 	}
 	for _, de := range locked {
+		reason := "canceled by a forced change"
+		if rollbackOf != "" && de.d.ID == rollbackOf {
+			reason = "rolled back by DELETE /v2/deployments/" + rollbackOf
+		}
 		ops = append(ops, sched.Check(sched.TableDeployments, de.d.ID, de.idx), sched.Delete(sched.TableDeployments, de.d.ID),
-			sched.Delete(sched.TableMeta, metaRollback+de.d.ID))
+			sched.Delete(sched.TableMeta, metaRollback+de.d.ID), outcomeOp(de.d.ID, api.DeploymentFailed, reason, m.Now()))
 		events = append(events, api.NewEvent(api.EventDeploymentFailed, map[string]any{
-			"id": de.d.ID, "plan": planEventJSON(de.d), "reason": "canceled by a forced change"}))
+			"id": de.d.ID, "plan": planEventJSON(de.d), "reason": reason}))
 	}
 	version := api.Timestamp(m.Now())
 	for _, c := range changes {
@@ -1309,7 +1320,7 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		_, err := st.Apply(ctx, []sched.Op{sched.Check(sched.TableDeployments, id, de.idx), sched.Delete(sched.TableDeployments, id),
-			sched.Delete(sched.TableMeta, metaRollback+id)},
+			sched.Delete(sched.TableMeta, metaRollback+id), outcomeOp(id, api.DeploymentFailed, "stopped by DELETE /v2/deployments?force=true", m.Now())},
 			api.NewEvent(api.EventDeploymentFailed, map[string]any{"id": id, "plan": planEventJSON(de.d), "reason": "stopped by DELETE /v2/deployments?force=true"}))
 		if err != nil {
 			return storeError(err)
@@ -1359,7 +1370,7 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 	if len(changes) == 0 {
 		return errMsg(409, "nothing to roll back for deployment %s", id)
 	}
-	res, aerr := f.deploy(r.Context(), m, v, changes, true, ops)
+	res, aerr := f.deployOver(r.Context(), m, v, changes, true, id, ops)
 	if aerr != nil {
 		return aerr
 	}
