@@ -5,14 +5,23 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/weftnet/weft/sched/api"
 )
 
 // facts are what constraints can look at on an agent: its hostname, its
-// site and its attributes.
+// site and its attributes; and, to tell which agents an app could use at
+// all (GROUP_BY's groups), whether it runs tasks, its resource role, its
+// docker capability and its total resources.
 type facts struct {
 	Host  string
 	Site  string
 	Attrs map[string]string
+
+	Agent  bool          // an alive node that runs tasks (not a master only)
+	Role   string        // resource role of its offers: "*" or e.g. slave_public
+	Docker bool          // it can run Docker containers
+	Total  api.Resources // all it has, used or not
 }
 
 // value is the agent's value for a constraint field: hostname (or
@@ -136,14 +145,67 @@ func meetsConstraint(c []string, cand facts, placed []facts, all []facts) bool {
 	return false
 }
 
-// meetsConstraints checks every constraint of an app.
-func meetsConstraints(cs [][]string, cand facts, placed []facts, all []facts) bool {
+// meetsConstraints checks every constraint of an app. placed are the
+// agents of all its live tasks; GROUP_BY looks instead at current (the
+// tasks of its current version: a rolling restart does not count the old
+// ones it replaces) and at groups, the agents the app could use, so that
+// neither masters nor agents it may not run on make a group, as Marathon
+// counts only the values of usable offers and of the app's tasks.
+func meetsConstraints(cs [][]string, cand facts, placed, current, groups []facts) bool {
 	for _, c := range cs {
-		if !meetsConstraint(c, cand, placed, all) {
+		ok := false
+		if len(c) >= 2 && strings.EqualFold(c[1], "GROUP_BY") {
+			ok = meetsConstraint(c, cand, current, append(append([]facts(nil), groups...), current...))
+		} else {
+			ok = meetsConstraint(c, cand, placed, nil)
+		}
+		if !ok {
 			return false
 		}
 	}
 	return true
+}
+
+// staticConstraint reports whether c depends on the agent alone (not on
+// where the app's tasks are).
+func staticConstraint(c []string) bool {
+	if len(c) < 2 {
+		return true
+	}
+	switch strings.ToUpper(c[1]) {
+	case "LIKE", "UNLIKE", "IS":
+		return true
+	case "CLUSTER":
+		return len(c) > 2 && c[2] != ""
+	}
+	return false
+}
+
+// usableAgents are the agents a task of app could ever run on: alive
+// agents whose role the app accepts, with Docker for a Docker app, large
+// enough for one task, that meet the app's constraints on the agent alone.
+func usableAgents(app *api.App, agents map[string]facts) []facts {
+	docker := app.Container != nil && strings.EqualFold(app.Container.Type, "DOCKER")
+	var out []facts
+	for _, a := range agents {
+		if !a.Agent || !roleAccepted(app.AcceptedResourceRoles, a.Role) || (docker && !a.Docker) {
+			continue
+		}
+		if a.Total.Cpus+1e-9 < app.Cpus || a.Total.Mem+1e-9 < app.Mem || a.Total.Disk+1e-9 < app.Disk || a.Total.Gpus < app.Gpus {
+			continue
+		}
+		ok := true
+		for _, c := range app.Constraints {
+			if staticConstraint(c) && !meetsConstraint(c, a, nil, nil) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // roleAccepted reports whether an offer of agent role offerRole may run a

@@ -181,7 +181,16 @@ func (f *Framework) refreshAgents(m sched.MasterHandle) {
 		if host == "" {
 			host = n.Address
 		}
-		f.agents[n.ID] = facts{Host: host, Site: n.Site, Attrs: n.Attributes}
+		role := n.AgentRole
+		if role == "" {
+			role = "*"
+		}
+		docker := false
+		for _, c := range n.Capabilities {
+			docker = docker || c == "docker"
+		}
+		f.agents[n.ID] = facts{Host: host, Site: n.Site, Attrs: n.Attributes,
+			Agent: n.Role != api.RoleMaster && n.Status == sched.NodeAlive, Role: role, Docker: docker, Total: n.Resources}
 	}
 }
 
@@ -1195,7 +1204,15 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 	left := make([]*offerLeft, len(offers))
 	for i := range offers {
 		o := &offers[i]
-		fa := facts{Host: o.Hostname, Site: o.Site, Attrs: o.Attributes}
+		role := o.Role
+		if role == "" {
+			role = "*"
+		}
+		fa := facts{Host: o.Hostname, Site: o.Site, Attrs: o.Attributes, Agent: true, Role: role,
+			Docker: o.HasCapability("docker"), Total: o.Resources}
+		if known, ok := f.agents[o.AgentID]; ok && known.Total.Cpus >= fa.Total.Cpus && known.Total.Mem >= fa.Total.Mem {
+			fa.Total = known.Total
+		}
 		f.agents[o.AgentID] = fa
 		left[i] = &offerLeft{o: o, left: o.Resources, busy: map[int]bool{}, f: fa, reason: map[string]bool{}, all: map[string]bool{}}
 	}
@@ -1204,10 +1221,6 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		agents[k] = a
 	}
 	f.mu.Unlock()
-	all := make([]facts, 0, len(agents))
-	for _, a := range agents {
-		all = append(all, a)
-	}
 	byAgent := map[string]*offerLeft{}
 	for _, ol := range left {
 		byAgent[ol.o.AgentID] = ol
@@ -1248,14 +1261,23 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		if launch <= 0 || f.delayLeft(app, now) > 0 {
 			continue
 		}
-		var placed []facts
-		for _, group := range [][]taskEntry{at.newActive, at.oldActive, at.killing} {
+		var placed, current, groups []facts
+		for gi, group := range [][]taskEntry{at.newActive, at.oldActive, at.killing} {
 			for _, te := range group {
-				if a, ok := agents[te.rec.Task.SlaveID]; ok {
-					placed = append(placed, a)
-				} else {
-					placed = append(placed, facts{Host: te.rec.Task.Host, Site: te.rec.Task.Site})
+				a, ok := agents[te.rec.Task.SlaveID]
+				if !ok {
+					a = facts{Host: te.rec.Task.Host, Site: te.rec.Task.Site}
 				}
+				placed = append(placed, a)
+				if gi == 0 {
+					current = append(current, a)
+				}
+			}
+		}
+		for _, c := range app.Constraints {
+			if len(c) >= 2 && strings.EqualFold(c[1], "GROUP_BY") {
+				groups = usableAgents(app, agents)
+				break
 			}
 		}
 		docker := app.Container != nil && strings.EqualFold(app.Container.Type, "DOCKER")
@@ -1295,7 +1317,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 						reason = "InsufficientPorts"
 					}
 				}
-				if reason == "" && len(app.Constraints) > 0 && !meetsConstraints(app.Constraints, ol.f, placed, all) {
+				if reason == "" && len(app.Constraints) > 0 && !meetsConstraints(app.Constraints, ol.f, placed, current, groups) {
 					reason = "UnfulfilledConstraint"
 				}
 				if reason != "" {
@@ -1331,6 +1353,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 				}
 				ol.used = true
 				placed = append(placed, ol.f)
+				current = append(current, ol.f)
 				launched++
 				found = true
 				cursor = i + 1
