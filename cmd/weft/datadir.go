@@ -38,3 +38,27 @@ func lockDataDir(dir string) (release func(), err error) {
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
 }
+
+// agentAPIFile, in the data dir, holds the URL of the running node's agent
+// API, so that client commands on the same machine (`weft mesh status`)
+// find it when `weft up` chose a free port.
+const agentAPIFile = "agent-api"
+
+// writeAgentAPIFile records url as the node's agent API in dir; the
+// returned func removes it again.
+func writeAgentAPIFile(dir, url string) (remove func(), err error) {
+	path := filepath.Join(dir, agentAPIFile)
+	if err := os.WriteFile(path, []byte(url+"\n"), 0o600); err != nil {
+		return func() {}, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return func() { _ = os.Remove(path) }, nil
+}
+
+// readAgentAPIFile is the agent API URL a node running on dir wrote, or "".
+func readAgentAPIFile(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, agentAPIFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

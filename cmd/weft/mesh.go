@@ -108,7 +108,8 @@ func meshCommand() *cli.Command {
 				Name:  "status",
 				Usage: "per peer: site, block, endpoint, path (direct|relay via X), handshake age, rx/tx, RTT, MTU, data plane",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "agent-api", Value: "127.0.0.1:5051", Usage: "the local node's agent API", EnvVars: envName("agent-api")},
+					&cli.StringFlag{Name: "agent-api", Usage: "the local node's agent API (default: the one the node on --data-dir serves, else the local node the master lists, else 127.0.0.1:5051)", EnvVars: envName("agent-api")},
+					&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "the data dir of the local node", EnvVars: envName("data-dir")},
 					&cli.BoolFlag{Name: "json", Usage: "print the raw JSON"},
 				},
 				Action: meshStatus,
@@ -178,15 +179,52 @@ func meshNode(c *cli.Context) error {
 	return err
 }
 
+// localAgentAPI finds the local node's agent API: --agent-api; else the
+// address the node running on --data-dir recorded (`weft up` serves it on
+// a free port); else the node the master lists whose agent API is on an
+// address of this machine; else 127.0.0.1:5051.
+func localAgentAPI(c *cli.Context) string {
+	if a := c.String("agent-api"); a != "" {
+		return a
+	}
+	if a := readAgentAPIFile(c.String("data-dir")); a != "" {
+		return a
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 3*time.Second)
+	defer cancel()
+	if nodes, err := apiClient(c).Nodes(ctx); err == nil {
+		local := localAddrs()
+		for _, n := range nodes {
+			if host, _, err := net.SplitHostPort(n.AgentAPI); err == nil && local[host] {
+				return n.AgentAPI
+			}
+		}
+	}
+	return "127.0.0.1:5051"
+}
+
+// localAddrs are the IP addresses of this machine's interfaces.
+func localAddrs() map[string]bool {
+	out := map[string]bool{"127.0.0.1": true, "::1": true}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			out[ipn.IP.String()] = true
+		}
+	}
+	return out
+}
+
 func meshStatus(c *cli.Context) error {
-	addr := c.String("agent-api")
+	addr := localAgentAPI(c)
+	shown := addr
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get(strings.TrimRight(addr, "/") + "/v1/mesh/status")
 	if err != nil {
-		return fmt.Errorf("asking the local node at %s (is weft running? pass --agent-api): %w", c.String("agent-api"), err)
+		return fmt.Errorf("asking the local node at %s (is weft running? pass --agent-api or --data-dir): %w", shown, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

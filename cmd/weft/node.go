@@ -249,6 +249,11 @@ func runNode(c *cli.Context, role string) error {
 	n.localMux.Handle("/metrics", metricsHandler(n.registry))
 	n.serve(n.agentLn, n.localMux, "agent API")
 	n.addr("agent API", "http://"+n.agentLn.Addr().String())
+	if remove, err := writeAgentAPIFile(n.dataDir, "http://"+n.agentLn.Addr().String()); err != nil {
+		n.log.Warn("recording the agent API address for client commands", "err", err)
+	} else {
+		n.closers = append(n.closers, remove)
+	}
 	if err := n.publishTags(); err != nil {
 		n.log.Warn("publishing gossip tags", "err", err)
 	}
