@@ -31,12 +31,16 @@ func isMaster(n api.Node) bool {
 	return n.Role == api.RoleMaster || n.Role == api.RoleBoth
 }
 
-// peerRaftAddr is the raft address of another master.
+// peerRaftAddr is the raft address of another master: on its overlay
+// address when it has one (raft binds there only), else its host address.
 func (m *Master) peerRaftAddr(n api.Node) string {
 	if m.cfg.PeerRaftAddr != nil {
 		return m.cfg.PeerRaftAddr(n)
 	}
-	host := n.Address
+	host := n.OverlayIP
+	if host == "" {
+		host = n.Address
+	}
 	if host == "" {
 		return ""
 	}
@@ -98,16 +102,21 @@ func (m *Master) bootstrapExpect(ctx context.Context) {
 }
 
 // reconcileVoters runs on the leader: masters that are alive but not in the
-// raft configuration become voters; masters that left are removed.
+// raft configuration become voters, once they have proved they hold the
+// join token (NodeTLS); masters that left are removed, and so are voters
+// that gossip has seen failed (or no longer lists) for DeadServerAfter,
+// once enough healthy voters remain (deadVoters).
 func (m *Master) reconcileVoters(ctx context.Context) {
 	if m.cfg.BootstrapExpect < 2 && !m.cfg.JoinMasters {
 		return
 	}
+	downSince := map[string]time.Time{}
 	for {
 		_, ch := m.membersChanged()
 		servers := m.store.RaftServers()
 		if servers != nil {
-			for _, n := range m.cfg.Members.Nodes() {
+			nodes := m.cfg.Members.Nodes()
+			for _, n := range nodes {
 				id := raftID(n)
 				if !isMaster(n) || id == "" || id == m.store.cfg.NodeID {
 					continue
@@ -115,14 +124,7 @@ func (m *Master) reconcileVoters(ctx context.Context) {
 				_, in := servers[id]
 				switch {
 				case n.Status == NodeAlive && !in:
-					addr := m.peerRaftAddr(n)
-					if addr == "" {
-						continue
-					}
-					m.log.Info("adding a master as raft voter", "id", id, "addr", addr)
-					if err := m.store.Raft().AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
-						m.log.Warn("adding raft voter failed", "id", id, "err", err)
-					}
+					m.addVoter(ctx, id, m.peerRaftAddr(n))
 				case n.Status == NodeLeft && in:
 					m.log.Info("removing a master that left from raft", "id", id)
 					if err := m.store.Raft().RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
@@ -130,12 +132,94 @@ func (m *Master) reconcileVoters(ctx context.Context) {
 					}
 				}
 			}
+			for _, id := range deadVoters(m.store.cfg.NodeID, servers, nodes, downSince, m.cfg.Now(), m.cfg.DeadServerAfter, m.cfg.BootstrapExpect) {
+				m.log.Warn("removing a dead master from raft: a replacement has joined", "id", id, "down_since", downSince[id].Format(time.RFC3339))
+				if err := m.store.Raft().RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+					m.log.Warn("removing dead raft server failed", "id", id, "err", err)
+				}
+			}
+		}
+		wait := 10 * time.Second
+		if len(downSince) > 0 {
+			wait = min(wait, max(m.cfg.DeadServerAfter/4, 100*time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
-		case <-time.After(10 * time.Second):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// addVoter makes a master a voter once it proved the token.
+func (m *Master) addVoter(ctx context.Context, id, addr string) {
+	if addr == "" {
+		return
+	}
+	if m.cfg.NodeTLS != nil {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := ProveNode(pctx, m.cfg.NodeTLS, addr, id)
+		cancel()
+		if err != nil {
+			m.log.Warn("not adding a master as raft voter: it did not prove the cluster token", "id", id, "addr", addr, "err", err)
+			return
+		}
+	}
+	m.log.Info("adding a master as raft voter", "id", id, "addr", addr)
+	if err := m.store.Raft().AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+		m.log.Warn("adding raft voter failed", "id", id, "err", err)
+	}
+}
+
+// deadVoters picks the voters to remove as dead, in the spirit of Consul
+// autopilot's CleanupDeadServers: a voter whose master gossip has called
+// failed (or no longer lists) for at least after, removed only while the
+// healthy voters left are at least the cluster's intended size (expect,
+// at least 1: a replacement has joined) and a majority of the voters
+// left (quorum safety: never remove what leaves too few to commit). downSince
+// keeps when each voter was first seen down, across calls; self is never
+// removed.
+func deadVoters(self string, servers map[string]string, nodes []api.Node, downSince map[string]time.Time, now time.Time, after time.Duration, expect int) []string {
+	if after <= 0 {
+		return nil
+	}
+	status := map[string]string{}
+	for _, n := range nodes {
+		if isMaster(n) {
+			status[raftID(n)] = n.Status
+		}
+	}
+	healthy := 0
+	var down []string
+	for id := range servers {
+		st, listed := status[id]
+		switch {
+		case id == self || st == NodeAlive:
+			healthy++
+			delete(downSince, id)
+		case !listed || st == NodeFailed:
+			if _, ok := downSince[id]; !ok {
+				downSince[id] = now
+			}
+			if now.Sub(downSince[id]) >= after {
+				down = append(down, id)
+			}
+		}
+	}
+	for id := range downSince {
+		if _, ok := servers[id]; !ok {
+			delete(downSince, id)
+		}
+	}
+	sort.Strings(down)
+	want := max(expect, 1)
+	var out []string
+	for _, id := range down {
+		if left := len(servers) - len(out) - 1; healthy < want || 2*healthy <= left {
+			break
+		}
+		out = append(out, id)
+	}
+	return out
 }

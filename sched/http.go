@@ -25,12 +25,14 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 		}
 	}()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/agents/{id}/assignments", m.handleAssignments)
-	mux.HandleFunc("POST /v1/agents/{id}/status", m.handleStatus)
+	mux.HandleFunc("GET /v1/agents/{id}/assignments", m.nodeOnly(m.handleAssignments))
+	mux.HandleFunc("POST /v1/agents/{id}/status", m.nodeOnly(m.handleStatus))
 	mux.HandleFunc("GET /v1/state", m.handleState)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
-	mux.HandleFunc("POST /v1/lb/problems", m.handleLBReport)
+	mux.HandleFunc("POST /v1/lb/problems", m.nodeOnly(m.handleLBReport))
 	mux.HandleFunc("GET /v1/lb/problems", m.handleLBProblems)
+	mux.HandleFunc("GET /v1/operator/raft/configuration", m.handleRaftConfiguration)
+	mux.HandleFunc("DELETE /v1/operator/raft/peer", m.handleRemoveRaftPeer)
 	mux.HandleFunc("GET /v2/events", m.handleEvents)
 	mux.HandleFunc("GET /v2/info", m.handleInfo)
 	mux.HandleFunc("GET /v2/leader", m.handleLeader)
@@ -91,10 +93,11 @@ func (m *Master) leaderGate(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "There is no leader")
 			return
 		}
-		target := &url.URL{Scheme: "http", Host: leader}
+		scheme, transport := m.nodeTransport()
+		target := &url.URL{Scheme: scheme, Host: leader}
 		if r.URL.Path == "/v2/events" {
 			u := *r.URL
-			u.Scheme, u.Host = target.Scheme, target.Host
+			u.Scheme, u.Host = "http", target.Host
 			http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 			return
 		}
@@ -103,7 +106,12 @@ func (m *Master) leaderGate(next http.Handler) http.Handler {
 				pr.SetURL(target)
 				pr.Out.Host = leader
 				pr.Out.Header.Set("X-Marathon-Via", "1.1 "+m.cfg.APIAdvertise)
+				pr.Out.Header.Del(HeaderNode)
+				if node, ok := NodeIdentity(pr.In); ok {
+					pr.Out.Header.Set(HeaderNode, node)
+				}
 			},
+			Transport: transport,
 			ModifyResponse: func(resp *http.Response) error {
 				resp.Header.Set("X-Marathon-Leader", "http://"+leader)
 				resp.Header.Set("X-Marathon-Via", "1.1 "+m.cfg.APIAdvertise)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -75,6 +76,15 @@ type MasterConfig struct {
 	RaftPort int
 	// PeerRaftAddr, when set, gives a peer master's raft address instead.
 	PeerRaftAddr func(api.Node) string
+	// NodeTLS is this node's identity under the cluster CA (nil: the
+	// cluster has no token). With it, a master becomes a voter only after
+	// proving it holds the token, the leader proxy speaks mutual TLS, and
+	// node-only endpoints require a node certificate (NodeIdentity).
+	NodeTLS *nodetls.Identity
+	// DeadServerAfter is how long gossip must have called a voter failed
+	// before the leader removes it, once a replacement has joined (0: never;
+	// default 2 min).
+	DeadServerAfter time.Duration
 }
 
 // DefaultMasterConfig is what `weft up` uses; callers fill Members,
@@ -88,6 +98,7 @@ func DefaultMasterConfig() MasterConfig {
 		MinReviveInterval: time.Second,
 		AbsentAgentGrace:  time.Minute,
 		KeepAlive:         15 * time.Second,
+		DeadServerAfter:   2 * time.Minute,
 		MaxStatusBody:     16 << 20,
 		Now:               time.Now,
 		Version:           "dev",
@@ -106,6 +117,9 @@ type Master struct {
 	alloc   *allocator
 	stateC  stateCache
 	lb      lbProblems
+
+	transportOnce sync.Once
+	transport     http.RoundTripper // to other nodes (nodeTransport)
 
 	revive chan struct{}
 

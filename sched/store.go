@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -123,6 +124,10 @@ type StoreConfig struct {
 	Bind string
 	// Advertise is the raft address peers dial; it defaults to Bind.
 	Advertise string
+	// TLS, when set, runs raft over mutual TLS with the cluster CA (Bind
+	// must be set): a peer without a node certificate is refused at the
+	// handshake.
+	TLS *nodetls.Identity
 	// Bootstrap makes this server form a new single-voter cluster when it
 	// has no raft state yet.
 	Bootstrap bool
@@ -243,8 +248,14 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
 		}
-		t, err := raft.NewTCPTransportWithLogger(cfg.Bind, tcpAdv, 3, 10*time.Second, rc.Logger)
-		if err != nil {
+		var t *raft.NetworkTransport
+		if cfg.TLS != nil {
+			stream, err := newTLSStream(cfg.Bind, tcpAdv, cfg.TLS)
+			if err != nil {
+				return nil, fmt.Errorf("raft listening on %s: %w", cfg.Bind, err)
+			}
+			t = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger})
+		} else if t, err = raft.NewTCPTransportWithLogger(cfg.Bind, tcpAdv, 3, 10*time.Second, rc.Logger); err != nil {
 			return nil, fmt.Errorf("raft listening on %s: %w", cfg.Bind, err)
 		}
 		s.closer = append(s.closer, t)
