@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/mesh"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -40,19 +42,19 @@ func init() {
 		Description: "The embedded default. Listens on loopback only, runs no overlay unless --mesh is given,\n" +
 			"and needs no root. Ctrl-C stops it cleanly; starting it again on the same data dir\n" +
 			"keeps every app and job.",
-		Flags:  append(nodeFlags(roleUp), meshFlags()...),
+		Flags:  append(append(nodeFlags(roleUp), meshFlags()...), tlsFlags(roleUp)...),
 		Action: func(c *cli.Context) error { return runNode(c, roleUp) },
 	})
 	registerCommand(&cli.Command{
 		Name:   "master",
 		Usage:  "run a master (scheduler, Marathon and Chronos APIs) that agents join",
-		Flags:  append(nodeFlags(roleMaster), meshFlags()...),
+		Flags:  append(append(nodeFlags(roleMaster), meshFlags()...), tlsFlags(roleMaster)...),
 		Action: func(c *cli.Context) error { return runNode(c, roleMaster) },
 	})
 	registerCommand(&cli.Command{
 		Name:   "agent",
 		Usage:  "run an agent that joins a cluster and runs its tasks",
-		Flags:  append(nodeFlags(roleAgent), meshFlags()...),
+		Flags:  append(append(nodeFlags(roleAgent), meshFlags()...), tlsFlags(roleAgent)...),
 		Action: func(c *cli.Context) error { return runNode(c, roleAgent) },
 	})
 	registerCommand(&cli.Command{
@@ -157,8 +159,14 @@ type node struct {
 	tagsMu      sync.Mutex // guards tags
 	finder      *masterFinder
 	tags        api.Node // the scheduling facts this node gossips
-	apiLn       net.Listener
-	agentLn     net.Listener
+	apiLns      []net.Listener // the master API: overlay and loopback, or as --api-addr says
+	agentLns    []net.Listener // the agent API
+	token       string             // the cluster join token ("" for none)
+	id          *nodetls.Identity  // this node's certificate under the cluster CA (nil without a token)
+	apiTLS      *tls.Config        // what the master API serves TLS with (nil: plain only)
+
+	nodeTransportOnce sync.Once
+	nodeTransport     http.RoundTripper // to other nodes, over mutual TLS
 	localMux    *http.ServeMux                // served on --agent-addr
 	runs        []func(context.Context) error // roles that stop last (servers, master, dns, lb)
 	firstRuns   []func(context.Context) error // roles that stop first (the agent)
@@ -207,7 +215,7 @@ func runNode(c *cli.Context, role string) error {
 		}
 	}
 
-	if err := n.listen(); err != nil {
+	if err := n.resolveToken(); err != nil {
 		return err
 	}
 	// Shutdown order: on Ctrl-C (or a role's error) the agent stops first,
@@ -242,14 +250,30 @@ func runNode(c *cli.Context, role string) error {
 	if err := n.waitMesh(ctx); err != nil {
 		return fail(err)
 	}
+	// The listeners open once the overlay address is known: they bind to
+	// it. Their real addresses (port 0 in tests) go out in gossip tags.
+	if err := n.setupIdentity(); err != nil {
+		return fail(err)
+	}
+	if err := n.listen(); err != nil {
+		return fail(err)
+	}
 	if err := n.setupRoles(); err != nil {
 		return fail(err)
 	}
 	n.localMux.Handle("/v1/mesh/status", n.mesh.StatusHandler())
 	n.localMux.Handle("/metrics", metricsHandler(n.registry))
-	n.serve(n.agentLn, n.localMux, "agent API")
-	n.addr("agent API", "http://"+n.agentLn.Addr().String())
-	if remove, err := writeAgentAPIFile(n.dataDir, "http://"+n.agentLn.Addr().String()); err != nil {
+	local := ""
+	for _, l := range n.agentLns {
+		n.serve(l, n.localMux, "agent API")
+		n.addr("agent API", n.describe(l, n.id != nil, "node certificate required"))
+		if a, ok := l.Addr().(*net.TCPAddr); ok && (local == "" || a.IP.IsLoopback()) {
+			local = l.Addr().String()
+		}
+	}
+	// Client commands on this host (weft mesh status) read the plain
+	// loopback listener.
+	if remove, err := writeAgentAPIFile(n.dataDir, "http://"+local); err != nil {
 		n.log.Warn("recording the agent API address for client commands", "err", err)
 	} else {
 		n.closers = append(n.closers, remove)
@@ -330,21 +354,40 @@ func (n *node) setupRoles() error {
 
 func (n *node) addr(what, where string) { n.addrLines = append(n.addrLines, [2]string{what, where}) }
 
-// listen opens the API listeners first, so that their real addresses (port
-// 0 in tests) go out in gossip tags.
+// listen opens the master API and agent API listeners where bindAddrs
+// says. With a token, the master API serves plain HTTP on loopback and the
+// overlay address and TLS everywhere (a node certificate makes a caller a
+// node); the agent API serves plain HTTP on loopback only and otherwise
+// requires a node certificate.
 func (n *node) listen() error {
-	var err error
+	ov := n.overlayIP()
 	if hasRole(n.role, roleMaster) {
-		if n.apiLn, err = listenTCP("--api-addr", n.c.String("api-addr")); err != nil {
+		addrs, err := n.bindAddrs("api-addr", true)
+		if err != nil {
 			return err
 		}
-		n.closers = append(n.closers, func() { n.apiLn.Close() })
+		if n.apiLns, err = n.listenNode("api-addr", addrs, n.apiTLS, nodetls.LoopbackOr(ov)); err != nil {
+			return err
+		}
 	}
-	if n.agentLn, err = listenTCP("--agent-addr", n.c.String("agent-addr")); err != nil {
+	addrs, err := n.bindAddrs("agent-addr", true)
+	if err != nil {
 		return err
 	}
-	n.closers = append(n.closers, func() { n.agentLn.Close() })
-	return nil
+	var agentTLS *tls.Config
+	if n.id != nil {
+		agentTLS = n.id.ServerConfig()
+	}
+	n.agentLns, err = n.listenNode("agent-addr", addrs, agentTLS, nodetls.LoopbackOr())
+	return err
+}
+
+// describe is how printAddrs shows a listener.
+func (n *node) describe(l net.Listener, tlsOn bool, note string) string {
+	if tlsOn && n.needsTLS(l) {
+		return "https://" + l.Addr().String() + "  (TLS, " + note + ")"
+	}
+	return "http://" + l.Addr().String()
 }
 
 func listenTCP(flag, addr string) (net.Listener, error) {

@@ -64,7 +64,7 @@ func (n *node) setupAgent() error {
 	acfg.Master = n.finder
 	acfg.DataDir = dir
 	acfg.HostIP = n.advertiseHost()
-	acfg.AgentEndpoint = n.advertised(n.agentLn)
+	acfg.AgentEndpoint = n.advertisedOn(n.agentLns)
 	acfg.Executors = execs
 	// `weft up` is a playground: Ctrl-C stops its tasks too. A real agent
 	// leaves them running and re-adopts them when it comes back.
@@ -87,7 +87,7 @@ func (n *node) setupAgent() error {
 	n.localMux.Handle("/", a.Handler())
 	n.setTags(func() {
 		n.tags.ID = n.name
-		n.tags.AgentAPI = n.advertised(n.agentLn)
+		n.tags.AgentAPI = n.advertisedOn(n.agentLns)
 		n.tags.Resources = res
 		n.tags.Attributes = attrs
 		n.tags.AgentRole = n.c.String("role")

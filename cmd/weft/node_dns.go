@@ -7,21 +7,28 @@ import (
 )
 
 // setupDNS builds the node's DNS server. On master and agent nodes it
-// listens on port 53 of the overlay address (of the host address without
-// the overlay); `weft up` listens on 127.0.0.1:8053.
+// listens on port 53 of the overlay address (of 127.0.0.1 without the
+// overlay: never an open resolver on the underlay); `weft up` listens on
+// 127.0.0.1:8053.
 func (n *node) setupDNS() error {
 	listen := n.c.String("dns-addr")
 	if listen == "" {
-		listen = net.JoinHostPort(n.advertiseHost(), "53")
+		host := "127.0.0.1"
+		if ov := n.overlayIP(); ov != nil {
+			host = ov.String()
+		}
+		listen = net.JoinHostPort(host, "53")
 	}
 	addrs := []string{listen}
-	if n.c.Bool("dns-local") {
+	if n.c.Bool("dns-local") && listen != "127.0.0.1:53" {
 		addrs = append(addrs, "127.0.0.1:53")
 	}
 	cfg := dns.DefaultConfig()
 	cfg.Domain = n.c.String("domain")
 	cfg.Listen = addrs
-	cfg.HTTPListen = n.c.String("dns-http-addr")
+	if n.c.String("dns-http-addr") != "" {
+		cfg.HTTPListen = n.controlAddr("dns-http-addr")
+	}
 	cfg.TTL = uint32(n.c.Int("dns-ttl"))
 	cfg.Upstreams = n.c.StringSlice("dns-upstream")
 	cfg.Forward = !n.c.Bool("no-dns-forward")

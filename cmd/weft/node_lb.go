@@ -18,8 +18,15 @@ func (n *node) setupLB() error {
 	// Without --lb-certs the HTTPS frontend opens once an app brings a
 	// certificate (HAPROXY_{n}_SSL_CERT); failing to listen then is a
 	// reported problem, not a start failure.
-	cfg.AdminAddr = n.c.String("lb-admin-addr")
-	cfg.AppIDAddr = n.c.String("lb-appid-addr")
+	// The admin and app-id frontends bind like the master API (overlay or
+	// loopback); vhosts and service ports stay public, as marathon-lb's.
+	cfg.AdminAddr, cfg.AppIDAddr = "", ""
+	if n.c.String("lb-admin-addr") != "" {
+		cfg.AdminAddr = n.controlAddr("lb-admin-addr")
+	}
+	if n.c.String("lb-appid-addr") != "" {
+		cfg.AppIDAddr = n.controlAddr("lb-appid-addr")
+	}
 	cfg.BindHost = n.c.String("lb-bind")
 	cfg.Site = n.site
 	cfg.Source = n.finder

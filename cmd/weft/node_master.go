@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 
+	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/chronos"
 	"github.com/weftnet/weft/sched/marathon"
@@ -19,7 +21,7 @@ func (n *node) setupMaster() error {
 	}
 	apiAdv := n.c.String("api-advertise")
 	if apiAdv == "" {
-		apiAdv = n.advertised(n.apiLn)
+		apiAdv = n.advertisedOn(n.apiLns)
 	}
 
 	sc := sched.DefaultStoreConfig()
@@ -36,8 +38,14 @@ func (n *node) setupMaster() error {
 		}
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			host = n.advertiseHost()
+			if ov := n.overlayIP(); ov != nil {
+				// With the mesh, raft binds to the overlay address only.
+				sc.Bind = net.JoinHostPort(ov.String(), port)
+			}
 		}
 		sc.Advertise = net.JoinHostPort(host, port)
+		// Raft over mutual TLS: a peer without the token fails the handshake.
+		sc.TLS = n.id
 		cfg.RaftPort, _ = strconv.Atoi(port)
 		cfg.JoinMasters = true
 		if expect >= 2 {
@@ -53,6 +61,8 @@ func (n *node) setupMaster() error {
 	cfg.Registry = n.registry
 	cfg.Version = Version
 	cfg.Pprof = n.c.Bool("pprof")
+	cfg.NodeTLS = n.id
+	cfg.DeadServerAfter = n.c.Duration("dead-master-after")
 
 	mcfg := marathon.DefaultConfig()
 	mcfg.Logger = n.log
@@ -69,10 +79,21 @@ func (n *node) setupMaster() error {
 		return err
 	}
 	n.runs = append(n.runs, m.Run)
-	n.serve(n.apiLn, m.Handler(), "master API")
 	n.setTags(func() { n.tags.API = apiAdv })
-	n.finder.local = "http://" + apiAdv
-	n.addr("API", "http://"+n.apiLn.Addr().String()+"  (Marathon /v2, Chronos /v1/scheduler, /metrics)")
+	n.finder.local = apiAdv
+	tlsOnly := false
+	for _, l := range n.apiLns {
+		n.serve(l, m.Handler(), "master API")
+		n.addr("API", n.describe(l, n.apiTLS != nil, "plain HTTP only on loopback and the overlay")+"  (Marathon /v2, Chronos /v1/scheduler, /metrics)")
+		tlsOnly = tlsOnly || (n.apiTLS != nil && n.needsTLS(l))
+	}
+	if tlsOnly && n.id != nil {
+		if n.id.APICert != nil {
+			n.addr("API TLS", "certificate of --api-tls-cert, sha256 "+nodetls.Fingerprint(n.id.APICert.Certificate[0]))
+		} else {
+			n.addr("API TLS", "certificate of the cluster CA ("+filepath.Join(n.dataDir, "ca.pem")+"), sha256 "+nodetls.Fingerprint(n.id.Cert.Certificate[0]))
+		}
+	}
 	return nil
 }
 

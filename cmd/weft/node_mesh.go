@@ -39,7 +39,7 @@ func (n *node) setupMesh() error {
 		return err
 	}
 	n.mesh, n.meshOverlay = m, wg
-	n.finder = &masterFinder{ms: members{m}}
+	n.finder = &masterFinder{ms: members{m}, dial: n.nodeClient}
 	n.registry.MustRegister(m.Collector())
 	return nil
 }
@@ -82,8 +82,11 @@ func (ms members) Subscribe() (<-chan struct{}, func()) { return ms.m.Subscribe(
 // node runs one, else any alive master that gossip knows (a follower
 // forwards to the leader).
 type masterFinder struct {
-	local string
+	local string // this node's own master API (host:port), if it runs one
 	ms    members
+	// dial makes a client for a master API host:port (over mutual TLS
+	// when the cluster has a token).
+	dial func(hostport string) *api.Client
 
 	mu   sync.Mutex
 	last string
@@ -117,6 +120,9 @@ func (f *masterFinder) client() (*api.Client, error) {
 	b, err := f.base()
 	if err != nil {
 		return nil, err
+	}
+	if f.dial != nil {
+		return f.dial(b), nil
 	}
 	return api.NewClient(b), nil
 }
