@@ -217,10 +217,10 @@ func TestNodeOnlyEndpoints(t *testing.T) {
 	// not make the original caller a node.
 	viaM2 := &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{identity(t, testToken, "m2").Cert.Leaf}}}
 	for _, tc := range []struct {
-		name     string
-		tls      *tls.ConnectionState
+		name      string
+		tls       *tls.ConnectionState
 		via, for_ string
-		want     string
+		want      string
 	}{
 		{"no TLS", nil, "", "", ""},
 		{"no TLS, forged headers", nil, "1.1 m2", "a1", ""},

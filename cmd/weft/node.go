@@ -158,20 +158,20 @@ type node struct {
 	meshOverlay bool       // the WireGuard overlay runs, not only gossip
 	tagsMu      sync.Mutex // guards tags
 	finder      *masterFinder
-	tags        api.Node // the scheduling facts this node gossips
-	apiLns      []net.Listener // the master API: overlay and loopback, or as --api-addr says
-	agentLns    []net.Listener // the agent API
-	token       string             // the cluster join token ("" for none)
-	id          *nodetls.Identity  // this node's certificate under the cluster CA (nil without a token)
-	apiTLS      *tls.Config        // what the master API serves TLS with (nil: plain only)
+	tags        api.Node          // the scheduling facts this node gossips
+	apiLns      []net.Listener    // the master API: overlay and loopback, or as --api-addr says
+	agentLns    []net.Listener    // the agent API
+	token       string            // the cluster join token ("" for none)
+	id          *nodetls.Identity // this node's certificate under the cluster CA (nil without a token)
+	apiTLS      *tls.Config       // what the master API serves TLS with (nil: plain only)
 
 	nodeTransportOnce sync.Once
-	nodeTransport     http.RoundTripper // to other nodes, over mutual TLS
-	localMux    *http.ServeMux                // served on --agent-addr
-	runs        []func(context.Context) error // roles that stop last (servers, master, dns, lb)
-	firstRuns   []func(context.Context) error // roles that stop first (the agent)
-	closers     []func()
-	addrLines   [][2]string // what printAddrs prints
+	nodeTransport     http.RoundTripper             // to other nodes, over mutual TLS
+	localMux          *http.ServeMux                // served on --agent-addr
+	runs              []func(context.Context) error // roles that stop last (servers, master, dns, lb)
+	firstRuns         []func(context.Context) error // roles that stop first (the agent)
+	closers           []func()
+	addrLines         [][2]string // what printAddrs prints
 }
 
 func runNode(c *cli.Context, role string) error {
