@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/chronos"
 	"github.com/weftnet/weft/sched/marathon"
+	"github.com/weftnet/weft/ui"
 )
 
 // setupMaster builds the scheduler with its two frameworks and serves the
@@ -79,12 +81,26 @@ func (n *node) setupMaster() error {
 		return err
 	}
 	n.runs = append(n.runs, m.Run)
+	web, err := ui.New(ui.Config{
+		API:         m.Handler(),
+		AgentClient: n.agentHTTPClient(),
+		AgentScheme: n.agentScheme(),
+		LocalMesh:   func() any { return n.mesh.Status() },
+		LocalNode:   n.name,
+		Logger:      n.log,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	web.Mount(mux)
+	mux.Handle("/", m.Handler())
 	n.setTags(func() { n.tags.API = apiAdv })
 	n.finder.local = apiAdv
 	tlsOnly := false
 	for _, l := range n.apiLns {
-		n.serve(l, m.Handler(), "master API")
-		n.addr("API", n.describe(l, n.apiTLS != nil, "plain HTTP only on loopback and the overlay")+"  (Marathon /v2, Chronos /v1/scheduler, /metrics)")
+		n.serve(l, mux, "master API")
+		n.addr("API", n.describe(l, n.apiTLS != nil, "plain HTTP only on loopback and the overlay")+"  (Marathon /v2, Chronos /v1/scheduler, /metrics, the UI at /ui/)")
 		tlsOnly = tlsOnly || (n.apiTLS != nil && n.needsTLS(l))
 	}
 	if tlsOnly && n.id != nil {

@@ -137,6 +137,25 @@ func (n *node) nodeClient(hostport string) *api.Client {
 	return c
 }
 
+// agentHTTPClient reaches other nodes' agent APIs (the UI's task logs
+// and mesh status): over mutual TLS with this node's certificate when the
+// cluster has a token.
+func (n *node) agentHTTPClient() *http.Client {
+	if n.id == nil {
+		return &http.Client{Timeout: 5 * time.Second}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = n.id.ClientConfig()
+	return &http.Client{Transport: t, Timeout: 5 * time.Second}
+}
+
+func (n *node) agentScheme() string {
+	if n.id == nil {
+		return "http"
+	}
+	return "https"
+}
+
 // overlayIP is this node's overlay address (nil without the mesh).
 func (n *node) overlayIP() net.IP {
 	if !n.meshOverlay {

@@ -25,6 +25,9 @@ var allowed = map[string][]string{
 	"internal/nodetls": {},
 	"sched/marathon":   {"sched", "sched/api"},
 	"sched/chronos":    {"sched", "sched/api"},
+	// The UI renders pages from the master's API, never from its
+	// internals: it sees what a token sees.
+	"ui": {"sched/api"},
 }
 
 type pkg struct {
