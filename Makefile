@@ -20,6 +20,7 @@ deps:
 ## test: install what the tests need, vet, then every test (unit, in-process, end-to-end)
 test: deps vet build
 	WEFT_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 19m ./...
+	@echo "UI screenshots (e2e TestUI): $(abspath bin/ui-screenshots)"
 
 vet:
 	$(GO) vet ./...

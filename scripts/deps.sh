@@ -9,6 +9,7 @@ what=${1:-test}
 declare -A test_pkgs=(
   [ip]=iproute2 [tc]=iproute2 [iptables]=iptables [dig]=dnsutils
   [nsenter]=util-linux [setpriv]=util-linux [unshare]=util-linux [mount]=mount [ping]=iputils-ping [curl]=curl
+  [chromium]=chromium
 )
 declare -A bench_pkgs=(
   [iperf3]=iperf3 [haproxy]=haproxy [wrk]=wrk [nsd]=nsd [dnsperf]=dnsperf

@@ -162,6 +162,9 @@ func jsonLines(raw []byte) ([]jsonLine, error) {
 				if err := walk(strings.TrimSuffix(path, "/")+"/"+key, string(kb)+": ", depth+1); err != nil {
 					return err
 				}
+				if dec.More() {
+					out[len(out)-1].Text += ","
+				}
 			}
 			if _, err := dec.Token(); err != nil {
 				return err
@@ -172,6 +175,9 @@ func jsonLines(raw []byte) ([]jsonLine, error) {
 			for i := 0; dec.More(); i++ {
 				if err := walk(path+"("+strconv.Itoa(i)+")", "", depth+1); err != nil {
 					return err
+				}
+				if dec.More() {
+					out[len(out)-1].Text += ","
 				}
 			}
 			if _, err := dec.Token(); err != nil {

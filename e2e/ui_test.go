@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser is a headless Chromium driven by chromedp, writing screenshots
+// to dir.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+	dir  string
+}
+
+// uiScreenshotDir is where the UI tests leave their screenshots:
+// $WEFT_UI_SCREENSHOTS, else bin/ui-screenshots of the repository (which
+// `make test` prints).
+func uiScreenshotDir(t *testing.T) string {
+	dir := os.Getenv("WEFT_UI_SCREENSHOTS")
+	if dir == "" {
+		_, file, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(file), "..", "bin", "ui-screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (scripts/deps.sh installs Debian's chromium)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return &browser{t: t, ctx: ctx, base: base, dir: uiScreenshotDir(t)}
+}
+
+// run runs actions with a time limit, failing the test on error.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		html, _ := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("main")))
+		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.t.Fatalf("%s: %v\n--- page main:\n%s", what, err, tail(html, 3000))
+	}
+}
+
+// waitJS waits until the JavaScript expression is true.
+func (b *browser) waitJS(what, expr string, timeout time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			html, _ := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("main")))
+			b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+			b.t.Fatalf("waiting %v for %s (%s): %v\n--- page main:\n%s", timeout, what, expr, err, tail(html, 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("reading %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// eval evaluates a JavaScript expression into T.
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func (b *browser) location() string {
+	b.t.Helper()
+	loc, err := chromedp.Run(b.ctx, chromedp.Location())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return loc
+}
+
+// shot writes a full-page PNG screenshot.
+func (b *browser) shot(name string) {
+	buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, name+".png"), buf, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestUI drives the web UI in a real browser against the real binary: a
+// master at site aws and agents at sites aws and london, as separate weft
+// processes on loopback (gossip only, no WireGuard: the mesh matrix then
+// shows every pair as "gossip only", with the serf RTT estimate). It
+// creates an app from JSON and sees the API's 422 beside the bad field,
+// watches the page update itself to healthy, scales through the
+// confirmation, reads a task's log as it follows, and sees the job graph,
+// the nodes grouped by site and the mesh matrix, writing a screenshot of
+// each screen.
+func TestUI(t *testing.T) {
+	cl := startCluster(t, agentSpec{name: "a1", site: "aws"}, agentSpec{name: "a2", site: "london"})
+	b := newBrowser(t, "http://"+cl.apiAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// / goes to the UI; without ACLs there is no login.
+	b.run("open the UI", chromedp.Navigate(b.base+"/"), chromedp.WaitVisible(chromedp.CSS("#apps")))
+	if loc := b.location(); !strings.HasSuffix(loc, "/ui/apps") {
+		t.Fatalf("/ led to %s, want /ui/apps", loc)
+	}
+	b.run("login page", chromedp.Navigate(b.base+"/ui/login"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	if s := b.text("main"); !strings.Contains(s, "no login is needed") {
+		t.Fatalf("open mode login page says %q", s)
+	}
+
+	// Create from JSON: a negative cpus comes back as the API's 422,
+	// written beside the "cpus" line.
+	def := map[string]any{
+		"id": "/shop/web", "cmd": fmt.Sprintf("echo ui-log-line $MESOS_TASK_ID; exec %s -pids %s", httpd(t), cl.pidDir),
+		"cpus": -1, "mem": 32, "instances": 1, "labels": map[string]string{"tier": "front"},
+		"portDefinitions": []map[string]any{{"port": 0, "name": "http"}},
+		"healthChecks": []map[string]any{{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+			"gracePeriodSeconds": 10, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2, "delaySeconds": 0}},
+	}
+	bad, _ := json.MarshalIndent(def, "", "  ")
+	b.run("create with a bad field",
+		chromedp.Navigate(b.base+"/ui/apps"), chromedp.Click(chromedp.CSS("#create-app")),
+		chromedp.WaitVisible(chromedp.CSS("#json")),
+		chromedp.SetValue(chromedp.CSS("#json"), string(bad)),
+		chromedp.Click(chromedp.CSS("#submit")),
+		chromedp.WaitVisible(chromedp.CSS("#annotated")))
+	if s := b.text(`tr.bad[data-path="/cpus"]`); !strings.Contains(s, `"cpus": -1`) || !strings.Contains(s, "←") {
+		t.Fatalf("the 422 is not beside the cpus field: %q", s)
+	}
+	if s := b.text("#api-error"); !strings.Contains(s, "422") {
+		t.Fatalf("no 422 shown: %q", s)
+	}
+	b.shot("03-create-422")
+
+	// Fixed, it is created, and the app page follows it to healthy by
+	// itself (live updates from /v2/events, no reload).
+	def["cpus"] = 0.1
+	good, _ := json.MarshalIndent(def, "", "  ")
+	b.run("create", chromedp.SetValue(chromedp.CSS("#json"), string(good)), chromedp.Click(chromedp.CSS("#submit")),
+		chromedp.WaitVisible(chromedp.CSS("#app-id")))
+	if got := b.text("#app-id"); got != "/shop/web" {
+		t.Fatalf("after create the page shows %q", got)
+	}
+	b.waitJS("the live stream to open", `document.getElementById("main").dataset.stream === "open"`, 10*time.Second)
+	b.waitJS("1 healthy, Running, without a reload",
+		`(document.getElementById("app-healthy")||{}).textContent === "1" && document.getElementById("app-status").textContent === "Running"`, 60*time.Second)
+	b.shot("04-app-healthy")
+
+	// Scale to 2 through the confirmation.
+	b.run("scale", chromedp.SetValue(chromedp.CSS("#scale-n"), "2"), chromedp.Click(chromedp.CSS("#scale")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+	if q := b.text("#question"); !strings.Contains(q, "to 2 instance") {
+		t.Fatalf("confirmation asks %q", q)
+	}
+	b.shot("05-confirm-scale")
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#app-id")))
+	b.waitJS("2 healthy", `(document.getElementById("app-healthy")||{}).textContent === "2"`, 60*time.Second)
+	if n := b.text("#app-instances"); n != "2" {
+		t.Fatalf("instances %s after scaling", n)
+	}
+	sites := eval[[]string](b, `Array.from(document.querySelectorAll("#tasks tbody tr")).map(r => r.children[2].textContent)`)
+	if len(sites) != 2 {
+		t.Fatalf("task rows: %v", sites)
+	}
+
+	// The apps list: status, health and the group tree.
+	b.run("apps list", chromedp.Navigate(b.base+"/ui/apps"), chromedp.WaitVisible(chromedp.CSS(`tr[data-app="/shop/web"]`)))
+	if s := b.text(`tr[data-app="/shop/web"]`); !strings.Contains(s, "Running") || !strings.Contains(s, "2 / 2") {
+		t.Fatalf("apps row: %q", s)
+	}
+	b.run("group tree", chromedp.Click(chromedp.CSS(`a[data-group="/shop"]`)), chromedp.WaitVisible(chromedp.CSS(`tr[data-app="/shop/web"]`)))
+	if loc := b.location(); !strings.Contains(loc, "group=%2Fshop") {
+		t.Fatalf("group filter is not in the link: %s", loc)
+	}
+	b.shot("01-apps")
+	b.run("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#apps")))
+	b.shot("02-apps-phone")
+	b.run("laptop width", chromedp.EmulateViewport(1280, 900), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#apps")))
+	b.run("back", chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.CSS("#apps")))
+
+	// A task's log, fetched from its agent and followed.
+	b.run("logs", chromedp.Navigate(b.base+"/ui/app/shop/web"), chromedp.WaitVisible(chromedp.CSS("#tasks a.log")),
+		chromedp.Click(chromedp.CSS("#tasks a.log")), chromedp.WaitVisible(chromedp.CSS("#log")))
+	b.waitJS("the log line", `document.getElementById("log").textContent.includes("ui-log-line shop_web.")`, 15*time.Second)
+	b.shot("06-task-log")
+
+	// Jobs: a chain, drawn as a graph.
+	for _, j := range []struct{ path, body string }{
+		{"/scheduler/iso8601", `{"name":"extract","command":"echo extract","schedule":"R/2030-01-01T00:00:00Z/PT6H","cpus":0.1,"mem":16}`},
+		{"/scheduler/dependency", `{"name":"transform","command":"echo transform","parents":["extract"],"cpus":0.1,"mem":16}`},
+		{"/scheduler/dependency", `{"name":"load","command":"echo load","parents":["transform"],"cpus":0.1,"mem":16}`},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, "POST", b.base+j.path, strings.NewReader(j.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("adding a job: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	b.run("jobs", chromedp.Navigate(b.base+"/ui/jobs"), chromedp.WaitVisible(chromedp.CSS("#job-graph")))
+	edges := eval[int](b, `document.querySelectorAll('#job-graph line.edge[data-from="extract"][data-to="transform"], #job-graph line.edge[data-from="transform"][data-to="load"]').length`)
+	boxes := eval[int](b, `document.querySelectorAll("#job-graph g.job").length`)
+	if edges != 2 || boxes != 3 {
+		t.Fatalf("job graph has %d of the 2 edges and %d boxes (want 3)", edges, boxes)
+	}
+	if s := b.text(`tr[data-job="extract"]`); !strings.Contains(s, "every 6 hours") {
+		t.Fatalf("schedule in words: %q", s)
+	}
+	b.shot("07-jobs")
+
+	// Nodes grouped by site.
+	b.run("nodes", chromedp.Navigate(b.base+"/ui/nodes"), chromedp.WaitVisible(chromedp.CSS("#cluster-totals")))
+	aws := eval[[]string](b, `Array.from(document.querySelectorAll('section[data-site="aws"] tr[data-node]')).map(r => r.dataset.node)`)
+	london := eval[[]string](b, `Array.from(document.querySelectorAll('section[data-site="london"] tr[data-node]')).map(r => r.dataset.node)`)
+	if strings.Join(aws, ",") != "a1,m1" || strings.Join(london, ",") != "a2" {
+		t.Fatalf("nodes by site: aws %v, london %v", aws, london)
+	}
+	if s := b.text("#cluster-totals"); !strings.Contains(s, "3 node(s)") || !strings.Contains(s, "CPUs 0.20 / 8") {
+		t.Fatalf("cluster totals: %q", s)
+	}
+	b.shot("08-nodes")
+
+	// The mesh matrix: every node's own view, in site order.
+	b.run("mesh", chromedp.Navigate(b.base+"/ui/mesh"), chromedp.WaitVisible(chromedp.CSS("#mesh")))
+	cols := eval[[]string](b, `Array.from(document.querySelectorAll("#mesh th[data-col]")).map(c => c.dataset.col)`)
+	if strings.Join(cols, ",") != "a1,m1,a2" {
+		t.Fatalf("mesh columns %v, want a1,m1,a2 (aws, then london)", cols)
+	}
+	for _, pair := range [][2]string{{"a1", "a2"}, {"a2", "m1"}, {"m1", "a2"}} {
+		expr := fmt.Sprintf(`(() => { const r = document.querySelector('#mesh tr[data-row=%s]'); const i = %s.indexOf(%s); return r ? r.querySelectorAll("td")[i].dataset.path : "no row"; })()`,
+			jsString(pair[0]), mustJSON(cols), jsString(pair[1]))
+		if path := eval[string](b, expr); path != "none" {
+			t.Errorf("mesh %s -> %s is %q, want none (gossip only, no overlay in this testbed)", pair[0], pair[1], path)
+		}
+	}
+	b.shot("09-mesh")
+	t.Logf("screenshots in %s", b.dir)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
