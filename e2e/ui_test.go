@@ -211,8 +211,8 @@ func TestUI(t *testing.T) {
 		t.Fatalf("instances %s after scaling", n)
 	}
 	sites := eval[[]string](b, `Array.from(document.querySelectorAll("#tasks tbody tr")).map(r => r.children[2].textContent)`)
-	if len(sites) != 2 {
-		t.Fatalf("task rows: %v", sites)
+	if len(sites) != 2 || (sites[0] != "aws" && sites[0] != "london") || (sites[1] != "aws" && sites[1] != "london") {
+		t.Fatalf("task sites: %q, want two of aws and london", sites)
 	}
 
 	// The apps list: status, health and the group tree.

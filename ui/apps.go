@@ -307,7 +307,17 @@ func (u *UI) appPage(w http.ResponseWriter, r *http.Request, s *session, id stri
 	d.Status = appStatus(&la, qe)
 	d.Bar = healthBar(a.Instances, a.TasksStaged, a.TasksRunning, a.TasksHealthy, a.TasksUnhealthy, len(a.HealthChecks) > 0)
 	sort.Slice(a.Tasks, func(i, j int) bool { return a.Tasks[i].ID < a.Tasks[j].ID })
+	// Marathon's task JSON has no site: the agent's node has it.
+	siteOf := map[string]string{}
+	if nodes, err := u.nodes(ctx, s); err == nil {
+		for _, n := range nodes {
+			siteOf[n.ID] = n.Site
+		}
+	}
 	for _, t := range a.Tasks {
+		if t.Site == "" {
+			t.Site = siteOf[t.SlaveID]
+		}
 		d.Tasks = append(d.Tasks, newTaskRow(t, "app="+url.QueryEscape(a.ID)))
 	}
 	var deps []api.Deployment
