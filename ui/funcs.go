@@ -31,12 +31,7 @@ func (b bar) Segs() []seg {
 
 var funcs = template.FuncMap{
 	"join": strings.Join,
-	"num": func(f float64) string {
-		if f == float64(int64(f)) {
-			return strconv.FormatInt(int64(f), 10)
-		}
-		return strconv.FormatFloat(f, 'f', 2, 64)
-	},
+	"num":  fmtNum,
 	"gib": func(mb float64) string {
 		if mb >= 1024 {
 			return strconv.FormatFloat(mb/1024, 'f', 1, 64) + " GiB"
@@ -67,4 +62,12 @@ var funcs = template.FuncMap{
 type treeCtx struct {
 	N *groupNode
 	D *appsData
+}
+
+// fmtNum writes whole numbers without decimals, others with two.
+func fmtNum(f float64) string {
+	if f == float64(int64(f)) {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return strconv.FormatFloat(f, 'f', 2, 64)
 }
