@@ -2,86 +2,110 @@ package ui
 
 import (
 	"encoding/json"
+	"sort"
 	"strings"
 )
 
-// rules are what a token may write, as GET /v1/acl/token/self reports
-// them; the UI hides actions the token may not take (the API refuses them
-// anyway). nil rules (open mode, or a shape the UI does not read) hide
-// nothing.
+// tokenSelf is GET /v1/acl/token/self (api.ACLTokenSelf's JSON): who the
+// token is and its policies' rules. Open is true while the cluster has no
+// ACLs; a management token may do everything.
+type tokenSelf struct {
+	Name       string `json:"name"`
+	Management bool   `json:"management"`
+	Open       bool   `json:"open"`
+	Rules      []struct {
+		Apps map[string]string `json:"apps"`
+		Jobs map[string]string `json:"jobs"`
+	} `json:"rules"`
+}
+
+// rules are what a token may write; the UI hides actions the token may
+// not take (the API refuses them anyway). nil rules allow everything.
 type rules struct {
-	apps, jobs []grant
+	apps, jobs []pattern
 }
 
-type grant struct {
+// pattern is one grant: an exact name, or a prefix (a pattern ending in
+// "*"; "/team-a/*" also covers the group "/team-a").
+type pattern struct {
+	text   string
+	exact  bool
 	prefix string
-	write  bool
+	access int // 0 none/deny, 1 read, 2 write
 }
 
-// parseRules reads the token's policy rules. It understands rules given
-// as lists of {"prefix"|"path"|"name", "access"|"policy"} under "apps"
-// (or "marathon") and "jobs" (or "chronos").
-func parseRules(raw json.RawMessage) *rules {
-	var m map[string]json.RawMessage
-	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+func parseRules(self tokenSelf) *rules {
+	if self.Open || self.Management {
 		return nil
 	}
-	r := &rules{}
-	known := false
-	for key, v := range m {
-		var gs []map[string]any
-		if json.Unmarshal(v, &gs) != nil {
-			continue
-		}
-		var out []grant
-		for _, g := range gs {
-			p := firstString(g, "prefix", "path", "name")
-			a := firstString(g, "access", "policy")
-			out = append(out, grant{prefix: strings.TrimSuffix(p, "*"), write: a == "write"})
-		}
-		switch key {
-		case "apps", "marathon", "app":
-			r.apps, known = out, true
-		case "jobs", "chronos", "job":
-			r.jobs, known = out, true
-		}
+	apps, jobs := map[string]string{}, map[string]string{}
+	for _, r := range self.Rules {
+		mergeAccess(apps, r.Apps)
+		mergeAccess(jobs, r.Jobs)
 	}
-	if !known {
-		return nil
-	}
-	return r
+	return &rules{apps: compile(apps), jobs: compile(jobs)}
 }
 
-func firstString(m map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if s, ok := m[k].(string); ok {
-			return s
+// mergeAccess keeps the stronger access where two policies name the same
+// pattern.
+func mergeAccess(into, from map[string]string) {
+	for p, a := range from {
+		if accessLevel(a) > accessLevel(into[p]) {
+			into[p] = a
 		}
 	}
-	return ""
 }
 
-func (r *rules) canWriteApp(id string) bool {
-	if r == nil {
-		return true
+func accessLevel(a string) int {
+	switch strings.ToLower(a) {
+	case "write":
+		return 2
+	case "read":
+		return 1
 	}
-	return canWrite(r.apps, id)
+	return 0
 }
 
+func compile(m map[string]string) []pattern {
+	out := make([]pattern, 0, len(m))
+	for p, a := range m {
+		pt := pattern{text: p, access: accessLevel(a)}
+		if strings.HasSuffix(p, "*") {
+			pt.prefix = strings.TrimSuffix(p, "*")
+		} else {
+			pt.exact = true
+		}
+		out = append(out, pt)
+	}
+	// The most specific first: longer patterns, exact before prefix.
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].text) != len(out[j].text) {
+			return len(out[i].text) > len(out[j].text)
+		}
+		return out[i].exact && !out[j].exact
+	})
+	return out
+}
+
+func accessOf(ps []pattern, name string) int {
+	for _, p := range ps {
+		switch {
+		case p.exact && name == p.text,
+			!p.exact && strings.HasPrefix(name, p.prefix),
+			!p.exact && strings.HasSuffix(p.prefix, "/") && name != "" && name == strings.TrimSuffix(p.prefix, "/"):
+			return p.access
+		}
+	}
+	return 0
+}
+
+func (r *rules) canWriteApp(id string) bool { return r == nil || accessOf(r.apps, id) == 2 }
 func (r *rules) canWriteJob(name string) bool {
-	if r == nil {
-		return true
-	}
-	return canWrite(r.jobs, name)
+	return r == nil || accessOf(r.jobs, name) == 2
 }
 
-// canWrite: the longest matching prefix decides.
-func canWrite(gs []grant, name string) bool {
-	best, write := -1, false
-	for _, g := range gs {
-		if strings.HasPrefix(name, g.prefix) && len(g.prefix) > best {
-			best, write = len(g.prefix), g.write
-		}
-	}
-	return write
+// decodeSelf reads a token/self answer.
+func decodeSelf(b []byte) (tokenSelf, bool) {
+	var s tokenSelf
+	return s, json.Unmarshal(b, &s) == nil
 }

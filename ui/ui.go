@@ -220,14 +220,10 @@ func (u *UI) whoami(ctx context.Context, s *session) {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		s.ACL, s.Name = true, ""
 	case code == http.StatusOK:
-		var self struct {
-			Name  string          `json:"name"`
-			Rules json.RawMessage `json:"rules"`
-		}
-		if json.Unmarshal(body, &self) == nil {
+		if self, ok := decodeSelf(body); ok && !self.Open {
 			s.Name = self.Name
-			s.rules = parseRules(self.Rules)
-			s.ACL = s.Token != ""
+			s.rules = parseRules(self)
+			s.ACL = true
 		}
 	}
 }

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -150,7 +149,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/v1/acl/token/self":
-		_, _ = w.Write([]byte(`{"name":"alice","rules":{"apps":[{"prefix":"/team-a/","access":"write"},{"prefix":"/","access":"read"}]}}`))
+		_, _ = w.Write([]byte(`{"name":"alice","management":false,"policies":["team-a","all-read"],"rules":[{"apps":{"/team-a/*":"write"}},{"apps":{"/*":"read","/team-a/db":"read"}}]}`))
 	case "/v2/apps":
 		_, _ = w.Write([]byte(`{"apps":[{"id":"/team-a/web","instances":1,"tasksRunning":1},{"id":"/other/db","instances":0}]}`))
 	case "/v2/queue":
@@ -246,9 +245,18 @@ func TestLoginCookieAndCSRF(t *testing.T) {
 	if !strings.Contains(saw, "/v2/apps Bearer s3cret") {
 		t.Fatalf("the API was not called with the token:\n%s", saw)
 	}
-	rs := parseRules(json.RawMessage(`{"apps":[{"prefix":"/team-a/","access":"write"},{"prefix":"/","access":"read"}]}`))
-	if !rs.canWriteApp("/team-a/web") || rs.canWriteApp("/other/db") {
-		t.Fatalf("rules %+v", rs)
+	self, _ := decodeSelf([]byte(`{"name":"alice","rules":[{"apps":{"/team-a/*":"write"},"jobs":{"etl-*":"write"}},{"apps":{"/*":"read","/team-a/db":"read"}}]}`))
+	rs := parseRules(self)
+	for id, want := range map[string]bool{"/team-a/web": true, "/team-a": true, "/team-a/db": false, "/other/db": false, "/team-ab": false} {
+		if rs.canWriteApp(id) != want {
+			t.Errorf("canWriteApp(%s) = %v", id, !want)
+		}
+	}
+	if !rs.canWriteJob("etl-load") || rs.canWriteJob("other") {
+		t.Errorf("job rules %+v", rs.jobs)
+	}
+	if parseRules(tokenSelf{Open: true}) != nil || parseRules(tokenSelf{Management: true}) != nil {
+		t.Error("open or management tokens must allow everything")
 	}
 	// A form posted without the CSRF field is refused before the API is
 	// called.
