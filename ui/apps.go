@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -109,6 +111,7 @@ type appRow struct {
 	Cpus, Mem  float64
 	Bar        bar
 	Labels     map[string]string
+	HTML       string // the row, rendered
 }
 
 type groupNode struct {
@@ -133,23 +136,10 @@ type appsData struct {
 // appsPage is Marathon's main screen: every app the token may read, with
 // status and health, filtered by status, label, group and text.
 func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx := r.Context()
-	var apps struct {
-		Apps []listApp `json:"apps"`
-	}
-	if err := u.getJSON(ctx, s, "/v2/apps", &apps); err != nil {
+	all, err := u.appRows(r.Context(), s)
+	if err != nil {
 		u.failErr(w, r, s, err)
 		return
-	}
-	var queue struct {
-		Queue []queueEntry `json:"queue"`
-	}
-	if err := u.getJSON(ctx, s, "/v2/queue", &queue); err != nil {
-		u.log.Debug("reading the queue", "err", err)
-	}
-	byApp := make(map[string]*queueEntry, len(queue.Queue))
-	for i := range queue.Queue {
-		byApp[queue.Queue[i].App.ID] = &queue.Queue[i]
 	}
 	q := r.URL.Query()
 	d := &appsData{
@@ -173,13 +163,11 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		return "/ui/apps?" + v.Encode()
 	}
-	sort.Slice(apps.Apps, func(i, j int) bool { return apps.Apps[i].ID < apps.Apps[j].ID })
 	d.Tree = &groupNode{Path: "/", Name: "/", Current: d.Group == ""}
-	d.Total = len(apps.Apps)
-	rows := make([]appRow, 0, len(apps.Apps))
-	for i := range apps.Apps {
-		a := &apps.Apps[i]
-		st := appStatus(a, byApp[a.ID])
+	d.Total = len(all)
+	rows := make([]appRow, 0, len(all))
+	for i := range all {
+		a := &all[i]
 		addToTree(d.Tree, a.ID, d.Group)
 		if d.Group != "" && !strings.HasPrefix(a.ID, d.Group+"/") {
 			continue
@@ -187,29 +175,99 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		if !labelMatch(d.Label, a.Labels) || (d.Q != "" && !strings.Contains(a.ID, d.Q)) {
 			continue
 		}
-		d.Counts[st]++
-		if d.Status != "" && st != d.Status {
+		d.Counts[a.Status]++
+		if d.Status != "" && a.Status != d.Status {
 			continue
 		}
-		rows = append(rows, appRow{
-			ID: a.ID, Status: st, Instances: a.Instances, Running: a.TasksRunning, Cpus: a.Cpus, Mem: a.Mem, Labels: a.Labels,
-			Bar: healthBar(a.Instances, a.TasksStaged, a.TasksRunning, a.TasksHealthy, a.TasksUnhealthy, len(a.HealthChecks) > 0),
-		})
+		rows = append(rows, *a)
 	}
 	d.Rows = rows
 	d.RowsHTML = appRowsHTML(rows)
 	u.render(w, r, s, "apps", "Applications", d)
 }
 
-// appRowsHTML writes the table's rows directly: with a thousand apps,
+// appRows reads every app the token may see, with its status, as table
+// rows. The rows of the last answer are kept: when the API answers with
+// the same bytes again (nothing changed for this token), decoding and
+// rendering are skipped.
+func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, error) {
+	code, appsBody := u.call(ctx, s, http.MethodGet, "/v2/apps", nil)
+	if code != http.StatusOK {
+		return nil, apiErr("/v2/apps", code, appsBody)
+	}
+	qcode, queueBody := u.call(ctx, s, http.MethodGet, "/v2/queue", nil)
+	if qcode != http.StatusOK {
+		queueBody = nil // a token may read apps but not the queue
+	}
+	h := sha256.New()
+	h.Write(appsBody)
+	h.Write([]byte{0})
+	h.Write(queueBody)
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	u.rowsMu.Lock()
+	if u.rowsKey == key && u.rows != nil {
+		rows := u.rows
+		u.rowsMu.Unlock()
+		return rows, nil
+	}
+	u.rowsMu.Unlock()
+
+	var apps struct {
+		Apps []listApp `json:"apps"`
+	}
+	if err := json.Unmarshal(appsBody, &apps); err != nil {
+		return nil, fmt.Errorf("decoding /v2/apps: %w", err)
+	}
+	var queue struct {
+		Queue []queueEntry `json:"queue"`
+	}
+	if queueBody != nil {
+		_ = json.Unmarshal(queueBody, &queue)
+	}
+	byApp := make(map[string]*queueEntry, len(queue.Queue))
+	for i := range queue.Queue {
+		byApp[queue.Queue[i].App.ID] = &queue.Queue[i]
+	}
+	sort.Slice(apps.Apps, func(i, j int) bool { return apps.Apps[i].ID < apps.Apps[j].ID })
+	rows := make([]appRow, len(apps.Apps))
+	var b strings.Builder
+	for i := range apps.Apps {
+		a := &apps.Apps[i]
+		rows[i] = appRow{
+			ID: a.ID, Status: appStatus(a, byApp[a.ID]), Instances: a.Instances, Running: a.TasksRunning, Cpus: a.Cpus, Mem: a.Mem, Labels: a.Labels,
+			Bar: healthBar(a.Instances, a.TasksStaged, a.TasksRunning, a.TasksHealthy, a.TasksUnhealthy, len(a.HealthChecks) > 0),
+		}
+		b.Reset()
+		writeRow(&b, &rows[i])
+		rows[i].HTML = b.String()
+	}
+	u.rowsMu.Lock()
+	u.rowsKey, u.rows = key, rows
+	u.rowsMu.Unlock()
+	return rows, nil
+}
+
+// appRowsHTML joins the rows' HTML.
+func appRowsHTML(rows []appRow) template.HTML {
+	n := 0
+	for i := range rows {
+		n += len(rows[i].HTML)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range rows {
+		b.WriteString(rows[i].HTML)
+	}
+	return template.HTML(b.String())
+}
+
+// writeRow writes one table row directly: with a thousand apps,
 // html/template's reflection would take most of the page's time. Every
 // value is escaped; links are built from escaped path segments.
-func appRowsHTML(rows []appRow) template.HTML {
-	var b strings.Builder
-	b.Grow(len(rows) * 900)
+func writeRow(b *strings.Builder, a *appRow) {
 	esc := html.EscapeString
-	for i := range rows {
-		a := &rows[i]
+	{
 		id := esc(a.ID)
 		b.WriteString(`<tr data-app="`)
 		b.WriteString(id)
@@ -226,14 +284,13 @@ func appRowsHTML(rows []appRow) template.HTML {
 		b.WriteString(" / ")
 		b.WriteString(strconv.Itoa(a.Instances))
 		b.WriteString(`</td><td>`)
-		writeBar(&b, a.Bar)
+		writeBar(b, a.Bar)
 		b.WriteString(`</td><td class="n">`)
 		b.WriteString(fmtNum(a.Cpus))
 		b.WriteString(`</td><td class="n">`)
 		b.WriteString(fmtNum(a.Mem))
 		b.WriteString(" MiB</td></tr>\n")
 	}
-	return template.HTML(b.String())
 }
 
 // writeBar writes a health bar: coloured spans whose widths are the

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/sched/api"
@@ -52,6 +53,10 @@ type UI struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 	files http.Handler
+
+	rowsMu  sync.Mutex
+	rowsKey [32]byte // SHA-256 of the API answers rows were built from
+	rows    []appRow
 }
 
 // New parses the templates; it fails only on a broken build.
