@@ -443,6 +443,9 @@ func (a *Agent) launch(ctx context.Context, t *taskRun, asg api.Assignment) (Han
 	a.mu.Lock()
 	t.exec = ex
 	a.mu.Unlock()
+	if err := missingSecrets(asg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the sandbox: %w", err)
 	}

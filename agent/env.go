@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -35,6 +37,12 @@ func buildEnv(asg api.Assignment, sandbox, hostIP, endpoint string, getenv func(
 	for k, v := range asg.Spec.Env {
 		env[k] = v
 	}
+	// Secret values, resolved by the master for this agent alone.
+	for k := range asg.Spec.SecretEnv {
+		if v, ok := asg.Secrets[k]; ok {
+			env[k] = v
+		}
+	}
 	env["HOST"] = hostIP
 	env["MESOS_SANDBOX"] = sandbox
 	env["MESOS_DIRECTORY"] = sandbox
@@ -49,4 +57,21 @@ func buildEnv(asg api.Assignment, sandbox, hostIP, endpoint string, getenv func(
 
 func sortTasks(ts []TaskInfo) {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].ID < ts[j].ID })
+}
+
+// missingSecrets is an error naming the secret env variables of asg the
+// master sent no value for (the secret was deleted, or the master has no
+// key); the task must not start without them. It never names a value.
+func missingSecrets(asg api.Assignment) error {
+	var miss []string
+	for k, name := range asg.Spec.SecretEnv {
+		if _, ok := asg.Secrets[k]; !ok {
+			miss = append(miss, k+" (secret "+name+")")
+		}
+	}
+	if len(miss) == 0 {
+		return nil
+	}
+	sort.Strings(miss)
+	return fmt.Errorf("the master sent no value for %s: does the secret exist (weft secret list), and do the masters have the join token?", strings.Join(miss, ", "))
 }

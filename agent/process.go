@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,14 @@ type ProcessConfig struct {
 	// ReapInterval is how often the group of an exited task is checked
 	// while its members are being killed and reaped.
 	ReapInterval time.Duration
+	// TaskUser is the user process tasks run as when the agent runs as
+	// root (`--task-user`, default nobody in `weft agent`); empty runs
+	// them as the agent's own user, or as the app's user.
+	TaskUser string
+	// AllowedUsers may be named by an app's user field to run as that
+	// user instead of TaskUser (`--allowed-task-users`); another user is
+	// refused.
+	AllowedUsers []string
 	// Logger receives the executor's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -52,6 +61,8 @@ func DefaultProcessConfig(stateDir string) ProcessConfig {
 type ProcessExecutor struct {
 	cfg ProcessConfig
 	log *slog.Logger
+
+	warnOnce sync.Once // the sandboxes are out of the task user's reach
 }
 
 var _ Executor = (*ProcessExecutor)(nil)
@@ -75,7 +86,78 @@ func NewProcessExecutor(cfg ProcessConfig) (*ProcessExecutor, error) {
 			log.Warn("cannot become a child subreaper; orphaned task processes are left to init", "err", err)
 		}
 	}
-	return &ProcessExecutor{cfg: cfg, log: log.With("executor", "process")}, nil
+	e := &ProcessExecutor{cfg: cfg, log: log.With("executor", "process")}
+	if cfg.TaskUser != "" && os.Geteuid() != 0 {
+		me := "this user"
+		if u, err := user.Current(); err == nil {
+			me = u.Username
+		}
+		e.log.Warn("the agent does not run as root: process tasks run as the agent's own user, not the task user", "user", me, "taskUser", cfg.TaskUser)
+	}
+	return e, nil
+}
+
+// runAs is the user a task runs as: the app's user when the agent allows
+// it, else TaskUser (when the agent is root and TaskUser is set).
+func (e *ProcessExecutor) runAs(want, sandbox string) (string, error) {
+	if e.cfg.TaskUser == "" || os.Geteuid() != 0 {
+		return want, nil
+	}
+	name := e.cfg.TaskUser
+	if want != "" && want != name {
+		if !slices.Contains(e.cfg.AllowedUsers, want) {
+			return "", fmt.Errorf("the app's user %q is not allowed on this agent: process tasks run as %q unless the agent lists the user in --allowed-task-users", want, name)
+		}
+		name = want
+	}
+	if name == "root" {
+		return name, nil
+	}
+	if dir, ok := reachableBy(name, filepath.Dir(sandbox)); !ok {
+		e.warnOnce.Do(func() {
+			e.log.Warn("the task user cannot reach the sandboxes, so process tasks run as the agent's user: make the directory traversable (chmod o+x) or move the data dir", "taskUser", name, "dir", dir)
+		})
+		return "", nil
+	}
+	return name, nil
+}
+
+// reachableBy reports whether user name may traverse dir and every
+// directory above it (by the mode bits; supplementary groups are not
+// considered); if not, it returns the first directory in the way.
+func reachableBy(name, dir string) (string, bool) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return dir, false
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return p, false
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		mode := fi.Mode().Perm()
+		switch {
+		case !ok:
+		case uint64(st.Uid) == uid:
+			if mode&0o100 == 0 {
+				return p, false
+			}
+		case uint64(st.Gid) == gid:
+			if mode&0o010 == 0 {
+				return p, false
+			}
+		default:
+			if mode&0o001 == 0 {
+				return p, false
+			}
+		}
+		if p == "/" || p == "." {
+			return "", true
+		}
+	}
 }
 
 // Name is "process".
@@ -121,7 +203,11 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	cmd.Dir = l.Sandbox
 	cmd.Env = envList(l.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := setUser(cmd, l.Spec.User, l.Sandbox); err != nil {
+	runAs, err := e.runAs(l.Spec.User, l.Sandbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := setUser(cmd, runAs, l.Sandbox); err != nil {
 		return nil, err
 	}
 	stdout, err := os.OpenFile(filepath.Join(l.Sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -412,7 +412,11 @@ func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
 		if parts[i] != nil {
 			continue
 		}
-		b, err := json.Marshal(api.Assignment{Task: it.rec.Task, Spec: it.rec.Spec, Goal: it.rec.Goal})
+		as := api.Assignment{Task: it.rec.Task, Spec: it.rec.Spec, Goal: it.rec.Goal}
+		if it.rec.Goal == api.GoalRun {
+			as.Secrets = m.resolveSecrets(&it.rec.Spec)
+		}
+		b, err := json.Marshal(as)
 		if err != nil {
 			b = []byte("null")
 		}

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -31,6 +32,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pass := func(typ string) bool { return filter == nil || filter[typ] }
+	authz := AuthzFrom(r.Context())
 
 	sub, cancel := m.store.Subscribe(eventsBuffer)
 	defer cancel()
@@ -43,7 +45,13 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	send := func(ev api.Event) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, ev.Data); err != nil {
+		var err error
+		if ev.Token != "" {
+			_, err = fmt.Fprintf(w, "event: %s\nweft-token: %s\ndata: %s\n\n", ev.Type, sseField.Replace(ev.Token), ev.Data)
+		} else {
+			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, ev.Data)
+		}
+		if err != nil {
 			return err
 		}
 		return rc.Flush()
@@ -83,7 +91,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
 				m.metrics.eventClientsDropped.Inc()
 				return
 			}
-			if !pass(ev.Type) {
+			if !pass(ev.Type) || !eventVisible(authz, ev) {
 				continue
 			}
 			if send(ev) != nil {
@@ -207,4 +215,50 @@ func (m *Master) handleAbdicate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "Leadership abdicated"})
+}
+
+// sseField keeps a value on its one SSE line.
+var sseField = strings.NewReplacer("\r", " ", "\n", " ")
+
+// eventVisible reports whether a token may see an event: one about apps
+// it can read (appId, appDefinition.id, a deployment's affectedApps), a
+// run of a job it can read, the stream's own events; anything else only
+// with read on every app.
+func eventVisible(a *Authz, ev api.Event) bool {
+	if a.Full() {
+		return true
+	}
+	switch ev.Type {
+	case api.EventStreamAttached, api.EventStreamDetached:
+		return true
+	}
+	var probe struct {
+		AppID         string `json:"appId"`
+		AppDefinition *struct {
+			ID string `json:"id"`
+		} `json:"appDefinition"`
+		Plan *struct {
+			AffectedApps []string `json:"affectedApps"`
+		} `json:"plan"`
+		Job string `json:"job"`
+	}
+	if json.Unmarshal(ev.Data, &probe) != nil {
+		return false
+	}
+	switch {
+	case probe.AppID != "":
+		return a.CanReadApp(probe.AppID)
+	case probe.AppDefinition != nil && probe.AppDefinition.ID != "":
+		return a.CanReadApp(probe.AppDefinition.ID)
+	case probe.Plan != nil && len(probe.Plan.AffectedApps) > 0:
+		for _, id := range probe.Plan.AffectedApps {
+			if !a.CanReadApp(id) {
+				return false
+			}
+		}
+		return true
+	case ev.Type == api.EventJobRun && probe.Job != "":
+		return a.Job(probe.Job) >= AccessRead
+	}
+	return a.CanReadApp("/")
 }

@@ -64,7 +64,9 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	for _, fw := range m.cfg.Frameworks {
 		fw.Routes(mux, m)
 	}
-	return m.counted(m.recoverer(m.leaderGate(mux))), nil
+	m.mountACL(mux)
+	m.mountSecrets(mux)
+	return m.counted(m.recoverer(m.leaderGate(m.authorize(mux)))), nil
 }
 
 // localRequest reports whether any master answers r itself, leader or not:

@@ -85,6 +85,21 @@ type MasterConfig struct {
 	// before the leader removes it, once a replacement has joined (0: never;
 	// default 2 min).
 	DeadServerAfter time.Duration
+
+	// NodeIdentity tells whether a request came from a cluster node (a
+	// verified node certificate) and which; default NodeIdentity. Nodes
+	// are not people: ACL tokens do not apply to them.
+	NodeIdentity func(r *http.Request) (node string, ok bool)
+	// NodeSecret, when set, is a bearer secret that also identifies a
+	// cluster node (derived from the join token; `weft up` makes one per
+	// process for its own agent, dns and lb).
+	NodeSecret string
+	// SecretsKey encrypts the secret store (AES-256-GCM); cmd derives it
+	// from the join token (HKDF, info "weft secrets v1"). Without it,
+	// secret writes are refused with a 4xx.
+	SecretsKey []byte
+	// AuditLogger receives one line per accepted write (default Logger).
+	AuditLogger *slog.Logger
 }
 
 // DefaultMasterConfig is what `weft up` uses; callers fill Members,
@@ -117,6 +132,8 @@ type Master struct {
 	alloc   *allocator
 	stateC  stateCache
 	lb      lbProblems
+	tokens  tokenCache
+	audit   *slog.Logger
 
 	transportOnce sync.Once
 	transport     http.RoundTripper // to other nodes (nodeTransport)
@@ -176,6 +193,15 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if cfg.Version == "" {
 		cfg.Version = def.Version
 	}
+	if cfg.NodeIdentity == nil {
+		cfg.NodeIdentity = NodeIdentity
+	}
+	if cfg.AuditLogger == nil {
+		cfg.AuditLogger = cfg.Logger
+	}
+	if len(cfg.SecretsKey) != 0 && len(cfg.SecretsKey) != 32 {
+		return nil, errors.New("master: SecretsKey must be 32 bytes (AES-256)")
+	}
 	if cfg.RaftPort == 0 {
 		cfg.RaftPort = 8300
 	}
@@ -201,6 +227,7 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	m := &Master{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "master"),
+		audit:  cfg.AuditLogger.With("component", "audit"),
 		revive: make(chan struct{}, 1),
 		memCh:  make(chan struct{}),
 	}
@@ -333,6 +360,12 @@ func (m *Master) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		m.bootstrapExpect(ctx)
+	}()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.logAccessAtStart(ctx)
 	}()
 
 	leaderCh := m.store.LeaderCh()

@@ -365,6 +365,17 @@ func (s *Store) Apply(ctx context.Context, ops []Op, events ...api.Event) (uint6
 		return s.Index(), nil
 	}
 	cmd := command{Events: events}
+	if a := AuthzFrom(ctx); a != nil && a.Node == "" && len(events) > 0 {
+		// Name the token on the events of its call (a copy: the caller's
+		// slice is left alone).
+		cmd.Events = make([]api.Event, len(events))
+		for i, ev := range events {
+			if ev.Token == "" {
+				ev.Token = a.Label()
+			}
+			cmd.Events[i] = ev
+		}
+	}
 	for _, op := range ops {
 		if _, ok := tableTypes[op.Table]; !ok {
 			return 0, fmt.Errorf("store: unknown table %q", op.Table)

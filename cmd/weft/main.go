@@ -57,6 +57,7 @@ func newApp() *cli.App {
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "api", Value: "http://127.0.0.1:8080", Usage: "the master API client commands talk to", EnvVars: []string{"WEFT_API"}},
+			&cli.StringFlag{Name: "api-token", Usage: "the ACL token's secret client commands send (Authorization: Bearer)", EnvVars: []string{"WEFT_API_TOKEN"}},
 			&cli.StringFlag{Name: "config", Usage: "a YAML file of flag values (flag name: value)", EnvVars: []string{"WEFT_CONFIG"}},
 		},
 		Before:   loadConfigFile,
@@ -66,7 +67,9 @@ func newApp() *cli.App {
 
 // apiClient returns a client for the master named by --api.
 func apiClient(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("api"))
+	cl := api.NewClient(c.String("api"))
+	cl.Token = c.String("api-token")
+	return cl
 }
 
 // loadConfigFile applies --config: every key names a flag; values set on
@@ -107,7 +110,7 @@ func applyConfig(c *cli.Context) error {
 	for k, v := range configValues {
 		f, ok := known[k]
 		if !ok {
-			if k == "api" || k == "config" {
+			if k == "api" || k == "config" || k == "api-token" {
 				continue
 			}
 			return fmt.Errorf("--config: %q is not a flag of 'weft %s'", k, c.Command.Name)

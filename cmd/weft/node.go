@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/mesh"
+	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -115,6 +117,8 @@ func nodeFlags(role string) []cli.Flag {
 			str("docker-host", "", "Docker Engine address (default: DOCKER_HOST or the local socket)"),
 			&cli.BoolFlag{Name: "no-docker", Usage: "do not run Docker tasks on this agent", EnvVars: envName("no-docker")},
 			str("volume-root", "", "host directory that Docker volumes of tasks must be under (empty: no host volumes)"),
+			str("task-user", "nobody", "the user process tasks run as when the agent runs as root (Docker tasks keep Docker's user handling)"),
+			&cli.StringSliceFlag{Name: "allowed-task-users", Usage: "users an app's \"user\" field may name to run as instead of --task-user (repeatable; root only if listed)", EnvVars: envName("allowed-task-users")},
 		)
 	}
 	fs = append(fs,
@@ -172,6 +176,28 @@ type node struct {
 	firstRuns         []func(context.Context) error // roles that stop first (the agent)
 	closers           []func()
 	addrLines         [][2]string // what printAddrs prints
+	nodeSecretV string      // see nodeSecret
+}
+
+// clusterToken is the join token this node was given ("" for none).
+func (n *node) clusterToken() string { return n.token }
+
+// nodeSecret is the bearer secret this node's own agent, dns and lb
+// present to the master API, so that ACLs, once bootstrapped, take them
+// for nodes: derived from the join token, or without one made at random
+// for this process (enough for `weft up`, whose roles share it).
+func (n *node) nodeSecret() string {
+	if n.nodeSecretV != "" {
+		return n.nodeSecretV
+	}
+	if s, err := sched.DeriveNodeSecret(n.clusterToken()); err == nil {
+		n.nodeSecretV = s
+		return s
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	n.nodeSecretV = fmt.Sprintf("weft-node.%x", b)
+	return n.nodeSecretV
 }
 
 func runNode(c *cli.Context, role string) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 
 	"github.com/weftnet/weft/agent"
@@ -51,6 +52,17 @@ func (n *node) setupAgent() error {
 	}
 	pcfg := agent.DefaultProcessConfig(filepath.Join(dir, "process"))
 	pcfg.Logger = n.log
+	pcfg.TaskUser = n.c.String("task-user")
+	pcfg.AllowedUsers = n.c.StringSlice("allowed-task-users")
+	if os.Geteuid() == 0 && pcfg.TaskUser != "" {
+		// The task user must reach its sandbox: the data dir and the
+		// agent's dir are traversable (not listable) by others.
+		for _, d := range []string{n.dataDir, dir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				n.log.Warn("making the data dir traversable for the task user", "dir", d, "err", err)
+			}
+		}
+	}
 	pe, err := agent.NewProcessExecutor(pcfg)
 	if err != nil {
 		return err

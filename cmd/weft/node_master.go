@@ -65,6 +65,14 @@ func (n *node) setupMaster() error {
 	cfg.Pprof = n.c.Bool("pprof")
 	cfg.NodeTLS = n.id
 	cfg.DeadServerAfter = n.c.Duration("dead-master-after")
+	cfg.NodeSecret = n.nodeSecret()
+	if tok := n.clusterToken(); tok != "" {
+		key, err := sched.DeriveSecretsKey(tok)
+		if err != nil {
+			return fmt.Errorf("deriving the secrets key from the join token: %w", err)
+		}
+		cfg.SecretsKey = key
+	}
 
 	mcfg := marathon.DefaultConfig()
 	mcfg.Logger = n.log

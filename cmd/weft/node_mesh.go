@@ -39,7 +39,7 @@ func (n *node) setupMesh() error {
 		return err
 	}
 	n.mesh, n.meshOverlay = m, wg
-	n.finder = &masterFinder{ms: members{m}, dial: n.nodeClient}
+	n.finder = &masterFinder{ms: members{m}, dial: n.nodeClient, token: n.nodeSecret()}
 	n.registry.MustRegister(m.Collector())
 	return nil
 }
@@ -87,6 +87,7 @@ type masterFinder struct {
 	// dial makes a client for a master API host:port (over mutual TLS
 	// when the cluster has a token).
 	dial func(hostport string) *api.Client
+	token string // the node secret this node's agent, dns and lb present
 
 	mu   sync.Mutex
 	last string
@@ -121,10 +122,12 @@ func (f *masterFinder) client() (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	cl := api.NewClient(b)
 	if f.dial != nil {
-		return f.dial(b), nil
+		cl = f.dial(b)
 	}
-	return api.NewClient(b), nil
+	cl.Token = f.token
+	return cl, nil
 }
 
 // Watch is the blocking state query dns and lb build on.

@@ -22,6 +22,9 @@ type Client struct {
 	HTTP *http.Client
 	// Stream is used for long polls and event streams; nil uses one with no timeout.
 	Stream *http.Client
+	// Token is the ACL token's secret sent as "Authorization: Bearer"
+	// (`--api-token`, WEFT_API_TOKEN); empty sends none.
+	Token string
 }
 
 // NewClient returns a client for base ("host:port" or a URL).
@@ -100,6 +103,7 @@ func (c *Client) do(ctx context.Context, stream bool, method, path string, in, o
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	c.authorize(req)
 	resp, err := c.httpClient(stream).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, c.Base+path, err)
@@ -247,6 +251,7 @@ func (c *Client) Events(ctx context.Context, types ...string) (<-chan Event, err
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	c.authorize(req)
 	resp, err := c.httpClient(true).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET /v2/events: %w", err)

@@ -11,6 +11,11 @@ type Event struct {
 	Index uint64          `json:"index,omitempty"` // the store index that produced it; 0 for local events
 	Type  string          `json:"eventType"`
 	Data  json.RawMessage `json:"data"`
+	// Token names the ACL token whose API call produced the event (its
+	// name, never its secret); empty for the master's own events.
+	// /v2/events sends it as the SSE field "weft-token", outside the JSON
+	// data, which stays exactly Marathon's shape.
+	Token string `json:"token,omitempty"`
 }
 
 // NewEvent builds an event of type typ from the fields of v (a struct or a

@@ -89,10 +89,14 @@ func (t *Task) Healthy() (healthy, ok bool) {
 // TaskSpec is what an agent needs to run a task. The framework builds it at
 // launch; it is stored with the task and handed to the agent.
 type TaskSpec struct {
-	Cmd                    *string           `json:"cmd,omitempty"` // run via /bin/sh -c
-	Args                   []string          `json:"args,omitempty"`
-	User                   string            `json:"user,omitempty"`
-	Env                    map[string]string `json:"env,omitempty"`
+	Cmd  *string           `json:"cmd,omitempty"` // run via /bin/sh -c
+	Args []string          `json:"args,omitempty"`
+	User string            `json:"user,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
+	// SecretEnv names the env variables whose values come from the secret
+	// store: env name → secret name. Values are never stored with the task;
+	// the master resolves them for the task's agent alone (Assignment.Secrets).
+	SecretEnv              map[string]string `json:"secretEnv,omitempty"`
 	Resources              Resources         `json:"resources"`
 	Ports                  []int             `json:"ports,omitempty"` // host ports allocated to the task
 	Container              *Container        `json:"container,omitempty"`
@@ -116,6 +120,9 @@ type Assignment struct {
 	Task Task     `json:"task"`
 	Spec TaskSpec `json:"spec"`
 	Goal string   `json:"goal"`
+	// Secrets are the values of Spec.SecretEnv (env name → value); only
+	// the task's agent receives them, and it must never log them.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // Assignments answers an agent's blocking query for its tasks.

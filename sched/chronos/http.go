@@ -28,13 +28,13 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 		mux.HandleFunc("GET "+base+"/jobs", f.handleJobs)
 		mux.HandleFunc("GET "+base+"/jobs/summary", f.handleSummary)
 		mux.HandleFunc("GET "+base+"/jobs/search", f.handleSearch)
-		mux.HandleFunc("GET "+base+"/job/{name}", f.handleJob)
-		mux.HandleFunc("DELETE "+base+"/job/{name}", f.handleDelete)
-		mux.HandleFunc("PUT "+base+"/job/{name}", f.handleRun)
-		mux.HandleFunc("PUT "+base+"/job/success/{name}", f.handleSuccess)
-		mux.HandleFunc("DELETE "+base+"/task/kill/{name}", f.handleKill)
-		mux.HandleFunc("GET "+base+"/job/stat/{name}", f.handleStat)
-		mux.HandleFunc("GET "+base+"/job/runs/{name}", f.handleRuns)
+		mux.HandleFunc("GET "+base+"/job/{name}", guard(sched.AccessRead, f.handleJob))
+		mux.HandleFunc("DELETE "+base+"/job/{name}", guard(sched.AccessWrite, f.handleDelete))
+		mux.HandleFunc("PUT "+base+"/job/{name}", guard(sched.AccessWrite, f.handleRun))
+		mux.HandleFunc("PUT "+base+"/job/success/{name}", guard(sched.AccessWrite, f.handleSuccess))
+		mux.HandleFunc("DELETE "+base+"/task/kill/{name}", guard(sched.AccessWrite, f.handleKill))
+		mux.HandleFunc("GET "+base+"/job/stat/{name}", guard(sched.AccessRead, f.handleStat))
+		mux.HandleFunc("GET "+base+"/job/runs/{name}", guard(sched.AccessRead, f.handleRuns))
 		mux.HandleFunc("GET "+base+"/graph/dot", f.handleDot)
 		mux.HandleFunc("GET "+base+"/graph/csv", f.handleCSV)
 		mux.HandleFunc("GET "+base+"/leader", f.handleLeader)
@@ -86,6 +86,10 @@ func (f *Framework) handleSubmit(scheduled bool) http.HandlerFunc {
 			f.fail(w, err)
 			return
 		}
+		if a := sched.AuthzFrom(r.Context()); a.Job(j.Name) < sched.AccessWrite {
+			sched.WriteForbidden(w, fmt.Sprintf("token %q has no write access to job %s", a.Label(), j.Name))
+			return
+		}
 		if err := f.Submit(r.Context(), j, scheduled); err != nil {
 			f.fail(w, err)
 			return
@@ -94,12 +98,30 @@ func (f *Framework) handleSubmit(scheduled bool) http.HandlerFunc {
 	}
 }
 
-func (f *Framework) jobs() []api.Job {
+// jobsFor is every job the request's token may read.
+func (f *Framework) jobsFor(r *http.Request) []api.Job {
+	a := sched.AuthzFrom(r.Context())
 	var out []api.Job
 	for _, e := range f.master().Store().List(sched.TableJobs) {
-		out = append(out, withSlices(*e.Value.(*api.Job)))
+		j := e.Value.(*api.Job)
+		if a.Job(j.Name) < sched.AccessRead {
+			continue
+		}
+		out = append(out, withSlices(*j))
 	}
 	return out
+}
+
+// guard refuses a request about job {name} unless the token has want on it.
+func guard(want sched.Access, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a := sched.AuthzFrom(r.Context())
+		if name := r.PathValue("name"); a.Job(name) < want {
+			sched.WriteForbidden(w, fmt.Sprintf("token %q has no %s access to job %s", a.Label(), want, name))
+			return
+		}
+		h(w, r)
+	}
 }
 
 // withSlices renders absent lists as [] as Chronos does.
@@ -123,7 +145,7 @@ func withSlices(j api.Job) api.Job {
 }
 
 func (f *Framework) handleJobs(w http.ResponseWriter, r *http.Request) {
-	jobs := f.jobs()
+	jobs := f.jobsFor(r)
 	if jobs == nil {
 		jobs = []api.Job{}
 	}
@@ -169,7 +191,7 @@ func (f *Framework) handleSummary(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Jobs []api.JobSummary `json:"jobs"`
 	}{Jobs: []api.JobSummary{}}
-	for _, j := range f.jobs() {
+	for _, j := range f.jobsFor(r) {
 		s := states[j.Name]
 		if s == "" {
 			s = "idle"
@@ -194,7 +216,7 @@ func (f *Framework) handleSearch(w http.ResponseWriter, r *http.Request) {
 		offset = v
 	}
 	out := []api.Job{}
-	for _, j := range f.jobs() {
+	for _, j := range f.jobsFor(r) {
 		n, c := strings.ToLower(j.Name), strings.ToLower(j.Command)
 		ok := !(name != "" && !strings.Contains(n, name)) && !(cmd != "" && !strings.Contains(c, cmd))
 		if anyq != "" {
@@ -342,7 +364,7 @@ func (f *Framework) handleStat(w http.ResponseWriter, r *http.Request) {
 func (f *Framework) handleDot(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	b.WriteString("digraph G {\n  node [style=filled,colorscheme=set27];\n")
-	jobs := f.jobs()
+	jobs := f.jobsFor(r)
 	for _, j := range jobs {
 		color := map[string]string{"success": "green", "failure": "red", "fresh": "lightgrey"}[lastStatus(&j)]
 		fmt.Fprintf(&b, "  %q [fillcolor=%s];\n", j.Name, color)
@@ -360,7 +382,7 @@ func (f *Framework) handleDot(w http.ResponseWriter, r *http.Request) {
 func (f *Framework) handleCSV(w http.ResponseWriter, r *http.Request) {
 	states := f.jobStates()
 	var b strings.Builder
-	jobs := f.jobs()
+	jobs := f.jobsFor(r)
 	for _, j := range jobs {
 		s := states[j.Name]
 		if s == "" {
@@ -410,7 +432,7 @@ func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
 		Time float64 `json:"time"`
 	}
 	out := []stat{}
-	for _, j := range f.jobs() {
+	for _, j := range f.jobsFor(r) {
 		ms := byJob[j.Name]
 		if len(ms) == 0 {
 			continue

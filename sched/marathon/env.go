@@ -122,6 +122,17 @@ func taskSpec(app *api.App, taskID string, hostPorts []int, defaultGrace time.Du
 	if app.User != nil {
 		spec.User = *app.User
 	}
+	for k, v := range app.Env {
+		if v.Secret == "" {
+			continue
+		}
+		if s, ok := app.Secrets[v.Secret]; ok && s.Source != "" {
+			if spec.SecretEnv == nil {
+				spec.SecretEnv = map[string]string{}
+			}
+			spec.SecretEnv[k] = s.Source
+		}
+	}
 	for _, p := range hostPorts {
 		spec.Resources.Ports = append(spec.Resources.Ports, api.PortRange{Begin: p, End: p})
 	}

@@ -263,7 +263,7 @@ func labelSelectorMatch(sel string, labels map[string]string) bool {
 // index, if any (marathon-lb and UIs poll the same lists over and over).
 func (f *Framework) cached(w http.ResponseWriter, r *http.Request, index uint64) bool {
 	f.cacheMu.Lock()
-	b, ok := f.cache[r.URL.Path+"?"+r.URL.RawQuery]
+	b, ok := f.cache[cacheKey(r)]
 	ok = ok && f.cacheIndex == index
 	f.cacheMu.Unlock()
 	if !ok {
@@ -465,7 +465,7 @@ func (f *Framework) writeRaw(w http.ResponseWriter, r *http.Request, index uint6
 		f.cache = map[string]*body{}
 		f.cacheIndex = index
 	}
-	f.cache[r.URL.Path+"?"+r.URL.RawQuery] = b
+	f.cache[cacheKey(r)] = b
 	f.cacheMu.Unlock()
 	b.write(w)
 }
@@ -493,8 +493,12 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	}
 	out := []api.AppInfo{}
 	first := true
+	authz := sched.AuthzFrom(r.Context())
 	for _, id := range v.appIDs {
 		app := v.apps[id]
+		if !authz.CanReadApp(id) {
+			continue
+		}
 		if c := q.Get("cmd"); c != "" && (app.Cmd == nil || !strings.Contains(*app.Cmd, c)) {
 			continue
 		}
@@ -651,6 +655,9 @@ func (f *Framework) createApp(w http.ResponseWriter, r *http.Request, m sched.Ma
 	if len(probs) > 0 {
 		return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
 	}
+	if a := sched.AuthzFrom(r.Context()); !a.CanWriteApp(id) {
+		return forbidden(a, sched.AccessWrite, id)
+	}
 	st := m.Store()
 	v := readView(st)
 	if _, ok := v.apps[id]; ok {
@@ -769,6 +776,9 @@ func (f *Framework) deploy(ctx context.Context, m sched.MasterHandle, v *view, c
 // deployOver is deploy for a rollback of deployment rollbackOf (or ""),
 // which ends that deployment as rolled back rather than superseded.
 func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *view, changes []change, force bool, rollbackOf string, ops []sched.Op, events ...api.Event) (api.DeploymentResult, *apiError) {
+	if aerr := authorizeChanges(ctx, m, changes); aerr != nil {
+		return api.DeploymentResult{}, aerr
+	}
 	locked := map[string]depEntry{}
 	finished := map[string]bool{}
 	for _, c := range changes {
@@ -854,6 +864,15 @@ func (f *Framework) serveApp(w http.ResponseWriter, r *http.Request, m sched.Mas
 	rest := strings.TrimPrefix(r.URL.Path, "/v2/apps/")
 	segs := splitID(rest)
 	n := len(segs)
+	if a := sched.AuthzFrom(r.Context()); !a.Full() && n > 0 {
+		// Writes are checked on what they change (authorizeChanges,
+		// killTasks); reads here.
+		if id := appPathOf(segs); id != "" && r.Method == http.MethodGet {
+			if cid, _ := canonicalID(id, "/"); !a.CanReadApp(cid) {
+				return forbidden(a, sched.AccessRead, cid)
+			}
+		}
+	}
 	switch {
 	case n == 0:
 		return f.serveApps(w, r, m)
@@ -908,6 +927,9 @@ func (f *Framework) putApp(w http.ResponseWriter, r *http.Request, m sched.Maste
 	id, probs := canonicalID(rawID, "/")
 	if len(probs) > 0 {
 		return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
+	}
+	if a := sched.AuthzFrom(r.Context()); !a.CanWriteApp(id) {
+		return forbidden(a, sched.AccessWrite, id)
 	}
 	body, aerr := readBody(r)
 	if aerr != nil {
@@ -1002,7 +1024,7 @@ func (f *Framework) groupApps(w http.ResponseWriter, r *http.Request, m sched.Ma
 	v := readView(st)
 	out := []appInfoTasks{}
 	for _, id := range v.appIDs {
-		if gid == "/" || strings.HasPrefix(id, gid+"/") {
+		if (gid == "/" || strings.HasPrefix(id, gid+"/")) && canRead(r.Context(), id) {
 			out = append(out, withTasks(f.appInfo(v, st, v.apps[id], embeds(r), true, true)))
 		}
 	}
@@ -1091,6 +1113,12 @@ func (f *Framework) killAppTask(w http.ResponseWriter, r *http.Request, m sched.
 // down by as many (a deployment), else they are replaced.
 func (f *Framework) killTasks(w http.ResponseWriter, r *http.Request, m sched.MasterHandle, v *view, sel []taskEntry, scale, single bool) *apiError {
 	st := m.Store()
+	a := sched.AuthzFrom(r.Context())
+	for _, te := range sel {
+		if !a.CanWriteApp(te.rec.Task.AppID) {
+			return forbidden(a, sched.AccessWrite, te.rec.Task.AppID)
+		}
+	}
 	var ops []sched.Op
 	byApp := map[string]int{}
 	out := []api.Task{}
@@ -1150,7 +1178,7 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 		return methodNotAllowed()
 	}
 	if accept := r.Header.Get("Accept"); strings.Contains(accept, "text/plain") && !strings.Contains(accept, "json") {
-		f.tasksText(w, m)
+		f.tasksText(w, r, m)
 		return nil
 	}
 	if f.cached(w, r, m.Store().Index()) {
@@ -1170,7 +1198,7 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 	for _, id := range ids {
 		for _, te := range v.tasks[id] {
 			t := te.rec.Task
-			if api.Terminal(t.State) || (len(want) > 0 && !want[t.State]) {
+			if api.Terminal(t.State) || (len(want) > 0 && !want[t.State]) || !canRead(r.Context(), t.AppID) {
 				continue
 			}
 			out = append(out, apiTask(te.rec))
@@ -1183,10 +1211,13 @@ func (f *Framework) serveTasks(w http.ResponseWriter, r *http.Request, m sched.M
 // tasksText is GET /v2/tasks with Accept: text/plain, the format of
 // Marathon's haproxy-marathon-bridge: per app and service port one line
 // "app_id<TAB>servicePort<TAB>host:port<TAB>...", running tasks only.
-func (f *Framework) tasksText(w http.ResponseWriter, m sched.MasterHandle) {
+func (f *Framework) tasksText(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) {
 	v := readView(m.Store())
 	var b strings.Builder
 	for _, id := range v.appIDs {
+		if !canRead(r.Context(), id) {
+			continue
+		}
 		app := v.apps[id]
 		var running []*api.Task
 		for _, te := range v.tasks[id] {
@@ -1272,7 +1303,11 @@ func (f *Framework) serveDeployments(w http.ResponseWriter, r *http.Request, m s
 	}
 	v := readView(m.Store())
 	out := []api.Deployment{}
+	a := sched.AuthzFrom(r.Context())
 	for _, de := range v.deployments {
+		if deniedApp(a, sched.AccessRead, de.d.AffectedApps) != "" {
+			continue
+		}
 		d := *de.d
 		// Readiness of the tasks the current actions wait for.
 		d.CurrentActions = append([]api.DeploymentAction(nil), d.CurrentActions...)
@@ -1307,6 +1342,15 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 	}
 	if de == nil {
 		return errMsg(404, "DeploymentPlan %s does not exist", id)
+	}
+	want := sched.AccessWrite
+	if r.Method == http.MethodGet {
+		want = sched.AccessRead
+	}
+	if a := sched.AuthzFrom(r.Context()); !a.Full() {
+		if app := deniedApp(a, want, de.d.AffectedApps); app != "" {
+			return forbidden(a, want, app)
+		}
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -1400,7 +1444,19 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 	st := m.Store()
 	v := readView(st)
 	emb := embeds(r)
-	tree := buildGroups(v.appIDs, func(id string) api.AppInfo {
+	ids := v.appIDs
+	if a := sched.AuthzFrom(r.Context()); !a.Full() {
+		ids = nil
+		for _, id := range v.appIDs {
+			if a.CanReadApp(id) {
+				ids = append(ids, id)
+			}
+		}
+		if gid != "/" && !a.CanReadApp(gid) && !hasPrefixed(ids, gid+"/") {
+			return forbidden(a, sched.AccessRead, gid)
+		}
+	}
+	tree := buildGroups(ids, func(id string) api.AppInfo {
 		return f.appInfo(v, st, v.apps[id], emb, false, false)
 	})
 	g := findGroup(&tree, gid)
@@ -1535,7 +1591,17 @@ func (f *Framework) serveQueue(w http.ResponseWriter, r *http.Request, m sched.M
 	if r.Method != http.MethodGet {
 		return methodNotAllowed()
 	}
-	writeJSON(w, 200, map[string]any{"queue": f.queueItems(m, embeds(r)["lastUnusedOffers"])})
+	items := f.queueItems(m, embeds(r)["lastUnusedOffers"])
+	if a := sched.AuthzFrom(r.Context()); !a.Full() {
+		kept := items[:0]
+		for _, it := range items {
+			if a.CanReadApp(it.App.ID) {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
+	writeJSON(w, 200, map[string]any{"queue": items})
 	return nil
 }
 
@@ -1549,6 +1615,9 @@ func (f *Framework) serveQueueDelay(w http.ResponseWriter, r *http.Request, m sc
 		return methodNotAllowed()
 	}
 	id, _ := canonicalID(strings.Join(segs[:len(segs)-1], "/"), "/")
+	if a := sched.AuthzFrom(r.Context()); !a.CanWriteApp(id) {
+		return forbidden(a, sched.AccessWrite, id)
+	}
 	if _, ok := m.Store().Get(sched.TableApps, id); !ok {
 		return errMsg(404, "Application %s not found in tasks queue.", id)
 	}
