@@ -1,0 +1,154 @@
+package marathon
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// TestACLOnMarathon: a team token writes only under its path, sees only
+// its apps in every listing, and a secret reaches the task's agent alone.
+func TestACLOnMarathon(t *testing.T) {
+	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
+		Resources: api.Resources{Cpus: 4, Mem: 4096, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
+	cfg := sched.DefaultMasterConfig()
+	cfg.Store.Dir = ""
+	cfg.Members = sched.NewStaticMembers(node)
+	mcfg := DefaultConfig()
+	mcfg.Tick = 50 * time.Millisecond
+	cfg.Frameworks = []sched.Framework{New(mcfg)}
+	cfg.AllocInterval = 50 * time.Millisecond
+	cfg.NodeSecret = "node-secret"
+	cfg.SecretsKey, _ = sched.DeriveSecretsKey("join-token")
+	srv := httptest.NewUnstartedServer(nil)
+	cfg.APIAdvertise = srv.Listener.Addr().String()
+	m, err := sched.NewMaster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = m.Handler()
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		srv.CloseClientConnections()
+		srv.Close()
+		<-done
+	})
+	eventually(t, 5*time.Second, "master leads", func() bool { return m.Store().IsLeader() })
+
+	anon := api.NewClient(srv.URL)
+	boot, err := anon.ACLBootstrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := api.NewClient(srv.URL)
+	admin.Token = boot.SecretID
+	if _, err := admin.ACLPolicyApply(ctx, "team-a", strings.NewReader(`{"apps": {"/team-a/*": "write"}, "secrets": {"team-a/*": "read"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.ACLTokenCreate(ctx, api.ACLTokenCreate{Name: "alice", Policies: []string{"team-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := api.NewClient(srv.URL)
+	alice.Token = tok.SecretID
+	const value = "pw-0f1e2d3c"
+	if err := admin.SecretPut(ctx, "team-a/db", strings.NewReader(value)); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.SecretPut(ctx, "team-b/db", strings.NewReader("other")); err != nil {
+		t.Fatal(err)
+	}
+
+	app := `{"cmd":"sleep 1000","cpus":0.1,"mem":16,"env":{"DB_PW":{"secret":"s1"}},"secrets":{"s1":{"source":"team-a/db"}}}`
+	if _, err := alice.PutApp(ctx, "/team-a/x", []byte(app), false); err != nil {
+		t.Fatalf("team token on its own path: %v", err)
+	}
+	if _, err := alice.PutApp(ctx, "/team-b/x", []byte(`{"cmd":"sleep 1000","cpus":0.1,"mem":16}`), false); api.StatusCode(err) != 403 {
+		t.Fatalf("team token on another team's path: %v, want 403", err)
+	}
+	if _, err := alice.PutApp(ctx, "/team-a/y", []byte(strings.ReplaceAll(app, "team-a/db", "team-b/db")), false); api.StatusCode(err) != 403 {
+		t.Fatalf("team token using another team's secret: %v, want 403", err)
+	}
+	if _, err := alice.PutApp(ctx, "/team-a/z", []byte(strings.ReplaceAll(app, `"source":"team-a/db"`, `"source":"team-a/none"`)), false); api.StatusCode(err) != 422 {
+		t.Fatalf("an app naming a missing secret: %v, want 422", err)
+	}
+	if _, err := admin.PutApp(ctx, "/team-b/x", []byte(`{"cmd":"sleep 1000","cpus":0.1,"mem":16}`), false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "both apps have a task", func() bool {
+		ts, err := admin.Tasks(ctx)
+		return err == nil && len(ts) == 2
+	})
+
+	get := func(c *api.Client, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Every listing alice gets leaves /team-b out; the admin's has both.
+	for _, path := range []string{"/v2/apps", "/v2/apps?embed=apps.tasks", "/v2/apps?embed=apps.tasks&embed=apps.readiness", "/v2/groups", "/v2/groups?embed=group.apps", "/v2/tasks", "/v2/apps/*", "/v2/queue", "/v2/deployments"} {
+		code, body := get(alice, path)
+		if code != 200 || strings.Contains(body, "team-b") {
+			t.Errorf("alice GET %s: %d, shows team-b: %s", path, code, body)
+		}
+		if path == "/v2/apps" || path == "/v2/tasks" || path == "/v2/groups" {
+			if !strings.Contains(body, "/team-a/x") && !strings.Contains(body, "team-a_x") {
+				t.Errorf("alice GET %s lacks her own app: %s", path, body)
+			}
+			if _, all := get(admin, path); !strings.Contains(all, "team-b") {
+				t.Errorf("admin GET %s lacks team-b: %s", path, all)
+			}
+		}
+	}
+	if code, _ := get(alice, "/v2/apps/team-b/x"); code != 403 {
+		t.Errorf("alice GET /v2/apps/team-b/x: %d, want 403", code)
+	}
+
+	// The secret's value: in the agent's assignment only.
+	nodeC := api.NewClient(srv.URL)
+	nodeC.Token = "node-secret"
+	as, err := nodeC.Assignments(ctx, "agent-1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range as.Tasks {
+		if a.Task.AppID == "/team-a/x" {
+			found = a.Secrets["DB_PW"] == value && a.Spec.SecretEnv["DB_PW"] == "team-a/db" && a.Spec.Env["DB_PW"] == ""
+		}
+	}
+	if !found {
+		t.Fatalf("the assignment of /team-a/x does not carry DB_PW: %+v", as.Tasks)
+	}
+	if _, err := alice.Assignments(ctx, "agent-1", 0, 0); api.StatusCode(err) != 403 {
+		t.Fatalf("a person reading assignments: %v, want 403", err)
+	}
+	for _, path := range []string{"/v2/apps", "/v2/apps/team-a/x", "/v2/apps/team-a/x/versions", "/v2/apps?embed=apps.tasks", "/v2/tasks", "/v2/groups", "/v1/state", "/v1/secrets", "/v2/deployments", "/v2/queue"} {
+		if _, body := get(admin, path); strings.Contains(body, value) {
+			t.Errorf("GET %s shows the secret's value", path)
+		}
+	}
+	if _, body := get(nodeC, "/v1/state"); strings.Contains(body, value) {
+		t.Error("the state shows the secret's value")
+	}
+}
