@@ -151,6 +151,9 @@ func TestStateWatch(t *testing.T) {
 	members := NewStaticMembers(agentNode("n1", 1, 1024))
 	tm := startMaster(t, members)
 	ctx := context.Background()
+	// Index 0 answers at once by design; wait for the leader's first
+	// write (the framework id) so the watch below really blocks.
+	eventually(t, 5*time.Second, "the first write", func() bool { return tm.Store().Index() > 0 })
 	st, err := tm.client.Watch(ctx, 0, time.Second)
 	if err != nil {
 		t.Fatal(err)
