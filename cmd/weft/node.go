@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -176,7 +176,7 @@ type node struct {
 	firstRuns         []func(context.Context) error // roles that stop first (the agent)
 	closers           []func()
 	addrLines         [][2]string // what printAddrs prints
-	nodeSecretV string      // see nodeSecret
+	nodeSecretV       string      // see nodeSecret
 }
 
 // clusterToken is the join token this node was given ("" for none).

@@ -86,7 +86,7 @@ type masterFinder struct {
 	ms    members
 	// dial makes a client for a master API host:port (over mutual TLS
 	// when the cluster has a token).
-	dial func(hostport string) *api.Client
+	dial  func(hostport string) *api.Client
 	token string // the node secret this node's agent, dns and lb present
 
 	mu   sync.Mutex
