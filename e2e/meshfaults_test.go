@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/mesh"
 )
 
 // faultEnv is a place the overlay cannot run: each weft process gets a
@@ -97,6 +98,15 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return out.Close()
 }
 
+// faultToken is a join token for the nodes of these tests.
+var faultToken = func() string {
+	t, err := mesh.GenerateToken()
+	if err != nil {
+		panic(err)
+	}
+	return t
+}()
+
 // command builds `weft args` inside env: sh (still root, in the new
 // namespaces) brings lo up and hides /dev/net/tun, then setpriv drops what
 // env drops (or unshare enters a user namespace) and execs weft, which
@@ -125,7 +135,9 @@ exec "$@"`
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "IP="+ft.ip, "MOUNT="+ft.mount)
+	// Nodes carry a join token, as the README has them do: the fault under
+	// test must be the one line weft prints, not a missing-token warning.
+	cmd.Env = append(cmd.Env, "IP="+ft.ip, "MOUNT="+ft.mount, "WEFT_TOKEN="+faultToken)
 	if env.noTUN {
 		cmd.Env = append(cmd.Env, "HIDE_TUN=1")
 	}
