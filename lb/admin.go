@@ -5,6 +5,7 @@ import (
 	"html"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,9 +69,15 @@ func (p *Proxy) AdminHandler() http.Handler {
 }
 
 type statRow struct {
-	frontend, backend, state string
-	active                   int64
-	conns, reqs, errs, fails uint64
+	pxname, svname string // HAProxy's proxy and server names, as marathon-lb writes them
+	state          string // weft's state, for the HTML page
+	status         string // HAProxy's: OPEN (frontend), UP, DOWN, MAINT
+	kind           int    // HAProxy's type: 0 frontend, 1 backend, 2 server
+	addr, mode     string
+	backup         bool
+	active         int64
+	conns, reqs    uint64
+	errs, fails    uint64
 }
 
 func (p *Proxy) statRows() []statRow {
@@ -82,51 +89,134 @@ func (p *Proxy) statRows() []statRow {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		s := p.fstats[k]
-		rows = append(rows, statRow{frontend: k, backend: "FRONTEND", state: "OPEN", active: s.active.Load(), conns: s.conns.Load(), reqs: s.requests.Load(), errs: s.errors.Load()})
+		rows = append(rows, statRow{pxname: k, svname: "FRONTEND", state: "OPEN", status: "OPEN", kind: 0, active: s.active.Load(),
+			conns: s.conns.Load(), reqs: s.requests.Load(), errs: s.errors.Load()})
 	}
 	rt := p.rt.Load()
 	now := p.now().UnixNano()
 	for _, r := range rt.routes {
-		rows = append(rows, statRow{frontend: r.svc.Name, backend: "BACKEND", state: fmt.Sprintf("%s :%d", r.svc.Mode, r.svc.ServicePort),
-			active: r.active.Load(), conns: r.conns.Load(), reqs: r.requests.Load(), errs: r.errors.Load()})
+		up := false
+		var servers []statRow
 		for _, tier := range [][]*backend{r.primary, r.fallback} {
 			for _, b := range tier {
-				state := "UP"
+				state, status := "UP", "UP"
 				if b.ejected(now) {
-					state = "EJECTED"
+					state, status = "EJECTED", "DOWN"
 				}
-				if in(b, r.fallback) {
+				up = up || status == "UP"
+				fallback := in(b, r.fallback)
+				if fallback {
 					state += " (other site)"
 				}
-				rows = append(rows, statRow{frontend: r.svc.Name, backend: b.addr, state: state, active: b.active.Load(),
+				servers = append(servers, statRow{pxname: r.svc.Name, svname: b.statName(), state: state, status: status, kind: 2,
+					addr: b.addr, mode: r.svc.Mode, backup: fallback, active: b.active.Load(),
 					conns: b.conns.Load(), reqs: b.requests.Load(), errs: b.errors.Load(), fails: b.failures.Load()})
 			}
 		}
 		// The old colour of a blue/green deploy: MAINT, as HAProxy shows a
 		// disabled server (zdd.py waits for scur 0 there).
 		for _, b := range rt.draining[r] {
-			rows = append(rows, statRow{frontend: r.svc.Name, backend: b.addr, state: "MAINT", active: b.active.Load(),
+			servers = append(servers, statRow{pxname: r.svc.Name, svname: b.statName(), state: "MAINT", status: "MAINT", kind: 2,
+				addr: b.addr, mode: r.svc.Mode, active: b.active.Load(),
 				conns: b.conns.Load(), reqs: b.requests.Load(), errs: b.errors.Load(), fails: b.failures.Load()})
 		}
+		// HAProxy lists a backend's servers first, then the backend.
+		rows = append(rows, servers...)
+		status := "DOWN"
+		if up {
+			status = "UP"
+		}
+		rows = append(rows, statRow{pxname: r.svc.Name, svname: "BACKEND", state: fmt.Sprintf("%s :%d", r.svc.Mode, r.svc.ServicePort),
+			status: status, kind: 1, mode: r.svc.Mode, active: r.active.Load(), conns: r.conns.Load(), reqs: r.requests.Load(), errs: r.errors.Load()})
 	}
 	return rows
+}
+
+// statName is the backend's HAProxy server name (its address when it has
+// none, as in tests that build backends by hand).
+func (b *backend) statName() string {
+	if b.name != "" {
+		return b.name
+	}
+	return b.addr
+}
+
+// statColumns are the columns of HAProxy's CSV statistics (management
+// guide, "CSV format"), in order; every line, the heading included, ends
+// with a comma, as HAProxy writes it and as zdd.py's parser expects.
+var statColumns = []string{"pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout",
+	"dreq", "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck", "chkfail",
+	"chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle", "lbtot", "tracked", "type",
+	"rate", "rate_lim", "rate_max", "check_status", "check_code", "check_duration", "hrsp_1xx", "hrsp_2xx",
+	"hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other", "hanafail", "req_rate", "req_rate_max", "req_tot",
+	"cli_abrt", "srv_abrt", "comp_in", "comp_out", "comp_byp", "comp_rsp", "lastsess", "last_chk", "last_agt",
+	"qtime", "ctime", "rtime", "ttime", "agent_status", "agent_code", "agent_duration", "check_desc",
+	"agent_desc", "check_rise", "check_fall", "check_health", "agent_rise", "agent_fall", "agent_health",
+	"addr", "cookie", "mode", "algo", "conn_rate", "conn_rate_max", "conn_tot", "intercepted", "dcon", "dses"}
+
+// csvLine is r as one line of HAProxy's CSV: the columns weft has a value
+// for are filled, the others left empty as HAProxy leaves what does not
+// apply.
+func (r statRow) csvLine(iid, sid int) string {
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	vals := map[string]string{
+		"pxname": r.pxname, "svname": r.svname, "scur": strconv.FormatInt(r.active, 10), "stot": u(r.conns),
+		"status": r.status, "pid": "1", "iid": strconv.Itoa(iid), "sid": strconv.Itoa(sid), "type": strconv.Itoa(r.kind),
+		"req_tot": u(r.reqs),
+	}
+	switch r.kind {
+	case 0:
+		vals["ereq"] = u(r.errs)
+	case 1, 2:
+		vals["qcur"], vals["qmax"], vals["econ"], vals["eresp"] = "0", "0", u(r.fails), u(r.errs)
+		vals["lbtot"], vals["mode"] = u(r.conns), r.mode
+	}
+	if r.kind == 2 {
+		vals["weight"], vals["act"], vals["bck"] = "1", "1", "0"
+		if r.backup {
+			vals["act"], vals["bck"] = "0", "1"
+		}
+		vals["addr"] = r.addr
+	}
+	var b strings.Builder
+	for _, c := range statColumns {
+		b.WriteString(csvField(vals[c]))
+		b.WriteByte(',')
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// csvField keeps a value from breaking the line: HAProxy names never hold
+// commas or newlines, but weft's names come from labels.
+func csvField(v string) string {
+	return strings.NewReplacer(",", "_", "\n", "_", "\r", "_").Replace(v)
 }
 
 func (p *Proxy) writeStats(w http.ResponseWriter, csv bool) {
 	rows := p.statRows()
 	if csv {
-		fmt.Fprintln(w, "# pxname,svname,status,qcur,scur,stot,req_tot,eresp,econ")
+		var b strings.Builder
+		b.WriteString("# " + strings.Join(statColumns, ",") + ",\n")
+		iid, sid, last := 0, 0, ""
 		for _, r := range rows {
-			fmt.Fprintf(w, "%s,%s,%s,0,%d,%d,%d,%d,%d\n", r.frontend, r.backend, r.state, r.active, r.conns, r.reqs, r.errs, r.fails)
+			if r.pxname != last {
+				iid, sid, last = iid+1, 0, r.pxname
+			}
+			if r.kind == 2 {
+				sid++
+			}
+			b.WriteString(r.csvLine(iid, sid))
 		}
+		_, _ = w.Write([]byte(b.String()))
 		return
 	}
 	fmt.Fprint(w, "<!DOCTYPE html><html><head><title>weft lb statistics</title></head><body><h1>weft lb statistics</h1>")
 	fmt.Fprintf(w, "<p>routing table at state index %d, %d swaps</p>", p.rt.Load().table.Index, p.swaps.Load())
-	fmt.Fprint(w, "<table border=1 cellpadding=3><tr><th>proxy</th><th>server</th><th>state</th><th>current</th><th>connections</th><th>requests</th><th>errors</th><th>connect failures</th></tr>")
+	fmt.Fprint(w, "<table border=1 cellpadding=3><tr><th>proxy</th><th>server</th><th>address</th><th>state</th><th>current</th><th>connections</th><th>requests</th><th>errors</th><th>connect failures</th></tr>")
 	for _, r := range rows {
-		fmt.Fprintf(w, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td></tr>",
-			html.EscapeString(r.frontend), html.EscapeString(r.backend), html.EscapeString(r.state), r.active, r.conns, r.reqs, r.errs, r.fails)
+		fmt.Fprintf(w, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td></tr>",
+			html.EscapeString(r.pxname), html.EscapeString(r.svname), html.EscapeString(r.addr), html.EscapeString(r.state), r.active, r.conns, r.reqs, r.errs, r.fails)
 	}
 	fmt.Fprint(w, "</table></body></html>\n")
 }

@@ -17,6 +17,7 @@ type backend struct {
 	addr     string
 	ap       netip.AddrPort // addr parsed, when it is ip:port (dialled without a lookup)
 	serverID string         // sticky cookie value
+	name     string         // HAProxy server name, as marathon-lb writes it
 
 	active       atomic.Int64 // TCP connections and HTTP requests in flight (leastconn)
 	ejectedUntil atomic.Int64 // unix nanos; passive ejection after a failed connect
@@ -43,9 +44,9 @@ type bconn struct {
 	deadline time.Time // read deadline set on c
 }
 
-func newBackend(addr, serverID string) *backend {
+func newBackend(addr, name, serverID string) *backend {
 	ap, _ := netip.ParseAddrPort(addr)
-	return &backend{addr: addr, ap: ap, serverID: serverID, live: map[io.Closer]string{}}
+	return &backend{addr: addr, ap: ap, name: name, serverID: serverID, live: map[io.Closer]string{}}
 }
 
 func (b *backend) ejected(now int64) bool { return b.ejectedUntil.Load() > now }

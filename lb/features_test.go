@@ -369,13 +369,17 @@ func TestBlueGreenDeployGroup(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return string(body)
 	}
-	blueRow := fmt.Sprintf("web_%d,127.0.0.1:%d,MAINT,0,1,", sp, blue)
-	if s := stats(); !strings.Contains(s, blueRow) || !strings.Contains(s, fmt.Sprintf("web_%d,127.0.0.1:%d,UP,", sp, green)) {
-		t.Errorf("stats do not show the old task MAINT with its connection (%s):\n%s", blueRow, s)
+	px := fmt.Sprintf("web_%d", sp)
+	blueName, greenName := fmt.Sprintf("127_0_0_1_%d", blue), fmt.Sprintf("127_0_0_1_%d", green)
+	s := stats()
+	if b, g := statsRow(t, s, px, blueName), statsRow(t, s, px, greenName); b == nil || b["status"] != "MAINT" || b["scur"] != "1" ||
+		g == nil || g["status"] != "UP" {
+		t.Errorf("stats do not show the old task MAINT with its connection (%s) and the new one UP:\n%s", blueName, s)
 	}
 	old.Close()
 	eventually(t, 3*time.Second, func() error {
-		if s := stats(); !strings.Contains(s, fmt.Sprintf("web_%d,127.0.0.1:%d,MAINT,0,0,", sp, blue)) {
+		s := stats()
+		if b := statsRow(t, s, px, blueName); b == nil || b["status"] != "MAINT" || b["scur"] != "0" || b["qcur"] != "0" {
 			return fmt.Errorf("draining task still busy:\n%s", s)
 		}
 		return nil

@@ -13,10 +13,10 @@ import (
 func testRoute(balance string, primary, fallback int) *route {
 	r := &route{svc: &Service{Balance: balance}}
 	for i := 0; i < primary; i++ {
-		r.primary = append(r.primary, newBackend(fmt.Sprintf("p%d", i), ""))
+		r.primary = append(r.primary, newBackend(fmt.Sprintf("p%d", i), "", ""))
 	}
 	for i := 0; i < fallback; i++ {
-		r.fallback = append(r.fallback, newBackend(fmt.Sprintf("f%d", i), ""))
+		r.fallback = append(r.fallback, newBackend(fmt.Sprintf("f%d", i), "", ""))
 	}
 	return r
 }

@@ -534,7 +534,7 @@ func (p *Proxy) buildRuntimeLocked(table *Table) *runtime {
 		for _, be := range s.Backends {
 			b := p.backends[be.Addr]
 			if b == nil {
-				b = newBackend(be.Addr, be.ServerID)
+				b = newBackend(be.Addr, be.ServerName, be.ServerID)
 				p.backends[be.Addr] = b
 			}
 			if be.Draining {

@@ -193,7 +193,7 @@ func TestEjectDeadBackend(t *testing.T) {
 		cc.Close()
 	}
 	resp, stats := get(t, c, "http://"+p.Addr("admin")+"/haproxy?stats;csv", "", nil)
-	if resp.StatusCode != 200 || !strings.Contains(stats, "127.0.0.1:"+strconv.Itoa(dead)+",EJECTED") {
+	if row := statsRow(t, stats, "t_"+strconv.Itoa(sp), "127_0_0_1_"+strconv.Itoa(dead)); resp.StatusCode != 200 || row == nil || row["status"] != "DOWN" {
 		t.Errorf("stats do not show the dead backend ejected:\n%s", stats)
 	}
 }

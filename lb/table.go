@@ -102,7 +102,8 @@ type Backend struct {
 	TaskID   string
 	Host     string
 	Site     string
-	ServerID string // sticky cookie value: hex(sha1(server name))[:10]
+	ServerName string // marathon-lb's HAProxy server name: host_ip_port, or ip_port when the host is the IP
+	ServerID   string // sticky cookie value: hex(sha1(server name))[:10]
 	// Fallback marks backends on other sites: used only when no preferred
 	// backend is available.
 	Fallback bool
@@ -721,7 +722,8 @@ func taskBackends(app *api.App, tasks []*api.Task, nodes map[string]*api.Node, s
 			tsite = node.Site
 		}
 		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerID: serverID(tk.Host, ip, port), Draining: draining[tk.ID]}
+		name := serverName(tk.Host, ip, port)
+		b := Backend{Addr: addr, TaskID: tk.ID, Host: tk.Host, Site: tsite, ServerName: name, ServerID: serverID(name), Draining: draining[tk.ID]}
 		if site == "" || tsite == site {
 			local = append(local, b)
 		} else {
@@ -739,12 +741,10 @@ func hostOnly(a string) string {
 	return a
 }
 
-// serverID is the sticky cookie value of a backend, computed as
-// marathon-lb does so that cookies it issued stay valid: the server name is
-// host_ip_port (ip_port when the host is the IP) with every character
-// outside [a-zA-Z0-9-] replaced by "_", and the cookie is the first 10 hex
-// digits of its SHA-1.
-func serverID(host, ip string, port int) string {
+// serverName is the HAProxy server name marathon-lb gives a backend, and
+// that zdd.py looks for in the stats: host_ip_port (ip_port when the host
+// is the IP) with every character outside [a-zA-Z0-9-] replaced by "_".
+func serverName(host, ip string, port int) string {
 	name := ip + "_" + strconv.Itoa(port)
 	if host != "" && host != ip {
 		name = host + "_" + name
@@ -755,6 +755,13 @@ func serverID(host, ip string, port int) string {
 			b[i] = '_'
 		}
 	}
-	sum := sha1.Sum(b)
+	return string(b)
+}
+
+// serverID is the sticky cookie value of a backend, computed as
+// marathon-lb does so that cookies it issued stay valid: the first 10 hex
+// digits of the SHA-1 of its server name.
+func serverID(name string) string {
+	sum := sha1.Sum([]byte(name))
 	return hex.EncodeToString(sum[:])[:10]
 }

@@ -333,7 +333,7 @@ func TestServerIDMatchesMarathonLB(t *testing.T) {
 		{"agent-1.example.com", "10.0.0.5", 31005, "46f014cc96"},
 		{"10.0.0.5", "10.0.0.5", 31005, "041d351362"},
 	} {
-		if got := serverID(c.host, c.ip, c.port); got != c.want {
+		if got := serverID(serverName(c.host, c.ip, c.port)); got != c.want {
 			t.Errorf("serverID(%s, %s, %d) = %s, want %s", c.host, c.ip, c.port, got, c.want)
 		}
 	}

@@ -1,0 +1,76 @@
+package lb
+
+import (
+	"strings"
+	"testing"
+)
+
+// parseStats reads HAProxy's CSV statistics the way marathon-lb's zdd.py
+// does: the heading without "# " and its trailing comma names the
+// columns, and each row's last field (empty, after the trailing comma) is
+// dropped. A row whose field count then differs from the heading's fails
+// the test, as it makes zdd.py crash.
+func parseStats(t *testing.T, csv string) []map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(csv, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "# ") || !strings.HasSuffix(lines[0], ",") {
+		t.Fatalf("stats heading must start with %q and end with a comma:\n%s", "# ", csv)
+	}
+	cols := strings.Split(strings.TrimSuffix(strings.TrimPrefix(lines[0], "# "), ","), ",")
+	var out []map[string]string
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if f[len(f)-1] != "" || len(f)-1 != len(cols) {
+			t.Fatalf("stats row has %d fields and no trailing comma, want %d and one:\n%s", len(f)-1, len(cols), l)
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[c] = f[i]
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// statsRow is the row of proxy px and server sv, or nil.
+func statsRow(t *testing.T, csv, px, sv string) map[string]string {
+	t.Helper()
+	for _, r := range parseStats(t, csv) {
+		if r["pxname"] == px && r["svname"] == sv {
+			return r
+		}
+	}
+	return nil
+}
+
+// The CSV has HAProxy's columns in HAProxy's order, the ones zdd.py and
+// HAProxy exporters read where HAProxy has them.
+func TestStatsColumnsAreHAProxys(t *testing.T) {
+	want := "pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck"
+	if got := strings.Join(statColumns[:21], ","); got != want {
+		t.Fatalf("first columns %s, want %s", got, want)
+	}
+	idx := map[string]int{}
+	for i, c := range statColumns {
+		idx[c] = i
+	}
+	for c, i := range map[string]int{"pid": 26, "iid": 27, "sid": 28, "lbtot": 30, "type": 32, "req_tot": 48, "ttime": 61, "addr": 73, "mode": 75} {
+		if idx[c] != i {
+			t.Errorf("column %s at %d, want %d (HAProxy's position)", c, idx[c], i)
+		}
+	}
+	r := statRow{pxname: "web_10000", svname: "10_0_6_25_31184", status: "MAINT", kind: 2, addr: "10.0.6.25:31184", mode: "http", active: 2}
+	line := r.csvLine(4, 1)
+	if !strings.HasPrefix(line, "web_10000,10_0_6_25_31184,0,0,2,") || !strings.HasSuffix(line, ",\n") {
+		t.Fatalf("server row %q", line)
+	}
+	if n := strings.Count(line, ","); n != len(statColumns) {
+		t.Fatalf("server row has %d commas, want %d", n, len(statColumns))
+	}
+	if got := serverName("10.0.6.25", "10.0.6.25", 31184); got != "10_0_6_25_31184" {
+		t.Errorf("server name %s", got)
+	}
+	if got := serverName("agent-1.example.com", "10.47.1.2", 31000); got != "agent-1_example_com_10_47_1_2_31000" {
+		t.Errorf("server name with a host name %s", got)
+	}
+}
