@@ -98,10 +98,10 @@ type Auth struct {
 
 // Backend is one task port a service routes to.
 type Backend struct {
-	Addr     string // ip:port
-	TaskID   string
-	Host     string
-	Site     string
+	Addr       string // ip:port
+	TaskID     string
+	Host       string
+	Site       string
 	ServerName string // marathon-lb's HAProxy server name: host_ip_port, or ip_port when the host is the IP
 	ServerID   string // sticky cookie value: hex(sha1(server name))[:10]
 	// Fallback marks backends on other sites: used only when no preferred
