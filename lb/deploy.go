@@ -84,7 +84,6 @@ func mergeDeploymentGroups(apps []*api.App, tasks map[string][]*api.Task) ([]*ap
 		if !started(prev).Before(started(&cur)) {
 			old, oldTasks, nw, newTasks = &cur, curTasks, prev, merged[g]
 		}
-		target := 1
 		if _, ok := nw.Labels["HAPROXY_DEPLOYMENT_NEW_INSTANCES"]; ok {
 			if nw.VersionInfo != nil && old.VersionInfo != nil {
 				ns, err1 := time.Parse(time.RFC3339Nano, nw.VersionInfo.LastScalingAt)
@@ -93,7 +92,11 @@ func mergeDeploymentGroups(apps []*api.App, tasks map[string][]*api.Task) ([]*ap
 					old, oldTasks, nw, newTasks = nw, newTasks, old, oldTasks
 				}
 			}
-			v := nw.Labels["HAPROXY_DEPLOYMENT_TARGET_INSTANCES"]
+		}
+		// As marathon-lb: the new colour's TARGET_INSTANCES stay serving,
+		// for a plain zdd deploy as for a hybrid one.
+		target := 1
+		if v, ok := nw.Labels["HAPROXY_DEPLOYMENT_TARGET_INSTANCES"]; ok {
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil || n < 0 {
 				problems = append(problems, Problem{AppID: g, PortIndex: -1, Label: "HAPROXY_DEPLOYMENT_TARGET_INSTANCES",

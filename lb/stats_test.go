@@ -3,6 +3,8 @@ package lb
 import (
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/sched/api"
 )
 
 // parseStats reads HAProxy's CSV statistics the way marathon-lb's zdd.py
@@ -72,5 +74,23 @@ func TestStatsColumnsAreHAProxys(t *testing.T) {
 	}
 	if got := serverName("agent-1.example.com", "10.47.1.2", 31000); got != "agent-1_example_com_10_47_1_2_31000" {
 		t.Errorf("server name with a host name %s", got)
+	}
+}
+
+// A plain zdd deploy (no HAPROXY_DEPLOYMENT_NEW_INSTANCES) keeps the new
+// colour's TARGET_INSTANCES serving, as marathon-lb does: with 2 old and 2
+// healthy new tasks and a target of 3, one old task drains, not two.
+func TestZDDTargetInstancesKeptServing(t *testing.T) {
+	blue := &api.App{ID: "/web-blue", Instances: 2, Labels: map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
+		"HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-01T10:00:00"}}
+	green := &api.App{ID: "/web-green", Instances: 2, Labels: map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
+		"HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-02T10:00:00", "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "3"}}
+	tasks := map[string][]*api.Task{
+		"/web-blue":  {{ID: "web-blue.1"}, {ID: "web-blue.2"}},
+		"/web-green": {{ID: "web-green.1"}, {ID: "web-green.2"}},
+	}
+	_, _, draining, problems := mergeDeploymentGroups([]*api.App{blue, green}, tasks)
+	if len(problems) != 0 || len(draining) != 1 || !draining["web-blue.1"] {
+		t.Fatalf("draining %v (problems %v), want web-blue.1 alone", draining, problems)
 	}
 }
