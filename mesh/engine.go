@@ -42,8 +42,7 @@ type peerRuntime struct {
 	addedAt    time.Time // last (re-)added to the device
 	firstAdded time.Time // first added to the device
 	wasUp      bool      // Up at the previous reconcile (for the log)
-	punchOpen  bool      // the last plan sent a hole punch to a reflexive endpoint
-	punchBlock time.Time // no punch before this (a failed one must expire)
+	punch      punchState
 }
 
 // engine is the WireGuard data plane of one node.
@@ -243,7 +242,10 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	}
 	l := linkState{EverUp: rt.everUp, Since: rt.since, AddedAt: rt.addedAt, LastHS: rt.lastHS}
 	l.Session = rt.everUp && now.Sub(rt.lastHS) < sessionLife
-	l.PunchBlocked = now.Before(rt.punchBlock)
+	if now.Before(rt.punch.until) {
+		l.PunchTo, l.PunchStart = rt.punch.to, rt.punch.start
+	}
+	l.PunchClear = rt.punch.clear
 	// Up: a session exists (WireGuard rekeys every 2 minutes while the
 	// keepalives flow) and something arrived within DeadAfter.
 	l.Up = rt.everUp && now.Sub(rt.lastHS) < 3*time.Minute+e.cfg.DeadAfter &&
@@ -272,20 +274,8 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 			cfgs = append(cfgs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
 			exists, cur = false, wgtypes.Peer{}
 		}
-		if rt != nil {
-			// A punch that ended without a session blocks the next one
-			// until what it left in the NATs has expired.
-			open := len(p.Prime) > 0 && slices.Contains(p.Prime, p.Endpoint)
-			if rt.punchOpen && !open && !(rt.everUp && now.Sub(rt.lastHS) < sessionLife) {
-				rt.punchBlock = now.Add(punchBackoff)
-				e.log.Debug("hole punch got no answer; retrying later", "peer", p.Name, "after", punchBackoff.String())
-			}
-			rt.punchOpen = open
-		}
-		for _, ep := range p.Prime {
-			if err := e.prime(ep); err != nil {
-				e.log.Debug("priming the NAT", "peer", p.Name, "endpoint", ep.String(), "err", err)
-			}
+		if rt != nil && (p.Readd || !exists) {
+			rt.punch.start, rt.punch.clear = false, false
 		}
 		if exists && p.Poke && cur.PersistentKeepaliveInterval == p.Keepalive && p.Keepalive > 0 {
 			zero := time.Duration(0)
@@ -520,6 +510,7 @@ func (m *Mesh) reconcile() {
 	self := decodePeer(m.cfg.NodeName, "alive", netip.Addr{}, m.tagsLocked())
 	m.mu.Unlock()
 	_, localPfx := localAddrs(m.cfg.Interface, m.overlay)
+	m.punchTick(e, self, others, localPfx, now)
 	links := map[string]linkState{}
 	keyOf := map[string]wgtypes.Key{}
 	for _, p := range others {
@@ -528,9 +519,6 @@ func (m *Mesh) reconcile() {
 			links[p.Name] = e.link(k, dev, now)
 		}
 	}
-	m.mu.Lock()
-	natSince := m.natSince
-	m.mu.Unlock()
 	up := false
 	for _, l := range links {
 		up = up || l.Up
@@ -540,8 +528,8 @@ func (m *Mesh) reconcile() {
 	}
 	in := topoInput{
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
-		SelfNATSince: natSince, SelfSettled: !e.firstUp.IsZero() && now.Sub(e.firstUp) >= 2*time.Second,
-		RTT: m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
+		SelfSettled: !e.firstUp.IsZero() && now.Sub(e.firstUp) >= 2*time.Second,
+		RTT:         m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
 		Grace: m.cfg.DeadAfter + time.Second, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
 		Overlay: m.overlay,
 	}
@@ -563,8 +551,10 @@ func (m *Mesh) reconcile() {
 	// address); again every 10 s while the peer does not advertise it
 	// (a broadcast can be lost while the overlay forms).
 	advertises := map[string][]netip.AddrPort{}
+	hard := map[string]bool{}
 	for _, p := range others {
 		advertises[p.Name] = p.Endpoints
+		hard[p.Name] = p.HardNAT
 	}
 	for _, p := range tp.Peers {
 		l := links[p.Name]
@@ -583,11 +573,13 @@ func (m *Mesh) reconcile() {
 			rt.reportedEP = l.Endpoint
 			continue
 		}
-		if rt.reportedEP == l.Endpoint && now.Sub(rt.reportedAt) < 10*time.Second {
+		// A peer behind a hard NAT advertises none of the ports its
+		// peers see: it hears once from each.
+		if rt.reportedEP == l.Endpoint && (hard[p.Name] || now.Sub(rt.reportedAt) < 10*time.Second) {
 			continue
 		}
 		rt.reportedEP, rt.reportedAt = l.Endpoint, now
-		payload := []byte(p.Name + " " + l.Endpoint.String())
+		payload := []byte(p.Name + " " + l.Endpoint.String() + " " + m.cfg.NodeName)
 		if err := s.UserEvent(reflexiveEvent, payload, false); err != nil {
 			m.log.Debug("reporting reflexive endpoint", "err", err)
 		}
@@ -643,26 +635,43 @@ func (m *Mesh) rtt(a, b string) (time.Duration, bool) {
 	return ca.DistanceTo(cb), true
 }
 
-// handleUserEvent takes reflexive-address reports about this node.
+// handleUserEvent takes reflexive-address reports about this node
+// ("name ip:port reporter"; older nodes leave out the reporter).
 func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 	if ev.Name != reflexiveEvent || !m.cfg.WireGuard {
 		return
 	}
-	name, epStr, ok := strings.Cut(string(ev.Payload), " ")
-	if !ok || name != m.cfg.NodeName {
+	f := strings.Fields(string(ev.Payload))
+	if len(f) < 2 || f[0] != m.cfg.NodeName {
 		return
 	}
-	ep, err := netip.ParseAddrPort(epStr)
+	ep, err := netip.ParseAddrPort(f[1])
 	if err != nil || m.overlay.Contains(ep.Addr()) {
 		return
+	}
+	reporter := ""
+	if len(f) > 2 {
+		reporter = f[2]
 	}
 	local, _ := localAddrs(m.cfg.Interface, m.overlay)
 	if slices.Contains(local, ep.Addr()) {
 		return // seen at an address we own: nothing new
 	}
+	now := time.Now()
 	m.mu.Lock()
+	if reporter != "" {
+		m.observedBy[reporter] = observation{ep: ep, at: now}
+	}
+	wasHard := m.hardNAT
+	m.hardNAT = m.hardNATLocked(now)
 	_, known := m.reflexive[ep]
-	m.reflexive[ep] = time.Now()
+	// Behind a hard NAT each peer sees its own port: keep the first,
+	// so the tags do not change with every new peer.
+	if !m.hardNAT || len(m.reflexive) == 0 {
+		m.reflexive[ep] = now
+	} else {
+		known = true
+	}
 	// Keep the two newest observations.
 	for len(m.reflexive) > 2 {
 		var oldest netip.AddrPort
@@ -682,12 +691,17 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 	}
 	wasNAT := m.nat
 	m.nat = !advertised
-	if m.nat && !wasNAT {
-		m.natSince = time.Now()
-	}
+	hard := m.hardNAT
 	m.mu.Unlock()
-	if !known || wasNAT != m.nat {
-		m.log.Info("peers observe this node at a reflexive address", "endpoint", ep.String(), "nat", !advertised)
+	if !known || wasNAT != m.nat || wasHard != hard {
+		kind := "none"
+		if !advertised {
+			kind = NATEasy
+			if hard {
+				kind = NATHard
+			}
+		}
+		m.log.Info("peers observe this node at a reflexive address", "endpoint", ep.String(), "by", reporter, "nat", kind)
 		m.publishAsync()
 	}
 }
@@ -748,13 +762,20 @@ func (m *Mesh) refreshLocalEndpoints() {
 func (m *Mesh) fillOverlayStatus(st *Status) {
 	m.mu.Lock()
 	e := m.wg
-	nat := m.nat
+	nat, hard := m.nat, m.hardNAT
 	eps := m.advertisedLocked()
 	m.mu.Unlock()
 	if e == nil {
 		return
 	}
 	st.NAT = nat
+	st.NATKind = "none"
+	if nat {
+		st.NATKind = NATEasy
+		if hard {
+			st.NATKind = NATHard
+		}
+	}
 	for _, ep := range eps {
 		st.Endpoints = append(st.Endpoints, ep.String())
 	}
@@ -775,9 +796,14 @@ func (m *Mesh) fillOverlayStatus(st *Status) {
 		}
 	}
 	e.statMu.Unlock()
+	kinds := map[string]string{}
+	for _, p := range m.peerInfos() {
+		kinds[p.Name] = p.NATKind()
+	}
 	now := time.Now()
 	for i := range st.Peers {
 		ps := &st.Peers[i]
+		ps.NAT = kinds[ps.Name]
 		pl, ok := plans[ps.Name]
 		if !ok {
 			continue
@@ -852,13 +878,17 @@ func (m *Mesh) savePeerCache(others []peerInfo) {
 }
 
 // primeTTL is the TTL of a priming packet: it passes our own NAT (usually
-// the first or second hop) and expires before the peer's.
+// the first hop) and expires before the peer's. The side answering a punch
+// query sends one more at primeTTL+1, which passes a second
+// (carrier-grade) NAT too: the asking side has primed its own NAT by then,
+// so should it reach that NAT, it arrives as an answer there, not as a
+// stranger (punch.go).
 const primeTTL = 2
 
 // prime sends a small UDP packet from our WireGuard port to ep whose TTL
 // runs out on the way: it makes our NAT map the port toward ep without
-// reaching ep's NAT (see punchSlot).
-func (e *engine) prime(ep netip.AddrPort) error {
+// reaching ep's NAT (see punch.go).
+func (e *engine) prime(ep netip.AddrPort, ttl byte) error {
 	if !ep.Addr().Is4() {
 		return nil
 	}
@@ -879,7 +909,7 @@ func (e *engine) prime(ep netip.AddrPort) error {
 	pkt := make([]byte, 20+8+payload)
 	pkt[0] = 0x45
 	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	pkt[8] = primeTTL
+	pkt[8] = ttl
 	pkt[9] = syscall.IPPROTO_UDP
 	s4, d4 := src.As4(), ep.Addr().As4()
 	copy(pkt[12:16], s4[:])

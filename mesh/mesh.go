@@ -60,13 +60,17 @@ type Mesh struct {
 	clock       uint64 // Lamport clock of block claims
 	localEPs    []netip.AddrPort
 	reflexive   map[netip.AddrPort]time.Time // how peers observe us
+	observedBy  map[string]observation       // the latest observation of each peer
 	nat         bool
-	natSince    time.Time // when nat became true
+	hardNAT     bool // peers observe us at different ports (punch.go)
 	wg          *engine
 	lastJoinErr error
 	yield       []netip.Prefix // blocks seen held when a join was refused (merge.go)
 
 	cachedPeers []string // underlay gossip addresses of known peers
+
+	punchQs   chan *serf.Query // punch queries for this node (punch.go)
+	punchAcks chan punchAck
 
 	// Owned by the Run goroutine.
 	evCh        chan serf.Event
@@ -82,15 +86,18 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	key, _ := gossipKey(cfg.Token)
 	m := &Mesh{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		key:       key,
-		started:   make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		userEvts:  make(chan serf.UserEvent, 64),
-		extra:     copyTags(cfg.Tags),
-		subs:      map[chan struct{}]struct{}{},
-		reflexive: map[netip.AddrPort]time.Time{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		key:        key,
+		started:    make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		userEvts:   make(chan serf.UserEvent, 64),
+		extra:      copyTags(cfg.Tags),
+		subs:       map[chan struct{}]struct{}{},
+		reflexive:  map[netip.AddrPort]time.Time{},
+		observedBy: map[string]observation{},
+		punchQs:    make(chan *serf.Query, 16),
+		punchAcks:  make(chan punchAck, 64),
 	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -226,8 +233,8 @@ func (m *Mesh) run(ctx context.Context) error {
 	defer reconcile.Stop()
 	rejoin := time.NewTicker(m.cfg.RejoinInterval)
 	defer rejoin.Stop()
-	// Behind NAT, reconcile just after each edge of the punch slot, so
-	// that priming and punching happen on time (topology.go).
+	// A handshake sent just now completes within milliseconds: look
+	// again soon after configuring peers.
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
 	var probeC <-chan time.Time
@@ -254,6 +261,15 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.needRestart = true
 		case ev := <-m.userEvts:
 			m.handleUserEvent(ev)
+		case q := <-m.punchQs:
+			if eng != nil {
+				m.answerPunch(eng, q)
+			}
+		case a := <-m.punchAcks:
+			if eng != nil {
+				m.takePunchAck(eng, a)
+				m.reconcile()
+			}
 		case <-rejoin.C:
 			// While settling (a restarted node must get its refutation of
 			// its old "left" state across), while alone, and while some
@@ -280,32 +296,12 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.needRestart = false
 			m.restartSerf()
 		}
-		m.mu.Lock()
-		nat := m.nat
-		m.mu.Unlock()
-		switch {
-		case eng != nil && eng.recheck:
-			// A handshake sent just now completes within milliseconds:
-			// see it (and switch paths) without waiting for the probe.
+		if eng != nil && eng.recheck {
+			// See the handshake complete (and switch paths) without
+			// waiting for the probe.
 			eng.recheck = false
 			punch.Reset(150 * time.Millisecond)
-		case eng != nil && nat:
-			punch.Reset(untilPunchEdge(time.Now()))
 		}
-	}
-}
-
-// untilPunchEdge is the time to just after the next edge of the punch slot.
-func untilPunchEdge(now time.Time) time.Duration {
-	const lag = 50 * time.Millisecond
-	ph := time.Duration(now.UnixNano() % int64(punchSlot))
-	switch {
-	case ph < lag:
-		return lag - ph
-	case ph < punchPrime+lag:
-		return punchPrime + lag - ph
-	default:
-		return punchSlot + lag - ph
 	}
 }
 
@@ -555,6 +551,13 @@ func (m *Mesh) pumpEvents(ctx context.Context, evCh chan serf.Event) {
 				case m.userEvts <- e:
 				default:
 				}
+			case *serf.Query:
+				if e.Name == punchQuery {
+					select {
+					case m.punchQs <- e:
+					default:
+					}
+				}
 			}
 		}
 	}
@@ -620,6 +623,9 @@ func (m *Mesh) tagsLocked() map[string]string {
 		}
 		if m.nat {
 			t[tagNAT] = strconv.Itoa(max(1, min(len(m.reflexive), maxEndpoints)))
+			if m.hardNAT {
+				t[tagNATKind] = "h"
+			}
 		}
 	}
 	return t

@@ -7,24 +7,27 @@ import (
 
 // Status is what `weft mesh status` prints; it is JSON-encodable.
 type Status struct {
-	Node       string       `json:"node"`
-	Site       string       `json:"site"`
-	Role       string       `json:"role"`
-	GossipAddr string       `json:"gossipAddr"`
-	Encrypted  bool         `json:"encrypted"`
-	Members    int          `json:"members"`
-	Alive      int          `json:"alive"`
-	WireGuard  bool         `json:"wireguard"`
-	DataPlane  string       `json:"dataPlane,omitempty"` // kernel | userspace
-	Interface  string       `json:"interface,omitempty"`
-	PublicKey  string       `json:"publicKey,omitempty"`
-	Block      string       `json:"block,omitempty"`
-	OverlayIP  string       `json:"overlayIP,omitempty"`
-	ListenPort int          `json:"listenPort,omitempty"`
-	MTU        int          `json:"mtu,omitempty"`
-	NAT        bool         `json:"nat"`
-	Endpoints  []string     `json:"endpoints,omitempty"`
-	Peers      []PeerStatus `json:"peers"`
+	Node       string `json:"node"`
+	Site       string `json:"site"`
+	Role       string `json:"role"`
+	GossipAddr string `json:"gossipAddr"`
+	Encrypted  bool   `json:"encrypted"`
+	Members    int    `json:"members"`
+	Alive      int    `json:"alive"`
+	WireGuard  bool   `json:"wireguard"`
+	DataPlane  string `json:"dataPlane,omitempty"` // kernel | userspace
+	Interface  string `json:"interface,omitempty"`
+	PublicKey  string `json:"publicKey,omitempty"`
+	Block      string `json:"block,omitempty"`
+	OverlayIP  string `json:"overlayIP,omitempty"`
+	ListenPort int    `json:"listenPort,omitempty"`
+	MTU        int    `json:"mtu,omitempty"`
+	NAT        bool   `json:"nat"`
+	// NATKind: "none", "easy" (one public port toward every peer: hole
+	// punching works) or "hard" (a port per peer: relayed to other NATs).
+	NATKind   string       `json:"natKind,omitempty"`
+	Endpoints []string     `json:"endpoints,omitempty"`
+	Peers     []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one other member as this node sees it.
@@ -47,6 +50,9 @@ type PeerStatus struct {
 	RTTMillis float64 `json:"rttMillis"`
 	MTU       int     `json:"mtu,omitempty"`
 	DataPlane string  `json:"dataPlane,omitempty"`
+	// NAT is the kind of NAT the peer is behind, as it publishes it:
+	// "none", "easy" or "hard" (empty without an overlay).
+	NAT string `json:"nat,omitempty"`
 }
 
 // Status reports this node and its peers.

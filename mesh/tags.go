@@ -17,11 +17,12 @@ const (
 	tagBlockTime = "bt" // Lamport time of the block claim
 	tagEndpoints = "e"  // candidate endpoints, "ip:port,ip:port"; reflexive first
 	tagNAT       = "n"  // when peers observe this node at an address it does not own: how many of its endpoints lead "e" as reflexive ("1", "2")
+	tagNATKind   = "nk" // "h" when peers observe this node at different ports (a hard, endpoint-dependent NAT)
 )
 
 var reservedTags = map[string]bool{
 	tagRole: true, tagSite: true, tagPublicKey: true, tagBlock: true,
-	tagBlockTime: true, tagEndpoints: true, tagNAT: true,
+	tagBlockTime: true, tagEndpoints: true, tagNAT: true, tagNATKind: true,
 }
 
 // maxEndpoints caps the candidate endpoints one node advertises.
@@ -66,7 +67,20 @@ type peerInfo struct {
 	BlockTime uint64
 	Endpoints []netip.AddrPort
 	NAT       bool
-	Reflexive int // how many leading Endpoints peers observed (behind NAT)
+	Reflexive int  // how many leading Endpoints peers observed (behind NAT)
+	HardNAT   bool // peers observe it at different ports: no hole punch to it
+}
+
+// NATKind names a member's NAT as status shows it.
+func (p peerInfo) NATKind() string {
+	switch {
+	case !p.NAT:
+		return "none"
+	case p.HardNAT:
+		return NATHard
+	default:
+		return NATEasy
+	}
 }
 
 // reflexive splits the endpoints of a node behind NAT into the ones peers
@@ -89,6 +103,7 @@ func decodePeer(name, status string, addr netip.Addr, tags map[string]string) pe
 		PublicKey: tags[tagPublicKey],
 		Endpoints: decodeEndpoints(tags[tagEndpoints]),
 		NAT:       tags[tagNAT] != "" && tags[tagNAT] != "0",
+		HardNAT:   tags[tagNATKind] == "h",
 	}
 	if p.NAT {
 		p.Reflexive, _ = strconv.Atoi(tags[tagNAT])

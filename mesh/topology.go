@@ -25,9 +25,15 @@ type linkState struct {
 	LastHS time.Time
 	// AddedAt is when the peer was last (re-)added to the device.
 	AddedAt time.Time
-	// PunchBlocked: a hole punch toward the peer failed lately; the NAT
-	// state it left must expire before the next try.
-	PunchBlocked bool
+	// PunchTo is the peer's public endpoint while a coordinated hole
+	// punch toward it is open (punch.go); invalid otherwise.
+	PunchTo netip.AddrPort
+	// PunchStart: the punch window opened just now; send a handshake.
+	PunchStart bool
+	// PunchClear: a punch window closed without a session; drop the
+	// endpoint (and WireGuard's handshake retries toward it), so nothing
+	// reaches the peer's NAT before it has mapped us again.
+	PunchClear bool
 }
 
 // sessionLife is how long after its handshake a session counts as current.
@@ -46,39 +52,36 @@ const (
 	responderFallback = 3 * time.Second
 )
 
-// Hole punching between two nodes behind NAT. A packet that reaches a NAT
-// before that NAT has a mapping for the pair makes a conntrack entry of its
-// own there; Linux then maps the inside node's own packets toward its peer
-// to another source port (the entry took the tuple) and the punch fails
-// until that entry expires, 30 s after the last packet refreshes it. So
-// both sides first prime their own NAT with a packet whose TTL ends before
-// the other NAT (primeTTL), in the first punchPrime of each punchSlot of
-// the wall clock; only then, for the rest of the slot, does the initiator
-// send its handshake to the peer's reflexive endpoint. The responder
-// answers through the mapping its priming made. A failed try blocks the
-// next for punchBackoff, so that whatever it left in the NATs expires.
-const (
-	punchSlot    = 4 * time.Second
-	punchPrime   = 1500 * time.Millisecond
-	punchBackoff = 35 * time.Second
-	// punchSettle: how long our own NAT status must be published before
-	// we punch, so the peer knows our reflexive endpoint and primes too.
-	punchSettle = 2 * time.Second
-)
-
-// punchPhase reports where now falls in the punch slot.
-func punchPhase(now time.Time) (prime, open bool) {
-	ph := time.Duration(now.UnixNano() % int64(punchSlot))
-	return ph < punchPrime, ph >= punchPrime
-}
-
 // initiates reports whether self initiates the handshake with p: the side
-// behind NAT (the other cannot reach it first), else the smaller name.
+// behind NAT (the other cannot reach it first), then the side behind a
+// hard NAT (only it knows where its packets come from), else the smaller
+// name.
 func initiates(self, p peerInfo) bool {
 	if self.NAT != p.NAT {
 		return self.NAT
 	}
+	if self.NAT && self.HardNAT != p.HardNAT {
+		return self.HardNAT
+	}
 	return self.Name < p.Name
+}
+
+// punchPair reports whether self and p, both behind NAT, reach each other
+// directly only by a hole punch: they are not on one LAN (p's LAN
+// endpoints are not on a subnet of ours).
+func punchPair(in topoInput, p peerInfo) bool {
+	if !in.Self.NAT || !p.NAT {
+		return false
+	}
+	_, lan := p.reflexive()
+	for _, ep := range lan {
+		for _, pfx := range in.LocalPrefixes {
+			if pfx.Contains(ep.Addr()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // topoInput is everything the topology depends on; computeTopology has no
@@ -101,8 +104,6 @@ type topoInput struct {
 	DefaultPort int
 	// Overlay is never an endpoint (WireGuard inside WireGuard loops).
 	Overlay netip.Prefix
-	// SelfNATSince is when this node learned it is behind NAT (Self.NAT).
-	SelfNATSince time.Time
 	// SelfSettled: this node has had sessions long enough to know whether
 	// peers see it behind NAT. Until then it sends nothing to the
 	// reflexive endpoint of a peer behind NAT (that could spoil a punch).
@@ -126,9 +127,6 @@ type peerPlan struct {
 	// works (WireGuard's persistent keepalive is reset by received
 	// packets too, so the side that keeps receiving may fall silent).
 	Poke bool
-	// Prime lists the peer's reflexive endpoints to prime our NAT toward
-	// (hole punching) before the device is configured.
-	Prime []netip.AddrPort
 }
 
 // topology is the desired WireGuard state of this node.
@@ -179,9 +177,11 @@ func computeTopology(in topoInput) topology {
 			pl.AllowedIPs = []netip.Prefix{p.Block}
 			routes = append(routes, p.Block)
 		}
+		// Two nodes behind NAT relay at once: their direct path
+		// comes only from a hole punch, which switches them over.
 		if l.Up {
 			pl.Path = "direct"
-		} else if owns(p) && p.Status == "alive" && !l.Since.IsZero() && (l.EverUp || in.Now.Sub(l.Since) >= in.Grace) {
+		} else if owns(p) && p.Status == "alive" && !l.Since.IsZero() && (l.EverUp || in.Now.Sub(l.Since) >= in.Grace || punchPair(in, p)) {
 			needRelay[p.Name] = true
 		}
 		plans[p.Name] = pl
@@ -250,29 +250,29 @@ func rttVia(in topoInput, a, r, b string) time.Duration {
 	return (get(a, r) + get(r, b)) / rttBucket * rttBucket
 }
 
-// planHandshake decides the endpoint, keepalive, re-adds, pokes and NAT
-// priming toward p.
+// planHandshake decides the endpoint, keepalive and re-adds toward p.
 func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	init := initiates(in.Self, p)
 	refl, lan := p.reflexive()
-	punch := in.Self.NAT && p.NAT && len(refl) > 0
+	punch := punchPair(in, p)
+	established := (l.Up || l.Session && in.Now.Sub(l.LastHS) < 10*time.Second) && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr()))
 	switch {
-	case (l.Up || l.Session && in.Now.Sub(l.LastHS) < 10*time.Second) && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())):
+	case established:
 		pl.Endpoint = l.Endpoint // where the peer answers from
 	case punch:
-		_, open := punchPhase(in.Now)
-		pl.Endpoint = firstOr(lan, l.Endpoint)
-		if init && open && !l.PunchBlocked && !in.SelfNATSince.IsZero() && in.Now.Sub(in.SelfNATSince) >= punchSettle {
-			slot := in.Now.UnixNano() / int64(punchSlot)
-			pl.Endpoint = refl[int(slot%int64(len(refl)))]
+		// Nothing goes toward the peer's NAT outside a punch window
+		// (punch.go): a packet there before the peer has mapped us
+		// makes that NAT remap the peer's own packets to us.
+		if l.PunchTo.IsValid() {
+			pl.Endpoint = l.PunchTo
+			pl.Readd = l.PunchStart
+		} else {
+			pl.Readd = l.PunchClear
 		}
 	case p.NAT && len(refl) > 0 && !in.SelfSettled && !in.Self.NAT:
 		pl.Endpoint = firstOr(lan, l.Endpoint)
 	default:
 		pl.Endpoint = chooseEndpoint(in, p, l)
-	}
-	if punch && !l.Up {
-		pl.Prime = refl
 	}
 	waited := in.Now.Sub(l.AddedAt)
 	fallback := !init && !punch && !l.AddedAt.IsZero() && waited >= responderFallback
@@ -280,11 +280,17 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	case l.Session:
 		pl.Keepalive = in.Probe
 		pl.Poke = true
+	case punch:
+		// Handshakes only in the windows punch.go opens; adding a
+		// peer with a keepalive sends the first at once.
+		if l.PunchTo.IsValid() {
+			pl.Keepalive = in.Probe
+		}
 	case init:
-		// Quick retries while the peer is new or a punch is open; a
-		// peer silent for long (dead, or cut off) gets one every 5 s.
+		// Quick retries while the peer is new; a peer silent for long
+		// (dead, or cut off) gets one every 5 s.
 		retry := initiatorRetry
-		if _, open := punchPhase(in.Now); in.Now.Sub(l.Since) > 15*time.Second && !(punch && open) {
+		if in.Now.Sub(l.Since) > 15*time.Second {
 			retry = 5 * time.Second
 		}
 		pl.Keepalive = in.Probe

@@ -44,9 +44,6 @@ func render(tp topology) string {
 		if p.Poke {
 			b.WriteString(" poke")
 		}
-		if len(p.Prime) > 0 {
-			fmt.Fprintf(&b, " prime=%v", p.Prime)
-		}
 		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "routes=%v\n", tp.Routes)
@@ -308,7 +305,7 @@ func TestUnderlayInterface(t *testing.T) {
 // TestHandshakeRoles checks who initiates, how the silent side waits, and
 // the hole punch between two nodes behind NAT.
 func TestHandshakeRoles(t *testing.T) {
-	slot := t0.Truncate(punchSlot)
+	slot := t0
 	self := pi("m", "10.47.1.0/24", "192.168.1.2:51820")
 	in := topoInput{Self: self, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
 		Overlay: netip.MustParsePrefix("10.47.0.0/16"), Grace: time.Hour}
@@ -338,42 +335,61 @@ func TestHandshakeRoles(t *testing.T) {
 		t.Errorf("NATed m toward public a: %+v", pl)
 	}
 
-	// Both behind NAT: both prime; only the initiator sends to the
-	// reflexive endpoint, and only in the open part of the slot.
+	// Both behind NAT, on different LANs: relayed at once, and nothing
+	// goes to the peer but in a punch window (punch.go), which starts with
+	// a handshake; a closed window drops the endpoint again.
 	peer := pi("z", "10.47.2.0/24", "203.0.113.9:51820", "192.168.9.2:51820")
 	peer.NAT, peer.Reflexive = true, 1
 	refl := netip.MustParseAddrPort("203.0.113.9:51820")
 	lan := netip.MustParseAddrPort("192.168.9.2:51820")
-	nat.SelfNATSince = slot.Add(-time.Minute)
-	nat.Now = slot.Add(100 * time.Millisecond)
+	nat.LocalPrefixes = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}
+	nat.Now = slot
 	pl := plan(nat, peer, fresh(slot.Add(-time.Second)))
-	if pl.Endpoint != lan || len(pl.Prime) != 1 || pl.Prime[0] != refl {
-		t.Errorf("initiator in the priming phase: %+v", pl)
+	if pl.Endpoint.IsValid() || pl.Keepalive != 0 || pl.Readd {
+		t.Errorf("NAT pair outside a punch window: %+v", pl)
 	}
-	nat.Now = slot.Add(punchPrime + 100*time.Millisecond)
-	pl = plan(nat, peer, fresh(slot.Add(-time.Second)))
-	if pl.Endpoint != refl || !pl.Readd || pl.Keepalive != time.Second {
-		t.Errorf("initiator in the open phase: %+v", pl)
+	open := fresh(slot.Add(-time.Second))
+	open.PunchTo, open.PunchStart = refl, true
+	if pl := plan(nat, peer, open); pl.Endpoint != refl || !pl.Readd || pl.Keepalive != time.Second {
+		t.Errorf("punch window opening: %+v", pl)
 	}
-	blocked := fresh(slot.Add(-time.Second))
-	blocked.PunchBlocked = true
-	if pl := plan(nat, peer, blocked); pl.Endpoint != lan {
-		t.Errorf("initiator after a failed punch: %+v", pl)
+	open.PunchStart = false
+	if pl := plan(nat, peer, open); pl.Endpoint != refl || pl.Readd {
+		t.Errorf("punch window open: %+v", pl)
 	}
-	recent := nat
-	recent.SelfNATSince = nat.Now.Add(-time.Second)
-	if pl := plan(recent, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan {
-		t.Errorf("initiator before the peer can know our reflexive endpoint: %+v", pl)
+	closed := fresh(slot.Add(-time.Second))
+	closed.PunchClear = true
+	if pl := plan(nat, peer, closed); pl.Endpoint.IsValid() || !pl.Readd {
+		t.Errorf("punch window closed: %+v", pl)
 	}
+	withRelay := nat
+	withRelay.Peers = []peerInfo{peer, pi("r", "10.47.3.0/24", "172.20.3.2:51820")}
+	withRelay.Links = map[string]linkState{"z": fresh(slot.Add(-time.Second)), "r": {Up: true, EverUp: true, Since: slot.Add(-time.Minute)}}
+	for _, p := range computeTopology(withRelay).Peers {
+		if p.Name == "z" && (p.Path != "relay" || p.Via != "r") {
+			t.Errorf("NAT pair not relayed at once: %+v", p)
+		}
+	}
+	// On one LAN (behind the same NAT) they need no punch.
+	same := peer
+	same.Endpoints = []netip.AddrPort{refl, netip.MustParseAddrPort("192.168.1.7:51820")}
+	if pl := plan(nat, same, fresh(slot.Add(-time.Second))); pl.Endpoint != same.Endpoints[1] || !pl.Readd {
+		t.Errorf("NAT peer on our LAN: %+v", pl)
+	}
+	// Behind a hard NAT, z initiates toward an easy a whatever the names.
+	hard := nat
+	hard.Self.HardNAT = true
 	a := peer
 	a.Name = "a"
-	pl = plan(nat, a, fresh(slot.Add(-time.Minute)))
-	if pl.Endpoint != lan || pl.Keepalive != 0 || pl.Readd || len(pl.Prime) != 1 {
+	if !initiates(hard.Self, a) || initiates(nat.Self, peer) == initiates(peer, nat.Self) {
+		t.Errorf("initiator roles: hard m -> a %v", initiates(hard.Self, a))
+	}
+	if pl := plan(nat, a, fresh(slot.Add(-time.Minute))); pl.Endpoint.IsValid() || pl.Keepalive != 0 || pl.Readd {
 		t.Errorf("responder of a punch: %+v", pl)
 	}
 	// A public node not yet sure of itself keeps off a NATed peer's
 	// reflexive endpoint.
-	if pl := plan(in, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan || len(pl.Prime) != 0 {
+	if pl := plan(in, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan {
 		t.Errorf("unsettled public node toward a NATed peer: %+v", pl)
 	}
 }

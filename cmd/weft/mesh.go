@@ -256,6 +256,9 @@ func printMeshStatus(w io.Writer, st mesh.Status) {
 		nat := ""
 		if st.NAT {
 			nat = "  behind NAT"
+			if st.NATKind != "" {
+				nat = "  behind NAT (" + st.NATKind + ")"
+			}
 		}
 		fmt.Fprintf(w, "overlay %s  block %s  %s %s  port %d  MTU %d%s\n", st.OverlayIP, st.Block, st.Interface, st.DataPlane, st.ListenPort, st.MTU, nat)
 		if len(st.Endpoints) > 0 {
@@ -265,7 +268,7 @@ func printMeshStatus(w io.Writer, st mesh.Status) {
 		fmt.Fprintln(w, "overlay off (--no-mesh): gossip only")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tSITE\tSTATUS\tBLOCK\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX\tRTT\tMTU\tDATA PLANE")
+	fmt.Fprintln(tw, "PEER\tSITE\tSTATUS\tNAT\tBLOCK\tENDPOINT\tPATH\tHANDSHAKE\tRX\tTX\tRTT\tMTU\tDATA PLANE")
 	for _, p := range st.Peers {
 		path := p.Path
 		if p.Path == "relay" {
@@ -283,7 +286,7 @@ func printMeshStatus(w io.Writer, st mesh.Status) {
 		if p.MTU > 0 {
 			mtu = fmt.Sprint(p.MTU)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, meshDash(p.Site), p.Status, meshDash(p.Block), meshDash(p.Endpoint), path, hs,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, meshDash(p.Site), p.Status, meshDash(p.NAT), meshDash(p.Block), meshDash(p.Endpoint), path, hs,
 			meshBytes(p.RxBytes), meshBytes(p.TxBytes), rtt, mtu, meshDash(p.DataPlane))
 	}
 	tw.Flush()
