@@ -32,17 +32,18 @@ const reflexiveEvent = "weft-ep"
 
 // peerRuntime is the data plane's memory of one peer (by public key).
 type peerRuntime struct {
-	since      time.Time
-	rx         int64
-	lastRx     time.Time // when rx last grew
-	lastHS     time.Time // latest completed handshake
-	everUp     bool      // a handshake has completed
-	reportedEP netip.AddrPort
-	reportedAt time.Time
-	addedAt    time.Time // last (re-)added to the device
-	firstAdded time.Time // first added to the device
-	wasUp      bool      // Up at the previous reconcile (for the log)
-	punch      punchState
+	since       time.Time
+	rx          int64
+	lastRx      time.Time // when rx last grew
+	lastHS      time.Time // latest completed handshake
+	everUp      bool      // a handshake has completed
+	reportedEP  netip.AddrPort
+	reportedAt  time.Time
+	addedAt     time.Time // last (re-)added to the device
+	firstAdded  time.Time // first added to the device
+	wasUp       bool      // Up at the previous reconcile (for the log)
+	punch       punchState
+	staleBefore time.Time // sessions from before this (a move) do not count as Up
 }
 
 // engine is the WireGuard data plane of one node.
@@ -249,7 +250,7 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	// Up: a session exists (WireGuard rekeys every 2 minutes while the
 	// keepalives flow) and something arrived within DeadAfter.
 	l.Up = rt.everUp && now.Sub(rt.lastHS) < 3*time.Minute+e.cfg.DeadAfter &&
-		!rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
+		!rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter && !rt.lastHS.Before(rt.staleBefore)
 	if p, ok := dev[key]; ok && p.Endpoint != nil {
 		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
 			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))
@@ -659,6 +660,13 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 	}
 	now := time.Now()
 	m.mu.Lock()
+	if until, ok := m.forgotten[ep.Addr()]; ok {
+		if now.Before(until) {
+			m.mu.Unlock()
+			return // a report from before we moved
+		}
+		delete(m.forgotten, ep.Addr())
+	}
 	if reporter != "" {
 		m.observedBy[reporter] = observation{ep: ep, at: now}
 	}
@@ -707,10 +715,11 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 }
 
 // refreshLocalEndpoints recomputes our candidate endpoints: --advertise,
-// then interface addresses, each with the WireGuard port.
-func (m *Mesh) refreshLocalEndpoints() {
+// then interface addresses, each with the WireGuard port. It reports
+// whether they changed after gossip had started (the node moved).
+func (m *Mesh) refreshLocalEndpoints() bool {
 	if !m.cfg.WireGuard {
-		return
+		return false
 	}
 	var eps []netip.AddrPort
 	for _, a := range m.cfg.Advertise {
@@ -756,6 +765,7 @@ func (m *Mesh) refreshLocalEndpoints() {
 	if changed && started {
 		m.publishAsync()
 	}
+	return changed && started
 }
 
 // fillOverlayStatus adds the data plane's view to a Status.

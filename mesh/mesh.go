@@ -61,6 +61,7 @@ type Mesh struct {
 	localEPs    []netip.AddrPort
 	reflexive   map[netip.AddrPort]time.Time // how peers observe us
 	observedBy  map[string]observation       // the latest observation of each peer
+	forgotten   map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
 	nat         bool
 	hardNAT     bool // peers observe us at different ports (punch.go)
 	wg          *engine
@@ -96,6 +97,7 @@ func New(cfg Config) (*Mesh, error) {
 		subs:       map[chan struct{}]struct{}{},
 		reflexive:  map[netip.AddrPort]time.Time{},
 		observedBy: map[string]observation{},
+		forgotten:  map[netip.Addr]time.Time{},
 		punchQs:    make(chan *serf.Query, 16),
 		punchAcks:  make(chan punchAck, 64),
 	}
@@ -238,10 +240,12 @@ func (m *Mesh) run(ctx context.Context) error {
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
 	var probeC <-chan time.Time
+	var addrC <-chan struct{}
 	if eng != nil {
 		probe := time.NewTicker(m.cfg.ProbeInterval)
 		defer probe.Stop()
 		probeC = probe.C
+		addrC = watchAddrs(ctx, eng.linkIdx, m.log)
 	}
 	for {
 		m.mu.Lock()
@@ -288,8 +292,15 @@ func (m *Mesh) run(ctx context.Context) error {
 			m.reconcile()
 		case <-punch.C:
 			m.reconcile()
+		case <-addrC:
+			if m.refreshLocalEndpoints() {
+				m.underlayMoved(eng)
+			}
+			m.reconcile()
 		case <-reconcile.C:
-			m.refreshLocalEndpoints()
+			if m.refreshLocalEndpoints() {
+				m.underlayMoved(eng)
+			}
 			m.reconcile()
 		}
 		if m.needRestart {

@@ -32,6 +32,10 @@ import (
 //  4. A window that closes without a session takes the endpoint away
 //     again (re-adding the peer also ends WireGuard's handshake retries),
 //     and the next try follows after 1 s, 2 s, 4 s, 8 s, then every 10 s.
+//     Two windows in a row that fail although the peer had primed point to
+//     such a stale entry in a NAT (a packet that slipped out before a
+//     move, say), which every try would refresh: the tries pause for
+//     punchStaleWait, so that it expires.
 //
 // Meanwhile the pair talks through a relay. Behind a hard NAT (peers see
 // the node at a different port each: endpoint-dependent mapping) nobody
@@ -44,6 +48,7 @@ const (
 	punchPrimeFor   = 5 * time.Second
 	punchAskTimeout = 1500 * time.Millisecond
 	punchMaxBackoff = 10 * time.Second
+	punchStaleWait  = 32 * time.Second
 )
 
 // NAT kinds as status reports them.
@@ -57,6 +62,8 @@ type punchState struct {
 	tries      int
 	next       time.Time      // the next attempt, not before
 	askedAt    time.Time      // a punch query is out since (zero: none)
+	acked      bool           // the open window follows the peer's answer
+	ackedFails int            // windows in a row that failed after an answer
 	to         netip.AddrPort // where the open window sends
 	until      time.Time      // the window is open until
 	start      bool           // the window just opened: send a handshake now
@@ -92,17 +99,25 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 				m.primeLog(e, p.Name, ep, true)
 			}
 		}
-		live := rt.everUp && now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
+		live := rt.everUp && now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter && !rt.lastHS.Before(rt.staleBefore)
 		if live {
 			if ps.tries > 0 || !ps.until.IsZero() {
 				m.log.Debug("hole punch: direct path up", "peer", p.Name, "tries", ps.tries)
 			}
-			ps.tries, ps.next, ps.until, ps.to = 0, time.Time{}, time.Time{}, netip.AddrPort{}
+			ps.tries, ps.next, ps.until, ps.to, ps.ackedFails = 0, time.Time{}, time.Time{}, netip.AddrPort{}, 0
 			continue
 		}
 		if !ps.until.IsZero() && !now.Before(ps.until) {
 			ps.until, ps.to, ps.clear = time.Time{}, netip.AddrPort{}, true
-			m.log.Debug("hole punch got no answer", "peer", p.Name, "try", ps.tries, "next", ps.next.Sub(now).Round(time.Millisecond).String())
+			if ps.acked {
+				ps.ackedFails++
+			}
+			if ps.ackedFails >= 2 {
+				ps.ackedFails, ps.next = 0, now.Add(punchStaleWait)
+				m.log.Debug("hole punch failed twice although the peer primed: a NAT holds a stale entry for the pair; pausing until it expires", "peer", p.Name, "for", punchStaleWait.String())
+			} else {
+				m.log.Debug("hole punch got no answer", "peer", p.Name, "try", ps.tries, "next", ps.next.Sub(now).Round(time.Millisecond).String())
+			}
 		}
 		if p.Status != "alive" || !punchPair(in, p) || !initiates(self, p) || self.HardNAT && p.HardNAT {
 			continue
@@ -124,7 +139,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 			// Our port toward the peer is unknowable: send straight to
 			// it (a full-cone NAT lets it in; anything else drops it).
 			m.log.Debug("hole punch from behind a hard NAT", "peer", p.Name, "to", refl[0].String(), "try", ps.tries)
-			ps.openWindow(refl[0], now)
+			ps.openWindow(refl[0], now, false)
 			continue
 		}
 		for _, ep := range refl {
@@ -136,8 +151,8 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 	}
 }
 
-func (ps *punchState) openWindow(to netip.AddrPort, now time.Time) {
-	ps.to, ps.until, ps.start, ps.clear = to, now.Add(punchWindow), true, false
+func (ps *punchState) openWindow(to netip.AddrPort, now time.Time, acked bool) {
+	ps.to, ps.until, ps.start, ps.clear, ps.acked = to, now.Add(punchWindow), true, false, acked
 }
 
 // primeLog primes our NAT toward ep (answering: our second NAT too).
@@ -212,7 +227,7 @@ func (m *Mesh) takePunchAck(e *engine, a punchAck) {
 		return
 	}
 	m.log.Debug("hole punch: the peer primed; sending a handshake", "peer", a.peer, "to", to.String())
-	ps.openWindow(to, time.Now())
+	ps.openWindow(to, time.Now(), true)
 }
 
 // answerPunch primes our NAT toward the asking peer, then answers with our

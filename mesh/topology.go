@@ -179,7 +179,7 @@ func computeTopology(in topoInput) topology {
 		}
 		// Two nodes behind NAT relay at once: their direct path
 		// comes only from a hole punch, which switches them over.
-		if l.Up {
+		if l.Up && (!punchPair(in, p) || advertisesAddr(p, l.Endpoint.Addr())) {
 			pl.Path = "direct"
 		} else if owns(p) && p.Status == "alive" && !l.Since.IsZero() && (l.EverUp || in.Now.Sub(l.Since) >= in.Grace || punchPair(in, p)) {
 			needRelay[p.Name] = true
@@ -255,7 +255,12 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	init := initiates(in.Self, p)
 	refl, lan := p.reflexive()
 	punch := punchPair(in, p)
-	established := (l.Up || l.Session && in.Now.Sub(l.LastHS) < 10*time.Second) && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr()))
+	// A direct path between two NATs hangs on their mappings: it counts
+	// while packets flow (Up), not for as long as its keys live, and
+	// only while the peer still advertises the address (a peer that
+	// moved has dropped it from its tags: relay at once).
+	established := (l.Up || !punch && l.Session && in.Now.Sub(l.LastHS) < 10*time.Second) && l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) &&
+		(!punch || advertisesAddr(p, l.Endpoint.Addr()))
 	switch {
 	case established:
 		pl.Endpoint = l.Endpoint // where the peer answers from
@@ -277,7 +282,7 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	waited := in.Now.Sub(l.AddedAt)
 	fallback := !init && !punch && !l.AddedAt.IsZero() && waited >= responderFallback
 	switch {
-	case l.Session:
+	case l.Session && (l.Up || !punch):
 		pl.Keepalive = in.Probe
 		pl.Poke = true
 	case punch:
@@ -299,6 +304,15 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		pl.Keepalive = in.Probe
 		pl.Readd = waited >= responderFallback
 	}
+}
+
+func advertisesAddr(p peerInfo, a netip.Addr) bool {
+	for _, ep := range p.Endpoints {
+		if ep.Addr() == a {
+			return true
+		}
+	}
+	return false
 }
 
 func firstOr(eps []netip.AddrPort, def netip.AddrPort) netip.AddrPort {

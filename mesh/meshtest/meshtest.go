@@ -689,6 +689,13 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Suspend stops the process (SIGSTOP), as a laptop's lid closing does;
+// Resume continues it.
+func (p *Process) Suspend() { p.signal(syscall.SIGSTOP) }
+
+// Resume continues a suspended process (SIGCONT).
+func (p *Process) Resume() { p.signal(syscall.SIGCONT) }
+
 // signal signals the process group the process leads (by its id).
 func (p *Process) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
@@ -700,6 +707,7 @@ func (p *Process) stop(grace time.Duration) {
 		return
 	default:
 	}
+	p.signal(syscall.SIGCONT) // a suspended process could not stop
 	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.done:

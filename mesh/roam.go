@@ -1,0 +1,107 @@
+package mesh
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Roaming. A node that moves (Wi-Fi to LTE, a new DHCP lease) keeps its
+// key, and with it its block and overlay address; what changes is where
+// its packets come from. WireGuard peers follow an authenticated packet
+// wherever it comes from, so a public peer learns the new endpoint from
+// the next keepalive (one probe interval). What the node knew about
+// itself is stale: how peers observe it (reflexive endpoints, NAT kind) is
+// forgotten and learnt again, and direct paths to peers behind NAT, which
+// hung on mappings of the old NAT, are dropped at once for the relay (and
+// their endpoints cleared, so that no packet from the new address meets
+// the peer's NAT before a new punch). watchAddrs notices the move within
+// milliseconds; the 10 s reconcile is the safety net.
+
+// forgetFor is how long reports of the reflexive addresses a node had
+// before it moved are ignored.
+const forgetFor = time.Minute
+
+// watchAddrs signals (coalesced, after a short settling delay) whenever an
+// address of an interface other than ours (linkIdx) is added or removed.
+func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	updates := make(chan netlink.AddrUpdate, 16)
+	done := make(chan struct{})
+	if err := netlink.AddrSubscribe(updates, done); err != nil {
+		log.Debug("watching interface addresses; roaming is noticed by the 10 s reconcile only", "err", err)
+		close(done)
+		return out
+	}
+	go func() {
+		defer close(done)
+		var settle <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.LinkIndex == linkIdx {
+					continue
+				}
+				// Look at once (a removed address must stop
+				// our packets toward NATed peers before a new one
+				// carries them), and again once the routes that
+				// come with an address change are in place.
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+				if settle == nil {
+					settle = time.After(100 * time.Millisecond)
+				}
+			case <-settle:
+				settle = nil
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// underlayMoved forgets what peers observed of us and drops the direct
+// paths to peers behind NAT (Run goroutine).
+func (m *Mesh) underlayMoved(e *engine) {
+	m.mu.Lock()
+	// Reports of the old addresses still travel the gossip for a while
+	// (peers that have not heard from us since): ignore them.
+	for ep := range m.reflexive {
+		m.forgotten[ep.Addr()] = time.Now().Add(forgetFor)
+	}
+	m.reflexive = map[netip.AddrPort]time.Time{}
+	m.observedBy = map[string]observation{}
+	wasNAT := m.nat
+	m.nat, m.hardNAT = false, false
+	m.mu.Unlock()
+	m.log.Info("the underlay address changed: learning again how peers see this node", "wasNAT", wasNAT)
+	m.publishAsync()
+	if e == nil {
+		return
+	}
+	for _, p := range m.peerInfos() {
+		rt := e.peerByKey(p.PublicKey)
+		if rt == nil {
+			continue
+		}
+		rt.reportedEP = netip.AddrPort{}
+		rt.punch = punchState{}
+		if p.NAT {
+			rt.staleBefore = time.Now()
+			rt.punch.clear = true
+		}
+	}
+}
