@@ -178,7 +178,7 @@ func TestNodeOnlyEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = &httptest.Server{Listener: nodetls.NewListener(ln, tm.cfg.NodeTLS.APIServerConfig(), nodetls.LoopbackOr()), Config: &http.Server{Handler: tm.Handler()}}
+	srv = &httptest.Server{Listener: nodetls.NewListener(ln, tm.cfg.NodeTLS.APIServerConfig(), nodetls.FromLoopbackOr()), Config: &http.Server{Handler: tm.Handler()}}
 	srv.Start()
 	t.Cleanup(srv.Close)
 	addr := ln.Addr().String()

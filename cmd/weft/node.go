@@ -381,18 +381,17 @@ func (n *node) setupRoles() error {
 func (n *node) addr(what, where string) { n.addrLines = append(n.addrLines, [2]string{what, where}) }
 
 // listen opens the master API and agent API listeners where bindAddrs
-// says. With a token, the master API serves plain HTTP on loopback and the
-// overlay address and TLS everywhere (a node certificate makes a caller a
-// node); the agent API serves plain HTTP on loopback only and otherwise
-// requires a node certificate.
+// says. With a token, the master API serves plain HTTP to peers on
+// loopback and in the overlay network and TLS to all (a node certificate
+// makes a caller a node); the agent API serves plain HTTP to loopback
+// only and otherwise requires a node certificate.
 func (n *node) listen() error {
-	ov := n.overlayIP()
 	if hasRole(n.role, roleMaster) {
 		addrs, err := n.bindAddrs("api-addr", true)
 		if err != nil {
 			return err
 		}
-		if n.apiLns, err = n.listenNode("api-addr", addrs, n.apiTLS, nodetls.LoopbackOr(ov)); err != nil {
+		if n.apiLns, err = n.listenNode("api-addr", addrs, n.apiTLS, nodetls.FromLoopbackOr(n.overlayNet())); err != nil {
 			return err
 		}
 	}
@@ -404,14 +403,17 @@ func (n *node) listen() error {
 	if n.id != nil {
 		agentTLS = n.id.ServerConfig()
 	}
-	n.agentLns, err = n.listenNode("agent-addr", addrs, agentTLS, nodetls.LoopbackOr())
+	n.agentLns, err = n.listenNode("agent-addr", addrs, agentTLS, nodetls.FromLoopbackOr())
 	return err
 }
 
 // describe is how printAddrs shows a listener.
 func (n *node) describe(l net.Listener, tlsOn bool, note string) string {
 	if tlsOn && n.needsTLS(l) {
-		return "https://" + l.Addr().String() + "  (TLS, " + note + ")"
+		return "https://" + l.Addr().String() + "  (" + note + ")"
+	}
+	if tlsOn && !l.Addr().(*net.TCPAddr).IP.IsLoopback() {
+		return "http(s)://" + l.Addr().String() + "  (" + note + ")"
 	}
 	return "http://" + l.Addr().String()
 }

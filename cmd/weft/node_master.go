@@ -108,7 +108,7 @@ func (n *node) setupMaster() error {
 	tlsOnly := false
 	for _, l := range n.apiLns {
 		n.serve(l, mux, "master API")
-		n.addr("API", n.describe(l, n.apiTLS != nil, "plain HTTP only on loopback and the overlay")+"  (Marathon /v2, Chronos /v1/scheduler, /metrics, the UI at /ui/)")
+		n.addr("API", n.describe(l, n.apiTLS != nil, "plain HTTP from loopback and the overlay, TLS from elsewhere")+"  (Marathon /v2, Chronos /v1/scheduler, /metrics, the UI at /ui/)")
 		tlsOnly = tlsOnly || (n.apiTLS != nil && n.needsTLS(l))
 	}
 	if tlsOnly && n.id != nil {

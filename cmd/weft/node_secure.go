@@ -200,7 +200,7 @@ func (n *node) bindAddrs(flag string, loopback bool) ([]string, error) {
 // one sorts its connections: TLS with tlsConf (on a node-only API it
 // requires a node certificate), plain HTTP only on the addresses plainOK
 // allows; others get a 400 that says to use https.
-func (n *node) listenNode(flag string, addrs []string, tlsConf *tls.Config, plainOK func(net.Addr) bool) ([]net.Listener, error) {
+func (n *node) listenNode(flag string, addrs []string, tlsConf *tls.Config, plainOK func(net.Conn) bool) ([]net.Listener, error) {
 	var out []net.Listener
 	for _, a := range addrs {
 		ln, err := listenTCP("--"+flag, a)
@@ -227,7 +227,7 @@ func (n *node) needsTLS(l net.Listener) bool {
 	if !ok {
 		return false
 	}
-	return !nodetls.LoopbackOr(n.overlayIP())(a) || a.IP.IsUnspecified()
+	return !a.IP.IsLoopback() && !a.IP.Equal(n.overlayIP())
 }
 
 // advertisedOn picks the address others reach a set of listeners at: the
@@ -276,4 +276,17 @@ func (n *node) controlAddr(flag string) string {
 		return net.JoinHostPort(ov.String(), port)
 	}
 	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// overlayNet is the overlay network (nil without the mesh): plain HTTP is
+// served to peers inside it, which came through WireGuard.
+func (n *node) overlayNet() *net.IPNet {
+	if !n.meshOverlay {
+		return nil
+	}
+	_, ipn, err := net.ParseCIDR(n.c.String("overlay-cidr"))
+	if err != nil {
+		return nil
+	}
+	return ipn
 }

@@ -16,13 +16,12 @@ const SniffTimeout = 10 * time.Second
 // Listener serves TLS and, where plain allows it, plain connections on
 // one port: a connection whose first byte starts a TLS handshake is
 // wrapped with conf (so http.Server sees a *tls.Conn and fills r.TLS);
-// any other connection is accepted only when plain(its local address)
-// says so, and is otherwise answered with a 400 that says to use https
-// and closed.
+// any other connection is accepted only when plain(it) says so, and is
+// otherwise answered with a 400 that says to use https and closed.
 type Listener struct {
 	net.Listener
 	conf  *tls.Config
-	plain func(local net.Addr) bool
+	plain func(net.Conn) bool
 
 	conns     chan net.Conn
 	done      chan struct{}
@@ -32,7 +31,7 @@ type Listener struct {
 }
 
 // NewListener starts sorting ln's connections. plain may be nil: TLS only.
-func NewListener(ln net.Listener, conf *tls.Config, plain func(local net.Addr) bool) *Listener {
+func NewListener(ln net.Listener, conf *tls.Config, plain func(net.Conn) bool) *Listener {
 	l := &Listener{Listener: ln, conf: conf, plain: plain, conns: make(chan net.Conn), done: make(chan struct{})}
 	go l.acceptLoop()
 	return l
@@ -76,7 +75,7 @@ func (l *Listener) sort(c net.Conn) {
 	switch {
 	case first[0] == 0x16: // TLS record type handshake
 		out = tls.Server(pc, l.conf)
-	case l.plain != nil && l.plain(c.LocalAddr()):
+	case l.plain != nil && l.plain(c):
 		out = pc
 	default:
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -124,19 +123,22 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// LoopbackOr returns a plain-allowed function: loopback addresses and the
-// given ones (the overlay address) may be served without TLS.
-func LoopbackOr(ips ...net.IP) func(net.Addr) bool {
-	return func(a net.Addr) bool {
-		ta, ok := a.(*net.TCPAddr)
+// FromLoopbackOr allows plain connections that come from a loopback
+// address or from inside one of nets (the overlay: what arrives from
+// there came through WireGuard, or from this host). It judges the peer's
+// address, not the one dialled: a host on the underlay that routes to the
+// overlay address through this node is still a stranger.
+func FromLoopbackOr(nets ...*net.IPNet) func(net.Conn) bool {
+	return func(c net.Conn) bool {
+		ta, ok := c.RemoteAddr().(*net.TCPAddr)
 		if !ok {
 			return false
 		}
 		if ta.IP.IsLoopback() {
 			return true
 		}
-		for _, ip := range ips {
-			if ip != nil && ip.Equal(ta.IP) {
+		for _, n := range nets {
+			if n != nil && n.Contains(ta.IP) {
 				return true
 			}
 		}

@@ -128,7 +128,7 @@ func TestListenerSortsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	plainOK := true
-	l := NewListener(ln, id.APIServerConfig(), func(net.Addr) bool { return plainOK })
+	l := NewListener(ln, id.APIServerConfig(), func(net.Conn) bool { return plainOK })
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := NodeName(r.TLS)
 		io.WriteString(w, map[bool]string{true: "node " + name, false: "person"}[ok])
