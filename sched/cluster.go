@@ -63,6 +63,23 @@ func (m *Master) masterPeers() map[string]string {
 	return out
 }
 
+// knownMasters counts the masters gossip knows that have not left, alive
+// or failed, this one included.
+func (m *Master) knownMasters() int {
+	n := 0
+	self := false
+	for _, nd := range m.cfg.Members.Nodes() {
+		if isMaster(nd) && nd.Status != NodeLeft && raftID(nd) != "" {
+			n++
+			self = self || raftID(nd) == m.store.cfg.NodeID
+		}
+	}
+	if !self {
+		n++
+	}
+	return n
+}
+
 // bootstrapExpect waits until BootstrapExpect masters are alive, then
 // bootstraps raft with them. It returns at once when this server already
 // has raft state.
@@ -74,12 +91,21 @@ func (m *Master) bootstrapExpect(ctx context.Context) {
 	defer cancel()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	waiting := false
 	for {
 		if m.store.hasRaftState() {
 			return // another master's bootstrap reached us first
 		}
 		peers := m.masterPeers()
-		if len(peers) >= m.cfg.BootstrapExpect {
+		if known := m.knownMasters(); known > m.cfg.BootstrapExpect {
+			// More masters than expected (alive or failed): the raft
+			// cluster exists and this one is a newcomer (a replacement):
+			// the leader adds it once it has proved the token.
+			if !waiting {
+				m.log.Info("more masters than --bootstrap-expect are known: not bootstrapping, waiting to be added as a raft voter", "known", known, "expect", m.cfg.BootstrapExpect)
+				waiting = true
+			}
+		} else if len(peers) >= m.cfg.BootstrapExpect {
 			ids := make([]string, 0, len(peers))
 			for id := range peers {
 				ids = append(ids, id)
