@@ -36,7 +36,7 @@ func (m *Master) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := NodeIdentity(r); !ok {
+		if _, ok := m.cfg.NodeIdentity(r); !ok {
 			writeError(w, http.StatusForbidden, r.Method+" "+r.URL.Path+" is for cluster nodes only: it needs a node certificate of the cluster CA (nodes started with the join token have one)")
 			return
 		}
