@@ -9,6 +9,7 @@ package benchkit
 // fails or is interrupted.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -268,4 +269,32 @@ func StopIfExiting(p *Proc) {
 	if e {
 		p.Stop(20 * time.Second)
 	}
+}
+
+// Row is one line of the one report `make bench` writes (bench/out/report.md
+// and report.json): a figure, weft's value, the peer run side by side in the
+// same bench (or "absolute, no peer"), their ratio, the target, and whether
+// it was met.
+type Row struct {
+	Bench     string  `json:"bench"`
+	Figure    string  `json:"figure"`
+	Weft      string  `json:"weft"`
+	Peer      string  `json:"peer"`                 // what ran side by side, or "absolute, no peer"
+	PeerValue string  `json:"peer_value,omitempty"` // the peer's figure, same unit as Weft
+	Ratio     float64 `json:"ratio,omitempty"`      // weft / peer, as Figure says
+	Target    string  `json:"target,omitempty"`
+	Met       bool    `json:"met"`
+}
+
+// NoPeer is Row.Peer for an absolute figure.
+const NoPeer = "absolute, no peer"
+
+// EmitRow prints r as a `ROW {json}` line, which scripts/bench.sh collects
+// into the report.
+func EmitRow(r Row) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("ROW %s\n", b)
 }
