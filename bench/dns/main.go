@@ -29,6 +29,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/weftnet/weft/bench/internal/benchkit"
 	"github.com/weftnet/weft/dns"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -154,7 +155,7 @@ zone:
 
 	// Queries: 70% A of existing names, 20% SRV, 10% A of unknown names.
 	qfile := filepath.Join(dir, "queries.txt")
-	if err := writeQueries(qfile, apps, 100000); err != nil {
+	if expectNX, err = writeQueries(qfile, apps, 100000); err != nil {
 		return err
 	}
 	fmt.Printf("zone: %d apps x 3 tasks, %d records; queries: 70%% A, 20%% SRV, 10%% unknown\n", apps, len(srv.Table().Records()))
@@ -217,6 +218,11 @@ zone:
 		wq/nq, wq, nq, wl/nl, wl*1000, nl*1000, mean(sat["weft"], cpuPerQuery)/mean(sat["nsd"], cpuPerQuery))
 	fmt.Printf("staleness over %d task changes: p50 %v, p99 %v, max %v\n", len(stale), pct(stale, 50), pct(stale, 99), pct(stale, 100))
 	fmt.Printf("load average at end: %s\n", loadavg())
+	const nsdPeer = "NSD (same zone, same dnsperf, alternating runs)"
+	benchkit.EmitRow(benchkit.Row{Bench: "dns", Figure: "QPS at saturation (right rcodes only)", Weft: fmt.Sprintf("%.0f", wq), Peer: nsdPeer, PeerValue: fmt.Sprintf("%.0f", nq), Ratio: wq / nq, Target: "≥ 1.0× with 0 lost", Met: wq/nq >= 1.0 && lost == 0})
+	wc, nc := mean(lat["weft"], cpuPerQuery), mean(lat["nsd"], cpuPerQuery)
+	benchkit.EmitRow(benchkit.Row{Bench: "dns", Figure: "server CPU per query at 20k QPS", Weft: fmt.Sprintf("%.1f µs", wc*1e6), Peer: nsdPeer, PeerValue: fmt.Sprintf("%.1f µs", nc*1e6), Ratio: wc / nc, Target: "≤ 1.2×", Met: wc/nc <= 1.2})
+	benchkit.EmitRow(benchkit.Row{Bench: "dns", Figure: "staleness p99 (in-process state source)", Weft: pct(stale, 99).Round(time.Microsecond).String(), Peer: benchkit.NoPeer, Target: "≤ 1s", Met: pct(stale, 99) <= time.Second})
 	fmt.Printf("SUMMARY dns: QPS %.2fx NSD (target >= 0.8, lost %d), avg latency @20k %.3f ms (target <= 0.25), staleness p99 %v (target <= 1s)\n",
 		wq/nq, lost, wl*1000, pct(stale, 99).Round(time.Microsecond))
 	return nil
@@ -271,11 +277,14 @@ func waitAnswer(addr, name string) error {
 	return err
 }
 
-func writeQueries(path string, apps, n int) error {
+// writeQueries writes n queries and returns the share of them whose
+// answer must be NXDOMAIN (the rest must be NOERROR).
+func writeQueries(path string, apps, n int) (float64, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	nx := 0
 	w := bufio.NewWriter(f)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < n; i++ {
@@ -287,25 +296,28 @@ func writeQueries(path string, apps, n int) error {
 		case x < 900:
 			fmt.Fprintf(w, "_app-%d._tcp.marathon.pcm SRV\n", a)
 		default:
+			nx++
 			fmt.Fprintf(w, "nope-%d.marathon.pcm A\n", rng.IntN(100000))
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return 0, err
 	}
-	return f.Close()
+	return float64(nx) / float64(n), f.Close()
 }
 
 type result struct {
-	qps, avgLat, maxLat float64
+	qps, avgLat, maxLat float64 // qps counts only answers with the right rcode
 	lost                int
 	cpu                 float64 // server CPU seconds during the run
 	sent                int
+	rcodes              map[string]int // dnsperf's "Response codes" line
+	nxShare             float64        // NXDOMAIN / (NOERROR + NXDOMAIN)
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%8.0f QPS  lost %d  avg %.3f ms  max %.2f ms  server CPU %.0f%% core, %.1f us/query",
-		r.qps, r.lost, r.avgLat*1000, r.maxLat*1000, 100*r.cpu/r.dur(), 1e6*cpuPerQuery(r))
+	return fmt.Sprintf("%8.0f QPS  lost %d  avg %.3f ms  max %.2f ms  server CPU %.0f%% core, %.1f us/query  NXDOMAIN %.1f%%",
+		r.qps, r.lost, r.avgLat*1000, r.maxLat*1000, 100*r.cpu/r.dur(), 1e6*cpuPerQuery(r), 100*r.nxShare)
 }
 
 func (r result) dur() float64 {
@@ -332,7 +344,46 @@ var (
 	reLost = regexp.MustCompile(`Queries lost:\s+(\d+)`)
 	reSent = regexp.MustCompile(`Queries completed:\s+(\d+)`)
 	reAvg  = regexp.MustCompile(`Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)`)
+	reCode = regexp.MustCompile(`([A-Z]+) (\d+) \([\d.]+%\)`)
 )
+
+// expectNX is the share of the query file that must get NXDOMAIN.
+var expectNX float64
+
+// checkRcodes counts only NOERROR and NXDOMAIN answers as throughput, in
+// the split the query file asks for: any other rcode (SERVFAIL, REFUSED,
+// FORMERR...) or a split more than one point off the file's is an error,
+// never throughput.
+func checkRcodes(r *result, out string) error {
+	i := strings.Index(out, "Response codes:")
+	if i < 0 {
+		return fmt.Errorf("dnsperf printed no response codes:\n%s", out)
+	}
+	line := out[i:]
+	if j := strings.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	r.rcodes = map[string]int{}
+	total := 0
+	for _, m := range reCode.FindAllStringSubmatch(line, -1) {
+		n, _ := strconv.Atoi(m[2])
+		r.rcodes[m[1]] += n
+		total += n
+	}
+	good := r.rcodes["NOERROR"] + r.rcodes["NXDOMAIN"]
+	if total == 0 || good == 0 {
+		return fmt.Errorf("no answers: %s", line)
+	}
+	r.qps *= float64(good) / float64(total)
+	r.nxShare = float64(r.rcodes["NXDOMAIN"]) / float64(good)
+	if good != total {
+		return fmt.Errorf("wrong rcodes (only NOERROR and NXDOMAIN are right for this zone): %s", line)
+	}
+	if d := r.nxShare - expectNX; d > 0.01 || d < -0.01 {
+		return fmt.Errorf("NXDOMAIN share %.2f%%, the query file asks for %.2f%%: %s", 100*r.nxShare, 100*expectNX, line)
+	}
+	return nil
+}
 
 func dnsperf(addr, qfile string, d time.Duration, rate int, pid int) (result, error) {
 	host, port, _ := net.SplitHostPort(addr)
@@ -368,6 +419,9 @@ func dnsperf(addr, qfile string, d time.Duration, rate int, pid int) (result, er
 	r.cpu = cpu
 	if r.qps == 0 {
 		return r, fmt.Errorf("dnsperf output not understood:\n%s", s)
+	}
+	if err := checkRcodes(&r, s); err != nil {
+		return r, fmt.Errorf("server at %s: %w", addr, err)
 	}
 	return r, nil
 }
