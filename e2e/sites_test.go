@@ -99,8 +99,9 @@ func startTwoSites(t *testing.T, ctx context.Context, agentArgs []string, ready 
 			"--gossip-addr", h.IP().String() + ":7946", "--agent-addr", "127.0.0.1:5051", "--token", token, "--no-lb"}
 	}
 	s.m1 = &siteNode{h: s.m1h, p: s.m1h.Start(append([]string{weft, "master", "--api-addr", "0.0.0.0:8080", "--raft-addr", ""}, common(s.m1h)...)...)}
-	args := append([]string{weft, "agent", "--join", s.m1h.IP().String() + ":7946", "--cpus", "2", "--mem", "1024"}, agentArgs...)
-	s.a1Args = append(args, common(s.a1h)...)
+	// agentArgs come last, so they may override the common flags.
+	args := []string{weft, "agent", "--join", s.m1h.IP().String() + ":7946", "--cpus", "2", "--mem", "1024"}
+	s.a1Args = append(append(args, common(s.a1h)...), agentArgs...)
 	s.a1 = &siteNode{h: s.a1h, p: s.a1h.Start(s.a1Args...)}
 	if err := meshtest.Eventually(ctx, 30*time.Second, func() (err error) {
 		if s.m1IP, err = s.m1.overlayIP(ctx); err != nil {

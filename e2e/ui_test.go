@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/weftnet/weft/mesh/meshtest"
 )
 
 // browser is a headless Chromium driven by chromedp, writing screenshots
@@ -293,4 +295,62 @@ func TestUI(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestUIMeshTwoSites shows the mesh matrix of a real WireGuard overlay: a
+// master at site aws and an agent at site london in their own network
+// namespaces (meshtest), joined by a token. The agent's API listens on its
+// overlay address, so the master's UI reads the agent's own view over
+// mutual TLS with its node certificate. Both directions must show a direct
+// path with a handshake; Chromium, run inside the master's namespace,
+// renders the page and leaves a screenshot.
+func TestUIMeshTwoSites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startTwoSites(t, ctx, []string{"--no-docker", "--agent-addr", "0.0.0.0:5051"}, nil)
+	row := func(html, node string) []string {
+		i := strings.Index(html, `<tr data-row="`+node+`">`)
+		if i < 0 {
+			return nil
+		}
+		rest := html[i:]
+		rest = rest[:strings.Index(rest, "</tr>")]
+		var paths []string
+		for _, part := range strings.Split(rest, `data-path="`)[1:] {
+			paths = append(paths, part[:strings.Index(part, `"`)])
+		}
+		return paths
+	}
+	var page string
+	if err := meshtest.Eventually(ctx, 60*time.Second, func() error {
+		code, b, err := hostAPI(ctx, s.m1h, "GET", s.api+"/ui/mesh", nil)
+		if err != nil || code != 200 {
+			return fmt.Errorf("GET /ui/mesh: %d %v", code, err)
+		}
+		page = string(b)
+		// Columns in site order: aws (m1), then london (a1).
+		m1, a1 := row(page, "m1"), row(page, "a1")
+		if strings.Join(m1, ",") != "self,direct" || strings.Join(a1, ",") != "direct,self" {
+			return fmt.Errorf("rows m1 %v, a1 %v; want self,direct and direct,self", m1, a1)
+		}
+		if !strings.Contains(page, "hs ") || strings.Contains(page, "unknown:") {
+			return fmt.Errorf("no handshake shown, or a node's view unknown")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n--- page:\n%s", err, tail(page, 4000))
+	}
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Skip("chromium is not installed (scripts/deps.sh installs Debian's chromium)")
+	}
+	shot := filepath.Join(uiScreenshotDir(t), "10-mesh-wireguard.png")
+	out, err := s.m1h.Exec(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		"--window-size=1280,640", "--screenshot="+shot, s.api+"/ui/mesh")
+	if err != nil {
+		t.Fatalf("chromium in m1's namespace: %v\n%s", err, out)
+	}
+	dom, err := s.m1h.Exec(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", s.api+"/ui/mesh")
+	if err != nil || !strings.Contains(string(dom), `data-path="direct"`) {
+		t.Fatalf("chromium's DOM of /ui/mesh has no direct path: %v\n%s", err, tail(string(dom), 2000))
+	}
 }

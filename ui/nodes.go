@@ -348,6 +348,10 @@ func (u *UI) nodeMesh(ctx context.Context, n api.Node) (*meshStatus, string) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&st); err != nil {
 		return nil, "reading its mesh status: " + err.Error()
 	}
+	if st.Node != n.Name {
+		// e.g. an agent API advertised on loopback: another node answered.
+		return nil, fmt.Sprintf("agent API %s answered as %q", n.AgentAPI, st.Node)
+	}
 	return &st, ""
 }
 
