@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/weftnet/weft/mesh/meshtest"
+	"github.com/weftnet/weft/sched/api"
 )
 
 // browser is a headless Chromium driven by chromedp, writing screenshots
@@ -289,6 +290,58 @@ func TestUI(t *testing.T) {
 		}
 	}
 	b.shot("09-mesh")
+
+	// ACLs on: the UI asks for a token, keeps it in an HttpOnly cookie,
+	// shows only what the token may read and hides what it may not write.
+	other := []byte(`{"id":"/other/db","cmd":"sleep 600","cpus":0.01,"mem":8,"instances":0}`)
+	if _, err := cl.c.PutApp(ctx, "/other/db", other, false); err != nil {
+		t.Fatal(err)
+	}
+	mgmt, err := cl.c.ACLBootstrap(ctx)
+	if err != nil {
+		t.Fatalf("acl bootstrap: %v", err)
+	}
+	cl.c.Token = mgmt.SecretID // the cleanup removes the apps with it
+	if _, err := cl.c.ACLPolicyApply(ctx, "shop-read", strings.NewReader(`{"apps":{"/shop/*":"read"},"node":"read"}`)); err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := cl.c.ACLTokenCreate(ctx, api.ACLTokenCreate{Name: "viewer", Policies: []string{"shop-read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run("apps, now behind a login", chromedp.Navigate(b.base+"/ui/apps?status=Running"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.run("a wrong token", chromedp.SetValue(chromedp.CSS("#token"), "not-a-token"), chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#login-error")))
+	b.shot("11-login")
+	b.run("log in", chromedp.SetValue(chromedp.CSS("#token"), viewer.SecretID), chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#apps")))
+	if loc := b.location(); !strings.HasSuffix(loc, "/ui/apps?status=Running") {
+		t.Fatalf("after login at %s, want back at /ui/apps?status=Running", loc)
+	}
+	if who := b.text("#whoami"); who != "viewer" {
+		t.Fatalf("logged in as %q", who)
+	}
+	if c := eval[string](b, "document.cookie"); strings.Contains(c, viewer.SecretID) {
+		t.Fatalf("the token is readable by scripts: %q", c)
+	}
+	ids := eval[[]string](b, `Array.from(document.querySelectorAll("tr[data-app]")).map(r => r.dataset.app)`)
+	if strings.Join(ids, ",") != "/shop/web" {
+		t.Fatalf("the viewer sees apps %v, want only /shop/web", ids)
+	}
+	b.run("read-only app page", chromedp.Navigate(b.base+"/ui/app/shop/web"), chromedp.WaitVisible(chromedp.CSS("#tasks")))
+	if n := eval[int](b, `document.querySelectorAll("#actions, #scale, #delete").length`); n != 0 {
+		t.Fatalf("a read-only token sees %d action controls", n)
+	}
+	b.waitJS("the live stream, with the cookie's token", `document.getElementById("main").dataset.stream === "open"`, 10*time.Second)
+	b.shot("12-app-read-only")
+	// The two versions (1 instance, then 2) side by side.
+	b.run("compare versions", chromedp.Click(chromedp.CSS("#versions button")), chromedp.WaitVisible(chromedp.CSS("#diff")))
+	del, add := eval[string](b, `Array.from(document.querySelectorAll("#diff .ddel")).map(e => e.textContent).join("")`),
+		eval[string](b, `Array.from(document.querySelectorAll("#diff .dadd")).map(e => e.textContent).join("")`)
+	if !strings.Contains(del, `"instances": 1`) || !strings.Contains(add, `"instances": 2`) {
+		t.Fatalf("version diff: removed %q, added %q", del, add)
+	}
+	b.shot("13-version-diff")
 	t.Logf("screenshots in %s", b.dir)
 }
 
