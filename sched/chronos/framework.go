@@ -267,6 +267,18 @@ func (f *Framework) epsilon(j *api.Job) time.Duration {
 	return e
 }
 
+// Per-job bounds of a pass (docs/limits.md): however a job's schedule is
+// set, one pass does a bounded amount of work for it and the ledger holds
+// a bounded number of its queued runs.
+const (
+	// MaxQueuedRuns is how many queued runs one job may have; further due
+	// occurrences are recorded as skipped, and a manual run is refused.
+	MaxQueuedRuns = 10
+	// maxOccurrencesPerPass is how many due occurrences of one job a pass
+	// looks at; the rest wait for the next pass, which comes at once.
+	maxOccurrencesPerPass = 100
+)
+
 // maxSkipRecords bounds the skipped runs recorded one by one after a long
 // outage; the rest are summed up in one record.
 const maxSkipRecords = 10
@@ -357,8 +369,26 @@ func (f *Framework) advance(w *world) time.Time {
 			st := w.state(n)
 			st.ScheduleKey, st.LastScheduled = key, ts(after)
 		}
-		skipped, lastSkip := 0, time.Time{}
+		queued := 0
+		for _, id := range w.byJob[n] {
+			if w.runs[id].run.State == RunQueued {
+				queued++
+			}
+		}
+		skipped, lastSkip, jump := 0, time.Time{}, time.Time{}
 		for i := 0; ; i++ {
+			if i == maxOccurrencesPerPass {
+				// A runaway schedule (a long outage, a huge epsilon) is
+				// bounded per pass, so other jobs, and a DELETE of this
+				// one, get their turn. Occurrences that would only be
+				// skipped too are passed over at once.
+				if jump.After(after) {
+					after = jump
+				} else {
+					soon(now)
+				}
+				break
+			}
 			next, ok := s.Next(after)
 			if !ok {
 				break
@@ -367,18 +397,25 @@ func (f *Framework) advance(w *world) time.Time {
 				soon(next)
 				break
 			}
-			if now.Sub(next) > eps {
+			switch {
+			case now.Sub(next) > eps:
 				if skipped < maxSkipRecords {
 					w.skipRun(n, next, fmt.Sprintf("missed by %s, more than epsilon %s", now.Sub(next).Round(time.Second), eps))
 				}
 				skipped++
 				lastSkip = next
-				if skipped > 10000 { // a tiny period after a long outage
-					after = now.Add(-eps)
-					break
+				jump = now.Add(-eps)
+			case queued >= MaxQueuedRuns:
+				if skipped < maxSkipRecords {
+					w.skipRun(n, next, fmt.Sprintf("%d runs of the job are already queued (the limit)", MaxQueuedRuns))
 				}
-			} else {
+				skipped++
+				lastSkip = next
+				jump = now
+			default:
+				jump = time.Time{}
 				w.newRun(n, TriggerSchedule, next, nil)
+				queued++
 			}
 			after = next
 		}

@@ -142,7 +142,11 @@ func (f *Framework) update(ctx context.Context, fn func(w *world) error) error {
 			return nil
 		}
 		_, err := m.Store().Apply(ctx, ops, w.events...)
-		if errors.Is(err, sched.ErrConflict) && attempt < 10 {
+		if errors.Is(err, sched.ErrConflict) && attempt < 50 && ctx.Err() == nil {
+			// The loop wrote the same runs meanwhile: its passes are
+			// short and bounded, so a request (a DELETE above all) gets
+			// its turn within a few retries.
+			time.Sleep(time.Duration(attempt) * time.Millisecond)
 			continue
 		}
 		if err == nil {
@@ -329,6 +333,15 @@ func (f *Framework) RunNow(ctx context.Context, name string, args []string) (str
 	err := f.update(ctx, func(w *world) error {
 		if _, ok := w.jobs[name]; !ok {
 			return notFound(name)
+		}
+		queued := 0
+		for _, rid := range w.byJob[name] {
+			if w.runs[rid].run.State == RunQueued {
+				queued++
+			}
+		}
+		if queued >= MaxQueuedRuns {
+			return bad("Job '%s' already has %d queued runs, the limit: wait for them to start or kill them", name, queued)
 		}
 		id = w.newRun(name, TriggerManual, w.now, args).run.ID
 		return nil

@@ -95,6 +95,18 @@ type ISOSchedule struct {
 
 var isoRE = regexp.MustCompile(`^(R[0-9]*)/(.*)/(P.*)$`)
 
+// Limits of an ISO 8601 schedule (docs/limits.md). A shorter period or a
+// start outside the window would make the scheduler's work per pass grow
+// without bound; Chronos itself cannot run more than a job a second.
+const (
+	// MinPeriod is the shortest period a schedule may have.
+	MinPeriod = time.Second
+	// MaxRepeat is the largest repeat count ("R" alone repeats forever).
+	MaxRepeat = 1<<31 - 1
+	// MinStartYear and MaxStartYear bound a schedule's start.
+	MinStartYear, MaxStartYear = 1970, 2999
+)
+
 var startLayouts = []string{
 	"2006-01-02T15:04:05.999999999Z07:00",
 	"2006-01-02T15:04:05.999999999Z0700",
@@ -113,8 +125,8 @@ func ParseISO(s string, loc *time.Location, now time.Time) (*ISOSchedule, error)
 	sc := &ISOSchedule{Repeat: -1, Loc: loc}
 	if m[1] != "R" {
 		n, err := strconv.Atoi(m[1][1:])
-		if err != nil {
-			return nil, fmt.Errorf("repeat count %q: %w", m[1], err)
+		if err != nil || n > MaxRepeat {
+			return nil, fmt.Errorf("repeat count %q is above the limit of %d (use R alone to repeat forever)", m[1], MaxRepeat)
 		}
 		sc.Repeat = n
 	}
@@ -132,13 +144,16 @@ func ParseISO(s string, loc *time.Location, now time.Time) (*ISOSchedule, error)
 		if err != nil {
 			return nil, fmt.Errorf("start %q is not an ISO 8601 date-time", m[2])
 		}
+		if y := sc.Start.UTC().Year(); y < MinStartYear || y > MaxStartYear {
+			return nil, fmt.Errorf("start %q is outside the years %d to %d", m[2], MinStartYear, MaxStartYear)
+		}
 	}
 	p, err := ParsePeriod(m[3])
 	if err != nil {
 		return nil, err
 	}
-	if p.Approx() <= 0 {
-		return nil, fmt.Errorf("period %q is zero", m[3])
+	if p.Approx() < MinPeriod {
+		return nil, fmt.Errorf("period %q is shorter than the minimum of %s (PT1S)", m[3], MinPeriod)
 	}
 	sc.Period = p
 	return sc, nil
@@ -160,7 +175,7 @@ func (s *ISOSchedule) String(period string) string {
 // an ambiguous one (fall back) is its first instant.
 func (s *ISOSchedule) Occurrence(k int) time.Time {
 	if !s.Period.calendar() {
-		return s.Start.Add(time.Duration(k) * s.Period.Clock)
+		return addTimes(s.Start, int64(k), s.Period.Clock)
 	}
 	w := s.Start.In(s.Loc)
 	y, mo := w.Year()+k*s.Period.Years, int(w.Month())+k*s.Period.Months
@@ -174,6 +189,10 @@ func (s *ISOSchedule) Occurrence(k int) time.Time {
 	return t.Add(time.Duration(k) * s.Period.Clock)
 }
 
+// maxNextSteps bounds Next's walk from its estimate: it is never reached
+// by a schedule within the limits above.
+const maxNextSteps = 1000
+
 // Next returns the first occurrence after after.
 func (s *ISOSchedule) Next(after time.Time) (time.Time, bool) {
 	if s.Repeat == 0 {
@@ -181,11 +200,20 @@ func (s *ISOSchedule) Next(after time.Time) (time.Time, bool) {
 	}
 	k := 0
 	if !after.Before(s.Start) {
-		k = int(after.Sub(s.Start) / s.Period.Approx())
-		for k > 0 && s.Occurrence(k).After(after) {
+		// Whole seconds, so a distant start cannot overflow a Duration;
+		// the estimate is off by a few periods at most (months and years
+		// vary in length), so the walks below are short and bounded.
+		k = int(float64(after.Unix()-s.Start.Unix()) / s.Period.Approx().Seconds())
+		for i := 0; k > 0 && s.Occurrence(k).After(after); i++ {
+			if i > maxNextSteps {
+				return time.Time{}, false
+			}
 			k--
 		}
-		for !s.Occurrence(k).After(after) {
+		for i := 0; !s.Occurrence(k).After(after); i++ {
+			if i > maxNextSteps {
+				return time.Time{}, false
+			}
 			k++
 		}
 	}
@@ -193,6 +221,16 @@ func (s *ISOSchedule) Next(after time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return s.Occurrence(k), true
+}
+
+// addTimes is t plus k times d without overflowing a Duration: whole
+// seconds and the fraction are multiplied apart.
+func addTimes(t time.Time, k int64, d time.Duration) time.Time {
+	sec, frac := int64(d/time.Second), int64(d%time.Second)
+	const g = int64(time.Second)
+	secs := k*sec + (k/g)*frac
+	ns := int64(t.Nanosecond()) + (k%g)*frac // below 1e18
+	return time.Unix(t.Unix()+secs, ns).In(t.Location())
 }
 
 func daysIn(y int, m time.Month) int { return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day() }
