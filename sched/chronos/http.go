@@ -45,6 +45,9 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 	}
 }
 
+// MaxBody is the largest job definition a request may carry.
+const MaxBody = 1 << 20
+
 // apiError is Chronos's error body.
 type apiError struct {
 	Status  string `json:"status"`
@@ -76,9 +79,13 @@ func (f *Framework) fail(w http.ResponseWriter, err error) {
 
 func (f *Framework) handleSubmit(scheduled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 		if err != nil {
 			writeErr(w, http.StatusBadRequest, "reading the job: "+err.Error())
+			return
+		}
+		if len(raw) > MaxBody {
+			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the job definition is larger than %d bytes, the limit (see docs/limits.md)", MaxBody))
 			return
 		}
 		j, err := f.decodeJob(raw)

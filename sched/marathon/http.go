@@ -23,8 +23,6 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
-const maxBody = 8 << 20
-
 type handler func(w http.ResponseWriter, r *http.Request, m sched.MasterHandle) *apiError
 
 // Routes implements sched.Framework: Marathon's /v2/apps, /v2/tasks,
@@ -63,6 +61,11 @@ func (f *Framework) wrap(h handler) http.HandlerFunc {
 		m := f.master()
 		if m == nil {
 			writeJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Message: "marathon is not started yet"})
+			return
+		}
+		if encodedSlash(r) {
+			aerr := notValid(api.ErrorDetail{Path: "/id", Errors: []string{msgEncodedSlash}})
+			writeJSON(w, aerr.Status, aerr.Body)
 			return
 		}
 		var body []byte
@@ -111,12 +114,13 @@ func storeError(err error) *apiError {
 }
 
 func readBody(r *http.Request) ([]byte, *apiError) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	limit := bodyLimit(r.URL.Path)
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	if err != nil {
 		return nil, invalidJSON(api.ErrorDetail{Path: "/", Errors: []string{"error.invalid.json: " + err.Error()}})
 	}
-	if len(b) > maxBody {
-		return nil, errMsg(413, "request body larger than %d bytes", maxBody)
+	if len(b) > limit {
+		return nil, errMsg(413, "Request body is larger than %d bytes, the limit of %s (see docs/limits.md)", limit, r.URL.Path)
 	}
 	return b, nil
 }

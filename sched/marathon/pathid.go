@@ -66,7 +66,8 @@ func canonicalID(raw, base string) (string, []string) {
 	if len(out) == 0 && len(problems) == 0 {
 		problems = append(problems, msgIDEmpty)
 	}
-	return "/" + strings.Join(out, "/"), problems
+	id := "/" + strings.Join(out, "/")
+	return id, append(problems, idLengthProblems(id)...)
 }
 
 // parentID is the group an id lives in ("/" for top-level apps).

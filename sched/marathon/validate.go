@@ -265,7 +265,7 @@ func validateApp(app *api.App, prefix string) []api.ErrorDetail {
 			add(fmt.Sprintf("/acceptedResourceRoles(%d)", i), "must be a valid role name")
 		}
 	}
-	return out
+	return append(out, limitProblems(app, prefix)...)
 }
 
 var roleRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.\-/]*$`)
@@ -300,8 +300,12 @@ func constraintProblem(c []string) string {
 			}
 		}
 	case "MAX_PER":
-		if _, err := strconv.Atoi(value); !hasValue || err != nil {
+		n, err := strconv.Atoi(value)
+		if !hasValue || err != nil {
 			return "Value was not specified or is not a number"
+		}
+		if n < 1 {
+			return fmt.Sprintf("got %d, expected 1 or more", n)
 		}
 	case "LIKE", "UNLIKE":
 		if !hasValue {
