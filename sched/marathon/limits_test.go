@@ -54,7 +54,7 @@ func TestAppLimitsAreRefusedNamingThePath(t *testing.T) {
 	}
 	// At the limits, and a marathon-lb template label spanning lines.
 	ok := map[string]any{"id": "/" + strings.Repeat("b", 63), "cmd": "true", "cpus": 4096, "mem": 16 << 20, "instances": 0,
-		"labels": map[string]string{"A": strings.Repeat("v", MaxLabelValueLen), "HAPROXY_0_BACKEND_HEAD": "backend x\n  balance roundrobin\n"},
+		"labels":      map[string]string{"A": strings.Repeat("v", MaxLabelValueLen), "HAPROXY_0_BACKEND_HEAD": "backend x\n  balance roundrobin\n"},
 		"constraints": [][]string{{"hostname", "MAX_PER", "1"}}}
 	b, _ := json.Marshal(ok)
 	if r := e.do("POST", "/v2/apps", string(b)); r.Status != 201 {
