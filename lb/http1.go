@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -174,6 +175,7 @@ func readRequest(br *bufio.Reader, req *request) error {
 	req.head = append(req.head, '\r', '\n')
 	req.method = req.head[:sp1]
 	req.pathStart, req.pathEnd = sp1+1, sp1+1+sp2
+	hosts := 0
 	for {
 		line, err = br.ReadSlice('\n')
 		if err != nil {
@@ -189,8 +191,12 @@ func readRequest(br *bufio.Reader, req *request) error {
 		if len(req.head)+len(line) > maxHeadBytes {
 			return errHeadTooLarge
 		}
+		// RFC 9112 §5: a field name is a token right before the colon
+		// (no whitespace, so no obs-fold either, which starts with it),
+		// and a value holds no CR, LF, NUL or other control byte. A
+		// backend could read anything else another way.
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		if colon <= 0 || !validName(line[:colon]) || !validValue(line[colon+1:]) {
 			return errBadRequest
 		}
 		name, value := line[:colon], trimSpace(line[colon+1:])
@@ -198,6 +204,9 @@ func readRequest(br *bufio.Reader, req *request) error {
 		switch len(name) {
 		case 4:
 			if nameIs(name, "host") {
+				if hosts++; hosts > 1 {
+					return errBadRequest // RFC 9112 §3.2
+				}
 				h := value
 				if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[i:], ']') < 0 {
 					h = h[:i]
@@ -242,9 +251,9 @@ func readRequest(br *bufio.Reader, req *request) error {
 			}
 		case 14:
 			if nameIs(name, "content-length") {
-				n, err := strconv.ParseInt(string(value), 10, 64)
-				if err != nil || n < 0 || (req.contentLength >= 0 && req.contentLength != n) {
-					return errBadRequest
+				n, ok := parseLength(value)
+				if !ok || (req.contentLength >= 0 && req.contentLength != n) {
+					return errBadRequest // RFC 9112 §6.3: invalid or conflicting
 				}
 				req.contentLength = n
 			}
@@ -254,9 +263,10 @@ func readRequest(br *bufio.Reader, req *request) error {
 			}
 		case 17:
 			if nameIs(name, "transfer-encoding") {
-				// Only chunked as the final coding has a length we can
-				// frame; anything else could desynchronise the backend.
-				if !bytes.HasSuffix(bytes.ToLower(trimSpace(value)), []byte("chunked")) {
+				// Exactly one coding, chunked: any other (or a list, or a
+				// second header) has a length a backend may frame
+				// another way (RFC 9112 §6.1; Go's net/http agrees).
+				if req.chunked || !bytes.EqualFold(value, []byte("chunked")) || req.http10 {
 					return errBadRequest
 				}
 				req.chunked = true
@@ -276,6 +286,52 @@ func readRequest(br *bufio.Reader, req *request) error {
 		return errBadRequest
 	}
 	return nil
+}
+
+// tchar marks the bytes of an RFC 9110 token; ctl the control bytes a
+// field value must not hold (HTAB is allowed).
+var tchar, ctl [256]bool
+
+func init() {
+	for c := 0; c < 256; c++ {
+		tchar[c] = c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+		ctl[c] = c < 0x20 && c != '\t' || c == 0x7f
+	}
+}
+
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if ctl[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseLength parses a Content-Length value: digits only (no sign, no
+// list), at most 18 of them.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 func (req *request) path() []byte {
@@ -802,39 +858,121 @@ func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader) error {
 	}
 }
 
-// copyChunked relays a chunked body, trailers included.
+// copyChunked relays a chunked body, trailers included. It frames the body
+// exactly as Go's net/http does (RFC 9112 §7.1): a chunk-size line ends in
+// CRLF with no other CR, holds hex digits (trailing whitespace and an
+// extension after ';' ignored), each chunk's data ends in CRLF, trailer
+// lines are header lines, and a body whose framing outweighs its data by
+// more than 16 KiB is refused.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+	var excess int64
 	for {
 		line, err := src.ReadSlice('\n')
 		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return errBadRequest
+			}
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
 			return err
 		}
+		if cr := bytes.IndexByte(line, '\r'); len(line) < 2 || cr != len(line)-2 || len(line)-2 >= maxChunkLine {
+			return errBadRequest // a bare LF, a stray CR, or too long
+		}
 		dst.Write(line)
-		sz := trimCRLF(line)
+		sz := bytes.TrimRight(line[:len(line)-2], " \t")
 		if i := bytes.IndexByte(sz, ';'); i >= 0 {
 			sz = sz[:i]
 		}
-		sz = trimSpace(sz)
-		size, err := strconv.ParseInt(string(sz), 16, 64)
-		if err != nil || size < 0 {
+		size, ok := parseHex(sz)
+		if !ok {
+			return errBadRequest
+		}
+		excess += int64(len(line)) - 16 - 2*size
+		if excess < 0 {
+			excess = 0
+		}
+		if excess > 16<<10 {
 			return errBadRequest
 		}
 		if size == 0 {
+			// The trailer section, read as net/http reads it: CRLF alone
+			// ends it at once; anything else is header lines.
+			end, err := src.Peek(2)
+			if err != nil {
+				if err == io.EOF {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			if end[0] == '\r' && end[1] == '\n' {
+				dst.Write(end)
+				src.Discard(2)
+				return nil
+			}
 			for {
 				line, err := src.ReadSlice('\n')
 				if err != nil {
+					if err == io.EOF {
+						return io.ErrUnexpectedEOF
+					}
 					return err
 				}
 				dst.Write(line)
-				if len(trimCRLF(line)) == 0 {
+				t := trimCRLF(line)
+				if len(t) == 0 {
 					return nil
+				}
+				colon := bytes.IndexByte(t, ':')
+				if colon <= 0 || !validName(t[:colon]) || !validValue(t[colon+1:]) {
+					return errBadRequest
 				}
 			}
 		}
-		if err := copyN(dst, src, size+2); err != nil {
+		if err := copyN(dst, src, size); err != nil {
 			return err
 		}
+		crlf, err := src.Peek(2)
+		if err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return errBadRequest
+		}
+		dst.Write(crlf)
+		src.Discard(2)
 	}
+}
+
+// maxChunkLine bounds a chunk-size line, as Go's net/http does.
+const maxChunkLine = 4096
+
+// parseHex parses a chunk size: 1 to 16 hex digits, below 2^63.
+func parseHex(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			n = n<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			n = n<<4 | uint64(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			n = n<<4 | uint64(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	if n > 1<<62 {
+		return 0, false // no body is that long: a lie about framing
+	}
+	return int64(n), true
 }
 
 // cookieValue returns the value of cookie name in a Cookie header value.

@@ -77,6 +77,13 @@ type Config struct {
 	// ClientIdleTimeout closes idle keep-alive client connections (lazily,
 	// as ServerTimeout).
 	ClientIdleTimeout time.Duration
+	// MaxConns bounds the client connections open at once over every
+	// frontend (HAProxy's maxconn): at the bound the lb stops accepting
+	// and new connections wait in the kernel's backlog. Each one may hold
+	// a backend connection too, so keep it well below the process's file
+	// limit: the master and agent APIs of the same process share it.
+	// 0 is no bound.
+	MaxConns int
 	// Registry receives the proxy's metrics; nil serves /metrics from a
 	// private registry.
 	Registry *prometheus.Registry
@@ -106,12 +113,24 @@ func DefaultConfig() Config {
 		ConnectTimeout:    3 * time.Second,
 		ServerTimeout:     60 * time.Second,
 		ClientIdleTimeout: 60 * time.Second,
+		MaxConns:          DefaultMaxConns,
 	}
 }
+
+func slotsFor(n int) chan struct{} {
+	if n <= 0 {
+		return nil
+	}
+	return make(chan struct{}, n)
+}
+
+// DefaultMaxConns is Config.MaxConns's default (`--lb-max-conns`).
+const DefaultMaxConns = 4096
 
 // Proxy is the lb: it watches the state, swaps routing tables and serves.
 type Proxy struct {
 	cfg    Config
+	slots  chan struct{} // one per open client connection; nil: no bound
 	log    *slog.Logger
 	now    func() time.Time
 	reg    *prometheus.Registry
@@ -198,6 +217,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg.ClientIdleTimeout = d.ClientIdleTimeout
 	}
 	p := &Proxy{
+		slots:    slotsFor(cfg.MaxConns),
 		cfg:      cfg,
 		log:      cfg.Logger,
 		now:      cfg.Now,
@@ -614,8 +634,12 @@ func (p *Proxy) acceptLoop(ln net.Listener, fe *frontend) {
 func (p *Proxy) acceptEach(ln net.Listener, fe *frontend, serve func(*net.TCPConn)) {
 	var delay time.Duration
 	for {
+		if p.slots != nil {
+			p.slots <- struct{}{} // waits while MaxConns connections are open
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			p.releaseSlot()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -632,9 +656,19 @@ func (p *Proxy) acceptEach(ln net.Listener, fe *frontend, serve func(*net.TCPCon
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			c.Close()
+			p.releaseSlot()
 			continue
 		}
-		go serve(tc)
+		go func() {
+			defer p.releaseSlot()
+			serve(tc)
+		}()
+	}
+}
+
+func (p *Proxy) releaseSlot() {
+	if p.slots != nil {
+		<-p.slots
 	}
 }
 

@@ -105,7 +105,7 @@ func (a *allocator) round(ctx context.Context) {
 
 	var wanting []Framework
 	for _, fw := range m.cfg.Frameworks {
-		if safeWants(fw) {
+		if m.safeWants(fw) {
 			wanting = append(wanting, fw)
 		}
 	}
@@ -181,7 +181,7 @@ func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot,
 	}
 	m.metrics.offers.WithLabelValues(name).Add(float64(len(offers)))
 
-	res, err := safeOffers(ctx, fw, offers)
+	res, err := m.safeOffers(ctx, fw, offers)
 	if err != nil {
 		m.log.Error("framework failed on offers", "framework", name, "err", err)
 		return
@@ -242,18 +242,25 @@ func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot,
 	}
 }
 
-func safeWants(fw Framework) (w bool) {
+// safeWants asks a framework whether it wants offers; a panic is logged
+// with its stack and reported (m.frameworkPanicked), and counts as no.
+func (m *Master) safeWants(fw Framework) (w bool) {
+	if m.cfg.Safe {
+		return false
+	}
 	defer func() {
-		if recover() != nil {
+		if r := recover(); r != nil {
+			m.frameworkPanicked(fw.Name(), "Wants", r)
 			w = false
 		}
 	}()
 	return fw.Wants()
 }
 
-func safeOffers(ctx context.Context, fw Framework, offers []api.Offer) (res OfferResult, err error) {
+func (m *Master) safeOffers(ctx context.Context, fw Framework, offers []api.Offer) (res OfferResult, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			m.frameworkPanicked(fw.Name(), "ResourceOffers", r)
 			err = fmt.Errorf("panic in ResourceOffers: %v", r)
 		}
 	}()

@@ -61,6 +61,11 @@ type MasterConfig struct {
 	// API (`weft master --pprof`): for profiling, off by default.
 	Pprof bool
 
+	// Safe starts the master with every framework paused: no framework
+	// loop runs and none gets offers, while the API works, so an app or
+	// job that takes the node down can be deleted (`weft up --safe`).
+	Safe bool
+
 	// BootstrapExpect, when 2 or more, makes a new master wait until that
 	// many masters (Members nodes with role master or master+agent) are
 	// alive and then form a raft cluster of them (`weft master
@@ -134,6 +139,7 @@ type Master struct {
 	lb      lbProblems
 	tokens  tokenCache
 	audit   *slog.Logger
+	panics  fwPanics
 
 	transportOnce sync.Once
 	transport     http.RoundTripper // to other nodes (nodeTransport)
@@ -280,8 +286,15 @@ func (m *Master) Logger(component string) Logger {
 func (m *Master) Nodes() []api.Node {
 	nodes := m.cfg.Members.Nodes()
 	byAgent := m.agentUsage()
+	probs := m.panics.problems()
+	if m.cfg.Safe {
+		probs = append(probs, "safe mode: every framework is paused (--safe)")
+	}
 	for i := range nodes {
 		nodes[i].Used = usedResources(byAgent[nodes[i].ID])
+		if len(probs) > 0 && (nodes[i].ID == m.cfg.Store.NodeID || nodes[i].Name == m.cfg.Store.NodeID) {
+			nodes[i].Problems = append(append([]string(nil), nodes[i].Problems...), probs...)
+		}
 	}
 	return nodes
 }
@@ -417,13 +430,20 @@ func (m *Master) lead(parent context.Context) func() {
 		defer wg.Done()
 		m.watchAgentLoss(ctx)
 	}()
+	if m.cfg.Safe {
+		m.log.Warn("safe mode: every framework is paused (no app or job is deployed, scaled or run); delete what is at fault through the API, then restart without --safe")
+		return func() {
+			cancel()
+			wg.Wait()
+		}
+	}
 	for _, fw := range m.cfg.Frameworks {
 		wg.Add(1)
 		go func(fw Framework) {
 			defer wg.Done()
 			defer func() {
 				if r := recover(); r != nil {
-					m.log.Error("framework panicked", "framework", fw.Name(), "panic", r)
+					m.frameworkPanicked(fw.Name(), "Run", r)
 				}
 			}()
 			if err := fw.Run(ctx, m); err != nil && ctx.Err() == nil {

@@ -23,6 +23,7 @@ type masterMetrics struct {
 	requestSeconds      *prometheus.HistogramVec
 	eventClients        prometheus.Gauge
 	eventClientsDropped prometheus.Counter
+	fwPanics            *prometheus.CounterVec
 }
 
 func newMasterMetrics(reg *prometheus.Registry, m *Master) (*masterMetrics, error) {
@@ -57,9 +58,12 @@ func newMasterMetrics(reg *prometheus.Registry, m *Master) (*masterMetrics, erro
 		eventClientsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_event_stream_clients_dropped_total", Help: "/v2/events clients dropped for falling behind.",
 		}),
+		fwPanics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_framework_panics_total", Help: "Panics recovered from a framework, by framework and method.",
+		}, []string{"framework", "method"}),
 	}
 	for _, c := range []prometheus.Collector{mm.offers, mm.declined, mm.placements, mm.applies, mm.applySeconds,
-		mm.requests, mm.requestSeconds, mm.eventClients, mm.eventClientsDropped, stateCollector{m}} {
+		mm.requests, mm.requestSeconds, mm.eventClients, mm.eventClientsDropped, mm.fwPanics, stateCollector{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/internal/nodetls"
+	"github.com/weftnet/weft/lb"
 	"github.com/weftnet/weft/mesh"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
@@ -102,6 +103,7 @@ func nodeFlags(role string) []cli.Flag {
 			str("raft-addr", pick("", "0.0.0.0:8300"), "raft's TCP address (empty: in-process, one voter)"),
 			&cli.IntFlag{Name: "bootstrap-expect", Value: 1, Usage: "how many masters form the raft cluster", EnvVars: envName("bootstrap-expect")},
 			&cli.DurationFlag{Name: "chronos-failure-retry", Value: 60 * time.Second, Usage: "delay before a failed job run is retried (Chronos's --failure_retry)", EnvVars: envName("chronos-failure-retry")},
+			&cli.BoolFlag{Name: "safe", Usage: "start with every framework paused (nothing is deployed, scaled or run) so an app or job that takes weft down can be deleted", EnvVars: envName("safe")},
 			&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) under /debug/pprof/ on the master API", EnvVars: envName("pprof")},
 			&cli.DurationFlag{Name: "chronos-task-epsilon", Value: 60 * time.Second, Usage: "default epsilon: a run missed by more is skipped (Chronos's --task_epsilon)", EnvVars: envName("chronos-task-epsilon")},
 		)
@@ -137,6 +139,7 @@ func nodeFlags(role string) []cli.Flag {
 		str("lb-appid-addr", pick("127.0.0.1:9091", ":9091"), "routing by X-Marathon-App-Id"),
 		str("lb-bind", pick("127.0.0.1", ""), "address service ports bind to (empty: all)"),
 		&cli.BoolFlag{Name: "no-lb", Usage: "run no load balancer", EnvVars: envName("no-lb")},
+		&cli.IntFlag{Name: "lb-max-conns", Value: lb.DefaultMaxConns, Usage: "client connections the lb holds open at once (more wait in the backlog); at most a quarter of the open file limit", EnvVars: envName("lb-max-conns")},
 	)
 	return fs
 }
@@ -175,6 +178,7 @@ type node struct {
 	runs              []func(context.Context) error // roles that stop last (servers, master, dns, lb)
 	firstRuns         []func(context.Context) error // roles that stop first (the agent)
 	closers           []func()
+	nofile            uint64      // the open file limit in force
 	addrLines         [][2]string // what printAddrs prints
 	nodeSecretV       string      // see nodeSecret
 }
@@ -209,6 +213,7 @@ func runNode(c *cli.Context, role string) error {
 		return err
 	}
 	n := &node{c: c, role: role, log: log, site: c.String("site"), localMux: http.NewServeMux()}
+	n.nofile = raiseNoFile(log)
 	defer func() {
 		for i := len(n.closers) - 1; i >= 0; i-- {
 			n.closers[i]()

@@ -28,6 +28,11 @@ func (n *node) setupLB() error {
 		cfg.AppIDAddr = n.controlAddr("lb-appid-addr")
 	}
 	cfg.BindHost = n.c.String("lb-bind")
+	var warn string
+	cfg.MaxConns, warn = lbMaxConns(n.c.Int("lb-max-conns"), n.nofile)
+	if warn != "" {
+		n.log.Warn(warn)
+	}
 	cfg.Site = n.site
 	cfg.Source = n.finder
 	cfg.Registry = n.registry

@@ -73,6 +73,7 @@ func (n *node) setupMaster() error {
 		}
 		cfg.SecretsKey = key
 	}
+	cfg.Safe = n.c.Bool("safe")
 
 	mcfg := marathon.DefaultConfig()
 	mcfg.Logger = n.log
