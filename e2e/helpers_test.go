@@ -60,7 +60,14 @@ type proc struct {
 // is printed if the test fails. The process is stopped on cleanup.
 func startWeft(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	bin := testbin.Weft(t)
+	return startCmd(t, name, append([]string{testbin.Weft(t)}, args...)...)
+}
+
+// startCmd is startWeft for a command line that runs weft (under prlimit,
+// say).
+func startCmd(t *testing.T, name string, argv ...string) *proc {
+	t.Helper()
+	bin, args := argv[0], argv[1:]
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {

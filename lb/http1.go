@@ -911,6 +911,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 				src.Discard(2)
 				return nil
 			}
+			if !doubleCRLFAhead(src) {
+				return errBadRequest // net/http's bound on a trailer
+			}
 			for {
 				line, err := src.ReadSlice('\n')
 				if err != nil {
@@ -945,6 +948,21 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		}
 		dst.Write(crlf)
 		src.Discard(2)
+	}
+}
+
+// doubleCRLFAhead reports whether the reader's buffer, filled as far as
+// it goes, holds an end of header lines (CRLF CRLF): the bound net/http
+// puts on a trailer section.
+func doubleCRLFAhead(r *bufio.Reader) bool {
+	for n := 4; ; n++ {
+		buf, err := r.Peek(n)
+		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
 	}
 }
 

@@ -134,7 +134,11 @@ func limitProblems(app *api.App, prefix string) []api.ErrorDetail {
 	}
 	atMost := func(path string, v, max float64) {
 		if math.IsNaN(v) || v > max {
-			add(path, fmt.Sprintf("got %s, expected %s or less", fmtFloat(v), fmtFloat(max)))
+			got := fmtFloat(v)
+			if v >= 1e21 {
+				got = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			add(path, fmt.Sprintf("got %s, expected %s or less", got, fmtFloat(max)))
 		}
 	}
 	atMost("/cpus", app.Cpus, MaxCpus)
