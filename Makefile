@@ -4,7 +4,7 @@ BIN     := bin/weft
 export GOFLAGS ?= -buildvcs=false
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: run build test test-unit vet bench deps clean
+.PHONY: run build test test-unit vet bench deps clean fuzz
 
 ## run: build and start a one-node cluster (weft up) on this machine
 run:
@@ -30,6 +30,21 @@ vet:
 bench: build
 	@scripts/deps.sh bench
 	WEFT_BIN=$(abspath $(BIN)) scripts/bench.sh
+
+## fuzz: run each fuzz target in turn for FUZZTIME (nightly: make fuzz FUZZTIME=10m);
+## `make test` runs their seed corpora (testdata/fuzz) as ordinary tests
+FUZZTIME ?= 1m
+FUZZ_TARGETS := \
+	./lb:FuzzHTTP1Differential ./lb:FuzzTableLabels \
+	./sched/marathon:FuzzAppJSON ./sched/marathon:FuzzLabels \
+	./sched/chronos:FuzzSchedule \
+	./dns:FuzzHandle ./dns:FuzzBuildRecords
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	done
 
 clean:
 	rm -rf bin

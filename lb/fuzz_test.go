@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/weftnet/weft/sched/api"
 )
 
 // requestLines are the request lines the differential target puts before
@@ -157,4 +159,25 @@ func TestStrictHTTP1Head(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzTableLabels builds the routing table of one app whose labels are
+// fuzzed (marathon-lb's HAPROXY_* labels drive routing): it must never
+// panic, whatever the labels say.
+func FuzzTableLabels(f *testing.F) {
+	f.Add("HAPROXY_0_VHOST", "a.example,b.example", "HAPROXY_0_PATH", "/api")
+	f.Add("HAPROXY_0_MODE", "tcp", "HAPROXY_0_PORT", "99999")
+	f.Add("HAPROXY_0_AUTH", "realm:user:$1$salt$hash", "HAPROXY_0_STICKY", "true")
+	f.Add("HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH", "/x", "HAPROXY_0_HTTP_BACKEND_REDIR", "/y\r\nX: 1")
+	f.Add("HAPROXY_DEPLOYMENT_GROUP", "g", "HAPROXY_DEPLOYMENT_ALT_PORT", "-1")
+	f.Add("HAPROXY_0_BALANCE", "leastconn", "HAPROXY_0_BIND_ADDR", "::1")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		labels := map[string]string{"HAPROXY_GROUP": "external", k1: v1, k2: v2}
+		st := &api.State{
+			Apps:  []api.App{hostApp("/a", "v1", labels, 10001, 10002)},
+			Tasks: []api.Task{runningTask("t1", "/a", "n1", 31001, 31002)},
+			Nodes: nodes(),
+		}
+		BuildTable(st, TableConfig{Groups: []string{"external"}, Site: "paris"})
+	})
 }
