@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -542,8 +543,18 @@ func (s *Store) Publish(events ...api.Event) {
 // fsm is the raft state machine view of the Store.
 type fsm Store
 
-func (f *fsm) Apply(l *raft.Log) any {
+// Apply applies one raft entry. A panic while applying it is logged with
+// the entry's index and stack and answered as an error, instead of taking
+// the node down on every replay of the log: the node comes up and the
+// operator can remove what the entry was about.
+func (f *fsm) Apply(l *raft.Log) (res any) {
 	s := (*Store)(f)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("applying a raft entry panicked; the entry is skipped", "index", l.Index, "panic", r, "stack", string(debug.Stack()))
+			res = fmt.Errorf("store: applying entry %d: panic: %v", l.Index, r)
+		}
+	}()
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -567,14 +578,27 @@ func (f *fsm) Apply(l *raft.Log) any {
 		}
 		vals[i] = v
 	}
+	if err := f.applyOps(l.Index, &cmd, vals); err != nil {
+		return err
+	}
+	for i := range cmd.Events {
+		cmd.Events[i].Index = l.Index
+	}
+	s.Publish(cmd.Events...)
+	return nil
+}
+
+// applyOps checks and writes a command's ops under the store's lock.
+func (f *fsm) applyOps(index uint64, cmd *command, vals []any) error {
+	s := (*Store)(f)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, op := range cmd.Ops {
 		if op.Kind != OpCheck {
 			continue
 		}
 		e, ok := s.tables[op.Table][op.Key]
 		if (op.Index == 0 && ok) || (op.Index != 0 && (!ok || e.ModifyIndex != op.Index)) {
-			s.mu.Unlock()
 			return fmt.Errorf("%w: %s/%s", ErrConflict, op.Table, op.Key)
 		}
 	}
@@ -583,15 +607,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 		switch op.Kind {
 		case OpPut:
 			if e, ok := t[op.Key]; ok {
-				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: e.CreateIndex, ModifyIndex: l.Index}
+				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: e.CreateIndex, ModifyIndex: index}
 			} else {
-				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: l.Index, ModifyIndex: l.Index}
+				t[op.Key] = &Entry{Key: op.Key, Value: vals[i], CreateIndex: index, ModifyIndex: index}
 			}
 		case OpDelete:
 			delete(t, op.Key)
 		}
 		if op.Kind != OpCheck {
-			s.writes = append(s.writes, keyWrite{index: l.Index, table: op.Table, key: op.Key})
+			s.writes = append(s.writes, keyWrite{index: index, table: op.Table, key: op.Key})
 		}
 	}
 	if len(s.writes) > 2*maxWrites {
@@ -603,15 +627,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 		s.writesFrom = s.writes[cut-1].index
 		s.writes = append([]keyWrite(nil), s.writes[cut:]...)
 	}
-	s.index = l.Index
+	s.index = index
 	close(s.changed)
 	s.changed = make(chan struct{})
-	s.mu.Unlock()
-
-	for i := range cmd.Events {
-		cmd.Events[i].Index = l.Index
-	}
-	s.Publish(cmd.Events...)
 	return nil
 }
 
