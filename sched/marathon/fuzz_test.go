@@ -46,7 +46,7 @@ func FuzzAppJSON(f *testing.F) {
 		if raw.ID == "" || len(probs) > 0 {
 			return
 		}
-		app, aerr := fw.prepare(v, nil, keys, id, "", false, now)
+		app, aerr := fw.prepare(v, nil, keys, id, "", false, now, nil)
 		if aerr != nil {
 			if aerr.Status != 422 || len(aerr.Body.Details) == 0 {
 				t.Fatalf("refused with %d %+v, want 422 with details", aerr.Status, aerr.Body)
