@@ -110,6 +110,8 @@ func TestApplyPanicDoesNotTakeTheStoreDown(t *testing.T) {
 	s.Close()
 	s = openTestStore(t, dir) // replays the entry that panicked
 	defer s.Close()
+	// Leadership is reported once the log is applied again.
+	eventually(t, 5*time.Second, "leading after the replay", s.IsLeader)
 	if _, ok := s.Get(TableApps, "/after"); !ok {
 		t.Fatal("the app written after the panic is gone after a restart")
 	}
