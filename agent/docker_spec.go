@@ -320,6 +320,9 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 
 	// Volumes.
 	for i, v := range c.Volumes {
+		if v.Secret != "" && v.HostPath == "" {
+			continue // a secret volume: kept in the app, not mounted (GET /v1/apps/problems says so)
+		}
 		b, err := volumeBind(fmt.Sprintf("container.volumes[%d]", i), v.HostPath, v.ContainerPath, v.Mode, o.VolumeRoot)
 		if err != nil {
 			return nil, err

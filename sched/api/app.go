@@ -50,6 +50,12 @@ type App struct {
 	Networks                   []Network           `json:"networks"`
 	Tty                        *bool               `json:"tty,omitempty"`
 	ServiceAccount             json.RawMessage     `json:"serviceAccount,omitempty"`
+	// Kept as given and returned on GET, not honoured (weft says so in
+	// GET /v1/apps/problems): the Mesos check, resource limits above the
+	// requests, and the executor's own resources.
+	Check             json.RawMessage `json:"check,omitempty"`
+	ResourceLimits    json.RawMessage `json:"resourceLimits,omitempty"`
+	ExecutorResources json.RawMessage `json:"executorResources,omitempty"`
 }
 
 // EnvValue is an env entry: a plain string, or {"secret": "name"}.
@@ -105,6 +111,8 @@ type Container struct {
 	Docker       *Docker       `json:"docker,omitempty"`
 	Volumes      []Volume      `json:"volumes"`
 	PortMappings []PortMapping `json:"portMappings,omitempty"` // 1.5+
+	// LinuxInfo (seccomp, ipcInfo) is kept, not applied.
+	LinuxInfo json.RawMessage `json:"linuxInfo,omitempty"`
 }
 
 // Docker is container.docker.
@@ -115,7 +123,16 @@ type Docker struct {
 	Privileged     bool          `json:"privileged"`
 	Parameters     []Parameter   `json:"parameters"`
 	ForcePullImage bool          `json:"forcePullImage"`
-	PullConfig     *Secret       `json:"pullConfig,omitempty"`
+	PullConfig     *PullConfig   `json:"pullConfig,omitempty"`
+	// Credential (Mesos' principal and secret for the registry) is kept,
+	// not used: agents pull with their Docker Engine's own credentials.
+	Credential json.RawMessage `json:"credential,omitempty"`
+}
+
+// PullConfig is container.docker.pullConfig: the secret holding a Docker
+// config.json for the registry. Kept, not used yet.
+type PullConfig struct {
+	Secret string `json:"secret"`
 }
 
 // Parameter is a docker run parameter (key is the long flag without "--").
@@ -131,6 +148,7 @@ type Volume struct {
 	Mode          string          `json:"mode,omitempty"` // RO or RW
 	Persistent    json.RawMessage `json:"persistent,omitempty"`
 	External      json.RawMessage `json:"external,omitempty"`
+	Secret        string          `json:"secret,omitempty"` // a secret volume: the secret's name; kept, not mounted
 }
 
 // PortMapping is a container port mapping.

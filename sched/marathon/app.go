@@ -277,6 +277,9 @@ func normalizeApp(app *api.App, present map[string]bool) {
 		}
 	}
 	if app.Container != nil {
+		if app.Container.Type == "" {
+			app.Container.Type = "DOCKER" // Marathon's default container type
+		}
 		for i := range app.Container.PortMappings {
 			pm := &app.Container.PortMappings[i]
 			if pm.Protocol == "" {

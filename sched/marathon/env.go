@@ -111,7 +111,13 @@ func taskSpec(app *api.App, taskID string, hostPorts []int, defaultGrace time.Du
 		Fetch:                  app.Fetch,
 	}
 	if len(app.Networks) > 0 && !(len(app.Networks) == 1 && app.Networks[0].Mode == "host") {
-		spec.Networks = app.Networks
+		spec.Networks = make([]api.Network, len(app.Networks))
+		for i, n := range app.Networks {
+			if n.Mode == "container" {
+				n.Name = WeftNetwork // every container network name runs on weft's overlay
+			}
+			spec.Networks[i] = n
+		}
 	}
 	if app.Cmd != nil && *app.Cmd != "" {
 		c := *app.Cmd

@@ -41,6 +41,7 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 	mux.HandleFunc("/v2/queue", f.wrap(f.serveQueue))
 	mux.HandleFunc("/v2/queue/", f.wrap(f.serveQueueDelay))
 	mux.HandleFunc("/v1/deployments/", f.wrap(f.serveOutcome))
+	mux.HandleFunc("/v1/apps/problems", f.wrap(f.serveAppProblems))
 }
 
 // Handler serves the framework's routes alone (tests, embedding).

@@ -154,8 +154,6 @@ func TestErrors(t *testing.T) {
 			`{"message":"Object is not valid","details":[{"path":"/","errors":["` + msgCmdArgs + `"]}]}`},
 		{"neither cmd nor args", "PUT", "/v2/apps/a", `{"cpus":1}`, 422,
 			`{"message":"Object is not valid","details":[{"path":"/","errors":["` + msgCmdArgs + `"]}]}`},
-		{"docker unknown network", "PUT", "/v2/apps/a", `{"container":{"type":"DOCKER","docker":{"image":"x"}},"networks":[{"mode":"container","name":"calico"}]}`, 422,
-			`"path":"/networks(0)/name","errors":["unknown container network \"calico\": weft provides \"weft\""]}`},
 		{"docker mem below minimum", "PUT", "/v2/apps/a", `{"mem":4,"container":{"type":"DOCKER","docker":{"image":"x"}}}`, 422,
 			`"path":"/mem","errors":["got 4, expected 6 or more: the Docker Engine refuses smaller memory limits"]}`},
 		{"docker containerPort 0 in bridge", "PUT", "/v2/apps/a", `{"container":{"type":"DOCKER","docker":{"image":"x"},"portMappings":[{"containerPort":0,"hostPort":0}]},"networks":[{"mode":"container/bridge"}]}`, 422,

@@ -145,11 +145,9 @@ func validateApp(app *api.App, prefix string) []api.ErrorDetail {
 		switch n.Mode {
 		case "host", "container/bridge":
 		case "container":
-			// weft provides one container network; anything else would
-			// fail on every agent.
-			if n.Name != "" && n.Name != WeftNetwork {
-				add(fmt.Sprintf("/networks(%d)/name", i), fmt.Sprintf("unknown container network %q: weft provides %q", n.Name, WeftNetwork))
-			}
+			// weft provides one container network: any name (Marathon
+			// clusters use "dcos" most) runs on it, and
+			// GET /v1/apps/problems says so.
 		default:
 			add(fmt.Sprintf("/networks(%d)/mode", i), "is not one of (container,container/bridge,host)")
 		}
