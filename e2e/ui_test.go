@@ -239,6 +239,25 @@ func TestUI(t *testing.T) {
 	b.waitJS("the log line", `document.getElementById("log").textContent.includes("ui-log-line shop_web.")`, 15*time.Second)
 	b.shot("06-task-log")
 
+	// An app no agent can take: its page says why, in words, and shows
+	// its deployment's progress.
+	nowhere := []byte(`{"id":"/shop/nowhere","cmd":"sleep 600","cpus":0.01,"mem":8,"instances":1,"constraints":[["hostname","LIKE","nowhere"]]}`)
+	if _, err := cl.c.PutApp(ctx, "/shop/nowhere", nowhere, false); err != nil {
+		t.Fatal(err)
+	}
+	b.run("unplaceable app", chromedp.Navigate(b.base+"/ui/app/shop/nowhere"), chromedp.WaitVisible(chromedp.CSS("#app-id")))
+	b.waitJS("why not placed", `(document.getElementById("waiting")||{textContent:""}).textContent.includes("its constraints rule the agent out (hostname LIKE nowhere)")`, 30*time.Second)
+	if s := b.text("#deployments"); !strings.Contains(s, "0 of 1 instances up") {
+		t.Fatalf("deployment progress: %q", s)
+	}
+	if st := b.text("#app-status"); st != "Deploying" {
+		t.Fatalf("the unplaceable app is %q, want Deploying", st)
+	}
+	b.shot("06b-why-not-placed")
+	if _, err := cl.c.DeleteApp(ctx, "/shop/nowhere", true); err != nil {
+		t.Fatal(err)
+	}
+
 	// Jobs: a chain, drawn as a graph.
 	for _, j := range []struct{ path, body string }{
 		{"/scheduler/iso8601", `{"name":"extract","command":"echo extract","schedule":"R/2030-01-01T00:00:00Z/PT6H","cpus":0.1,"mem":16}`},
@@ -263,6 +282,13 @@ func TestUI(t *testing.T) {
 		t.Fatalf("schedule in words: %q", s)
 	}
 	b.shot("07-jobs")
+	// Run now, the run in the history, its log.
+	b.run("job page", chromedp.Click(chromedp.CSS(`tr[data-job="extract"] a`)), chromedp.WaitVisible(chromedp.CSS("#run-now")))
+	b.run("run now", chromedp.Click(chromedp.CSS("#run-now")), chromedp.WaitVisible(chromedp.CSS("#runs")))
+	b.waitJS("the run succeeded", `!!document.querySelector("#runs .run.succeeded")`, 60*time.Second)
+	b.shot("07b-job-runs")
+	b.run("run log", chromedp.Click(chromedp.CSS("#runs a.log")), chromedp.WaitVisible(chromedp.CSS("#log")))
+	b.waitJS("the run's output", `document.getElementById("log").textContent.includes("extract")`, 15*time.Second)
 
 	// Nodes grouped by site.
 	b.run("nodes", chromedp.Navigate(b.base+"/ui/nodes"), chromedp.WaitVisible(chromedp.CSS("#cluster-totals")))
@@ -327,6 +353,9 @@ func TestUI(t *testing.T) {
 	ids := eval[[]string](b, `Array.from(document.querySelectorAll("tr[data-app]")).map(r => r.dataset.app)`)
 	if strings.Join(ids, ",") != "/shop/web" {
 		t.Fatalf("the viewer sees apps %v, want only /shop/web", ids)
+	}
+	if n := eval[int](b, `document.querySelectorAll("#create-app").length`); n != 0 {
+		t.Fatalf("a read-only token is offered to create apps")
 	}
 	b.run("read-only app page", chromedp.Navigate(b.base+"/ui/app/shop/web"), chromedp.WaitVisible(chromedp.CSS("#tasks")))
 	if n := eval[int](b, `document.querySelectorAll("#actions, #scale, #delete").length`); n != 0 {

@@ -131,6 +131,7 @@ type appsData struct {
 	Tree                    *groupNode
 	FilterURL               func(key, val string) string
 	AnyFilter               bool
+	CanCreate               bool
 }
 
 // appsPage is Marathon's main screen: every app the token may read, with
@@ -147,6 +148,7 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		Statuses: []string{StatusRunning, StatusDeploying, StatusSuspended, StatusWaiting, StatusDelayed},
 		Counts:   map[string]int{},
 	}
+	d.CanCreate = s.rules.canWriteSomeApp()
 	d.AnyFilter = d.Status != "" || d.Label != "" || d.Group != "" || d.Q != ""
 	d.FilterURL = func(key, val string) string {
 		v := url.Values{}
@@ -562,9 +564,18 @@ func whyNotPlaced(it api.QueueItem) []string {
 		}
 	} else {
 		for _, rs := range sum.RejectSummaryLastOffers {
-			if rs.Declined > 0 {
-				out = append(out, fmt.Sprintf("%d of %d recent offers declined: %s.", rs.Declined, rs.Processed, reasonText(rs.Reason)))
+			if rs.Declined == 0 {
+				continue
 			}
+			why := reasonText(rs.Reason)
+			if rs.Reason == "UnfulfilledConstraint" && len(it.App.Constraints) > 0 {
+				var cs []string
+				for _, c := range it.App.Constraints {
+					cs = append(cs, strings.Join(c, " "))
+				}
+				why += " (" + strings.Join(cs, "; ") + ")"
+			}
+			out = append(out, fmt.Sprintf("%d of %d recent offers declined: %s.", rs.Declined, rs.Processed, why))
 		}
 	}
 	seen := map[string]bool{}
