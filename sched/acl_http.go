@@ -100,6 +100,10 @@ func nodeOnlyPath(r *http.Request) bool {
 	return strings.HasPrefix(p, "/v1/agents/") || (p == "/v1/lb/problems" && r.Method == http.MethodPost)
 }
 
+// nodeSecretName is the node a NodeSecret bearer is taken for: any node
+// of this cluster, unnamed.
+const nodeSecretName = "node"
+
 // nodeAuthz is the identity of a request from a cluster node: a verified
 // node certificate, or the node secret the master was given.
 func (m *Master) nodeAuthz(r *http.Request) *Authz {
@@ -108,7 +112,7 @@ func (m *Master) nodeAuthz(r *http.Request) *Authz {
 	}
 	if m.cfg.NodeSecret != "" {
 		if s, ok := tokenFromRequest(r); ok && equalSecret(s, m.cfg.NodeSecret) {
-			return &Authz{Name: "node", Node: "node"}
+			return &Authz{Name: "node", Node: nodeSecretName}
 		}
 	}
 	return nil

@@ -356,20 +356,26 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// Secret values go to the agent itself: a node whose certificate
+	// names another node gets the assignments without them.
+	secretsFor := true
+	if a := AuthzFrom(r.Context()); a != nil && a.Node != "" && a.Node != nodeSecretName && a.Node != agent {
+		secretsFor = false
+	}
 	extendWriteDeadline(w, wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		changed, ids, at, wake := m.tracker.since(agent, after)
 		if changed {
-			m.assignments(ids, at).write(w)
+			m.assignments(ids, at, secretsFor).write(w)
 			return
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
 			_, ids, at, _ := m.tracker.since(agent, 0)
-			m.assignments(ids, max(at, after)).write(w)
+			m.assignments(ids, max(at, after), secretsFor).write(w)
 			return
 		case <-r.Context().Done():
 			return
@@ -381,7 +387,7 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 // at. Each task's assignment is encoded once per write of the task and
 // kept until the task is gone: an agent's answer changes by one task at a
 // time, and it is sent whole.
-func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
+func (m *Master) assignments(ids []string, at uint64, withSecrets bool) assignmentsBody {
 	sort.Strings(ids)
 	type item struct {
 		id     string
@@ -402,6 +408,9 @@ func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
 	size := 64
 	tr.encMu.Lock()
 	for i, it := range items {
+		if !withSecrets && len(it.rec.Spec.SecretEnv) > 0 {
+			continue // encoded below, without the values, and not kept
+		}
 		if e, ok := tr.enc[it.id]; ok && e.modify == it.modify {
 			parts[i] = e.b
 			size += len(e.b) + 1
@@ -413,7 +422,7 @@ func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
 			continue
 		}
 		as := api.Assignment{Task: it.rec.Task, Spec: it.rec.Spec, Goal: it.rec.Goal}
-		if it.rec.Goal == api.GoalRun {
+		if it.rec.Goal == api.GoalRun && withSecrets {
 			as.Secrets = m.resolveSecrets(&it.rec.Spec)
 		}
 		b, err := json.Marshal(as)
@@ -422,6 +431,9 @@ func (m *Master) assignments(ids []string, at uint64) assignmentsBody {
 		}
 		parts[i] = b
 		size += len(b) + 1
+		if !withSecrets && len(it.rec.Spec.SecretEnv) > 0 {
+			continue
+		}
 		// Kept only while the tracker knows the task at this write, so a
 		// task it has forgotten leaves nothing behind.
 		tr.mu.Lock()

@@ -26,6 +26,11 @@ func TestACLOnMarathon(t *testing.T) {
 	cfg.Frameworks = []sched.Framework{New(mcfg)}
 	cfg.AllocInterval = 50 * time.Millisecond
 	cfg.NodeSecret = "node-secret"
+	// A stand-in for node certificates: the test names the calling node.
+	cfg.NodeIdentity = func(r *http.Request) (string, bool) {
+		n := r.Header.Get("X-Test-Node")
+		return n, n != ""
+	}
 	cfg.SecretsKey, _ = sched.DeriveSecretsKey("join-token")
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.APIAdvertise = srv.Listener.Addr().String()
@@ -139,6 +144,27 @@ func TestACLOnMarathon(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("the assignment of /team-a/x does not carry DB_PW: %+v", as.Tasks)
+	}
+	// Another node gets agent-1's assignments without the values.
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/agents/agent-1/assignments", nil)
+	req.Header.Set("X-Test-Node", "agent-2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(other), value) || !strings.Contains(string(other), "team-a_x") {
+		t.Fatalf("agent-2 reading agent-1's assignments: %d, value shown %v", resp.StatusCode, strings.Contains(string(other), value))
+	}
+	req.Header.Set("X-Test-Node", "agent-1")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(own), value) {
+		t.Fatal("agent-1 (by its certificate) did not get its task's secret")
 	}
 	if _, err := alice.Assignments(ctx, "agent-1", 0, 0); api.StatusCode(err) != 403 {
 		t.Fatalf("a person reading assignments: %v, want 403", err)
