@@ -872,7 +872,7 @@ func (f *Framework) serveApp(w http.ResponseWriter, r *http.Request, m sched.Mas
 	if a := sched.AuthzFrom(r.Context()); !a.Full() && n > 0 {
 		// Writes are checked on what they change (authorizeChanges,
 		// killTasks); reads here.
-		if id := appPathOf(segs); id != "" && r.Method == http.MethodGet {
+		if id := appPathOf(segs); id != "" && r.Method == http.MethodGet && id != "/"+rest {
 			if cid, _ := canonicalID(id, "/"); !a.CanReadApp(cid) {
 				return forbidden(a, sched.AccessRead, cid)
 			}
@@ -912,6 +912,9 @@ func (f *Framework) serveApp(w http.ResponseWriter, r *http.Request, m sched.Mas
 	switch r.Method {
 	case http.MethodGet:
 		id, _ := canonicalID(rest, "/")
+		if a := sched.AuthzFrom(r.Context()); !a.CanReadApp(id) {
+			return forbidden(a, sched.AccessRead, id)
+		}
 		st := m.Store()
 		v := readView(st)
 		app := v.apps[id]
