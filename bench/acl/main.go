@@ -226,7 +226,9 @@ func run(rate int, d time.Duration, rounds int) error {
 				order = []*side{secure, open}
 			}
 			for _, s := range order {
+				n0, e0 := len(s.lat[op]), s.errs[op]
 				s.phase(op, rate, d)
+				fmt.Printf("  round %d %s %-4s: %d ok, %d errors, p99 %v\n", r+1, op, s.name, len(s.lat[op])-n0, s.errs[op]-e0, pct(s.lat[op][n0:], 0.99))
 			}
 		}
 	}
