@@ -45,6 +45,7 @@ func main() {
 	lossAgents := flag.Int("loss-agents", 20, "agents in the agent-loss run (0 skips it)")
 	lossInstances := flag.Int("loss-instances", 100, "instances of the app in the agent-loss run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the marathon runs here")
+	raftTLS := flag.Bool("raft-tls", true, "also place with 3 masters (raft on disk) over TCP and over mutual TLS, side by side")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -103,6 +104,19 @@ func main() {
 			failed = true
 		}
 		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
+	}
+	if *raftTLS {
+		ratio, line, err := runRaftTLS(*agents, *apps, *instances, *timeout)
+		if err != nil {
+			fmt.Printf("%-55s FAILED: %v\n", "raft over mutual TLS vs TCP", err)
+			failed = true
+		} else {
+			fmt.Print(line)
+			if ratio < 0.9 {
+				failed = true
+			}
+			summary = append(summary, fmt.Sprintf("3 masters, raft on disk: mutual TLS %.2f× TCP (target ≥ 0.9×)", ratio))
+		}
 	}
 	if *launches > 0 {
 		p50, p99, err := runLatency(*launches, *timeout)
@@ -235,10 +249,14 @@ func waitPlaced(s *sched.Store, want int, start time.Time, timeout time.Duration
 }
 
 func runMarathon(agents, apps, instances int, constrained float64, timeout time.Duration) (result, error) {
-	members := sched.NewStaticMembers(agentNodes(agents)...)
-	mcfg := marathon.DefaultConfig()
-	fw := marathon.New(mcfg)
-	m, srv, stop, err := startMaster(members, fw)
+	return runMarathonOn(func(nodes []api.Node) (*sched.Master, *httptest.Server, func(), error) {
+		return startMaster(sched.NewStaticMembers(nodes...), marathon.New(marathon.DefaultConfig()))
+	}, agents, apps, instances, constrained, timeout)
+}
+
+// runMarathonOn is runMarathon on the master (the leader) start gives.
+func runMarathonOn(startOn func(agents []api.Node) (*sched.Master, *httptest.Server, func(), error), agents, apps, instances int, constrained float64, timeout time.Duration) (result, error) {
+	m, srv, stop, err := startOn(agentNodes(agents))
 	if err != nil {
 		return result{}, err
 	}
