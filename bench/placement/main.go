@@ -45,7 +45,8 @@ func main() {
 	lossAgents := flag.Int("loss-agents", 20, "agents in the agent-loss run (0 skips it)")
 	lossInstances := flag.Int("loss-instances", 100, "instances of the app in the agent-loss run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the marathon runs here")
-	raftTLS := flag.Bool("raft-tls", true, "also place with 3 masters (raft on disk) over TCP and over mutual TLS, side by side")
+	raftPairs := flag.Int("raft-tls-pairs", 5, "pairs of runs with 3 masters (raft on disk) over TCP and over mutual TLS, side by side (0 skips them)")
+	raftApps := flag.Int("raft-tls-apps", 40, "apps (of -instances each) per run of the raft TLS pairs")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -105,8 +106,8 @@ func main() {
 		}
 		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
 	}
-	if *raftTLS {
-		ratio, line, err := runRaftTLS(*agents, *apps, *instances, *timeout)
+	if *raftPairs > 0 {
+		ratio, line, err := runRaftTLS(*agents, *raftApps, *instances, *raftPairs, *timeout)
 		if err != nil {
 			fmt.Printf("%-55s FAILED: %v\n", "raft over mutual TLS vs TCP", err)
 			failed = true
