@@ -12,10 +12,19 @@
 //	GET    /v1/nodes                                     {"nodes":[...]} with Used
 //	GET    /v2/events                                    Marathon's SSE stream (event_type filters)
 //	GET    /v2/info, GET|DELETE /v2/leader, GET /v2/plugins, GET /ping, GET /metrics
+//	GET    /v1/operator/raft/configuration               api.RaftConfiguration
+//	DELETE /v1/operator/raft/peer?id=ID                  remove a raft server
 //
 // A follower answers /ping, /metrics, GET /v2/leader, /v1/state and
 // /v1/nodes itself, redirects /v2/events to the leader and proxies
-// everything else there (X-Marathon-Leader, X-Marathon-Via).
+// everything else there (X-Marathon-Leader, X-Marathon-Via), over mutual
+// TLS when the cluster has a token (MasterConfig.NodeTLS), vouching with
+// X-Weft-Node for a caller that is a node (NodeIdentity).
+//
+// With a token, the agent endpoints and POST /v1/lb/problems take only
+// callers with a node certificate of the cluster CA (derived from the
+// token, internal/nodetls); raft runs over mutual TLS with the same CA, and
+// a master becomes a voter only after proving it holds one.
 //
 // Frameworks (sched/marathon, sched/chronos) import this package through
 // the SPI in framework.go; sched must never import a framework, nor agent,
