@@ -57,6 +57,11 @@ type Config struct {
 	// Forward enables forwarding; when false, names outside the zone get
 	// REFUSED (Mesos-DNS "externalon").
 	Forward bool
+	// Clients, when set, says which client addresses are answered at all;
+	// queries from others are dropped unanswered (weft: loopback and the
+	// overlay network, so that a host that routes to the overlay address
+	// over the underlay does not find an open resolver).
+	Clients func(netip.Addr) bool
 	// ForwardTimeout bounds each upstream exchange; at most 2 s. Default 2 s.
 	ForwardTimeout time.Duration
 	// MaxForwards bounds forwarded queries in flight; beyond it queries get
@@ -451,6 +456,9 @@ const (
 // w.out. It never panics on any input.
 func (s *Server) handle(w *worker, p []byte, client netip.Addr, tcp bool) action {
 	w.out = w.out[:0]
+	if s.cfg.Clients != nil && !s.cfg.Clients(client) {
+		return actDrop
+	}
 	if !parseQuery(p, s.zoneWire, &w.q, w.key[:]) {
 		return s.slow(w, p, client, tcp)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -330,6 +331,19 @@ func TestRefusedWithoutForwarding(t *testing.T) {
 	r := ask(t, s, "udp", "example.com.", mdns.TypeA, 0)
 	if r.Rcode != mdns.RcodeRefused {
 		t.Errorf("rcode %s, want REFUSED", mdns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestClientsFilter(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.Clients = func(a netip.Addr) bool { return !a.IsLoopback() }
+	})
+	s.SetState(goldenStates()["01-host-app"])
+	m := new(mdns.Msg)
+	m.SetQuestion("example.com.", mdns.TypeA)
+	c := &mdns.Client{Net: "udp", Timeout: 300 * time.Millisecond}
+	if r, _, err := c.Exchange(m, s.Addrs()[0]); err == nil {
+		t.Fatalf("a client outside Clients was answered: %v", r)
 	}
 }
 

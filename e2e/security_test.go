@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	mdns "github.com/miekg/dns"
 
 	"github.com/weftnet/weft/internal/testbin"
 	"github.com/weftnet/weft/mesh/meshtest"
@@ -193,6 +194,27 @@ func TestSecurityAttackerOnUnderlay(t *testing.T) {
 		} else {
 			t.Logf("attacker, TLS with %s: %v", addr, err)
 		}
+	}
+
+	// DNS on the overlay address is no open resolver for the attacker's
+	// route; the agent's own overlay address still gets answers.
+	q := new(mdns.Msg)
+	q.SetQuestion("leader.pcm.", mdns.TypeA)
+	dc := &mdns.Client{Net: "udp", Timeout: time.Second}
+	if err := x.InNetns(func() error {
+		_, _, err := dc.Exchange(q, net.JoinHostPort(m1Overlay, "53"))
+		return err
+	}); err == nil {
+		t.Error("m1's DNS answered the attacker through its route")
+	}
+	if err := a1h.InNetns(func() error {
+		r, _, err := dc.Exchange(q, net.JoinHostPort(m1Overlay, "53"))
+		if err == nil && len(r.Answer) == 0 {
+			err = fmt.Errorf("no answer: %v", r)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("m1's DNS from a1 over the overlay: %v", err)
 	}
 
 	// 3. A raw raft RPC: a heartbeat with a far higher term.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/weftnet/weft/dns"
 )
@@ -32,6 +33,15 @@ func (n *node) setupDNS() error {
 	cfg.TTL = uint32(n.c.Int("dns-ttl"))
 	cfg.Upstreams = n.c.StringSlice("dns-upstream")
 	cfg.Forward = !n.c.Bool("no-dns-forward")
+	if n.c.String("dns-addr") == "" {
+		// Bound by default (overlay or loopback): answer only loopback and
+		// the overlay network, never a host that routes to the overlay
+		// address over the underlay (no open resolver).
+		ov := n.overlayNet()
+		cfg.Clients = func(a netip.Addr) bool {
+			return a.IsLoopback() || (ov != nil && ov.Contains(a.AsSlice()))
+		}
+	}
 	cfg.Site = n.site
 	cfg.Source = n.finder
 	cfg.Registry = n.registry
