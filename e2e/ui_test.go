@@ -254,8 +254,17 @@ func TestUI(t *testing.T) {
 		t.Fatalf("the unplaceable app is %q, want Deploying", st)
 	}
 	b.shot("06b-why-not-placed")
-	if _, err := cl.c.DeleteApp(ctx, "/shop/nowhere", true); err != nil {
-		t.Fatal(err)
+	// Delete it, through the confirmation (the deployment still holds it:
+	// the API's 409 is shown, then forced).
+	b.run("delete", chromedp.Click(chromedp.CSS("#delete")), chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+	if q := b.text("#question"); !strings.Contains(q, "Delete /shop/nowhere?") {
+		t.Fatalf("confirmation asks %q", q)
+	}
+	b.run("confirm delete", chromedp.Click(chromedp.CSS("#confirm-yes")))
+	b.waitJS("the deployment's 409, offered as a force", `(document.getElementById("question")||{textContent:""}).textContent.includes("Force it?")`, 15*time.Second)
+	b.run("force delete", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#apps")))
+	if n := eval[int](b, `document.querySelectorAll('tr[data-app="/shop/nowhere"]').length`); n != 0 {
+		t.Fatalf("/shop/nowhere still listed after delete")
 	}
 
 	// Jobs: a chain, drawn as a graph.

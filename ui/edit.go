@@ -237,6 +237,15 @@ func (u *UI) appAction(w http.ResponseWriter, r *http.Request, s *session, id st
 		path += "?force=true"
 	}
 	code, out := u.call(r.Context(), s, method, path, body)
+	if code == http.StatusConflict && r.PostFormValue("force") != "yes" {
+		// A deployment holds the app: say so, and offer to force it.
+		msg := apiErr(path, code, out).(*httpError).Body.Message
+		u.render(w, r, s, "confirm", "Confirm", map[string]any{
+			"Question": what + " " + msg + ". Force it? The deployment is cancelled.", "Action": "/ui/app" + pathEscape(id),
+			"Verb": verb, "Instances": r.PostFormValue("instances"), "Cancel": "/ui/app" + pathEscape(id), "Force": true,
+		})
+		return
+	}
 	if code/100 != 2 {
 		u.failErr(w, r, s, apiErr(path, code, out))
 		return

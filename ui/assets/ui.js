@@ -40,8 +40,10 @@
     types.forEach(function (t) { es.addEventListener(t, schedule); });
     es.onmessage = schedule;
     es.onopen = function () { main.dataset.stream = "open"; };
-    // Nodes and the mesh change without Marathon events: poll them.
-    if (/^\/ui\/(nodes|mesh)/.test(location.pathname)) { setInterval(schedule, 5000); }
+    // Nodes and the mesh change without Marathon events, and so does
+    // why an app waits (offers declined): such pages are polled too.
+    var polled = /^\/ui\/(nodes|mesh)/.test(location.pathname);
+    setInterval(function () { if (polled || document.getElementById("poll")) { schedule(); } }, 3000);
   }
 
   // Logs: fetch the tail, then what was appended, once a second.
