@@ -2,6 +2,9 @@
 GO      ?= go
 BIN     := bin/weft
 export GOFLAGS ?= -buildvcs=false
+# Static binaries: bin/weft runs in FROM-scratch images and in mesh/vmtest's
+# VM as built, and the tests that need static builds reuse the cache.
+export CGO_ENABLED ?= 0
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
 .PHONY: run build test test-unit vet bench deps clean fuzz
