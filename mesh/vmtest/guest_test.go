@@ -42,7 +42,12 @@ func guestOnly(t *testing.T) string {
 }
 
 // TestGuestKernelPair: two nodes, both on the kernel WireGuard device,
-// ping each other and move a TCP stream over the overlay.
+// ping each other and move a TCP stream over the overlay. Then a restart:
+// a node killed without cleanup leaves its kernel weft0 behind; restarted
+// with the same identity it takes that link over (it holds the node's own
+// key), while a node of another identity is refused and leaves the link
+// alone (mesh/engine.go replaceLeftover). One pair serves both: under
+// emulation every node start costs seconds.
 func TestGuestKernelPair(t *testing.T) {
 	weft := guestOnly(t)
 	t.Parallel()
@@ -57,7 +62,53 @@ func TestGuestKernelPair(t *testing.T) {
 	}
 	b.ping(x, y)
 	b.ping(y, x)
-	b.transfer(x, y, 1<<20)
+	b.transfer(x, y, 256<<10)
+	key := x.status().PublicKey
+
+	t.Run("restart-over-own-leftover", func(t *testing.T) {
+		b.t = t
+		x.kill()
+		if typ := linkType(t, x.ns, "weft0"); typ != "wireguard" {
+			t.Fatalf("after kill -9, weft0 is %q; want the leftover kernel link", typ)
+		}
+		if k := deviceKey(t, x.ns); k != key {
+			t.Fatalf("leftover weft0 holds key %s, want a's %s", k, key)
+		}
+		x = b.start(0, "a", x.dataDir)
+		b.waitPair(x, y, PlaneKernel, PlaneKernel)
+		if k := x.status().PublicKey; k != key {
+			t.Fatalf("restarted a has key %s, want %s (same data dir)", k, key)
+		}
+		b.ping(x, y)
+		b.ping(y, x)
+	})
+	t.Run("leftover-of-another-identity-refused", func(t *testing.T) {
+		b.t = t
+		x.kill()
+		before := linkIndex(t, x.ns, "weft0")
+		other := b.start(0, "c", "")
+		select {
+		case <-other.done:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("a node of another identity kept running beside a's leftover weft0:\n%s", other.output())
+		}
+		out := other.output()
+		if other.err == nil {
+			t.Fatalf("a node of another identity started on a's leftover weft0:\n%s", out)
+		}
+		for _, want := range []string{"another identity", key, "--interface"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("refusal lacks %q:\n%s", want, out)
+			}
+		}
+		if after := linkIndex(t, x.ns, "weft0"); after != before {
+			t.Errorf("the refused node touched the leftover weft0 (ifindex %d, then %d)", before, after)
+		}
+		if k := deviceKey(t, x.ns); k != key {
+			t.Errorf("leftover weft0 now holds key %s, want a's %s", k, key)
+		}
+		t.Logf("c refused: %s", lastLine(out))
+	})
 }
 
 // TestGuestMixedPair: a kernel node and a node forced onto wireguard-go
@@ -74,63 +125,8 @@ func TestGuestMixedPair(t *testing.T) {
 	}
 	b.ping(x, y)
 	b.ping(y, x)
-	b.transfer(x, y, 512<<10)
-	b.transfer(y, x, 512<<10)
-}
-
-// TestGuestRestart: a node killed without cleanup leaves its kernel weft0
-// behind. Restarted with the same identity it takes that link over (it
-// holds the node's own key); a node of another identity is refused and
-// leaves the link alone (mesh/engine.go replaceLeftover).
-func TestGuestRestart(t *testing.T) {
-	weft := guestOnly(t)
-	t.Parallel()
-	b := newBed(t, weft)
-	x := b.start(0, "a", "")
-	y := b.start(1, "b", "")
-	b.waitPair(x, y, PlaneKernel, PlaneKernel)
-	key := x.status().PublicKey
-
-	x.kill()
-	if typ := linkType(t, x.ns, "weft0"); typ != "wireguard" {
-		t.Fatalf("after kill -9, weft0 is %q; want the leftover kernel link", typ)
-	}
-	if k := deviceKey(t, x.ns); k != key {
-		t.Fatalf("leftover weft0 holds key %s, want a's %s", k, key)
-	}
-	x = b.start(0, "a", x.dataDir)
-	b.waitPair(x, y, PlaneKernel, PlaneKernel)
-	if k := x.status().PublicKey; k != key {
-		t.Fatalf("restarted a has key %s, want %s (same data dir)", k, key)
-	}
-	b.ping(x, y)
-	b.ping(y, x)
-	b.transfer(x, y, 256<<10)
-
-	x.kill()
-	before := linkIndex(t, x.ns, "weft0")
-	other := b.start(0, "c", "")
-	select {
-	case <-other.done:
-	case <-time.After(90 * time.Second):
-		t.Fatalf("a node of another identity kept running beside a's leftover weft0:\n%s", other.output())
-	}
-	out := other.output()
-	if other.err == nil {
-		t.Fatalf("a node of another identity started on a's leftover weft0:\n%s", out)
-	}
-	for _, want := range []string{"another identity", key, "--interface"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("refusal lacks %q:\n%s", want, out)
-		}
-	}
-	if after := linkIndex(t, x.ns, "weft0"); after != before {
-		t.Errorf("the refused node touched the leftover weft0 (ifindex %d, then %d)", before, after)
-	}
-	if k := deviceKey(t, x.ns); k != key {
-		t.Errorf("leftover weft0 now holds key %s, want a's %s", k, key)
-	}
-	t.Logf("c refused: %s", lastLine(out))
+	b.transfer(x, y, 128<<10)
+	b.transfer(y, x, 128<<10)
 }
 
 // The data planes as weft's status names them.

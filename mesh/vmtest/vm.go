@@ -164,8 +164,8 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// Binaries builds what the guest runs, statically (CGO_ENABLED=0), into
-// dir: the weft command ($WEFT_BIN when that is static already) and the
+// Binaries builds what the guest runs, statically (CGO_ENABLED=0) and
+// stripped, into dir: the weft command and the
 // test binaries of the given packages (module paths relative to the
 // module root, e.g. "mesh"). It returns guest path -> host path, the
 // binaries under /bin as weft and NAME.test.
@@ -184,12 +184,10 @@ func Binaries(ctx context.Context, dir string, testPkgs ...string) (map[string]s
 		}
 		return nil
 	}
-	weft := os.Getenv("WEFT_BIN")
-	if weft == "" || !IsStatic(weft) {
-		weft = filepath.Join(dir, "weft")
-		if err := goCmd("build", "-ldflags=-s -w", "-o", weft, "./cmd/weft"); err != nil {
-			return nil, err
-		}
+	// Stripped: the initramfs is copied and unpacked under emulation.
+	weft := filepath.Join(dir, "weft")
+	if err := goCmd("build", "-ldflags=-s -w", "-o", weft, "./cmd/weft"); err != nil {
+		return nil, err
 	}
 	out["bin/weft"] = weft
 	if len(testPkgs) > 0 {

@@ -17,7 +17,7 @@ var guestModules = []string{"wireguard", "veth", "tun"}
 // test runs here because no CI kernel has the module.
 const guestSuites = `
 suite mesh-dataplane-kernel /bin/mesh.test -test.v -test.timeout 3m -test.run '^TestDataPlanePair$/^kernel$'
-suite vmtest-guest /bin/vmtest.test -test.v -test.timeout 4m -test.parallel 3 -test.run '^TestGuest'
+suite vmtest-guest /bin/vmtest.test -test.v -test.timeout 4m -test.run '^TestGuest'
 `
 
 // guestPasses are the go test lines the guest must print: each case ran
@@ -26,7 +26,8 @@ var guestPasses = []string{
 	"--- PASS: TestDataPlanePair/kernel",
 	"--- PASS: TestGuestKernelPair",
 	"--- PASS: TestGuestMixedPair",
-	"--- PASS: TestGuestRestart",
+	"--- PASS: TestGuestKernelPair/restart-over-own-leftover",
+	"--- PASS: TestGuestKernelPair/leftover-of-another-identity-refused",
 }
 
 // TestKernelWireGuardVM boots Debian's kernel under qemu and runs, inside
