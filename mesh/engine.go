@@ -520,6 +520,7 @@ func (m *Mesh) reconcile() {
 			links[p.Name] = e.link(k, dev, now)
 		}
 	}
+	m.settleNAT(links, others, now)
 	up := false
 	for _, l := range links {
 		up = up || l.Up

@@ -62,6 +62,7 @@ type Mesh struct {
 	reflexive   map[netip.AddrPort]time.Time // how peers observe us
 	observedBy  map[string]observation       // the latest observation of each peer
 	forgotten   map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
+	movedAt     time.Time                    // the latest underlay change (roam.go)
 	nat         bool
 	hardNAT     bool // peers observe us at different ports (punch.go)
 	wg          *engine
@@ -633,7 +634,10 @@ func (m *Mesh) tagsLocked() map[string]string {
 			t[tagEndpoints] = encodeEndpoints(eps)
 		}
 		if m.nat {
-			t[tagNAT] = strconv.Itoa(max(1, min(len(m.reflexive), maxEndpoints)))
+			t[tagNAT] = strconv.Itoa(min(len(m.reflexive), maxEndpoints))
+			if len(m.reflexive) == 0 {
+				t[tagNAT] = natUnknown // moved: reflexive endpoints not known yet
+			}
 			if m.hardNAT {
 				t[tagNATKind] = "h"
 			}

@@ -73,6 +73,32 @@ func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struc
 	return out
 }
 
+// publicAfterMove: a node that moved while behind NAT and has heard no
+// report of a reflexive address for this long, while talking to public
+// peers, is public now (peers see it where it says it is).
+const publicAfterMove = 10 * time.Second
+
+// settleNAT ends the "behind NAT, reflexive unknown" state after a move to
+// a public address (Run goroutine, at reconcile).
+func (m *Mesh) settleNAT(links map[string]linkState, others []peerInfo, now time.Time) {
+	m.mu.Lock()
+	stale := m.nat && len(m.reflexive) == 0 && !m.movedAt.IsZero() && now.Sub(m.movedAt) > publicAfterMove
+	m.mu.Unlock()
+	if !stale {
+		return
+	}
+	for _, p := range others {
+		if !p.NAT && links[p.Name].Up {
+			m.mu.Lock()
+			m.nat = false
+			m.mu.Unlock()
+			m.log.Info("no peer reports a reflexive address since the move: this node is not behind NAT")
+			m.publishAsync()
+			return
+		}
+	}
+}
+
 // underlayMoved forgets what peers observed of us and drops the direct
 // paths to peers behind NAT (Run goroutine).
 func (m *Mesh) underlayMoved(e *engine) {
@@ -84,8 +110,12 @@ func (m *Mesh) underlayMoved(e *engine) {
 	}
 	m.reflexive = map[netip.AddrPort]time.Time{}
 	m.observedBy = map[string]observation{}
+	// Still behind NAT until shown otherwise: a node that believed
+	// itself public would send to NATed peers' public endpoints at once,
+	// and spoil the next punch with them (punch.go).
 	wasNAT := m.nat
-	m.nat, m.hardNAT = false, false
+	m.hardNAT = false
+	m.movedAt = time.Now()
 	m.mu.Unlock()
 	m.log.Info("the underlay address changed: learning again how peers see this node", "wasNAT", wasNAT)
 	m.publishAsync()

@@ -20,6 +20,10 @@ const (
 	tagNATKind   = "nk" // "h" when peers observe this node at different ports (a hard, endpoint-dependent NAT)
 )
 
+// natUnknown in tagNAT: behind NAT, but where peers see the node is not
+// known yet (it has just moved).
+const natUnknown = "u"
+
 var reservedTags = map[string]bool{
 	tagRole: true, tagSite: true, tagPublicKey: true, tagBlock: true,
 	tagBlockTime: true, tagEndpoints: true, tagNAT: true, tagNATKind: true,
@@ -105,7 +109,7 @@ func decodePeer(name, status string, addr netip.Addr, tags map[string]string) pe
 		NAT:       tags[tagNAT] != "" && tags[tagNAT] != "0",
 		HardNAT:   tags[tagNATKind] == "h",
 	}
-	if p.NAT {
+	if p.NAT && tags[tagNAT] != natUnknown {
 		p.Reflexive, _ = strconv.Atoi(tags[tagNAT])
 		p.Reflexive = max(p.Reflexive, 1)
 	}

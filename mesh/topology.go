@@ -253,7 +253,7 @@ func rttVia(in topoInput, a, r, b string) time.Duration {
 // planHandshake decides the endpoint, keepalive and re-adds toward p.
 func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	init := initiates(in.Self, p)
-	refl, lan := p.reflexive()
+	_, lan := p.reflexive()
 	punch := punchPair(in, p)
 	// A direct path between two NATs hangs on their mappings: it counts
 	// while packets flow (Up), not for as long as its keys live, and
@@ -274,13 +274,17 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		} else {
 			pl.Readd = l.PunchClear
 		}
-	case p.NAT && len(refl) > 0 && !in.SelfSettled && !in.Self.NAT:
+	case p.NAT && !in.Self.NAT:
+		// A peer behind NAT reaches us first (it initiates); nothing of
+		// ours goes to its public endpoint before (we may be behind a
+		// NAT we do not know of yet, and spoil its punches). Its LAN
+		// address reaches it only on its LAN.
 		pl.Endpoint = firstOr(lan, l.Endpoint)
 	default:
 		pl.Endpoint = chooseEndpoint(in, p, l)
 	}
 	waited := in.Now.Sub(l.AddedAt)
-	fallback := !init && !punch && !l.AddedAt.IsZero() && waited >= responderFallback
+	fallback := !init && !punch && !p.NAT && !l.AddedAt.IsZero() && waited >= responderFallback
 	switch {
 	case l.Session && (l.Up || !punch):
 		pl.Keepalive = in.Probe
