@@ -774,4 +774,30 @@ func (b *builder) taskContext(c taskCtx, t *api.Task, fname string, hasDI bool, 
 			srv("_"+pn+"."+name, canonical+tail, p.number)
 		}
 	}
+	// Site-scoped names (weft's own): the same A and SRV records under
+	// "site-<site>" between the framework and the domain, for the tasks
+	// of that site only: biserver.marathon.site-london.pcm,
+	// _biserver._tcp.marathon.site-london.pcm. Mesos-DNS puts nothing but
+	// "slave" in that place, and group paths only lengthen the first
+	// label (AppHostname), so no Mesos-DNS name can take this form.
+	site := b.label(c.site)
+	if site == "" {
+		return
+	}
+	stail := "." + siteLabelPrefix + site + tail
+	b.addIP(arec+stail, taskIP, c.site, et)
+	for _, port := range t.Ports {
+		for _, proto := range []string{"_tcp", "_udp"} {
+			if !hasDI {
+				srv(srvName+"."+proto+"."+fname+stail, slaveHost, port)
+			}
+		}
+	}
+	for _, p := range di {
+		name := srvName + "._" + RFC1123(p.protocol) + "." + fname + stail
+		srv(name, canonical+tail, p.number)
+	}
 }
+
+// siteLabelPrefix starts the label of a site-scoped name.
+const siteLabelPrefix = "site-"

@@ -59,6 +59,21 @@ func TestDNSResolvesAcrossSites(t *testing.T) {
 		t.Fatalf("SRV answer %q: want priority weight port target (a host port of a1)", out)
 	}
 
+	// Site-scoped names: the task runs at london only.
+	for _, q := range []struct{ name, typ, want string }{
+		{"biserver.marathon.site-london.pcm", "A", a1IP},
+		{"biserver.marathon.site-aws.pcm", "A", ""},
+	} {
+		out, err := m1h.Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+m1IP, q.name, q.typ)
+		if err != nil || strings.TrimSpace(string(out)) != q.want {
+			t.Errorf("dig %s %s: %q %v, want %q", q.name, q.typ, out, err, q.want)
+		}
+	}
+	out, err = m1h.Exec(ctx, "dig", "+short", "+time=1", "+tries=1", "@"+m1IP, "_biserver._tcp.marathon.site-london.pcm", "SRV")
+	if f := strings.Fields(string(out)); err != nil || len(f) != 4 || !strings.HasPrefix(f[3], "biserver-") {
+		t.Errorf("site-scoped SRV: %q %v", out, err)
+	}
+
 	// Go's resolver, in london's namespace, asking aws's DNS.
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return a1h.Dial(ctx, network, net.JoinHostPort(m1IP, "53"))
