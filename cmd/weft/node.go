@@ -131,6 +131,8 @@ func nodeFlags(role string) []cli.Flag {
 		&cli.StringSliceFlag{Name: "dns-upstream", Usage: "upstream resolver HOST[:PORT] for other names (default: /etc/resolv.conf)", EnvVars: envName("dns-upstream")},
 		&cli.BoolFlag{Name: "no-dns-forward", Usage: "answer REFUSED for names outside the domain", EnvVars: envName("no-dns-forward")},
 		&cli.BoolFlag{Name: "no-dns", Usage: "run no DNS server", EnvVars: envName("no-dns")},
+		&cli.BoolFlag{Name: "no-host-dns", Usage: "leave this host's resolver alone (default on master/agent with the overlay: the domain goes to weft's DNS, through systemd-resolved or a block in /etc/resolv.conf undone on stop)", EnvVars: envName("no-host-dns")},
+		&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", Usage: "the resolv.conf host DNS manages when systemd-resolved does not run", EnvVars: envName("resolv-conf"), Hidden: true},
 		str("lb-http-addr", pick("127.0.0.1:10080", ":80"), "HTTP virtual hosts"),
 		str("lb-https-addr", pick("", ":443"), "HTTPS virtual hosts (needs --lb-certs)"),
 		&cli.StringSliceFlag{Name: "lb-certs", Usage: "PEM files with certificate and key for HTTPS vhosts", EnvVars: envName("lb-certs")},

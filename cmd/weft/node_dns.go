@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 
 	"github.com/weftnet/weft/dns"
 )
@@ -25,6 +26,23 @@ func (n *node) setupDNS() error {
 		addrs = append(addrs, "127.0.0.1:53")
 	}
 	cfg := dns.DefaultConfig()
+	hostDNS := n.meshOverlay && !n.c.Bool("no-host-dns")
+	var rc *dns.ResolvConf
+	if hostDNS {
+		// A block left by a weft that crashed goes first: weft's DNS
+		// must not find itself among the upstreams it forwards to.
+		dir, err := n.subdir("dns")
+		if err != nil {
+			return err
+		}
+		rc = &dns.ResolvConf{Path: n.c.String("resolv-conf"), Backup: filepath.Join(dir, "resolv.conf.before-weft")}
+		if undone, err := rc.Recover(); err != nil {
+			n.log.Warn("undoing the resolv.conf block of an earlier run", "err", err)
+		} else if undone {
+			n.log.Info("restored " + rc.Path + " as it was before an earlier weft that did not stop cleanly")
+		}
+		cfg.ResolvConf = rc.Path
+	}
 	cfg.Domain = n.c.String("domain")
 	cfg.Listen = addrs
 	if n.c.String("dns-http-addr") != "" {
@@ -54,15 +72,8 @@ func (n *node) setupDNS() error {
 	n.runs = append(n.runs, s.Run)
 	listen = s.Addrs()[0] // the bound address (port 0 in tests)
 	n.setTags(func() { n.tags.DNS = listen })
-	if n.meshOverlay {
-		// So getaddrinfo finds *.pcm with no edit of /etc/resolv.conf.
-		line, err := dns.RegisterResolved(n.c.Context, n.c.String("interface"), cfg.Domain, listen)
-		switch {
-		case err != nil:
-			n.log.Warn("registering the domain with systemd-resolved", "err", err, "instead", line)
-		case line != "":
-			n.log.Info("to resolve "+cfg.Domain+" names on this host, add to /etc/resolv.conf", "line", line)
-		}
+	if hostDNS {
+		n.setupHostDNS(rc, cfg.Domain, listen)
 	}
 	for _, a := range addrs {
 		n.addr("DNS", a+"  (udp+tcp, domain "+cfg.Domain+")")
@@ -71,4 +82,35 @@ func (n *node) setupDNS() error {
 		n.addr("DNS HTTP", "http://"+cfg.HTTPListen)
 	}
 	return nil
+}
+
+// setupHostDNS makes this host's resolver send the cluster domain to
+// weft's DNS with no setup: split DNS through systemd-resolved where it
+// runs, else a managed block in resolv.conf, undone when weft stops (and
+// on the next start after a crash). --no-host-dns turns it off.
+func (n *node) setupHostDNS(rc *dns.ResolvConf, domain, listen string) {
+	line, err := dns.RegisterResolved(n.c.Context, n.c.String("interface"), domain, listen)
+	switch {
+	case err != nil:
+		n.log.Warn("registering the domain with systemd-resolved", "err", err, "instead", line)
+		return
+	case line == "":
+		n.log.Info("host DNS: systemd-resolved sends *." + domain + " to weft's DNS")
+		return
+	}
+	host, port, _ := net.SplitHostPort(listen)
+	if port != "53" {
+		n.log.Info("host DNS: resolv.conf cannot name a port; to resolve "+domain+" names on this host", "do", line)
+		return
+	}
+	if err := rc.Install(host); err != nil {
+		n.log.Warn("host DNS: could not add weft's DNS to "+rc.Path, "err", err, "instead", line)
+		return
+	}
+	n.log.Info("host DNS: weft's DNS is the first nameserver in "+rc.Path+" until weft stops (--no-host-dns to leave it alone)", "nameserver", host)
+	n.closers = append(n.closers, func() {
+		if err := rc.Restore(); err != nil {
+			n.log.Warn("host DNS: restoring "+rc.Path, "err", err)
+		}
+	})
 }
