@@ -28,7 +28,9 @@
 // killed by PID, in t.Cleanup, also when the test fails. Each host process
 // runs in its own mount namespace with a private tmpfs on /run/wireguard,
 // because WireGuard's UAPI socket directory is shared by all network
-// namespaces. Names carry a per-testbed random prefix.
+// namespaces, and each host has its own /etc/resolv.conf (a copy of the
+// host's, in /etc/netns/NS/), so that nothing a node does to its resolver
+// reaches the real host. Names carry a per-testbed random prefix.
 //
 // meshtest imports no weft package.
 package meshtest
@@ -65,6 +67,7 @@ type Testbed struct {
 	procs    []*Process
 	cuts     map[[2]string]bool
 	delay    *delayer // the router's TUN delayer, when netem is missing
+	etcDirs  []string // /etc/netns/NS directories to remove
 }
 
 // Site is one location: a bridge in the router (or, for a NAT site, a LAN
@@ -386,8 +389,31 @@ func (tb *Testbed) addHost(s *Site, name string) *Host {
 	tb.hosts[name] = h
 	tb.mu.Unlock()
 	tb.addNS(h.NS)
+	tb.ownResolvConf(h.NS)
 	tb.attach(h, s)
 	return h
+}
+
+// ownResolvConf gives a host namespace its own /etc/resolv.conf, a copy of
+// the host's: ip netns exec bind-mounts /etc/netns/NS/resolv.conf over
+// /etc/resolv.conf, so what a node writes there (weft's host DNS) stays in
+// the testbed and never reaches the real host's file.
+func (tb *Testbed) ownResolvConf(ns string) {
+	tb.t.Helper()
+	dir := filepath.Join("/etc/netns", ns)
+	tb.mu.Lock()
+	tb.etcDirs = append(tb.etcDirs, dir)
+	tb.mu.Unlock()
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		b = nil // an empty file still shields the host's
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.t.Fatalf("meshtest: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), b, 0o644); err != nil {
+		tb.t.Fatalf("meshtest: %v", err)
+	}
 }
 
 // attach gives h an eth0 on site s, with the site's next address.
@@ -584,6 +610,12 @@ func (tb *Testbed) cleanup() {
 		}
 	}
 	dl.close()
+	tb.mu.Lock()
+	dirs := tb.etcDirs
+	tb.mu.Unlock()
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		if out, err := tb.exec("", "ip", "netns", "del", nss[i]); err != nil && !strings.Contains(string(out), "No such file") {
 			tb.t.Logf("meshtest: deleting namespace %s: %v %s", nss[i], err, out)
