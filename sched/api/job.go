@@ -1,5 +1,7 @@
 package api
 
+import "encoding/json"
+
 // Job is a Chronos job (Jobs.scala, JobDeserializer.scala).
 type Job struct {
 	Name                   string        `json:"name"`
@@ -56,6 +58,9 @@ type JobContainer struct {
 	Parameters     []NameValue   `json:"parameters,omitempty"`
 	ForcePullImage bool          `json:"forcePullImage"`
 	PortMappings   []PortMapping `json:"portMappings,omitempty"`
+	// NetworkInfos (Chronos 3: [{name, protocol, labels}]) are kept; a
+	// job's container runs on weft's network or the host's.
+	NetworkInfos json.RawMessage `json:"networkInfos,omitempty"`
 }
 
 // JobRun is one entry of a job's run ledger.

@@ -39,6 +39,7 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 		mux.HandleFunc("GET "+base+"/graph/csv", f.handleCSV)
 		mux.HandleFunc("GET "+base+"/leader", f.handleLeader)
 		mux.HandleFunc("GET "+base+"/stats/{percentile}", f.handleStats)
+		mux.HandleFunc("POST "+base+"/job/{name}/task/{taskId}/progress", guard(sched.AccessWrite, f.handleProgress))
 		mux.HandleFunc(base+"/", func(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusNotFound, fmt.Sprintf("%s %s is not a Chronos API path", r.Method, r.URL.Path))
 		})
@@ -421,8 +422,9 @@ func (f *Framework) handleLeader(w http.ResponseWriter, r *http.Request) {
 func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
 	p := map[string]float64{"median": .5, "75thPercentile": .75, "95thPercentile": .95, "98thPercentile": .98, "99thPercentile": .99}
 	q, ok := p[r.PathValue("percentile")]
-	if !ok {
-		f.fail(w, bad("Unknown percentile '%s': use median, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile", r.PathValue("percentile")))
+	mean := r.PathValue("percentile") == "mean"
+	if !ok && !mean {
+		f.fail(w, bad("Unknown statistic '%s': use mean, median, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile", r.PathValue("percentile")))
 		return
 	}
 	byJob := map[string][]float64{}
@@ -445,7 +447,42 @@ func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		sort.Float64s(ms)
+		if mean {
+			sum := 0.0
+			for _, x := range ms {
+				sum += x
+			}
+			out = append(out, stat{Job: j.Name, Time: sum / float64(len(ms))})
+			continue
+		}
 		out = append(out, stat{Job: j.Name, Time: percentile(ms, q)})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// handleProgress is Chronos's POST /job/{name}/task/{taskId}/progress
+// {"numAdditionalElementsProcessed": n}: a data-processing job's task
+// reports the elements it has processed. weft checks the job, the task
+// and the count and answers 204 as Chronos does; it keeps no progress
+// figure (Chronos forwards it to its stats store, which weft does not have).
+func (f *Framework) handleProgress(w http.ResponseWriter, r *http.Request) {
+	name, taskID := r.PathValue("name"), r.PathValue("taskId")
+	st := f.master().Store()
+	if _, ok := st.Get(sched.TableJobs, name); !ok {
+		f.fail(w, bad("Job '%s' not found", name))
+		return
+	}
+	var body struct {
+		N *int64 `json:"numAdditionalElementsProcessed"`
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil || json.Unmarshal(raw, &body) != nil || body.N == nil || *body.N < 0 {
+		f.fail(w, bad("want a JSON body {\"numAdditionalElementsProcessed\": n} with n >= 0"))
+		return
+	}
+	if e, ok := st.Get(sched.TableTasks, taskID); !ok || e.Value.(*sched.TaskRecord).Task.Name != name {
+		f.fail(w, bad("Task '%s' is not a task of job '%s'", taskID, name))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

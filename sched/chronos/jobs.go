@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +29,10 @@ var nameRE = regexp.MustCompile(`^[\w.-]+$`)
 // fields it does not set.
 func (f *Framework) decodeJob(raw []byte) (api.Job, error) {
 	j := api.Job{Shell: true, Retries: f.cfg.DefaultRetries}
+	raw, err := numbersFromStrings(raw, "cpus", "mem", "disk")
+	if err != nil {
+		return j, err
+	}
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return j, bad("the job is not valid JSON: %v", err)
 	}
@@ -43,6 +49,38 @@ func (f *Framework) decodeJob(raw []byte) (api.Job, error) {
 		j.Epsilon = isoDuration(f.cfg.TaskEpsilon)
 	}
 	return j, nil
+}
+
+// numbersFromStrings turns the given top-level keys of a JSON object from
+// strings into numbers, as Chronos's JobDeserializer reads "cpus":"0.5"
+// (its docs' docker example posts them so). A string that is not a number
+// is a 400 naming the key.
+func numbersFromStrings(raw []byte, keys ...string) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw, nil // not an object: the decoder below says so
+	}
+	changed := false
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok || len(v) == 0 || v[0] != '"' {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, bad("%s: %v", k, err)
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+			return nil, bad("%s: %q is not a number", k, s)
+		}
+		m[k] = json.RawMessage(strconv.FormatFloat(n, 'g', -1, 64))
+		changed = true
+	}
+	if !changed {
+		return raw, nil
+	}
+	return json.Marshal(m)
 }
 
 func isoDuration(d time.Duration) string {
@@ -195,13 +233,13 @@ func (f *Framework) Submit(ctx context.Context, j api.Job, scheduled bool) error
 			w.jobs[j.Name] = jv
 		}
 		old := jv.job
-		if exists {
-			// The counters are the scheduler's, not the client's.
+		if exists && !postedCounters(&j) {
+			// An update without counters keeps the scheduler's; counters
+			// posted with a job (a job moved from another Chronos) are kept
+			// as Chronos keeps them.
 			j.SuccessCount, j.ErrorCount = old.SuccessCount, old.ErrorCount
 			j.LastSuccess, j.LastError = old.LastSuccess, old.LastError
 			j.ErrorsSinceLastSuccess = old.ErrorsSinceLastSuccess
-		} else {
-			j.SuccessCount, j.ErrorCount, j.LastSuccess, j.LastError, j.ErrorsSinceLastSuccess = 0, 0, "", "", 0
 		}
 		jv.job, jv.dirtyJob = j, true
 		f.ensureState(w, jv)
@@ -228,6 +266,12 @@ func (f *Framework) Submit(ctx context.Context, j api.Job, scheduled bool) error
 		}
 		return nil
 	})
+}
+
+// postedCounters reports whether the job came with any of Chronos's run
+// counters set.
+func postedCounters(j *api.Job) bool {
+	return j.SuccessCount != 0 || j.ErrorCount != 0 || j.LastSuccess != "" || j.LastError != "" || j.ErrorsSinceLastSuccess != 0
 }
 
 // cycle returns the path of a cycle that giving name these parents makes.

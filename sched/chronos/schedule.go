@@ -36,11 +36,29 @@ func loadZone(tz string) (*time.Location, error) {
 	if tz == "" {
 		return time.UTC, nil
 	}
+	if name, ok := javaShortZones[tz]; ok {
+		tz = name
+	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
 		return nil, fmt.Errorf("unknown scheduleTimeZone %q: use a tz database name such as Europe/Berlin", tz)
 	}
 	return loc, nil
+}
+
+// javaShortZones are the three-letter time zone IDs Java's TimeZone
+// accepts (its old short IDs, which Chronos's scheduleTimeZone goes
+// through) that the tz database does not have, with the zone Java maps
+// each to. EST, MST and HST are tz database names already (fixed offsets,
+// as in Java).
+var javaShortZones = map[string]string{
+	"ACT": "Australia/Darwin", "AET": "Australia/Sydney", "AGT": "America/Argentina/Buenos_Aires",
+	"ART": "Africa/Cairo", "AST": "America/Anchorage", "BET": "America/Sao_Paulo", "BST": "Asia/Dhaka",
+	"CAT": "Africa/Harare", "CNT": "America/St_Johns", "CST": "America/Chicago", "CTT": "Asia/Shanghai",
+	"EAT": "Africa/Addis_Ababa", "ECT": "Europe/Paris", "IET": "America/Indiana/Indianapolis",
+	"IST": "Asia/Kolkata", "JST": "Asia/Tokyo", "MIT": "Pacific/Apia", "NET": "Asia/Yerevan",
+	"NST": "Pacific/Auckland", "PLT": "Asia/Karachi", "PNT": "America/Phoenix", "PRT": "America/Puerto_Rico",
+	"PST": "America/Los_Angeles", "SST": "Pacific/Guadalcanal", "VST": "Asia/Ho_Chi_Minh",
 }
 
 // Period is an ISO 8601 duration split into calendar parts (taken on the
