@@ -233,13 +233,11 @@ func (f *Framework) Submit(ctx context.Context, j api.Job, scheduled bool) error
 			w.jobs[j.Name] = jv
 		}
 		old := jv.job
-		if exists && !postedCounters(&j) {
-			// An update without counters keeps the scheduler's; counters
-			// posted with a job (a job moved from another Chronos) are kept
-			// as Chronos keeps them.
-			j.SuccessCount, j.ErrorCount = old.SuccessCount, old.ErrorCount
-			j.LastSuccess, j.LastError = old.LastSuccess, old.LastError
-			j.ErrorsSinceLastSuccess = old.ErrorsSinceLastSuccess
+		if exists {
+			// Counters posted with a job (a job moved from another
+			// Chronos) are kept, as Chronos keeps them; those the update
+			// does not carry keep the scheduler's values.
+			keepCounters(&j, &old)
 		}
 		jv.job, jv.dirtyJob = j, true
 		f.ensureState(w, jv)
@@ -268,10 +266,23 @@ func (f *Framework) Submit(ctx context.Context, j api.Job, scheduled bool) error
 	})
 }
 
-// postedCounters reports whether the job came with any of Chronos's run
-// counters set.
-func postedCounters(j *api.Job) bool {
-	return j.SuccessCount != 0 || j.ErrorCount != 0 || j.LastSuccess != "" || j.LastError != "" || j.ErrorsSinceLastSuccess != 0
+// keepCounters fills the run counters j was posted without from old.
+func keepCounters(j, old *api.Job) {
+	if j.SuccessCount == 0 {
+		j.SuccessCount = old.SuccessCount
+	}
+	if j.ErrorCount == 0 {
+		j.ErrorCount = old.ErrorCount
+	}
+	if j.LastSuccess == "" {
+		j.LastSuccess = old.LastSuccess
+	}
+	if j.LastError == "" {
+		j.LastError = old.LastError
+	}
+	if j.ErrorsSinceLastSuccess == 0 {
+		j.ErrorsSinceLastSuccess = old.ErrorsSinceLastSuccess
+	}
 }
 
 // cycle returns the path of a cycle that giving name these parents makes.
