@@ -172,7 +172,14 @@ func (a *Agent) loop(ctx context.Context) {
 			a.mu.Lock()
 			a.syncErr = err
 			a.mu.Unlock()
-			d := backoff(a.cfg.RetryMin, a.cfg.RetryMax, attempt)
+			if attempt == 0 {
+				// The first failure after an answer: the master client
+				// has moved on to another master, ask it at once.
+				attempt++
+				a.log.Info("the master did not answer; asking again (another master, where there is one)", "err", err)
+				continue
+			}
+			d := backoff(a.cfg.RetryMin, a.cfg.RetryMax, attempt-1)
 			attempt++
 			a.log.Warn("cannot reach the master for assignments; tasks keep running", "retry_in", d, "err", err)
 			sleepCtx(ctx, d)

@@ -47,6 +47,15 @@ type Health struct {
 	PendingUpdates int      `json:"pendingUpdates"`
 	Capabilities   []string `json:"capabilities"`
 	Problems       []string `json:"problems,omitempty"`
+	// Masters is how each master answered this agent's last call to it,
+	// when the master client keeps that (api.MasterSet does).
+	Masters []api.MasterView `json:"masters,omitempty"`
+}
+
+// masterViewer is the optional side of a MasterClient that knows every
+// master (api.MasterSet).
+type masterViewer interface {
+	Views() []api.MasterView
 }
 
 // Health reports the agent's own state.
@@ -74,6 +83,9 @@ func (a *Agent) Health() Health {
 	h.Tasks += len(a.recovered)
 	a.mu.Unlock()
 	h.PendingUpdates = a.rep.pendingCount()
+	if mv, ok := a.cfg.Master.(masterViewer); ok {
+		h.Masters = mv.Views()
+	}
 	return h
 }
 

@@ -284,6 +284,29 @@ func (t *agentTracker) tasksChanged() (uint64, <-chan struct{}) {
 	return t.tasksGen, t.changed
 }
 
+// await waits until the tracker has followed the store to index at least,
+// for up to d. A follower answers an agent only then: an older answer
+// would lack tasks the agent has already been told about.
+func (t *agentTracker) await(ctx context.Context, index uint64, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		ok, ch := t.ready && t.processed >= index, t.changed
+		t.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // since reports whether agent's assignments changed after index, the ids
 // of its tasks, the index the answer stands for, and a channel closed at
 // the next scan.
@@ -363,6 +386,12 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		secretsFor = false
 	}
 	extendWriteDeadline(w, wait)
+	if !m.store.IsLeader() && !m.tracker.await(r.Context(), after, min(wait, m.cfg.FollowerCatchUp)) {
+		if r.Context().Err() == nil {
+			writeNoLeader(w, fmt.Sprintf("this master has not yet applied index %d, which agent %s has already seen; ask another master", after, agent))
+		}
+		return
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
 	"net/http/pprof"
-	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -66,7 +64,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	}
 	m.mountACL(mux)
 	m.mountSecrets(mux)
-	return m.counted(m.recoverer(m.leaderGate(m.authorize(mux)))), nil
+	return m.counted(m.recoverer(m.leaderGate(m.authorize(m.idempotent(mux))))), nil
 }
 
 // localRequest reports whether any master answers r itself, leader or not:
@@ -79,53 +77,6 @@ func localRequest(r *http.Request) bool {
 		return r.Method == http.MethodGet
 	}
 	return strings.HasPrefix(r.URL.Path, "/debug/pprof/")
-}
-
-// leaderGate sends a follower's requests to the leader: /v2/events by
-// redirect (Marathon ≥ 1.7), everything else by proxy with Marathon's
-// X-Marathon-Leader and X-Marathon-Via headers.
-func (m *Master) leaderGate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if localRequest(r) || m.store.IsLeader() {
-			next.ServeHTTP(w, r)
-			return
-		}
-		leader := m.leaderAPI()
-		if leader == "" || leader == m.cfg.APIAdvertise || r.Header.Get("X-Marathon-Via") != "" {
-			writeError(w, http.StatusServiceUnavailable, "There is no leader")
-			return
-		}
-		scheme, transport := m.nodeTransport()
-		target := &url.URL{Scheme: scheme, Host: leader}
-		if r.URL.Path == "/v2/events" {
-			u := *r.URL
-			u.Scheme, u.Host = "http", target.Host
-			http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
-			return
-		}
-		p := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.Host = leader
-				pr.Out.Header.Set("X-Marathon-Via", "1.1 "+m.cfg.APIAdvertise)
-				pr.Out.Header.Del(HeaderNode)
-				if node, ok := NodeIdentity(pr.In); ok {
-					pr.Out.Header.Set(HeaderNode, node)
-				}
-			},
-			Transport: transport,
-			ModifyResponse: func(resp *http.Response) error {
-				resp.Header.Set("X-Marathon-Leader", "http://"+leader)
-				resp.Header.Set("X-Marathon-Via", "1.1 "+m.cfg.APIAdvertise)
-				return nil
-			},
-			FlushInterval: -1,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				writeError(w, http.StatusBadGateway, fmt.Sprintf("proxying to the leader %s: %v", leader, err))
-			},
-		}
-		p.ServeHTTP(w, r)
-	})
 }
 
 // recoverer turns a handler panic into a 500 and a log line.

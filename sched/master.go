@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,20 @@ type MasterConfig struct {
 	SecretsKey []byte
 	// AuditLogger receives one line per accepted write (default Logger).
 	AuditLogger *slog.Logger
+
+	// ProxyRetryWait is how long a follower whose leader does not answer
+	// (or that knows no leader) waits for raft to name a new one before it
+	// answers 503 with Retry-After (default 3 s).
+	ProxyRetryWait time.Duration
+	// ProxyDialTimeout bounds a follower's dial of the leader (default 2 s).
+	ProxyDialTimeout time.Duration
+	// FollowerCatchUp is how long a follower asked for an agent's
+	// assignments waits to apply the index the agent has already seen
+	// before it answers 503 (default 3 s).
+	FollowerCatchUp time.Duration
+	// IdempotencyWindow is how long the leader remembers its answer to a
+	// request with an Idempotency-Key (default 10 min).
+	IdempotencyWindow time.Duration
 }
 
 // DefaultMasterConfig is what `weft up` uses; callers fill Members,
@@ -120,6 +135,10 @@ func DefaultMasterConfig() MasterConfig {
 		KeepAlive:         15 * time.Second,
 		DeadServerAfter:   2 * time.Minute,
 		MaxStatusBody:     16 << 20,
+		ProxyRetryWait:    3 * time.Second,
+		ProxyDialTimeout:  2 * time.Second,
+		FollowerCatchUp:   3 * time.Second,
+		IdempotencyWindow: 10 * time.Minute,
 		Now:               time.Now,
 		Version:           "dev",
 	}
@@ -143,6 +162,11 @@ type Master struct {
 
 	transportOnce sync.Once
 	transport     http.RoundTripper // to other nodes (nodeTransport)
+
+	// proxyTransport carries a follower's forwards to the leader.
+	proxyTransport http.RoundTripper
+	// keys are the idempotency keys being served now.
+	keys inflight
 
 	revive chan struct{}
 
@@ -186,6 +210,18 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	}
 	if cfg.MaxStatusBody <= 0 {
 		cfg.MaxStatusBody = def.MaxStatusBody
+	}
+	if cfg.ProxyRetryWait <= 0 {
+		cfg.ProxyRetryWait = def.ProxyRetryWait
+	}
+	if cfg.ProxyDialTimeout <= 0 {
+		cfg.ProxyDialTimeout = def.ProxyDialTimeout
+	}
+	if cfg.FollowerCatchUp <= 0 {
+		cfg.FollowerCatchUp = def.FollowerCatchUp
+	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = def.IdempotencyWindow
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -237,6 +273,11 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		revive: make(chan struct{}, 1),
 		memCh:  make(chan struct{}),
 	}
+	var tc *tls.Config
+	if cfg.NodeTLS != nil {
+		tc = cfg.NodeTLS.ClientConfig()
+	}
+	m.proxyTransport = newProxyTransport(cfg.ProxyDialTimeout, tc)
 	st, err := OpenStore(cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
@@ -401,6 +442,14 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			// A graceful stop hands leadership over before anything else,
+			// so the others elect at once instead of after a timeout.
+			start := time.Now()
+			if err := m.store.TransferLeadership(); err != nil {
+				m.log.Warn("stopping without handing leadership over", "err", err)
+			} else if leading {
+				m.log.Info("handed leadership over", "took", time.Since(start).Round(time.Millisecond))
+			}
 			if leading {
 				stopLeader()
 			}
@@ -417,10 +466,14 @@ func (m *Master) lead(parent context.Context) func() {
 	ctx, cancel := context.WithCancel(parent)
 	var wg sync.WaitGroup
 	m.ensureFrameworkID(ctx)
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		m.reconcileVoters(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.pruneIdempotency(ctx)
 	}()
 	go func() {
 		defer wg.Done()

@@ -134,7 +134,51 @@ type StoreConfig struct {
 	Bootstrap bool
 	// SnapshotThreshold is how many log entries trigger a snapshot.
 	SnapshotThreshold uint64
-	Logger            *slog.Logger
+	// Timing is raft's heartbeat, election and lease timeouts for masters
+	// talking over TCP (zero: RaftLAN). The in-process single voter uses
+	// its own short timeouts.
+	Timing RaftTiming
+	Logger *slog.Logger
+}
+
+// RaftTiming is how quickly raft notices a dead leader. A follower that
+// has heard nothing for Heartbeat (randomised up to twice that) stands for
+// election; a candidate gives up on a split vote after Election (likewise
+// randomised); a leader that cannot reach a quorum for LeaderLease steps
+// down. The leader sends heartbeats every Heartbeat/10.
+type RaftTiming struct {
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	// Commit is how long the leader waits to batch log entries.
+	Commit time.Duration
+}
+
+// RaftLAN is the timing for masters on one LAN or in one cloud region
+// (round trips under ~10 ms): a dead leader is replaced in about 0.4-0.9 s.
+// Heartbeats every 40 ms leave a loaded host ten chances before a
+// follower gives up on its leader.
+func RaftLAN() RaftTiming {
+	return RaftTiming{Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond, LeaderLease: 200 * time.Millisecond, Commit: 10 * time.Millisecond}
+}
+
+// RaftWAN is the timing for masters spread over sites (`--raft-profile
+// wan`; round trips up to ~300 ms, lossy links): a dead leader is replaced
+// in about 1.5-3.5 s, and a burst of loss on a long link does not depose a
+// healthy one.
+func RaftWAN() RaftTiming {
+	return RaftTiming{Heartbeat: 1500 * time.Millisecond, Election: 1500 * time.Millisecond, LeaderLease: 750 * time.Millisecond, Commit: 50 * time.Millisecond}
+}
+
+// RaftProfile returns the timing named by `--raft-profile` (lan or wan).
+func RaftProfile(name string) (RaftTiming, error) {
+	switch name {
+	case "", "lan":
+		return RaftLAN(), nil
+	case "wan":
+		return RaftWAN(), nil
+	}
+	return RaftTiming{}, fmt.Errorf("raft profile %q: want lan or wan", name)
 }
 
 // DefaultStoreConfig is what `weft up` uses.
@@ -205,6 +249,15 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		rc.ElectionTimeout = 100 * time.Millisecond
 		rc.LeaderLeaseTimeout = 50 * time.Millisecond
 		rc.CommitTimeout = 5 * time.Millisecond
+	} else {
+		tm := cfg.Timing
+		if tm.Heartbeat <= 0 {
+			tm = RaftLAN()
+		}
+		rc.HeartbeatTimeout = tm.Heartbeat
+		rc.ElectionTimeout = max(tm.Election, tm.Heartbeat)
+		rc.LeaderLeaseTimeout = min(max(tm.LeaderLease, 5*time.Millisecond), tm.Heartbeat)
+		rc.CommitTimeout = max(tm.Commit, time.Millisecond)
 	}
 
 	var (
@@ -281,6 +334,34 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 	}
 	s.raft = r
 	return s, nil
+}
+
+// TransferLeadership hands leadership to the most up-to-date other voter
+// when this server leads one of several, and waits (bounded by raft's
+// election timeout) until it is done. A master stopping gracefully calls it
+// first, so the cluster is without a leader only for one round of votes
+// instead of a heartbeat timeout and an election.
+func (s *Store) TransferLeadership() error {
+	if s.raft.State() != raft.Leader {
+		return nil
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("reading the raft configuration: %w", err)
+	}
+	voters := 0
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return nil
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transferring raft leadership: %w", err)
+	}
+	return nil
 }
 
 // Close stops raft and closes the files.

@@ -56,7 +56,7 @@ func newApp() *cli.App {
 		Version:              Version,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "api", Value: "http://127.0.0.1:8080", Usage: "the master API client commands talk to", EnvVars: []string{"WEFT_API"}},
+			&cli.StringSliceFlag{Name: "api", Value: cli.NewStringSlice("http://127.0.0.1:8080"), Usage: "a master API client commands talk to; repeat it (or give WEFT_API=a,b,c) to name several, tried in turn when one does not answer; http://master.pcm:8080 through weft's DNS names every master", EnvVars: []string{"WEFT_API"}},
 			&cli.StringFlag{Name: "api-token", Usage: "the ACL token's secret client commands send (Authorization: Bearer)", EnvVars: []string{"WEFT_API_TOKEN"}},
 			&cli.StringFlag{Name: "config", Usage: "a YAML file of flag values (flag name: value)", EnvVars: []string{"WEFT_CONFIG"}},
 		},
@@ -65,9 +65,9 @@ func newApp() *cli.App {
 	}
 }
 
-// apiClient returns a client for the master named by --api.
+// apiClient returns a client for the masters named by --api.
 func apiClient(c *cli.Context) *api.Client {
-	cl := api.NewClient(c.String("api"))
+	cl := api.NewClientOf(c.StringSlice("api")...)
 	cl.Token = c.String("api-token")
 	return cl
 }

@@ -30,6 +30,9 @@ func (n *node) setupMaster() error {
 	sc.Dir = raftDir
 	sc.NodeID = n.name
 	sc.Logger = n.log
+	if sc.Timing, err = sched.RaftProfile(n.c.String("raft-profile")); err != nil {
+		return fmt.Errorf("--raft-profile: %w", err)
+	}
 	cfg := sched.DefaultMasterConfig()
 	expect := n.c.Int("bootstrap-expect")
 	if bind := n.c.String("raft-addr"); bind != "" {

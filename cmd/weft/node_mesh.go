@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/weftnet/weft/mesh"
@@ -39,7 +38,7 @@ func (n *node) setupMesh() error {
 		return err
 	}
 	n.mesh, n.meshOverlay = m, wg
-	n.finder = &masterFinder{ms: members{m}, dial: n.nodeClient, token: n.nodeSecret()}
+	n.finder = newMasterFinder(members{m}, n.nodeClient, n.nodeSecret())
 	n.registry.MustRegister(m.Collector())
 	return nil
 }
@@ -78,83 +77,63 @@ func (ms members) Nodes() []api.Node {
 
 func (ms members) Subscribe() (<-chan struct{}, func()) { return ms.m.Subscribe() }
 
-// masterFinder picks the master API to talk to: a local master when this
-// node runs one, else any alive master that gossip knows (a follower
-// forwards to the leader).
+// masterFinder is how this node's agent, dns and lb reach the masters: the
+// local master when this node runs one, else any alive master that gossip
+// knows (a follower answers assignments itself and forwards the rest to
+// the leader), moving to another on the first failed call.
 type masterFinder struct {
+	api.MasterSet
 	local string // this node's own master API (host:port), if it runs one
 	ms    members
 	// dial makes a client for a master API host:port (over mutual TLS
 	// when the cluster has a token).
 	dial  func(hostport string) *api.Client
 	token string // the node secret this node's agent, dns and lb present
-
-	mu   sync.Mutex
-	last string
 }
 
-func (f *masterFinder) base() (string, error) {
-	if f.local != "" {
-		return f.local, nil
+func newMasterFinder(ms members, dial func(hostport string) *api.Client, token string) *masterFinder {
+	f := &masterFinder{ms: ms, dial: dial, token: token}
+	f.Candidates = f.candidates
+	f.Dial = f.dialOne
+	return f
+}
+
+// dialOne makes the client for one master.
+func (f *masterFinder) dialOne(hostport string) *api.Client {
+	cl := api.NewClient(hostport)
+	if f.dial != nil {
+		cl = f.dial(hostport)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	cl.Token = f.token
+	return cl
+}
+
+func (f *masterFinder) candidates() []string {
+	if f.local != "" {
+		return []string{f.local}
+	}
 	var cands []string
 	for _, nd := range f.ms.Nodes() {
 		if nd.Status == "alive" && strings.Contains(nd.Role, "master") && nd.API != "" {
 			cands = append(cands, nd.API)
 		}
 	}
-	if len(cands) == 0 {
-		return "", fmt.Errorf("no master known yet: is --join pointing at the cluster?")
-	}
-	for _, c := range cands {
-		if c == f.last {
-			return c, nil
-		}
-	}
-	f.last = cands[0]
-	return f.last, nil
+	sort.Strings(cands)
+	return cands
 }
 
+// client returns a client for the masters, tried in turn.
 func (f *masterFinder) client() (*api.Client, error) {
-	b, err := f.base()
-	if err != nil {
-		return nil, err
+	cands := f.candidates()
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("no master known yet: is --join pointing at the cluster?")
 	}
-	cl := api.NewClient(b)
-	if f.dial != nil {
-		cl = f.dial(b)
+	cl := f.dialOne(cands[0])
+	cl.Bases = []string{cl.Base}
+	for _, c := range cands[1:] {
+		cl.Bases = append(cl.Bases, f.dialOne(c).Base)
 	}
-	cl.Token = f.token
 	return cl, nil
-}
-
-// Watch is the blocking state query dns and lb build on.
-func (f *masterFinder) Watch(ctx context.Context, after uint64, wait time.Duration) (*api.State, error) {
-	c, err := f.client()
-	if err != nil {
-		return nil, err
-	}
-	return c.Watch(ctx, after, wait)
-}
-
-// Assignments is the agent's blocking query.
-func (f *masterFinder) Assignments(ctx context.Context, agentID string, after uint64, wait time.Duration) (*api.Assignments, error) {
-	c, err := f.client()
-	if err != nil {
-		return nil, err
-	}
-	return c.Assignments(ctx, agentID, after, wait)
-}
-
-// PostStatus reports task status.
-func (f *masterFinder) PostStatus(ctx context.Context, agentID string, updates []api.TaskStatus) error {
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	return c.PostStatus(ctx, agentID, updates)
 }
 
 // waitMesh waits until gossip runs and, with the overlay on, until the node

@@ -132,6 +132,7 @@ func (n *node) nodeClient(hostport string) *api.Client {
 	})
 	c := api.NewClient(hostport)
 	c.Base = "https://" + strings.TrimPrefix(strings.TrimPrefix(c.Base, "http://"), "https://")
+	c.Bases = []string{c.Base}
 	c.HTTP = &http.Client{Transport: n.nodeTransport, Timeout: 30 * time.Second}
 	c.Stream = &http.Client{Transport: n.nodeTransport}
 	return c

@@ -4,20 +4,41 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Client talks to a weft master over HTTP. Everything outside sched uses it.
+// Client talks to weft's masters over HTTP. Everything outside sched uses
+// it.
+//
+// With several masters (Bases) a call that finds no usable answer moves on
+// to the next: a connection that cannot be made, or a 503 that says the
+// request was not carried out (Retry-After), is retried on the next master
+// for every call. A broken connection, a timeout, a 502 or a 503 without
+// Retry-After may come after the master acted, so only idempotent calls are
+// retried then: GET, HEAD, PUT (a definition replaces what is there),
+// DELETE (a second one answers 404) and any request that carries an
+// Idempotency-Key header. Every POST gets a fresh Idempotency-Key unless the
+// context gives one (WithIdempotencyKey); the leader remembers the answer to
+// a key for ten minutes and replays it for a repeat instead of acting twice.
+// Calls keep trying for up to RetryFor, going round the masters with a
+// short pause once each has failed.
 type Client struct {
-	// Base is the master's API URL, e.g. http://127.0.0.1:8080.
+	// Base is the first master's API URL, e.g. http://127.0.0.1:8080.
 	Base string
+	// Bases are every master's API URL, Base first. Empty means Base alone.
+	Bases []string
 	// HTTP is used for ordinary calls; nil uses a client with a 30 s timeout.
 	HTTP *http.Client
 	// Stream is used for long polls and event streams; nil uses one with no timeout.
@@ -25,14 +46,59 @@ type Client struct {
 	// Token is the ACL token's secret sent as "Authorization: Bearer"
 	// (`--api-token`, WEFT_API_TOKEN); empty sends none.
 	Token string
+	// RetryFor bounds how long a call keeps trying masters (default 15 s);
+	// negative sends each call once, to one master.
+	RetryFor time.Duration
+
+	mu  sync.Mutex
+	cur int // index in Bases of the master that answered last
 }
 
-// NewClient returns a client for base ("host:port" or a URL).
+// NewClient returns a client for one master or several: base is
+// "host:port" or a URL, or several of them separated by commas (as
+// WEFT_API gives them).
 func NewClient(base string) *Client {
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	return NewClientOf(strings.Split(base, ",")...)
+}
+
+// NewClientOf returns a client for the given masters, tried in turn.
+func NewClientOf(bases ...string) *Client {
+	var out []string
+	for _, b := range bases {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		if !strings.Contains(b, "://") {
+			b = "http://" + b
+		}
+		out = append(out, strings.TrimRight(b, "/"))
 	}
-	return &Client{Base: strings.TrimRight(base, "/")}
+	c := &Client{Bases: out}
+	if len(out) > 0 {
+		c.Base = out[0]
+	}
+	return c
+}
+
+// IdempotencyHeader is the request header that makes a write safe to
+// retry: the leader replays its first answer to a repeated key.
+const IdempotencyHeader = "Idempotency-Key"
+
+type idemKey struct{}
+
+// WithIdempotencyKey makes the calls under ctx carry key as their
+// Idempotency-Key (instead of a fresh one per POST), so that a caller that
+// retries on its own, or resends after a crash, is not served twice.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idemKey{}, key)
+}
+
+// NewIdempotencyKey returns a random key.
+func NewIdempotencyKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Error is a non-2xx answer from the master.
@@ -40,6 +106,9 @@ type Error struct {
 	Status int
 	Body   ErrorBody
 	Raw    []byte
+	// RetryAfter is the answer's Retry-After header: set on a 503 when
+	// the request was not carried out (no leader), so it may be sent again.
+	RetryAfter string
 }
 
 func (e *Error) Error() string {
@@ -55,7 +124,8 @@ func (e *Error) Error() string {
 
 // StatusCode returns the HTTP status of err if it is an *Error, else 0.
 func StatusCode(err error) int {
-	if e, ok := err.(*Error); ok {
+	var e *Error
+	if errors.As(err, &e) {
 		return e.Status
 	}
 	return 0
@@ -82,45 +152,167 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (http
 	return c.do(ctx, false, method, path, in, out)
 }
 
+// Idempotent reports whether a request with this method may be sent twice
+// with the effect of once (and so is retried on another master after a
+// failure that may have come after the master acted).
+func Idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// bases returns the masters to try, starting with the one that answered
+// last.
+func (c *Client) bases() []string {
+	all := c.Bases
+	if len(all) == 0 {
+		all = []string{c.Base}
+	}
+	c.mu.Lock()
+	cur := c.cur % len(all)
+	c.mu.Unlock()
+	out := make([]string, 0, len(all))
+	out = append(out, all[cur:]...)
+	return append(out, all[:cur]...)
+}
+
+// prefer remembers the master that answered.
+func (c *Client) prefer(base string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, b := range c.Bases {
+		if b == base {
+			c.cur = i
+		}
+	}
+}
+
+// retryPause is the pause before going round the masters once more.
+func retryPause(round int, e *Error) time.Duration {
+	d := time.Duration(50<<min(round, 4)) * time.Millisecond // 50 ms .. 800 ms
+	if e != nil && e.RetryAfter != "" {
+		d = min(d, 250*time.Millisecond) // the master says: soon; we poll a little sooner than it asks
+	}
+	return d
+}
+
 func (c *Client) do(ctx context.Context, stream bool, method, path string, in, out any) (http.Header, error) {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		if r, ok := in.(io.Reader); ok {
-			body = r
-		} else {
+		switch v := in.(type) {
+		case []byte:
+			body = v
+		case io.Reader:
+			b, err := io.ReadAll(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: reading the request body: %w", method, path, err)
+			}
+			body = b
+		default:
 			b, err := json.Marshal(in)
 			if err != nil {
 				return nil, err
 			}
-			body = bytes.NewReader(b)
+			body = b
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	key, _ := ctx.Value(idemKey{}).(string)
+	if key == "" && method == http.MethodPost {
+		key = NewIdempotencyKey()
+	}
+	retryable := Idempotent(method) || key != ""
+	var deadline time.Time
+	if c.RetryFor >= 0 {
+		retry := c.RetryFor
+		if retry == 0 {
+			retry = 15 * time.Second
+		}
+		deadline = time.Now().Add(retry)
+	}
+	var lastErr error
+	for round := 0; ; round++ {
+		for _, base := range c.bases() {
+			h, err := c.once(ctx, stream, base, method, path, in != nil, body, key, out)
+			if err == nil {
+				c.prefer(base)
+				return h, nil
+			}
+			lastErr = err
+			if ctx.Err() != nil || deadline.IsZero() || !mayRetry(err, retryable) {
+				return h, err
+			}
+		}
+		var e *Error
+		errors.As(lastErr, &e)
+		pause := retryPause(round, e)
+		if time.Now().Add(pause).After(deadline) {
+			return nil, lastErr
+		}
+		select {
+		case <-ctx.Done():
+			return nil, lastErr
+		case <-time.After(pause):
+		}
+	}
+}
+
+// mayRetry reports whether err leaves the call to be sent again (to
+// another master).
+func mayRetry(err error, retryable bool) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Status {
+		case http.StatusServiceUnavailable:
+			return retryable || e.RetryAfter != ""
+		case http.StatusBadGateway, http.StatusGatewayTimeout:
+			return retryable
+		}
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true // the request never left
+	}
+	return retryable
+}
+
+// once sends the request to one master.
+func (c *Client) once(ctx context.Context, stream bool, base, method, path string, hasBody bool, body []byte, key string, out any) (http.Header, error) {
+	var rd io.Reader
+	if hasBody {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	c.authorize(req)
+	if key != "" {
+		req.Header.Set(IdempotencyHeader, key)
+	}
 	resp, err := c.httpClient(stream).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, c.Base+path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, base+path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.Header, fmt.Errorf("%s %s: reading answer: %w", method, c.Base+path, err)
+		return resp.Header, fmt.Errorf("%s %s: reading answer: %w", method, base+path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		e := &Error{Status: resp.StatusCode, Raw: raw}
+		e := &Error{Status: resp.StatusCode, Raw: raw, RetryAfter: resp.Header.Get("Retry-After")}
 		_ = json.Unmarshal(raw, &e.Body)
 		return resp.Header, e
 	}
 	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.Header, fmt.Errorf("%s %s: decoding answer: %w", method, c.Base+path, err)
+			return resp.Header, fmt.Errorf("%s %s: decoding answer: %w", method, base+path, err)
 		}
 	}
 	return resp.Header, nil
@@ -246,20 +438,32 @@ func (c *Client) Events(ctx context.Context, types ...string) (<-chan Event, err
 	for _, t := range types {
 		q.Add("event_type", t)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/v2/events?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
+	var resp *http.Response
+	var lastErr error
+	for _, base := range c.bases() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/events?"+q.Encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		c.authorize(req)
+		r, err := c.httpClient(true).Do(req)
+		if err != nil {
+			lastErr = fmt.Errorf("GET /v2/events: %w", err)
+			continue
+		}
+		if r.StatusCode != http.StatusOK {
+			raw, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			lastErr = &Error{Status: r.StatusCode, Raw: raw, RetryAfter: r.Header.Get("Retry-After")}
+			continue
+		}
+		c.prefer(base)
+		resp = r
+		break
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	c.authorize(req)
-	resp, err := c.httpClient(true).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET /v2/events: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return nil, &Error{Status: resp.StatusCode, Raw: raw}
+	if resp == nil {
+		return nil, lastErr
 	}
 	ch := make(chan Event, 64)
 	go func() {
