@@ -163,8 +163,14 @@ func (a *Agent) loop(ctx context.Context) {
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		after := a.index
+		wait := a.cfg.AssignmentsWait
+		if a.syncErr != nil {
+			// After a failure, resync at once (from whichever master
+			// answers now) rather than wait for the next change.
+			wait = 0
+		}
 		a.mu.Unlock()
-		as, err := a.cfg.Master.Assignments(ctx, a.cfg.ID, after, a.cfg.AssignmentsWait)
+		as, err := a.cfg.Master.Assignments(ctx, a.cfg.ID, after, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

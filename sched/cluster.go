@@ -37,6 +37,9 @@ func (m *Master) peerRaftAddr(n api.Node) string {
 	if m.cfg.PeerRaftAddr != nil {
 		return m.cfg.PeerRaftAddr(n)
 	}
+	if n.Raft != "" {
+		return n.Raft // advertised by the master itself
+	}
 	host := n.OverlayIP
 	if host == "" {
 		host = n.Address

@@ -107,7 +107,7 @@ func (n *node) setupMaster() error {
 	mux := http.NewServeMux()
 	web.Mount(mux)
 	mux.Handle("/", m.Handler())
-	n.setTags(func() { n.tags.API = apiAdv })
+	n.setTags(func() { n.tags.API, n.tags.Raft = apiAdv, sc.Advertise })
 	n.finder.local = apiAdv
 	tlsOnly := false
 	for _, l := range n.apiLns {

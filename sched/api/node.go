@@ -34,6 +34,7 @@ type Node struct {
 	OverlayBlock string            `json:"overlayBlock,omitempty"` // e.g. 10.47.3.0/24
 	AgentAPI     string            `json:"agentApi,omitempty"`     // host:port of the agent API
 	API          string            `json:"api,omitempty"`          // host:port of the master API
+	Raft         string            `json:"raft,omitempty"`         // host:port raft peers reach this master at
 	DNS          string            `json:"dns,omitempty"`          // host:port of the node's DNS server
 	Resources    Resources         `json:"resources"`
 	Used         Resources         `json:"used"`

@@ -17,6 +17,7 @@ const (
 	TagAttrs     = "at"   // "rack=r1;disk=ssd"
 	TagAgentAPI  = "aapi" // agent API host:port
 	TagAPI       = "api"  // master API host:port
+	TagRaft      = "raft" // master's raft host:port (advertised)
 	TagDNS       = "dns"  // DNS host:port
 	TagAgentRole = "ar"   // Mesos resource role (slave_public)
 	TagCaps      = "cap"  // capabilities, comma list ("docker")
@@ -148,6 +149,7 @@ func NodeTags(n Node) map[string]string {
 	set(TagAttrs, EncodeAttrs(n.Attributes))
 	set(TagAgentAPI, n.AgentAPI)
 	set(TagAPI, n.API)
+	set(TagRaft, n.Raft)
 	set(TagDNS, n.DNS)
 	set(TagAgentRole, n.AgentRole)
 	set(TagCaps, strings.Join(n.Capabilities, ","))
@@ -172,6 +174,7 @@ func ApplyNodeTags(n *Node, tags map[string]string) error {
 	n.Attributes = DecodeAttrs(tags[TagAttrs])
 	n.AgentAPI = tags[TagAgentAPI]
 	n.API = tags[TagAPI]
+	n.Raft = tags[TagRaft]
 	n.DNS = tags[TagDNS]
 	n.AgentRole = tags[TagAgentRole]
 	if n.AgentRole == "" {
