@@ -1286,8 +1286,14 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		reasons := map[string]int{}
 		tried := map[int]bool{}
 		launched := 0
+		onHost, onSite := map[string]int{}, map[string]int{}
+		for _, p := range placed {
+			onHost[p.Host]++
+			onSite[p.Site]++
+		}
 		for launched < launch {
 			found := false
+			best, bestPorts := -1, []int(nil)
 			for k := 0; k < len(left); k++ {
 				i := (cursor + k) % len(left)
 				if failed[i] {
@@ -1329,6 +1335,12 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 					}
 					continue
 				}
+				if best < 0 || spreadsBetter(ol.f, ol.left, left[best].f, left[best].left, onHost, onSite) {
+					best, bestPorts = i, ports
+				}
+			}
+			if best >= 0 {
+				i, ol, ports := best, left[best], bestPorts
 				taskID := taskIDPrefix(app.ID) + "." + uuid.NewString()
 				spec := taskSpec(app, taskID, ports, f.cfg.DefaultKillGrace)
 				rec := sched.TaskRecord{
@@ -1354,10 +1366,11 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 				ol.used = true
 				placed = append(placed, ol.f)
 				current = append(current, ol.f)
+				onHost[ol.f.Host]++
+				onSite[ol.f.Site]++
 				launched++
 				found = true
 				cursor = i + 1
-				break
 			}
 			if !found {
 				break
@@ -1436,4 +1449,34 @@ func lastFailure(st *sched.Store, appID string) *api.TaskFailure {
 		return nil
 	}
 	return &tf
+}
+
+// spreadsBetter reports whether an app's next instance is better placed on
+// agent a (with free resources aLeft) than on b. Instances of one app spread
+// by default, as a user expects for availability: first over agents (the
+// fewest of the app's instances on the host), then over sites, then toward
+// the agent with the larger share of its CPUs and memory still free (so
+// single-instance apps spread too). Constraints and resources decide first:
+// only offers that satisfy both are compared. The allocator's DRF order
+// decides which framework sees the offers first; within one framework's
+// round every agent's offer is compared, so DRF does not narrow the spread.
+func spreadsBetter(a facts, aLeft api.Resources, b facts, bLeft api.Resources, onHost, onSite map[string]int) bool {
+	if onHost[a.Host] != onHost[b.Host] {
+		return onHost[a.Host] < onHost[b.Host]
+	}
+	if onSite[a.Site] != onSite[b.Site] {
+		return onSite[a.Site] < onSite[b.Site]
+	}
+	return freeShare(a.Total, aLeft) > freeShare(b.Total, bLeft)+1e-9
+}
+
+// freeShare is the smaller of the free shares of CPUs and memory.
+func freeShare(total, left api.Resources) float64 {
+	share := func(l, t float64) float64 {
+		if t <= 0 {
+			return 0
+		}
+		return l / t
+	}
+	return min(share(left.Cpus, total.Cpus), share(left.Mem, total.Mem))
 }
