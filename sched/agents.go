@@ -326,7 +326,11 @@ func (t *agentTracker) since(agent string, after uint64) (changed bool, ids []st
 			ids = append(ids, id)
 		}
 	}
-	return changed, ids, t.processed, t.changed
+	// The answer stands for the agent's last change, not the store's
+	// index: a follower has almost always applied that one, so an agent
+	// whose master died resyncs from a follower at once instead of after
+	// the next election (see Master.handleAssignments).
+	return changed, ids, last, t.changed
 }
 
 // queryWait parses ?wait= (Go duration or seconds), default 30 s, capped.
