@@ -559,7 +559,13 @@ func waitResync(ctx context.Context, a *agent, t time.Time, within time.Duration
 func chronosLateness(ctx context.Context, c *api.Client, killAt time.Time, elected time.Duration) []time.Duration {
 	var runs []api.JobRun
 	if _, err := c.Do(ctx, http.MethodGet, "/scheduler/job/runs/failover-tick", nil, &runs); err != nil {
+		fmt.Printf("  reading the chronos runs: %v\n", err)
 		return nil
+	}
+	if os.Getenv("FAILOVER_DEBUG") != "" {
+		for _, r := range runs {
+			fmt.Printf("  run %s due %s started %s state %s\n", r.ID, r.ScheduledAt, r.StartedAt, r.State)
+		}
 	}
 	electedAt := killAt.Add(elected)
 	var out []time.Duration
