@@ -47,6 +47,9 @@ func startHA(t *testing.T, n int, agents ...string) *haCluster {
 	cl := &haCluster{t: t, dir: dir, pidDir: filepath.Join(dir, "pids"), agents: map[string]*haAgent{}}
 	mkdirs(t, cl.pidDir)
 	t.Cleanup(func() { killTaskPids(cl.pidDir) })
+	// The cluster's join token: raft, the followers' proxy and the agents'
+	// calls run over mutual TLS, as in a real deployment.
+	token := faultToken
 	var apis []string
 	firstGossip := ""
 	for i := 1; i <= n; i++ {
@@ -59,7 +62,7 @@ func startHA(t *testing.T, n int, agents ...string) *haCluster {
 			"--data-dir", m.dataDir, "--api-addr", m.api,
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--bootstrap-expect", fmt.Sprint(n),
 			"--gossip-addr", gossip, "--join", firstGossip,
-			"--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0", "--chronos-failure-retry", "1s"}
+			"--no-dns", "--no-lb", "--agent-addr", "127.0.0.1:0", "--chronos-failure-retry", "1s", "--token", token}
 		apis = append(apis, m.api)
 		cl.masters = append(cl.masters, m)
 		m.start(t)
@@ -72,7 +75,7 @@ func startHA(t *testing.T, n int, agents ...string) *haCluster {
 			"--data-dir", filepath.Join(dir, name), "--join", firstGossip,
 			"--gossip-addr", "127.0.0.1:0", "--agent-addr", a.api,
 			"--no-dns", "--no-lb", "--no-docker", "--cpus", "4", "--mem", "4096",
-			"--ports", fmt.Sprintf("%d-%d", 33000+i*100, 33099+i*100))
+			"--ports", fmt.Sprintf("%d-%d", 33000+i*100, 33099+i*100), "--token", token)
 		cl.agents[name] = a
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -428,6 +431,16 @@ func TestHAThreeMasters(t *testing.T) {
 		}
 	}
 	old.start(t)
+	eventually(t, 30*time.Second, old.name+" back after its graceful stop and caught up", func() error {
+		n, err := replicaApps(ctx, old, "/ha/")
+		if err != nil {
+			return err
+		}
+		if want := 1 + total; n < want {
+			return fmt.Errorf("its replica has %d apps, want %d", n, want)
+		}
+		return nil
+	})
 
 	// A follower's data dir is wiped; it rejoins and catches up.
 	var wiped *haMaster

@@ -58,7 +58,9 @@ func (m *Master) masterPeers() map[string]string {
 		if !isMaster(n) || n.Status != NodeAlive || raftID(n) == "" {
 			continue
 		}
-		if addr := m.peerRaftAddr(n); addr != "" {
+		if addr := m.peerRaftAddr(n); addr != "" && addr != m.store.LocalRaftAddr() {
+			// (a peer whose raft address is not gossiped yet would look
+			// like this master: it counts once its tags have arrived)
 			out[raftID(n)] = addr
 		}
 	}

@@ -90,8 +90,12 @@ func newMeshWith(c *cli.Context, role string, wireguardDefault bool, extraTags m
 	cfg.Interface = c.String("interface")
 	cfg.Userspace = c.Bool("wg-userspace")
 	// An agent's tasks keep running while it restarts: it must not look
-	// like a node that left for good.
-	cfg.StayOnStop = role == "agent"
+	// like a node that left for good. Nor may a master that stops (a
+	// rolling restart, SIGTERM): the leader would take it out of raft, and
+	// the cluster would run with one voter fewer, losing its quorum at the
+	// next failure. A master gone for good is removed as a dead voter, or
+	// with `weft operator raft remove-peer`.
+	cfg.StayOnStop = role == "agent" || role == "master"
 	cfg.Logger = log
 	if mut != nil {
 		mut(&cfg)
