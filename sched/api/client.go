@@ -224,7 +224,9 @@ func (c *Client) do(ctx context.Context, stream bool, method, path string, in, o
 	}
 	retryable := Idempotent(method) || key != ""
 	var deadline time.Time
-	if c.RetryFor >= 0 {
+	// Long polls (Watch, Assignments) go round the masters once: their
+	// callers loop, and keep their own count of failures.
+	if c.RetryFor >= 0 && !stream {
 		retry := c.RetryFor
 		if retry == 0 {
 			retry = 15 * time.Second
@@ -240,9 +242,12 @@ func (c *Client) do(ctx context.Context, stream bool, method, path string, in, o
 				return h, nil
 			}
 			lastErr = err
-			if ctx.Err() != nil || deadline.IsZero() || !mayRetry(err, retryable) {
+			if ctx.Err() != nil || (deadline.IsZero() && !stream) || !mayRetry(err, retryable) {
 				return h, err
 			}
+		}
+		if deadline.IsZero() {
+			return nil, lastErr
 		}
 		var e *Error
 		errors.As(lastErr, &e)
