@@ -94,3 +94,25 @@ func TestZDDTargetInstancesKeptServing(t *testing.T) {
 		t.Fatalf("draining %v (problems %v), want web-blue.1 alone", draining, problems)
 	}
 }
+
+// marathon-lb's per-port map templates (HAPROXY_{n}_MAP_*) are ignored
+// with the same warning as the other template labels, not silently.
+func TestMapTemplateLabelsWarn(t *testing.T) {
+	st := &api.State{Apps: []api.App{{ID: "/web", Instances: 1, PortDefinitions: []api.PortDefinition{{Port: 10050}},
+		Labels: map[string]string{"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "web.example.com",
+			"HAPROXY_0_MAP_HTTP_FRONTEND_ACL": "x", "HAPROXY_0_MAP_HTTP_FRONTEND_ACL_ONLY": "x",
+			"HAPROXY_0_MAP_HTTP_FRONTEND_ACL_WITH_PATH": "x", "HAPROXY_0_MAP_HTTPS_FRONTEND_ACL": "x"}}}}
+	_, problems := BuildTable(st, TableConfig{Groups: []string{"external"}})
+	var msg string
+	for _, p := range problems {
+		if p.AppID == "/web" && strings.Contains(p.Message, "ignored") {
+			msg = p.Message
+		}
+	}
+	for _, l := range []string{"HAPROXY_0_MAP_HTTP_FRONTEND_ACL", "HAPROXY_0_MAP_HTTP_FRONTEND_ACL_ONLY",
+		"HAPROXY_0_MAP_HTTP_FRONTEND_ACL_WITH_PATH", "HAPROXY_0_MAP_HTTPS_FRONTEND_ACL"} {
+		if !strings.Contains(msg, l+",") && !strings.HasSuffix(msg, l) {
+			t.Errorf("no warning for %s: %q", l, msg)
+		}
+	}
+}

@@ -155,7 +155,11 @@ func isTemplateLabel(suffix string) bool {
 		return true
 	}
 	for _, p := range []string{"BACKEND_", "FRONTEND_", "HTTP_FRONTEND_", "HTTPS_FRONTEND_",
-		"HTTPS_GROUPED_", "HTTP_BACKEND_", "TCP_BACKEND_", "USERLIST_"} {
+		"HTTPS_GROUPED_", "HTTP_BACKEND_", "TCP_BACKEND_", "USERLIST_",
+		// HAPROXY_{n}_MAP_HTTP_FRONTEND_ACL, _ACL_ONLY, _ACL_WITH_PATH,
+		// MAP_HTTPS_FRONTEND_ACL, MAP_HTTP_FRONTEND_APPID_ACL: map-file
+		// ACL templates.
+		"MAP_"} {
 		if strings.HasPrefix(suffix, p) {
 			return true
 		}
