@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"io"
 	"net"
 	"net/http"
@@ -415,6 +416,12 @@ func TestAdminEndpoints(t *testing.T) {
 		resp, body := get(t, c, admin+path, "", nil)
 		if resp.StatusCode != 200 || !strings.Contains(body, want) {
 			t.Errorf("%s: %d, want %q in\n%s", path, resp.StatusCode, want, body)
+		}
+		if path == "/metrics" {
+			// What `promtool check metrics` checks (it runs this linter).
+			if probs, err := promlint.New(strings.NewReader(body)).Lint(); err != nil || len(probs) > 0 {
+				t.Errorf("/metrics fails promtool's lint: %v %+v", err, probs)
+			}
 		}
 	}
 	_, cfgText := get(t, c, admin+"/_haproxy_getconfig", "", nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"io"
 	"net/http"
 	"strings"
@@ -434,6 +435,10 @@ func TestMasterEndpoints(t *testing.T) {
 		t.Fatalf("panicking handler: %d %q", code, b)
 	}
 	code, b := body("/metrics")
+	// What `promtool check metrics` checks (it runs this linter).
+	if probs, err := promlint.New(strings.NewReader(b)).Lint(); err != nil || len(probs) > 0 {
+		t.Fatalf("/metrics fails promtool's lint: %v %+v", err, probs)
+	}
 	for _, want := range []string{`weft_tasks{state="TASK_RUNNING"}`, "weft_apps 0", "weft_leader 1", `weft_api_requests_total{code="500",route="GET /v2/boom"} 1`, `weft_nodes{status="alive"} 1`, `weft_raft_index{kind="applied"}`, "weft_raft_apply_seconds_bucket"} {
 		if code != 200 || !strings.Contains(b, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, b)

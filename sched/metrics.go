@@ -130,7 +130,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descApps, prometheus.GaugeValue, float64(apps))
 	ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(jobs))
 	ch <- prometheus.MustNewConstMetric(descDeploys, prometheus.GaugeValue, float64(deps))
-	ch <- prometheus.MustNewConstMetric(descIndex, prometheus.CounterValue, float64(index))
+	ch <- prometheus.MustNewConstMetric(descIndex, prometheus.GaugeValue, float64(index)) // a position, like weft_raft_index: a gauge
 	lead := 0.0
 	if s.IsLeader() {
 		lead = 1
