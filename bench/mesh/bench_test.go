@@ -429,6 +429,7 @@ func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, ma
 	fmt.Printf("formation: %d nodes (20 in 3 sites + 2 behind NAT), all %d pairs ping over the overlay %.1fs after the last start (target 10s); %d pairs failed %v\n  %s\n",
 		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), len(failed), failed, tb2.DelayNote())
 	fmt.Printf("  last to connect: %s\n", strings.Join(slow, ", "))
+	idle(nodes, 30*time.Second)
 	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
 		for _, n := range nodes {
 			st, _ := n.status(ctx)
@@ -442,4 +443,54 @@ func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, ma
 		})
 	}
 	return tb2, nodes, ips, formation
+}
+
+// idle samples every node's CPU (utime+stime from /proc, in % of one core)
+// and RSS over a period with no traffic but the mesh's own, and prints the
+// mean, the worst node and the laptop's (behind NAT).
+func idle(nodes []*node, period time.Duration) {
+	time.Sleep(10 * time.Second) // let formation's churn settle
+	ticks := func(pid int) float64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, 0x29)+2:])
+		u, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		return u + st
+	}
+	rss := func(pid int) float64 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+				return kb / 1024
+			}
+		}
+		return -1
+	}
+	before := make([]float64, len(nodes))
+	for i, n := range nodes {
+		before[i] = ticks(n.p.PID())
+	}
+	time.Sleep(period)
+	const hz = 100 // USER_HZ
+	var sum, worst, worstRSS, laptop, laptopRSS float64
+	worstName := ""
+	for i, n := range nodes {
+		pct := (ticks(n.p.PID()) - before[i]) / hz / period.Seconds() * 100
+		r := rss(n.p.PID())
+		sum += pct
+		if pct > worst {
+			worst, worstName = pct, n.h.Name
+		}
+		worstRSS = max(worstRSS, r)
+		if n.h.Name == "laptop" {
+			laptop, laptopRSS = pct, r
+		}
+	}
+	fmt.Printf("idle %v, %d nodes, no traffic: CPU mean %.2f%% of a core, worst %.2f%% (%s), laptop %.2f%%; RSS max %.0f MB, laptop %.0f MB (targets 0.3%%, 60 MB)\n",
+		period, len(nodes), sum/float64(len(nodes)), worst, worstName, laptop, worstRSS, laptopRSS)
 }
