@@ -10,6 +10,7 @@
 //	POST   /v1/agents/{id}/status                        []api.TaskStatus → {"unknown":[ids]}
 //	GET    /v1/state?index=N&wait=30s                    api.State (blocking query, wait ≤ 5 min)
 //	GET    /v1/nodes                                     {"nodes":[...]} with Used
+//	GET    /v1/tasks/{id}/logs?stream=&offset=&follow=   a task's stdout|stderr from its agent (a read of its app or job)
 //	GET    /v2/events                                    Marathon's SSE stream (event_type filters)
 //	GET    /v2/info, GET|DELETE /v2/leader, GET /v2/plugins, GET /ping, GET /metrics
 //	GET    /v1/operator/raft/configuration               api.RaftConfiguration

@@ -27,6 +27,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("POST /v1/agents/{id}/status", m.nodeOnly(m.handleStatus))
 	mux.HandleFunc("GET /v1/state", m.handleState)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
+	mux.HandleFunc("GET /v1/tasks/{id}/logs", m.handleTaskLogs)
 	mux.HandleFunc("POST /v1/lb/problems", m.nodeOnly(m.handleLBReport))
 	mux.HandleFunc("GET /v1/lb/problems", m.handleLBProblems)
 	mux.HandleFunc("GET /v1/operator/raft/configuration", m.handleRaftConfiguration)

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/weftnet/weft/sched/api"
@@ -84,24 +83,14 @@ func (u *UI) logData(w http.ResponseWriter, r *http.Request, s *session, taskID 
 	}
 	var last error
 	for _, addr := range agents {
-		path := fmt.Sprintf("/v1/sandbox/%s/%s?offset=%d&length=%d", url.PathEscape(taskID), file, offset, 1<<20)
-		resp, err := u.agentGet(ctx, addr, path)
+		c, err := api.ReadSandbox(ctx, u.cfg.AgentClient, u.cfg.AgentScheme+"://"+addr, taskID, file, offset, 1<<20)
 		if err != nil {
-			last = err
+			last = fmt.Errorf("agent %s: %w", addr, err)
 			continue
 		}
-		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			last = fmt.Errorf("agent %s: %d %s", addr, resp.StatusCode, strings.TrimSpace(string(b)))
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		start, _ := strconv.ParseInt(resp.Header.Get("X-Sandbox-Offset"), 10, 64)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Log-Next", strconv.FormatInt(start+int64(len(b)), 10))
-		_, _ = w.Write(b)
+		w.Header().Set("X-Log-Next", strconv.FormatInt(c.Next(), 10))
+		_, _ = w.Write(c.Data)
 		return
 	}
 	if last == nil {

@@ -68,6 +68,13 @@ func jobCommand() *cli.Command {
 				},
 				Action: jobHistory,
 			},
+			{
+				Name:      "logs",
+				Usage:     "print a run's stdout (or stderr) through the master; the latest run by default",
+				ArgsUsage: "JOB [RUN]",
+				Flags:     logFlags(),
+				Action:    jobLogs,
+			},
 		},
 	}
 }
