@@ -3,11 +3,13 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -242,4 +244,68 @@ func TestHardeningBadInputAgainstUp(t *testing.T) {
 		}
 		intact("saturating the lb")
 	})
+}
+
+// jobSuccesses is a Chronos job's successCount.
+func jobSuccesses(t *testing.T, addr, name string) int64 {
+	t.Helper()
+	code, body := call(t, addr, "GET", "/v1/scheduler/job/"+name, "")
+	if code != 200 {
+		t.Fatalf("job %s: %d %s", name, code, body)
+	}
+	var j api.Job
+	if err := json.Unmarshal([]byte(body), &j); err != nil {
+		t.Fatal(err)
+	}
+	return j.SuccessCount
+}
+
+// `weft up --safe` on the data dir of a weft whose job runs every second:
+// nothing runs, `weft node list` says safe mode, the job can be deleted,
+// and a normal start afterwards comes up without it.
+func TestUpSafeModeLetsTheOperatorDeleteAJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	apiPort := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	c := api.NewClient(addr)
+	first := startWeft(t, "up", upArgs(t, dataDir, apiPort)...)
+	waitLeader(t, ctx, c)
+	if code, body := call(t, addr, "POST", "/v1/scheduler/iso8601", `{"name":"busy","command":"true","schedule":"R//PT1S"}`); code != 204 {
+		t.Fatalf("%d %s", code, body)
+	}
+	eventually(t, 30*time.Second, "busy runs", func() error {
+		if n := jobSuccesses(t, addr, "busy"); n < 2 {
+			return fmt.Errorf("%d successes", n)
+		}
+		return nil
+	})
+	if !first.stop(20 * time.Second) {
+		t.Fatal("weft did not stop on Ctrl-C")
+	}
+
+	safe := startWeft(t, "up-safe", append(upArgs(t, dataDir, apiPort), "--safe")...)
+	waitLeader(t, ctx, c)
+	before := jobSuccesses(t, addr, "busy")
+	out, err := exec.CommandContext(ctx, testbin.Weft(t), "--api", addr, "node", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "safe mode: every framework is paused") {
+		t.Fatalf("weft node list: %v\n%s", err, out)
+	}
+	time.Sleep(3 * time.Second)
+	if after := jobSuccesses(t, addr, "busy"); after != before {
+		t.Fatalf("busy ran in safe mode: %d → %d successes", before, after)
+	}
+	if code, body := call(t, addr, "DELETE", "/v1/scheduler/job/busy", ""); code != 204 {
+		t.Fatalf("DELETE in safe mode: %d %s", code, body)
+	}
+	if !safe.stop(20 * time.Second) {
+		t.Fatal("weft --safe did not stop on Ctrl-C")
+	}
+
+	startWeft(t, "up-again", upArgs(t, dataDir, apiPort)...)
+	waitLeader(t, ctx, c)
+	if code, body := call(t, addr, "GET", "/v1/scheduler/job/busy", ""); code != 400 && code != 404 {
+		t.Fatalf("busy after the safe-mode delete: %d %s", code, body)
+	}
 }
