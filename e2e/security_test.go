@@ -174,8 +174,8 @@ func TestSecurityAttackerOnUnderlay(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	for _, u := range []string{"http://" + m1Overlay + ":8080/v1/agents/a1/assignments", "http://" + a1Overlay + ":5051/v1/tasks"} {
-		if code, err := get(plain, u); err == nil && code != http.StatusBadRequest {
-			t.Errorf("attacker, plain HTTP %s: %d, want 400 (HTTPS only)", u, code)
+		if code, err := get(plain, u); err != nil || code != http.StatusBadRequest {
+			t.Errorf("attacker, plain HTTP %s: %d %v, want 400 (HTTPS only)", u, code, err)
 		}
 	}
 	if code, err := get(tlsNoCert, "https://"+m1Overlay+":8080/v1/agents/a1/assignments"); err != nil || code != http.StatusForbidden {
@@ -194,6 +194,14 @@ func TestSecurityAttackerOnUnderlay(t *testing.T) {
 		} else {
 			t.Logf("attacker, TLS with %s: %v", addr, err)
 		}
+	}
+
+	// The lb's admin endpoints, on the overlay address, refuse the route.
+	if code, err := get(plain, "http://"+m1Overlay+":9090/_haproxy_getconfig"); err != nil || code != http.StatusForbidden {
+		t.Errorf("attacker, lb admin through the route: %d %v, want 403", code, err)
+	}
+	if code, _, err := hostAPI(ctx, a1h, "GET", "http://"+m1Overlay+":9090/_haproxy_health_check", nil); err != nil || code != http.StatusOK {
+		t.Errorf("lb admin from a1 over the overlay: %d %v", code, err)
 	}
 
 	// DNS on the overlay address is no open resolver for the attacker's

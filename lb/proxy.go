@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,11 @@ type Config struct {
 	// AdminAddr serves the marathon-lb admin endpoints and /metrics
 	// (":9090"). Empty disables it.
 	AdminAddr string
+	// AdminClients, when set, says which client addresses the admin
+	// endpoints answer; others get 403 (weft: loopback and the overlay
+	// network, so a host that routes to the overlay address over the
+	// underlay cannot read or signal the lb).
+	AdminClients func(netip.Addr) bool
 	// BindHost is where service ports listen; "" means every address
 	// (weft up: "127.0.0.1").
 	BindHost string
@@ -324,7 +330,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for kind, ln := range p.statics {
 		switch kind {
 		case kindAdmin:
-			srv := &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := &http.Server{Handler: p.adminGate(p.AdminHandler()), ReadHeaderTimeout: 10 * time.Second}
 			p.wg.Add(1)
 			go func() { defer p.wg.Done(); srv.Serve(ln) }()
 			context.AfterFunc(ctx, func() { srv.Close() })
@@ -719,4 +725,19 @@ func (p *Proxy) janitor(ctx context.Context) {
 			b.closeIdleOlder(cutoff)
 		}
 	}
+}
+
+// adminGate answers 403 to admin clients AdminClients refuses.
+func (p *Proxy) adminGate(h http.Handler) http.Handler {
+	if p.cfg.AdminClients == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !p.cfg.AdminClients(ap.Addr().Unmap()) {
+			http.Error(w, "the lb admin endpoints answer only loopback and the overlay network", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -897,5 +898,33 @@ func TestBackendRestartWithFullPool(t *testing.T) {
 		if resp.StatusCode != 200 || body != "restarted" {
 			t.Fatalf("request %d after the backend restarted: %d %q", i, resp.StatusCode, body)
 		}
+	}
+}
+
+func TestAdminClients(t *testing.T) {
+	src := newFakeSource()
+	src.set(nil, nil)
+	for _, tc := range []struct {
+		name  string
+		allow func(netip.Addr) bool
+		want  int
+	}{
+		{"no filter", nil, http.StatusOK},
+		{"loopback allowed", func(a netip.Addr) bool { return a.IsLoopback() }, http.StatusOK},
+		{"loopback refused", func(a netip.Addr) bool { return !a.IsLoopback() }, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(src)
+			cfg.AdminClients = tc.allow
+			p := startProxy(t, cfg)
+			resp, err := http.Get("http://" + p.Addr("admin") + "/_haproxy_getconfig")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net"
-	"net/netip"
 	"path/filepath"
 
 	"github.com/weftnet/weft/dns"
@@ -55,10 +54,7 @@ func (n *node) setupDNS() error {
 		// Bound by default (overlay or loopback): answer only loopback and
 		// the overlay network, never a host that routes to the overlay
 		// address over the underlay (no open resolver).
-		ov := n.overlayNet()
-		cfg.Clients = func(a netip.Addr) bool {
-			return a.IsLoopback() || (ov != nil && ov.Contains(a.AsSlice()))
-		}
+		cfg.Clients = n.localClient
 	}
 	cfg.Site = n.site
 	cfg.Source = n.finder

@@ -23,6 +23,7 @@ func (n *node) setupLB() error {
 	cfg.AdminAddr, cfg.AppIDAddr = "", ""
 	if n.c.String("lb-admin-addr") != "" {
 		cfg.AdminAddr = n.controlAddr("lb-admin-addr")
+		cfg.AdminClients = n.localClient
 	}
 	if n.c.String("lb-appid-addr") != "" {
 		cfg.AppIDAddr = n.controlAddr("lb-appid-addr")

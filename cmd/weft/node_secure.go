@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -290,4 +291,11 @@ func (n *node) overlayNet() *net.IPNet {
 		return nil
 	}
 	return ipn
+}
+
+// localClient reports whether a client address is loopback or in the
+// overlay network: who the node's own control endpoints answer.
+func (n *node) localClient(a netip.Addr) bool {
+	ov := n.overlayNet()
+	return a.IsLoopback() || (ov != nil && ov.Contains(a.AsSlice()))
 }
