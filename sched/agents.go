@@ -329,8 +329,16 @@ func (t *agentTracker) since(agent string, after uint64) (changed bool, ids []st
 	// The answer stands for the agent's last change, not the store's
 	// index: a follower has almost always applied that one, so an agent
 	// whose master died resyncs from a follower at once instead of after
-	// the next election (see Master.handleAssignments).
-	return changed, ids, last, t.changed
+	// the next election (see Master.handleAssignments). An agent that has
+	// never had a task (and a tracker whose first scan was at index 0)
+	// has no last change: it gets the index this master has applied, never
+	// 0, which an agent takes for "not restored yet" and asks again,
+	// forever.
+	at = last
+	if at == 0 {
+		at = t.processed
+	}
+	return changed, ids, at, t.changed
 }
 
 // queryWait parses ?wait= (Go duration or seconds), default 30 s, capped.
