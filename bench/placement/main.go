@@ -2,8 +2,9 @@
 // simulated agents (in-process membership) and 100 apps × 100 instances go
 // through the real allocator and the real marathon framework, apps created
 // through the Marathon API (PUT /v2/apps/{id}). It prints placements per
-// second against the 1,000/s target and against Marathon's default launch
-// throttle (launch_tokens: 100 per 30 s), plus a one-line summary.
+// second against the 10,000/s target, with raft on disk as the binary runs
+// it, plus a one-line summary. Published figures of other schedulers are
+// quoted as such, never printed as ratios.
 //
 // A second run gives 20 % of the apps UNIQUE hostname or GROUP_BY site
 // constraints; a third runs the allocator with a minimal framework of its
@@ -30,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/bench/internal/benchkit"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
 	"github.com/weftnet/weft/sched/marathon"
@@ -61,8 +63,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
-	const target = 1000.0
-	marathonThrottle := 100.0 / 30.0 // Marathon's default launch_token: 100 per 30 s
+	const target = 10000.0 // issue #19's raised target, raft on disk
 
 	type run struct {
 		name string
@@ -93,8 +94,8 @@ func main() {
 			res.window = res.elapsed
 		}
 		rate := float64(res.placed) / res.window.Seconds()
-		fmt.Printf("%-55s %6d placed in %7.3fs = %8.0f placements/s  (%.2f× the 1,000/s target, %.0f× Marathon's default throttle of 100/30s)\n",
-			r.name, res.placed, res.window.Seconds(), rate, rate/target, rate/marathonThrottle)
+		fmt.Printf("%-55s %6d placed in %7.3fs = %8.0f placements/s  (%.2f× the %.0f/s target)\n",
+			r.name, res.placed, res.window.Seconds(), rate, rate/target, target)
 		if res.window != res.elapsed {
 			fmt.Printf("%-55s from the first PUT to the last placement: %.3fs = %.0f/s\n", "", res.elapsed.Seconds(), float64(res.placed)/res.elapsed.Seconds())
 		}
@@ -104,6 +105,7 @@ func main() {
 		if rate < target {
 			failed = true
 		}
+		benchkit.EmitRow(benchkit.Row{Bench: "placement", Figure: r.name + " (placements/s, raft on disk)", Weft: fmt.Sprintf("%.0f/s", rate), Peer: benchkit.NoPeer, Target: fmt.Sprintf("≥ %.0f/s", target), Met: rate >= target})
 		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
 	}
 	if *raftPairs > 0 {
@@ -116,6 +118,7 @@ func main() {
 			if ratio < 0.9 {
 				failed = true
 			}
+			benchkit.EmitRow(benchkit.Row{Bench: "placement", Figure: "3 masters, raft on disk: placements/s over mutual TLS (median of pairs)", Weft: fmt.Sprintf("%.2f× TCP", ratio), Peer: "the same 3 masters with raft over plain TCP, alternating", Ratio: ratio, Target: "≥ 0.9×", Met: ratio >= 0.9})
 			summary = append(summary, fmt.Sprintf("3 masters, raft on disk: mutual TLS %.2f× TCP (target ≥ 0.9×)", ratio))
 		}
 	}
@@ -136,7 +139,7 @@ func main() {
 			fmt.Printf("%-55s FAILED: %v\n", "agent loss (master side)", err)
 			failed = true
 		} else {
-			fmt.Printf("%-55s %d tasks of a failed agent running elsewhere %.2fs after membership said failed (marathon's default inactiveAfter %v; gossip detection comes on top; Mesos 75s, Nomad ~50s, Kubernetes ~6min end to end)\n",
+			fmt.Printf("%-55s %d tasks of a failed agent running elsewhere %.2fs after membership said failed (marathon's default inactiveAfter %v; gossip detection comes on top)\n",
 				"agent loss (master side)", lost, d.Seconds(), marathon.DefaultConfig().InactiveAfter)
 			summary = append(summary, fmt.Sprintf("agent loss recovered in %.2fs", d.Seconds()))
 		}
@@ -145,7 +148,7 @@ func main() {
 	if failed {
 		verdict = "FAIL"
 	}
-	fmt.Printf("SUMMARY placement %s: %s (target ≥ 1,000/s; Marathon's default throttle 3.3/s; Nomad C2M ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
+	fmt.Printf("SUMMARY placement %s: %s (target ≥ 10,000/s with raft on disk; quoted, not run here: Marathon's default launch throttle is 100 per 30 s, Nomad's C2M reported ~1,500/s on 3 schedulers)\n", verdict, strings.Join(summary, "; "))
 	if failed {
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -198,6 +201,13 @@ func startMaster(members sched.Members, fw sched.Framework) (*sched.Master, *htt
 	cfg := sched.DefaultMasterConfig()
 	cfg.Members = members
 	cfg.Frameworks = []sched.Framework{fw}
+	// Raft on disk, as the binary runs it: the log and snapshots are
+	// written through the real store, not kept in memory.
+	raftDir, err := os.MkdirTemp("", "weft-bench-placement-raft-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg.Store.Dir = raftDir
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.APIAdvertise = srv.Listener.Addr().String()
 	m, err := sched.NewMaster(cfg)
@@ -209,7 +219,7 @@ func startMaster(members sched.Members, fw sched.Framework) (*sched.Master, *htt
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
-	stop := func() { cancel(); srv.Close(); <-done }
+	stop := func() { cancel(); srv.Close(); <-done; os.RemoveAll(raftDir) }
 	deadline := time.Now().Add(10 * time.Second)
 	for !m.Store().IsLeader() {
 		if time.Now().After(deadline) {
