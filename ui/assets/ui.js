@@ -39,7 +39,9 @@
     var es = new EventSource("/ui/events");
     types.forEach(function (t) { es.addEventListener(t, schedule); });
     es.onmessage = schedule;
-    es.onopen = function () { main.dataset.stream = "open"; };
+    // What changed between the render and the stream's (re)connection
+    // came as no event: refresh once on every open.
+    es.onopen = function () { main.dataset.stream = "open"; schedule(); };
     // Nodes and the mesh change without Marathon events, and so does
     // why an app waits (offers declined): such pages are polled too.
     var polled = /^\/ui\/(nodes|mesh)/.test(location.pathname);
