@@ -2,11 +2,13 @@
 // side, one open (no `weft acl bootstrap`) and one with ACLs on, called
 // with a team token whose policy grants write on /bench/*. Both get the
 // same load, GET /v2/apps/{id} and PUT /v2/apps/{id} (force) at a fixed
-// rate, in rounds that alternate which one goes first; it prints p50/p99
-// per side and the ratio authenticated/open against the 1.05 target.
+// rate, interleaved request by request (each tick sends one request to each
+// side, in a random order), so that both sides meet the same machine at the
+// same moment. It prints p50/p99 per side and the ratio authenticated/open
+// over all samples (the figure) and per round, against the 1.05 target.
 // Errors count as failures, not as fast answers.
 //
-//	WEFT_BIN=bin/weft go run ./bench/acl [-rate 200 -seconds 10 -rounds 3]
+//	WEFT_BIN=bin/weft go run ./bench/acl [-rate 200 -seconds 20 -rounds 5]
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -30,11 +33,16 @@ import (
 
 const target = 1.05
 
+// aaControl leaves the second side open too (-control).
+var aaControl bool
+
 func main() {
 	rate := flag.Int("rate", 200, "requests per second of each kind")
-	seconds := flag.Int("seconds", 10, "seconds per measured phase")
-	rounds := flag.Int("rounds", 3, "rounds (each measures both sides, order alternating)")
+	seconds := flag.Int("seconds", 20, "seconds per measured phase")
+	rounds := flag.Int("rounds", 5, "rounds (each measures both sides at once)")
+	control := flag.Bool("control", false, "A/A control: leave ACLs off on both sides, to show the bench's own noise floor")
 	flag.Parse()
+	aaControl = *control
 	benchkit.CleanupOnSignal()
 	if err := run(*rate, time.Duration(*seconds)*time.Second, *rounds); err != nil {
 		fmt.Printf("acl FAILED: %v\n", err)
@@ -50,6 +58,8 @@ type side struct {
 	auth string // Authorization header value, "" for the open side
 	lat  map[string][]time.Duration
 	errs map[string]int
+	pid  int
+	cpu  map[string]time.Duration // CPU the process used during the op's phases
 }
 
 func startUp(bin, name string) (*side, error) {
@@ -73,7 +83,7 @@ func startUp(bin, name string) (*side, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &side{name: name, base: fmt.Sprintf("http://127.0.0.1:%d", apiPort), lat: map[string][]time.Duration{}, errs: map[string]int{}}
+	s := &side{name: name, base: fmt.Sprintf("http://127.0.0.1:%d", apiPort), lat: map[string][]time.Duration{}, errs: map[string]int{}, pid: p.Pid(), cpu: map[string]time.Duration{}}
 	c := api.NewClient(s.base)
 	if err := benchkit.Eventually(60*time.Second, 100*time.Millisecond, name+" answering with a leader", func() error {
 		if p.Exited() {
@@ -138,12 +148,17 @@ func (s *side) do(method, path, body string) error {
 	return nil
 }
 
-// phase sends op at rate for d, open loop (a request every 1/rate, not
-// waiting for the last), and records latencies.
-func (s *side) phase(op string, rate int, d time.Duration) {
+// phase sends op at rate to every side at once for d, open loop (a
+// request every 1/rate to each side, not waiting for the last), and records
+// latencies. The sides are interleaved request by request, in a random
+// order each tick, so both see the same machine at the same moment: a GC
+// pause of the client, a disk flush or another process's burst lands on
+// both alike instead of on whichever phase happened to run then.
+func phase(sides []*side, op string, rate int, d time.Duration) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var seq atomic.Int64
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	end := time.After(d)
@@ -154,32 +169,36 @@ func (s *side) phase(op string, rate int, d time.Duration) {
 			return
 		case <-tick.C:
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := seq.Add(1)
-			start := time.Now()
-			var err error
-			switch op {
-			case "GET":
-				err = s.do("GET", "/v2/apps/bench/app", "")
-			case "PUT":
-				// A real change each time, spread over putApps apps so
-				// concurrent PUTs seldom meet on one app.
-				err = s.do("PUT", fmt.Sprintf("/v2/apps/bench/put-%d?force=true", n%putApps), strings.Replace(appDef, `"acl"`, fmt.Sprintf(`"acl-%d"`, n), 1))
-			}
-			el := time.Since(start)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				s.errs[op]++
-				if s.errs[op] <= 3 {
-					fmt.Printf("  %s %s error: %v\n", s.name, op, err)
+		n := seq.Add(1)
+		order := rng.Perm(len(sides))
+		for _, i := range order {
+			s := sides[i]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				var err error
+				switch op {
+				case "GET":
+					err = s.do("GET", "/v2/apps/bench/app", "")
+				case "PUT":
+					// A real change each time, spread over putApps apps so
+					// concurrent PUTs seldom meet on one app.
+					err = s.do("PUT", fmt.Sprintf("/v2/apps/bench/put-%d?force=true", n%putApps), strings.Replace(appDef, `"acl"`, fmt.Sprintf(`"acl-%d"`, n), 1))
 				}
-				return
-			}
-			s.lat[op] = append(s.lat[op], el)
-		}()
+				el := time.Since(start)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					s.errs[op]++
+					if s.errs[op] <= 3 {
+						fmt.Printf("  %s %s error: %v\n", s.name, op, err)
+					}
+					return
+				}
+				s.lat[op] = append(s.lat[op], el)
+			}()
+		}
 	}
 }
 
@@ -197,10 +216,13 @@ func run(rate int, d time.Duration, rounds int) error {
 	if err != nil {
 		return err
 	}
-	if err := secureSide(secure); err != nil {
+	if aaControl {
+		fmt.Println("acl: -control: both sides open; the ratio is the bench's noise floor, not a figure")
+	} else if err := secureSide(secure); err != nil {
 		return fmt.Errorf("bootstrapping ACLs: %w", err)
 	}
-	for _, s := range []*side{open, secure} {
+	sides := []*side{open, secure}
+	for _, s := range sides {
 		if err := s.do("PUT", "/v2/apps/bench/app", appDef); err != nil {
 			return err
 		}
@@ -209,28 +231,50 @@ func run(rate int, d time.Duration, rounds int) error {
 				return err
 			}
 		}
-		// Warm up.
-		s.phase("GET", rate, time.Second)
-		s.phase("PUT", rate, time.Second)
+	}
+	// Check the secure side really checks: no token is refused.
+	if err := (&side{base: secure.base}).do("GET", "/v2/apps/bench/app", ""); aaControl {
+		if err != nil {
+			return err
+		}
+	} else if err == nil || !regexp.MustCompile(`: 401 `).MatchString(err.Error()) {
+		return fmt.Errorf("the ACL side answered a call without a token: %v", err)
+	}
+	// Warm up both (connections, caches, the Go heap), then forget it.
+	for _, op := range []string{"GET", "PUT"} {
+		phase(sides, op, rate, 3*time.Second)
+	}
+	for _, s := range sides {
 		s.lat = map[string][]time.Duration{}
 		s.errs = map[string]int{}
 	}
-	// Check the secure side really checks: no token is refused.
-	if err := (&side{base: secure.base}).do("GET", "/v2/apps/bench/app", ""); err == nil || !regexp.MustCompile(`: 401 `).MatchString(err.Error()) {
-		return fmt.Errorf("the ACL side answered a call without a token: %v", err)
-	}
+	roundRatios := map[string][]float64{}
 	for r := 0; r < rounds; r++ {
 		for _, op := range []string{"GET", "PUT"} {
-			order := []*side{open, secure}
-			if (r+len(op))%2 == 1 {
-				order = []*side{secure, open}
+			n0 := []int{len(open.lat[op]), len(secure.lat[op])}
+			e0 := []int{open.errs[op], secure.errs[op]}
+			c0 := []time.Duration{benchkit.CPUTime(open.pid), benchkit.CPUTime(secure.pid)}
+			phase(sides, op, rate, d)
+			open.cpu[op] += benchkit.CPUTime(open.pid) - c0[0]
+			secure.cpu[op] += benchkit.CPUTime(secure.pid) - c0[1]
+			po, pa := pct(open.lat[op][n0[0]:], 0.99), pct(secure.lat[op][n0[1]:], 0.99)
+			ratio := 0.0
+			if po > 0 {
+				ratio = float64(pa) / float64(po)
 			}
-			for _, s := range order {
-				n0, e0 := len(s.lat[op]), s.errs[op]
-				s.phase(op, rate, d)
-				fmt.Printf("  round %d %s %-4s: %d ok, %d errors, p99 %v\n", r+1, op, s.name, len(s.lat[op])-n0, s.errs[op]-e0, pct(s.lat[op][n0:], 0.99))
-			}
+			roundRatios[op] = append(roundRatios[op], ratio)
+			fmt.Printf("  round %d %s: open %d ok %d errors p99 %v | ACL %d ok %d errors p99 %v | ratio %.3f (load %s)\n", r+1, op,
+				len(open.lat[op])-n0[0], open.errs[op]-e0[0], po, len(secure.lat[op])-n0[1], secure.errs[op]-e0[1], pa, ratio, benchkit.LoadAvg())
 		}
+	}
+	for _, op := range []string{"GET", "PUT"} {
+		fmt.Printf("%s CPU per request: open %v, ACL %v (%.3f×)\n", op, perReq(open, op), perReq(secure, op), float64(perReq(secure, op))/float64(max(perReq(open, op), 1)))
+	}
+	if aaControl {
+		for _, op := range []string{"GET", "PUT"} {
+			fmt.Printf("control %s: p99 ratio of two open sides %.3f over all samples\n", op, float64(pct(secure.lat[op], 0.99))/float64(pct(open.lat[op], 0.99)))
+		}
+		return nil
 	}
 	var summary []string
 	failed := false
@@ -238,16 +282,22 @@ func run(rate int, d time.Duration, rounds int) error {
 		po, pa := pct(open.lat[op], 0.99), pct(secure.lat[op], 0.99)
 		mo, ma := pct(open.lat[op], 0.5), pct(secure.lat[op], 0.5)
 		ratio := float64(pa) / float64(po)
-		fmt.Printf("%s /v2/apps/{id}: open p50 %v p99 %v (%d ok, %d errors) | ACL p50 %v p99 %v (%d ok, %d errors) | p99 ratio %.3f (target ≤ %.2f)\n",
-			op, mo, po, len(open.lat[op]), open.errs[op], ma, pa, len(secure.lat[op]), secure.errs[op], ratio, target)
+		med := median(roundRatios[op])
+		fmt.Printf("%s /v2/apps/{id}: open p50 %v p99 %v (%d ok, %d errors) | ACL p50 %v p99 %v (%d ok, %d errors) | p99 ratio %.3f over all samples, %.3f median of %d rounds (target ≤ %.2f)\n",
+			op, mo, po, len(open.lat[op]), open.errs[op], ma, pa, len(secure.lat[op]), secure.errs[op], ratio, med, len(roundRatios[op]), target)
+		errs := open.errs[op] + secure.errs[op]
+		met := ratio <= target && errs == 0
 		verdict := "ok"
 		if ratio > target {
 			verdict = "over"
 		}
-		if open.errs[op]+secure.errs[op] > 0 {
+		if errs > 0 {
 			failed = true
 			verdict = "errors"
 		}
+		benchkit.EmitRow(benchkit.Row{Bench: "acl", Figure: fmt.Sprintf("%s /v2/apps/{id} p99 at %d req/s, ACL token vs open (interleaved)", op, rate),
+			Weft: fmt.Sprintf("%.2f ms", ms(pa)), Peer: "the same weft without ACLs, interleaved request by request", PeerValue: fmt.Sprintf("%.2f ms", ms(po)),
+			Ratio: ratio, Target: fmt.Sprintf("≤ %.2f× with 0 errors", target), Met: met})
 		summary = append(summary, fmt.Sprintf("%s p99 %.3f× (%v vs %v, %s)", op, ratio, pa, po, verdict))
 	}
 	status := "ok"
@@ -256,6 +306,29 @@ func run(rate int, d time.Duration, rounds int) error {
 	}
 	fmt.Printf("SUMMARY acl %s: authenticated/open %s at %d req/s; target ≤ %.2f×; load average %s\n", status, strings.Join(summary, ", "), rate, target, benchkit.LoadAvg())
 	return nil
+}
+
+// perReq is the CPU the side's process used per answered request of op.
+func perReq(s *side, op string) time.Duration {
+	n := len(s.lat[op]) + s.errs[op]
+	if n == 0 {
+		return 0
+	}
+	return s.cpu[op] / time.Duration(n)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func pct(l []time.Duration, p float64) time.Duration {
