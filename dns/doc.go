@@ -74,8 +74,10 @@
 //     without DiscoveryInfo (resource ports under both f.d and f.slave.d).
 //   - A state with index 0 after a non-empty one (a master answering with
 //     an empty body while shutting down) is treated as a failed fetch.
-//   - /v1/config shows weft's effective settings under Mesos-DNS's names
-//     where one exists; there are no secrets to leave out.
+//   - /v1/config has exactly Mesos-DNS's keys (records.Config), with
+//     weft's effective settings and, for settings weft does not use, what
+//     --dns-config gave or Mesos-DNS's default; the Mesos credentials'
+//     secret is always empty (Mesos-DNS shows it).
 //
 // # Serving
 //
@@ -91,15 +93,26 @@
 //
 // # Mesos-DNS config.json
 //
-// LoadMesosDNSConfig maps: domain, ttl, resolvers (Upstreams), externalon
-// (Forward), timeout (ForwardTimeout, capped at 2 s), refreshSeconds
-// (ResyncEvery, capped at 30 s: weft is pushed, not polled), listener+port
-// (Listen), httpon+httpListener+httpport (HTTPListen), SOAMname, SOARname,
-// SOARefresh, SOARetry, SOAExpire, srvRecordDefaultWeight, enforceRFC952.
-// Ignored, with the reason: zk, masters, zkDetectionTimeout,
-// stateTimeoutSeconds, mesosAuthentication, mesosCredentials, the TLS
-// fields (weft reads state from its own master API); IPSources (weft's
-// address rule above replaces it); SetTruncateBit (always on); SOAMinttl
-// (Mesos-DNS emits the TTL there, so does weft); EnumerationOn (always on);
-// zoneResolvers (not supported); recurseon (the RA bit follows externalon).
+// `weft up|master|agent --dns-config FILE` reads a Mesos-DNS config.json
+// (ApplyMesosDNSConfig); flags given on the command line win over it. It
+// honours: domain, ttl, resolvers (Upstreams), externalon (Forward),
+// timeout (ForwardTimeout, capped at 2 s), refreshSeconds (ResyncEvery,
+// capped at 30 s: weft is pushed, not polled), listener+port (Listen),
+// httpon+httpListener+httpport (HTTPListen; off unless one of them is in
+// the file, where Mesos-DNS defaults to on at 0.0.0.0:8123, and a wildcard
+// address serves on the overlay or loopback, as --dns-http-addr), SOAMname,
+// SOARname (an '@' counts as a '.'), SOARefresh, SOARetry, SOAExpire,
+// srvRecordDefaultWeight, enforceRFC952, and IPSources ("host" first: every
+// task answers with its agent's address; otherwise weft's address rule
+// above). Kept and shown in /v1/config without being honoured, each
+// logged as a warning: zk, masters, zkDetectionTimeout,
+// stateTimeoutSeconds, mesosAuthentication, mesosCredentials (never the
+// secret), the TLS fields (weft reads state from its own master API);
+// SetTruncateBit (always on); SOAMinttl (Mesos-DNS emits the TTL there, so
+// does weft); EnumerationOn (always on); zoneResolvers (not supported);
+// recurseon (the RA bit follows externalon). A key Mesos-DNS does not have
+// is warned about and ignored. What Mesos-DNS refuses (a value of the
+// wrong type, an unknown IP source, dnson and httpon both false) and what
+// weft cannot serve (dnson false, an invalid domain, port or address) stop
+// the node with an error naming the key.
 package dns

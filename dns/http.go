@@ -2,9 +2,11 @@ package dns
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -108,34 +110,90 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// configView is /v1/config: the effective configuration under Mesos-DNS's
-// field names. weft has no secrets in it; none would be shown.
+// configView is /v1/config: Mesos-DNS's Config struct as Mesos-DNS encodes
+// it (records/config.go: Go field names, and HttpPort, DnsOn, HttpOn), with
+// weft's effective settings where weft has one and, for the settings weft
+// keeps without honouring, what --dns-config gave or Mesos-DNS's default.
+// No other key: a strict client fails on one Mesos-DNS never sends. The
+// Mesos credentials' secret is never shown (Mesos-DNS shows it).
 func (s *Server) configView() map[string]any {
 	rc := s.table.Load().cfg
+	k := s.cfg.MesosDNS
+	listener, port := "", 0
+	if len(s.addrs) > 0 {
+		h, p, _ := net.SplitHostPort(s.addrs[0])
+		listener = h
+		port, _ = strconv.Atoi(p)
+	}
+	httpListener, httpPort := "", 0
+	if a := s.HTTPAddr(); a != "" {
+		h, p, _ := net.SplitHostPort(a)
+		httpListener = h
+		httpPort, _ = strconv.Atoi(p)
+	}
+	ipSources := k.IPSources
+	if ipSources == nil {
+		// weft's rule (doc.go): the task's own address where usable, else the agent's.
+		ipSources = []string{"netinfo", "mesos", "host"}
+	}
+	zoneResolvers := k.ZoneResolvers
+	if zoneResolvers == nil {
+		zoneResolvers = map[string][]string{}
+	}
+	resolvers := s.fwd.upstreams
+	if resolvers == nil {
+		resolvers = []string{}
+	}
+	masters := k.Masters
+	if masters == nil {
+		masters = []string{}
+	}
+	zkTimeout, stateTimeout := k.ZkDetectionTimeout, k.StateTimeoutSeconds
+	if zkTimeout == 0 {
+		zkTimeout = 30
+	}
+	if stateTimeout == 0 {
+		stateTimeout = 300
+	}
 	return map[string]any{
-		"Domain":                 s.cfg.Domain,
-		"TTL":                    s.cfg.TTL,
-		"Listeners":              s.addrs,
-		"HttpOn":                 s.httpLn != nil,
-		"HttpListener":           s.HTTPAddr(),
-		"DnsOn":                  true,
-		"ExternalOn":             s.cfg.Forward,
-		"RecurseOn":              s.cfg.Forward,
-		"Resolvers":              s.fwd.upstreams,
-		"Timeout":                s.cfg.ForwardTimeout.Seconds(),
 		"RefreshSeconds":         int(s.cfg.ResyncEvery.Seconds()),
-		"SOAMname":               rc.SOAMname,
-		"SOARname":               rc.SOARname,
+		"Port":                   port,
+		"Timeout":                int(s.cfg.ForwardTimeout.Round(time.Second).Seconds()),
+		"StateTimeoutSeconds":    stateTimeout,
+		"ZkDetectionTimeout":     zkTimeout,
+		"HttpPort":               httpPort,
+		"TTL":                    rc.TTL,
+		"SRVRecordDefaultWeight": rc.SRVWeight,
+		"SOASerial":              rc.Serial,
 		"SOARefresh":             rc.SOARefresh,
 		"SOARetry":               rc.SOARetry,
 		"SOAExpire":              rc.SOAExpire,
 		"SOAMinttl":              rc.TTL,
-		"SRVRecordDefaultWeight": rc.SRVWeight,
+		"SOAMname":               rc.SOAMname,
+		"SOARname":               rc.SOARname,
+		"Masters":                masters,
+		"ZoneResolvers":          zoneResolvers,
+		"Resolvers":              resolvers,
+		"IPSources":              ipSources,
+		"Zk":                     k.Zk,
+		"Domain":                 rc.Domain,
+		"File":                   k.File,
+		"Listener":               listener,
+		"HTTPListener":           httpListener,
+		"RecurseOn":              s.cfg.Forward,
+		"DnsOn":                  true,
+		"HttpOn":                 s.httpLn != nil,
+		"ExternalOn":             s.cfg.Forward,
 		"EnforceRFC952":          rc.EnforceRFC952,
 		"SetTruncateBit":         true,
 		"EnumerationOn":          true,
-		"Site":                   s.cfg.Site,
-		"ServeBeforeSync":        s.cfg.ServeBeforeSync,
+		"MesosHTTPSOn":           k.MesosHTTPSOn,
+		"CACertFile":             k.CACertFile,
+		"CertFile":               k.CertFile,
+		"KeyFile":                k.KeyFile,
+		"MesosCredentials":       map[string]string{"principal": k.MesosPrincipal, "secret": ""},
+		"IAMConfigFile":          k.IAMConfigFile,
+		"MesosAuthentication":    k.MesosAuthentication,
 	}
 }
 

@@ -3,7 +3,9 @@ package dns
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -137,24 +139,129 @@ func TestMetrics(t *testing.T) {
 
 func TestLoadMesosDNSConfig(t *testing.T) {
 	cfg, notes, err := LoadMesosDNSConfig([]byte(`{
-	  "zk": "zk://10.0.0.1:2181/mesos", "refreshSeconds": 60, "ttl": 60, "domain": "mesos",
+	  "zk": "zk://10.0.0.1:2181/mesos", "masters": ["10.0.0.1:5050"], "refreshSeconds": 60, "ttl": 60, "domain": "Mesos",
 	  "port": 5353, "resolvers": ["10.0.0.2", "10.0.0.3:5300"], "timeout": 5, "listener": "10.0.0.9",
-	  "httpon": true, "httpport": 8123, "externalon": false, "SOAMname": "ns1.mesos", "SOARname": "root.ns1.mesos",
-	  "SOARefresh": 61, "SOARetry": 601, "SOAExpire": 86401, "srvRecordDefaultWeight": 2, "IPSources": ["netinfo"]}`))
+	  "httpon": true, "httpport": 8123, "externalon": false, "SOAMname": "ns1.mesos", "SOARname": "root@ns1.mesos",
+	  "SOARefresh": 61, "SOARetry": 601, "SOAExpire": 86401, "srvRecordDefaultWeight": 2, "IPSources": ["host", "netinfo"],
+	  "mesosCredentials": {"principal": "dns", "secret": "s3cret"}, "enforceRFC952": true, "frobnicate": 1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Domain != "mesos" || cfg.TTL != 60 || cfg.ResyncEvery != 30*time.Second || cfg.ForwardTimeout != 2*time.Second ||
 		cfg.Forward || cfg.Listen[0] != "10.0.0.9:5353" || cfg.HTTPListen != "0.0.0.0:8123" ||
 		strings.Join(cfg.Upstreams, ",") != "10.0.0.2:53,10.0.0.3:5300" || cfg.Records.SOAMname != "ns1.mesos" ||
-		cfg.Records.SOARefresh != 61 || cfg.Records.SRVWeight != 2 {
+		cfg.Records.SOARname != "root.ns1.mesos" || cfg.Records.SOARefresh != 61 || cfg.Records.SRVWeight != 2 ||
+		!cfg.Records.EnforceRFC952 || !cfg.Records.HostAddressOnly {
 		t.Errorf("config %+v", cfg)
 	}
-	if len(notes) != 2 || !strings.HasPrefix(notes[0], "IPSources ignored") || !strings.HasPrefix(notes[1], "zk ignored") {
-		t.Errorf("notes %q", notes)
+	if k := cfg.MesosDNS; k.Zk != "zk://10.0.0.1:2181/mesos" || len(k.Masters) != 1 || k.MesosPrincipal != "dns" ||
+		strings.Join(k.IPSources, ",") != "host,netinfo" {
+		t.Errorf("kept %+v", k)
 	}
-	if _, _, err := LoadMesosDNSConfig([]byte(`[1]`)); err == nil {
-		t.Error("no error for a JSON array")
+	want := []string{"frobnicate ignored: not a Mesos-DNS setting",
+		"masters kept but not honoured: weft reads state from its own master API",
+		"mesosCredentials kept but not honoured: weft reads state from its own master API (the secret is not kept)",
+		"zk kept but not honoured: weft reads state from its own master API"}
+	if strings.Join(notes, "\n") != strings.Join(want, "\n") {
+		t.Errorf("notes\n%s\nwant\n%s", strings.Join(notes, "\n"), strings.Join(want, "\n"))
+	}
+	for in, msg := range map[string]string{
+		`[1]`:                               "expected a JSON object",
+		`{"ttl": "60"}`:                     `"ttl" must be a JSON number`,
+		`{"ttl": -1}`:                       "ttl -1 is out of range",
+		`{"port": 70000}`:                   "port 70000 is not a port",
+		`{"listener": "eth0"}`:              `listener "eth0" is not an IP address`,
+		`{"resolvers": ["dns.google"]}`:     `resolver "dns.google" is not an IP address`,
+		`{"domain": "bad domain"}`:          `domain "bad domain" is not a valid domain name`,
+		`{"IPSources": ["mesos", "magic"]}`: `unknown source "magic"`,
+		`{"dnson": false, "httpon": false}`: "both false",
+		`{"refreshSeconds": 0}`:             "refreshSeconds 0 must be positive",
+		`{"resolvers": "8.8.8.8"}`:          `"resolvers" must be a JSON array`,
+		`{"mesosCredentials": "user:pass"}`: `"mesosCredentials" must be a JSON object`,
+		`{"SOARefresh": -5}`:                `"SOARefresh" must be a JSON number`,
+		`{"IPSources": []}`:                 "IPSources is empty",
+		`{"httpListener": "localhost"}`:     `httpListener "localhost" is not an IP address`,
+		`{"srvRecordDefaultWeight": 70000}`: `"srvRecordDefaultWeight" must be a JSON number`,
+		`{"timeout": 0}`:                    "timeout 0 must be positive",
+		`{"dnson": false}`:                  "dnson false is not supported",
+		`{"resolvers": ["10.0.0.1:99999"]}`: "invalid port",
+		`{"domain": "-x.mesos"}`:            "not a valid domain name",
+		`{"enforceRFC952": "yes"}`:          `"enforceRFC952" must be a JSON boolean`,
+		`{"masters": "10.0.0.1:5050"}`:      `"masters" must be a JSON array`,
+		`{"zoneResolvers": ["10.0.0.1"]}`:   `"zoneResolvers" must be a JSON object`,
+		`{"httpport": 0}`:                   "httpport 0 is not a port",
+		`{"SOAMname": 1}`:                   `"SOAMname" must be a JSON string`,
+		`{"externalon": "true"}`:            `"externalon" must be a JSON boolean`,
+		`{"stateTimeoutSeconds": "300"}`:    `"stateTimeoutSeconds" must be a JSON number`,
+		`{"IPSources": "host"}`:             `"IPSources" must be a JSON array`,
+	} {
+		_, _, err := LoadMesosDNSConfig([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), msg) || !strings.HasPrefix(err.Error(), "Mesos-DNS config: ") {
+			t.Errorf("%s: error %v, want one containing %q", in, err, msg)
+		}
+	}
+	// IPSources with "host" first answers the agent's address for a task
+	// that has its own overlay address.
+	st := goldenStates()["04-overlay-container"]
+	rc := DefaultRecordConfig()
+	if rs, _ := BuildRecords(st, rc).Lookup("pg-db.marathon.pcm.", mdns.TypeA); len(rs) != 1 || rs[0].IP.String() != "10.47.3.2" {
+		t.Fatalf("default: %v", rs)
+	}
+	rc.HostAddressOnly = true
+	if rs, _ := BuildRecords(st, rc).Lookup("pg-db.marathon.pcm.", mdns.TypeA); len(rs) != 1 || rs[0].IP.String() != "10.47.3.1" {
+		t.Errorf("IPSources host first: %v", rs)
+	}
+}
+
+// upstreamConfigKeys are the keys of Mesos-DNS's GET /v1/config: its
+// records.Config encoded by encoding/json (records/config.go).
+var upstreamConfigKeys = []string{"RefreshSeconds", "Port", "Timeout", "StateTimeoutSeconds", "ZkDetectionTimeout",
+	"HttpPort", "TTL", "SRVRecordDefaultWeight", "SOASerial", "SOARefresh", "SOARetry", "SOAExpire", "SOAMinttl",
+	"SOAMname", "SOARname", "Masters", "ZoneResolvers", "Resolvers", "IPSources", "Zk", "Domain", "File", "Listener",
+	"HTTPListener", "RecurseOn", "DnsOn", "HttpOn", "ExternalOn", "EnforceRFC952", "SetTruncateBit", "EnumerationOn",
+	"MesosHTTPSOn", "CACertFile", "CertFile", "KeyFile", "MesosCredentials", "IAMConfigFile", "MesosAuthentication"}
+
+// /v1/config has Mesos-DNS's key set, no more and no fewer, with the
+// effective values and what a Mesos-DNS config.json gave; never a secret.
+func TestHTTPConfigKeys(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.HTTPListen = "127.0.0.1:0"
+		c.MesosDNS.File = "/etc/mesos-dns/config.json"
+		if err := ApplyMesosDNSConfig(c, []byte(`{"zk": "zk://10.0.0.1:2181/mesos", "domain": "mesos", "ttl": 30,
+		  "mesosCredentials": {"principal": "dns", "secret": "s3cret"}, "SOARname": "admin.mesos", "IPSources": ["mesos", "host"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		c.Listen = []string{"127.0.0.1:0"}
+		c.HTTPListen = "127.0.0.1:0"
+	})
+	s.SetState(goldenStates()["01-host-app"])
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/config", nil))
+	var got map[string]json.RawMessage
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range upstreamConfigKeys {
+		if _, ok := got[k]; !ok {
+			t.Errorf("/v1/config lacks Mesos-DNS's key %q", k)
+		}
+		delete(got, k)
+	}
+	for k := range got {
+		t.Errorf("/v1/config has key %q, which Mesos-DNS never sends", k)
+	}
+	var cfg map[string]any
+	getJSON(t, s.Handler(), "/v1/config", &cfg)
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	if cfg["Domain"] != "mesos" || cfg["TTL"] != float64(30) || cfg["SOAMinttl"] != float64(30) ||
+		cfg["Zk"] != "zk://10.0.0.1:2181/mesos" || cfg["File"] != "/etc/mesos-dns/config.json" ||
+		cfg["SOARname"] != "admin.mesos." || cfg["Listener"] != "127.0.0.1" || fmt.Sprint(cfg["Port"]) != port ||
+		cfg["HttpOn"] != true || cfg["HTTPListener"] != "127.0.0.1" || cfg["ZkDetectionTimeout"] != float64(30) ||
+		fmt.Sprint(cfg["IPSources"]) != "[mesos host]" {
+		t.Errorf("config %v", cfg)
+	}
+	if strings.Contains(rec.Body.String(), "s3cret") {
+		t.Error("/v1/config shows the Mesos credentials' secret")
 	}
 }
 

@@ -37,6 +37,9 @@ type RecordConfig struct {
 	// SRVWeight is the weight of every SRV record (Mesos-DNS
 	// "srvRecordDefaultWeight"). Default 1.
 	SRVWeight uint16
+	// HostAddressOnly answers every task with its agent's address, never
+	// the task's own (Mesos-DNS IPSources with "host" first).
+	HostAddressOnly bool
 	// EnforceRFC952 cuts labels to 24 characters and drops leading digits.
 	EnforceRFC952 bool
 }
@@ -485,6 +488,9 @@ func (b *builder) taskIP(t *api.Task, a *api.App, agent *api.Node) netip.Addr {
 		mode = appMode(a)
 	}
 	for _, x := range t.IPAddresses {
+		if b.cfg.HostAddressOnly {
+			break
+		}
 		ip, err := netip.ParseAddr(x.IPAddress)
 		if err != nil || ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
 			continue

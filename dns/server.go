@@ -83,6 +83,12 @@ type Config struct {
 	// Records holds the SOA fields and label rules; Domain and TTL above
 	// override its own.
 	Records RecordConfig
+	// MesosDNS are the Mesos-DNS config.json settings weft keeps without
+	// acting on them, shown back in /v1/config (ApplyMesosDNSConfig).
+	MesosDNS MesosDNSKept
+	// MesosDNSWarnings are ApplyMesosDNSConfig's warnings, for the caller
+	// to log.
+	MesosDNSWarnings []string
 	// UDPWorkers is the number of goroutines reading each UDP socket.
 	// Default GOMAXPROCS.
 	UDPWorkers int

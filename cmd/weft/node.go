@@ -24,6 +24,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weftnet/weft/dns"
 	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/lb"
 	"github.com/weftnet/weft/mesh"
@@ -128,6 +129,7 @@ func nodeFlags(role string) []cli.Flag {
 		str("dns-addr", pick("127.0.0.1:8053", ""), "DNS listen address (default on master/agent: port 53 of the overlay address)"),
 		&cli.BoolFlag{Name: "dns-local", Usage: "also serve DNS on 127.0.0.1:53", EnvVars: envName("dns-local")},
 		str("dns-http-addr", "", "Mesos-DNS HTTP API address (/v1/hosts, /v1/services, ...); empty: off"),
+		str("dns-config", "", "a Mesos-DNS config.json: weft's DNS takes its domain, ttl, resolvers, externalon, timeout, listener and port, HTTP API settings, SOA fields, srvRecordDefaultWeight, enforceRFC952 and IPSources (flags given on the command line win); the settings weft keeps without honouring are logged as warnings"),
 		&cli.IntFlag{Name: "dns-ttl", Value: 5, Usage: "TTL of weft's DNS answers, in seconds", EnvVars: envName("dns-ttl")},
 		&cli.StringSliceFlag{Name: "dns-upstream", Usage: "upstream resolver HOST[:PORT] for other names (default: /etc/resolv.conf)", EnvVars: envName("dns-upstream")},
 		&cli.BoolFlag{Name: "no-dns-forward", Usage: "answer REFUSED for names outside the domain", EnvVars: envName("no-dns-forward")},
@@ -184,6 +186,7 @@ type node struct {
 	nofile            uint64      // the open file limit in force
 	addrLines         [][2]string // what printAddrs prints
 	nodeSecretV       string      // see nodeSecret
+	dnsFile           *dns.Config // what --dns-config says (nil without it)
 }
 
 // clusterToken is the join token this node was given ("" for none).
@@ -363,6 +366,9 @@ func runNode(c *cli.Context, role string) error {
 
 // setupRoles builds every role this node runs.
 func (n *node) setupRoles() error {
+	if err := n.loadDNSConfig(); err != nil {
+		return err
+	}
 	if hasRole(n.role, roleMaster) {
 		if err := n.setupMaster(); err != nil {
 			return err

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/weftnet/weft/dns"
@@ -12,7 +14,19 @@ import (
 // overlay: never an open resolver on the underlay); `weft up` listens on
 // 127.0.0.1:8053.
 func (n *node) setupDNS() error {
+	cfg := dns.DefaultConfig()
+	fileListen := ""
+	if n.dnsFile != nil {
+		cfg = *n.dnsFile
+		if len(cfg.Listen) > 0 {
+			fileListen = cfg.Listen[0]
+		}
+	}
 	listen := n.c.String("dns-addr")
+	if !n.c.IsSet("dns-addr") && fileListen != "" {
+		listen = fileListen // the config's listener and port, as Mesos-DNS binds them
+	}
+	bound := listen == "" // by default: overlay or loopback
 	if listen == "" {
 		host := "127.0.0.1"
 		if ov := n.overlayIP(); ov != nil {
@@ -24,7 +38,6 @@ func (n *node) setupDNS() error {
 	if n.c.Bool("dns-local") && listen != "127.0.0.1:53" {
 		addrs = append(addrs, "127.0.0.1:53")
 	}
-	cfg := dns.DefaultConfig()
 	hostDNS := n.meshOverlay && !n.c.Bool("no-host-dns")
 	var rc *dns.ResolvConf
 	if hostDNS {
@@ -42,15 +55,29 @@ func (n *node) setupDNS() error {
 		}
 		cfg.ResolvConf = rc.Path
 	}
-	cfg.Domain = n.c.String("domain")
+	cfg.Domain = n.domain()
 	cfg.Listen = addrs
-	if n.c.String("dns-http-addr") != "" {
+	// Flags given on the command line win over --dns-config; without the
+	// file every flag applies.
+	flag := func(name string) bool { return n.dnsFile == nil || n.c.IsSet(name) }
+	switch {
+	case flag("dns-http-addr") && n.c.String("dns-http-addr") != "":
 		cfg.HTTPListen = n.controlAddr("dns-http-addr")
+	case flag("dns-http-addr"):
+		cfg.HTTPListen = ""
+	case cfg.HTTPListen != "":
+		cfg.HTTPListen = n.controlAddrOf(cfg.HTTPListen)
 	}
-	cfg.TTL = uint32(n.c.Int("dns-ttl"))
-	cfg.Upstreams = n.c.StringSlice("dns-upstream")
-	cfg.Forward = !n.c.Bool("no-dns-forward")
-	if n.c.String("dns-addr") == "" {
+	if flag("dns-ttl") {
+		cfg.TTL = uint32(n.c.Int("dns-ttl"))
+	}
+	if flag("dns-upstream") {
+		cfg.Upstreams = n.c.StringSlice("dns-upstream")
+	}
+	if flag("no-dns-forward") {
+		cfg.Forward = !n.c.Bool("no-dns-forward")
+	}
+	if bound {
 		// Bound by default (overlay or loopback): answer only loopback and
 		// the overlay network, never a host that routes to the overlay
 		// address over the underlay (no open resolver).
@@ -95,6 +122,9 @@ func (n *node) setupHostDNS(rc *dns.ResolvConf, domain, listen string) {
 		return
 	}
 	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // a wildcard listener (a Mesos-DNS config's 0.0.0.0) answers on loopback
+	}
 	if port != "53" {
 		n.log.Info("host DNS: resolv.conf cannot name a port; to resolve "+domain+" names on this host", "do", line)
 		return
@@ -109,4 +139,44 @@ func (n *node) setupHostDNS(rc *dns.ResolvConf, domain, listen string) {
 			n.log.Warn("host DNS: restoring "+rc.Path, "err", err)
 		}
 	})
+}
+
+// loadDNSConfig reads --dns-config, a Mesos-DNS config.json, once: a file
+// that cannot be read or that Mesos-DNS would refuse stops the node with an
+// error naming the file and the key; settings weft keeps without honouring
+// are logged as warnings.
+func (n *node) loadDNSConfig() error {
+	path := n.c.String("dns-config")
+	if path == "" || n.dnsFile != nil {
+		return nil
+	}
+	if n.c.Bool("no-dns") {
+		return fmt.Errorf("--dns-config %s: this node runs no DNS server (--no-dns)", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--dns-config: %w", err)
+	}
+	cfg := dns.DefaultConfig()
+	cfg.Listen = nil // set only when the file says listener or port
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.MesosDNS.File = abs
+	}
+	if err := dns.ApplyMesosDNSConfig(&cfg, data); err != nil {
+		return fmt.Errorf("--dns-config %s: %w", path, err)
+	}
+	for _, w := range cfg.MesosDNSWarnings {
+		n.log.Warn("--dns-config " + path + ": " + w)
+	}
+	n.dnsFile = &cfg
+	return nil
+}
+
+// domain is the cluster's DNS domain: --domain when given, else the
+// domain of --dns-config, else the default.
+func (n *node) domain() string {
+	if n.dnsFile != nil && !n.c.IsSet("domain") {
+		return n.dnsFile.Domain
+	}
+	return n.c.String("domain")
 }

@@ -61,7 +61,7 @@ func (n *node) setupMaster() error {
 	cfg.Store = sc
 	cfg.Members = members{n.mesh}
 	cfg.APIAdvertise = apiAdv
-	cfg.Domain = n.c.String("domain")
+	cfg.Domain = n.domain()
 	cfg.Logger = n.log
 	cfg.Registry = n.registry
 	cfg.Version = Version

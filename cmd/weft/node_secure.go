@@ -266,7 +266,11 @@ func tlsFlags(role string) []cli.Flag {
 // the overlay address with the mesh (which local users reach as well) and
 // 127.0.0.1 without; a specific address is kept.
 func (n *node) controlAddr(flag string) string {
-	addr := n.c.String(flag)
+	return n.controlAddrOf(n.c.String(flag))
+}
+
+// controlAddrOf is controlAddr for an address from elsewhere (a file).
+func (n *node) controlAddrOf(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr // the role reports the bad address
