@@ -10,6 +10,7 @@ declare -A test_pkgs=(
   [ip]=iproute2 [tc]=iproute2 [iptables]=iptables [dig]=dnsutils
   [nsenter]=util-linux [setpriv]=util-linux [unshare]=util-linux [mount]=mount [ping]=iputils-ping [curl]=curl
   [chromium]=chromium
+  [promtool]=prometheus
   [qemu-system-x86_64]=qemu-system-x86 [busybox]=busybox-static
 )
 declare -A bench_pkgs=(
@@ -34,8 +35,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing $pkgs" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    # nsd must not start a system-wide server on port 53 when installed.
-    if printf '%s\n' "${missing[@]}" | grep -qx nsd; then
+    # nsd must not start a system-wide server on port 53 when installed,
+    # nor prometheus (wanted for promtool) a server on port 9090.
+    if printf '%s\n' "${missing[@]}" | grep -qxE 'nsd|prometheus'; then
       mkdir -p /usr/sbin && printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     fi
     apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
