@@ -53,8 +53,15 @@ func (m *Master) leaderGate(next http.Handler) http.Handler {
 			return
 		}
 		if r.Header.Get("X-Marathon-Via") != "" {
-			// Forwarded by a master that took us for the leader: leadership
-			// is moving; the client asks again.
+			// Forwarded by a master that took us for the leader. Just
+			// elected (raft names us, the barrier is still applying the
+			// log): serve it once ready, rather than send the client
+			// round again. Otherwise leadership is moving; the client
+			// asks again.
+			if m.store.RaftLeader() && m.awaitLeader(r.Context(), "") == m.cfg.APIAdvertise {
+				next.ServeHTTP(w, r)
+				return
+			}
 			writeNoLeader(w, "There is no leader: leadership is changing")
 			return
 		}

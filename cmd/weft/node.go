@@ -103,7 +103,7 @@ func nodeFlags(role string) []cli.Flag {
 			str("api-advertise", "", "host:port agents and clients reach the master API at (default: the overlay or host address)"),
 			str("raft-addr", pick("", "0.0.0.0:8300"), "raft's TCP address (empty: in-process, one voter)"),
 			&cli.IntFlag{Name: "bootstrap-expect", Value: 1, Usage: "how many masters form the raft cluster", EnvVars: envName("bootstrap-expect")},
-			str("raft-profile", "lan", "raft timeouts: lan (masters on one LAN or region; a dead leader is replaced in about 0.4-0.9 s) or wan (masters across sites; about 1.5-3.5 s, robust to slow lossy links)"),
+			str("raft-profile", "lan", "raft timeouts: lan (masters on one LAN or region; a dead leader is replaced in about 0.3-0.9 s) or wan (masters across sites; about 1.5-3.5 s, robust to slow lossy links)"),
 			&cli.DurationFlag{Name: "chronos-failure-retry", Value: 60 * time.Second, Usage: "delay before a failed job run is retried (Chronos's --failure_retry)", EnvVars: envName("chronos-failure-retry")},
 			&cli.BoolFlag{Name: "safe", Usage: "start with every framework paused (nothing is deployed, scaled or run) so an app or job that takes weft down can be deleted", EnvVars: envName("safe")},
 			&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler (net/http/pprof) under /debug/pprof/ on the master API", EnvVars: envName("pprof")},

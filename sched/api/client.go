@@ -193,7 +193,9 @@ func (c *Client) prefer(base string) {
 func retryPause(round int, e *Error) time.Duration {
 	d := time.Duration(50<<min(round, 4)) * time.Millisecond // 50 ms .. 800 ms
 	if e != nil && e.RetryAfter != "" {
-		d = min(d, 250*time.Millisecond) // the master says: soon; we poll a little sooner than it asks
+		// The master says it did not act and a leader is being elected
+		// (raft's lan profile takes well under a second): ask again soon.
+		d = min(d, 100*time.Millisecond)
 	}
 	return d
 }
