@@ -737,6 +737,29 @@ func (m *Mesh) Members() []Member {
 	return out
 }
 
+// Ping probes the member named name once through gossip (a memberlist
+// UDP ping, the probe gossip's failure detection sends) and returns nil
+// when it answered within the probe timeout.
+func (m *Mesh) Ping(ctx context.Context, name string) error {
+	m.mu.Lock()
+	s := m.serf
+	m.mu.Unlock()
+	if s == nil {
+		return errors.New("mesh: gossip is not running")
+	}
+	for _, sm := range s.Members() {
+		if sm.Name != name {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, err := s.Memberlist().Ping(name, &net.UDPAddr{IP: sm.Addr, Port: int(sm.Port)})
+		return err
+	}
+	return fmt.Errorf("mesh: no member %q", name)
+}
+
 func toMember(sm serf.Member) Member {
 	mem := Member{
 		Name:   sm.Name,

@@ -398,6 +398,11 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		secretsFor = false
 	}
 	extendWriteDeadline(w, wait)
+	if m.polls.begin(agent) {
+		m.log.Info("agent polls again; no longer taken for dead", "agent", agent)
+		m.membersMoved()
+	}
+	defer func() { m.polls.end(agent, r.Context().Err() != nil, m.cfg.Now()) }()
 	if !m.store.IsLeader() && !m.tracker.await(r.Context(), after, min(wait, m.cfg.FollowerCatchUp)) {
 		if r.Context().Err() == nil {
 			writeNoLeader(w, fmt.Sprintf("this master has not yet applied index %d, which agent %s has already seen; ask another master", after, agent))

@@ -154,11 +154,17 @@ type Master struct {
 	metrics *masterMetrics
 	tracker *agentTracker
 	alloc   *allocator
-	stateC  stateCache
-	lb      lbProblems
-	tokens  tokenCache
-	audit   *slog.Logger
-	panics  fwPanics
+	// polls follows the agents' long polls; pollMembers is the membership
+	// as gossip gives it (cfg.Members adds the agents found dead), and
+	// pinger probes a member through gossip (nil: not available).
+	polls       *agentPolls
+	pollMembers Members
+	pinger      Pinger
+	stateC      stateCache
+	lb          lbProblems
+	tokens      tokenCache
+	audit       *slog.Logger
+	panics      fwPanics
 
 	transportOnce sync.Once
 	transport     http.RoundTripper // to other nodes (nodeTransport)
@@ -272,7 +278,11 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		audit:  cfg.AuditLogger.With("component", "audit"),
 		revive: make(chan struct{}, 1),
 		memCh:  make(chan struct{}),
+		polls:  newAgentPolls(),
 	}
+	m.pollMembers = cfg.Members
+	m.pinger, _ = cfg.Members.(Pinger)
+	m.cfg.Members = lossView{Members: cfg.Members, polls: m.polls, now: cfg.Now}
 	var tc *tls.Config
 	if cfg.NodeTLS != nil {
 		tc = cfg.NodeTLS.ClientConfig()
@@ -466,10 +476,14 @@ func (m *Master) lead(parent context.Context) func() {
 	ctx, cancel := context.WithCancel(parent)
 	var wg sync.WaitGroup
 	m.ensureFrameworkID(ctx)
-	wg.Add(4)
+	wg.Add(5)
 	go func() {
 		defer wg.Done()
 		m.reconcileVoters(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.watchPolls(ctx)
 	}()
 	go func() {
 		defer wg.Done()

@@ -536,3 +536,82 @@ func TestDeclineRefusesUntilTheAgentChanges(t *testing.T) {
 		t.Fatal("master lost leadership")
 	}
 }
+
+// An agent that hangs up its long poll and answers no gossip ping is taken
+// for dead at once (its tasks unreachable, the membership shows it
+// failed) though gossip still calls it alive; one that polls again within
+// the grace, or answers a ping, is not.
+func TestAgentHungUpAndSilentIsLostFast(t *testing.T) {
+	members := NewStaticMembers(agentNode("n1", 2, 1024), agentNode("n2", 2, 1024))
+	tm := startMaster(t, members)
+	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "a.1", AppID: "/a", SlaveID: "n1", State: api.TaskRunning}, Goal: api.GoalRun})
+	putTask(t, tm.Store(), &TaskRecord{Task: api.Task{ID: "a.2", AppID: "/a", SlaveID: "n2", State: api.TaskRunning}, Goal: api.GoalRun})
+	var silent sync.Map // names that answer no ping
+	members.SetPing(func(name string) error {
+		if _, ok := silent.Load(name); ok {
+			return errors.New("no ack")
+		}
+		return nil
+	})
+	open := func(agent string) int {
+		tm.polls.mu.Lock()
+		defer tm.polls.mu.Unlock()
+		return tm.polls.open[agent]
+	}
+	// poll opens agent's long poll and returns its hang-up.
+	poll := func(agent string) func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		before := open(agent)
+		as, err := tm.client.Assignments(ctx, agent, 0, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = tm.client.Assignments(ctx, agent, as.Index, 30*time.Second) }()
+		eventually(t, 2*time.Second, agent+"'s poll open", func() bool { return open(agent) > before })
+		return func() {
+			cancel()
+			eventually(t, 2*time.Second, agent+"'s poll closed", func() bool { return open(agent) <= before })
+		}
+	}
+	status := func(agent string) string {
+		for _, n := range tm.Nodes() {
+			if n.ID == agent {
+				return n.Status
+			}
+		}
+		return ""
+	}
+	state := func(id string) string { return tasksOf(tm.Store())[id].Task.State }
+
+	// n2 hangs up but answers pings: alive.
+	poll("n2")()
+	// n1 answers no ping but polls again within the grace: alive.
+	silent.Store("n1", true)
+	hangUp := poll("n1")
+	hangUp()
+	reopen := poll("n1")
+	time.Sleep(1500 * time.Millisecond)
+	if state("a.1") != api.TaskRunning || state("a.2") != api.TaskRunning || status("n1") != NodeAlive || status("n2") != NodeAlive {
+		t.Fatalf("after hang-ups with a poll again or a ping answered: tasks %s %s, agents %s %s",
+			state("a.1"), state("a.2"), status("n1"), status("n2"))
+	}
+
+	// n1 hangs up and stays silent: lost well before gossip would say so.
+	start := time.Now()
+	reopen()
+	eventually(t, 3*time.Second, "n1's task unreachable", func() bool { return state("a.1") == api.TaskUnreachable })
+	t.Logf("silent agent's task unreachable %v after it hung up", time.Since(start).Round(time.Millisecond))
+	if status("n1") != NodeFailed || state("a.2") != api.TaskRunning {
+		t.Fatalf("n1 %s (want failed), a.2 %s", status("n1"), state("a.2"))
+	}
+	for _, n := range members.Nodes() {
+		if n.ID == "n1" && n.Status != NodeAlive {
+			t.Fatalf("gossip's own view changed: %s", n.Status)
+		}
+	}
+	// It polls again: no longer taken for dead.
+	defer poll("n1")()
+	if status("n1") != NodeAlive {
+		t.Fatalf("n1 polls again but shows %s", status("n1"))
+	}
+}

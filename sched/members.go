@@ -1,6 +1,8 @@
 package sched
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -30,9 +32,41 @@ type StaticMembers struct {
 	mu    sync.Mutex
 	nodes []api.Node
 	subs  map[chan struct{}]struct{}
+	ping  func(name string) error
 }
 
-var _ Members = (*StaticMembers)(nil)
+var (
+	_ Members = (*StaticMembers)(nil)
+	_ Pinger  = (*StaticMembers)(nil)
+)
+
+// Ping implements Pinger: by default a member answers while its status
+// is alive or suspect; SetPing replaces that.
+func (s *StaticMembers) Ping(ctx context.Context, name string) error {
+	s.mu.Lock()
+	ping := s.ping
+	var status string
+	for _, n := range s.nodes {
+		if n.Name == name {
+			status = n.Status
+		}
+	}
+	s.mu.Unlock()
+	if ping != nil {
+		return ping(name)
+	}
+	if status == NodeAlive || status == NodeSuspect {
+		return nil
+	}
+	return fmt.Errorf("member %q does not answer (%s)", name, status)
+}
+
+// SetPing makes Ping call fn.
+func (s *StaticMembers) SetPing(fn func(name string) error) {
+	s.mu.Lock()
+	s.ping = fn
+	s.mu.Unlock()
+}
 
 // NewStaticMembers returns a membership holding nodes.
 func NewStaticMembers(nodes ...api.Node) *StaticMembers {

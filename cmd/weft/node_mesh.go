@@ -77,6 +77,9 @@ func (ms members) Nodes() []api.Node {
 
 func (ms members) Subscribe() (<-chan struct{}, func()) { return ms.m.Subscribe() }
 
+// Ping implements sched.Pinger: one gossip ping of a member.
+func (ms members) Ping(ctx context.Context, name string) error { return ms.m.Ping(ctx, name) }
+
 // masterFinder is how this node's agent, dns and lb reach the masters: the
 // local master when this node runs one, else any alive master that gossip
 // knows (a follower answers assignments itself and forwards the rest to
