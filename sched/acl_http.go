@@ -206,12 +206,12 @@ func routeDenied(a *Authz, r *http.Request) string {
 		return fmt.Sprintf("%s %s is for cluster nodes", r.Method, p)
 	case p == "/v1/nodes" || p == "/v1/lb/problems":
 		return need("node", a.NodeRights(), AccessRead)
-	case p == "/v1/state":
+	case p == "/v1/state" || p == "/v1/state/changes":
 		if msg := need("node", a.NodeRights(), AccessRead); msg != "" {
 			return msg
 		}
 		if !a.CanReadApp("/") || a.Job("") < AccessRead {
-			return "GET /v1/state shows every app and job: it needs read on apps \"/*\" and jobs \"*\""
+			return "GET " + p + " shows every app and job: it needs read on apps \"/*\" and jobs \"*\""
 		}
 		return ""
 	case strings.HasPrefix(p, "/metrics") || strings.HasPrefix(p, "/debug/"):

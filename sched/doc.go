@@ -4,11 +4,13 @@
 // updates), the watch API that dns, lb and the CLI build on, and the
 // Marathon master endpoints.
 //
-// Routes of Master.Handler (frameworks add their own, e.g. /v2/apps):
+// Routes of Master.Handler (frameworks add their own, e.g. /v2/apps). JSON
+// answers to GET of 1 KB or more are gzipped for clients that accept it.
 //
 //	GET    /v1/agents/{id}/assignments?index=N&wait=30s  an agent's tasks (blocking query)
 //	POST   /v1/agents/{id}/status                        []api.TaskStatus → {"unknown":[ids]}
 //	GET    /v1/state?index=N&wait=30s                    api.State (blocking query, wait ≤ 5 min)
+//	GET    /v1/state/changes?index=N&nodes=H&wait=30s    api.Changes: a snapshot once, then what changed since N
 //	GET    /v1/nodes                                     {"nodes":[...]} with Used
 //	GET    /v1/tasks/{id}/logs?stream=&offset=&follow=   a task's stdout|stderr from its agent (a read of its app or job)
 //	GET    /v2/events                                    Marathon's SSE stream (event_type filters)
@@ -16,9 +18,9 @@
 //	GET    /v1/operator/raft/configuration               api.RaftConfiguration
 //	DELETE /v1/operator/raft/peer?id=ID                  remove a raft server
 //
-// A follower answers /ping, /metrics, GET /v2/leader, /v1/state and
-// /v1/nodes itself, redirects /v2/events to the leader and proxies
-// everything else there (X-Marathon-Leader, X-Marathon-Via), over mutual
+// A follower answers /ping, /metrics, GET /v2/leader, /v1/state,
+// /v1/state/changes and /v1/nodes itself, redirects /v2/events to the
+// leader and proxies everything else there (X-Marathon-Leader, X-Marathon-Via), over mutual
 // TLS when the cluster has a token (MasterConfig.NodeTLS), vouching with
 // X-Weft-Node for a caller that is a node (NodeIdentity).
 //

@@ -26,6 +26,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("GET /v1/agents/{id}/assignments", m.nodeOnly(m.handleAssignments))
 	mux.HandleFunc("POST /v1/agents/{id}/status", m.nodeOnly(m.handleStatus))
 	mux.HandleFunc("GET /v1/state", m.handleState)
+	mux.HandleFunc("GET /v1/state/changes", m.handleChanges)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
 	mux.HandleFunc("GET /v1/tasks/{id}/logs", m.handleTaskLogs)
 	mux.HandleFunc("POST /v1/lb/problems", m.nodeOnly(m.handleLBReport))
@@ -65,14 +66,14 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	}
 	m.mountACL(mux)
 	m.mountSecrets(mux)
-	return m.counted(m.recoverer(m.leaderGate(m.authorize(m.idempotent(mux))))), nil
+	return m.counted(m.recoverer(gzipped(m.leaderGate(m.authorize(m.idempotent(mux)))))), nil
 }
 
 // localRequest reports whether any master answers r itself, leader or not:
 // liveness, its own metrics, who leads, and the (replicated) watch.
 func localRequest(r *http.Request) bool {
 	switch r.URL.Path {
-	case "/ping", "/metrics", "/metrics/prometheus", "/v1/state", "/v1/nodes":
+	case "/ping", "/metrics", "/metrics/prometheus", "/v1/state", "/v1/state/changes", "/v1/nodes":
 		return true
 	case "/v2/leader":
 		return r.Method == http.MethodGet

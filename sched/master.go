@@ -161,6 +161,7 @@ type Master struct {
 	pollMembers Members
 	pinger      Pinger
 	stateC      stateCache
+	chgC        changesCache
 	lb          lbProblems
 	tokens      tokenCache
 	audit       *slog.Logger

@@ -19,6 +19,24 @@ type stateCache struct {
 	gen    uint64
 	leader string
 	body   []byte
+	gz     []byte // body gzipped, once a client asked for it
+}
+
+// gzippedState returns body compressed, cached while body is the cached
+// answer.
+func (m *Master) gzippedState(body []byte) []byte {
+	c := &m.stateC
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	same := len(c.body) == len(body) && len(body) > 0 && &c.body[0] == &body[0]
+	if same && c.gz != nil {
+		return c.gz
+	}
+	gz := gzipBytes(body)
+	if same {
+		c.gz = gz
+	}
+	return gz
 }
 
 // State builds the whole cluster view at the store's current index.
@@ -72,7 +90,7 @@ func (m *Master) encodedState() ([]byte, error) {
 		return nil, err
 	}
 	// The state may be newer than idx; cache it under what it holds.
-	c.index, c.gen, c.leader, c.body = st.Index, gen, leader, b
+	c.index, c.gen, c.leader, c.body, c.gz = st.Index, gen, leader, b, nil
 	return b, nil
 }
 
@@ -115,7 +133,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "encoding the state: "+err.Error())
 		return
 	}
-	writeRawJSON(w, http.StatusOK, b)
+	writeJSONBody(w, r, b, func() []byte { return m.gzippedState(b) })
 }
 
 // handleNodes serves GET /v1/nodes.

@@ -170,6 +170,7 @@ type node struct {
 	meshOverlay bool       // the WireGuard overlay runs, not only gossip
 	tagsMu      sync.Mutex // guards tags
 	finder      *masterFinder
+	watcher     *api.Watcher      // the node's one change watch of the master, shared by dns and lb
 	tags        api.Node          // the scheduling facts this node gossips
 	apiLns      []net.Listener    // the master API: overlay and loopback, or as --api-addr says
 	agentLns    []net.Listener    // the agent API

@@ -84,7 +84,7 @@ func (n *node) setupDNS() error {
 		cfg.Clients = n.localClient
 	}
 	cfg.Site = n.site
-	cfg.Source = n.finder
+	cfg.Source = n.stateWatcher().Consumer()
 	cfg.Registry = n.registry
 	cfg.Logger = n.log
 	dns.Version = Version

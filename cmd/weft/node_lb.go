@@ -35,7 +35,7 @@ func (n *node) setupLB() error {
 		n.log.Warn(warn)
 	}
 	cfg.Site = n.site
-	cfg.Source = n.finder
+	cfg.Source = n.stateWatcher().Consumer()
 	cfg.Registry = n.registry
 	cfg.Logger = n.log
 	// What the lb cannot honour goes to the master, which shows it on

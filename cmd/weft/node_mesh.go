@@ -101,6 +101,17 @@ func newMasterFinder(ms members, dial func(hostport string) *api.Client, token s
 	return f
 }
 
+// stateWatcher returns the node's one watch of the master state (the
+// change watch, through the finder's failover), started with the node's
+// roles the first time dns or lb asks for it.
+func (n *node) stateWatcher() *api.Watcher {
+	if n.watcher == nil {
+		n.watcher = &api.Watcher{Source: n.finder, Logger: n.log.With("component", "watch")}
+		n.runs = append(n.runs, n.watcher.Run)
+	}
+	return n.watcher
+}
+
 // dialOne makes the client for one master.
 func (f *masterFinder) dialOne(hostport string) *api.Client {
 	cl := api.NewClient(hostport)

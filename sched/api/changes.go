@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Changes is one answer of the master's change watch,
+// GET /v1/state/changes?index=N&nodes=H&wait=30s: what changed in the
+// cluster state since index N, or the whole of it (Snapshot) when N is 0,
+// from another store, or further back than the master remembers.
+//
+// Apps, Tasks, Deployments and Jobs hold what was created or changed since
+// N (each at most once, as it is at Index); Deleted names what was removed.
+// Nodes is the whole membership when it differs from what the client said
+// it has (nodes=H, the NodesHash of an earlier answer), else null. The
+// nodes of this watch leave Used empty: what agents use changes with every
+// task and is for the CLI and the UI (GET /v1/state has it).
+type Changes struct {
+	Index       uint64       `json:"index"`
+	Leader      string       `json:"leader"`
+	Domain      string       `json:"domain,omitempty"`
+	Snapshot    bool         `json:"snapshot,omitempty"`
+	NodesHash   string       `json:"nodesHash"`
+	Nodes       []Node       `json:"nodes"`
+	Apps        []App        `json:"apps,omitempty"`
+	Tasks       []Task       `json:"tasks,omitempty"`
+	Deployments []Deployment `json:"deployments,omitempty"`
+	Jobs        []Job        `json:"jobs,omitempty"`
+	Deleted     *Deleted     `json:"deleted,omitempty"`
+}
+
+// Deleted names what a Changes removes: app ids, task ids, deployment ids
+// and job names.
+type Deleted struct {
+	Apps        []string `json:"apps,omitempty"`
+	Tasks       []string `json:"tasks,omitempty"`
+	Deployments []string `json:"deployments,omitempty"`
+	Jobs        []string `json:"jobs,omitempty"`
+}
+
+// Empty reports whether c changes nothing (beyond its index and leader).
+func (c *Changes) Empty() bool {
+	return !c.Snapshot && c.Nodes == nil && len(c.Apps) == 0 && len(c.Tasks) == 0 &&
+		len(c.Deployments) == 0 && len(c.Jobs) == 0 && c.Deleted == nil
+}
+
+// Mirror is a copy of the cluster state kept by applying Changes.
+type Mirror struct {
+	index       uint64
+	leader      string
+	domain      string
+	nodesHash   string
+	nodes       []Node
+	apps        map[string]App
+	tasks       map[string]Task
+	deployments map[string]Deployment
+	jobs        map[string]Job
+}
+
+// Index is the store index the mirror is at (0 before the first snapshot).
+func (m *Mirror) Index() uint64 { return m.index }
+
+// NodesHash is what the mirror's nodes hash to, for the next query.
+func (m *Mirror) NodesHash() string { return m.nodesHash }
+
+// Apply brings the mirror to c.Index. A snapshot replaces everything.
+func (m *Mirror) Apply(c *Changes) {
+	if c.Snapshot || m.apps == nil {
+		m.apps, m.tasks = map[string]App{}, map[string]Task{}
+		m.deployments, m.jobs = map[string]Deployment{}, map[string]Job{}
+	}
+	m.index, m.leader, m.domain = c.Index, c.Leader, c.Domain
+	if c.Nodes != nil {
+		m.nodes, m.nodesHash = c.Nodes, c.NodesHash
+	}
+	for _, a := range c.Apps {
+		m.apps[a.ID] = a
+	}
+	for _, t := range c.Tasks {
+		m.tasks[t.ID] = t
+	}
+	for _, d := range c.Deployments {
+		m.deployments[d.ID] = d
+	}
+	for _, j := range c.Jobs {
+		m.jobs[j.Name] = j
+	}
+	if d := c.Deleted; d != nil {
+		for _, k := range d.Apps {
+			delete(m.apps, k)
+		}
+		for _, k := range d.Tasks {
+			delete(m.tasks, k)
+		}
+		for _, k := range d.Deployments {
+			delete(m.deployments, k)
+		}
+		for _, k := range d.Jobs {
+			delete(m.jobs, k)
+		}
+	}
+}
+
+// State returns the mirror as a State, sorted as GET /v1/state sorts it.
+// The State is new; its elements are shared with the mirror and must not be
+// modified.
+func (m *Mirror) State() *State {
+	st := &State{Index: m.index, Leader: m.leader, Domain: m.domain,
+		Nodes:       append([]Node{}, m.nodes...),
+		Apps:        make([]App, 0, len(m.apps)),
+		Tasks:       make([]Task, 0, len(m.tasks)),
+		Deployments: make([]Deployment, 0, len(m.deployments)),
+		Jobs:        make([]Job, 0, len(m.jobs)),
+	}
+	for _, a := range m.apps {
+		st.Apps = append(st.Apps, a)
+	}
+	for _, t := range m.tasks {
+		st.Tasks = append(st.Tasks, t)
+	}
+	for _, d := range m.deployments {
+		st.Deployments = append(st.Deployments, d)
+	}
+	for _, j := range m.jobs {
+		st.Jobs = append(st.Jobs, j)
+	}
+	SortState(st)
+	return st
+}
+
+// SortState sorts a State's lists by id (jobs by name), as the master
+// sends them.
+func SortState(st *State) {
+	sort.Slice(st.Apps, func(i, j int) bool { return st.Apps[i].ID < st.Apps[j].ID })
+	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].ID < st.Tasks[j].ID })
+	sort.Slice(st.Deployments, func(i, j int) bool { return st.Deployments[i].ID < st.Deployments[j].ID })
+	sort.Slice(st.Jobs, func(i, j int) bool { return st.Jobs[i].Name < st.Jobs[j].Name })
+	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].ID < st.Nodes[j].ID })
+}
+
+// Changes is the change watch: GET /v1/state/changes?index=N&nodes=H&wait=W.
+// It blocks until the state is past after or the nodes no longer hash to
+// nodesHash, or about wait has passed.
+func (c *Client) Changes(ctx context.Context, after uint64, nodesHash string, wait time.Duration) (*Changes, error) {
+	var ch Changes
+	q := url.Values{"index": {strconv.FormatUint(after, 10)}, "wait": {wait.String()}}
+	if nodesHash != "" {
+		q.Set("nodes", nodesHash)
+	}
+	_, err := c.do(ctx, true, http.MethodGet, "/v1/state/changes?"+q.Encode(), nil, &ch)
+	if err != nil {
+		return nil, err
+	}
+	return &ch, nil
+}
+
+// Changes is the change watch, on the master to use now.
+func (s *MasterSet) Changes(ctx context.Context, after uint64, nodesHash string, wait time.Duration) (*Changes, error) {
+	var ch *Changes
+	err := s.call(func(c *Client) (err error) {
+		ch, err = c.Changes(ctx, after, nodesHash, wait)
+		return err
+	})
+	return ch, err
+}
