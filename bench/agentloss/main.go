@@ -5,21 +5,31 @@
 // agents, then `kill -9` of the agent running the most tasks. The clock
 // runs from the kill until every instance is TASK_RUNNING on another agent
 // (GET /v2/apps/{id} polled every 50 ms); the moment the master first shows
-// the victim's tasks TASK_UNREACHABLE (gossip's failure detection) is
-// printed beside it. The killed agent's leftover task processes are killed
+// the victim's tasks TASK_UNREACHABLE (the master's agent-loss detection:
+// the agent hung up its assignments long poll and answers no gossip ping,
+// or gossip calls it failed) is printed beside it. The killed agent's leftover task processes are killed
 // by PID (each task writes its pid to a file), the agent is restarted with
 // the same arguments and data dir, and the next round waits for a steady
 // state (every agent alive, 20 tasks, all RUNNING, no deployment).
 //
 // With few rounds the p99 is the max (nearest rank).
 //
-// Target ([marathon]): p99 ≤ 10 s with weft's default
+// Target (issue #15): p99 ≤ 5 s over 20 rounds with weft's default
 // unreachableStrategy.inactiveAfterSeconds (marathon.DefaultConfig's
-// InactiveAfter, 2 s, counted from when gossip declares the agent
-// failed). Comparison points: Mesos 75 s, Nomad about 50 s, Kubernetes
+// InactiveAfter, 2 s, counted from when the master finds the agent lost).
+// Comparison points, quoted: Mesos 75 s, Nomad about 50 s, Kubernetes
 // about 6 min.
 //
-//	go run ./bench/agentloss [-rounds 10 -agents 4 -instances 20]
+// With -lossy D the bench instead checks for false alarms: agent a1 runs
+// in its own network namespace behind a veth whose every packet, each
+// way, is dropped with probability 5 % (iptables statistic match in that
+// namespace; this kernel has no netem), for D. Every agent and the master
+// then use addresses on that veth's host side. Any of a1's tasks that is
+// not RUNNING, or a1 shown other than alive, is a false alarm; the target
+// is none in 10 minutes.
+//
+//	go run ./bench/agentloss [-rounds 20 -agents 4 -instances 20]
+//	go run ./bench/agentloss -lossy 10m
 package main
 
 import (
@@ -40,7 +50,7 @@ import (
 	"github.com/weftnet/weft/sched/marathon"
 )
 
-const target = 10 * time.Second
+const target = 5 * time.Second
 
 // Published figures (time until a lost node's work runs elsewhere, with
 // their defaults). None of them ran here: they are quoted, labelled as
@@ -53,12 +63,13 @@ var peers = []struct {
 var errBenchFailed = errors.New("target missed")
 
 func main() {
-	rounds := flag.Int("rounds", 10, "kill -9 / restart rounds")
+	rounds := flag.Int("rounds", 20, "kill -9 / restart rounds")
 	agents := flag.Int("agents", 4, "weft agent processes")
 	instances := flag.Int("instances", 20, "instances of the app")
+	lossy := flag.Duration("lossy", 0, "instead of kill rounds, drop 5 % of a1's packets each way for this long and count false alarms (the issue asks for 10m)")
 	flag.Parse()
 	cleanupOnSignal()
-	if err := run(*rounds, *agents, *instances); errors.Is(err, errBenchFailed) {
+	if err := run(*rounds, *agents, *instances, *lossy); errors.Is(err, errBenchFailed) {
 		exit(1)
 	} else if err != nil {
 		fmt.Printf("agentloss FAILED: %v\n", err)
@@ -70,6 +81,7 @@ func main() {
 
 type cluster struct {
 	dir, bin, pidDir string
+	bins             map[string]string // an agent's program, when not bin
 	c                *api.Client
 	mu               sync.Mutex // agents: the cleanup may run on a signal
 	agents           map[string]*proc
@@ -79,7 +91,11 @@ type cluster struct {
 
 func (cl *cluster) startAgent(name string) error {
 	cl.starts[name]++
-	p, err := startProcNoStop(cl.dir, fmt.Sprintf("%s-%d", name, cl.starts[name]), cl.bin, cl.args[name]...)
+	bin := cl.bin
+	if b := cl.bins[name]; b != "" {
+		bin = b
+	}
+	p, err := startProcNoStop(cl.dir, fmt.Sprintf("%s-%d", name, cl.starts[name]), bin, cl.args[name]...)
 	if err != nil {
 		return err
 	}
@@ -96,7 +112,7 @@ func (cl *cluster) agent(name string) *proc {
 	return cl.agents[name]
 }
 
-func run(rounds, nAgents, instances int) error {
+func run(rounds, nAgents, instances int, lossy time.Duration) error {
 	inactive := marathon.DefaultConfig().InactiveAfter
 	bin, err := weftBin()
 	if err != nil {
@@ -117,8 +133,17 @@ func run(rounds, nAgents, instances int) error {
 			fmt.Printf("note: killed %d task processes left after the agents stopped\n", k)
 		}
 	})
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	gossip := fmt.Sprintf("127.0.0.1:%d", freePort())
+	host := "127.0.0.1"
+	var ln *lossyNet
+	if lossy > 0 {
+		if ln, err = newLossyNet(); err != nil {
+			return fmt.Errorf("setting up a1's lossy link: %w", err)
+		}
+		atExit(ln.close)
+		host = ln.hostIP
+	}
+	apiAddr := fmt.Sprintf("%s:%d", host, freePort())
+	gossip := fmt.Sprintf("%s:%d", host, freePort())
 	fmt.Printf("agentloss: weft master + %d weft agents (%s), app of %d × `exec sleep 600`, %d rounds; inactiveAfterSeconds default %v; load average %s\n",
 		nAgents, bin, instances, rounds, inactive, loadAvg())
 	master, err := startProc(dir, "master", bin, "master", "--no-mesh", "--node-name", "m1", "--site", "bench",
@@ -136,11 +161,19 @@ func run(rounds, nAgents, instances int) error {
 	for i := 0; i < nAgents; i++ {
 		name := fmt.Sprintf("a%d", i+1)
 		names = append(names, name)
-		cl.args[name] = []string{"agent", "--no-mesh", "--node-name", name, "--site", "bench",
+		ip := host
+		var pre []string
+		if ln != nil && name == "a1" {
+			ip, pre = ln.nsIP, []string{"netns", "exec", ln.ns, bin}
+		}
+		cl.args[name] = append(pre, "agent", "--no-mesh", "--node-name", name, "--site", "bench",
 			"--data-dir", filepath.Join(dir, name), "--join", gossip,
-			"--gossip-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0",
+			"--gossip-addr", ip+":0", "--agent-addr", ip+":0",
 			"--no-dns", "--no-lb", "--no-docker", "--cpus", "4", "--mem", "4096",
-			"--ports", fmt.Sprintf("%d-%d", 32000+i*100, 32099+i*100)}
+			"--ports", fmt.Sprintf("%d-%d", 32000+i*100, 32099+i*100))
+		if pre != nil {
+			cl.bins = map[string]string{name: "ip"}
+		}
 	}
 	const id = "/bench/agentloss/web"
 	// Runs before the master stops: delete the app while the agents run
@@ -205,6 +238,10 @@ func run(rounds, nAgents, instances int) error {
 		return cl.steady(ctx, id, instances)
 	}); err != nil {
 		return err
+	}
+
+	if ln != nil {
+		return lossyRun(ctx, cl, ln, id, lossy)
 	}
 
 	var lat, detect []time.Duration
@@ -285,8 +322,8 @@ func run(rounds, nAgents, instances int) error {
 	sort.Slice(sd, func(i, j int) bool { return sd[i] < sd[j] })
 	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
 	fmt.Printf("kill -9 of an agent → all its tasks RUNNING elsewhere, %d rounds (inactiveAfterSeconds %v by default):\n", len(lat), inactive.Seconds())
-	fmt.Printf("  p50 %v  p99 %v (%.2f× the 10s target)  max %v\n", r(p50), r(p99), float64(p99)/float64(target), r(pmax))
-	fmt.Printf("  of which gossip failure detection (kill → TASK_UNREACHABLE shown): p50 %v, max %v\n", r(percentile(sd, 50)), r(sd[len(sd)-1]))
+	fmt.Printf("  p50 %v  p99 %v (%.2f× the %v target)  max %v\n", r(p50), r(p99), float64(p99)/float64(target), target, r(pmax))
+	fmt.Printf("  of which agent-loss detection (kill → TASK_UNREACHABLE shown): p50 %v, max %v\n", r(percentile(sd, 50)), r(sd[len(sd)-1]))
 	var cmp []string
 	for _, p := range peers {
 		cmp = append(cmp, fmt.Sprintf("%s %v", p.name, p.d))

@@ -395,9 +395,11 @@ func run(trials, rate, gracefulEvery int) error {
 	go w.run()
 
 	var (
-		firstAck, resync, graceful []time.Duration
-		noAck, noResync            int
-		chronosLate                []time.Duration
+		firstAck, resync, graceful  []time.Duration
+		noAck, noResync, unprompted int
+		prevLeader                  string
+		restarts                    []time.Duration
+		chronosLate                 []time.Duration
 	)
 	var plan []bool // per trial: graceful
 	for k := 1; k <= trials; k++ {
@@ -409,9 +411,20 @@ func run(trials, rate, gracefulEvery int) error {
 	for i, isGraceful := range plan {
 		t := i + 1
 		time.Sleep(time.Second)
-		old, err := b.leader(ctx)
-		if err != nil {
+		// The leader now: normally the one the last trial elected. Any
+		// other (or none for a moment) is an election nobody asked for,
+		// counted apart.
+		var old *master
+		if err := benchkit.Eventually(20*time.Second, 50*time.Millisecond, "a leader before the trial", func() error {
+			var err error
+			old, err = b.leader(ctx)
+			return err
+		}); err != nil {
 			return fmt.Errorf("trial %d: %w", t, err)
+		}
+		if prevLeader != "" && old.api != prevLeader {
+			unprompted++
+			fmt.Printf("trial %d: %s leads, not %s elected in the last trial (an election the bench did not cause)\n", t, old.name, prevLeader)
 		}
 		var survivors []string
 		for _, m := range b.masters {
@@ -445,6 +458,13 @@ func run(trials, rate, gracefulEvery int) error {
 		}
 		if isGraceful {
 			graceful = append(graceful, elected)
+		}
+		prevLeader = ""
+		for _, s := range survivors {
+			if l, err := leaderOf(ctx, s); err == nil && l != "" {
+				prevLeader = l
+				break
+			}
 		}
 		// Agents that used the killed master: resync.
 		for a := range attached {
@@ -484,6 +504,7 @@ func run(trials, rate, gracefulEvery int) error {
 		if !old.p.Exited() {
 			old.p.Stop(10 * time.Second)
 		}
+		restartAt := time.Now()
 		if err := b.startMaster(old); err != nil {
 			return err
 		}
@@ -499,6 +520,7 @@ func run(trials, rate, gracefulEvery int) error {
 		}); err != nil {
 			return fmt.Errorf("trial %d: %w", t, err)
 		}
+		restarts = append(restarts, time.Since(restartAt))
 	}
 	close(w.stop)
 	<-w.done
@@ -538,6 +560,8 @@ func run(trials, rate, gracefulEvery int) error {
 	fmt.Printf("chronos runs due during a failover: %d, start after the new leader named: p50 %v, p99 %v, max %v\n",
 		len(chronosLate), r(pct(chronosLate, 50)), r(pct(chronosLate, 99)), r(pct(chronosLate, 100)))
 	fmt.Printf("graceful stop (SIGTERM) → new leader named: %d trials, p50 %v, max %v\n", len(graceful), r(pct(graceful, 50)), r(pct(graceful, 100)))
+	fmt.Printf("elections the bench did not cause (seen between trials): %d; the old leader back and naming a leader after its restart: p50 %v, max %v\n",
+		unprompted, r(pct(restarts, 50)), r(pct(restarts, 100)))
 	fmt.Printf("load average after the run: %s (the machine is shared)\n", benchkit.LoadAvg())
 
 	clientFails := 0
