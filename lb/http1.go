@@ -52,6 +52,8 @@ type request struct {
 	authStart     int
 	authEnd       int
 	contentLength int64 // -1 when absent
+	clText        [18]byte // the first Content-Length's text, clLen bytes:
+	clLen         int      // a repeat must be the same text, as net/http requires
 	chunked       bool
 	close         bool
 	upgrade       bool
@@ -252,10 +254,15 @@ func readRequest(br *bufio.Reader, req *request) error {
 		case 14:
 			if nameIs(name, "content-length") {
 				n, ok := parseLength(value)
-				if !ok || (req.contentLength >= 0 && req.contentLength != n) {
-					return errBadRequest // RFC 9112 §6.3: invalid or conflicting
+				if !ok || (req.contentLength >= 0 && !bytes.Equal(req.clText[:req.clLen], value)) {
+					// RFC 9112 §6.3: invalid or conflicting. A repeat
+					// must be the same text, not just the same number
+					// ("02" and "2"): net/http refuses that too, and a
+					// backend may read either.
+					return errBadRequest
 				}
 				req.contentLength = n
+				req.clLen = copy(req.clText[:], value)
 			}
 		case 16:
 			if nameIs(name, "proxy-connection") || nameIs(name, "x-forwarded-port") {
