@@ -51,7 +51,7 @@ type request struct {
 	cookieEnd     int
 	authStart     int
 	authEnd       int
-	contentLength int64 // -1 when absent
+	contentLength int64    // -1 when absent
 	clText        [18]byte // the first Content-Length's text, clLen bytes:
 	clLen         int      // a repeat must be the same text, as net/http requires
 	chunked       bool
