@@ -523,11 +523,13 @@ func (f *Framework) Wants() bool { return f.wants.Load() }
 // ResourceOffers launches ready runs on offers that fit them: resources,
 // constraints, and the "docker" capability for container jobs. Each launch
 // carries Ops moving its run to running, guarded by Checks on the run and
-// on the task id, so a run launches at most once.
+// on the task id, so a run launches at most once. It reads the runs that
+// may launch, plans the answer (planOffers) and remembers the launches
+// handed out.
 func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sched.OfferResult {
-	var res sched.OfferResult
 	m := f.master()
 	if m == nil {
+		var res sched.OfferResult
 		for _, o := range offers {
 			res.Declines = append(res.Declines, sched.Decline{OfferID: o.ID})
 		}
@@ -539,16 +541,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 	ready := append([]pendingLaunch(nil), f.ready...)
 	f.mu.Unlock()
 
-	free := make([]api.Resources, len(offers))
-	used := make([]bool, len(offers))
-	reasons := make([]map[string]bool, len(offers))
-	for i, o := range offers {
-		free[i] = o.Resources
-		reasons[i] = map[string]bool{}
-	}
-	// Tasks of each job per attribute value, for UNIQUE and MAX_PER.
-	var placed map[string][]api.Offer
-	launched := 0
+	in := offerInput{offers: offers, now: now}
 	for _, p := range ready {
 		key := fmt.Sprintf("%s@%d", p.runID, p.idx)
 		f.mu.Lock()
@@ -561,18 +554,75 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		if !ok || e.ModifyIndex != p.idx {
 			continue
 		}
-		run := *e.Value.(*api.JobRun)
-		je, ok := st.Get(sched.TableJobs, run.Job)
+		je, ok := st.Get(sched.TableJobs, e.Value.(*api.JobRun).Job)
 		if !ok {
 			continue
 		}
-		job := je.Value.(*api.Job)
+		run := e.Value.(*api.JobRun)
 		if _, exists := st.Get(sched.TableTasks, run.TaskID); exists {
 			continue // the loop will adopt it
 		}
-		if placed == nil {
-			placed = runningPlacements(st, offers)
-		}
+		in.runs = append(in.runs, readyRun{key: key, run: run, idx: e.ModifyIndex, job: je.Value.(*api.Job)})
+	}
+	if len(in.runs) > 0 {
+		in.placed = runningPlacements(st, offers)
+	}
+
+	p := planOffers(in)
+
+	f.mu.Lock()
+	for _, key := range p.launched {
+		f.inflight[key] = now
+	}
+	f.mu.Unlock()
+	if len(p.launched) == len(ready) {
+		f.wants.Store(false)
+	}
+	return p.res
+}
+
+// readyRun is a run that may launch, read at store index idx.
+type readyRun struct {
+	key string // run id@index
+	run *api.JobRun
+	idx uint64
+	job *api.Job
+}
+
+// offerInput is everything planOffers decides from. It does not modify any
+// of it.
+type offerInput struct {
+	offers []api.Offer
+	runs   []readyRun             // oldest first
+	placed map[string][]api.Offer // job name → where its live tasks run
+	now    time.Time
+}
+
+// offerPlan is the answer to offers, and the keys of the runs launched.
+type offerPlan struct {
+	res      sched.OfferResult
+	launched []string
+}
+
+// planOffers places each ready run on the first offer that fits it, and
+// declines the rest: briefly (50 ms) when nothing was tried on an offer,
+// for a second with the reasons when something did not fit.
+func planOffers(in offerInput) offerPlan {
+	var p offerPlan
+	offers := in.offers
+	free := make([]api.Resources, len(offers))
+	used := make([]bool, len(offers))
+	reasons := make([]map[string]bool, len(offers))
+	for i, o := range offers {
+		free[i] = o.Resources
+		reasons[i] = map[string]bool{}
+	}
+	placed := make(map[string][]api.Offer, len(in.placed))
+	for name, os := range in.placed {
+		placed[name] = os[:len(os):len(os)] // appends copy
+	}
+	for _, rr := range in.runs {
+		job, run := rr.job, *rr.run
 		need := api.Resources{Cpus: job.Cpus, Mem: job.Mem, Disk: job.Disk}
 		for i := range offers {
 			o := &offers[i]
@@ -592,19 +642,16 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 			free[i].Mem -= need.Mem
 			free[i].Disk -= need.Disk
 			used[i] = true
-			tr := taskFor(job, &run, o, now)
-			run.State, run.StartedAt, run.Message, run.RetryAt = RunRunning, ts(now), "", ""
-			res.Launches = append(res.Launches, sched.Launch{OfferID: o.ID, Task: tr})
-			res.Ops = append(res.Ops,
-				sched.Check(sched.TableJobRuns, run.ID, e.ModifyIndex),
+			tr := taskFor(job, &run, o, in.now)
+			run.State, run.StartedAt, run.Message, run.RetryAt = RunRunning, ts(in.now), "", ""
+			p.res.Launches = append(p.res.Launches, sched.Launch{OfferID: o.ID, Task: tr})
+			p.res.Ops = append(p.res.Ops,
+				sched.Check(sched.TableJobRuns, run.ID, rr.idx),
 				sched.Check(sched.TableTasks, run.TaskID, 0),
 				sched.Put(sched.TableJobRuns, run.ID, &run))
-			res.Events = append(res.Events, api.NewEvent(api.EventJobRun, &run))
+			p.res.Events = append(p.res.Events, api.NewEvent(api.EventJobRun, &run))
 			placed[job.Name] = append(placed[job.Name], *o)
-			f.mu.Lock()
-			f.inflight[key] = now
-			f.mu.Unlock()
-			launched++
+			p.launched = append(p.launched, rr.key)
 			break
 		}
 	}
@@ -622,12 +669,9 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 			d.Reasons = append(d.Reasons, r)
 		}
 		sort.Strings(d.Reasons)
-		res.Declines = append(res.Declines, d)
+		p.res.Declines = append(p.res.Declines, d)
 	}
-	if launched == len(ready) {
-		f.wants.Store(false)
-	}
-	return res
+	return p
 }
 
 func fits(need, free api.Resources) string {

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -41,15 +39,12 @@ type Framework struct {
 	backoff        map[string]*backoffState // app id →
 	stats          map[string]*offerStats   // app id → why offers were declined
 	since          map[string]time.Time     // app id → waiting for launches since
-	doomed         map[string]time.Time     // task id → found unhealthy at
-	ended          map[string]bool          // task ids whose end was counted in the backoff
-	failures       map[string][]int         // task id → consecutive failures per check, as last seen
-	tokens         float64                  // health-kill bucket
-	refilled       time.Time
-	agents         map[string]facts // agent id → constraint facts, learned from offers and Nodes
-	appWants       map[string]bool  // apps that missed instances at the last pass (nil before the first)
+	bucket         tokenBucket              // health kills
+	agents         map[string]facts         // agent id → constraint facts, learned from offers and Nodes
+	appWants       map[string]bool          // apps that missed instances at the last pass (nil before the first)
 
 	reconMu sync.Mutex
+	book    reconBook  // guarded by reconMu
 	recon   reconState // what the last pass looked at; written under reconMu and mu
 
 	cacheMu    sync.Mutex
@@ -89,16 +84,14 @@ var _ sched.Framework = (*Framework)(nil)
 func New(cfg Config) *Framework {
 	cfg.fill()
 	return &Framework{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "marathon"),
-		backoff:  map[string]*backoffState{},
-		stats:    map[string]*offerStats{},
-		since:    map[string]time.Time{},
-		doomed:   map[string]time.Time{},
-		ended:    map[string]bool{},
-		failures: map[string][]int{},
-		agents:   map[string]facts{},
-		tokens:   float64(cfg.HealthKillBurst),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "marathon"),
+		backoff: map[string]*backoffState{},
+		stats:   map[string]*offerStats{},
+		since:   map[string]time.Time{},
+		agents:  map[string]facts{},
+		bucket:  tokenBucket{tokens: float64(cfg.HealthKillBurst)},
+		book:    newReconBook(),
 	}
 }
 
@@ -587,7 +580,7 @@ func healthFailed(app *api.App, t *api.Task) bool {
 	return false
 }
 
-func (f *Framework) inactive(app *api.App, rec *sched.TaskRecord, now time.Time) bool {
+func inactive(app *api.App, rec *sched.TaskRecord, now time.Time) bool {
 	if rec.Task.State != api.TaskUnreachable && rec.Task.State != api.TaskUnknown {
 		return false
 	}
@@ -700,18 +693,6 @@ func (f *Framework) delayLeft(app *api.App, now time.Time) time.Duration {
 	return 0
 }
 
-func (f *Framework) recordFailure(app *api.App, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b := f.backoff[app.ID]
-	if b == nil || b.version != app.Version {
-		b = &backoffState{version: app.Version}
-		f.backoff[app.ID] = b
-	}
-	b.delay = nextBackoff(b.delay, app)
-	b.notBefore = now.Add(b.delay)
-}
-
 // ResetDelay forgets app's launch backoff (DELETE /v2/queue/{id}/delay).
 func (f *Framework) resetDelay(appID string) {
 	f.mu.Lock()
@@ -805,272 +786,6 @@ func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool
 	return apps, true
 }
 
-func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full bool) error {
-	f.reconMu.Lock()
-	defer f.reconMu.Unlock()
-	now := f.now()
-	v := readView(st)
-	var only map[string]bool // the apps looked at; nil: all
-	if !full {
-		var ok bool
-		if only, ok = f.changedSince(st, v, now); !ok {
-			only, full = nil, true
-		}
-	}
-	defer func() {
-		f.mu.Lock()
-		f.recon.st, f.recon.index, f.recon.appIdx, f.recon.appsAt, f.recon.deps = st, v.index, v.appIdx, v.appsAt, len(v.deployments) > 0
-		f.recon.last = now
-		if full {
-			f.recon.lastFull = now
-		}
-		f.mu.Unlock()
-	}()
-	var (
-		ops    []sched.Op
-		events []api.Event
-		errs   []error
-	)
-	flush := func() {
-		if len(ops) == 0 && len(events) == 0 {
-			return
-		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := st.Apply(actx, ops, events...)
-		cancel()
-		if errors.Is(err, sched.ErrConflict) {
-			// A status update raced one of these tasks: apply each task's
-			// change on its own so the others still go through.
-			err = nil
-			for _, unit := range splitUnits(ops) {
-				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if _, e := st.Apply(actx, unit); e != nil && !errors.Is(e, sched.ErrConflict) {
-					err = e
-				}
-				cancel()
-			}
-			if len(events) > 0 {
-				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, _ = st.Apply(actx, nil, events...)
-				cancel()
-			}
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-		ops, events = nil, nil
-	}
-	putTask := func(te taskEntry, rec *sched.TaskRecord) {
-		ops = append(ops, sched.Check(sched.TableTasks, rec.Task.ID, te.idx), sched.Put(sched.TableTasks, rec.Task.ID, rec))
-	}
-	seen := map[string]bool{}
-	// Tasks: expunge ended ones, kill those of deleted apps, give up on
-	// unreachable ones.
-	var appIDs []string
-	if only == nil {
-		appIDs = make([]string, 0, len(v.tasks))
-		for id := range v.tasks {
-			appIDs = append(appIDs, id)
-		}
-	} else {
-		for id := range only {
-			if _, ok := v.tasks[id]; ok {
-				appIDs = append(appIDs, id)
-			}
-		}
-	}
-	sort.Strings(appIDs)
-	// The apps to scale and upgrade, in id order.
-	apps := v.appIDs
-	if only != nil {
-		apps = nil
-		for id := range only {
-			if v.apps[id] != nil {
-				apps = append(apps, id)
-			}
-		}
-		sort.Strings(apps)
-	}
-	for _, appID := range appIDs {
-		app := v.apps[appID]
-		for _, te := range v.tasks[appID] {
-			rec := te.rec
-			t := &rec.Task
-			if full {
-				seen[t.ID] = true
-			}
-			switch {
-			case api.Terminal(t.State):
-				f.mu.Lock()
-				counted := f.ended[t.ID]
-				f.ended[t.ID] = true
-				f.mu.Unlock()
-				if rec.Goal == api.GoalRun && app != nil && !counted && growsBackoff(t.State) {
-					f.recordFailure(app, now)
-				}
-				if rec.Goal == api.GoalRun && t.State != api.TaskKilled {
-					if app != nil {
-						ops = append(ops, sched.Put(sched.TableMeta, metaLastFailure+appID, api.TaskFailure{
-							AppID: appID, Host: t.Host, Message: t.Message, State: t.State, TaskID: t.ID,
-							Timestamp: api.Timestamp(now), Version: t.Version, SlaveID: t.SlaveID,
-						}))
-					}
-				}
-				ops = append(ops, sched.Check(sched.TableTasks, t.ID, te.idx), sched.Delete(sched.TableTasks, t.ID))
-			case app == nil && rec.Goal == api.GoalRun:
-				putTask(te, killed(rec, "app "+appID+" was deleted"))
-			case (t.State == api.TaskUnreachable || t.State == api.TaskUnknown):
-				since, _ := time.Parse(time.RFC3339Nano, rec.UpdatedAt)
-				if rec.Goal == api.GoalRun && f.inactive(app, rec, now) {
-					// Replaced elsewhere; when its agent comes back it is told
-					// to stop it, so no instance runs twice.
-					putTask(te, killed(rec, "unreachable for longer than inactiveAfterSeconds; replaced"))
-				} else if rec.Goal == api.GoalKill {
-					exp := f.cfg.ExpungeAfter
-					if app != nil && !app.UnreachableStrategy.Disabled {
-						exp = time.Duration(app.UnreachableStrategy.ExpungeAfterSeconds * float64(time.Second))
-					}
-					if now.Sub(since) >= exp {
-						ops = append(ops, sched.Check(sched.TableTasks, t.ID, te.idx), sched.Delete(sched.TableTasks, t.ID))
-					}
-				}
-			}
-			if len(ops) >= 256 {
-				flush()
-			}
-		}
-	}
-	// Failed health checks: failed_health_check_event for each new failure
-	// (not state: published, not logged).
-	var failedChecks []api.Event
-	f.mu.Lock()
-	for _, appID := range appIDs {
-		app := v.apps[appID]
-		for _, te := range v.tasks[appID] {
-			t := &te.rec.Task
-			prev := f.failures[t.ID]
-			cur := make([]int, len(t.HealthCheckResults))
-			for i, r := range t.HealthCheckResults {
-				cur[i] = r.ConsecutiveFailures
-				if app != nil && i < len(app.HealthChecks) && r.ConsecutiveFailures > 0 && (i >= len(prev) || r.ConsecutiveFailures > prev[i]) {
-					failedChecks = append(failedChecks, api.NewEvent(api.EventFailedHealthCheck, map[string]any{
-						"appId": appID, "taskId": t.ID, "instanceId": t.ID, "version": t.Version,
-						"healthCheck": app.HealthChecks[i], "cause": r.LastFailureCause,
-					}))
-				}
-			}
-			if len(cur) > 0 {
-				f.failures[t.ID] = cur
-			}
-		}
-	}
-	if full {
-		for id := range f.failures {
-			if !seen[id] {
-				delete(f.failures, id)
-			}
-		}
-	}
-	f.mu.Unlock()
-	if len(failedChecks) > 0 {
-		st.Publish(failedChecks...)
-	}
-	// Apps: scale, upgrade, health kills.
-	appWants := map[string]bool{} // apps that miss instances and may launch now
-	if !full {
-		f.mu.Lock()
-		for id := range f.appWants {
-			if !only[id] {
-				appWants[id] = true
-			}
-		}
-		f.mu.Unlock()
-	}
-	for _, appID := range apps {
-		app := v.apps[appID]
-		if v.held(appID) {
-			continue
-		}
-		at := classify(app, v.tasks[appID], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
-		launch, kills := launchable(app, at)
-		for _, te := range kills {
-			putTask(te, killed(te.rec, ""))
-		}
-		// Unhealthy tasks: their replacements launch first (they do not
-		// count as active); each is killed once the app is back to full
-		// healthy strength or ReplaceTimeout has passed, rate-limited.
-		for _, te := range at.unhealthy {
-			t := &te.rec.Task
-			f.mu.Lock()
-			first, ok := f.doomed[t.ID]
-			if !ok {
-				first = now
-				f.doomed[t.ID] = now
-			}
-			f.mu.Unlock()
-			if at.newUp+at.oldUp < app.Instances && now.Sub(first) < f.cfg.ReplaceTimeout {
-				continue
-			}
-			if !f.takeHealthToken(now) {
-				continue
-			}
-			putTask(te, killed(te.rec, "killed: failed health checks"))
-			events = append(events, api.NewEvent(api.EventUnhealthyKill, map[string]any{
-				"appId": appID, "taskId": t.ID, "instanceId": t.ID, "version": t.Version,
-				"reason": "HealthCheckFailed", "host": t.Host, "slaveId": t.SlaveID,
-			}))
-		}
-		if launch > 0 {
-			if f.delayLeft(app, now) == 0 {
-				appWants[appID] = true
-			}
-			f.mu.Lock()
-			if _, ok := f.since[appID]; !ok {
-				f.since[appID] = now
-			}
-			f.mu.Unlock()
-		} else {
-			f.mu.Lock()
-			delete(f.since, appID)
-			delete(f.stats, appID)
-			f.mu.Unlock()
-		}
-		if len(ops) >= 256 {
-			flush()
-		}
-	}
-	f.wants.Store(len(appWants) > 0)
-	f.mu.Lock()
-	f.appWants = appWants
-	if full {
-		for id := range f.doomed {
-			if !seen[id] {
-				delete(f.doomed, id)
-			}
-		}
-		for id := range f.ended {
-			if !seen[id] {
-				delete(f.ended, id)
-			}
-		}
-		for id := range f.backoff {
-			if v.apps[id] == nil {
-				delete(f.backoff, id)
-			}
-		}
-	}
-	f.mu.Unlock()
-	flush()
-	// Deployments.
-	for _, de := range v.deployments {
-		o, e := f.progress(v, de, now)
-		ops = append(ops, o...)
-		events = append(events, e...)
-		flush()
-	}
-	return errors.Join(errs...)
-}
-
 // splitUnits cuts a batch of ops into units that each start with a Check
 // and carry the ops guarded by it.
 func splitUnits(ops []sched.Op) [][]sched.Op {
@@ -1084,28 +799,11 @@ func splitUnits(ops []sched.Op) [][]sched.Op {
 	return out
 }
 
-func (f *Framework) takeHealthToken(now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.refilled.IsZero() {
-		f.tokens += now.Sub(f.refilled).Seconds() / f.cfg.HealthKillEvery.Seconds()
-	}
-	f.refilled = now
-	if max := float64(f.cfg.HealthKillBurst); f.tokens > max {
-		f.tokens = max
-	}
-	if f.tokens < 1 {
-		return false
-	}
-	f.tokens--
-	return true
-}
-
 // actionDone reports whether one action of a deployment has reached its
 // goal: every instance of the current version up (running, healthy and
 // ready as the app's checks require) and no old or dying task left; or,
 // for a stop, no task left at all.
-func (f *Framework) actionDone(v *view, a api.DeploymentAction, now time.Time) bool {
+func actionDone(v *view, a api.DeploymentAction, now time.Time) bool {
 	app := v.apps[a.App]
 	if a.Action == ActionStop || app == nil {
 		if app != nil && a.Action == ActionStop {
@@ -1119,26 +817,26 @@ func (f *Framework) actionDone(v *view, a api.DeploymentAction, now time.Time) b
 		}
 		return true
 	}
-	at := classify(app, v.tasks[a.App], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+	at := classify(app, v.tasks[a.App], func(r *sched.TaskRecord) bool { return inactive(app, r, now) })
 	return len(at.oldActive) == 0 && len(at.killing) == 0 && len(at.unhealthy) == 0 &&
 		len(at.newActive) == app.Instances && at.newUp == app.Instances
 }
 
 // progress moves a deployment through its steps and finishes it.
-func (f *Framework) progress(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event) {
-	ops, evs, _ := f.progressDone(v, de, now)
+func progress(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event) {
+	ops, evs, _ := progressDone(v, de, now)
 	return ops, evs
 }
 
 // progressDone is progress that also says whether the deployment is over.
-func (f *Framework) progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event, bool) {
+func progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event, bool) {
 	d := *de.d
 	step := d.CurrentStep
 	var events []api.Event
 	for step >= 1 && step <= len(d.Steps) {
 		done := true
 		for _, a := range d.Steps[step-1].Actions {
-			if !f.actionDone(v, a, now) {
+			if !actionDone(v, a, now) {
 				done = false
 				break
 			}
@@ -1171,267 +869,6 @@ func (f *Framework) progressDone(v *view, de depEntry, now time.Time) ([]sched.O
 
 func planEventJSON(d *api.Deployment) map[string]any {
 	return map[string]any{"id": d.ID, "version": d.Version, "steps": d.Steps, "affectedApps": d.AffectedApps}
-}
-
-// ResourceOffers implements sched.Framework: for every app that misses
-// instances (and is not delayed), it fits tasks into the offers — role,
-// capability, cpus, mem, disk, ports, constraints — spreading them over
-// agents, and declines the rest with Marathon's reasons, which /v2/queue
-// shows.
-func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sched.OfferResult {
-	var res sched.OfferResult
-	m := f.master()
-	if m == nil || len(offers) == 0 {
-		for _, o := range offers {
-			res.Declines = append(res.Declines, sched.Decline{OfferID: o.ID, RefuseFor: f.cfg.RefuseFor})
-		}
-		return res
-	}
-	now := f.now()
-	v := readView(m.Store())
-
-	type offerLeft struct {
-		o      *api.Offer
-		left   api.Resources
-		busy   map[int]bool
-		taken  func(port int) bool
-		f      facts
-		used   bool
-		reason map[string]bool
-		all    map[string]bool
-	}
-	f.mu.Lock()
-	left := make([]*offerLeft, len(offers))
-	for i := range offers {
-		o := &offers[i]
-		role := o.Role
-		if role == "" {
-			role = "*"
-		}
-		fa := facts{Host: o.Hostname, Site: o.Site, Attrs: o.Attributes, Agent: true, Role: role,
-			Docker: o.HasCapability("docker"), Total: o.Resources}
-		if known, ok := f.agents[o.AgentID]; ok && known.Total.Cpus >= fa.Total.Cpus && known.Total.Mem >= fa.Total.Mem {
-			fa.Total = known.Total
-		}
-		f.agents[o.AgentID] = fa
-		left[i] = &offerLeft{o: o, left: o.Resources, busy: map[int]bool{}, f: fa, reason: map[string]bool{}, all: map[string]bool{}}
-	}
-	agents := make(map[string]facts, len(f.agents))
-	for k, a := range f.agents {
-		agents[k] = a
-	}
-	f.mu.Unlock()
-	byAgent := map[string]*offerLeft{}
-	for _, ol := range left {
-		byAgent[ol.o.AgentID] = ol
-	}
-	// Ports held by tasks the store knows on the offered agents (the
-	// view's count), and those picked in this answer (ol.busy).
-	for _, ol := range left {
-		held, picked := v.ports[ol.o.AgentID], ol.busy
-		ol.taken = func(p int) bool { return picked[p] || held[p] > 0 }
-	}
-
-	// Only the apps that wanted launches at the last pass, or changed
-	// since, can want them now (nil: look at every app).
-	var cands map[string]bool
-	f.mu.Lock()
-	r, aw := f.recon, f.appWants
-	f.mu.Unlock()
-	if aw != nil {
-		if changed, ok := changedAfter(m.Store(), v, r); ok {
-			for id := range aw {
-				changed[id] = true
-			}
-			cands = changed
-		}
-	}
-	wants := false
-	cursor := 0
-	for _, appID := range v.appIDs {
-		if cands != nil && !cands[appID] {
-			continue
-		}
-		app := v.apps[appID]
-		if v.held(appID) {
-			continue
-		}
-		at := classify(app, v.tasks[appID], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
-		launch, _ := launchable(app, at)
-		if launch <= 0 || f.delayLeft(app, now) > 0 {
-			continue
-		}
-		var placed, current, groups []facts
-		for gi, group := range [][]taskEntry{at.newActive, at.oldActive, at.killing} {
-			for _, te := range group {
-				a, ok := agents[te.rec.Task.SlaveID]
-				if !ok {
-					a = facts{Host: te.rec.Task.Host, Site: te.rec.Task.Site}
-				}
-				placed = append(placed, a)
-				if gi == 0 {
-					current = append(current, a)
-				}
-			}
-		}
-		for _, c := range app.Constraints {
-			if len(c) >= 2 && strings.EqualFold(c[1], "GROUP_BY") {
-				groups = usableAgents(app, agents)
-				break
-			}
-		}
-		docker := app.Container != nil && strings.EqualFold(app.Container.Type, "DOCKER")
-		reqPorts := hostPortRequests(app)
-		failed := make([]bool, len(left))
-		reasons := map[string]int{}
-		tried := map[int]bool{}
-		launched := 0
-		onHost, onSite := map[string]int{}, map[string]int{}
-		for _, p := range placed {
-			onHost[p.Host]++
-			onSite[p.Site]++
-		}
-		for launched < launch {
-			found := false
-			best, bestPorts := -1, []int(nil)
-			for k := 0; k < len(left); k++ {
-				i := (cursor + k) % len(left)
-				if failed[i] {
-					continue
-				}
-				ol := left[i]
-				tried[i] = true
-				reason := ""
-				var ports []int
-				switch {
-				case !roleAccepted(app.AcceptedResourceRoles, ol.o.Role):
-					reason = "UnfulfilledRole"
-				case docker && !ol.o.HasCapability("docker"):
-					reason = "NoCapability"
-				case ol.left.Cpus+1e-9 < app.Cpus:
-					reason = "InsufficientCpus"
-				case ol.left.Mem+1e-9 < app.Mem:
-					reason = "InsufficientMemory"
-				case ol.left.Disk+1e-9 < app.Disk:
-					reason = "InsufficientDisk"
-				case ol.left.Gpus < app.Gpus:
-					reason = "InsufficientGpus"
-				}
-				if reason == "" {
-					var ok bool
-					if ports, ok = pickPortsFunc(reqPorts, ol.left.Ports, ol.taken); !ok {
-						reason = "InsufficientPorts"
-					}
-				}
-				if reason == "" && len(app.Constraints) > 0 && !meetsConstraints(app.Constraints, ol.f, placed, current, groups) {
-					reason = "UnfulfilledConstraint"
-				}
-				if reason != "" {
-					reasons[reason]++
-					ol.reason[reason] = true
-					ol.all[reason] = true
-					if reason != "UnfulfilledConstraint" {
-						failed[i] = true
-					}
-					continue
-				}
-				if best < 0 || spreadsBetter(ol.f, ol.left, left[best].f, left[best].left, onHost, onSite) {
-					best, bestPorts = i, ports
-				}
-			}
-			if best >= 0 {
-				i, ol, ports := best, left[best], bestPorts
-				taskID := taskIDPrefix(app.ID) + "." + uuid.NewString()
-				spec := taskSpec(app, taskID, ports, f.cfg.DefaultKillGrace)
-				rec := sched.TaskRecord{
-					Task: api.Task{
-						ID: taskID, AppID: app.ID, Version: app.Version, Ports: ports,
-						ServicePorts: servicePorts(app), IPAddresses: []api.IPAddress{},
-						HealthCheckResults: []api.HealthCheckResult{}, Framework: Name, Role: ol.o.Role,
-					},
-					Spec: spec,
-					Goal: api.GoalRun,
-				}
-				if rec.Task.ServicePorts == nil {
-					rec.Task.ServicePorts = []int{}
-				}
-				res.Launches = append(res.Launches, sched.Launch{OfferID: ol.o.ID, Task: rec})
-				ol.left.Cpus -= app.Cpus
-				ol.left.Mem -= app.Mem
-				ol.left.Disk -= app.Disk
-				ol.left.Gpus -= app.Gpus
-				for _, p := range ports {
-					ol.busy[p] = true
-				}
-				ol.used = true
-				placed = append(placed, ol.f)
-				current = append(current, ol.f)
-				onHost[ol.f.Host]++
-				onSite[ol.f.Site]++
-				launched++
-				found = true
-				cursor = i + 1
-			}
-			if !found {
-				break
-			}
-		}
-		if launched < launch {
-			wants = true
-		}
-		f.mu.Lock()
-		s := f.stats[appID]
-		if s == nil {
-			s = &offerStats{reasons: map[string]int{}}
-			f.stats[appID] = s
-		}
-		s.processed += len(tried)
-		unused := 0
-		for i := range tried {
-			if !left[i].used {
-				unused++
-			}
-		}
-		s.unused += unused
-		for r, n := range reasons {
-			s.reasons[r] += n
-		}
-		if unused > 0 {
-			s.lastUnused = now
-			s.last = s.last[:0]
-			for i := range tried {
-				ol := left[i]
-				if ol.used || len(ol.reason) == 0 {
-					continue
-				}
-				var rs []string
-				for r := range ol.reason {
-					rs = append(rs, r)
-				}
-				sort.Strings(rs)
-				if len(s.last) < 10 {
-					s.last = append(s.last, api.UnusedOffer{Offer: *ol.o, Reason: rs, Timestamp: api.Timestamp(now)})
-				}
-			}
-		}
-		if launched > 0 {
-			s.lastOK = now
-		}
-		if _, ok := f.since[appID]; !ok {
-			f.since[appID] = now
-		}
-		f.mu.Unlock()
-		for _, ol := range left {
-			ol.reason = map[string]bool{}
-		}
-	}
-	for _, ol := range left {
-		if !ol.used {
-			res.Declines = append(res.Declines, sched.Decline{OfferID: ol.o.ID, RefuseFor: f.cfg.RefuseFor, Reasons: sortedKeys(ol.all)})
-		}
-	}
-	f.wants.Store(wants)
-	return res
 }
 
 // lastFailure reads an app's lastTaskFailure from the meta table.

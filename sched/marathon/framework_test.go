@@ -456,12 +456,13 @@ func TestHealthKillRateLimitAndTimeout(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.HealthKillBurst = 2
 	cfg.HealthKillEvery = 10 * time.Second
-	f := New(cfg)
+	b := New(cfg).bucket
+	take := func(now time.Time) bool { return b.take(now, cfg.HealthKillEvery, cfg.HealthKillBurst) }
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if !f.takeHealthToken(now) || !f.takeHealthToken(now) || f.takeHealthToken(now) {
+	if !take(now) || !take(now) || take(now) {
 		t.Fatal("burst of 2, then none")
 	}
-	if f.takeHealthToken(now.Add(5*time.Second)) || !f.takeHealthToken(now.Add(10*time.Second)) {
+	if take(now.Add(5*time.Second)) || !take(now.Add(10*time.Second)) {
 		t.Fatal("one more token every 10 s")
 	}
 

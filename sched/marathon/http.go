@@ -798,7 +798,7 @@ func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *vie
 				// A deployment whose goal is reached but that Run has not
 				// closed yet (the last status update just landed) does not
 				// lock: it is finished here, in the same commit.
-				if dops, devs, done := f.progressDone(v, de, m.Now()); done {
+				if dops, devs, done := progressDone(v, de, m.Now()); done {
 					finished[de.d.ID] = true
 					ops = append(ops, dops...)
 					events = append(events, devs...)
@@ -1542,7 +1542,7 @@ func (f *Framework) queueItems(m sched.MasterHandle, withOffers bool) []api.Queu
 	out := []api.QueueItem{}
 	for _, id := range v.appIDs {
 		app := v.apps[id]
-		at := classify(app, v.tasks[id], func(r *sched.TaskRecord) bool { return f.inactive(app, r, now) })
+		at := classify(app, v.tasks[id], func(r *sched.TaskRecord) bool { return inactive(app, r, now) })
 		count := app.Instances - len(at.newActive)
 		if count <= 0 {
 			continue
