@@ -56,6 +56,15 @@ func probeExecutors(ctx context.Context, exs []Executor, timeout time.Duration) 
 		if !slices.Contains(caps, ex.Name()) {
 			caps = append(caps, ex.Name())
 		}
+		if n, ok := ex.(Noter); ok {
+			c, p := n.Notes()
+			for _, x := range c {
+				if !slices.Contains(caps, x) {
+					caps = append(caps, x)
+				}
+			}
+			problems = append(problems, p...)
+		}
 	}
 	return caps, problems
 }

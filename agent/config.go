@@ -73,10 +73,19 @@ type Config struct {
 	StartTimeout time.Duration
 	// FetchTimeout bounds downloading one http(s) URI.
 	FetchTimeout time.Duration
-	// SandboxKeep is how long the sandbox of a finished task is kept, and
-	// SandboxKeepCount how many finished sandboxes are kept at most.
+	// SandboxKeep is how long the sandbox of a finished task is kept at
+	// most (Mesos's --gc_delay), and SandboxKeepCount how many finished
+	// sandboxes are kept at most.
 	SandboxKeep      time.Duration
 	SandboxKeepCount int
+	// GCDiskHeadroom is the fraction of the sandboxes' file system kept
+	// free (Mesos's --gc_disk_headroom): a finished sandbox is kept
+	// SandboxKeep * max(0, 1 - GCDiskHeadroom - disk use), so a filling
+	// disk shortens the wait down to none. 0 keeps no headroom.
+	GCDiskHeadroom float64
+	// DiskUsage reports the used fraction of the file system holding dir;
+	// nil reads it with statfs. Tests inject it.
+	DiskUsage func(dir string) (float64, error)
 	// GCInterval is how often finished sandboxes are collected.
 	GCInterval time.Duration
 	// ProbeInterval is how often executors' availability is probed.
@@ -104,7 +113,8 @@ const (
 	DefaultKillGrace        = 3 * time.Second
 	DefaultStartTimeout     = 10 * time.Minute
 	DefaultFetchTimeout     = 5 * time.Minute
-	DefaultSandboxKeep      = time.Hour
+	DefaultSandboxKeep      = 7 * 24 * time.Hour // Mesos's --gc_delay
+	DefaultGCDiskHeadroom   = 0.1                // Mesos's --gc_disk_headroom
 	DefaultSandboxKeepCount = 100
 	DefaultGCInterval       = time.Minute
 	DefaultProbeInterval    = 30 * time.Second
@@ -126,6 +136,7 @@ func DefaultConfig() Config {
 		FetchTimeout:     DefaultFetchTimeout,
 		SandboxKeep:      DefaultSandboxKeep,
 		SandboxKeepCount: DefaultSandboxKeepCount,
+		GCDiskHeadroom:   DefaultGCDiskHeadroom,
 		GCInterval:       DefaultGCInterval,
 		ProbeInterval:    DefaultProbeInterval,
 		CheckSecond:      time.Second,

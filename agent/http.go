@@ -21,6 +21,8 @@ const maxRead = 4 << 20
 //	GET /v1/sandbox/{taskId}/{stdout|stderr}?offset=N&length=M
 //	                                                 a task's log file; a negative offset
 //	                                                 counts from the end (offset=-4096: the tail)
+//	GET /v1/tasks/{id}/stats                         a running task's cpu and memory usage and limits
+//	GET /v1/stats                                    the same for every running task
 //	GET /v1/health                                   the agent's own health
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -28,6 +30,10 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"tasks": a.Tasks()})
 	})
 	mux.HandleFunc("GET /v1/sandbox/{taskId}/{file}", a.serveSandbox)
+	mux.HandleFunc("GET /v1/tasks/{id}/stats", a.serveTaskStats)
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"tasks": a.Usages()})
+	})
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Health())
 	})

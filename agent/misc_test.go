@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +68,63 @@ func TestSandboxGCRemovesFinishedOnly(t *testing.T) {
 	eventually(t, 5*time.Second, "oldest finished sandbox removed", func() bool { return !sb("done1") })
 	if !sb("done2") || !sb("live") {
 		t.Errorf("kept the wrong sandboxes: done2=%v live=%v", sb("done2"), sb("live"))
+	}
+}
+
+// TestGCKeepFollowsDiskUse: Mesos's rule, gc_delay * max(0, 1 -
+// headroom - disk use).
+func TestGCKeepFollowsDiskUse(t *testing.T) {
+	week := 7 * 24 * time.Hour
+	for _, c := range []struct {
+		headroom, used float64
+		want           time.Duration
+	}{
+		{0.1, 0, week * 9 / 10},
+		{0.1, 0.4, week / 2},
+		{0.1, 0.9, 0},
+		{0.1, 0.97, 0},
+		{0, 0.5, week / 2},
+	} {
+		got := gcKeep(week, c.headroom, c.used)
+		if d := got - c.want; d < -time.Second || d > time.Second {
+			t.Errorf("headroom %g used %g: keep %s, want %s", c.headroom, c.used, got, c.want)
+		}
+	}
+}
+
+// TestSandboxGCByDiskUse: finished sandboxes are kept for the gc delay
+// while the disk has room, and go at the next collection once the disk
+// fills past the headroom; a running task's sandbox stays.
+func TestSandboxGCByDiskUse(t *testing.T) {
+	m := newFakeMaster(t)
+	dir := t.TempDir()
+	cfg := testConfig(t, m, dir)
+	cfg.GCInterval = 20 * time.Millisecond
+	cfg.SandboxKeep = time.Hour
+	cfg.GCDiskHeadroom = 0.1
+	var mu sync.Mutex
+	used := 0.2
+	cfg.DiskUsage = func(string) (float64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return used, nil
+	}
+	a, _ := startAgent(t, cfg)
+	m.set(shTask("done", `echo kept`))
+	waitState(t, m, "done", api.TaskFinished)
+	m.set(shTask("live", `exec sleep 1000`))
+	pidOf(t, a, "live")
+	sb := func(id string) bool { _, err := os.Stat(filepath.Join(dir, "sandboxes", id)); return err == nil }
+	time.Sleep(200 * time.Millisecond) // ten collections
+	if !sb("done") {
+		t.Fatal("a finished sandbox went with the disk 20% full and an hour to keep it")
+	}
+	mu.Lock()
+	used = 0.95
+	mu.Unlock()
+	eventually(t, 5*time.Second, "finished sandbox removed with the disk 95% full", func() bool { return !sb("done") })
+	if !sb("live") {
+		t.Error("the running task's sandbox was removed")
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/agent/cgroups"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -46,6 +47,13 @@ type ProcessConfig struct {
 	// user instead of TaskUser (`--allowed-task-users`); another user is
 	// refused.
 	AllowedUsers []string
+	// Cgroups, when set, puts every task in a control group of its own
+	// with a memory limit (the task's mem) and cpu shares (cpus*1024);
+	// nil runs tasks without limits. See CgroupsFor.
+	Cgroups *cgroups.Manager
+	// CgroupsProblem says why Cgroups is nil (shown as a problem of the
+	// node: "process: no limits: ..."); empty when limits were not asked for.
+	CgroupsProblem string
 	// Logger receives the executor's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -171,6 +179,7 @@ func (e *ProcessExecutor) Handles(spec api.TaskSpec) bool {
 // processRecord is what the executor keeps on disk per running task.
 type processRecord struct {
 	TaskID    string `json:"taskId"`
+	Cgroup    string `json:"cgroup,omitempty"` // the task's group below the agent's parent
 	Pid       int    `json:"pid"`
 	StartTime uint64 `json:"startTime"` // /proc/<pid>/stat field 22, guards against pid reuse
 	Sandbox   string `json:"sandbox"`
@@ -221,18 +230,35 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	}
 	defer stderr.Close()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
+	var group *cgroups.Group
+	if e.cfg.Cgroups != nil {
+		group, err = e.cfg.Cgroups.Create(sanitizeID(l.Task.ID), limitsOf(l.Spec))
+		if err != nil {
+			return nil, fmt.Errorf("creating the task's cgroup: %w", err)
+		}
+		err = startInGroup(cmd, group)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
+		if group != nil {
+			_ = group.Destroy()
+		}
 		return nil, fmt.Errorf("starting the task's process: %w", err)
 	}
 	h := &processHandle{
 		e:       e,
 		taskID:  l.Task.ID,
 		pid:     cmd.Process.Pid,
+		group:   group,
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	if e.cfg.StateDir != "" {
 		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox}
+		if group != nil {
+			rec.Cgroup = group.Name()
+		}
 		rec.StartTime, _ = procStartTime(h.pid)
 		if err := writeJSONFile(e.recordPath(l.Task.ID), rec); err != nil {
 			e.log.Warn("cannot record the task's process; it will not be recovered after an agent restart", "task", l.Task.ID, "err", err)
@@ -325,14 +351,21 @@ func (e *ProcessExecutor) Recover(ctx context.Context) (map[string]Handle, error
 		return nil, err
 	}
 	for path, rec := range recs {
+		var group *cgroups.Group
+		if rec.Cgroup != "" && e.cfg.Cgroups != nil {
+			group, _ = e.cfg.Cgroups.Open(rec.Cgroup)
+		}
 		if !groupAlive(rec.Pid) || !sameProcess(rec.Pid, rec.StartTime) {
 			// The leader is gone: kill what is left of its group.
 			killGroup(rec.Pid, syscall.SIGKILL)
+			if group != nil {
+				_ = group.Destroy()
+			}
 			_ = os.Remove(path)
 			continue
 		}
 		h := &processHandle{
-			e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true,
+			e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true, group: group,
 			done: make(chan struct{}), stopped: make(chan struct{}),
 		}
 		go h.watchRecovered(rec.StartTime)
@@ -376,14 +409,30 @@ func (e *ProcessExecutor) Cleanup(ctx context.Context, keep map[string]bool) err
 	if err != nil {
 		return err
 	}
+	kept := map[string]bool{}
 	for path, rec := range recs {
 		if keep[rec.TaskID] {
+			kept[rec.Cgroup] = true
 			continue
 		}
 		if sameProcess(rec.Pid, rec.StartTime) {
 			killGroup(rec.Pid, syscall.SIGKILL)
 		}
 		_ = os.Remove(path)
+	}
+	// Groups of tasks this agent no longer runs (the agent died between
+	// creating one and recording its task, or a record was lost).
+	if e.cfg.Cgroups != nil {
+		for _, name := range e.cfg.Cgroups.List() {
+			if kept[name] {
+				continue
+			}
+			if g, ok := e.cfg.Cgroups.Open(name); ok {
+				if err := g.Destroy(); err != nil {
+					e.log.Warn("removing a leftover cgroup", "cgroup", name, "err", err)
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -394,6 +443,7 @@ type processHandle struct {
 	taskID    string
 	pid       int // also the process group id
 	recovered bool
+	group     *cgroups.Group // nil: no limits
 
 	mu       sync.Mutex
 	exit     Exit
@@ -423,9 +473,29 @@ func (h *processHandle) wait(cmd *exec.Cmd) {
 	h.finish(ex)
 }
 
+// oomExit marks ex as an OOM kill when the kernel killed a process of the
+// task's group for exceeding its memory limit (Mesos's memory limitation).
+func (h *processHandle) oomExit(ex Exit) Exit {
+	if h.group == nil {
+		return ex
+	}
+	st, err := h.group.Stats()
+	if err != nil || st.OOMKills == 0 {
+		return ex
+	}
+	ex.OOM = true
+	msg := fmt.Sprintf("Memory limit exceeded: Requested: %dMB", st.MemoryLimitBytes>>20)
+	if st.MemoryMaxUsageBytes > 0 {
+		msg += fmt.Sprintf(" Maximum Used: %dMB", st.MemoryMaxUsageBytes>>20)
+	}
+	ex.Message = joinMsg(msg, ex.Message)
+	return ex
+}
+
 // finish kills and reaps the rest of the group (after the stop grace if a
 // stop is under way), records the exit and closes done.
 func (h *processHandle) finish(ex Exit) {
+	ex = h.oomExit(ex)
 	h.mu.Lock()
 	stopping, killAt := h.stopping, h.killAt
 	h.mu.Unlock()
@@ -445,6 +515,13 @@ func (h *processHandle) finish(ex Exit) {
 		if i > 500 { // ~10 s: something we cannot reap (not our child); give up
 			h.e.log.Warn("task process group still has members after SIGKILL", "task", h.taskID, "pgid", h.pid)
 			break
+		}
+	}
+	if h.group != nil {
+		// Anything that left the process group (setsid) is still in the
+		// cgroup: it ends with the task too.
+		if err := h.group.Destroy(); err != nil {
+			h.e.log.Warn("removing the task's cgroup", "task", h.taskID, "err", err)
 		}
 	}
 	if h.e.cfg.StateDir != "" {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sandboxEntry is one sandbox dir and, if its task has ended, when.
@@ -32,6 +34,27 @@ func sandboxesToRemove(entries []sandboxEntry, now time.Time, keep time.Duration
 	}
 	sort.Strings(out)
 	return out
+}
+
+// gcKeep is how long finished sandboxes are kept with the disk used
+// fraction full: delay * max(0, 1 - headroom - used), Mesos's rule.
+func gcKeep(delay time.Duration, headroom, used float64) time.Duration {
+	f := max(0, 1-headroom-used)
+	return time.Duration(float64(delay) * f)
+}
+
+// diskUsage is the used fraction of the file system holding dir.
+func diskUsage(dir string) (float64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	if st.Blocks == 0 {
+		return 0, nil
+	}
+	// Blocks less those free to unprivileged users, as df counts them.
+	used := float64(st.Blocks - st.Bfree)
+	return used / (used + float64(st.Bavail)), nil
 }
 
 // gcSandboxes removes old sandboxes of finished tasks.
@@ -69,7 +92,17 @@ func (a *Agent) gcSandboxes() {
 		}
 		entries = append(entries, se)
 	}
-	for _, name := range sandboxesToRemove(entries, a.cfg.Now(), a.cfg.SandboxKeep, a.cfg.SandboxKeepCount) {
+	keep := a.cfg.SandboxKeep
+	usage := a.cfg.DiskUsage
+	if usage == nil {
+		usage = diskUsage
+	}
+	if used, err := usage(a.sandboxes); err != nil {
+		a.log.Warn("reading the sandboxes' disk use; sandboxes are kept for --gc-delay regardless", "err", err)
+	} else {
+		keep = gcKeep(keep, a.cfg.GCDiskHeadroom, used)
+	}
+	for _, name := range sandboxesToRemove(entries, a.cfg.Now(), keep, a.cfg.SandboxKeepCount) {
 		if err := os.RemoveAll(filepath.Join(a.sandboxes, name)); err != nil {
 			a.log.Warn("removing sandbox", "sandbox", name, "err", err)
 		} else {

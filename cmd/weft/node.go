@@ -24,6 +24,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/dns"
 	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/lb"
@@ -123,6 +124,10 @@ func nodeFlags(role string) []cli.Flag {
 			str("volume-root", "", "host directory that Docker volumes of tasks must be under (empty: no host volumes)"),
 			str("task-user", "nobody", "the user process tasks run as when the agent runs as root (Docker tasks keep Docker's user handling)"),
 			&cli.StringSliceFlag{Name: "allowed-task-users", Usage: "users an app's \"user\" field may name to run as instead of --task-user (repeatable; root only if listed)", EnvVars: envName("allowed-task-users")},
+			&cli.BoolFlag{Name: "no-cgroups", Usage: "run process tasks without cgroups: no memory or cpu limits and no usage figures", EnvVars: envName("no-cgroups")},
+			&cli.BoolFlag{Name: "cgroups-cpu-quota", Usage: "also cap each process task at its cpus with a CFS quota (Mesos's --cgroups_enable_cfs); without it cpus are shares", EnvVars: envName("cgroups-cpu-quota")},
+			&cli.DurationFlag{Name: "gc-delay", Value: agent.DefaultSandboxKeep, Usage: "how long the sandbox of a finished task is kept at most (Mesos's --gc_delay); less as the disk fills, see --gc-disk-headroom", EnvVars: envName("gc-delay")},
+			&cli.Float64Flag{Name: "gc-disk-headroom", Value: agent.DefaultGCDiskHeadroom, Usage: "fraction of the sandbox disk to keep free: sandboxes are kept gc-delay * max(0, 1 - headroom - disk use) (Mesos's --gc_disk_headroom)", EnvVars: envName("gc-disk-headroom")},
 		)
 	}
 	fs = append(fs,

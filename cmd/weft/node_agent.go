@@ -63,6 +63,16 @@ func (n *node) setupAgent() error {
 			}
 		}
 	}
+	if n.c.Bool("no-cgroups") {
+		pcfg.CgroupsProblem = "--no-cgroups"
+	} else {
+		pcfg.Cgroups, pcfg.CgroupsProblem = agent.CgroupsFor(n.name, n.c.Bool("cgroups-cpu-quota"))
+	}
+	if pcfg.Cgroups != nil {
+		n.log.Info("process tasks get cpu and memory limits", "cgroups", pcfg.Cgroups.Version().String(), "parents", pcfg.Cgroups.Parents())
+	} else {
+		n.log.Warn("process tasks run without cpu or memory limits", "reason", pcfg.CgroupsProblem)
+	}
 	pe, err := agent.NewProcessExecutor(pcfg)
 	if err != nil {
 		return err
@@ -78,6 +88,8 @@ func (n *node) setupAgent() error {
 	acfg.HostIP = n.advertiseHost()
 	acfg.AgentEndpoint = n.advertisedOn(n.agentLns)
 	acfg.Executors = execs
+	acfg.SandboxKeep = n.c.Duration("gc-delay")
+	acfg.GCDiskHeadroom = n.c.Float64("gc-disk-headroom")
 	// `weft up` is a playground: Ctrl-C stops its tasks too. A real agent
 	// leaves them running and re-adopts them when it comes back.
 	acfg.StopTasksOnExit = n.role == roleUp
@@ -97,6 +109,7 @@ func (n *node) setupAgent() error {
 	}
 	n.firstRuns = append(n.firstRuns, a.Run)
 	n.localMux.Handle("/", a.Handler())
+	n.registry.MustRegister(a.Collector())
 	n.setTags(func() {
 		n.tags.ID = n.name
 		n.tags.AgentAPI = n.advertisedOn(n.agentLns)

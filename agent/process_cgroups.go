@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/agent/cgroups"
+	"github.com/weftnet/weft/sched/api"
+)
+
+// CgroupsFor finds the cgroup hierarchy for an agent's process tasks, with
+// their groups under weft/<agentID>. When none can be used it returns nil
+// and the reason, which the agent logs once and shows as a problem.
+func CgroupsFor(agentID string, cpuQuota bool) (*cgroups.Manager, string) {
+	if os.Geteuid() != 0 {
+		return nil, "the agent does not run as root"
+	}
+	m, err := cgroups.Detect(cgroups.Config{Parent: "weft/" + sanitizeID(agentID), CPUQuota: cpuQuota})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return m, ""
+}
+
+// MinTaskMemory is the least memory limit a task gets, whatever its mem
+// (Mesos's memory isolator: MIN_MEMORY, 32 MB).
+const MinTaskMemory = 32 << 20
+
+// limitsOf turns a task's resources into its cgroup limits: mem MB but at
+// least MinTaskMemory, as Mesos's memory isolator sets them, and cpus.
+func limitsOf(spec api.TaskSpec) cgroups.Limits {
+	return cgroups.Limits{
+		Cpus:        spec.Resources.Cpus,
+		MemoryBytes: max(int64(spec.Resources.Mem*(1<<20)), MinTaskMemory),
+	}
+}
+
+// startInGroup starts cmd with its process already in g before the task's
+// program runs. On cgroup v2 the child is cloned straight into the group
+// (CLONE_INTO_CGROUP). On v1 the child is traced: it stops at its exec,
+// before the program's first instruction, is moved into the group's
+// hierarchies, and is let go.
+func startInGroup(cmd *exec.Cmd, g *cgroups.Group) error {
+	if fd, err := g.FD(); err == nil {
+		defer syscall.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+		return cmd.Start()
+	}
+	// The tracer is the thread that forks: ptrace calls must come from it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr.Ptrace = true
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pid := cmd.Process.Pid
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("waiting for the task's process to exec: %w", err)
+		}
+		break
+	}
+	if !ws.Stopped() {
+		// Killed before its exec completed; its status is consumed here.
+		cmd.Process.Release()
+		return errors.New("the task's process ended before it could be placed in its cgroup")
+	}
+	addErr := g.Add(pid)
+	if addErr != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	if err := unix.PtraceDetach(pid); err != nil && addErr == nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		addErr = fmt.Errorf("releasing the task's process: %w", err)
+	}
+	if addErr != nil {
+		_ = cmd.Wait()
+		return addErr
+	}
+	return nil
+}
+
+// Usage is a task's resource usage and limits, as the agent's /metrics
+// and GET /v1/tasks/{id}/stats show them (Mesos's ResourceStatistics
+// names where they exist).
+type Usage struct {
+	Timestamp          float64 `json:"timestamp"`
+	CpusUserTimeSecs   float64 `json:"cpus_user_time_secs"`
+	CpusSystemTimeSecs float64 `json:"cpus_system_time_secs"`
+	CpusLimit          float64 `json:"cpus_limit,omitempty"`
+	MemRSSBytes        uint64  `json:"mem_rss_bytes"`
+	MemTotalBytes      uint64  `json:"mem_total_bytes"`
+	MemLimitBytes      uint64  `json:"mem_limit_bytes,omitempty"`
+}
+
+// Usager is implemented by a Handle that can read its task's usage.
+type Usager interface {
+	Usage() (Usage, error)
+}
+
+// Usage reads the task's usage from its cgroup.
+func (h *processHandle) Usage() (Usage, error) {
+	if h.group == nil {
+		return Usage{}, errors.New("the task runs without a cgroup, so its usage is not measured")
+	}
+	st, err := h.group.Stats()
+	if err != nil {
+		return Usage{}, err
+	}
+	u := Usage{
+		Timestamp:          float64(time.Now().UnixNano()) / 1e9,
+		CpusUserTimeSecs:   st.CPUUserSeconds,
+		CpusSystemTimeSecs: st.CPUSystemSeconds,
+		CpusLimit:          float64(st.CPUShares) / 1024,
+		MemRSSBytes:        st.MemoryRSSBytes,
+		MemTotalBytes:      st.MemoryUsageBytes,
+		MemLimitBytes:      st.MemoryLimitBytes,
+	}
+	if st.CPUQuotaCores > 0 {
+		u.CpusLimit = st.CPUQuotaCores
+	}
+	// user and system come in ticks; the exact total is spread over them
+	// so their sum is the group's cpu time.
+	if tot := u.CpusUserTimeSecs + u.CpusSystemTimeSecs; tot > 0 && st.CPUSeconds > 0 {
+		u.CpusUserTimeSecs = st.CPUSeconds * u.CpusUserTimeSecs / tot
+		u.CpusSystemTimeSecs = st.CPUSeconds - u.CpusUserTimeSecs
+	} else if tot == 0 {
+		u.CpusUserTimeSecs = st.CPUSeconds
+	}
+	return u, nil
+}
+
+// Noter is implemented by an executor with something to add to the
+// agent's capabilities (e.g. "cgroups-v1") or problems.
+type Noter interface {
+	Notes() (caps, problems []string)
+}
+
+// Notes says whether process tasks get limits.
+func (e *ProcessExecutor) Notes() (caps, problems []string) {
+	if e.cfg.Cgroups != nil {
+		return []string{e.cfg.Cgroups.Version().String()}, nil
+	}
+	if e.cfg.CgroupsProblem != "" {
+		return nil, []string{"process: no cpu/mem limits: " + e.cfg.CgroupsProblem}
+	}
+	return nil, nil
+}

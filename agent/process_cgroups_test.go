@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/agent/cgroups"
+)
+
+// testCgroups detects this host's hierarchy with a parent of the test's
+// own, removed at the end; it skips where cgroups cannot be used.
+func testCgroups(t *testing.T) *cgroups.Manager {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("cgroups need root")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	parent := "weft-test/" + hex.EncodeToString(b)
+	m, err := cgroups.Detect(cgroups.Config{Parent: parent})
+	if err != nil {
+		t.Skipf("no usable cgroup hierarchy here: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, name := range m.List() {
+			if g, ok := m.Open(name); ok {
+				_ = g.Destroy()
+			}
+		}
+		for _, d := range m.Parents() {
+			_ = os.Remove(d)
+		}
+	})
+	return m
+}
+
+func cgroupConfig(t *testing.T, m *fakeMaster, dir string, cg *cgroups.Manager) Config {
+	cfg := testConfig(t, m, dir)
+	pc := DefaultProcessConfig(filepath.Join(dir, "process"))
+	pc.Cgroups = cg
+	pe, err := NewProcessExecutor(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Executors = []Executor{pe}
+	return cfg
+}
+
+// memHog allocates about mb MB: a line without a newline, which tail
+// keeps whole in memory.
+func memHog(mb int) string {
+	return "head -c " + strconv.Itoa(mb<<20) + " /dev/zero | tail; echo survived"
+}
+
+// TestProcessTaskOverMemoryIsKilledWithReason: a task with mem 32 that
+// allocates 200 MB is killed by the kernel and reported TASK_FAILED with
+// Mesos's REASON_CONTAINER_LIMITATION_MEMORY; a task within its limit runs
+// on, in its own group with the limit set; the groups go with the tasks.
+func TestProcessTaskOverMemoryIsKilledWithReason(t *testing.T) {
+	cg := testCgroups(t)
+	m := newFakeMaster(t)
+	dir := t.TempDir()
+	a, _ := startAgent(t, cgroupConfig(t, m, dir, cg))
+
+	hog := shTask("hog", memHog(200))
+	hog.Spec.Resources.Mem = 32
+	hog.Spec.Resources.Cpus = 0.25
+	m.set(hog)
+	calm := shTask("calm", "sleep 60")
+	calm.Spec.Resources.Mem = 32
+	calm.Spec.Resources.Cpus = 0.5
+	m.set(calm)
+
+	st := waitState(t, m, "hog", "TASK_FAILED")
+	if st.Reason != "REASON_CONTAINER_LIMITATION_MEMORY" {
+		t.Fatalf("hog failed with reason %q (%s), want REASON_CONTAINER_LIMITATION_MEMORY", st.Reason, st.Message)
+	}
+	if !strings.Contains(st.Message, "Memory limit exceeded: Requested: 32MB") {
+		t.Errorf("hog's message %q does not say the limit", st.Message)
+	}
+	waitState(t, m, "calm", "TASK_RUNNING")
+	pid := pidOf(t, a, "calm")
+	g, ok := cg.Open("calm")
+	if !ok {
+		t.Fatal("calm has no cgroup")
+	}
+	found := false
+	for _, p := range g.Pids() {
+		found = found || p == pid
+	}
+	if !found {
+		t.Fatalf("calm's process %d is not in its cgroup (%v)", pid, g.Pids())
+	}
+	s, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MemoryLimitBytes != 32<<20 {
+		t.Errorf("calm's memory limit is %d, want %d", s.MemoryLimitBytes, 32<<20)
+	}
+	if s.CPUShares != 512 {
+		t.Errorf("calm's cpu shares are %d, want 512", s.CPUShares)
+	}
+	u, err := a.taskUsage("calm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.MemLimitBytes != 32<<20 || u.MemTotalBytes == 0 {
+		t.Errorf("calm's usage %+v: want a 32 MB limit and some memory charged", u)
+	}
+	if _, ok := cg.Open("hog"); ok {
+		t.Error("the hog's cgroup is still there after it ended")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, ok := m.last("calm", "TASK_FAILED"); ok {
+		t.Fatal("the task within its limit failed")
+	}
+	m.setGoal("calm", "kill")
+	waitState(t, m, "calm", "TASK_KILLED")
+	eventually(t, 5*time.Second, "calm's cgroup removed", func() bool {
+		_, ok := cg.Open("calm")
+		return !ok
+	})
+}
