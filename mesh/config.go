@@ -86,13 +86,17 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// RejoinInterval is how often seeds are re-dialled while alone.
 	RejoinInterval time.Duration
-	// ProbeInterval is the WireGuard keepalive used as the liveness probe
-	// of a direct path, and the period of endpoint rotation.
+	// ProbeInterval is how often the data plane is looked at, the
+	// keepalive of a path that is not up (and of one between two nodes
+	// behind NAT), and the period of endpoint rotation. An idle path that
+	// works carries no keepalives (but NATKeepalive).
 	ProbeInterval time.Duration
-	// DeadAfter without receiving anything from a peer marks the direct
-	// path down; traffic then goes through a relay.
+	// DeadAfter: a send to a peer that gets no answer for this long marks
+	// the direct path down (between two nodes behind NAT: this long
+	// without a packet); traffic then goes through a relay.
 	DeadAfter time.Duration
-	// NATKeepalive is the keepalive toward a public peer from behind NAT.
+	// NATKeepalive is the keepalive on an idle path from behind NAT,
+	// which keeps the NAT's mapping.
 	NATKeepalive time.Duration
 	// ReconnectInterval is how often serf re-dials failed members.
 	ReconnectInterval time.Duration

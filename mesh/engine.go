@@ -33,8 +33,12 @@ const reflexiveEvent = "weft-ep"
 // peerRuntime is the data plane's memory of one peer (by public key).
 type peerRuntime struct {
 	since       time.Time
-	rx          int64
+	rx, tx      int64
 	lastRx      time.Time // when rx last grew
+	lastObs     time.Time // the previous observe
+	waitSince   time.Time // data went out since then and nothing came back (zero: nothing owed)
+	ack         bool      // data came in since the previous observe and nothing went back
+	movedAt     time.Time // we moved: keepalives until the peer is heard again (announceFor)
 	lastHS      time.Time // latest completed handshake
 	everUp      bool      // a handshake has completed
 	reportedEP  netip.AddrPort
@@ -222,12 +226,7 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 			rt = &peerRuntime{since: now}
 			e.peers[p.PublicKey] = rt
 		}
-		// Handshake messages count in rx too, so rx alone is no proof: a
-		// pair whose initiations crossed sends initiations but no data.
-		if p.ReceiveBytes > rt.rx {
-			rt.lastRx = now
-		}
-		rt.rx = p.ReceiveBytes
+		rt.traffic(p.ReceiveBytes, p.TransmitBytes, now)
 		if !p.LastHandshakeTime.IsZero() {
 			rt.everUp = true
 			rt.lastHS = p.LastHandshakeTime
@@ -236,7 +235,69 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 	return out
 }
 
-func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time) linkState {
+// traffic takes the peer's byte counters at now: whether something came in
+// since the previous look, whether data went out that nothing has answered
+// yet, and whether data came in that nothing answered.
+func (rt *peerRuntime) traffic(rx, tx int64, now time.Time) {
+	// Handshake messages count in rx too, so rx alone is no proof of a
+	// session: a pair whose initiations crossed sends initiations but
+	// no data (everUp needs a completed handshake). The counters start
+	// again at 0 when a peer is re-added.
+	rxd, txd := rx-rt.rx, tx-rt.tx
+	if rxd < 0 {
+		rxd = rx
+	}
+	if txd < 0 {
+		txd = tx
+	}
+	if rxd > 0 {
+		rt.lastRx = now
+		rt.waitSince = time.Time{}
+	} else if txd >= dataBytes && rt.waitSince.IsZero() {
+		// Sent (not just a keepalive or two) and heard nothing: owed an
+		// answer since the previous look at the latest.
+		rt.waitSince = rt.lastObs
+		if rt.waitSince.IsZero() {
+			rt.waitSince = now
+		}
+	}
+	rt.ack = rxd >= dataBytes && txd == 0
+	rt.rx, rt.tx, rt.lastObs = rx, tx, now
+}
+
+// announceFor is how long after a move a node keeps announcing itself to a
+// peer it has not heard from since.
+const announceFor = 10 * time.Second
+
+// dataBytes is the least that rx or tx counters grow by for anything but
+// keepalives: WireGuard counts an empty keepalive as 32 bytes and a data
+// packet (an IP header and more, padded to 16) as 64 or more; a handshake
+// initiation as 148. Three keepalives in one look are taken for data:
+// rare, and the peer then answers once more.
+const dataBytes = 96
+
+// live reports whether the direct path to a peer works, as far as traffic
+// shows: a handshake has completed since the last move, and nothing sent
+// since has gone unanswered for DeadAfter. An idle link stays live with
+// nothing on the wire (Tailscale's model: no probes on idle links); the
+// first send that gets no answer marks it down. A peer answers data that
+// got no reply with one keepalive (linkState.Ack), so a one-way flow
+// (gossip, a UDP stream) is answered too.
+//
+// A direct path between two nodes behind NAT (punch) hangs on both NATs'
+// mappings, which go without notice when a peer moves: it counts only
+// while packets flow, and both ends keep a keepalive going every probe.
+func (e *engine) live(rt *peerRuntime, now time.Time, punch bool) bool {
+	if !rt.everUp || rt.lastHS.Before(rt.staleBefore) {
+		return false
+	}
+	if punch {
+		return now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
+	}
+	return rt.waitSince.IsZero() || now.Sub(rt.waitSince) < e.cfg.DeadAfter
+}
+
+func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time, punch bool) linkState {
 	rt := e.peers[key]
 	if rt == nil {
 		return linkState{}
@@ -247,10 +308,12 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 		l.PunchTo, l.PunchStart = rt.punch.to, rt.punch.start
 	}
 	l.PunchClear = rt.punch.clear
-	// Up: a session exists (WireGuard rekeys every 2 minutes while the
-	// keepalives flow) and something arrived within DeadAfter.
-	l.Up = rt.everUp && now.Sub(rt.lastHS) < 3*time.Minute+e.cfg.DeadAfter &&
-		!rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter && !rt.lastHS.Before(rt.staleBefore)
+	l.Up = e.live(rt, now, punch)
+	// After a move, a keepalive every reconcile until the peer is heard
+	// from again: idle links carry nothing else that would show the peer
+	// where we are now (the first may leave before the new route exists).
+	l.Ack = rt.ack || !rt.movedAt.IsZero() && now.Sub(rt.movedAt) < announceFor && !rt.lastRx.After(rt.movedAt)
+	l.LastRx = rt.lastRx
 	if p, ok := dev[key]; ok && p.Endpoint != nil {
 		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
 			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))
@@ -278,11 +341,15 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 		if rt != nil && (p.Readd || !exists) {
 			rt.punch.start, rt.punch.clear = false, false
 		}
-		if exists && p.Poke && cur.PersistentKeepaliveInterval == p.Keepalive && p.Keepalive > 0 {
-			zero := time.Duration(0)
-			pokes = append(pokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &zero})
-			ka := p.Keepalive
-			unpokes = append(unpokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &ka})
+		if exists && p.Poke && cur.PersistentKeepaliveInterval == p.Keepalive {
+			// A keepalive interval set where there was none sends one
+			// at once; the second step puts the planned one back.
+			first, then := time.Duration(0), p.Keepalive
+			if p.Keepalive == 0 {
+				first, then = max(e.cfg.ProbeInterval, time.Second), 0
+			}
+			pokes = append(pokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &first})
+			unpokes = append(unpokes, wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true, PersistentKeepaliveInterval: &then})
 		}
 		pc := wgtypes.PeerConfig{PublicKey: key}
 		changed := !exists
@@ -514,10 +581,11 @@ func (m *Mesh) reconcile() {
 	m.punchTick(e, self, others, localPfx, now)
 	links := map[string]linkState{}
 	keyOf := map[string]wgtypes.Key{}
+	pin := topoInput{Self: self, LocalPrefixes: localPfx}
 	for _, p := range others {
 		if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
 			keyOf[p.Name] = k
-			links[p.Name] = e.link(k, dev, now)
+			links[p.Name] = e.link(k, dev, now, punchPair(pin, p))
 		}
 	}
 	m.settleNAT(links, others, now)
@@ -531,7 +599,7 @@ func (m *Mesh) reconcile() {
 	in := topoInput{
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
 		SelfSettled: !e.firstUp.IsZero() && now.Sub(e.firstUp) >= 2*time.Second,
-		RTT:         m.rtt, Now: now, Probe: m.cfg.ProbeInterval,
+		RTT:         m.rtt, Now: now, Probe: m.cfg.ProbeInterval, NATKeepalive: m.cfg.NATKeepalive,
 		Grace: m.cfg.DeadAfter + time.Second, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
 		Overlay: m.overlay,
 	}

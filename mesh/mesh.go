@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -48,10 +49,12 @@ type Mesh struct {
 	kick     chan struct{} // wake the reconcile loop
 	userEvts chan serf.UserEvent
 
-	pubMu       sync.Mutex  // serialises publishTags
-	joining     atomic.Bool // a background join is under way
-	joined      atomic.Bool // the cluster's claims have been seen
-	newcomer    atomic.Bool // the first join is under way with a provisional block
+	pubMu       sync.Mutex   // serialises publishTags
+	joining     atomic.Bool  // a background join is under way
+	syncing     atomic.Bool  // a background state exchange is under way
+	syncUntil   atomic.Int64 // unix nanos: exchange state every fastSync until then
+	joined      atomic.Bool  // the cluster's claims have been seen
+	newcomer    atomic.Bool  // the first join is under way with a provisional block
 	mu          sync.Mutex
 	serf        *serf.Serf
 	extra       map[string]string
@@ -240,9 +243,13 @@ func (m *Mesh) run(ctx context.Context) error {
 	// again soon after configuring peers.
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
-	var probeC <-chan time.Time
+	var probeC, syncC <-chan time.Time
 	var addrC <-chan struct{}
 	if eng != nil {
+		m.syncFor(fastSyncAtStart)
+		syncT := time.NewTicker(fastSync)
+		defer syncT.Stop()
+		syncC = syncT.C
 		probe := time.NewTicker(m.cfg.ProbeInterval)
 		defer probe.Stop()
 		probeC = probe.C
@@ -287,6 +294,10 @@ func (m *Mesh) run(ctx context.Context) error {
 				lastJoin = time.Now()
 				go func() { defer m.joining.Store(false); m.joinSeeds() }()
 			}
+		case <-syncC:
+			if time.Now().UnixNano() < m.syncUntil.Load() && m.syncing.CompareAndSwap(false, true) {
+				go func() { defer m.syncing.Store(false); m.syncState() }()
+			}
 		case <-m.kick:
 			m.reconcile()
 		case <-probeC:
@@ -314,6 +325,46 @@ func (m *Mesh) run(ctx context.Context) error {
 			eng.recheck = false
 			punch.Reset(150 * time.Millisecond)
 		}
+	}
+}
+
+// Fast state exchange: while the mesh forms, and for a while after a member
+// joins or changes, every fastSync with one alive member at random.
+const (
+	fastSync            = 5 * time.Second
+	fastSyncAtStart     = time.Minute
+	fastSyncAfterChange = 30 * time.Second
+)
+
+// syncFor keeps the fast state exchange on for at least d from now.
+func (m *Mesh) syncFor(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := m.syncUntil.Load()
+		if cur >= until || m.syncUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// syncState exchanges the full gossip state with one alive member (a
+// memberlist push/pull, as its own timer does).
+func (m *Mesh) syncState() {
+	s := m.currentSerf()
+	if s == nil {
+		return
+	}
+	var addrs []string
+	for _, mem := range s.Members() {
+		if mem.Name != m.cfg.NodeName && mem.Status == serf.StatusAlive {
+			addrs = append(addrs, net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if _, err := s.Memberlist().Join([]string{addrs[rand.IntN(len(addrs))]}); err != nil {
+		m.log.Debug("state exchange", "err", err)
 	}
 }
 
@@ -393,12 +444,11 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 		}
 	}
 	ml.DeadNodeReclaimTime = 30 * time.Second
-	if m.cfg.WireGuard && ml.PushPullInterval > 5*time.Second {
-		// Gossip runs over the overlay, whose peers come from gossip:
-		// broadcasts sent before a peer was configured are lost, and a
-		// frequent full-state exchange repairs that quickly.
-		ml.PushPullInterval = 5 * time.Second
-	}
+	// Gossip runs over the overlay, whose peers come from gossip:
+	// broadcasts sent before a peer was configured are lost, and a
+	// frequent full-state exchange repairs that quickly. The mesh runs
+	// one every fastSync while members come and go (Run); memberlist's
+	// own, every 30 s, is what an idle mesh pays.
 	if m.key != nil {
 		kr, err := memberlist.NewKeyring(nil, m.key)
 		if err != nil {
@@ -553,6 +603,9 @@ func (m *Mesh) pumpEvents(ctx context.Context, evCh chan serf.Event) {
 		case ev := <-evCh:
 			switch e := ev.(type) {
 			case serf.MemberEvent:
+				if e.Type == serf.EventMemberJoin || e.Type == serf.EventMemberUpdate {
+					m.syncFor(fastSyncAfterChange)
+				}
 				for _, mem := range e.Members {
 					m.log.Debug("member event", "event", e.EventType().String(), "member", mem.Name, "addr", mem.Addr.String())
 				}

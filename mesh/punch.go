@@ -99,7 +99,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 				m.primeLog(e, p.Name, ep, true)
 			}
 		}
-		live := rt.everUp && now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter && !rt.lastHS.Before(rt.staleBefore)
+		live := e.live(rt, now, punchPair(in, p))
 		if live {
 			if ps.tries > 0 || !ps.until.IsZero() {
 				m.log.Debug("hole punch: direct path up", "peer", p.Name, "tries", ps.tries)

@@ -13,7 +13,8 @@ import (
 // key, and with it its block and overlay address; what changes is where
 // its packets come from. WireGuard peers follow an authenticated packet
 // wherever it comes from, so a public peer learns the new endpoint from
-// the next keepalive (one probe interval). What the node knew about
+// the keepalives the node sends every peer after the move (until it hears
+// from each again). What the node knew about
 // itself is stale: how peers observe it (reflexive endpoints, NAT kind) is
 // forgotten and learnt again, and direct paths to peers behind NAT, which
 // hung on mappings of the old NAT, are dropped at once for the relay (and
@@ -83,12 +84,15 @@ const publicAfterMove = 10 * time.Second
 func (m *Mesh) settleNAT(links map[string]linkState, others []peerInfo, now time.Time) {
 	m.mu.Lock()
 	stale := m.nat && len(m.reflexive) == 0 && !m.movedAt.IsZero() && now.Sub(m.movedAt) > publicAfterMove
+	movedAt := m.movedAt
 	m.mu.Unlock()
 	if !stale {
 		return
 	}
 	for _, p := range others {
-		if !p.NAT && links[p.Name].Up {
+		// A public peer heard from since the move (so it sends to
+		// where we are now) has reported no reflexive address.
+		if l := links[p.Name]; !p.NAT && l.Up && l.LastRx.After(movedAt.Add(time.Second)) {
 			m.mu.Lock()
 			m.nat = false
 			m.mu.Unlock()
@@ -129,6 +133,9 @@ func (m *Mesh) underlayMoved(e *engine) {
 		}
 		rt.reportedEP = netip.AddrPort{}
 		rt.punch = punchState{}
+		// Idle links carry nothing: keepalives to every peer show them
+		// where we are (WireGuard roams to the packet's source).
+		rt.movedAt = time.Now()
 		if p.NAT {
 			rt.staleBefore = time.Now()
 			rt.punch.clear = true

@@ -9,8 +9,14 @@ import (
 
 // linkState is what the data plane observed of one peer.
 type linkState struct {
-	// Up: something arrived from the peer within DeadAfter.
+	// Up: the direct path works as far as traffic shows (engine.live):
+	// a handshake completed, and nothing sent since went unanswered for
+	// DeadAfter. An idle link stays up.
 	Up bool
+	// Ack: data came from the peer since the previous look and nothing
+	// went back: answer with one keepalive, so that a one-way flow does
+	// not look unanswered at the sending end.
+	Ack bool
 	// EverUp: the peer has answered at least once since it was added.
 	EverUp bool
 	// Since is when the peer was first configured on the device.
@@ -23,6 +29,8 @@ type linkState struct {
 	Session bool
 	// LastHS is the latest completed handshake.
 	LastHS time.Time
+	// LastRx is when something last came from the peer.
+	LastRx time.Time
 	// AddedAt is when the peer was last (re-)added to the device.
 	AddedAt time.Time
 	// PunchTo is the peer's public endpoint while a coordinated hole
@@ -50,6 +58,9 @@ const sessionLife = 150 * time.Second
 const (
 	initiatorRetry    = 900 * time.Millisecond
 	responderFallback = 3 * time.Second
+	// downRetry: the initiator's handshake period toward a peer whose
+	// session went silent.
+	downRetry = 5 * time.Second
 )
 
 // initiates reports whether self initiates the handshake with p: the side
@@ -94,8 +105,11 @@ type topoInput struct {
 	// RTT estimates the round trip between two members (serf coordinates).
 	RTT func(a, b string) (time.Duration, bool)
 	Now time.Time
-	// Probe is the keepalive interval used as liveness probe.
+	// Probe is the keepalive interval of a path that is not (yet) up.
 	Probe time.Duration
+	// NATKeepalive keeps this node's NAT mappings while it is behind NAT
+	// (0 on an idle link otherwise).
+	NATKeepalive time.Duration
 	// Grace is how long a new peer may stay silent before it is relayed.
 	Grace time.Duration
 	// Rotate is how long each candidate endpoint is tried.
@@ -122,10 +136,10 @@ type peerPlan struct {
 	// Readd: remove and add the peer again, which sends a handshake
 	// initiation at once.
 	Readd bool
-	// Poke: send one keepalive now. Both ends of a session poke every
-	// probe, so each hears the other at least once a probe while the path
-	// works (WireGuard's persistent keepalive is reset by received
-	// packets too, so the side that keeps receiving may fall silent).
+	// Poke: send one keepalive now: to answer data that got no reply
+	// (linkState.Ack), and every probe while a session's path is down
+	// (WireGuard's persistent keepalive is reset by received packets
+	// too, so the side that keeps receiving may fall silent).
 	Poke bool
 }
 
@@ -286,9 +300,22 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	waited := in.Now.Sub(l.AddedAt)
 	fallback := !init && !punch && !p.NAT && !l.AddedAt.IsZero() && waited >= responderFallback
 	switch {
+	case l.Up && !punch:
+		// Nothing on an idle link (liveness comes from the traffic:
+		// engine.live), but what keeps this node's NAT mapping.
+		if in.Self.NAT {
+			pl.Keepalive = in.NATKeepalive
+		}
+		pl.Poke = l.Ack
 	case l.Session && (l.Up || !punch):
+		// A path between two NATs, or one silent after a send:
+		// keepalives every probe (the peer's, if it waits too, bring a
+		// path back); toward a silent peer the initiator also
+		// handshakes again now and then, which the peer answers even
+		// when it takes the link for idle.
 		pl.Keepalive = in.Probe
 		pl.Poke = true
+		pl.Readd = !l.Up && init && !l.AddedAt.IsZero() && waited >= downRetry
 	case punch:
 		// Handshakes only in the windows punch.go opens; adding a
 		// peer with a keepalive sends the first at once.

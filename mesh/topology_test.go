@@ -89,7 +89,7 @@ func TestComputeTopology(t *testing.T) {
 				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), failed, left, nokey, pi("noblock", "")}
 				in.Links = map[string]linkState{"a": up("172.20.2.2:51820"), "f": {EverUp: true, Since: t0.Add(-time.Hour)}}
 			},
-			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=1s path=direct poke
+			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=0s path=direct
 f ep=172.20.2.6:51820 allowed=[10.47.6.0/24] ka=0s path=down
 routes=[10.47.2.0/24 10.47.6.0/24]
 `,
@@ -106,7 +106,7 @@ routes=[10.47.2.0/24 10.47.6.0/24]
 				in.Links = map[string]linkState{"a": {Since: t0}, "b": up("198.51.100.99:1234")}
 			},
 			want: `a ep=172.20.1.9:51820 allowed=[10.47.2.0/24] ka=0s path=down
-b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=1s path=direct poke
+b ep=198.51.100.99:1234 allowed=[10.47.3.0/24] ka=0s path=direct
 routes=[10.47.2.0/24 10.47.3.0/24]
 `,
 		},
@@ -122,9 +122,9 @@ routes=[10.47.2.0/24 10.47.3.0/24]
 				}
 			},
 			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=r2
-n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct poke
-r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=1s path=direct poke
-r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=1s path=direct poke
+n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=0s path=direct
+r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=0s path=direct
+r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=0s path=direct
 routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 `,
 		},
@@ -145,8 +145,8 @@ routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24 10.47.9.0/24]
 				}
 			},
 			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=r1
-r1 ep=172.20.4.4:51820 allowed=[10.47.3.0/24 10.47.4.0/24] ka=1s path=direct poke
-r2 ep=172.20.5.5:51820 allowed=[10.47.5.0/24] ka=1s path=direct poke
+r1 ep=172.20.4.4:51820 allowed=[10.47.3.0/24 10.47.4.0/24] ka=0s path=direct
+r2 ep=172.20.5.5:51820 allowed=[10.47.5.0/24] ka=0s path=direct
 routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
 `,
 		},
@@ -172,10 +172,44 @@ routes=[10.47.3.0/24 10.47.4.0/24]
 				in.Peers = []peerInfo{early, late, mine}
 				in.Links = map[string]linkState{"x": up(""), "w": up(""), "v": up("")}
 			},
-			want: `v ep=172.20.3.5:51820 allowed=[] ka=1s path=direct poke
-w ep=172.20.3.4:51820 allowed=[] ka=1s path=direct poke
-x ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=1s path=direct poke
+			want: `v ep=172.20.3.5:51820 allowed=[] ka=0s path=direct
+w ep=172.20.3.4:51820 allowed=[] ka=0s path=direct
+x ep=172.20.3.3:51820 allowed=[10.47.3.0/24] ka=0s path=direct
 routes=[10.47.3.0/24]
+`,
+		},
+		{
+			name: "idle links quiet; data with no reply answered; a silent session probed, its initiator handshakes again",
+			mod: func(in *topoInput) {
+				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("z", "10.47.4.0/24", "172.20.4.4:51820")}
+				ack := up("172.20.2.2:51820")
+				ack.Ack = true
+				silent := up("172.20.3.3:51820")
+				silent.Up = false
+				silentToo := silent
+				silentToo.Endpoint = netip.MustParseAddrPort("172.20.4.4:51820")
+				in.Links = map[string]linkState{"a": ack, "b": silent, "z": silentToo}
+			},
+			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24] ka=0s path=direct poke
+b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=a poke
+z ep=172.20.4.4:51820 allowed=[] ka=1s path=relay via=a readd poke
+routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24]
+`,
+		},
+		{
+			name: "behind NAT: the NAT keepalive toward public peers; probes toward another NAT",
+			mod: func(in *topoInput) {
+				in.Self.NAT = true
+				in.Self.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:51820"), netip.MustParseAddrPort("172.20.1.2:51820")}
+				in.NATKeepalive = 20 * time.Second
+				nat := pi("n1", "10.47.9.0/24", "203.0.113.1:51820", "192.168.7.2:51820")
+				nat.NAT = true
+				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), nat}
+				in.Links = map[string]linkState{"a": up("172.20.2.2:51820"), "n1": up("203.0.113.1:51820")}
+			},
+			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=20s path=direct
+n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct poke
+routes=[10.47.2.0/24 10.47.9.0/24]
 `,
 		},
 	}
@@ -391,5 +425,51 @@ func TestHandshakeRoles(t *testing.T) {
 	// reflexive endpoint.
 	if pl := plan(in, peer, fresh(slot.Add(-time.Second))); pl.Endpoint != lan {
 		t.Errorf("unsettled public node toward a NATed peer: %+v", pl)
+	}
+}
+
+// TestLiveness follows one peer's byte counters: an idle link stays live,
+// data that gets no answer for DeadAfter takes it down, any answer brings
+// it back; lone keepalives owe nothing; data in with nothing out asks for
+// an answer; a path between two NATs needs packets within DeadAfter.
+func TestLiveness(t *testing.T) {
+	e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}}
+	rt := &peerRuntime{everUp: true, lastHS: t0}
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	step := func(s float64, rx, tx int64) { rt.traffic(rx, tx, at(s)) }
+	step(1, 500, 500)
+	if !e.live(rt, at(1), false) || rt.ack {
+		t.Fatal("an answered link is not live")
+	}
+	step(60, 500, 532) // one keepalive out: owes nothing
+	if !e.live(rt, at(60), false) {
+		t.Fatal("an idle link with a keepalive out is not live")
+	}
+	step(61, 500, 700) // data out, nothing back
+	if !e.live(rt, at(62), false) || e.live(rt, at(63.6), false) {
+		t.Fatal("unanswered data: want live within DeadAfter of the look before the send, down after")
+	}
+	step(64, 532, 800) // a keepalive back
+	if !e.live(rt, at(64), false) {
+		t.Fatal("an answer does not bring the link back")
+	}
+	step(65, 700, 800)
+	if !rt.ack {
+		t.Fatal("data in with nothing out: want an answer")
+	}
+	step(66, 900, 900)
+	if rt.ack {
+		t.Fatal("data answered by data: no keepalive needed")
+	}
+	step(67, 10, 0) // re-added: counters from 0
+	if rt.waitSince != (time.Time{}) || !e.live(rt, at(67), false) {
+		t.Fatal("counters reset by a re-add")
+	}
+	if e.live(rt, at(70), true) {
+		t.Fatal("a NAT pair silent for 3 s is live")
+	}
+	rt.staleBefore = at(68)
+	if e.live(rt, at(69), false) {
+		t.Fatal("a session from before a move counts")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,7 @@ func meshCommand() *cli.Command {
 					&cli.StringFlag{Name: "role", Value: "agent", EnvVars: envName("role")},
 					&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envName("log-level")},
 					&cli.DurationFlag{Name: "reap-timeout", Value: mesh.DefaultConfig().ReapTimeout, Usage: "how long a failed member (and its WireGuard peer) is kept", EnvVars: envName("reap-timeout")},
+					&cli.BoolFlag{Name: "pprof", Usage: "serve net/http/pprof under /debug/pprof/ on --agent-addr (for profiling)", EnvVars: envName("pprof")},
 				),
 				Action: meshNode,
 			},
@@ -173,6 +175,10 @@ func meshNode(c *cli.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(m.Members())
 	})
+	if c.Bool("pprof") {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
