@@ -21,7 +21,7 @@ import (
 // lossyLink puts a network namespace behind a veth pair (host side
 // hostIP, namespace side nsIP) and removes it when the test ends.
 type lossyLink struct {
-	ns, hostIP, nsIP string
+	ns, nsIf, hostIP, nsIP string
 }
 
 func newLossyLink(t *testing.T) *lossyLink {
@@ -40,6 +40,7 @@ func newLossyLink(t *testing.T) *lossyLink {
 	sub := mrand.Intn(250) + 2
 	l := &lossyLink{ns: "wel-" + tag, hostIP: fmt.Sprintf("10.214.%d.1", sub), nsIP: fmt.Sprintf("10.214.%d.2", sub)}
 	hostIf, nsIf := "welh"+tag[:4], "weln"+tag[:4]
+	l.nsIf = nsIf
 	ip := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -62,12 +63,12 @@ func newLossyLink(t *testing.T) *lossyLink {
 	return l
 }
 
-// lose drops packets entering and leaving the namespace with probability p
-// (iptables' statistic match: this kernel has no netem).
+// lose drops packets entering and leaving the namespace over its veth with
+// probability p (iptables' statistic match: this kernel has no netem).
 func (l *lossyLink) lose(t *testing.T, p string) {
 	t.Helper()
-	for _, chain := range []string{"INPUT", "OUTPUT"} {
-		if out, err := exec.Command("ip", "netns", "exec", l.ns, "iptables", "-A", chain, "-m", "statistic",
+	for _, chain := range [][2]string{{"INPUT", "-i"}, {"OUTPUT", "-o"}} {
+		if out, err := exec.Command("ip", "netns", "exec", l.ns, "iptables", "-A", chain[0], chain[1], l.nsIf, "-m", "statistic",
 			"--mode", "random", "--probability", p, "-j", "DROP").CombinedOutput(); err != nil {
 			t.Fatalf("iptables in %s: %v: %s", l.ns, err, out)
 		}

@@ -2,6 +2,10 @@ package sched
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -24,8 +28,10 @@ import (
 // would still be answered. A dead mark is cleared as soon as the agent
 // polls this master again or answers a ping.
 //
-// This works for agents that poll the leader. An agent that polls a
-// follower is found by gossip, as before.
+// A follower that sees an agent hang up does the same check and, if the
+// agent is silent, tells the leader (POST /v1/agents/{id}/lost, a node
+// call), which pings the agent itself before it believes it: a follower
+// with a bad link of its own cannot get a healthy agent replaced.
 
 // Pinger is implemented by a membership that can probe one member
 // through gossip (cmd/weft: a memberlist ping). Without it, agent loss
@@ -96,7 +102,7 @@ func (p *agentPolls) end(agent string, hungUp bool, now time.Time) {
 	p.mu.Unlock()
 	select {
 	case p.dropped <- agent:
-	default: // the watcher is behind or not running (a follower): gossip decides
+	default: // the watcher is behind: gossip decides
 	}
 }
 
@@ -167,10 +173,24 @@ func (v lossView) Nodes() []api.Node {
 	return nodes
 }
 
-// watchPolls runs while leading: it checks every agent that hung up its
-// poll, and pings the agents marked dead so that one that answers again
-// is cleared.
-func (m *Master) watchPolls(ctx context.Context) {
+// watchHangUps runs on every master: it checks every agent that hung up
+// its poll here.
+func (m *Master) watchHangUps(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case agent := <-m.polls.dropped:
+			if m.pinger != nil {
+				go m.checkHungUp(ctx, agent, m.cfg.Now())
+			}
+		}
+	}
+}
+
+// watchDeadMarks runs while leading: it pings the agents marked dead so
+// that one that answers again is cleared.
+func (m *Master) watchDeadMarks(ctx context.Context) {
 	if m.pinger == nil {
 		return
 	}
@@ -180,8 +200,6 @@ func (m *Master) watchPolls(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case agent := <-m.polls.dropped:
-			go m.checkHungUp(ctx, agent, m.cfg.Now())
 		case <-tick.C:
 			for agent := range m.polls.deadAgents(m.cfg.Now()) {
 				go func() {
@@ -214,10 +232,58 @@ func (m *Master) checkHungUp(ctx context.Context, agent string, t time.Time) {
 	if m.pingAgent(ctx, name, lossPings) || !m.polls.silentSince(agent, t) || ctx.Err() != nil {
 		return
 	}
+	if !m.store.IsLeader() {
+		m.reportLost(ctx, agent)
+		return
+	}
 	m.polls.markDead(agent, m.cfg.Now())
 	m.log.Warn("agent hung up its poll and answers no gossip ping: taken for dead", "agent", agent, "pings", lossPings,
 		"after", m.cfg.Now().Sub(t).Round(time.Millisecond))
 	m.membersMoved()
+}
+
+// reportLost tells the leader that agent hung up its poll on this
+// follower and answers no ping.
+func (m *Master) reportLost(ctx context.Context, agent string) {
+	leader := m.leaderAPI()
+	if leader == "" || leader == m.cfg.APIAdvertise {
+		return
+	}
+	scheme, rt := m.nodeTransport()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+leader+"/v1/agents/"+url.PathEscape(agent)+"/lost", nil)
+	if err != nil {
+		return
+	}
+	if m.cfg.NodeSecret != "" {
+		req.Header.Set("Authorization", "Bearer "+m.cfg.NodeSecret)
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		m.log.Info("could not tell the leader of a silent agent; gossip will", "agent", agent, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	m.log.Info("told the leader of an agent that hung up its poll here and answers no ping", "agent", agent, "status", resp.StatusCode)
+}
+
+// handleAgentLost serves POST /v1/agents/{id}/lost (nodes only, leader):
+// a follower saw the agent hang up its poll and answer no gossip ping.
+// The leader pings the agent itself and answers {"lost": true} when it
+// takes it for dead.
+func (m *Master) handleAgentLost(w http.ResponseWriter, r *http.Request) {
+	agent := r.PathValue("id")
+	lost := false
+	if name, ok := m.agentName(agent); ok && m.pinger != nil && !m.pingAgent(r.Context(), name, lossPings) && r.Context().Err() == nil {
+		lost = true
+		m.polls.markDead(agent, m.cfg.Now())
+		m.log.Warn("agent hung up its poll on a follower and answers no gossip ping: taken for dead", "agent", agent, "pings", lossPings)
+		m.membersMoved()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]bool{"lost": lost})
 }
 
 // agentName returns the gossip name of the agent with id agent, if gossip

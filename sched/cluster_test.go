@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -187,6 +188,49 @@ func TestThreeMastersElectProxyAndFailOver(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("proxied blocking query did not wake")
 	}
+
+	// An agent that hangs up its poll on the follower and answers no
+	// gossip ping: the follower tells the leader, which pings it too and
+	// shows it failed; once it answers pings again it is alive.
+	members.Set(append(members.Nodes(), agentNode("a9", 1, 512)))
+	members.SetPing(func(name string) error {
+		if name == "a9" {
+			return errors.New("no ack")
+		}
+		return nil
+	})
+	statusOn := func(cm *clusterMaster, id string) string {
+		for _, n := range cm.Nodes() {
+			if n.ID == id {
+				return n.Status
+			}
+		}
+		return ""
+	}
+	as9, err := fc.Assignments(ctx, "a9", 0, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, hangUp := context.WithCancel(ctx)
+	go func() { _, _ = fc.Assignments(pctx, "a9", as9.Index, 30*time.Second) }()
+	eventually(t, 3*time.Second, "a9's poll open on the follower", func() bool {
+		follower.polls.mu.Lock()
+		defer follower.polls.mu.Unlock()
+		return follower.polls.open["a9"] > 0
+	})
+	hungUp := time.Now()
+	hangUp()
+	eventually(t, 5*time.Second, "the leader shows a9 failed", func() bool { return statusOn(leader, "a9") == NodeFailed })
+	t.Logf("a9 hung up on the follower: the leader shows it failed %v later", time.Since(hungUp).Round(time.Millisecond))
+	members.SetPing(nil)
+	eventually(t, 5*time.Second, "a9 answers pings: alive again", func() bool { return statusOn(leader, "a9") == NodeAlive })
+	var without []api.Node
+	for _, n := range members.Nodes() {
+		if n.ID != "a9" {
+			without = append(without, n)
+		}
+	}
+	members.Set(without)
 
 	// The leader dies: the other two elect a new one, which keeps placing.
 	leader.stop()

@@ -421,10 +421,14 @@ func (m *Master) Run(ctx context.Context) error {
 		defer wg.Done()
 		m.tracker.run(ctx, m.store)
 	}()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		m.bootstrapExpect(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.watchHangUps(ctx)
 	}()
 
 	wg.Add(1)
@@ -484,7 +488,7 @@ func (m *Master) lead(parent context.Context) func() {
 	}()
 	go func() {
 		defer wg.Done()
-		m.watchPolls(ctx)
+		m.watchDeadMarks(ctx)
 	}()
 	go func() {
 		defer wg.Done()

@@ -57,45 +57,40 @@ func newLossyNet() (*lossyNet, error) {
 	return ln, nil
 }
 
-// lose drops packets entering and leaving the namespace with probability p.
+// lose drops packets entering and leaving the namespace over its veth
+// with probability p.
 func (ln *lossyNet) lose(p float64) error {
-	for _, chain := range []string{"INPUT", "OUTPUT"} {
-		args := []string{"netns", "exec", ln.ns, "iptables", "-A", chain, "-m", "statistic", "--mode", "random",
+	for _, chain := range [][2]string{{"INPUT", "-i"}, {"OUTPUT", "-o"}} {
+		count := []string{"netns", "exec", ln.ns, "iptables", "-A", chain[0], chain[1], ln.nsIf} // counts every packet on the link
+		drop := []string{"netns", "exec", ln.ns, "iptables", "-A", chain[0], chain[1], ln.nsIf, "-m", "statistic", "--mode", "random",
 			"--probability", strconv.FormatFloat(p, 'f', 3, 64), "-j", "DROP"}
-		if err := ipCmd(args...); err != nil {
-			return err
+		for _, args := range [][]string{count, drop} {
+			if err := ipCmd(args...); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-var counterLine = regexp.MustCompile(`^\s*(\d+)\s+\d+\s+DROP\b`)
+var counterLine = regexp.MustCompile(`^\s*(\d+)\s+\d+\s*(DROP)?\s`)
 
 // dropped returns how many of the namespace's packets the loss rules
-// dropped, and how many it sent or received in all (its interface counts
-// what INPUT dropped among the received, not what OUTPUT dropped).
+// dropped, and how many reached them (each chain counts every packet in
+// a first rule without a target, then drops at random).
 func (ln *lossyNet) dropped() (drops, total int) {
 	out, err := exec.Command("ip", "netns", "exec", ln.ns, "iptables", "-L", "-v", "-x", "-n").Output()
-	if err == nil {
-		chain := ""
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "Chain ") {
-				chain = strings.Fields(l)[1]
-			}
-			if m := counterLine.FindStringSubmatch(l); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				drops += n
-				if chain == "OUTPUT" {
-					total += n
-				}
-			}
-		}
+	if err != nil {
+		return 0, 0
 	}
-	for _, f := range []string{"rx_packets", "tx_packets"} {
-		b, err := exec.Command("ip", "netns", "exec", ln.ns, "cat", "/sys/class/net/"+ln.nsIf+"/statistics/"+f).Output()
-		if err == nil {
-			n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-			total += n
+	for _, l := range strings.Split(string(out), "\n") {
+		if m := counterLine.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			if m[2] == "DROP" {
+				drops += n
+			} else {
+				total += n
+			}
 		}
 	}
 	return drops, total
