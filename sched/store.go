@@ -280,11 +280,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 			return nil, fmt.Errorf("opening %s: %w (is another weft using this data dir?)", filepath.Join(cfg.Dir, "raft.db"), err)
 		}
 		s.closer = append(s.closer, bolt)
-		cache, err := raft.NewLogCache(512, bolt)
-		if err != nil {
-			return nil, err
-		}
-		logs, stab = cache, bolt
+		logs, stab = newLogCache(bolt), bolt
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("opening raft snapshots in %s: %w", cfg.Dir, err)

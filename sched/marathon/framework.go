@@ -146,6 +146,7 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 		idx, _ := st.Watch(wctx, after)
 		cancel()
 		after = idx
+		f.dropStaleAnswers(idx)
 	}
 }
 

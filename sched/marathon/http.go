@@ -464,6 +464,18 @@ func (f *Framework) renderAppInfo(buf []byte, v *view, app *api.App, tasks []tas
 }
 
 // writeRaw answers with b and keeps it for index.
+// dropStaleAnswers forgets the kept answers once the store has moved past
+// their index: they would never be served again, and a listing that held
+// an app with labels near their limit would otherwise stay in memory until
+// the next listing.
+func (f *Framework) dropStaleAnswers(index uint64) {
+	f.cacheMu.Lock()
+	if f.cache != nil && f.cacheIndex != index {
+		f.cache = nil
+	}
+	f.cacheMu.Unlock()
+}
+
 func (f *Framework) writeRaw(w http.ResponseWriter, r *http.Request, index uint64, b *body) {
 	f.cacheMu.Lock()
 	if f.cacheIndex != index || f.cache == nil || len(f.cache) > 32 {
@@ -526,8 +538,8 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	if fast {
 		buf.add([]byte("]}\n"))
 		f.encPieces = len(buf.pieces)
-		pruneUnused(f.enc, f.encGen, 1024, func(e encoded) uint64 { return e.gen })
-		pruneUnused(f.frags, f.encGen, 256, func(fr *fragment) uint64 { return fr.gen })
+		pruneUnused(f.enc, f.encGen, 1024, func(e encoded) uint64 { return e.gen }, func(e encoded) int { return len(e.b) })
+		pruneUnused(f.frags, f.encGen, 256, func(fr *fragment) uint64 { return fr.gen }, func(fr *fragment) int { return len(fr.b) })
 		f.writeRaw(w, r, v.index, buf)
 		return nil
 	}
@@ -1658,15 +1670,19 @@ func countTask(info *api.AppInfo, t *api.Task) bool {
 }
 
 // pruneUnused drops the entries of a listing cache that the latest listing
-// (gen) did not use, once they outnumber the used ones by more than slack.
-func pruneUnused[V any](m map[string]V, gen uint64, slack int, genOf func(V) uint64) {
-	used := 0
+// (gen) did not use, once they outnumber the used ones by more than slack
+// or hold more than maxUnusedBytes: the renderings of a deleted app with
+// labels near their limit are megabytes that no listing will ask for again.
+func pruneUnused[V any](m map[string]V, gen uint64, slack int, genOf func(V) uint64, sizeOf func(V) int) {
+	used, unusedBytes := 0, 0
 	for _, v := range m {
 		if genOf(v) == gen {
 			used++
+		} else {
+			unusedBytes += sizeOf(v)
 		}
 	}
-	if len(m) <= 2*used+slack {
+	if len(m) <= 2*used+slack && unusedBytes <= maxUnusedBytes {
 		return
 	}
 	for k, v := range m {
@@ -1675,3 +1691,7 @@ func pruneUnused[V any](m map[string]V, gen uint64, slack int, genOf func(V) uin
 		}
 	}
 }
+
+// maxUnusedBytes bounds what a listing cache keeps that the latest
+// listing did not use.
+const maxUnusedBytes = 1 << 20
