@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -103,5 +104,55 @@ func TestAPIOnUnderlayIsTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("node-only endpoint without a node certificate: %d, want 403", resp.StatusCode)
+	}
+
+	// /v1/state (every app's definition and environment) is open until
+	// `weft acl bootstrap`, as documented (README: Tokens, policies and
+	// secrets); from then on it is not, from the underlay or loopback,
+	// without a token that may read everything.
+	state := func(c *http.Client, base, auth string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/v1/state", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s/v1/state: %v", base, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := state(tc, "https://"+under, ""); code != http.StatusOK {
+		t.Fatalf("open cluster: /v1/state over TLS on the underlay: %d %.200s, want 200", code, body)
+	}
+	resp, err = http.Post(local+"/v1/acl/bootstrap", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot struct{ SecretID string }
+	err = json.NewDecoder(resp.Body).Decode(&boot)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || boot.SecretID == "" {
+		t.Fatalf("ACL bootstrap: %d %v", resp.StatusCode, err)
+	}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		base   string
+	}{{"TLS on the underlay", tc, "https://" + under}, {"loopback", http.DefaultClient, local}} {
+		if code, body := state(c.client, c.base, ""); code != http.StatusUnauthorized || !strings.Contains(body, "token") {
+			t.Errorf("ACLs on: /v1/state without a token, %s: %d %.200s, want 401", c.name, code, body)
+		}
+		if code, _ := state(c.client, c.base, "Bearer not-a-token"); code != http.StatusUnauthorized {
+			t.Errorf("ACLs on: /v1/state with an unknown token, %s: %d, want 401", c.name, code)
+		}
+	}
+	if code, body := state(plain, "http://"+under, ""); code != http.StatusBadRequest {
+		t.Errorf("ACLs on: /v1/state in plain HTTP on the underlay: %d %.200s, want 400", code, body)
+	}
+	if code, body := state(tc, "https://"+under, "Bearer "+boot.SecretID); code != http.StatusOK || !strings.Contains(body, `"apps"`) {
+		t.Errorf("ACLs on: /v1/state with the management token over TLS: %d %.200s", code, body)
 	}
 }

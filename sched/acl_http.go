@@ -177,9 +177,71 @@ func writeNotAuthenticated(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusUnauthorized, msg)
 }
 
-// routeDenied checks the routes the master itself owns; it returns why a
-// is refused, or "". Marathon (/v2/apps, groups, tasks, deployments,
-// queue) and Chronos routes are checked per resource by the frameworks.
+// Route classes: how the API's door (authorize) treats each route once
+// ACLs are on. Every route the master or a framework mounts has one
+// (TestEveryRouteClassified enumerates the mux); a path of none is refused
+// to every token but a management token.
+const (
+	routeSelf       = "self"      // the token's own identity and bootstrap: any caller
+	routePublic     = "public"    // what any known token may read: info, leader, plugins
+	routeACL        = "acl"       // acl rights
+	routeSecrets    = "secrets"   // per secret, in the handlers
+	routeNodeOnly   = "node-only" // cluster nodes only (node certificate or node secret)
+	routeNodeRead   = "node-read" // node read
+	routeState      = "state"     // node read and read on every app and job
+	routeOperator   = "operator"  // operator rights
+	routeMarathon   = "marathon"  // per app in the Marathon framework; listings filtered
+	routeChronos    = "chronos"   // per job in the Chronos framework; listings filtered
+	routePerTask    = "task"      // per task's app or job, in the handler
+	routeNotFound   = "not-found" // the /v1/ and /v2/ catch-alls: 404 for every caller
+	routeUnassigned = ""          // no class: management tokens only
+)
+
+// routeClass classifies a request by its method and path.
+func routeClass(r *http.Request) string {
+	p := r.URL.Path
+	under := func(prefixes ...string) bool {
+		for _, x := range prefixes {
+			if p == x || strings.HasPrefix(p, x+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case p == "/ping" || p == "/v1/acl/token/self" || p == "/v1/acl/bootstrap":
+		return routeSelf
+	case under("/v1/acl"):
+		return routeACL
+	case under("/v1/secrets"):
+		return routeSecrets
+	case nodeOnlyPath(r):
+		return routeNodeOnly
+	case p == "/v1/nodes" || p == "/v1/lb/problems":
+		return routeNodeRead
+	case p == "/v1/state" || p == "/v1/state/changes":
+		return routeState
+	case under("/metrics", "/debug", "/v1/operator"):
+		return routeOperator
+	case p == "/v2/leader" && r.Method == http.MethodDelete:
+		return routeOperator
+	case p == "/v2/leader" || p == "/v2/info" || p == "/v2/plugins":
+		return routePublic
+	case under("/v2/apps", "/v2/groups", "/v2/tasks", "/v2/deployments", "/v2/queue", "/v2/events", "/v1/deployments", "/v1/apps/problems"):
+		return routeMarathon
+	case under("/v1/scheduler", "/scheduler"):
+		return routeChronos
+	case strings.HasPrefix(p, "/v1/tasks/") && strings.HasSuffix(p, "/logs"):
+		return routePerTask
+	case under("/v1", "/v2"):
+		return routeNotFound
+	}
+	return routeUnassigned
+}
+
+// routeDenied checks a request against its route's class; it returns why
+// a is refused, or "". Marathon's and Chronos's routes are checked per
+// resource by the frameworks, which also filter listings.
 func routeDenied(a *Authz, r *http.Request) string {
 	p := r.URL.Path
 	need := func(what string, have, want Access) string {
@@ -192,21 +254,19 @@ func routeDenied(a *Authz, r *http.Request) string {
 	if isWrite(r) {
 		rw = AccessWrite
 	}
-	switch {
-	case p == "/v1/acl/token/self" || p == "/v1/acl/bootstrap":
+	switch routeClass(r) {
+	case routeSelf, routePublic, routeSecrets, routeMarathon, routeChronos, routePerTask, routeNotFound:
 		return ""
-	case strings.HasPrefix(p, "/v1/acl/"):
+	case routeACL:
 		return need("acl", a.ACL(), rw)
-	case strings.HasPrefix(p, "/v1/secrets"):
-		return "" // per secret, in the handlers
-	case nodeOnlyPath(r):
+	case routeNodeOnly:
 		if a.Full() {
 			return ""
 		}
 		return fmt.Sprintf("%s %s is for cluster nodes", r.Method, p)
-	case p == "/v1/nodes" || p == "/v1/lb/problems":
+	case routeNodeRead:
 		return need("node", a.NodeRights(), AccessRead)
-	case p == "/v1/state" || p == "/v1/state/changes":
+	case routeState:
 		if msg := need("node", a.NodeRights(), AccessRead); msg != "" {
 			return msg
 		}
@@ -214,14 +274,13 @@ func routeDenied(a *Authz, r *http.Request) string {
 			return "GET " + p + " shows every app and job: it needs read on apps \"/*\" and jobs \"*\""
 		}
 		return ""
-	case strings.HasPrefix(p, "/metrics") || strings.HasPrefix(p, "/debug/"):
-		return need("operator", a.Operator(), AccessRead)
-	case p == "/v2/leader" && r.Method == http.MethodDelete:
-		return need("operator", a.Operator(), AccessWrite)
-	case strings.HasPrefix(p, "/v1/operator/"):
+	case routeOperator:
 		return need("operator", a.Operator(), rw)
 	}
-	return ""
+	if a.Full() {
+		return ""
+	}
+	return fmt.Sprintf("%s %s has no ACL class: only a management token may call it", r.Method, p)
 }
 
 // WriteForbidden writes Marathon's 403 body for a refused action;

@@ -391,11 +391,11 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	// Secret values go to the agent itself: a node whose certificate
-	// names another node gets the assignments without them.
-	secretsFor := true
-	if a := AuthzFrom(r.Context()); a != nil && a.Node != "" && a.Node != nodeSecretName && a.Node != agent {
-		secretsFor = false
+	// An agent's assignments (with its tasks' secret values) go to that
+	// agent only.
+	if msg := notSelf(r, agent); msg != "" {
+		writeError(w, http.StatusForbidden, msg)
+		return
 	}
 	extendWriteDeadline(w, wait)
 	if m.polls.begin(agent) {
@@ -414,14 +414,14 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	for {
 		changed, ids, at, wake := m.tracker.since(agent, after)
 		if changed {
-			m.assignments(ids, at, secretsFor).write(w)
+			m.assignments(ids, at, true).write(w)
 			return
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
 			_, ids, at, _ := m.tracker.since(agent, 0)
-			m.assignments(ids, max(at, after), secretsFor).write(w)
+			m.assignments(ids, max(at, after), true).write(w)
 			return
 		case <-r.Context().Done():
 			return
@@ -538,6 +538,10 @@ type statusAnswer struct {
 // handleStatus serves POST /v1/agents/{id}/status with []api.TaskStatus.
 func (m *Master) handleStatus(w http.ResponseWriter, r *http.Request) {
 	agent := r.PathValue("id")
+	if msg := notSelf(r, agent); msg != "" {
+		writeError(w, http.StatusForbidden, msg)
+		return
+	}
 	var updates []api.TaskStatus
 	if !decodeBody(w, r, m.cfg.MaxStatusBody, &updates) {
 		return

@@ -67,6 +67,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	}
 	m.mountACL(mux)
 	m.mountSecrets(mux)
+	m.mux = mux
 	return m.counted(m.recoverer(gzipped(m.leaderGate(m.authorize(m.idempotent(mux)))))), nil
 }
 

@@ -36,6 +36,10 @@ func (m *Master) handleLBReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "want a JSON body {\"appId\":\"/x\",\"node\":\"n\",\"problems\":[\"...\"]}")
 		return
 	}
+	if msg := notSelf(r, p.Node); msg != "" {
+		writeError(w, http.StatusForbidden, msg)
+		return
+	}
 	m.lb.mu.Lock()
 	if m.lb.apps == nil {
 		m.lb.apps = map[string]LBProblem{}

@@ -151,6 +151,7 @@ type Master struct {
 	log     *slog.Logger
 	store   *Store
 	handler http.Handler
+	mux     *http.ServeMux // the routes inside handler (TestEveryRouteClassified)
 	metrics *masterMetrics
 	tracker *agentTracker
 	alloc   *allocator

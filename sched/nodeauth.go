@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/weftnet/weft/internal/nodetls"
@@ -56,4 +57,18 @@ func (m *Master) nodeTransport() (scheme string, rt http.RoundTripper) {
 		m.transport = t
 	})
 	return "https", m.transport
+}
+
+// notSelf returns why the node behind r may not act as node id (pull its
+// assignments, post its task statuses, report its lb's problems), or ""
+// when it may: a node certificate names the one node whose agent id it
+// may use. A request without a node identity (an open cluster with no
+// token, or a management token) and the node secret `weft up` hands its
+// own agent, dns and lb (nodeSecretName) are not bound to one node.
+func notSelf(r *http.Request, id string) string {
+	a := AuthzFrom(r.Context())
+	if a == nil || a.Node == "" || a.Node == nodeSecretName || a.Node == id {
+		return ""
+	}
+	return fmt.Sprintf("%s %s: the node certificate names node %q, which may act only for itself, not for %q", r.Method, r.URL.Path, a.Node, id)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,6 +208,21 @@ func TestNodeOnlyEndpoints(t *testing.T) {
 	}
 	if err := node.PostStatus(ctx, "a1", nil); err != nil {
 		t.Fatalf("status with a node certificate: %v", err)
+	}
+	// A node acts only for itself: a1's certificate gets 403 for a2's
+	// assignments, status and lb reports, naming both.
+	if _, err := node.Assignments(ctx, "a2", 0, 0); api.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), `"a1"`) {
+		t.Fatalf("a1 pulling a2's assignments: %v, want 403 naming a1", err)
+	}
+	forged := []api.TaskStatus{{TaskID: "some.task", State: api.TaskFailed, Message: "forged"}}
+	if err := node.PostStatus(ctx, "a2", forged); api.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), `not for "a2"`) {
+		t.Fatalf("a1 posting a2's status: %v, want 403", err)
+	}
+	if _, err := node.Do(ctx, http.MethodPost, "/v1/lb/problems", map[string]any{"appId": "/x", "node": "a2", "problems": []string{"forged"}}, nil); api.StatusCode(err) != http.StatusForbidden {
+		t.Fatalf("a1 reporting lb problems as a2: %v, want 403", err)
+	}
+	if _, err := node.Do(ctx, http.MethodPost, "/v1/lb/problems", map[string]any{"appId": "/x", "node": "a1", "problems": []string{}}, nil); err != nil {
+		t.Fatalf("a1 reporting its own lb problems: %v", err)
 	}
 	// People's requests still work without a certificate.
 	if _, err := person.Nodes(ctx); err != nil {

@@ -97,4 +97,7 @@ type DeploymentOutcome struct {
 	Status string `json:"status"`           // running, succeeded or failed
 	Reason string `json:"reason,omitempty"` // why it failed
 	At     string `json:"at,omitempty"`     // when it ended
+	// AffectedApps are the deployment's apps: a token sees the outcome
+	// only if it may read all of them.
+	AffectedApps []string `json:"affectedApps,omitempty"`
 }

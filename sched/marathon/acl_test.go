@@ -78,7 +78,8 @@ func TestACLOnMarathon(t *testing.T) {
 	}
 
 	app := `{"cmd":"sleep 1000","cpus":0.1,"mem":16,"env":{"DB_PW":{"secret":"s1"}},"secrets":{"s1":{"source":"team-a/db"}}}`
-	if _, err := alice.PutApp(ctx, "/team-a/x", []byte(app), false); err != nil {
+	depA, err := alice.PutApp(ctx, "/team-a/x", []byte(app), false)
+	if err != nil {
 		t.Fatalf("team token on its own path: %v", err)
 	}
 	if _, err := alice.PutApp(ctx, "/team-b/x", []byte(`{"cmd":"sleep 1000","cpus":0.1,"mem":16}`), false); api.StatusCode(err) != 403 {
@@ -90,7 +91,8 @@ func TestACLOnMarathon(t *testing.T) {
 	if _, err := alice.PutApp(ctx, "/team-a/z", []byte(strings.ReplaceAll(app, `"source":"team-a/db"`, `"source":"team-a/none"`)), false); api.StatusCode(err) != 422 {
 		t.Fatalf("an app naming a missing secret: %v, want 422", err)
 	}
-	if _, err := admin.PutApp(ctx, "/team-b/x", []byte(`{"cmd":"sleep 1000","cpus":0.1,"mem":16}`), false); err != nil {
+	depB, err := admin.PutApp(ctx, "/team-b/x", []byte(`{"cmd":"sleep 1000","cpus":0.1,"mem":16}`), false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "both apps have a task", func() bool {
@@ -130,6 +132,30 @@ func TestACLOnMarathon(t *testing.T) {
 	if code, _ := get(alice, "/v2/apps/team-b/x"); code != 403 {
 		t.Errorf("alice GET /v2/apps/team-b/x: %d, want 403", code)
 	}
+	// weft's deployment outcomes: alice sees her app's, not team-b's, while
+	// running or ended.
+	for _, when := range []string{"at first", "once ended"} {
+		if when == "once ended" {
+			// No agent runs the tasks here: stop both deployments.
+			for _, id := range []string{depA.DeploymentID, depB.DeploymentID} {
+				if _, err := admin.Do(ctx, "DELETE", "/v2/deployments/"+id+"?force=true", nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, body := get(admin, "/v1/deployments/"+depB.DeploymentID); !strings.Contains(body, `"failed"`) {
+				t.Fatalf("team-b's deployment after a forced stop: %s", body)
+			}
+		}
+		if code, body := get(alice, "/v1/deployments/"+depA.DeploymentID); code != 200 || !strings.Contains(body, "/team-a/x") {
+			t.Errorf("%s: alice GET /v1/deployments/ of her app: %d %s", when, code, body)
+		}
+		if code, body := get(alice, "/v1/deployments/"+depB.DeploymentID); code != 403 || strings.Contains(body, "team-b") {
+			t.Errorf("%s: alice GET /v1/deployments/ of team-b's app: %d %s, want 403 naming no app", when, code, body)
+		}
+		if code, body := get(admin, "/v1/deployments/"+depB.DeploymentID); code != 200 || !strings.Contains(body, "/team-b/x") {
+			t.Errorf("%s: admin GET /v1/deployments/ of team-b's app: %d %s", when, code, body)
+		}
+	}
 
 	// The secret's value: in the agent's assignment only.
 	nodeC := api.NewClient(srv.URL)
@@ -147,7 +173,7 @@ func TestACLOnMarathon(t *testing.T) {
 	if !found {
 		t.Fatalf("the assignment of /team-a/x does not carry DB_PW: %+v", as.Tasks)
 	}
-	// Another node gets agent-1's assignments without the values.
+	// Another node may not read agent-1's assignments at all.
 	req, _ := http.NewRequest("GET", srv.URL+"/v1/agents/agent-1/assignments", nil)
 	req.Header.Set("X-Test-Node", "agent-2")
 	resp, err := http.DefaultClient.Do(req)
@@ -156,7 +182,7 @@ func TestACLOnMarathon(t *testing.T) {
 	}
 	other, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.Contains(string(other), value) || !strings.Contains(string(other), "team-a_x") {
+	if resp.StatusCode != 403 || strings.Contains(string(other), value) || strings.Contains(string(other), "team-a_x") {
 		t.Fatalf("agent-2 reading agent-1's assignments: %d, value shown %v", resp.StatusCode, strings.Contains(string(other), value))
 	}
 	req.Header.Set("X-Test-Node", "agent-1")

@@ -858,7 +858,7 @@ func progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event,
 		events = append(events, api.NewEvent(api.EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planEventJSON(&d)}),
 			api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": d.Version}))
 		return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Delete(sched.TableDeployments, d.ID),
-			sched.Delete(sched.TableMeta, metaRollback+d.ID), outcomeOp(d.ID, api.DeploymentSucceeded, "", now)}, events, true
+			sched.Delete(sched.TableMeta, metaRollback+d.ID), outcomeOp(d.ID, api.DeploymentSucceeded, "", now, d.AffectedApps...)}, events, true
 	}
 	if step == d.CurrentStep {
 		return nil, nil, false

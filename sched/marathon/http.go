@@ -837,7 +837,7 @@ func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *vie
 			reason = "rolled back by DELETE /v2/deployments/" + rollbackOf
 		}
 		ops = append(ops, sched.Check(sched.TableDeployments, de.d.ID, de.idx), sched.Delete(sched.TableDeployments, de.d.ID),
-			sched.Delete(sched.TableMeta, metaRollback+de.d.ID), outcomeOp(de.d.ID, api.DeploymentFailed, reason, m.Now()))
+			sched.Delete(sched.TableMeta, metaRollback+de.d.ID), outcomeOp(de.d.ID, api.DeploymentFailed, reason, m.Now(), de.d.AffectedApps...))
 		events = append(events, api.NewEvent(api.EventDeploymentFailed, map[string]any{
 			"id": de.d.ID, "plan": planEventJSON(de.d), "reason": reason}))
 	}
@@ -1384,7 +1384,7 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		_, err := st.Apply(ctx, []sched.Op{sched.Check(sched.TableDeployments, id, de.idx), sched.Delete(sched.TableDeployments, id),
-			sched.Delete(sched.TableMeta, metaRollback+id), outcomeOp(id, api.DeploymentFailed, "stopped by DELETE /v2/deployments?force=true", m.Now())},
+			sched.Delete(sched.TableMeta, metaRollback+id), outcomeOp(id, api.DeploymentFailed, "stopped by DELETE /v2/deployments?force=true", m.Now(), de.d.AffectedApps...)},
 			api.NewEvent(api.EventDeploymentFailed, map[string]any{"id": id, "plan": planEventJSON(de.d), "reason": "stopped by DELETE /v2/deployments?force=true"}))
 		if err != nil {
 			return storeError(err)

@@ -3,6 +3,7 @@ package marathon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -19,9 +20,9 @@ const (
 	outcomeTTL  = time.Hour
 )
 
-// outcomeOp records how deployment id ended.
-func outcomeOp(id, status, reason string, now time.Time) sched.Op {
-	return sched.Put(sched.TableMeta, metaOutcome+id, api.DeploymentOutcome{ID: id, Status: status, Reason: reason, At: api.Timestamp(now)})
+// outcomeOp records how deployment id, of apps, ended.
+func outcomeOp(id, status, reason string, now time.Time, apps ...string) sched.Op {
+	return sched.Put(sched.TableMeta, metaOutcome+id, api.DeploymentOutcome{ID: id, Status: status, Reason: reason, At: api.Timestamp(now), AffectedApps: apps})
 }
 
 // pruneOutcomes deletes outcomes older than outcomeTTL, at most once a
@@ -81,15 +82,41 @@ func (f *Framework) serveOutcome(w http.ResponseWriter, r *http.Request, m sched
 	}
 	id := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v1/deployments/"), "/")
 	st := m.Store()
-	if _, ok := st.Get(sched.TableDeployments, id); ok && id != "" {
-		writeJSON(w, 200, api.DeploymentOutcome{ID: id, Status: api.DeploymentRunning})
+	if e, ok := st.Get(sched.TableDeployments, id); ok && id != "" {
+		d := e.Value.(*api.Deployment)
+		if aerr := outcomeReadable(r, id, d.AffectedApps); aerr != nil {
+			return aerr
+		}
+		writeJSON(w, 200, api.DeploymentOutcome{ID: id, Status: api.DeploymentRunning, AffectedApps: d.AffectedApps})
 		return nil
 	}
 	if e, ok := st.Get(sched.TableMeta, metaOutcome+id); ok && id != "" {
 		if o, ok := decodeOutcome(e.Value); ok {
+			if aerr := outcomeReadable(r, id, o.AffectedApps); aerr != nil {
+				return aerr
+			}
 			writeJSON(w, 200, o)
 			return nil
 		}
 	}
 	return errMsg(404, "no deployment %q is running or ended in the last %v", id, outcomeTTL)
+}
+
+// outcomeReadable refuses a deployment's outcome to a token that may not
+// read every app of it (an outcome recorded before outcomes named their
+// apps: a token that may read every app).
+func outcomeReadable(r *http.Request, id string, apps []string) *apiError {
+	a := sched.AuthzFrom(r.Context())
+	if a.Full() {
+		return nil
+	}
+	if len(apps) == 0 {
+		apps = []string{"/"}
+	}
+	for _, app := range apps {
+		if !a.CanReadApp(app) {
+			return &apiError{Status: http.StatusForbidden, Body: api.ErrorBody{Message: fmt.Sprintf("Not Authorized to perform this action: token %q may not read every app of deployment %s", a.Label(), id)}}
+		}
+	}
+	return nil
 }
