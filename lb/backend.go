@@ -17,6 +17,7 @@ type backend struct {
 	addr     string
 	ap       netip.AddrPort // addr parsed, when it is ip:port (dialled without a lookup)
 	serverID string         // sticky cookie value
+	cookie   string         // the Set-Cookie value that names it
 	name     string         // HAProxy server name, as marathon-lb writes it
 
 	active       atomic.Int64 // TCP connections and HTTP requests in flight (leastconn)
@@ -46,7 +47,7 @@ type bconn struct {
 
 func newBackend(addr, name, serverID string) *backend {
 	ap, _ := netip.ParseAddrPort(addr)
-	return &backend{addr: addr, ap: ap, name: name, serverID: serverID, live: map[io.Closer]string{}}
+	return &backend{addr: addr, ap: ap, name: name, serverID: serverID, cookie: StickyCookie + "=" + serverID + "; path=/", live: map[io.Closer]string{}}
 }
 
 func (b *backend) ejected(now int64) bool { return b.ejectedUntil.Load() > now }

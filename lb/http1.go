@@ -462,44 +462,39 @@ func (p *Proxy) handleHTTP(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, f
 		return reply(bw, resp503, req)
 	}
 	r.requests.Add(1)
-	if !allowed(r.svc, c.RemoteAddr()) {
-		return reply(bw, resp403, req)
+	q := requestFacts{remote: c.RemoteAddr(), plain: fe.kind == kindHTTP, host: req.host, path: req.path()}
+	if r.svc.Auth != nil && req.authEnd > 0 {
+		q.auth = req.head[req.authStart:req.authEnd]
 	}
-	if r.svc.RedirectToHTTPS && fe.kind == kindHTTP {
+	if r.svc.Sticky && req.cookieEnd > 0 {
+		q.cookie = cookieValue(req.head[req.cookieStart:req.cookieEnd], StickyCookie)
+	}
+	v, sticky := r.decide(&q)
+	switch v {
+	case forbid:
+		return reply(bw, resp403, req)
+	case toHTTPS:
 		bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\nLocation: https://")
 		bw.Write(req.host)
 		bw.Write(req.path())
 		bw.WriteString("\r\n\r\n")
 		bw.Flush()
 		return !req.hasBody()
-	}
-	if r.svc.Auth != nil {
-		var h []byte
-		if req.authEnd > 0 {
-			h = req.head[req.authStart:req.authEnd]
-		}
-		if !r.checkAuth(h) {
-			bw.WriteString(resp401)
-			bw.WriteString("WWW-Authenticate: Basic realm=\"")
-			bw.WriteString(r.svc.Auth.Realm)
-			bw.WriteString("\"\r\n\r\n")
-			bw.WriteString(body401)
-			bw.Flush()
-			return !req.hasBody()
-		}
-	}
-	if r.svc.Redir != "" && isRootRedirect(r.svc, req) {
+	case askAuth:
+		bw.WriteString(resp401)
+		bw.WriteString("WWW-Authenticate: Basic realm=\"")
+		bw.WriteString(r.svc.Auth.Realm)
+		bw.WriteString("\"\r\n\r\n")
+		bw.WriteString(body401)
+		bw.Flush()
+		return !req.hasBody()
+	case rootRedirect:
 		writeRedirect(bw, r.svc.Redir)
 		return !req.hasBody()
 	}
-	var sticky *backend
-	var cookieVal []byte
-	if r.svc.Sticky && req.cookieEnd > 0 {
-		cookieVal = cookieValue(req.head[req.cookieStart:req.cookieEnd], StickyCookie)
-		if cookieVal != nil {
-			sticky = r.byCookie[string(cookieVal)]
-			stripCookie(req, StickyCookie)
-		}
+	cookieVal := q.cookie
+	if cookieVal != nil {
+		stripCookie(req, StickyCookie)
 	}
 	if r.svc.ProxyPath != "" {
 		proxyPass(req, r.svc)
@@ -661,13 +656,17 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			bw.Flush()
 			continue
 		}
-		if r.svc.Sticky && string(cookieVal) != bc.b.serverID {
-			bw.WriteString("Set-Cookie: " + StickyCookie + "=")
-			bw.WriteString(bc.b.serverID)
-			bw.WriteString("; path=/\r\nCache-Control: private\r\n")
-		}
-		if r.svc.HSTS {
-			bw.WriteString("Strict-Transport-Security: max-age=15768000\r\n")
+		if h := r.answerHeaders(cookieVal, bc.b); h != (responseHeaders{}) {
+			if h.setCookie != "" {
+				bw.WriteString("Set-Cookie: ")
+				bw.WriteString(h.setCookie)
+				bw.WriteString("\r\nCache-Control: private\r\n")
+			}
+			if h.hsts != "" {
+				bw.WriteString("Strict-Transport-Security: ")
+				bw.WriteString(h.hsts)
+				bw.WriteString("\r\n")
+			}
 		}
 		if status == 101 {
 			if req.bodyBuffered {

@@ -230,34 +230,41 @@ func (p *Proxy) streamHandler(st *frontStats, port int, plainVHost bool, pick ro
 		}
 		r.requests.Add(1)
 		ra, _ := net.ResolveTCPAddr("tcp", req.RemoteAddr)
-		if ra != nil && !allowed(r.svc, ra) {
+		host := ""
+		if r.svc.Redir != "" {
+			host = hostOnly(strings.ToLower(req.Host))
+		}
+		q := requestFacts{plain: plainVHost && req.TLS == nil, host: []byte(host), path: []byte(req.URL.Path)}
+		if ra != nil {
+			q.remote = ra
+		}
+		if r.svc.Auth != nil {
+			q.auth = []byte(req.Header.Get("Authorization"))
+		}
+		if r.svc.Sticky {
+			if c, err := req.Cookie(StickyCookie); err == nil {
+				q.cookie = []byte(c.Value)
+			}
+		}
+		v, prefer := r.decide(&q)
+		switch v {
+		case forbid:
 			http.Error(w, "Request forbidden by administrative rules.", http.StatusForbidden)
 			return
-		}
-		if r.svc.RedirectToHTTPS && plainVHost && req.TLS == nil {
+		case toHTTPS:
 			http.Redirect(w, req, "https://"+hostOnly(req.Host)+req.URL.RequestURI(), http.StatusMovedPermanently)
 			return
-		}
-		if r.svc.Auth != nil && !r.checkAuth([]byte(req.Header.Get("Authorization"))) {
+		case askAuth:
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+r.svc.Auth.Realm+`"`)
 			http.Error(w, "You need a valid user and password.", http.StatusUnauthorized)
 			return
-		}
-		if r.svc.Redir != "" && req.URL.Path == "/" && vhostOf(r.svc, hostOnly(strings.ToLower(req.Host))) {
+		case rootRedirect:
 			http.Redirect(w, req, r.svc.Redir, http.StatusMovedPermanently)
 			return
 		}
 		var ip net.IP
 		if ra != nil {
 			ip = ra.IP
-		}
-		var prefer *backend
-		var cookie string
-		if r.svc.Sticky {
-			if c, err := req.Cookie(StickyCookie); err == nil {
-				cookie = c.Value
-				prefer = r.byCookie[cookie]
-			}
 		}
 		nowN := p.now().UnixNano()
 		b := prefer
@@ -272,12 +279,14 @@ func (p *Proxy) streamHandler(st *frontStats, port int, plainVHost bool, pick ro
 		b.requests.Add(1)
 		b.active.Add(1)
 		defer b.active.Add(-1)
-		if r.svc.Sticky && cookie != b.serverID {
-			w.Header().Add("Set-Cookie", StickyCookie+"="+b.serverID+"; path=/")
-			w.Header().Set("Cache-Control", "private")
-		}
-		if r.svc.HSTS {
-			w.Header().Set("Strict-Transport-Security", "max-age="+strconv.Itoa(HSTSMaxAge))
+		if h := r.answerHeaders(q.cookie, b); h.setCookie != "" || h.hsts != "" {
+			if h.setCookie != "" {
+				w.Header().Add("Set-Cookie", h.setCookie)
+				w.Header().Set("Cache-Control", "private")
+			}
+			if h.hsts != "" {
+				w.Header().Set("Strict-Transport-Security", h.hsts)
+			}
 		}
 		rp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), ctxKey{}, &fwd{b: b, r: r, port: portStr})))
 	})

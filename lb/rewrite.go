@@ -50,19 +50,6 @@ func proxyPassHost(s *Service, host string) string {
 	return s.VHosts[0]
 }
 
-// isRootRedirect reports whether req asks for "/" of one of the service's
-// vhosts (HAPROXY_{n}_HTTP_BACKEND_REDIR).
-func isRootRedirect(s *Service, req *request) bool {
-	if s.Redir == "" {
-		return false
-	}
-	path := req.path()
-	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	return string(path) == "/" && vhostOf(s, string(req.host))
-}
-
 func writeRedirect(bw *bufio.Writer, location string) {
 	bw.WriteString("HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\nLocation: ")
 	bw.WriteString(location)
