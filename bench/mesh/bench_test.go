@@ -307,7 +307,7 @@ func TestMeshBench(t *testing.T) {
 	l, p := nodes[1], nodes[2] // london, paris
 	tb2.CutLink("london", "paris")
 	cut := time.Now()
-	_ = meshtest.Eventually(ctx, 60*time.Second, func() error {
+	relayErr := meshtest.Eventually(ctx, 60*time.Second, func() error {
 		if err := l.h.Ping(ctx, ips[p]); err != nil {
 			return err
 		}
@@ -319,14 +319,24 @@ func TestMeshBench(t *testing.T) {
 	relay := time.Since(cut)
 	tb2.HealLink("london", "paris")
 	healed := time.Now()
-	_ = meshtest.Eventually(ctx, 60*time.Second, func() error {
+	directErr := meshtest.Eventually(ctx, 60*time.Second, func() error {
 		if l.path(ctx, p.h.Name) != "direct" || p.path(ctx, l.h.Name) != "direct" {
 			return fmt.Errorf("not direct yet")
 		}
 		return l.h.Ping(ctx, ips[p])
 	})
 	direct := time.Since(healed)
-	fmt.Printf("link cut london-paris: traffic via relay after %.1fs (target 5s), direct again %.1fs after the heal (target 15s)\n", relay.Seconds(), direct.Seconds())
+	// A path that never came is a failure, not a figure.
+	relayFig, directFig := fmt.Sprintf("%.1fs", relay.Seconds()), fmt.Sprintf("%.1fs", direct.Seconds())
+	if relayErr != nil {
+		relayFig = "NEVER"
+		t.Errorf("link cut london-paris: no traffic via a relay within %.0fs: %v", relay.Seconds(), relayErr)
+	}
+	if directErr != nil {
+		directFig = "NEVER"
+		t.Errorf("link healed london-paris: not direct again within %.0fs: %v", direct.Seconds(), directErr)
+	}
+	fmt.Printf("link cut london-paris (%s): traffic via relay after %s (target 5s), direct again %s after the heal (target 15s)\n", tb2.DelayNote(), relayFig, directFig)
 
 	// 4. Partition in two halves, then heal.
 	hold := envDuration("WEFT_MESH_BENCH_PARTITION", 2*time.Minute)
@@ -356,8 +366,8 @@ func TestMeshBench(t *testing.T) {
 	fmt.Printf("partition for %v: full membership %.1fs and all-pairs reachability (%d/%d) %.1fs after the heal (target 30s); %v\n",
 		hold, member.Seconds(), reach, len(nodes)*(len(nodes)-1), full.Seconds(), err)
 
-	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs (RTT 30ms between sites, 80ms to NAT: %s); relay %.1fs, direct %.1fs; partition %v healed %.1fs\n",
-		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), tb2.DelayNote(), relay.Seconds(), direct.Seconds(), hold, full.Seconds())
+	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs (RTT 30ms between sites, 80ms to NAT: %s); relay %s, direct %s; partition %v healed %.1fs\n",
+		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), tb2.DelayNote(), relayFig, directFig, hold, full.Seconds())
 }
 
 // formation starts 20 hosts in 3 sites plus 2 behind NAT and measures how
