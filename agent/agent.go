@@ -468,11 +468,12 @@ func (a *Agent) launch(ctx context.Context, t *taskRun, asg api.Assignment) (Han
 		}
 	}
 	l := Launch{
-		Task:    asg.Task,
-		Spec:    asg.Spec,
-		Sandbox: t.sandbox,
-		Env:     a.taskEnv(asg, t.sandbox),
-		HostIP:  a.cfg.HostIP,
+		Task:       asg.Task,
+		Spec:       asg.Spec,
+		Sandbox:    t.sandbox,
+		Env:        a.taskEnv(asg, t.sandbox),
+		HostIP:     a.cfg.HostIP,
+		VolumesDir: filepath.Join(a.cfg.DataDir, "volumes"),
 	}
 	h, err := ex.Start(ctx, l)
 	if err != nil {

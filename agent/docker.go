@@ -271,7 +271,16 @@ func ContainerName(taskID string) string {
 // Start pulls the image if needed, creates and starts the container, attaches
 // it to the weft network when asked, and starts copying its output.
 func (e *DockerExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
-	plan, err := planDocker(l, e.planOptions())
+	opts := e.planOptions()
+	// Persistent volumes: created once, owned by the agent's user (the
+	// container's user is the image's; an app that needs another owner
+	// changes it from inside, as with Mesos's Docker containerizer).
+	local, err := prepareLocalVolumes(l.Spec.LocalVolumes, l.VolumesDir, l.Sandbox, -1, -1, false)
+	if err != nil {
+		return nil, err
+	}
+	opts.LocalVolumes = local
+	plan, err := planDocker(l, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -228,6 +229,9 @@ type dockerPlanOptions struct {
 	CPUQuota        bool
 	DNS             []string
 	WeftAvailable   bool
+	// LocalVolumes are the directories of the task's persistent volumes
+	// by containerPath (prepared by the executor before planning).
+	LocalVolumes map[string]string
 }
 
 // planDocker turns a launch into container and host configs. It is pure: the
@@ -318,17 +322,61 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 		p.WeftPorts = ports
 	}
 
-	// Volumes.
+	// Volumes. Persistent volumes (prepared by the executor, their
+	// directories in o.LocalVolumes) are bound in the container's sandbox,
+	// which becomes its working directory as with Mesos; a host-path volume
+	// whose hostPath names one of them binds it at an absolute path too
+	// (Marathon's documented way to put one at /var/lib/mysql).
+	local := o.LocalVolumes
+	for _, lv := range l.Spec.LocalVolumes {
+		d, ok := local[lv.ContainerPath]
+		if !ok {
+			return nil, fmt.Errorf("persistent volume %s: not prepared on this agent", lv.PersistenceID)
+		}
+		hc.Binds = append(hc.Binds, d+":"+path.Join(containerSandbox, lv.ContainerPath)+":rw")
+	}
+	if len(l.Spec.LocalVolumes) > 0 {
+		env["MESOS_SANDBOX"] = containerSandbox
+		env["MESOS_DIRECTORY"] = containerSandbox
+		if cfg.WorkingDir == "" {
+			cfg.WorkingDir = containerSandbox
+		}
+	}
 	for i, v := range c.Volumes {
+		where := fmt.Sprintf("container.volumes[%d]", i)
 		if v.Secret != "" && v.HostPath == "" {
 			continue // a secret volume: kept in the app, not mounted (GET /v1/apps/problems says so)
 		}
-		b, err := volumeBind(fmt.Sprintf("container.volumes[%d]", i), v.HostPath, v.ContainerPath, v.Mode, o.VolumeRoot)
+		if len(v.Persistent) > 0 && string(v.Persistent) != "null" {
+			if _, ok := local[v.ContainerPath]; !ok {
+				return nil, fmt.Errorf("%s.persistent: the task has no reservation for this volume (a resident app's tasks are launched by the master with one)", where)
+			}
+			continue
+		}
+		if ext, ok, err := v.ParseExternal(); err != nil {
+			return nil, fmt.Errorf("%s.external: %w", where, err)
+		} else if ok {
+			b, err := externalBind(where, ext, v.ContainerPath, v.Mode)
+			if err != nil {
+				return nil, err
+			}
+			hc.Binds = append(hc.Binds, b)
+			continue
+		}
+		if d, ok := local[v.HostPath]; ok && !strings.Contains(v.HostPath, "/") {
+			if !strings.HasPrefix(v.ContainerPath, "/") {
+				return nil, fmt.Errorf("%s.containerPath: %q must be an absolute path", where, v.ContainerPath)
+			}
+			b := d + ":" + path.Clean(v.ContainerPath)
+			if strings.EqualFold(v.Mode, "RO") {
+				b += ":ro"
+			}
+			hc.Binds = append(hc.Binds, b)
+			continue
+		}
+		b, err := volumeBind(where, v.HostPath, v.ContainerPath, v.Mode, o.VolumeRoot)
 		if err != nil {
 			return nil, err
-		}
-		if len(v.Persistent) > 0 || len(v.External) > 0 {
-			return nil, fmt.Errorf("container.volumes[%d]: persistent and external volumes are not supported; use a hostPath under %s", i, orNone(o.VolumeRoot))
 		}
 		hc.Binds = append(hc.Binds, b)
 	}
@@ -661,4 +709,29 @@ func DockerCheckAddr(spec api.TaskSpec, ips []api.IPAddress, hostIP string, port
 		return "", fmt.Errorf("portIndex %d has no host port (the task has %d)", idx, len(spec.Ports))
 	}
 	return net.JoinHostPort(hostIP, strconv.Itoa(spec.Ports[idx])), nil
+}
+
+// externalBind is the bind of an external volume: a Docker named volume of
+// the local driver, which Docker creates when it is missing. The master
+// refuses other providers and drivers at submit; the agent checks again.
+func externalBind(where string, e api.ExternalVolume, containerPath, mode string) (string, error) {
+	if e.Provider != "dvdi" {
+		return "", fmt.Errorf("%s.external.provider: %q refused: only dvdi with the local driver", where, e.Provider)
+	}
+	if d := e.Options["dvdi/driver"]; d != "" && d != "local" {
+		return "", fmt.Errorf("%s.external.options: dvdi/driver %q refused: only the Docker local volume driver", where, d)
+	}
+	if e.Name == "" || strings.ContainsAny(e.Name, "/:\x00") {
+		return "", fmt.Errorf("%s.external.name: %q is not a Docker volume name", where, e.Name)
+	}
+	if !strings.HasPrefix(containerPath, "/") {
+		return "", fmt.Errorf("%s.containerPath: %q must be an absolute path", where, containerPath)
+	}
+	b := e.Name + ":" + path.Clean(containerPath)
+	if strings.EqualFold(mode, "RO") {
+		b += ":ro"
+	} else {
+		b += ":rw"
+	}
+	return b, nil
 }

@@ -31,6 +31,8 @@ type Launch struct {
 	Sandbox string            // the task's sandbox dir; stdout and stderr files go here
 	Env     map[string]string // the complete environment (Marathon's variables included)
 	HostIP  string            // the address the task's host ports are reached at
+	// VolumesDir holds the agent's persistent volumes (Spec.LocalVolumes).
+	VolumesDir string
 }
 
 // Handle is a started task.

@@ -219,6 +219,13 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	if err := setUser(cmd, runAs, l.Sandbox); err != nil {
 		return nil, err
 	}
+	uid, gid := -1, -1
+	if c := cmd.SysProcAttr.Credential; c != nil {
+		uid, gid = int(c.Uid), int(c.Gid)
+	}
+	if _, err := prepareLocalVolumes(l.Spec.LocalVolumes, l.VolumesDir, l.Sandbox, uid, gid, true); err != nil {
+		return nil, err
+	}
 	stdout, err := os.OpenFile(filepath.Join(l.Sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening the task's stdout file: %w", err)

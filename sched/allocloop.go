@@ -120,12 +120,14 @@ func (a *allocator) round(ctx context.Context) {
 		slots []*agentSlot
 		total api.Resources
 	)
+	reserved := reservedDisk(m.store)
 	for _, n := range nodes {
 		if !schedulable(n) {
 			continue
 		}
 		total = addScalars(total, n.Resources)
 		free := freeResources(n.Resources, byAgent[n.ID])
+		free.Disk = clamp(free.Disk - reserved[n.ID])
 		slots = append(slots, &agentSlot{node: n, free: free, fp: agentFingerprint(n, free)})
 	}
 	if len(slots) == 0 {
@@ -265,4 +267,21 @@ func (m *Master) safeOffers(ctx context.Context, fw Framework, offers []api.Offe
 		}
 	}()
 	return fw.ResourceOffers(ctx, offers), nil
+}
+
+// reservedDisk is the disk held on each agent by persistent volumes
+// (TableReservations), whether or not a task uses them now: offers shrink
+// by it, as Mesos's dynamic reservations take disk out of unreserved offers.
+func reservedDisk(st *Store) map[string]float64 {
+	es := st.List(TableReservations)
+	if len(es) == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, e := range es {
+		if r, ok := e.Value.(*api.Reservation); ok {
+			out[r.AgentID] += r.Disk()
+		}
+	}
+	return out
 }

@@ -335,7 +335,7 @@ func (m *Master) Logger(component string) Logger {
 }
 
 // Nodes implements MasterHandle: every member, with Used filled from the
-// master's tasks.
+// master's tasks and the disk its persistent volumes reserve.
 func (m *Master) Nodes() []api.Node {
 	nodes := m.cfg.Members.Nodes()
 	byAgent := m.agentUsage()
@@ -343,8 +343,10 @@ func (m *Master) Nodes() []api.Node {
 	if m.cfg.Safe {
 		probs = append(probs, "safe mode: every framework is paused (--safe)")
 	}
+	reserved := reservedDisk(m.store)
 	for i := range nodes {
 		nodes[i].Used = usedResources(byAgent[nodes[i].ID])
+		nodes[i].Used.Disk += reserved[nodes[i].ID]
 		if len(probs) > 0 && (nodes[i].ID == m.cfg.Store.NodeID || nodes[i].Name == m.cfg.Store.NodeID) {
 			nodes[i].Problems = append(append([]string(nil), nodes[i].Problems...), probs...)
 		}

@@ -36,6 +36,9 @@ const (
 	TableJobs        = "jobs"        // job name → *api.Job
 	TableJobRuns     = "jobruns"     // run id → *api.JobRun
 	TableMeta        = "meta"        // key → *json.RawMessage, for small framework state
+	// TableReservations holds the persistent volumes of resident app
+	// instances: reservation id → *api.Reservation.
+	TableReservations = "reservations"
 )
 
 // TaskRecord is a task as the master keeps it: what Marathon shows, how the
@@ -49,13 +52,14 @@ type TaskRecord struct {
 }
 
 var tableTypes = map[string]func() any{
-	TableApps:        func() any { return new(api.App) },
-	TableAppVersions: func() any { return new(api.App) },
-	TableTasks:       func() any { return new(TaskRecord) },
-	TableDeployments: func() any { return new(api.Deployment) },
-	TableJobs:        func() any { return new(api.Job) },
-	TableJobRuns:     func() any { return new(api.JobRun) },
-	TableMeta:        func() any { return new(json.RawMessage) },
+	TableApps:         func() any { return new(api.App) },
+	TableAppVersions:  func() any { return new(api.App) },
+	TableTasks:        func() any { return new(TaskRecord) },
+	TableDeployments:  func() any { return new(api.Deployment) },
+	TableJobs:         func() any { return new(api.Job) },
+	TableJobRuns:      func() any { return new(api.JobRun) },
+	TableMeta:         func() any { return new(json.RawMessage) },
+	TableReservations: func() any { return new(api.Reservation) },
 }
 
 // OpKind says what an Op does.

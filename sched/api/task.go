@@ -52,6 +52,9 @@ type Task struct {
 	Message    string `json:"message,omitempty"`   // last status message
 	ExitStatus *int   `json:"exitStatus,omitempty"`
 	Ready      *bool  `json:"ready,omitempty"` // readiness, when the app has readiness checks
+	// LocalVolumes are a resident task's persistent volumes (Marathon's
+	// localVolumes).
+	LocalVolumes []LocalVolume `json:"localVolumes,omitempty"`
 }
 
 // IPAddress is an entry of task.ipAddresses.
@@ -106,6 +109,10 @@ type TaskSpec struct {
 	KillGracePeriodSeconds float64           `json:"killGracePeriodSeconds,omitempty"`
 	Fetch                  []Fetch           `json:"fetch,omitempty"`
 	MaxCompletionSeconds   float64           `json:"maxCompletionSeconds,omitempty"` // chronos
+	// LocalVolumes are the persistent volumes of a resident task: the agent
+	// creates each one once, owned by the task's user, and keeps it across
+	// relaunches.
+	LocalVolumes []LocalVolumeSpec `json:"localVolumes,omitempty"`
 }
 
 // Goal is what the master wants of a task.

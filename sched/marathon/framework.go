@@ -141,6 +141,9 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 		}
 		if st.IsLeader() {
 			f.pruneOutcomes(ctx, st, m.Now())
+			if err := f.releaseReservations(ctx, st); err != nil && ctx.Err() == nil && !errors.Is(err, sched.ErrConflict) {
+				f.log.Warn("releasing reservations", "err", err)
+			}
 		}
 		wctx, cancel := context.WithTimeout(ctx, f.cfg.Tick)
 		idx, _ := st.Watch(wctx, after)
@@ -585,7 +588,13 @@ func inactive(app *api.App, rec *sched.TaskRecord, now time.Time) bool {
 	if rec.Task.State != api.TaskUnreachable && rec.Task.State != api.TaskUnknown {
 		return false
 	}
-	if app == nil || app.UnreachableStrategy.Disabled {
+	if app == nil {
+		return false
+	}
+	if isResident(app) {
+		return residentInactive(app, rec, now)
+	}
+	if app.UnreachableStrategy.Disabled {
 		return false
 	}
 	since, err := time.Parse(time.RFC3339Nano, rec.UpdatedAt)

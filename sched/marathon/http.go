@@ -563,6 +563,7 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	}
 	app.ID = id
 	normalizeApp(app, present)
+	normalizeResident(app, present)
 	details := validateApp(app, prefix)
 	if existing == nil {
 		if msg := pathClash(v, id); msg != "" {
@@ -1088,10 +1089,15 @@ func (f *Framework) appTasks(w http.ResponseWriter, r *http.Request, m sched.Mas
 	}
 	switch r.Method {
 	case http.MethodGet:
-		out := []api.Task{}
+		out := []any{}
 		for _, te := range v.tasks[id] {
 			if !api.Terminal(te.rec.Task.State) {
 				out = append(out, apiTask(te.rec))
+			}
+		}
+		if isResident(v.apps[id]) {
+			for _, rt := range reservedTasks(st, id, v.tasks[id]) {
+				out = append(out, rt)
 			}
 		}
 		writeJSON(w, 200, map[string]any{"tasks": out})
@@ -1126,6 +1132,33 @@ func (f *Framework) killAppTask(w http.ResponseWriter, r *http.Request, m sched.
 			return f.killTasks(w, r, m, v, []taskEntry{te}, boolParam(r, "scale"), true)
 		}
 	}
+	// A resident instance whose task has ended: wipe=true releases its
+	// reservation (Marathon's suspended task).
+	for _, rt := range reservedTasks(st, id, v.tasks[id]) {
+		if rt.ID != taskID {
+			continue
+		}
+		if !boolParam(r, "wipe") {
+			return errMsg(409, "Task '%s' is a suspended resident task: add wipe=true to release its reservation", taskID)
+		}
+		if a := sched.AuthzFrom(r.Context()); !a.CanWriteApp(id) {
+			return forbidden(a, sched.AccessWrite, id)
+		}
+		ops := wipeOps(st, map[string]bool{taskID: true})
+		for _, e := range st.List(sched.TableReservations) {
+			if e.Key == taskID {
+				ops = append(ops, sched.Check(sched.TableReservations, e.Key, e.ModifyIndex), sched.Delete(sched.TableReservations, e.Key))
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+		defer cancel()
+		if _, err := st.Apply(ctx, ops); err != nil {
+			return storeError(err)
+		}
+		m.Revive()
+		writeJSON(w, 200, map[string]any{"task": rt})
+		return nil
+	}
 	return errMsg(404, "Task '%s' does not exist", taskID)
 }
 
@@ -1147,6 +1180,13 @@ func (f *Framework) killTasks(w http.ResponseWriter, r *http.Request, m sched.Ma
 			sched.Put(sched.TableTasks, te.rec.Task.ID, killed(te.rec, "killed through the API")))
 		byApp[te.rec.Task.AppID]++
 		out = append(out, apiTask(te.rec))
+	}
+	if boolParam(r, "wipe") {
+		ids := map[string]bool{}
+		for _, te := range sel {
+			ids[te.rec.Task.ID] = true
+		}
+		ops = append(ops, wipeOps(st, ids)...)
 	}
 	if scale {
 		var changes []change

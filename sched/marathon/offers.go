@@ -28,6 +28,8 @@ type offerInput struct {
 	now     time.Time
 	cfg     Config
 	newID   func() string // a task id's unique part
+	// reservations are the resident apps' reservations, by app id.
+	reservations map[string][]*api.Reservation
 }
 
 // appOfferStats is what one answer adds to an app's offer statistics.
@@ -127,14 +129,43 @@ func planOffers(in offerInput) offerPlan {
 			onHost[pl.Host]++
 			onSite[pl.Site]++
 		}
+		var rp *residentPlan
+		offered := func(agent string) bool {
+			for _, ol := range left {
+				if ol.o.AgentID == agent {
+					return true
+				}
+			}
+			return false
+		}
+		if isResident(app) {
+			rp = newResidentPlan(in.reservations[appID], app, v.tasks[appID])
+		}
 		for launched < launch {
 			best, bestPorts := -1, []int(nil)
+			// A resident app relaunches on a free reservation's agent, or
+			// reserves its volumes' disk on a new one while it has fewer
+			// reservations than instances.
+			var onRes *api.Reservation
+			needDisk := app.Disk
+			if rp != nil {
+				if onRes = rp.next(offered); onRes != nil {
+					rp.take(onRes)
+				} else if rp.newLeft <= 0 {
+					break
+				} else {
+					needDisk += rp.volDisk
+				}
+			}
 			for k := 0; k < len(left); k++ {
 				i := (cursor + k) % len(left)
 				if failed[i] {
 					continue
 				}
 				ol := left[i]
+				if onRes != nil && ol.o.AgentID != onRes.AgentID {
+					continue
+				}
 				tried[i] = true
 				reason := ""
 				var ports []int
@@ -147,7 +178,7 @@ func planOffers(in offerInput) offerPlan {
 					reason = "InsufficientCpus"
 				case ol.left.Mem+1e-9 < app.Mem:
 					reason = "InsufficientMemory"
-				case ol.left.Disk+1e-9 < app.Disk:
+				case ol.left.Disk+1e-9 < needDisk:
 					reason = "InsufficientDisk"
 				case ol.left.Gpus < app.Gpus:
 					reason = "InsufficientGpus"
@@ -175,13 +206,25 @@ func planOffers(in offerInput) offerPlan {
 				}
 			}
 			if best < 0 {
+				if onRes != nil {
+					continue // this reservation's agent cannot take it now; try the next
+				}
 				break
 			}
 			ol, ports := left[best], bestPorts
-			p.res.Launches = append(p.res.Launches, sched.Launch{OfferID: ol.o.ID, Task: newTaskRecord(app, taskIDPrefix(app.ID)+"."+in.newID(), ports, ol.o.Role, in.cfg)})
+			rec := newTaskRecord(app, taskIDPrefix(app.ID)+"."+in.newID(), ports, ol.o.Role, in.cfg)
+			if rp != nil {
+				r := onRes
+				if r == nil {
+					r = newReservation(app, ol.o, in.newID(), now)
+					rp.newLeft--
+				}
+				p.res.Ops = append(p.res.Ops, onReservation(&rec, r))
+			}
+			p.res.Launches = append(p.res.Launches, sched.Launch{OfferID: ol.o.ID, Task: rec})
 			ol.left.Cpus -= app.Cpus
 			ol.left.Mem -= app.Mem
-			ol.left.Disk -= app.Disk
+			ol.left.Disk -= needDisk
 			ol.left.Gpus -= app.Gpus
 			for _, port := range ports {
 				ol.busy[port] = true
@@ -298,6 +341,7 @@ func (f *Framework) ResourceOffers(ctx context.Context, offers []api.Offer) sche
 		}
 	}
 
+	in.reservations = reservationsByApp(m.Store())
 	p := planOffers(in)
 
 	f.mu.Lock()

@@ -263,6 +263,7 @@ func validateApp(app *api.App, prefix string) []api.ErrorDetail {
 			add(fmt.Sprintf("/acceptedResourceRoles(%d)", i), "must be a valid role name")
 		}
 	}
+	validateVolumes(app, add)
 	return append(out, limitProblems(app, prefix)...)
 }
 
