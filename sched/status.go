@@ -74,9 +74,10 @@ func applyStatus(old *TaskRecord, st api.TaskStatus, now time.Time) (TaskRecord,
 	if st.HealthCheckResults != nil {
 		hs := slices.Clone(st.HealthCheckResults)
 		for i := range hs {
-			if hs[i].TaskID == "" {
-				hs[i].TaskID = t.ID
-			}
+			// Marathon 1.4+ names the instance, not the task (and the
+			// stored JSON has no taskId: a kept one would differ from
+			// the store on every report).
+			hs[i].TaskID = ""
 			if hs[i].InstanceID == "" {
 				hs[i].InstanceID = instanceID(t.ID)
 			}
@@ -149,17 +150,18 @@ func statusUpdateEvent(t *api.Task, now time.Time) api.Event {
 	return api.Event{Type: api.EventStatusUpdate, Data: b}
 }
 
-// healthChangedEvent is Marathon's health_status_changed_event.
+// healthChangedEvent is Marathon's health_status_changed_event, with the
+// keys Marathon 1.4+ sends (HealthStatusChanged: appId, instanceId,
+// version, alive; no taskId).
 func healthChangedEvent(t *api.Task, alive bool, now time.Time) api.Event {
 	b, _ := json.Marshal(struct {
 		EventType  string `json:"eventType"`
 		Timestamp  string `json:"timestamp"`
 		AppID      string `json:"appId"`
-		TaskID     string `json:"taskId"`
 		InstanceID string `json:"instanceId"`
 		Version    string `json:"version"`
 		Alive      bool   `json:"alive"`
-	}{api.EventHealthStatusChanged, api.Timestamp(now), t.AppID, t.ID, instanceID(t.ID), t.Version, alive})
+	}{api.EventHealthStatusChanged, api.Timestamp(now), t.AppID, instanceID(t.ID), t.Version, alive})
 	return api.Event{Type: api.EventHealthStatusChanged, Data: b}
 }
 

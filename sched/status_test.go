@@ -12,9 +12,9 @@ func TestApplyStatus(t *testing.T) {
 	alive := []api.HealthCheckResult{{Alive: true}}
 	dead := []api.HealthCheckResult{{Alive: false}}
 	rec := func(state string, hs []api.HealthCheckResult) *TaskRecord {
-		// Stored results carry the ids the master filled in.
+		// Stored results carry the instance id the master filled in (no task id since Marathon 1.4).
 		if hs != nil {
-			hs = []api.HealthCheckResult{{Alive: hs[0].Alive, TaskID: "a.1", InstanceID: "a.1"}}
+			hs = []api.HealthCheckResult{{Alive: hs[0].Alive, InstanceID: "a.1"}}
 		}
 		return &TaskRecord{Task: api.Task{ID: "a.1", AppID: "/a", State: state, HealthCheckResults: hs}}
 	}

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Mesos task states, as Marathon reports them.
 const (
@@ -73,6 +76,32 @@ type HealthCheckResult struct {
 	LastFailureCause    string `json:"lastFailureCause,omitempty"`
 	TaskID              string `json:"taskId,omitempty"`
 	InstanceID          string `json:"instanceId,omitempty"`
+}
+
+// MarshalJSON writes Marathon 1.4+'s health result (HealthWrites): always
+// alive, consecutiveFailures, firstSuccess, lastFailure, lastSuccess,
+// lastFailureCause (null when unknown) and instanceId; never taskId, which
+// Marathon dropped in 1.4 (the instance id is the task id's instance).
+func (r HealthCheckResult) MarshalJSON() ([]byte, error) {
+	orNull := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	inst := r.InstanceID
+	if inst == "" {
+		inst = r.TaskID
+	}
+	return json.Marshal(struct {
+		Alive               bool    `json:"alive"`
+		ConsecutiveFailures int     `json:"consecutiveFailures"`
+		FirstSuccess        *string `json:"firstSuccess"`
+		LastFailure         *string `json:"lastFailure"`
+		LastSuccess         *string `json:"lastSuccess"`
+		LastFailureCause    *string `json:"lastFailureCause"`
+		InstanceID          string  `json:"instanceId"`
+	}{r.Alive, r.ConsecutiveFailures, orNull(r.FirstSuccess), orNull(r.LastFailure), orNull(r.LastSuccess), orNull(r.LastFailureCause), inst})
 }
 
 // Healthy reports whether every health check result of the task is alive.

@@ -877,8 +877,11 @@ func progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event,
 	return []sched.Op{sched.Check(sched.TableDeployments, d.ID, de.idx), sched.Put(sched.TableDeployments, d.ID, &d)}, events, false
 }
 
+// planEventJSON is the plan in deployment events: Marathon's DeploymentPlan
+// as plan-format=light sends it (id, steps, version; no original and
+// target groups), whatever the stream asked for.
 func planEventJSON(d *api.Deployment) map[string]any {
-	return map[string]any{"id": d.ID, "version": d.Version, "steps": d.Steps, "affectedApps": d.AffectedApps}
+	return map[string]any{"id": d.ID, "version": d.Version, "steps": d.Steps}
 }
 
 // lastFailure reads an app's lastTaskFailure from the meta table.

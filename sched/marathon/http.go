@@ -839,8 +839,9 @@ func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *vie
 		}
 		ops = append(ops, sched.Check(sched.TableDeployments, de.d.ID, de.idx), sched.Delete(sched.TableDeployments, de.d.ID),
 			sched.Delete(sched.TableMeta, metaRollback+de.d.ID), outcomeOp(de.d.ID, api.DeploymentFailed, reason, m.Now(), de.d.AffectedApps...))
+		// Marathon's deployment_failed has no reason; GET /v1/deployments/{id} has it.
 		events = append(events, api.NewEvent(api.EventDeploymentFailed, map[string]any{
-			"id": de.d.ID, "plan": planEventJSON(de.d), "reason": reason}))
+			"id": de.d.ID, "plan": planEventJSON(de.d)}))
 	}
 	version := api.Timestamp(m.Now())
 	for _, c := range changes {
@@ -1425,7 +1426,7 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 		defer cancel()
 		_, err := st.Apply(ctx, []sched.Op{sched.Check(sched.TableDeployments, id, de.idx), sched.Delete(sched.TableDeployments, id),
 			sched.Delete(sched.TableMeta, metaRollback+id), outcomeOp(id, api.DeploymentFailed, "stopped by DELETE /v2/deployments?force=true", m.Now(), de.d.AffectedApps...)},
-			api.NewEvent(api.EventDeploymentFailed, map[string]any{"id": id, "plan": planEventJSON(de.d), "reason": "stopped by DELETE /v2/deployments?force=true"}))
+			api.NewEvent(api.EventDeploymentFailed, map[string]any{"id": id, "plan": planEventJSON(de.d)}))
 		if err != nil {
 			return storeError(err)
 		}

@@ -239,9 +239,9 @@ func planReconcile(in reconInput) reconPlan {
 			for i, r := range t.HealthCheckResults {
 				cur[i] = r.ConsecutiveFailures
 				if app != nil && i < len(app.HealthChecks) && r.ConsecutiveFailures > 0 && (i >= len(prev) || r.ConsecutiveFailures > prev[i]) {
+					// Marathon's keys (FailedHealthCheckWrites): appId, healthCheck, taskId.
 					failedChecks = append(failedChecks, api.NewEvent(api.EventFailedHealthCheck, map[string]any{
-						"appId": appID, "taskId": t.ID, "instanceId": t.ID, "version": t.Version,
-						"healthCheck": app.HealthChecks[i], "cause": r.LastFailureCause,
+						"appId": appID, "taskId": t.ID, "healthCheck": app.HealthChecks[i],
 					}))
 				}
 			}

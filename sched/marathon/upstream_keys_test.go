@@ -18,8 +18,8 @@ var upstreamKeys = map[string][]string{
 	// task.raml Task (role: app_tasks.json example of Marathon 1.9+).
 	"task": {"appId", "healthCheckResults", "checkResult", "host", "id", "ipAddresses", "ports", "servicePorts",
 		"slaveId", "state", "stagedAt", "startedAt", "version", "localVolumes", "region", "zone", "role"},
-	// healthCheck.raml Health (taskId: Marathon before 1.4).
-	"health":    {"alive", "consecutiveFailures", "firstSuccess", "instanceId", "taskId", "lastSuccess", "lastFailure", "lastFailureCause"},
+	// healthCheck.raml Health, HealthWrites of Marathon 1.4+ (no taskId).
+	"health":    {"alive", "consecutiveFailures", "firstSuccess", "instanceId", "lastSuccess", "lastFailure", "lastFailureCause"},
 	"ipAddress": {"ipAddress", "protocol"},
 	// appInfo.raml: the app's own keys plus these.
 	"appInfoExtra": {"tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy", "deployments",
