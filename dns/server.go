@@ -541,7 +541,11 @@ func (s *Server) slow(w *worker, p []byte, client netip.Addr, tcp bool) action {
 		return actDrop // not a query; never answer a response
 	}
 	m := new(mdns.Msg)
-	if err := m.Unpack(p); err != nil || len(m.Question) != 1 && m.Opcode == mdns.OpcodeQuery {
+	// miekg/dns forgives a header that counts more records than the
+	// message holds (it stops at the end); weft does not: such a query is
+	// malformed, and an OPT record found in it is not to be trusted for
+	// the answer's size.
+	if err := m.Unpack(p); err != nil || len(m.Question) != 1 && m.Opcode == mdns.OpcodeQuery || !countsMatch(p, m) {
 		w.out = append(w.out[:0], p[0], p[1], 0x80|p[2]&0x78, byte(mdns.RcodeFormatError), 0, 0, 0, 0, 0, 0, 0, 0)
 		s.m.query(0, mdns.RcodeFormatError)
 		return actRespond
@@ -573,6 +577,14 @@ func (s *Server) slow(w *worker, p []byte, client netip.Addr, tcp bool) action {
 		w.out = append(w.out[:0], cp...)
 	}
 	return a
+}
+
+// countsMatch: the header's four record counts are the records unpacked.
+func countsMatch(p []byte, m *mdns.Msg) bool {
+	return int(binary.BigEndian.Uint16(p[4:])) == len(m.Question) &&
+		int(binary.BigEndian.Uint16(p[6:])) == len(m.Answer) &&
+		int(binary.BigEndian.Uint16(p[8:])) == len(m.Ns) &&
+		int(binary.BigEndian.Uint16(p[10:])) == len(m.Extra)
 }
 
 func (s *Server) packSlow(w *worker, r *mdns.Msg, qtype uint16) action {
