@@ -274,6 +274,9 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	if e.cfg.Subreaper {
 		orphans.watch(h.pid)
 	}
+	if group != nil {
+		go h.watchOOM()
+	}
 	go h.wait(cmd)
 	return h, nil
 }
@@ -374,6 +377,9 @@ func (e *ProcessExecutor) Recover(ctx context.Context) (map[string]Handle, error
 		h := &processHandle{
 			e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true, group: group,
 			done: make(chan struct{}), stopped: make(chan struct{}),
+		}
+		if group != nil {
+			go h.watchOOM()
 		}
 		go h.watchRecovered(rec.StartTime)
 		out[rec.TaskID] = h

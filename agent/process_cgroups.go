@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -16,13 +19,20 @@ import (
 )
 
 // CgroupsFor finds the cgroup hierarchy for an agent's process tasks, with
-// their groups under weft/<agentID>. When none can be used it returns nil
-// and the reason, which the agent logs once and shows as a problem.
-func CgroupsFor(agentID string, cpuQuota bool) (*cgroups.Manager, string) {
+// their groups under weft/<agentID>-<hash of dataDir>: two agents on one
+// host (testbeds, a second `weft up`) never share a parent, while a
+// restarted agent finds its own again. When none can be used it returns
+// nil and the reason, which the agent logs once and shows as a problem.
+func CgroupsFor(agentID, dataDir string, cpuQuota bool) (*cgroups.Manager, string) {
 	if os.Geteuid() != 0 {
 		return nil, "the agent does not run as root"
 	}
-	m, err := cgroups.Detect(cgroups.Config{Parent: "weft/" + sanitizeID(agentID), CPUQuota: cpuQuota})
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	parent := "weft/" + sanitizeID(agentID) + "-" + hex.EncodeToString(sum[:4])
+	m, err := cgroups.Detect(cgroups.Config{Parent: parent, CPUQuota: cpuQuota})
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -94,18 +104,33 @@ func startInGroup(cmd *exec.Cmd, g *cgroups.Group) error {
 	return nil
 }
 
-// Usage is a task's resource usage and limits, as the agent's /metrics
-// and GET /v1/tasks/{id}/stats show them (Mesos's ResourceStatistics
-// names where they exist).
-type Usage struct {
-	Timestamp          float64 `json:"timestamp"`
-	CpusUserTimeSecs   float64 `json:"cpus_user_time_secs"`
-	CpusSystemTimeSecs float64 `json:"cpus_system_time_secs"`
-	CpusLimit          float64 `json:"cpus_limit,omitempty"`
-	MemRSSBytes        uint64  `json:"mem_rss_bytes"`
-	MemTotalBytes      uint64  `json:"mem_total_bytes"`
-	MemLimitBytes      uint64  `json:"mem_limit_bytes,omitempty"`
+// oomPoll is how often a running task's group is checked for an OOM kill.
+var oomPoll = 250 * time.Millisecond
+
+// watchOOM ends the whole task once the kernel has killed one of its
+// processes for exceeding the memory limit, as Mesos's memory isolator
+// destroys the container on its limitation: a shell that outlives its
+// killed child must not run on as if nothing happened.
+func (h *processHandle) watchOOM() {
+	t := time.NewTicker(oomPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+		if h.group.OOMKills() > 0 {
+			killGroup(h.pid, syscall.SIGKILL)
+			h.group.Kill(time.Second)
+			return
+		}
+	}
 }
+
+// Usage is a task's resource usage and limits (Mesos's
+// ResourceStatistics names).
+type Usage = api.ResourceStatistics
 
 // Usager is implemented by a Handle that can read its task's usage.
 type Usager interface {

@@ -55,11 +55,12 @@ func cgroupConfig(t *testing.T, m *fakeMaster, dir string, cg *cgroups.Manager) 
 // memHog allocates about mb MB: a line without a newline, which tail
 // keeps whole in memory.
 func memHog(mb int) string {
-	return "head -c " + strconv.Itoa(mb<<20) + " /dev/zero | tail; echo survived"
+	return "head -c " + strconv.Itoa(mb<<20) + " /dev/zero | tail; echo survived; sleep 600"
 }
 
 // TestProcessTaskOverMemoryIsKilledWithReason: a task with mem 32 that
-// allocates 200 MB is killed by the kernel and reported TASK_FAILED with
+// allocates 200 MB is killed (the whole task, not only the process the
+// kernel picked: its shell would sleep on) and reported TASK_FAILED with
 // Mesos's REASON_CONTAINER_LIMITATION_MEMORY; a task within its limit runs
 // on, in its own group with the limit set; the groups go with the tasks.
 func TestProcessTaskOverMemoryIsKilledWithReason(t *testing.T) {
@@ -83,6 +84,10 @@ func TestProcessTaskOverMemoryIsKilledWithReason(t *testing.T) {
 	}
 	if !strings.Contains(st.Message, "Memory limit exceeded: Requested: 32MB") {
 		t.Errorf("hog's message %q does not say the limit", st.Message)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "sandboxes", "hog", "stdout")); strings.Contains(string(b), "survived") {
+		// The kernel killed tail; the shell went on until the task was ended.
+		t.Logf("hog's shell ran on briefly: %q", b)
 	}
 	waitState(t, m, "calm", "TASK_RUNNING")
 	pid := pidOf(t, a, "calm")

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftnet/weft/sched/api"
 )
 
 // errNoTask is taskUsage's answer for a task not running here.
@@ -31,11 +33,7 @@ func (a *Agent) taskUsage(id string) (Usage, error) {
 }
 
 // TaskUsage is one task's usage as GET /v1/stats lists it.
-type TaskUsage struct {
-	ID         string `json:"id"`
-	AppID      string `json:"appId,omitempty"`
-	Statistics Usage  `json:"statistics"`
-}
+type TaskUsage = api.TaskStats
 
 // Usages reads the usage of every running task that measures it.
 func (a *Agent) Usages() []TaskUsage {

@@ -14,6 +14,7 @@
 //	GET    /v1/state/changes?index=N&nodes=H&wait=30s    api.Changes: a snapshot once, then what changed since N
 //	GET    /v1/nodes                                     {"nodes":[...]} with Used
 //	GET    /v1/tasks/{id}/logs?stream=&offset=&follow=   a task's stdout|stderr from its agent (a read of its app or job)
+//	GET    /v1/tasks/{id}/stats                          a running task's cpu and memory usage and limits from its agent
 //	GET    /v2/events                                    Marathon's SSE stream (event_type filters)
 //	GET    /v2/info, GET|DELETE /v2/leader, GET /v2/plugins, GET /ping, GET /metrics
 //	GET    /v1/operator/raft/configuration               api.RaftConfiguration

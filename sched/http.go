@@ -30,6 +30,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("GET /v1/state/changes", m.handleChanges)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
 	mux.HandleFunc("GET /v1/tasks/{id}/logs", m.handleTaskLogs)
+	mux.HandleFunc("GET /v1/tasks/{id}/stats", m.handleTaskStats)
 	mux.HandleFunc("POST /v1/lb/problems", m.nodeOnly(m.handleLBReport))
 	mux.HandleFunc("GET /v1/lb/problems", m.handleLBProblems)
 	mux.HandleFunc("GET /v1/operator/raft/configuration", m.handleRaftConfiguration)

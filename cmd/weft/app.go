@@ -71,10 +71,11 @@ func appCommand() *cli.Command {
 			},
 			{
 				Name:      "tasks",
-				Usage:     "list an app's tasks: id, host, ports, state, health, started",
+				Usage:     "list an app's tasks: id, host, ports, state, health, started (--stats: cpu and memory use and limits)",
 				ArgsUsage: "ID",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "print the tasks as JSON", EnvVars: envName("json")},
+					&cli.BoolFlag{Name: "stats", Usage: "show each running task's cpu seconds, memory (RSS) and limits, read from its agent (GET /v1/tasks/{id}/stats)", EnvVars: envName("stats")},
 				},
 				Action: appTasks,
 			},
@@ -313,6 +314,9 @@ func appTasks(c *cli.Context) error {
 	if _, err := apiClient(c).Do(c.Context, http.MethodGet, appPath(id)+"/tasks", nil, &out); err != nil {
 		return err
 	}
+	if c.Bool("stats") {
+		return appTaskStats(c, out.Tasks)
+	}
 	if c.Bool("json") {
 		return printJSON(c, out.Tasks)
 	}
@@ -334,6 +338,55 @@ func appTasks(c *cli.Context) error {
 			started = "-"
 		}
 		t.row(task.ID, task.Host, strings.Join(ports, ","), strings.TrimPrefix(task.State, "TASK_"), health, started, task.Version)
+	}
+	return t.flush()
+}
+
+// appTaskStats prints the usage of each running task, asked of the master
+// one task at a time (GET /v1/tasks/{id}/stats). A task whose usage cannot
+// be read shows why instead.
+func appTaskStats(c *cli.Context, tasks []api.Task) error {
+	type row struct {
+		api.Task
+		Stats *api.ResourceStatistics `json:"statistics,omitempty"`
+		Error string                  `json:"error,omitempty"`
+	}
+	rows := make([]row, 0, len(tasks))
+	for _, task := range tasks {
+		r := row{Task: task}
+		if st, err := apiClient(c).TaskStats(c.Context, task.ID); err != nil {
+			r.Error = err.Error()
+			if e, ok := err.(*api.Error); ok && e.Body.Message != "" {
+				r.Error = e.Body.Message
+			}
+		} else {
+			r.Stats = &st.Statistics
+		}
+		rows = append(rows, r)
+	}
+	if c.Bool("json") {
+		return printJSON(c, rows)
+	}
+	mb := func(b uint64) string {
+		if b == 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64)
+	}
+	t := newTable(c, "ID", "HOST", "STATE", "CPU_SECS", "CPUS_LIMIT", "RSS_MB", "MEM_MB", "MEM_LIMIT_MB")
+	for _, r := range rows {
+		state := strings.TrimPrefix(r.State, "TASK_")
+		if r.Stats == nil {
+			t.row(r.ID, r.Host, state, "-", "-", "-", "-", "- ("+r.Error+")")
+			continue
+		}
+		s := r.Stats
+		lim := "-"
+		if s.CpusLimit > 0 {
+			lim = strconv.FormatFloat(s.CpusLimit, 'f', 2, 64)
+		}
+		t.row(r.ID, r.Host, state, strconv.FormatFloat(s.CpusUserTimeSecs+s.CpusSystemTimeSecs, 'f', 2, 64), lim,
+			mb(s.MemRSSBytes), mb(s.MemTotalBytes), mb(s.MemLimitBytes))
 	}
 	return t.flush()
 }

@@ -66,7 +66,7 @@ func (n *node) setupAgent() error {
 	if n.c.Bool("no-cgroups") {
 		pcfg.CgroupsProblem = "--no-cgroups"
 	} else {
-		pcfg.Cgroups, pcfg.CgroupsProblem = agent.CgroupsFor(n.name, n.c.Bool("cgroups-cpu-quota"))
+		pcfg.Cgroups, pcfg.CgroupsProblem = agent.CgroupsFor(n.name, dir, n.c.Bool("cgroups-cpu-quota"))
 	}
 	if pcfg.Cgroups != nil {
 		n.log.Info("process tasks get cpu and memory limits", "cgroups", pcfg.Cgroups.Version().String(), "parents", pcfg.Cgroups.Parents())
