@@ -8,7 +8,9 @@
 //
 // Two watches run side by side, in alternating rounds:
 //   - changes: GET /v1/state/changes (a snapshot once, then only what
-//     changed; gzip accepted), each node keeping an api.Mirror;
+//     changed; gzip accepted), each answer decoded whole as a node's
+//     api.Watcher decodes it (the nodes keep only its index and nodes hash:
+//     a thousand whole copies of the state would not fit beside the rest);
 //   - whole: GET /v1/state as dns and lb polled it before (the whole state
 //     on every change, uncompressed: Accept-Encoding identity), the body read
 //     to its end.
@@ -215,6 +217,12 @@ func (c *commits) add(idx uint64, at time.Time) {
 	c.mu.Unlock()
 }
 
+// position is where a simulated node's change watch is.
+type position struct {
+	index     uint64
+	nodesHash string
+}
+
 // answer is when a node got an answer at index.
 type answer struct {
 	index uint64
@@ -350,16 +358,25 @@ func runRound(mode, base string, sims []*simNode, rate float64, round, warmup ti
 	var wg sync.WaitGroup
 	last := make([]atomic.Uint64, len(sims))
 	var failures atomic.Int64
+	firstSem := make(chan struct{}, 8)
 	for i, sn := range sims {
 		synced.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mirror api.Mirror
+			var mirror position
 			var after uint64
 			first := true
 			for ctx.Err() == nil {
+				if first {
+					// The first answers are whole states: a few at a time,
+					// so a thousand of them are not decoded at once.
+					firstSem <- struct{}{}
+				}
 				idx, err := watchOnce(ctx, mode, base, sn, &mirror, after)
+				if first {
+					<-firstSem
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						failures.Add(1)
@@ -483,14 +500,17 @@ func trimNL(b []byte) []byte {
 
 // watchOnce is one blocking query of a node in mode; it returns the index
 // the node is at afterwards.
-func watchOnce(ctx context.Context, mode, base string, sn *simNode, mirror *api.Mirror, after uint64) (uint64, error) {
+func watchOnce(ctx context.Context, mode, base string, sn *simNode, pos *position, after uint64) (uint64, error) {
 	if mode == "changes" {
-		ch, err := sn.api.Changes(ctx, mirror.Index(), mirror.NodesHash(), 30*time.Second)
+		ch, err := sn.api.Changes(ctx, pos.index, pos.nodesHash, 30*time.Second)
 		if err != nil {
 			return 0, err
 		}
-		mirror.Apply(ch)
-		return mirror.Index(), nil
+		pos.index = ch.Index
+		if ch.Nodes != nil {
+			pos.nodesHash = ch.NodesHash
+		}
+		return pos.index, nil
 	}
 	// Today's watch: the whole state, uncompressed, on every change. The
 	// body is read to its end; only its index is decoded (the nodes of the
