@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -137,18 +138,35 @@ type appsData struct {
 // appsPage is Marathon's main screen: every app the token may read, with
 // status and health, filtered by status, label, group and text.
 func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
-	all, err := u.appRows(r.Context(), s)
+	canCreate := s.rules.canWriteSomeApp()
+	if main := u.keptAppsMain(s, r.URL.RawQuery, canCreate); main != nil {
+		u.renderWith(w, r, s, "apps", "Applications", main)
+		return
+	}
+	all, index, err := u.appRows(r.Context(), s)
 	if err != nil {
 		u.failErr(w, r, s, err)
 		return
 	}
-	q := r.URL.Query()
+	main, err := u.renderMain(s, "apps", "Applications", buildAppsData(r.URL.Query(), all, canCreate))
+	if err != nil {
+		u.log.Error("rendering", "page", "apps", "err", err)
+		http.Error(w, "rendering apps: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	u.keepAppsMain(s, index, all, r.URL.RawQuery, canCreate, main)
+	u.renderWith(w, r, s, "apps", "Applications", main)
+}
+
+// buildAppsData filters the rows as the query asks and builds the group
+// tree and the status counts.
+func buildAppsData(q url.Values, all []appRow, canCreate bool) *appsData {
 	d := &appsData{
 		Status: q.Get("status"), Label: q.Get("label"), Group: strings.TrimRight(q.Get("group"), "/"), Q: q.Get("q"),
 		Statuses: []string{StatusRunning, StatusDeploying, StatusSuspended, StatusWaiting, StatusDelayed},
 		Counts:   map[string]int{},
 	}
-	d.CanCreate = s.rules.canWriteSomeApp()
+	d.CanCreate = canCreate
 	d.AnyFilter = d.Status != "" || d.Label != "" || d.Group != "" || d.Q != ""
 	d.FilterURL = func(key, val string) string {
 		v := url.Values{}
@@ -185,17 +203,108 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	d.Rows = rows
 	d.RowsHTML = appRowsHTML(rows)
-	u.render(w, r, s, "apps", "Applications", d)
+	return d
+}
+
+// appsView is what the apps page kept for one token at one store index:
+// its rows and its rendered <main> per query.
+type appsView struct {
+	index   uint64
+	at      time.Time
+	delayed bool // an app is Delayed: its status changes with time alone
+	rows    []appRow
+	mains   map[string][]byte // by query and whether the token may create
+}
+
+const (
+	maxViews        = 16          // tokens whose apps page is kept
+	maxMainsPerView = 32          // queries kept per token
+	delayedViewTTL  = time.Second // how long a view with a Delayed app is good for
+)
+
+func mainKey(rawQuery string, canCreate bool) string {
+	if canCreate {
+		return "w" + rawQuery
+	}
+	return "r" + rawQuery
+}
+
+// view returns the token's kept view if it is still good, or nil.
+// The caller holds viewsMu.
+func (u *UI) view(s *session) *appsView {
+	if u.cfg.Index == nil {
+		return nil
+	}
+	v := u.views[s.Token]
+	if v == nil || v.index != u.cfg.Index() || (v.delayed && u.cfg.Now().Sub(v.at) > delayedViewTTL) {
+		return nil
+	}
+	return v
+}
+
+// keptAppsMain returns the rendered <main> kept for this token, store
+// index and query, or nil.
+func (u *UI) keptAppsMain(s *session, rawQuery string, canCreate bool) []byte {
+	u.viewsMu.Lock()
+	defer u.viewsMu.Unlock()
+	if v := u.view(s); v != nil {
+		return v.mains[mainKey(rawQuery, canCreate)]
+	}
+	return nil
+}
+
+// keptRows returns the rows kept for this token and store index, or nil.
+func (u *UI) keptRows(s *session) ([]appRow, uint64) {
+	u.viewsMu.Lock()
+	defer u.viewsMu.Unlock()
+	if v := u.view(s); v != nil {
+		return v.rows, v.index
+	}
+	return nil, 0
+}
+
+// keepAppsMain keeps rows and a rendered <main> for the token at index
+// (0: no index known, nothing kept).
+func (u *UI) keepAppsMain(s *session, index uint64, rows []appRow, rawQuery string, canCreate bool, main []byte) {
+	if index == 0 || u.cfg.Index == nil {
+		return
+	}
+	u.viewsMu.Lock()
+	defer u.viewsMu.Unlock()
+	v := u.views[s.Token]
+	if v == nil || v.index != index {
+		if u.views == nil || len(u.views) >= maxViews {
+			u.views = map[string]*appsView{}
+		}
+		v = &appsView{index: index, at: u.cfg.Now(), rows: rows, mains: map[string][]byte{}}
+		for i := range rows {
+			v.delayed = v.delayed || rows[i].Status == StatusDelayed
+		}
+		u.views[s.Token] = v
+	}
+	if len(v.mains) >= maxMainsPerView {
+		v.mains = map[string][]byte{}
+	}
+	v.mains[mainKey(rawQuery, canCreate)] = main
 }
 
 // appRows reads every app the token may see, with its status, as table
 // rows. The rows of the last answer are kept: when the API answers with
 // the same bytes again (nothing changed for this token), decoding and
 // rendering are skipped.
-func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, error) {
+func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, uint64, error) {
+	if rows, index := u.keptRows(s); rows != nil {
+		return rows, index, nil
+	}
+	// The index is read before the API: rows kept under it can only be
+	// newer than it, never older.
+	var index uint64
+	if u.cfg.Index != nil {
+		index = u.cfg.Index()
+	}
 	code, appsBody := u.call(ctx, s, http.MethodGet, "/v2/apps", nil)
 	if code != http.StatusOK {
-		return nil, apiErr("/v2/apps", code, appsBody)
+		return nil, 0, apiErr("/v2/apps", code, appsBody)
 	}
 	qcode, queueBody := u.call(ctx, s, http.MethodGet, "/v2/queue", nil)
 	if qcode != http.StatusOK {
@@ -211,7 +320,7 @@ func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, error) {
 	if u.rowsKey == key && u.rows != nil {
 		rows := u.rows
 		u.rowsMu.Unlock()
-		return rows, nil
+		return rows, index, nil
 	}
 	u.rowsMu.Unlock()
 
@@ -219,7 +328,7 @@ func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, error) {
 		Apps []listApp `json:"apps"`
 	}
 	if err := json.Unmarshal(appsBody, &apps); err != nil {
-		return nil, fmt.Errorf("decoding /v2/apps: %w", err)
+		return nil, 0, fmt.Errorf("decoding /v2/apps: %w", err)
 	}
 	var queue struct {
 		Queue []queueEntry `json:"queue"`
@@ -247,7 +356,7 @@ func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, error) {
 	u.rowsMu.Lock()
 	u.rowsKey, u.rows = key, rows
 	u.rowsMu.Unlock()
-	return rows, nil
+	return rows, index, nil
 }
 
 // appRowsHTML joins the rows' HTML.

@@ -81,9 +81,7 @@ func (u *UI) editPage(w http.ResponseWriter, r *http.Request, s *session, id str
 		d.Message = fmt.Sprintf("%d: %s", code, strings.TrimSpace(string(body)))
 	}
 	d.Lines, d.Other = annotate([]byte(d.JSON), eb.Details)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(code)
-	u.render(w, r, s, "edit", title, d)
+	u.render(withCode(w, code), r, s, "edit", title, d)
 }
 
 // jsonLine is one line of re-indented JSON and the errors for the field

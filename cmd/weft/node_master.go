@@ -100,6 +100,7 @@ func (n *node) setupMaster() error {
 		LocalMesh:   func() any { return n.mesh.Status() },
 		LocalNode:   n.name,
 		Logger:      n.log,
+		Index:       m.Store().Index,
 	})
 	if err != nil {
 		return err
