@@ -133,6 +133,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); a.every(ctx, a.cfg.ProbeInterval, func() { a.probe(ctx) }) }()
 
 	a.loop(ctx)
+	// Stopping on purpose (the tasks keep running, the agent comes back):
+	// tell the master it polled, so the end of the poll is not taken for
+	// the agent's death.
+	if n, ok := a.cfg.Master.(interface {
+		AgentStopping(context.Context, string) error
+	}); ok {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.AgentStopping(sctx, a.cfg.ID); err != nil {
+			a.log.Info("could not tell the master this agent is stopping", "err", err)
+		}
+		cancel()
+	}
 	bg.Wait()
 	if a.cfg.StopTasksOnExit {
 		a.stopAll()

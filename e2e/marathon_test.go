@@ -357,6 +357,34 @@ func TestMarathonAgentLossAndMasterRestart(t *testing.T) {
 		return nil
 	})
 
+	// A graceful agent restart (Ctrl-C, back a few seconds later) replaces
+	// nothing: the agent tells the master it stops on purpose, so the end
+	// of its poll is not taken for its death.
+	kept, _ := runningTasks(ctx, cl.c, id)
+	if !cl.agents["a1"].stop(20 * time.Second) {
+		t.Fatal("a1 did not stop on Ctrl-C")
+	}
+	time.Sleep(2 * time.Second) // taken for dead, a1's tasks would be UNREACHABLE by now
+	if ts, err := runningTasks(ctx, cl.c, id); err != nil || taskIDs(ts) != taskIDs(kept) {
+		t.Fatalf("2 s into a graceful restart of a1: running %v (err %v), want all 6 still", taskHosts(ts), err)
+	}
+	cl.restartAgent("a1")
+	eventually(t, 60*time.Second, "a1 back with the same tasks", func() error {
+		ts, err := runningTasks(ctx, cl.c, id)
+		if err != nil {
+			return err
+		}
+		if got, want := taskIDs(ts), taskIDs(kept); got != want {
+			return fmt.Errorf("tasks across a graceful agent restart:\n before %s\n now    %s", want, got)
+		}
+		return nil
+	})
+	if a, err := cl.c.App(ctx, id); err != nil {
+		t.Fatal(err)
+	} else if len(a.Tasks) != 6 {
+		t.Fatalf("after a graceful agent restart: %d tasks, want 6", len(a.Tasks))
+	}
+
 	// Master restart: the same tasks, the same processes.
 	before, _ := runningTasks(ctx, cl.c, id)
 	pids := map[string]int{}

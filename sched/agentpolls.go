@@ -28,6 +28,11 @@ import (
 // would still be answered. A dead mark is cleared as soon as the agent
 // polls this master again or answers a ping.
 //
+// An agent that stops on purpose (Ctrl-C, an upgrade: it leaves its tasks
+// running and comes back) says so first (PUT /v1/agents/{id}/stopping to
+// the master it polls); that master then leaves it to gossip, so a restart
+// of a few seconds replaces nothing.
+//
 // A follower that sees an agent hang up does the same check and, if the
 // agent is silent, tells the leader (POST /v1/agents/{id}/lost, a node
 // call), which pings the agent itself before it believes it: a follower
@@ -59,6 +64,7 @@ type agentPolls struct {
 	open    map[string]int       // agent → polls open now
 	hungUp  map[string]time.Time // agent → when it hung up its last poll, none open since
 	dead    map[string]time.Time // agent → when it was found dead
+	leaving map[string]time.Time // agent → when it said it is stopping on purpose
 	dropped chan string          // agents that just hung up (the leader's watcher reads it)
 }
 
@@ -67,6 +73,7 @@ func newAgentPolls() *agentPolls {
 		open:    map[string]int{},
 		hungUp:  map[string]time.Time{},
 		dead:    map[string]time.Time{},
+		leaving: map[string]time.Time{},
 		dropped: make(chan string, 256),
 	}
 }
@@ -78,6 +85,7 @@ func (p *agentPolls) begin(agent string) bool {
 	defer p.mu.Unlock()
 	p.open[agent]++
 	delete(p.hungUp, agent)
+	delete(p.leaving, agent)
 	if _, ok := p.dead[agent]; ok {
 		delete(p.dead, agent)
 		return true
@@ -107,12 +115,36 @@ func (p *agentPolls) end(agent string, hungUp bool, now time.Time) {
 }
 
 // silentSince reports whether agent hung up a poll at or before t and has
-// opened none since.
+// opened none since, and has not said it is stopping on purpose.
 func (p *agentPolls) silentSince(agent string, t time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	at, ok := p.hungUp[agent]
-	return ok && p.open[agent] == 0 && !at.After(t)
+	_, leaving := p.leaving[agent]
+	return ok && p.open[agent] == 0 && !at.After(t) && !leaving
+}
+
+// stopping records that agent said it is stopping on purpose; its next
+// poll clears that. Notices older than deadMarkTTL are dropped.
+func (p *agentPolls) stopping(agent string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, at := range p.leaving {
+		if now.Sub(at) > deadMarkTTL {
+			delete(p.leaving, a)
+		}
+	}
+	p.leaving[agent] = now
+}
+
+// handleAgentStopping serves PUT /v1/agents/{id}/stopping (nodes only,
+// on the master the agent polls): the agent stops on purpose and means to
+// come back, so the end of its poll is not taken for its death.
+func (m *Master) handleAgentStopping(w http.ResponseWriter, r *http.Request) {
+	agent := r.PathValue("id")
+	m.polls.stopping(agent, m.cfg.Now())
+	m.log.Info("agent stops on purpose: its tasks are left to gossip's verdict", "agent", agent)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (p *agentPolls) markDead(agent string, now time.Time) {

@@ -9,6 +9,7 @@
 //
 //	GET    /v1/agents/{id}/assignments?index=N&wait=30s  an agent's tasks (blocking query)
 //	POST   /v1/agents/{id}/status                        []api.TaskStatus → {"unknown":[ids]}
+//	PUT    /v1/agents/{id}/stopping                      the agent stops on purpose: its poll's end is not its death (204)
 //	POST   /v1/agents/{id}/lost                          a follower saw the agent hang up its poll, silent to pings → {"lost":bool} (leader pings too)
 //	GET    /v1/state?index=N&wait=30s                    api.State (blocking query, wait ≤ 5 min)
 //	GET    /v1/state/changes?index=N&nodes=H&wait=30s    api.Changes: a snapshot once, then what changed since N

@@ -26,6 +26,7 @@ func (m *Master) buildHandler() (h http.Handler, err error) {
 	mux.HandleFunc("GET /v1/agents/{id}/assignments", m.nodeOnly(m.handleAssignments))
 	mux.HandleFunc("POST /v1/agents/{id}/status", m.nodeOnly(m.handleStatus))
 	mux.HandleFunc("POST /v1/agents/{id}/lost", m.nodeOnly(m.handleAgentLost))
+	mux.HandleFunc("PUT /v1/agents/{id}/stopping", m.nodeOnly(m.handleAgentStopping))
 	mux.HandleFunc("GET /v1/state", m.handleState)
 	mux.HandleFunc("GET /v1/state/changes", m.handleChanges)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)

@@ -596,9 +596,21 @@ func TestAgentHungUpAndSilentIsLostFast(t *testing.T) {
 			state("a.1"), state("a.2"), status("n1"), status("n2"))
 	}
 
-	// n1 hangs up and stays silent: lost well before gossip would say so.
-	start := time.Now()
+	// n1 stops on purpose: it hangs up, says so, answers no ping — and is
+	// left to gossip.
 	reopen()
+	if err := tm.client.AgentStopping(context.Background(), "n1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if state("a.1") != api.TaskRunning || status("n1") != NodeAlive {
+		t.Fatalf("after a stop on purpose: task %s, agent %s", state("a.1"), status("n1"))
+	}
+	// It comes back (which clears the notice), then hangs up and stays
+	// silent: lost well before gossip would say so.
+	back := poll("n1")
+	start := time.Now()
+	back()
 	eventually(t, 3*time.Second, "n1's task unreachable", func() bool { return state("a.1") == api.TaskUnreachable })
 	t.Logf("silent agent's task unreachable %v after it hung up", time.Since(start).Round(time.Millisecond))
 	if status("n1") != NodeFailed || state("a.2") != api.TaskRunning {

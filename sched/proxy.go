@@ -39,8 +39,13 @@ func writeNoLeader(w http.ResponseWriter, msg string) {
 // what the agent knows). An agent may then long-poll any master, and a
 // leader's death does not interrupt the agents attached to followers.
 func followerServes(r *http.Request) bool {
-	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/agents/") &&
-		strings.HasSuffix(r.URL.Path, "/assignments")
+	if !strings.HasPrefix(r.URL.Path, "/v1/agents/") {
+		return false
+	}
+	// An agent's notice that it is stopping goes to the master it polls,
+	// which sees the poll end.
+	return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/assignments") ||
+		r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/stopping")
 }
 
 // leaderGate sends a follower's requests to the leader: /v2/events by

@@ -350,6 +350,15 @@ func (c *Client) Assignments(ctx context.Context, agentID string, after uint64, 
 	return &a, nil
 }
 
+// AgentStopping tells the master an agent is stopping on purpose and
+// means to come back (its tasks keep running): PUT
+// /v1/agents/{id}/stopping. The master then does not take the end of the
+// agent's long poll for its death, and leaves it to gossip.
+func (c *Client) AgentStopping(ctx context.Context, agentID string) error {
+	_, err := c.do(ctx, false, http.MethodPut, "/v1/agents/"+url.PathEscape(agentID)+"/stopping", nil, nil)
+	return err
+}
+
 // PostStatus reports task status updates: POST /v1/agents/{id}/status.
 func (c *Client) PostStatus(ctx context.Context, agentID string, updates []TaskStatus) error {
 	_, err := c.do(ctx, false, http.MethodPost, "/v1/agents/"+url.PathEscape(agentID)+"/status", updates, nil)

@@ -229,6 +229,12 @@ func (s *MasterSet) PostStatus(ctx context.Context, agentID string, updates []Ta
 	return s.call(func(c *Client) error { return c.PostStatus(ctx, agentID, updates) })
 }
 
+// AgentStopping tells the current master the agent is stopping on purpose
+// (the master it long-polls, which sees the poll end).
+func (s *MasterSet) AgentStopping(ctx context.Context, agentID string) error {
+	return s.call(func(c *Client) error { return c.AgentStopping(ctx, agentID) })
+}
+
 // PostStatusAnswer reports task status and returns the master's answer.
 func (s *MasterSet) PostStatusAnswer(ctx context.Context, agentID string, updates []TaskStatus) (*StatusAnswer, error) {
 	var ans *StatusAnswer
