@@ -35,7 +35,10 @@
 // leader election through ZooKeeper took tens of seconds; Nomad and Consul
 // with raft's defaults take a few seconds.
 //
-// 100 kill -9 trials and 10 graceful ones take about 8-10 minutes.
+// Each trial waits for the old leader to restart and catch up, so 100
+// kill -9 trials and 10 graceful ones take about 8-10 minutes on a quiet
+// machine (an estimate: about 4.5 s a trial); on one at load 40 they took
+// 35 minutes.
 //
 //	go run ./bench/failover [-trials 100 -rate 20 -graceful-every 10]
 package main
