@@ -785,7 +785,8 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 
 // refreshLocalEndpoints recomputes our candidate endpoints: --advertise,
 // then interface addresses, each with the WireGuard port. It reports
-// whether they changed after gossip had started (the node moved).
+// whether they changed after gossip had started with an address new to
+// the node (it moved).
 func (m *Mesh) refreshLocalEndpoints() bool {
 	if !m.cfg.WireGuard {
 		return false
@@ -828,13 +829,21 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 	}
 	m.mu.Lock()
 	changed := !slices.Equal(eps, m.localEPs)
+	// A move is a new address; one that only went away (the old network
+	// is gone, the new one not there yet) is the first half of one: the
+	// node moves once, when the new address comes, and does not forget
+	// what peers report about it in between.
+	gained := false
+	for _, ep := range eps {
+		gained = gained || !slices.Contains(m.localEPs, ep)
+	}
 	m.localEPs = eps
 	started := m.serf != nil && m.claim.Block.IsValid()
 	m.mu.Unlock()
 	if changed && started {
 		m.publishAsync()
 	}
-	return changed && started
+	return changed && started && gained
 }
 
 // fillOverlayStatus adds the data plane's view to a Status.

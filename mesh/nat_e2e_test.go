@@ -15,8 +15,9 @@ import (
 // TestE2ENATTypes runs nodes behind every kind of NAT of the testbed, with
 // WAN delay, and asserts the path of each pairing: direct where a hole
 // punch can work (both NATs keep one public port per node, or one lets
-// anybody in), the relay where it cannot (two NATs that give each peer a
-// new port, or one such and a port-restricted one). Each node must also
+// anybody in, or one gives each peer the next port in sequence, which is
+// predicted), the relay where it cannot (two NATs that give each peer a
+// new port, or one that picks it at random and a port-restricted one). Each node must also
 // know its own kind of NAT.
 func TestE2ENATTypes(t *testing.T) {
 	if why := meshtest.Missing(); why != "" {
@@ -34,6 +35,7 @@ func TestE2ENATTypes(t *testing.T) {
 	tb.AddNATSite("lte1", natDelay, meshtest.WithNAT(meshtest.NATSymmetric))
 	tb.AddNATSite("lte2", natDelay, meshtest.WithNAT(meshtest.NATSymmetric))
 	tb.AddNATSite("cgn", natDelay, meshtest.DoubleNAT())
+	tb.AddNATSite("seq", natDelay, meshtest.WithNAT(meshtest.NATSequential))
 	ctx := context.Background()
 	token, err := mesh.GenerateToken()
 	if err != nil {
@@ -46,6 +48,7 @@ func TestE2ENATTypes(t *testing.T) {
 		tb.AddNATHost("cafe", "c1"),
 		tb.AddNATHost("lte1", "s1"), tb.AddNATHost("lte2", "s2"),
 		tb.AddNATHost("cgn", "dbl"), tb.AddNATHost("home3", "b0"),
+		tb.AddNATHost("seq", "q1"),
 	}
 	byName := map[string]*node{}
 	var nodes []*node
@@ -62,7 +65,7 @@ func TestE2ENATTypes(t *testing.T) {
 	ips := overlayIPs(ctx, t, nodes)
 
 	// Every node knows its NAT kind (s1, s2 need two observers: m1, d1).
-	wantKind := map[string]string{"m1": "none", "d1": "none", "r1": "easy", "r2": "easy", "c1": "easy", "s1": "hard", "s2": "hard", "dbl": "easy", "b0": "easy"}
+	wantKind := map[string]string{"m1": "none", "d1": "none", "r1": "easy", "r2": "easy", "c1": "easy", "s1": "hard", "s2": "hard", "dbl": "easy", "b0": "easy", "q1": "hard"}
 	if err := meshtest.Eventually(ctx, 20*time.Second, func() error {
 		for name, want := range wantKind {
 			st, err := byName[name].status(ctx)
@@ -98,6 +101,8 @@ func TestE2ENATTypes(t *testing.T) {
 		{"dbl", "r2", "direct"}, // double NAT and port-restricted, dbl initiating
 		{"b0", "dbl", "direct"}, // the same, b0 initiating (smaller name)
 		{"s1", "r2", "relay"},   // symmetric and port-restricted: no port to aim at
+		{"q1", "r1", "direct"},  // sequential ports into port-restricted: predicted
+		{"q1", "s2", "relay"},   // sequential and symmetric: both hard
 		{"s1", "s2", "relay"},   // symmetric both sides
 	}
 	for _, pr := range pairs {

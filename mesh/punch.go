@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,10 +39,15 @@ import (
 //     punchStaleWait, so that it expires.
 //
 // Meanwhile the pair talks through a relay. Behind a hard NAT (peers see
-// the node at a different port each: endpoint-dependent mapping) nobody
-// can predict the port the NAT opens toward a new peer: a node behind one
-// sends its handshake straight to an easy peer's endpoint (which passes a
-// full-cone NAT), and two nodes behind hard NATs stay on the relay.
+// the node at a different port each: endpoint-dependent mapping) the port
+// the NAT opens toward a new peer is known only when the NAT hands ports
+// out in sequence (peers saw the node at ports close together): then the
+// node maps its flow toward the peer and asks the peer to prime toward the
+// next ports after the highest seen (predictPorts), and its handshake
+// passes the peer's NAT as an answer. Behind a NAT that picks ports at
+// random, a node sends its handshake straight to an easy peer's endpoint
+// (which passes a full-cone NAT only); two nodes behind hard NATs stay on
+// the relay.
 const (
 	punchQuery      = "weft-punch"
 	punchWindow     = 2500 * time.Millisecond
@@ -49,6 +55,15 @@ const (
 	punchAskTimeout = 1500 * time.Millisecond
 	punchMaxBackoff = 10 * time.Second
 	punchStaleWait  = 32 * time.Second
+	// punchPredicted marks a punch query whose endpoints are predicted
+	// ports of a NAT that allocates them in sequence.
+	punchPredicted = "predicted"
+	// seqWindow: observed ports of one public address at most this far
+	// apart come from a NAT that allocates in sequence (a random one
+	// spreads them over tens of thousands); seqAhead ports after the
+	// highest are predicted (other flows may take some first).
+	seqWindow = 64
+	seqAhead  = 32
 )
 
 // NAT kinds as status reports them.
@@ -70,6 +85,10 @@ type punchState struct {
 	clear      bool           // the window closed without a session
 	primeTo    []netip.AddrPort
 	primeUntil time.Time // as responder: keep our NAT primed toward primeTo
+	// primePredicted: primeTo are predicted ports of a sequential NAT.
+	primePredicted bool
+	predicting     bool // our tries use predicted ports
+
 }
 
 // punchBackoff is the wait after the tries-th attempt (counting from 0).
@@ -96,7 +115,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		ps := &rt.punch
 		if now.Before(ps.primeUntil) {
 			for _, ep := range ps.primeTo {
-				m.primeLog(e, p.Name, ep, true)
+				m.primeLog(e, p.Name, ep, !ps.primePredicted)
 			}
 		}
 		live := e.live(rt, now, punchPair(in, p))
@@ -122,6 +141,22 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		if p.Status != "alive" || !punchPair(in, p) || !initiates(self, p) || self.HardNAT && p.HardNAT {
 			continue
 		}
+		if !m.natSettled(now) {
+			// Whether our NAT is easy or hard is not known yet: a
+			// handshake from a NAT that turns out hard comes from a
+			// port nobody primed, and leaves an entry in the peer's
+			// NAT that spoils the next punches for 30 s.
+			continue
+		}
+		var guess []netip.AddrPort
+		if self.HardNAT {
+			guess = m.predictedEPs(now)
+			if len(guess) > 0 && !ps.predicting {
+				// Tries made before we knew our NAT's ports were
+				// doomed: predicting starts a schedule of its own.
+				ps.predicting, ps.tries, ps.next, ps.ackedFails = true, 0, time.Time{}, 0
+			}
+		}
 		if now.Before(ps.next) || now.Before(ps.until) || !ps.askedAt.IsZero() && now.Sub(ps.askedAt) < 2*punchAskTimeout {
 			continue
 		}
@@ -136,6 +171,19 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		ps.next = now.Add(punchBackoff(ps.tries))
 		ps.tries++
 		if self.HardNAT {
+			if len(guess) > 0 {
+				// A NAT that hands out ports in sequence: map the flow
+				// toward the peer now (its port is the next one), and
+				// have the peer prime its NAT toward the ports that
+				// come next (predictPorts).
+				for _, ep := range refl {
+					m.primeLog(e, p.Name, ep, false)
+				}
+				ps.askedAt = now
+				m.log.Debug("hole punch from behind a hard NAT, predicting its ports", "peer", p.Name, "ports", encodeEndpoints(guess[:1])+"..+"+strconv.Itoa(len(guess)-1), "try", ps.tries)
+				go m.askPunch(p.Name, guess, true)
+				continue
+			}
 			// Our port toward the peer is unknowable: send straight to
 			// it (a full-cone NAT lets it in; anything else drops it).
 			m.log.Debug("hole punch from behind a hard NAT", "peer", p.Name, "to", refl[0].String(), "try", ps.tries)
@@ -147,7 +195,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		}
 		ps.askedAt = now
 		m.log.Debug("hole punch: asking the peer to prime its NAT", "peer", p.Name, "ours", encodeEndpoints(mine), "try", ps.tries)
-		go m.askPunch(p.Name, mine)
+		go m.askPunch(p.Name, mine, false)
 	}
 }
 
@@ -169,7 +217,7 @@ func (m *Mesh) primeLog(e *engine, peer string, ep netip.AddrPort, answering boo
 }
 
 // askPunch sends the punch query to peer and reports its answer.
-func (m *Mesh) askPunch(peer string, mine []netip.AddrPort) {
+func (m *Mesh) askPunch(peer string, mine []netip.AddrPort, predicted bool) {
 	ack := punchAck{peer: peer}
 	defer func() {
 		select {
@@ -182,6 +230,9 @@ func (m *Mesh) askPunch(peer string, mine []netip.AddrPort) {
 		return
 	}
 	payload := peer + " " + m.cfg.NodeName + " " + encodeEndpoints(mine)
+	if predicted {
+		payload = peer + " " + m.cfg.NodeName + " " + encodePorts(mine) + " " + punchPredicted
+	}
 	resp, err := s.Query(punchQuery, []byte(payload), &serf.QueryParam{
 		FilterNodes: []string{peer}, Timeout: punchAskTimeout, RelayFactor: 2,
 	})
@@ -234,12 +285,19 @@ func (m *Mesh) takePunchAck(e *engine, a punchAck) {
 // reflexive endpoints (Run goroutine).
 func (m *Mesh) answerPunch(e *engine, q *serf.Query) {
 	parts := strings.Fields(string(q.Payload))
-	if len(parts) != 3 || parts[0] != m.cfg.NodeName {
+	if len(parts) < 3 || len(parts) > 4 || parts[0] != m.cfg.NodeName {
 		return
 	}
 	from, eps := parts[1], decodeEndpoints(parts[2])
+	predicted := len(parts) == 4 && parts[3] == punchPredicted
+	if predicted {
+		eps = decodePorts(parts[2])
+	}
+	// Predicted ports are primed only up to our own NAT: one reaching
+	// the peer's NAT at a port it has not handed out yet would leave an
+	// entry there that spoils the mapping once it does.
 	for _, ep := range eps {
-		m.primeLog(e, from, ep, true)
+		m.primeLog(e, from, ep, !predicted)
 	}
 	for _, p := range m.peerInfos() {
 		if p.Name != from {
@@ -248,6 +306,7 @@ func (m *Mesh) answerPunch(e *engine, q *serf.Query) {
 		if rt := e.peerByKey(p.PublicKey); rt != nil {
 			rt.punch.primeTo = eps
 			rt.punch.primeUntil = time.Now().Add(punchPrimeFor)
+			rt.punch.primePredicted = predicted
 		}
 	}
 	if err := q.Respond([]byte(encodeEndpoints(m.reflexiveEPs()))); err != nil {
@@ -305,4 +364,108 @@ func (e *engine) peerByKey(pub string) *peerRuntime {
 		return nil
 	}
 	return e.peers[k]
+}
+
+// predictedEPs are the ports our NAT will likely hand out next, when it
+// allocates them in sequence (predictPorts); nil otherwise.
+func (m *Mesh) predictedEPs(now time.Time) []netip.AddrPort {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var obs []netip.AddrPort
+	for _, o := range m.observedBy {
+		if now.Sub(o.at) <= observationTTL {
+			obs = append(obs, o.ep)
+		}
+	}
+	return predictPorts(obs)
+}
+
+// predictPorts: peers observed us at one public address, at two or more
+// ports at most seqWindow apart: a NAT that gives each new flow the next
+// port. Our flow toward a peer has one of the ports from the lowest seen
+// (it may be older than some observations) to seqAhead after the highest
+// (it may be new, after flows toward others); the observed ones are taken.
+// Tailscale and others call this port prediction.
+func predictPorts(obs []netip.AddrPort) []netip.AddrPort {
+	if len(obs) < 2 {
+		return nil
+	}
+	addr, lo, hi := obs[0].Addr(), obs[0].Port(), obs[0].Port()
+	for _, ep := range obs[1:] {
+		if ep.Addr() != addr {
+			return nil
+		}
+		lo, hi = min(lo, ep.Port()), max(hi, ep.Port())
+	}
+	if hi == lo || hi-lo > seqWindow {
+		return nil
+	}
+	taken := map[uint16]bool{}
+	for _, ep := range obs {
+		taken[ep.Port()] = true
+	}
+	var out []netip.AddrPort
+	for port := int(lo); port <= int(hi)+seqAhead && port <= 65535; port++ {
+		if !taken[uint16(port)] {
+			out = append(out, netip.AddrPortFrom(addr, uint16(port)))
+		}
+	}
+	return out
+}
+
+// encodePorts writes endpoints of one address (predicted ports) as
+// "ip:port,port,...", which fits many more in a query than
+// encodeEndpoints (which keeps maxEndpoints).
+func encodePorts(eps []netip.AddrPort) string {
+	if len(eps) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(eps[0].Addr().String())
+	for i, ep := range eps {
+		if ep.Addr() != eps[0].Addr() {
+			continue
+		}
+		if i == 0 {
+			b.WriteByte(':')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(ep.Port())))
+	}
+	return b.String()
+}
+
+// decodePorts parses encodePorts' output, skipping bad entries.
+func decodePorts(s string) []netip.AddrPort {
+	host, ports, ok := strings.Cut(s, ":")
+	addr, err := netip.ParseAddr(host)
+	if !ok || err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, p := range strings.Split(ports, ",") {
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil && n > 0 {
+			out = append(out, netip.AddrPortFrom(addr, uint16(n)))
+		}
+	}
+	return out
+}
+
+// natSettle is how long after the first report of a reflexive address a
+// node with one observer takes its NAT kind as known.
+const natSettle = 3 * time.Second
+
+// natSettled: two peers have reported where they see us (enough to tell
+// an easy NAT from a hard one), or one did natSettle ago.
+func (m *Mesh) natSettled(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.observedBy) >= 2 {
+		return true
+	}
+	for _, o := range m.observedBy {
+		return now.Sub(o.at) >= natSettle
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -471,5 +472,33 @@ func TestLiveness(t *testing.T) {
 	rt.staleBefore = at(68)
 	if e.live(rt, at(69), false) {
 		t.Fatal("a session from before a move counts")
+	}
+}
+
+func TestPredictPorts(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	if got := predictPorts([]netip.AddrPort{ap("203.0.113.5:40001"), ap("203.0.113.5:40004"), ap("203.0.113.5:40002")}); len(got) != seqAhead+1 || got[0] != ap("203.0.113.5:40003") || got[1] != ap("203.0.113.5:40005") || got[seqAhead].Port() != 40004+seqAhead {
+		t.Errorf("sequential ports: predicted %v", got)
+	}
+	for name, obs := range map[string][]netip.AddrPort{
+		"one observation": {ap("203.0.113.5:40001")},
+		"one port":        {ap("203.0.113.5:40001"), ap("203.0.113.5:40001")},
+		"random ports":    {ap("203.0.113.5:40001"), ap("203.0.113.5:52013")},
+		"two addresses":   {ap("203.0.113.5:40001"), ap("203.0.113.6:40002")},
+	} {
+		if got := predictPorts(obs); got != nil {
+			t.Errorf("%s: predicted %v, want nothing", name, got)
+		}
+	}
+	if got := predictPorts([]netip.AddrPort{ap("203.0.113.5:65530"), ap("203.0.113.5:65533")}); len(got) != 4 || got[3].Port() != 65535 {
+		t.Errorf("near the top of the port range: %v", got)
+	}
+}
+
+func TestEncodePorts(t *testing.T) {
+	eps := predictPorts([]netip.AddrPort{netip.MustParseAddrPort("203.0.113.5:40000"), netip.MustParseAddrPort("203.0.113.5:40003")})
+	enc := encodePorts(eps)
+	if got := decodePorts(enc); !slices.Equal(got, eps) || len(eps) != seqAhead+2 || len(enc) > 300 {
+		t.Errorf("%q decodes to %v, want %v", enc, got, eps)
 	}
 }

@@ -114,6 +114,19 @@ const (
 	// NATSymmetric maps each new destination to a new random port
 	// (MASQUERADE --random-fully): endpoint-dependent mapping, "hard".
 	NATSymmetric
+	// NATSequential maps each new UDP flow (a new destination address
+	// and port) to the next public port, from 40000 up (an nftables snat
+	// to a map of numgen inc, which runs once per new conntrack entry), with
+	// address-and-port-dependent filtering: a hard NAT whose next port
+	// can be predicted. Other protocols are MASQUERADEd.
+	NATSequential
+)
+
+// NATSequential hands out sequentialPorts ports from sequentialBase, then
+// starts again.
+const (
+	sequentialBase  = 40000
+	sequentialPorts = 1000
 )
 
 func (n NATType) String() string {
@@ -122,6 +135,8 @@ func (n NATType) String() string {
 		return "full-cone"
 	case NATSymmetric:
 		return "symmetric"
+	case NATSequential:
+		return "sequential"
 	default:
 		return "port-restricted"
 	}
@@ -329,6 +344,28 @@ func (tb *Testbed) addSite(name string, nat bool, opts []SiteOption) *Site {
 			masq = append(masq, "--random-fully")
 		}
 		tb.must(s.NATNS, masq...)
+		if s.NATType == NATSequential {
+			// Before iptables' nat chain (srcnat, 100): the first NAT
+			// rule that binds a new flow wins.
+			// numgen's own value would reach the port in host byte
+			// order; a map to ports gives them in sequence.
+			var ports []string
+			for i := 0; i < sequentialPorts; i++ {
+				ports = append(ports, fmt.Sprintf("%d : %d", i, sequentialBase+i))
+			}
+			rules := fmt.Sprintf(`table ip seqnat {
+	chain post {
+		type nat hook postrouting priority 99; policy accept;
+		oifname "wan" meta l4proto udp snat to %s : numgen inc mod %d map { %s }
+	}
+}
+`, s.Public, sequentialPorts, strings.Join(ports, ", "))
+			cmd := exec.Command("ip", "netns", "exec", s.NATNS, "nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(rules)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				tb.t.Fatalf("meshtest: sequential NAT for site %s (needs nft): %v\n%s", name, err, out)
+			}
+		}
 	}
 	if s.Delay > 0 {
 		ms := fmt.Sprintf("%dms", s.Delay.Milliseconds())
