@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/weftnet/weft/bench/internal/benchkit"
 	"github.com/weftnet/weft/internal/testbin"
 	"github.com/weftnet/weft/mesh"
 	"github.com/weftnet/weft/mesh/meshtest"
@@ -91,6 +93,9 @@ func startNode(t *testing.T, weft string, h *meshtest.Host, token, join string) 
 		"--agent-addr", "127.0.0.1:5051", "--token", token, "--log-level", level}
 	if join != "" {
 		args = append(args, "--join", join)
+	}
+	if os.Getenv("WEFT_MESH_BENCH_PPROF") != "" {
+		args = append(args, "--pprof")
 	}
 	return &node{h: h, p: h.Start(args...)}
 }
@@ -242,9 +247,18 @@ func TestMeshBench(t *testing.T) {
 		t.Skip("run by `go run ./bench/mesh` (make bench)")
 	}
 	weft := testbin.Weft(t)
+	trials, _ := strconv.Atoi(os.Getenv("WEFT_MESH_BENCH_TRIALS"))
+	if trials <= 0 {
+		trials = 20
+	}
 	if os.Getenv("WEFT_MESH_BENCH_ONLY_FORMATION") != "" {
 		token, _ := mesh.GenerateToken()
 		formation(t, weft, token)
+		return
+	}
+	if os.Getenv("WEFT_MESH_BENCH_ONLY_NAT") != "" {
+		token, _ := mesh.GenerateToken()
+		natTrials(t, weft, token, trials)
 		return
 	}
 	secs, _ := strconv.Atoi(os.Getenv("WEFT_MESH_BENCH_SECONDS"))
@@ -366,6 +380,9 @@ func TestMeshBench(t *testing.T) {
 	fmt.Printf("partition for %v: full membership %.1fs and all-pairs reachability (%d/%d) %.1fs after the heal (target 30s); %v\n",
 		hold, member.Seconds(), reach, len(nodes)*(len(nodes)-1), full.Seconds(), err)
 
+	// 5. Laptops behind NAT: punch, relay and roam, trial after trial.
+	natTrials(t, weft, token, trials)
+
 	fmt.Printf("SUMMARY mesh: weft/bare-wg %.2fx (1 stream) %.2fx (4 streams) [%s; weft %.2f Gb/s, veth %.2f]; RTT +%.2fms (bare +%.2fms); formation %d nodes %.1fs (RTT 30ms between sites, 80ms to NAT: %s); relay %s, direct %s; partition %v healed %.1fs\n",
 		one.weft/one.bare, four.weft/four.bare, tool, one.weft, one.veth, r.weft-r.veth, r.bare-r.veth, len(nodes), formation.Seconds(), tb2.DelayNote(), relayFig, directFig, hold, full.Seconds())
 }
@@ -440,6 +457,9 @@ func formation(t *testing.T, weft, token string) (*meshtest.Testbed, []*node, ma
 		len(nodes), len(nodes)*(len(nodes)-1), formation.Seconds(), len(failed), failed, tb2.DelayNote())
 	fmt.Printf("  last to connect: %s\n", strings.Join(slow, ", "))
 	idle(nodes, 30*time.Second)
+	if dir := os.Getenv("WEFT_MESH_BENCH_PPROF"); dir != "" {
+		profile(t, nodes[len(nodes)-2], dir)
+	}
 	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
 		for _, n := range nodes {
 			st, _ := n.status(ctx)
@@ -503,4 +523,172 @@ func idle(nodes []*node, period time.Duration) {
 	}
 	fmt.Printf("idle %v, %d nodes, no traffic: CPU mean %.2f%% of a core, worst %.2f%% (%s), laptop %.2f%%; RSS max %.0f MB, laptop %.0f MB (targets 0.3%%, 60 MB)\n",
 		period, len(nodes), sum/float64(len(nodes)), worst, worstName, laptop, worstRSS, laptopRSS)
+}
+
+// profile saves a 20 s CPU profile and a heap profile of n (started with
+// --pprof) into dir, for finding what an idle node spends.
+func profile(t *testing.T, n *node, dir string) {
+	for name, path := range map[string]string{"cpu": "/debug/pprof/profile?seconds=20", "heap": "/debug/pprof/heap", "goroutine": "/debug/pprof/goroutine?debug=1"} {
+		c := n.h.HTTPClient()
+		c.Timeout = time.Minute
+		resp, err := c.Get("http://127.0.0.1:5051" + path)
+		if err != nil {
+			t.Logf("pprof %s: %v", name, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_ = os.WriteFile(filepath.Join(dir, n.h.Name+"."+name+".pprof"), b, 0o644)
+	}
+}
+
+// natTrials measures, in each of n trials with fresh NATs and fresh
+// nodes (no mapping or conntrack entry left from an earlier trial), next
+// to two public nodes m1 and d1 in two sites:
+//   - two laptops behind endpoint-independent NATs (Linux MASQUERADE,
+//     the usual home router), started together: the time until each
+//     reports a direct path to the other and a ping goes through
+//     (target 5 s, in every trial);
+//   - two laptops behind symmetric NATs (a new random port per
+//     destination): the time until both report the same relay and a
+//     ping goes through (target 3 s);
+//   - a laptop that has traffic with m1 moves to a new NAT (new address,
+//     none of the old mappings): the time until m1 and the laptop ping
+//     each other again both ways (target 3 s).
+//
+// Each trial waits at most 30 s; a trial that misses counts as a failure.
+// It prints one line per kind (median, worst, how many met the target)
+// with the WAN delay in force, and a benchkit row for each.
+func natTrials(t *testing.T, weft, token string, n int) {
+	ctx := context.Background()
+	tb := meshtest.New(t)
+	siteDelay, natDelay := 15*time.Millisecond, 40*time.Millisecond
+	tb.AddSite("cloud", meshtest.Delay(siteDelay))
+	tb.AddSite("dc", meshtest.Delay(siteDelay))
+	m1 := startNode(t, weft, tb.AddHost("cloud", "m1"), token, "")
+	seed := m1.h.IP().String()
+	d1 := startNode(t, weft, tb.AddHost("dc", "d1"), token, seed)
+	ip1 := m1.overlayIP(ctx, t)
+	d1.overlayIP(ctx, t)
+	delay := fmt.Sprintf("RTT %v between the public sites, %v between a public site and a NAT's public side", 2*siteDelay, siteDelay+natDelay)
+
+	type kind struct {
+		name, target string
+		limit        time.Duration
+		took         []time.Duration
+		failed       int
+	}
+	easy := &kind{name: "two laptops behind endpoint-independent NATs: direct both ways after both started", target: "≤ 5 s in every trial", limit: 5 * time.Second}
+	hard := &kind{name: "two laptops behind symmetric NATs: on the relay both ways after both started", target: "≤ 3 s in every trial", limit: 3 * time.Second}
+	roam := &kind{name: "a laptop moved to a new NAT: traffic with m1 both ways again after the move", target: "≤ 3 s in every trial", limit: 3 * time.Second}
+	const within = 30 * time.Second
+	pair := func(k *kind, i int, nat meshtest.NATType, want string) {
+		var hs [2]*meshtest.Host
+		tag := "e" // endpoint-independent
+		if nat == meshtest.NATSymmetric {
+			tag = "s"
+		}
+		for j := range hs {
+			site := fmt.Sprintf("%s%d%c", tag, i, 'a'+j)
+			tb.AddNATSite(site, meshtest.Delay(natDelay), meshtest.WithNAT(nat))
+			hs[j] = tb.AddNATHost(site, "l"+site)
+		}
+		a := startNode(t, weft, hs[0], token, seed)
+		b := startNode(t, weft, hs[1], token, seed)
+		started := time.Now()
+		var ipB string
+		err := meshtest.Eventually(ctx, within, func() error {
+			if ipB == "" {
+				st, err := b.status(ctx)
+				if err != nil || st.OverlayIP == "" {
+					return fmt.Errorf("no overlay address yet")
+				}
+				ipB = st.OverlayIP
+			}
+			p, q := peerOf(ctx, a, b.h.Name), peerOf(ctx, b, a.h.Name)
+			if p.Path != want || q.Path != want || want == "relay" && p.Via != q.Via {
+				return fmt.Errorf("%s -> %s %s %s, back %s %s", a.h.Name, b.h.Name, p.Path, p.Via, q.Path, q.Via)
+			}
+			return a.h.Ping(ctx, ipB)
+		})
+		took := time.Since(started)
+		if err != nil {
+			k.failed++
+			fmt.Printf("  trial %d (%s): not %s within %v: %v\n", i, k.name[:10], want, within, err)
+		} else {
+			k.took = append(k.took, took)
+		}
+		a.p.Stop()
+		b.p.Stop()
+	}
+	for i := 0; i < n; i++ {
+		pair(easy, i, meshtest.NATRestricted, "direct")
+		pair(hard, i, meshtest.NATSymmetric, "relay")
+
+		home, away := fmt.Sprintf("h%d", i), fmt.Sprintf("r%d", i)
+		tb.AddNATSite(home, meshtest.Delay(natDelay))
+		tb.AddNATSite(away, meshtest.Delay(natDelay))
+		l := startNode(t, weft, tb.AddNATHost(home, fmt.Sprintf("l%d", i)), token, seed)
+		ipL := l.overlayIP(ctx, t)
+		both := func() error {
+			if err := m1.h.Ping(ctx, ipL); err != nil {
+				return err
+			}
+			return l.h.Ping(ctx, ip1)
+		}
+		if err := meshtest.Eventually(ctx, within, both); err != nil {
+			t.Fatalf("trial %d: laptop and m1 have no traffic before the move: %v", i, err)
+		}
+		time.Sleep(time.Second)
+		l.h.Move(away, true)
+		moved := time.Now()
+		if err := meshtest.Eventually(ctx, within, both); err != nil {
+			roam.failed++
+			fmt.Printf("  trial %d (roam): no traffic within %v of the move: %v\n", i, within, err)
+		} else {
+			roam.took = append(roam.took, time.Since(moved))
+		}
+		l.p.Stop()
+	}
+	for _, k := range []*kind{easy, hard, roam} {
+		sorted := slices.Clone(k.took)
+		slices.Sort(sorted)
+		med, worst, met := time.Duration(0), time.Duration(0), 0
+		if len(sorted) > 0 {
+			med, worst = sorted[len(sorted)/2], sorted[len(sorted)-1]
+		}
+		for _, d := range sorted {
+			if d <= k.limit {
+				met++
+			}
+		}
+		fmt.Printf("%s: median %.2fs, worst %.2fs, %d/%d within %v, %d failed (%s)\n", k.name, med.Seconds(), worst.Seconds(), met, n, k.limit, k.failed, delay)
+		benchkit.EmitRow(benchkit.Row{Bench: "mesh", Figure: k.name + fmt.Sprintf(" (%d trials, median; %s)", n, delay),
+			Weft: fmt.Sprintf("%.2f s median, %.2f s worst, %d/%d within %v", med.Seconds(), worst.Seconds(), met, n, k.limit), Peer: benchkit.NoPeer,
+			Target: k.target, Met: met == n})
+	}
+	fmt.Printf("SUMMARY mesh-nat: %d trials; EIM pair direct median %.2fs (%d failed), symmetric pair relay median %.2fs (%d failed), roam median %.2fs (%d failed); %s\n",
+		n, median(easy.took).Seconds(), easy.failed, median(hard.took).Seconds(), hard.failed, median(roam.took).Seconds(), roam.failed, delay)
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func peerOf(ctx context.Context, n *node, peer string) mesh.PeerStatus {
+	st, err := n.status(ctx)
+	if err != nil {
+		return mesh.PeerStatus{}
+	}
+	for _, p := range st.Peers {
+		if p.Name == peer {
+			return p
+		}
+	}
+	return mesh.PeerStatus{}
 }
