@@ -2,6 +2,19 @@ package api
 
 import "encoding/json"
 
+// MarshalJSON writes the job as Chronos's JobSerializer does: a scheduled
+// job always carries scheduleTimeZone ("" when none was given).
+func (j Job) MarshalJSON() ([]byte, error) {
+	type plain Job
+	if j.Schedule == "" || j.ScheduleTimeZone != "" {
+		return json.Marshal(plain(j))
+	}
+	return json.Marshal(struct {
+		plain
+		ScheduleTimeZone string `json:"scheduleTimeZone"`
+	}{plain(j), ""})
+}
+
 // Job is a Chronos job (Jobs.scala, JobDeserializer.scala).
 type Job struct {
 	Name                   string        `json:"name"`
