@@ -47,10 +47,11 @@ var (
 	conns       = flag.Int("conns", 64, "wrk connections")
 	changeFor   = flag.Duration("change-duration", 2*time.Minute, "length of the under-change phase")
 	propagation = flag.Int("propagation-samples", 20, "routing changes timed for propagation")
-	skip        = flag.String("skip", "", "comma list of phases to skip: http,tcp,bulk,change,propagation")
+	skip        = flag.String("skip", "", "comma list of phases to skip: http,strict,tcp,bulk,change,propagation")
 	only        = flag.String("only", "", "comma list of the only phases to run (e.g. tcp); overrides -skip")
 	tcpRuns     = flag.Int("tcp-runs", 5, "alternations of the weft/HAProxy pair in the HTTP and TCP phases (the ratio is their median)")
 	warmup      = flag.Duration("warmup", 3*time.Second, "unmeasured wrk run through each proxy before a phase's measured runs")
+	baseline    = flag.String("baseline", "fea98ef", "git revision of the lb before the strict HTTP/1.1 parser (issue #13): built from this repository and run side by side in the strict phase; \"\" skips it")
 	lbProcs     = flag.Int("lb-gomaxprocs", 0, "GOMAXPROCS of the lb process (0: the Go default, one per core)")
 )
 
@@ -418,6 +419,7 @@ type env struct {
 	lbPid, haPid                        int
 	haHTTP, haTCP, haBulk, haBulkSplice int
 	iperfPort                           int
+	stateURL                            string
 	procs                               []*exec.Cmd
 }
 
@@ -489,6 +491,7 @@ func run() error {
 		return err
 	}
 	go http.Serve(sl, e.state)
+	e.stateURL = "http://" + sl.Addr().String()
 	e.lbHTTP, e.lbTCP, e.lbBulk, e.lbAdmin = freePort(), freePort(), freePort(), freePort()
 	e.state.set(e.apps(e.backendPorts[:2]))
 	lbArgs := []string{"-role", "lb", "-state", "http://" + sl.Addr().String(), "-http", "127.0.0.1:" + strconv.Itoa(e.lbHTTP), "-admin", "127.0.0.1:" + strconv.Itoa(e.lbAdmin)}
@@ -590,6 +593,18 @@ listen bulk_splice
 		summary = append(summary, fmt.Sprintf("http %.2f× (p99 %.2f×, %d failed)", res.ratio, res.p99Ratio, res.failures))
 	}
 
+	if !skipped("strict") && *baseline != "" {
+		res, rev, err := strictPhase(e)
+		if err != nil {
+			return err
+		}
+		ok := res.ratio >= 0.97 && res.failures == 0
+		fmt.Printf("  strict parser / lenient (%s) req/s median %.3f× (target ≥ 0.97: %s); p99 %.2f×; failed requests %d\n\n", rev, res.ratio, check(ok), res.p99Ratio, res.failures)
+		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "HTTP keep-alive req/s, strict HTTP/1.1 parser vs the lb before it (median of alternating pairs)", Weft: fmt.Sprintf("%.0f", res.weftRPS),
+			Peer: "weft's lb at " + rev + " (before the strict parser), same backends, same wrk, alternating runs", PeerValue: fmt.Sprintf("%.0f", res.haRPS), Ratio: res.ratio, Target: "≥ 0.97× (within 3 %) with 0 failures", Met: ok})
+		summary = append(summary, fmt.Sprintf("strict/lenient %.3f×", res.ratio))
+	}
+
 	if !skipped("tcp") {
 		fmt.Println("TCP small requests (keep-alive HTTP through L4)")
 		res, err := pairPhase(e, "tcp", fmt.Sprintf("http://127.0.0.1:%d/", e.lbTCP), fmt.Sprintf("http://127.0.0.1:%d/", e.haTCP), false)
@@ -686,12 +701,18 @@ type pairResult struct {
 // Only good answers count as throughput; weft's socket errors and non-2xx
 // answers are counted as failures. CPU is each proxy's own utime+stime.
 func pairPhase(e *env, name, weftURL, haURL string, host bool) (pairResult, error) {
+	return pairWith(e, name, weftURL, haURL, e.haPid, "HA", host)
+}
+
+// pairWith is pairPhase against any peer: the proxy at peerURL whose
+// process is peerPid, labelled peer in the table.
+func pairWith(e *env, name, weftURL, haURL string, haPid int, peer string, host bool) (pairResult, error) {
 	gap := func() { time.Sleep(2 * time.Second) }
 	if *warmup > 0 {
 		for _, x := range []struct {
 			url string
 			pid int
-		}{{weftURL, e.lbPid}, {haURL, e.haPid}} {
+		}{{weftURL, e.lbPid}, {haURL, haPid}} {
 			if _, err := wrk(x.url, x.pid, *warmup, *conns, host); err != nil {
 				return pairResult{}, err
 			}
@@ -701,7 +722,7 @@ func pairPhase(e *env, name, weftURL, haURL string, host bool) (pairResult, erro
 	var weft, ha agg
 	var res pairResult
 	var ratios, p99Ratios, cpuRatios []float64
-	fmt.Printf("  %-4s %10s %10s %7s %8s %8s %10s %10s %7s %9s %9s\n", "pair", "weft req/s", "HA req/s", "ratio", "weft p99", "HA p99", "weft µs/r", "HA µs/r", "cpu ×", "weft sys", "HA sys")
+	fmt.Printf("  %-4s %10s %10s %7s %8s %8s %10s %10s %7s %9s %9s\n", "pair", "weft req/s", peer+" req/s", "ratio", "weft p99", peer+" p99", "weft µs/r", peer+" µs/r", "cpu ×", "weft sys", peer+" sys")
 	for i := 0; i < *tcpRuns; i++ {
 		var rw, rh wrkResult
 		order := []bool{true, false}
@@ -709,7 +730,7 @@ func pairPhase(e *env, name, weftURL, haURL string, host bool) (pairResult, erro
 			order = []bool{false, true}
 		}
 		for _, isWeft := range order {
-			url, pid, into := haURL, e.haPid, &rh
+			url, pid, into := haURL, haPid, &rh
 			if isWeft {
 				url, pid, into = weftURL, e.lbPid, &rw
 			}
@@ -741,7 +762,7 @@ func pairPhase(e *env, name, weftURL, haURL string, host bool) (pairResult, erro
 	res.weftP99, res.haP99 = median(weft.p99), median(ha.p99)
 	sorted := append([]float64(nil), ratios...)
 	sort.Float64s(sorted)
-	fmt.Printf("  req/s ratio range %.2f–%.2f over %d pairs; CPU per request median %.2f× HAProxy's\n", sorted[0], sorted[len(sorted)-1], len(ratios), median(cpuRatios))
+	fmt.Printf("  req/s ratio range %.2f–%.2f over %d pairs; CPU per request median %.2f× %s's\n", sorted[0], sorted[len(sorted)-1], len(ratios), median(cpuRatios), peer)
 	return res, nil
 }
 
@@ -904,4 +925,49 @@ func waitBackend(c *http.Client, lbPort, want int, d time.Duration) error {
 		time.Sleep(time.Millisecond)
 	}
 	return errors.New("routing change not live after " + d.String())
+}
+
+// strictPhase runs the HTTP phase between this lb and the lb as it was
+// before the strict HTTP/1.1 parser (-baseline), built from this
+// repository's history into a temporary directory and run the same way
+// (this bench's own lb child role, watching the same state server).
+func strictPhase(e *env) (pairResult, string, error) {
+	dir, err := os.MkdirTemp("", "bench-lb-baseline")
+	if err != nil {
+		return pairResult{}, "", err
+	}
+	defer os.RemoveAll(dir)
+	rev := *baseline
+	out, err := exec.Command("git", "rev-parse", "--short", rev+"^{commit}").Output()
+	if err != nil {
+		return pairResult{}, "", fmt.Errorf("baseline %q is not a commit of this repository (run from a clone with history, or -baseline \"\"): %v", rev, err)
+	}
+	rev = strings.TrimSpace(string(out))
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return pairResult{}, "", err
+	}
+	arch := exec.Command("sh", "-c", "git archive --format=tar \"$0\" | tar -x -C \"$1\"", rev, src)
+	if b, err := arch.CombinedOutput(); err != nil {
+		return pairResult{}, "", fmt.Errorf("extracting %s: %v: %s", rev, err, b)
+	}
+	bin := filepath.Join(dir, "lb-baseline")
+	build := exec.Command("go", "build", "-o", bin, "./bench/lb")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+	if b, err := build.CombinedOutput(); err != nil {
+		return pairResult{}, "", fmt.Errorf("building the lb at %s: %v: %s", rev, err, b)
+	}
+	httpPort, adminPort := freePort(), freePort()
+	p, err := startEnv(lbEnv(), bin, "-role", "lb", "-state", e.stateURL, "-http", "127.0.0.1:"+strconv.Itoa(httpPort), "-admin", "127.0.0.1:"+strconv.Itoa(adminPort))
+	if err != nil {
+		return pairResult{}, "", err
+	}
+	defer func() { p.Process.Kill(); p.Wait() }()
+	if err := waitPort(httpPort); err != nil {
+		return pairResult{}, "", err
+	}
+	fmt.Printf("HTTP keep-alive through the strict parser vs the lb at %s (before it)\n", rev)
+	res, err := pairWith(e, "strict", fmt.Sprintf("http://127.0.0.1:%d/", e.lbHTTP), fmt.Sprintf("http://127.0.0.1:%d/", httpPort), p.Process.Pid, "old", true)
+	return res, rev, err
 }
