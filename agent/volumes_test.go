@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -95,4 +97,48 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestDockerPersistentAndNamedVolumes runs two containers in turn, as a
+// resident task and its relaunch: each appends to a file in its persistent
+// volume (relative to the container's sandbox, its working dir) and in a
+// Docker named volume of the local driver, and the second sees the first's
+// lines in both.
+func TestDockerPersistentAndNamedVolumes(t *testing.T) {
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	e := dkExecutor(t, cli, DefaultDockerConfig())
+	volumes := t.TempDir()
+	named := "weft-test-" + dkRand()
+	t.Cleanup(func() { _ = cli.VolumeRemove(context.Background(), named, true) })
+	ext, _ := json.Marshal(api.ExternalVolume{Name: named, Provider: "dvdi", Options: map[string]string{"dvdi/driver": "local"}})
+	run := func(line string) string {
+		t.Helper()
+		l := dkLaunch(t, img, "append", line, "data/runs", "/ext/runs")
+		l.VolumesDir = volumes
+		l.Spec.Container.Volumes = []api.Volume{
+			{ContainerPath: "data", Mode: "RW", Persistent: json.RawMessage(`{"size":10}`)},
+			{ContainerPath: "/ext", Mode: "RW", External: ext},
+		}
+		l.Spec.LocalVolumes = []api.LocalVolumeSpec{{ContainerPath: "data", PersistenceID: "test-app#data#1", Size: 10, Mode: "RW"}}
+		h, err := e.Start(context.Background(), l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex := dkWaitExit(t, h, 30*time.Second); ex.Code != 0 {
+			t.Fatalf("exit %+v: %s", ex, dkSandbox(t, l, "stderr"))
+		}
+		dkWaitSandbox(t, l, "stdout", "/ext/runs")
+		return dkSandbox(t, l, "stdout")
+	}
+	run("one")
+	out := run("two")
+	for _, want := range []string{`data/runs: "one\ntwo\n"`, `/ext/runs: "one\ntwo\n"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second run printed %q, want %s", out, want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(volumes, "test-app#data#1", "runs")); err != nil || string(b) != "one\ntwo\n" {
+		t.Errorf("the volume's file on the agent: %q, %v", b, err)
+	}
 }

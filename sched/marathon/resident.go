@@ -26,6 +26,8 @@ const (
 	taskLostWaitForever     = "WAIT_FOREVER"
 	taskLostRelaunchTimeout = "RELAUNCH_AFTER_TIMEOUT"
 	defaultRelaunchTimeout  = 3600
+	// maxVolumeSize bounds persistent.size (MiB), as disk is bounded.
+	maxVolumeSize = 1 << 30
 )
 
 // persistentVolumes are app's local persistent volumes (nil: not resident).
@@ -139,6 +141,8 @@ func validatePersistent(at string, v api.Volume, p api.PersistentVolume, add fun
 	}
 	if p.Size <= 0 {
 		add(at+"/persistent/size", fmt.Sprintf("got %s, expected more than 0 (MiB)", fmtFloat(p.Size)))
+	} else if p.Size > maxVolumeSize {
+		add(at+"/persistent/size", fmt.Sprintf("got %s, expected %s or less (MiB)", fmtFloat(p.Size), fmtFloat(maxVolumeSize)))
 	}
 	if p.MaxSize != nil {
 		add(at+"/persistent/maxSize", "maxSize applies to mount disks, which weft does not provide")

@@ -25,6 +25,7 @@ func TestVolumesAtSubmit(t *testing.T) {
 		{"absolute containerPath", pv("/data", `{"size":10}`) + `}`, "/container/volumes(0)/containerPath"},
 		{"nested containerPath", pv("var/data", `{"size":10}`) + `}`, "/container/volumes(0)/containerPath"},
 		{"no size", pv("data", `{"type":"root"}`) + `}`, "/container/volumes(0)/persistent/size"},
+		{"huge size", pv("data", `{"size":1e308}`) + `}`, "/container/volumes(0)/persistent/size"},
 		{"path constraints", pv("data", `{"size":10,"constraints":[["path","LIKE","/mnt/ssd-.+"]]}`) + `}`, "/container/volumes(0)/persistent/constraints"},
 		{"over capacity", pv("data", `{"size":10}`) + `,"upgradeStrategy":{"minimumHealthCapacity":0.5,"maximumOverCapacity":1}}`, "/upgradeStrategy/maximumOverCapacity"},
 		{"full health capacity", pv("data", `{"size":10}`) + `,"upgradeStrategy":{"minimumHealthCapacity":1,"maximumOverCapacity":0}}`, "/upgradeStrategy/minimumHealthCapacity"},
@@ -163,5 +164,37 @@ func TestResidentPlacement(t *testing.T) {
 	}
 	if rs := reservationsOf(e.m.st, "/db"); len(rs) != 0 {
 		t.Fatalf("reservations after wipe %+v", rs)
+	}
+}
+
+// TestReservationReleasedWithTheApp: deleting a resident app releases its
+// reservations.
+func TestReservationReleasedWithTheApp(t *testing.T) {
+	e := newEnv(t)
+	if r := e.do("PUT", "/v2/apps/db", `{"cmd":"x","cpus":0.1,"mem":16,"instances":1,
+		"container":{"type":"MESOS","volumes":[{"containerPath":"data","persistent":{"size":10}}]}}`); r.Status != 201 {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+	e.reconcile()
+	offers := []api.Offer{offer("a1", "h1", 1, 1024)}
+	res := e.f.ResourceOffers(context.Background(), offers)
+	if _, err := e.m.st.Apply(context.Background(), res.Ops); err != nil {
+		t.Fatal(err)
+	}
+	e.commit(res, offers)
+	if err := e.f.releaseReservations(context.Background(), e.m.st); err != nil {
+		t.Fatal(err)
+	}
+	if rs := reservationsOf(e.m.st, "/db"); len(rs) != 1 {
+		t.Fatalf("a live app's reservation released: %+v", rs)
+	}
+	if r := e.do("DELETE", "/v2/apps/db?force=true", ""); r.Status != 200 {
+		t.Fatalf("DELETE: %d %s", r.Status, r.Body)
+	}
+	if err := e.f.releaseReservations(context.Background(), e.m.st); err != nil {
+		t.Fatal(err)
+	}
+	if rs := reservationsOf(e.m.st, "/db"); len(rs) != 0 {
+		t.Fatalf("reservations of a deleted app: %+v", rs)
 	}
 }

@@ -6,6 +6,8 @@
 //	weftsrv exit N         prints to stdout and stderr, exits N
 //	weftsrv alloc          allocates and touches memory until killed
 //	weftsrv stubborn       ignores SIGTERM, sleeps
+//	weftsrv append LINE FILE...  appends LINE to each FILE, prints each
+//	                       file's content, exits 0
 //	sh -c "true|false|exit N"   (installed as /bin/sh as well)
 package main
 
@@ -73,6 +75,18 @@ func main() {
 		if err := http.ListenAndServe(addr, nil); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
+		}
+	case "append":
+		for _, name := range os.Args[3:] {
+			f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Fprintln(f, os.Args[2])
+			f.Close()
+			b, _ := os.ReadFile(name)
+			fmt.Printf("%s: %q\n", name, b)
 		}
 	case "exit":
 		n, _ := strconv.Atoi(os.Args[2])
