@@ -25,9 +25,13 @@ test: deps vet build
 	WEFT_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 19m ./...
 	@echo "UI screenshots (e2e TestUI): $(abspath bin/ui-screenshots)"
 
+## vet: go vet, gofmt, go mod tidy -diff, staticcheck and deadcode -test (pinned in scripts/tool.sh)
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	$$(GO=$(GO) scripts/tool.sh staticcheck) ./...
+	@out=$$($$(GO=$(GO) scripts/tool.sh deadcode) -test ./...); if [ -n "$$out" ]; then echo "deadcode (unreachable from main or any test):"; echo "$$out"; exit 1; fi
 
 ## bench: side-by-side benchmarks (installs haproxy, wrk, nsd, dnsperf, iperf3)
 bench: build

@@ -464,7 +464,6 @@ type processHandle struct {
 	killAt   time.Time // when stopping: SIGKILL the group at this time
 	done     chan struct{}
 	stopped  chan struct{} // closed when Stop has SIGKILLed the group
-	stopOnce sync.Once
 }
 
 func (h *processHandle) Done() <-chan struct{} { return h.done }

@@ -8,14 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Host DNS without systemd-resolved: a managed block at the top of
 // resolv.conf names weft's DNS as the first nameserver. resolv.conf cannot
 // send one domain to one server, so weft's DNS answers the cluster domain
-// and forwards every other name to the nameservers the file had before
-// (ResolvConfUpstreams), never to itself.
+// and forwards every other name to the nameservers the file had before,
+// never to itself.
 //
 // The file is rewritten in place, not renamed over: /etc/resolv.conf is
 // often a bind mount (containers, `ip netns exec`). Before the first write
@@ -114,23 +113,6 @@ func (r *ResolvConf) Restore() error {
 		return err
 	}
 	return nil
-}
-
-// ResolvConfUpstreams lists the nameservers of a resolv.conf outside
-// weft's block, as host:53.
-func ResolvConfUpstreams(path string) []string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(stripBlock(b)), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && net.ParseIP(f[1]) != nil {
-			out = append(out, net.JoinHostPort(f[1], "53"))
-		}
-	}
-	return out
 }
 
 // stripBlock cuts weft's block (and only it) out of a resolv.conf.

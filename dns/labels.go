@@ -67,11 +67,6 @@ func DomainFrag(name string, fn LabelFunc) string {
 	return strings.Join(out, ".")
 }
 
-// AppLabel is the label of a Marathon app id: Marathon names the task (and its
-// DiscoveryInfo) by the path reversed and joined with '.', and Mesos-DNS
-// sanitises that as one label: "/ssk2/whereisbot" → "whereisbot-ssk2".
-func AppLabel(appID string, fn LabelFunc) string { return fn(AppHostname(appID)) }
-
 // AppHostname is Marathon's PathId.toHostname: "/ssk2/whereisbot" →
 // "whereisbot.ssk2".
 func AppHostname(appID string) string {

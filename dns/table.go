@@ -433,9 +433,6 @@ func (t *Table) Enumerate() []*EnumFramework {
 	return out
 }
 
-// Domain is the zone, fully qualified.
-func (t *Table) Domain() string { return t.zone }
-
 // Lookup returns the records of name and type (mdns.TypeANY for all), and
 // whether the name exists at all.
 func (t *Table) Lookup(name string, qtype uint16) ([]Record, bool) {

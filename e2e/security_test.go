@@ -240,7 +240,7 @@ func TestSecurityAttackerOnUnderlay(t *testing.T) {
 		var resp raft.AppendEntriesResponse
 		return tr.AppendEntries("m1", raft.ServerAddress(m1Overlay+":8300"), &raft.AppendEntriesRequest{
 			RPCHeader: raft.RPCHeader{ID: []byte("x"), Addr: []byte(x.IP().String() + ":8300")},
-			Term:      1 << 40, Leader: []byte(x.IP().String() + ":8300"),
+			Term:      1 << 40,
 		}, &resp)
 	})
 	if err == nil {

@@ -141,7 +141,7 @@ func TestUpRunsAndKeepsMarathonApps(t *testing.T) {
 			return nil
 		})
 	}
-	weft = startWeft(t, "up-again", args...)
+	startWeft(t, "up-again", args...)
 	waitLeader(t, ctx, c)
 	app, err = c.App(ctx, "/ssk2/whereisbot")
 	if err != nil {

@@ -244,7 +244,6 @@ func (r *route) pickIn(tier []*backend, client net.IP, now int64, tried []*backe
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 )
 
 func getReader(r io.Reader) *bufio.Reader {

@@ -71,12 +71,6 @@ func (f *fakeSource) set(apps []api.App, tasks []api.Task) {
 	f.mu.Unlock()
 }
 
-func (f *fakeSource) index() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st.Index
-}
-
 func (f *fakeSource) setFail(v bool) {
 	f.mu.Lock()
 	f.fail = v

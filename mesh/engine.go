@@ -52,26 +52,25 @@ type peerRuntime struct {
 
 // engine is the WireGuard data plane of one node.
 type engine struct {
-	cfg      Config
-	log      *slog.Logger
-	priv     wgtypes.Key
-	dev      wgDevice
-	wg       *wgctrl.Client
-	mtu      int
-	overlay  netip.Prefix
-	addr     netip.Addr // our overlay address (.1 of our block)
-	peers    map[wgtypes.Key]*peerRuntime
-	routes   map[netip.Prefix]bool
-	statMu   sync.Mutex // guards last and lastDev for Status readers
-	last     topology
-	lastDev  *wgtypes.Device
-	closed   bool
-	linkIdx  int
-	ifname   string
-	dataPath string
-	rawFD    int  // raw IPv4 socket for NAT priming; 0 = not open
-	recheck  bool // peers were (re-)configured: look again shortly
-	firstUp  time.Time
+	cfg     Config
+	log     *slog.Logger
+	priv    wgtypes.Key
+	dev     wgDevice
+	wg      *wgctrl.Client
+	mtu     int
+	overlay netip.Prefix
+	addr    netip.Addr // our overlay address (.1 of our block)
+	peers   map[wgtypes.Key]*peerRuntime
+	routes  map[netip.Prefix]bool
+	statMu  sync.Mutex // guards last and lastDev for Status readers
+	last    topology
+	lastDev *wgtypes.Device
+	closed  bool
+	linkIdx int
+	ifname  string
+	rawFD   int  // raw IPv4 socket for NAT priming; 0 = not open
+	recheck bool // peers were (re-)configured: look again shortly
+	firstUp time.Time
 }
 
 // newEngine checks the system and creates the WireGuard device with its key

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -126,13 +125,4 @@ func overlayIP(block netip.Prefix) netip.Addr {
 		return netip.Addr{}
 	}
 	return block.Masked().Addr().Next()
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -175,10 +175,6 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeRawJSON(w, code, b)
 }
 
-// WriteError writes Marathon's error body {"message": msg}; frameworks may
-// use it for their own routes.
-func WriteError(w http.ResponseWriter, code int, msg string) { writeError(w, code, msg) }
-
 // hostOnly strips a port.
 func hostOnly(hostport string) string {
 	if i := strings.LastIndex(hostport, ":"); i > 0 && !strings.Contains(hostport[i:], "]") {

@@ -145,7 +145,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	var resp raft.AppendEntriesResponse
 	err = tcp.AppendEntries("m1", raft.ServerAddress(raftAddr["m1"]), &raft.AppendEntriesRequest{
 		RPCHeader: raft.RPCHeader{ID: []byte("evil"), Addr: []byte("127.0.0.1:1")},
-		Term:      term + 100, Leader: []byte("127.0.0.1:1"),
+		Term:      term + 100,
 	}, &resp)
 	if err == nil {
 		t.Fatalf("a raw raft RPC without the token was answered: %+v", resp)

@@ -68,3 +68,6 @@ if [ "$(uname -m)" = x86_64 ] && command -v apt-cache >/dev/null && command -v b
   fi
 fi
 go mod download
+# make vet's pinned linters, built once into a cached GOBIN (scripts/tool.sh).
+"$(dirname "$0")"/tool.sh staticcheck >/dev/null
+"$(dirname "$0")"/tool.sh deadcode >/dev/null

@@ -216,12 +216,6 @@ func startEnv(env []string, name string, args ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// cpuTicks returns utime+stime of a process in clock ticks.
-func cpuTicks(pid int) float64 {
-	u, k := cpuSplit(pid)
-	return u + k
-}
-
 // cpuSplit returns utime and stime of a process in clock ticks.
 func cpuSplit(pid int) (float64, float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -379,16 +373,6 @@ func mean(v []float64) float64 {
 		s += x
 	}
 	return s / float64(len(v))
-}
-
-// cpuPerReq is the proxy's CPU time per request: less sensitive than req/s
-// to other load on the machine.
-func cpuPerReq(a agg) string {
-	c := mean(a.cpu)
-	if c == 0 || math.IsNaN(c) {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f", c/100/mean(a.rps)*1e6)
 }
 
 func skipped(phase string) bool {

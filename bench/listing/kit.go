@@ -3,8 +3,6 @@ package main
 import "github.com/weftnet/weft/bench/internal/benchkit"
 
 // The shared helpers, under the names this bench uses.
-type proc = benchkit.Proc
-
 var (
 	atExit          = benchkit.AtExit
 	cleanupOnSignal = benchkit.CleanupOnSignal

@@ -318,7 +318,6 @@ func (tb *Testbed) addSite(name string, nat bool, opts []SiteOption) *Site {
 		tb.must(outer, "ip", "addr", "add", s.Public.String()+"/24", "dev", "wan")
 		tb.must(outer, "ip", "link", "set", "wan", "up")
 		tb.must(outer, "ip", "route", "add", "default", "via", fmt.Sprintf("172.31.%d.254", idx))
-		homeWan := s.Public.String() + "/24"
 		if s.double {
 			// CGN: wan 172.31.N.1, isp side 100.64.N.254; the home NAT's
 			// wan is 100.64.N.1.
@@ -329,7 +328,7 @@ func (tb *Testbed) addSite(name string, nat bool, opts []SiteOption) *Site {
 			tb.must(s.CGNNS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 			tb.must(s.CGNNS, "iptables", "-P", "FORWARD", "ACCEPT")
 			tb.must(s.CGNNS, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
-			homeWan = fmt.Sprintf("100.64.%d.1/24", idx)
+			homeWan := fmt.Sprintf("100.64.%d.1/24", idx)
 			tb.must(s.NATNS, "ip", "addr", "add", homeWan, "dev", "wan")
 			tb.must(s.NATNS, "ip", "link", "set", "wan", "up")
 			tb.must(s.NATNS, "ip", "route", "add", "default", "via", fmt.Sprintf("100.64.%d.254", idx))
@@ -692,7 +691,6 @@ type Process struct {
 	out  string // log file
 	done chan struct{}
 	err  error
-	once sync.Once
 }
 
 // Start runs argv in the host's namespace, in its own mount namespace with

@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -115,28 +114,4 @@ func constraintsMatch(cs [][]string, o *api.Offer, running []api.Offer) bool {
 		}
 	}
 	return true
-}
-
-var (
-	reMu    sync.Mutex
-	reCache = map[string]*regexp.Regexp{}
-)
-
-// wholeRE compiles a LIKE/UNLIKE value matching the whole attribute, as
-// Marathon does; nil if it does not compile (validated at submit).
-func wholeRE(v string) *regexp.Regexp {
-	reMu.Lock()
-	defer reMu.Unlock()
-	if re, ok := reCache[v]; ok {
-		return re
-	}
-	re, err := regexp.Compile("^(?:" + v + ")$")
-	if err != nil {
-		re = nil
-	}
-	if len(reCache) > 4096 {
-		clear(reCache)
-	}
-	reCache[v] = re
-	return re
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
-const t0 = "2026-11-22T01:00:00Z" // newEnv's clock
-
 func TestDueRunLaunchesExactlyOnce(t *testing.T) {
 	e := newEnv(t)
 	e.mustDo("POST", "/v1/scheduler/iso8601", `{"name":"extract","command":"echo hi","schedule":"R/2026-11-22T02:00:00Z/PT24H","owner":"ops@example.com"}`, 204)

@@ -459,8 +459,10 @@ func TestHealthKillRateLimitAndTimeout(t *testing.T) {
 	b := New(cfg).bucket
 	take := func(now time.Time) bool { return b.take(now, cfg.HealthKillEvery, cfg.HealthKillBurst) }
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if !take(now) || !take(now) || take(now) {
-		t.Fatal("burst of 2, then none")
+	for i, want := range []bool{true, true, false} {
+		if take(now) != want {
+			t.Fatalf("take %d: %v; want a burst of 2, then none", i+1, !want)
+		}
 	}
 	if take(now.Add(5*time.Second)) || !take(now.Add(10*time.Second)) {
 		t.Fatal("one more token every 10 s")
