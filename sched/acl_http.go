@@ -231,7 +231,7 @@ func routeClass(r *http.Request) string {
 		return routeMarathon
 	case under("/v1/scheduler", "/scheduler"):
 		return routeChronos
-	case strings.HasPrefix(p, "/v1/tasks/") && strings.HasSuffix(p, "/logs"):
+	case strings.HasPrefix(p, "/v1/tasks/") && (strings.HasSuffix(p, "/logs") || strings.HasSuffix(p, "/stats")):
 		return routePerTask
 	case under("/v1", "/v2"):
 		return routeNotFound
