@@ -410,13 +410,6 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 	return p, nil
 }
 
-func orNone(root string) string {
-	if root == "" {
-		return "the agent's volume root (none is configured)"
-	}
-	return root
-}
-
 // volumeBind checks one host-path volume and returns its bind string.
 // hostPath must be absolute and, once cleaned and with symlinks resolved,
 // inside root; with no root every host volume is refused.
