@@ -1,7 +1,7 @@
 // Command agentloss measures how fast a killed agent's tasks run again
 // elsewhere, as an operator sees it: a real `weft master` and 4 real
 // `weft agent` processes on loopback (gossip only: --no-mesh), an app of
-// 20 instances of `exec sleep 600` (process executor) spread over the
+// 20 instances of `exec sleep 86400` (a day: the tasks must outlive the -lossy watch, or their own end reads as a false alarm) (process executor) spread over the
 // agents, then `kill -9` of the agent running the most tasks. The clock
 // runs from the kill until every instance is TASK_RUNNING on another agent
 // (GET /v2/apps/{id} polled every 50 ms); the moment the master first shows
@@ -144,7 +144,7 @@ func run(rounds, nAgents, instances int, lossy time.Duration) error {
 	}
 	apiAddr := fmt.Sprintf("%s:%d", host, freePort())
 	gossip := fmt.Sprintf("%s:%d", host, freePort())
-	fmt.Printf("agentloss: weft master + %d weft agents (%s), app of %d × `exec sleep 600`, %d rounds; inactiveAfterSeconds default %v; load average %s\n",
+	fmt.Printf("agentloss: weft master + %d weft agents (%s), app of %d × `exec sleep 86400`, %d rounds; inactiveAfterSeconds default %v; load average %s\n",
 		nAgents, bin, instances, rounds, inactive, loadAvg())
 	master, err := startProc(dir, "master", bin, "master", "--no-mesh", "--node-name", "m1", "--site", "bench",
 		"--data-dir", filepath.Join(dir, "m1"), "--api-addr", apiAddr, "--raft-addr", "",
@@ -218,7 +218,7 @@ func run(rounds, nAgents, instances int, lossy time.Duration) error {
 
 	// Spread the instances: MAX_PER hostname first, then lift the cap so a
 	// lost agent's tasks fit on the others.
-	sleepCmd := fmt.Sprintf("echo $$ > %s/$MESOS_TASK_ID.pid; exec sleep 600", cl.pidDir)
+	sleepCmd := fmt.Sprintf("echo $$ > %s/$MESOS_TASK_ID.pid; exec sleep 86400", cl.pidDir)
 	perAgent := (instances + nAgents - 1) / nAgents
 	def := map[string]any{"id": id, "cmd": sleepCmd, "cpus": 0.1, "mem": 16, "instances": instances,
 		"constraints": [][]string{{"hostname", "MAX_PER", fmt.Sprint(perAgent)}}}
