@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"hash/fnv"
@@ -236,20 +235,8 @@ func (m *Master) handleChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	extendWriteDeadline(w, wait)
 	if cur := m.store.Index(); after > 0 && cur == after {
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, memCh := m.membersChanged()
-		if _, hash := m.watchNodes(); hash == nodesHash {
-			go func() {
-				select {
-				case <-memCh:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			_, _ = m.store.Watch(ctx, after)
-		}
-		cancel()
-		if r.Context().Err() != nil {
+		if _, hash := m.watchNodes(); hash == nodesHash && !m.waitPast(r, after, wait, memCh) {
 			return
 		}
 	}

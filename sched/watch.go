@@ -113,18 +113,8 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 	// An index above ours comes from another store (a master that lost its
 	// data): answer at once so the client resyncs.
 	if cur := m.store.Index(); after > 0 && cur == after {
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, memCh := m.membersChanged()
-		go func() {
-			select {
-			case <-memCh:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_, _ = m.store.Watch(ctx, after)
-		cancel()
-		if r.Context().Err() != nil {
+		if !m.waitPast(r, after, wait, memCh) {
 			return
 		}
 	}
@@ -141,4 +131,22 @@ func (m *Master) handleNodes(w http.ResponseWriter, r *http.Request) {
 	nodes := m.Nodes()
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+}
+
+// waitPast holds a long poll at index after until the store moves past it,
+// memCh (taken from membersChanged before the caller looked at the
+// membership) fires, or wait passes. It reports false when the client went
+// away, so there is nobody to answer.
+func (m *Master) waitPast(r *http.Request, after uint64, wait time.Duration, memCh <-chan struct{}) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	go func() {
+		select {
+		case <-memCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_, _ = m.store.Watch(ctx, after)
+	return r.Context().Err() == nil
 }

@@ -34,31 +34,14 @@ func TestACLOnMarathon(t *testing.T) {
 		return n, n != ""
 	}
 	cfg.SecretsKey, _ = sched.DeriveSecretsKey("join-token")
-	srv := httptest.NewUnstartedServer(nil)
-	cfg.APIAdvertise = srv.Listener.Addr().String()
-	m, err := sched.NewMaster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = m.Handler()
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		srv.CloseClientConnections()
-		srv.Close()
-		<-done
-	})
-	eventually(t, 5*time.Second, "master leads", func() bool { return m.Store().IsLeader() })
+	ctx, url := serveMaster(t, cfg)
 
-	anon := api.NewClient(srv.URL)
+	anon := api.NewClient(url)
 	boot, err := anon.ACLBootstrap(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := api.NewClient(srv.URL)
+	admin := api.NewClient(url)
 	admin.Token = boot.SecretID
 	if _, err := admin.ACLPolicyApply(ctx, "team-a", strings.NewReader(`{"apps": {"/team-a/*": "write"}, "secrets": {"team-a/*": "read"}}`)); err != nil {
 		t.Fatal(err)
@@ -67,7 +50,7 @@ func TestACLOnMarathon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := api.NewClient(srv.URL)
+	alice := api.NewClient(url)
 	alice.Token = tok.SecretID
 	const value = "pw-0f1e2d3c"
 	if err := admin.SecretPut(ctx, "team-a/db", strings.NewReader(value)); err != nil {
@@ -102,7 +85,7 @@ func TestACLOnMarathon(t *testing.T) {
 
 	get := func(c *api.Client, path string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req, _ := http.NewRequest("GET", url+path, nil)
 		if c.Token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.Token)
 		}
@@ -158,7 +141,7 @@ func TestACLOnMarathon(t *testing.T) {
 	}
 
 	// The secret's value: in the agent's assignment only.
-	nodeC := api.NewClient(srv.URL)
+	nodeC := api.NewClient(url)
 	nodeC.Token = "node-secret"
 	as, err := nodeC.Assignments(ctx, "agent-1", 0, 0)
 	if err != nil {
@@ -174,7 +157,7 @@ func TestACLOnMarathon(t *testing.T) {
 		t.Fatalf("the assignment of /team-a/x does not carry DB_PW: %+v", as.Tasks)
 	}
 	// Another node may not read agent-1's assignments at all.
-	req, _ := http.NewRequest("GET", srv.URL+"/v1/agents/agent-1/assignments", nil)
+	req, _ := http.NewRequest("GET", url+"/v1/agents/agent-1/assignments", nil)
 	req.Header.Set("X-Test-Node", "agent-2")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -2,12 +2,10 @@ package marathon
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -65,25 +63,8 @@ func TestGoldenMarathonStreams(t *testing.T) {
 	cfg.Frameworks = []sched.Framework{New(mcfg)}
 	cfg.AllocInterval = 50 * time.Millisecond
 	cfg.RefuseDefault = 50 * time.Millisecond
-	srv := httptest.NewUnstartedServer(nil)
-	cfg.APIAdvertise = srv.Listener.Addr().String()
-	m, err := sched.NewMaster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = m.Handler()
-	srv.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		srv.CloseClientConnections()
-		srv.Close()
-		<-done
-	})
-	eventually(t, 5*time.Second, "master leads", func() bool { return m.Store().IsLeader() })
-	c := api.NewClient(srv.URL)
+	ctx, url := serveMaster(t, cfg)
+	c := api.NewClient(url)
 	go (&fakeAgent{id: "agent-1", client: c, fail: make(chan string, 1)}).run(ctx)
 
 	events, err := c.Events(ctx)
@@ -143,7 +124,7 @@ func TestGoldenMarathonStreams(t *testing.T) {
 	}
 
 	// What marathon_lb.py reads: GET /v2/apps?embed=apps.tasks.
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v2/apps?embed=apps.tasks", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/v2/apps?embed=apps.tasks", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

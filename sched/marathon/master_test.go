@@ -69,23 +69,11 @@ func (a *fakeAgent) run(ctx context.Context) {
 	}
 }
 
-// TestOnRealMaster runs the framework inside the real master and
-// allocator, with a simulated agent: PUT → RUNNING, scale to 3, a failed
-// task replaced, restart, delete.
-func TestOnRealMaster(t *testing.T) {
-	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
-		Resources: api.Resources{Cpus: 4, Mem: 4096, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
-	members := sched.NewStaticMembers(node)
-	cfg := sched.DefaultMasterConfig()
-	cfg.Store.Dir = ""
-	cfg.Members = members
-	mcfg := DefaultConfig()
-	mcfg.Tick = 50 * time.Millisecond
-	mcfg.RefuseFor = 50 * time.Millisecond
-	fw := New(mcfg)
-	cfg.Frameworks = []sched.Framework{fw}
-	cfg.AllocInterval = 50 * time.Millisecond
-	cfg.RefuseDefault = 50 * time.Millisecond
+// serveMaster runs a master of cfg behind an HTTP test server until the
+// test ends, and returns once it leads: the context it runs under and its
+// API's URL.
+func serveMaster(t *testing.T, cfg sched.MasterConfig) (context.Context, string) {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	cfg.APIAdvertise = srv.Listener.Addr().String()
 	m, err := sched.NewMaster(cfg)
@@ -104,7 +92,28 @@ func TestOnRealMaster(t *testing.T) {
 		<-done
 	})
 	eventually(t, 5*time.Second, "master leads", func() bool { return m.Store().IsLeader() })
-	c := api.NewClient(srv.URL)
+	return ctx, srv.URL
+}
+
+// TestOnRealMaster runs the framework inside the real master and
+// allocator, with a simulated agent: PUT → RUNNING, scale to 3, a failed
+// task replaced, restart, delete.
+func TestOnRealMaster(t *testing.T) {
+	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
+		Resources: api.Resources{Cpus: 4, Mem: 4096, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
+	members := sched.NewStaticMembers(node)
+	cfg := sched.DefaultMasterConfig()
+	cfg.Store.Dir = ""
+	cfg.Members = members
+	mcfg := DefaultConfig()
+	mcfg.Tick = 50 * time.Millisecond
+	mcfg.RefuseFor = 50 * time.Millisecond
+	fw := New(mcfg)
+	cfg.Frameworks = []sched.Framework{fw}
+	cfg.AllocInterval = 50 * time.Millisecond
+	cfg.RefuseDefault = 50 * time.Millisecond
+	ctx, url := serveMaster(t, cfg)
+	c := api.NewClient(url)
 	agent := &fakeAgent{id: "agent-1", client: c, fail: make(chan string, 4)}
 	go agent.run(ctx)
 
