@@ -147,6 +147,11 @@ func mergeApp(cfg *Config, base *api.App, keys map[string]json.RawMessage, prefi
 	if has("args") && !has("cmd") {
 		delete(merged, "cmd")
 	}
+	// uris are the legacy form of fetch: an update giving uris replaces
+	// the fetch list (it would otherwise be appended to the old one).
+	if has("uris") && !has("fetch") {
+		delete(merged, "fetch")
+	}
 	if has("container") && !has("networks") {
 		var c api.Container
 		if json.Unmarshal(keys["container"], &c) == nil && c.Docker != nil && c.Docker.Network != "" {
@@ -189,6 +194,18 @@ func mergeApp(cfg *Config, base *api.App, keys map[string]json.RawMessage, prefi
 			rc := defaultReadinessCheck()
 			_ = json.Unmarshal(e, &rc)
 			app.ReadinessChecks = append(app.ReadinessChecks, rc)
+		}
+	}
+	if raw, ok := merged["fetch"]; ok {
+		// An artifact is extracted unless it says otherwise (FetchUri's
+		// defaults in Marathon: extract true, executable and cache false).
+		var elems []json.RawMessage
+		_ = json.Unmarshal(raw, &elems)
+		app.Fetch = []api.Fetch{}
+		for _, e := range elems {
+			f := api.Fetch{Extract: true}
+			_ = json.Unmarshal(e, &f)
+			app.Fetch = append(app.Fetch, f)
 		}
 	}
 	if raw, ok := merged["upgradeStrategy"]; ok {
