@@ -47,11 +47,11 @@ func authorizeChanges(ctx context.Context, m sched.MasterHandle, changes []chang
 			if s.Source == "" {
 				return notValid(api.ErrorDetail{Path: "/secrets/" + key + "/source", Errors: []string{"error.path.missing: the name of a secret in weft's store"}})
 			}
-			if a.Secret(s.Source) < sched.AccessRead {
+			if a.Secret(storeName(s.Source)) < sched.AccessRead {
 				return errMsg(403, "Not Authorized to perform this action: token %q has no read access to secret %s (secrets/%s of %s)", a.Label(), s.Source, key, c.To.ID)
 			}
-			if ss, ok := m.(secretStore); ok && !ss.SecretExists(s.Source) {
-				return errMsg(422, "secrets/%s of %s: secret %q does not exist (weft secret put %s)", key, c.To.ID, s.Source, s.Source)
+			if ss, ok := m.(secretStore); ok && !ss.SecretExists(storeName(s.Source)) {
+				return errMsg(422, "secrets/%s of %s: secret %q does not exist (weft secret put %s)", key, c.To.ID, s.Source, storeName(s.Source))
 			}
 		}
 	}
@@ -97,3 +97,8 @@ func hasPrefixed(ids []string, prefix string) bool {
 func cacheKey(r *http.Request) string {
 	return sched.AuthzFrom(r.Context()).ScopeKey() + r.URL.Path + "?" + r.URL.RawQuery
 }
+
+// storeName is the name in weft's secret store of a Marathon secret
+// source: DC/OS writes secret paths with or without a leading slash
+// ("/mesos-docker/pullConfig"), both naming the same secret.
+func storeName(source string) string { return strings.TrimPrefix(source, "/") }

@@ -285,6 +285,12 @@ func normalizeApp(app *api.App, present map[string]bool) {
 			c.Docker.Network = ""
 		}
 	}
+	// Legacy IP-per-task (ipAddress, Marathon < 1.5) is a container
+	// network of that name, as Marathon 1.5+ reads it; ipAddress itself
+	// is kept (its discovery ports name the task's ports).
+	if ip := app.IPAddress; ip != nil && len(app.Networks) == 0 && !present["networks!"] {
+		app.Networks = []api.Network{{Mode: "container", Name: ip.NetworkName, Labels: ip.Labels}}
+	}
 	if len(app.Networks) == 0 {
 		app.Networks = []api.Network{{Mode: "host"}}
 	}
@@ -309,6 +315,9 @@ func normalizeApp(app *api.App, present map[string]bool) {
 		}
 		if app.Container.Volumes == nil {
 			app.Container.Volumes = []api.Volume{}
+		}
+		for i := range app.Container.Volumes {
+			app.Container.Volumes[i].Persistent = persistentDefaults(app.Container.Volumes[i].Persistent)
 		}
 		if d := app.Container.Docker; d != nil && d.Parameters == nil {
 			d.Parameters = []api.Parameter{}
@@ -436,3 +445,27 @@ func cloneApp(a *api.App) *api.App {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// persistentDefaults fills a persistent volume's type ("root") and
+// constraints ([]) as Marathon gives them back when a definition leaves
+// them out; anything that is not an object is left for validation.
+func persistentDefaults(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return raw
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return raw
+	}
+	if _, ok := m["type"]; !ok {
+		m["type"] = json.RawMessage(`"root"`)
+	}
+	if _, ok := m["constraints"]; !ok {
+		m["constraints"] = json.RawMessage(`[]`)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return b
+}

@@ -32,6 +32,9 @@ type compatCase struct {
 	// PUT /v2/groups/{id} (groups); Patch is sent as PATCH /v2/apps/{id}.
 	Update map[string]json.RawMessage `json:"update"`
 	Patch  json.RawMessage            `json:"patch"`
+	// Secrets are put in weft's secret store before the POST (weft
+	// resolves a secret's source when the app is defined).
+	Secrets map[string]string `json:"secrets"`
 	// Refused names the field weft refuses: POST must be a 422 naming it.
 	Refused string `json:"refused"`
 }
@@ -44,7 +47,7 @@ var marathonAppDefaults = map[string]any{
 	"backoffSeconds": 1.0, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300.0,
 	"requirePorts": false, "killSelection": "YOUNGEST_FIRST",
 	"upgradeStrategy": map[string]any{"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0},
-	"labels": map[string]any{}, "env": map[string]any{}, "constraints": []any{}, "fetch": []any{},
+	"labels":          map[string]any{}, "env": map[string]any{}, "constraints": []any{}, "fetch": []any{},
 	"healthChecks": []any{}, "readinessChecks": []any{}, "dependencies": []any{},
 }
 
@@ -182,6 +185,7 @@ func compatMaster(t *testing.T) compatClient {
 	cfg := sched.DefaultMasterConfig()
 	cfg.Store.Dir = ""
 	cfg.Members = sched.NewStaticMembers(node)
+	cfg.SecretsKey = bytes.Repeat([]byte{7}, 32)
 	mcfg := DefaultConfig()
 	mcfg.Tick = 50 * time.Millisecond
 	cfg.Frameworks = []sched.Framework{New(mcfg)}
@@ -212,6 +216,11 @@ func TestMarathonDocsApps(t *testing.T) {
 			id, _ := def["id"].(string)
 			if id == "" {
 				t.Fatal("definition without an id")
+			}
+			for name, value := range cc.Secrets {
+				if code, body := c.do("PUT", "/v1/secrets/"+name, []byte(value)); code/100 != 2 {
+					t.Fatalf("PUT secret %s: %d %s", name, code, body)
+				}
 			}
 			code, body := c.do("POST", "/v2/apps", cc.Definition)
 			if cc.Refused != "" {

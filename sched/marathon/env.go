@@ -136,7 +136,7 @@ func taskSpec(app *api.App, taskID string, hostPorts []int, defaultGrace time.Du
 			if spec.SecretEnv == nil {
 				spec.SecretEnv = map[string]string{}
 			}
-			spec.SecretEnv[k] = s.Source
+			spec.SecretEnv[k] = storeName(s.Source)
 		}
 	}
 	for _, p := range hostPorts {
