@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -198,6 +200,19 @@ func TestDockerWeftNetworkHost(t *testing.T) {
 	if ip := h3.IPAddresses(); len(ip) != 1 || ip[0].IPAddress != prefix+".2" {
 		t.Errorf("new container got %v, want the freed %s.2", ip, prefix)
 	}
+	// The reused address is reached at once: the node's neighbour entry
+	// for .2, REACHABLE since the GET above, still holds the right MAC
+	// (with a random MAC per container it pointed at the dead one for up
+	// to 45 s, which made this test flaky).
+	if mac := containerMAC(t, cli, h3.(*dockerHandle).containerID); mac != weftMAC(net.ParseIP(prefix+".2")).String() {
+		t.Errorf("reused address's container MAC = %s, want %s", mac, weftMAC(net.ParseIP(prefix+".2")))
+	}
+	quick := &http.Client{Timeout: 3 * time.Second}
+	if resp, err := quick.Get("http://" + prefix + ".2:8080/"); err != nil {
+		t.Errorf("GET at the reused address %s.2 right after the start: %v", prefix, err)
+	} else {
+		resp.Body.Close()
+	}
 	dkStop(t, got[l2.Task.ID])
 
 	// A host port of a weft container: reached at the node's addresses
@@ -218,6 +233,30 @@ func TestDockerWeftNetworkHost(t *testing.T) {
 	if strings.Contains(string(out), lp.Task.ID) {
 		t.Errorf("host port rules of a stopped task are left:\n%s", out)
 	}
+}
+
+// containerMAC reads eth0's MAC inside a running container.
+func containerMAC(t *testing.T, cli *client.Client, id string) string {
+	t.Helper()
+	ins, err := cli.ContainerInspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.GetFromPid(ins.State.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().HardwareAddr.String()
 }
 
 // testNetns makes a named network namespace and removes it when the test ends.
