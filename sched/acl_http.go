@@ -227,7 +227,7 @@ func routeClass(r *http.Request) string {
 		return routeOperator
 	case p == "/v2/leader" || p == "/v2/info" || p == "/v2/plugins":
 		return routePublic
-	case under("/v2/apps", "/v2/groups", "/v2/tasks", "/v2/deployments", "/v2/queue", "/v2/events", "/v1/deployments", "/v1/apps/problems"):
+	case under("/v2/apps", "/v2/pods", "/v2/groups", "/v2/tasks", "/v2/deployments", "/v2/queue", "/v2/events", "/v1/deployments", "/v1/apps/problems"):
 		return routeMarathon
 	case under("/v1/scheduler", "/scheduler"):
 		return routeChronos

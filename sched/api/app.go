@@ -56,6 +56,10 @@ type App struct {
 	Check             json.RawMessage `json:"check,omitempty"`
 	ResourceLimits    json.RawMessage `json:"resourceLimits,omitempty"`
 	ExecutorResources json.RawMessage `json:"executorResources,omitempty"`
+	// Pod is set on the app weft derives from a pod definition (/v2/pods)
+	// to schedule it: such an app never appears in /v2/apps, and one of
+	// its tasks is one instance of the pod.
+	Pod *Pod `json:"pod,omitempty"`
 }
 
 // EnvValue is an env entry: a plain string, or {"secret": "name"}.

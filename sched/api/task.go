@@ -142,6 +142,8 @@ type TaskSpec struct {
 	// creates each one once, owned by the task's user, and keeps it across
 	// relaunches.
 	LocalVolumes []LocalVolumeSpec `json:"localVolumes,omitempty"`
+	// Pod is set on a pod instance: its containers, run as a unit.
+	Pod *PodTaskSpec `json:"pod,omitempty"`
 }
 
 // Goal is what the master wants of a task.

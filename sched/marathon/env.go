@@ -139,6 +139,9 @@ func taskSpec(app *api.App, taskID string, hostPorts []int, defaultGrace time.Du
 			spec.SecretEnv[k] = storeName(s.Source)
 		}
 	}
+	if app.Pod != nil {
+		spec.Pod = podTaskSpec(app, taskID, hostPorts, spec.Env)
+	}
 	for _, p := range hostPorts {
 		spec.Resources.Ports = append(spec.Resources.Ports, api.PortRange{Begin: p, End: p})
 	}

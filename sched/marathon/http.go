@@ -42,6 +42,7 @@ func (f *Framework) Routes(mux *http.ServeMux, m sched.MasterHandle) {
 	mux.HandleFunc("/v2/queue/", f.wrap(f.serveQueueDelay))
 	mux.HandleFunc("/v1/deployments/", f.wrap(f.serveOutcome))
 	mux.HandleFunc("/v1/apps/problems", f.wrap(f.serveAppProblems))
+	f.podRoutes(mux)
 }
 
 // Handler serves the framework's routes alone (tests, embedding).
@@ -513,7 +514,7 @@ func (f *Framework) listApps(w http.ResponseWriter, r *http.Request, m sched.Mas
 	authz := sched.AuthzFrom(r.Context())
 	for _, id := range v.appIDs {
 		app := v.apps[id]
-		if !authz.CanReadApp(id) {
+		if !authz.CanReadApp(id) || app.Pod != nil {
 			continue
 		}
 		if c := q.Get("cmd"); c != "" && (app.Cmd == nil || !strings.Contains(*app.Cmd, c)) {
@@ -556,6 +557,12 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	base := existing
 	if !partial {
 		base = nil
+	}
+	if existing != nil && existing.Pod != nil {
+		return nil, errMsg(409, "'%s' is a pod: change it through /v2/pods", id)
+	}
+	if _, ok := keys["pod"]; ok {
+		return nil, notValid(api.ErrorDetail{Path: prefix + "/pod", Errors: []string{"error.unknown.property: an app has no pod; pods are created at /v2/pods"}})
 	}
 	app, present, aerr := mergeApp(&f.cfg, base, keys, prefix)
 	if aerr != nil {
@@ -932,7 +939,7 @@ func (f *Framework) serveApp(w http.ResponseWriter, r *http.Request, m sched.Mas
 		st := m.Store()
 		v := readView(st)
 		app := v.apps[id]
-		if app == nil {
+		if app == nil || app.Pod != nil {
 			return appNotFound(id)
 		}
 		writeJSON(w, 200, map[string]any{"app": withTasks(f.appInfo(v, st, app, embeds(r), true, true))})
@@ -998,7 +1005,7 @@ func (f *Framework) deleteApp(w http.ResponseWriter, r *http.Request, m sched.Ma
 	st := m.Store()
 	v := readView(st)
 	app := v.apps[id]
-	if app == nil {
+	if app == nil || app.Pod != nil {
 		return appNotFound(id)
 	}
 	e, _ := st.Get(sched.TableApps, id)
@@ -1046,7 +1053,7 @@ func (f *Framework) groupApps(w http.ResponseWriter, r *http.Request, m sched.Ma
 	v := readView(st)
 	out := []appInfoTasks{}
 	for _, id := range v.appIDs {
-		if (gid == "/" || strings.HasPrefix(id, gid+"/")) && canRead(r.Context(), id) {
+		if (gid == "/" || strings.HasPrefix(id, gid+"/")) && canRead(r.Context(), id) && v.apps[id].Pod == nil {
 			out = append(out, withTasks(f.appInfo(v, st, v.apps[id], embeds(r), true, true)))
 		}
 	}
@@ -1517,6 +1524,7 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 			return forbidden(a, sched.AccessRead, gid)
 		}
 	}
+	ids = withoutPods(v, ids)
 	tree := buildGroups(ids, func(id string) api.AppInfo {
 		return f.appInfo(v, st, v.apps[id], emb, false, false)
 	})
