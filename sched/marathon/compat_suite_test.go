@@ -299,3 +299,235 @@ func ensureSlash(id string) string {
 	}
 	return "/" + id
 }
+
+// absIDs makes the ids of a group definition absolute, as Marathon reads
+// a relative id: against the id of the group that holds it.
+func absIDs(g map[string]any, parent string) {
+	id, _ := g["id"].(string)
+	if !strings.HasPrefix(id, "/") {
+		id = strings.TrimSuffix(parent, "/") + "/" + id
+		g["id"] = id
+	}
+	for _, a := range anyList(g["apps"]) {
+		if am, ok := a.(map[string]any); ok {
+			if aid, _ := am["id"].(string); !strings.HasPrefix(aid, "/") {
+				am["id"] = strings.TrimSuffix(id, "/") + "/" + aid
+			}
+		}
+	}
+	for _, sg := range anyList(g["groups"]) {
+		if sm, ok := sg.(map[string]any); ok {
+			absIDs(sm, id)
+		}
+	}
+}
+
+func anyList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// groupSubset checks a group answer against a group definition: its own
+// fields as subset does, its apps and groups found by id (Marathon does
+// not keep their order), each app against the definition and Marathon's
+// defaults. version and versionInfo are Marathon's own and not compared.
+func groupSubset(path string, want, got map[string]any) []string {
+	var out []string
+	for k, w := range want {
+		switch k {
+		case "apps", "groups", "version", "versionInfo":
+			continue
+		}
+		out = append(out, subset(path, map[string]any{k: w}, got)...)
+	}
+	byID := func(l []any) map[string]map[string]any {
+		m := map[string]map[string]any{}
+		for _, x := range l {
+			if o, ok := x.(map[string]any); ok {
+				id, _ := o["id"].(string)
+				m[id] = o
+			}
+		}
+		return m
+	}
+	gotApps, gotGroups := byID(anyList(got["apps"])), byID(anyList(got["groups"]))
+	for _, a := range anyList(want["apps"]) {
+		wa := a.(map[string]any)
+		id := wa["id"].(string)
+		ga, ok := gotApps[id]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s: app %s missing", path, id))
+			continue
+		}
+		wa2 := map[string]any{}
+		for k, v := range wa {
+			if k != "version" && k != "versionInfo" {
+				wa2[k] = v
+			}
+		}
+		out = append(out, subset(path+".apps["+id+"]", wa2, ga)...)
+		for k, v := range marathonAppDefaults {
+			if _, given := wa[k]; !given {
+				out = append(out, subset(path+".apps["+id+"] default", map[string]any{k: v}, ga)...)
+			}
+		}
+	}
+	for _, g := range anyList(want["groups"]) {
+		wg := g.(map[string]any)
+		id := wg["id"].(string)
+		gg, ok := gotGroups[id]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s: group %s missing", path, id))
+			continue
+		}
+		out = append(out, groupSubset(path+".groups["+id+"]", wg, gg)...)
+	}
+	return out
+}
+
+// TestMarathonDocsGroups drives every group definition under
+// testdata/compat/groups through a real master: POST /v2/groups, GET
+// /v2/groups/{id} (every app and group of the definition with every
+// field it gives), PUT /v2/groups/{id} with a change, GET again, DELETE
+// /v2/groups/{id} and a 404 after. expect holds apps' canonical forms,
+// keyed by app id.
+func TestMarathonDocsGroups(t *testing.T) {
+	c := compatMaster(t)
+	cases := loadCompat(t, "groups")
+	names := make([]string, 0, len(cases))
+	for n := range cases {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cc := cases[name]
+		t.Run(name, func(t *testing.T) {
+			c := compatClient{t: t, url: c.url}
+			def := decodeObj(t, "definition", cc.Definition)
+			absIDs(def, "/")
+			id := def["id"].(string)
+			code, body := c.do("POST", "/v2/groups", cc.Definition)
+			if cc.Refused != "" {
+				if code != 422 || !strings.Contains(string(body), cc.Refused) {
+					t.Fatalf("POST: want a 422 naming %s, got %d %s", cc.Refused, code, body)
+				}
+				return
+			}
+			if code != 201 {
+				t.Fatalf("POST: %d %s", code, body)
+			}
+			// expect: app id → the fields of that app Marathon gives back changed.
+			var fix func(g map[string]any)
+			fix = func(g map[string]any) {
+				for _, a := range anyList(g["apps"]) {
+					am := a.(map[string]any)
+					if e, ok := cc.Expect[am["id"].(string)]; ok {
+						var over map[string]any
+						if err := json.Unmarshal(e, &over); err != nil {
+							t.Fatal(err)
+						}
+						for k, v := range over {
+							if v == nil {
+								delete(am, k)
+							} else {
+								am[k] = v
+							}
+						}
+					}
+				}
+				for _, sg := range anyList(g["groups"]) {
+					fix(sg.(map[string]any))
+				}
+			}
+			check := func(step string, want map[string]any) {
+				t.Helper()
+				code, body := c.do("GET", "/v2/groups"+id, nil)
+				if code != 200 {
+					t.Fatalf("%s: GET %d %s", step, code, body)
+				}
+				for _, p := range groupSubset("group", want, decodeObj(t, "GET", body)) {
+					t.Errorf("%s: %s", step, p)
+				}
+			}
+			want := decodeObj(t, "definition", cc.Definition)
+			absIDs(want, "/")
+			fix(want)
+			check("after POST", want)
+
+			upd := decodeObj(t, "definition", cc.Definition)
+			for k, v := range cc.Update {
+				var x any
+				if err := json.Unmarshal(v, &x); err != nil {
+					t.Fatal(err)
+				}
+				upd[k] = x
+			}
+			ub, _ := json.Marshal(upd)
+			if code, body := c.do("PUT", "/v2/groups"+id+"?force=true", ub); code != 200 {
+				t.Fatalf("PUT: %d %s", code, body)
+			}
+			wantU := decodeObj(t, "update", ub)
+			absIDs(wantU, "/")
+			fix(wantU)
+			check("after PUT", wantU)
+
+			if code, body := c.do("DELETE", "/v2/groups"+id+"?force=true", nil); code != 200 {
+				t.Fatalf("DELETE: %d %s", code, body)
+			}
+			if code, body := c.do("GET", "/v2/groups"+id, nil); code != 404 {
+				t.Fatalf("GET after DELETE: %d %s", code, body)
+			}
+		})
+	}
+}
+
+// A group's dependencies are kept and honoured: the apps of a group come
+// in a later deployment step than everything the group depends on; an
+// app may depend on a group too. An empty group is kept until deleted.
+func TestGroupDependenciesOrderDeployments(t *testing.T) {
+	c := compatMaster(t)
+	code, body := c.do("POST", "/v2/groups", []byte(`{"id": "/p", "groups": [
+	  {"id": "db", "apps": [{"id": "pg", "cmd": "postgres", "cpus": 0.1, "mem": 16}]},
+	  {"id": "svc", "dependencies": ["../db"], "apps": [{"id": "api", "cmd": "./api", "cpus": 0.1, "mem": 16}]},
+	  {"id": "edge", "apps": [{"id": "lb", "cmd": "./lb", "cpus": 0.1, "mem": 16, "dependencies": ["/p/svc"]}]},
+	  {"id": "empty"}]}`))
+	if code != 201 {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	code, body = c.do("GET", "/v2/deployments", nil)
+	var ds []struct {
+		Steps []struct {
+			Actions []struct{ App string }
+		}
+	}
+	if err := json.Unmarshal(body, &ds); code != 200 || err != nil || len(ds) != 1 {
+		t.Fatalf("GET /v2/deployments: %d %v %s", code, err, body)
+	}
+	var steps [][]string
+	for _, s := range ds[0].Steps {
+		var apps []string
+		for _, a := range s.Actions {
+			apps = append(apps, a.App)
+		}
+		steps = append(steps, apps)
+	}
+	if fmt.Sprint(steps) != "[[/p/db/pg] [/p/svc/api] [/p/edge/lb]]" {
+		t.Errorf("steps %v, want db, then svc (group dependency), then edge (app depending on a group)", steps)
+	}
+	code, body = c.do("GET", "/v2/groups/p/svc", nil)
+	if code != 200 || !strings.Contains(string(body), `"dependencies":["/p/db"]`) {
+		t.Errorf("GET /v2/groups/p/svc: %d %s", code, body)
+	}
+	if code, body := c.do("GET", "/v2/groups/p/empty", nil); code != 200 || !strings.Contains(string(body), `"id":"/p/empty"`) {
+		t.Errorf("GET the empty group: %d %s", code, body)
+	}
+	if code, body := c.do("POST", "/v2/groups", []byte(`{"id": "/p/empty"}`)); code != 409 {
+		t.Errorf("POST an existing empty group: %d %s, want 409", code, body)
+	}
+	if code, body := c.do("DELETE", "/v2/groups/p/empty", nil); code != 200 {
+		t.Errorf("DELETE the empty group: %d %s", code, body)
+	}
+	if code, body := c.do("GET", "/v2/groups/p/empty", nil); code != 404 {
+		t.Errorf("GET the deleted empty group: %d %s", code, body)
+	}
+}

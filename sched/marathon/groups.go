@@ -28,9 +28,47 @@ type flatApp struct {
 	raw      json.RawMessage
 }
 
+// metaGroup keys a group's own record in the meta table: groups that
+// hold no app yet (Marathon keeps empty groups) and group dependencies.
+const metaGroup = "marathon/group/" // + group id → groupRecord
+
+// groupRecord is what weft keeps of a group beyond its apps.
+type groupRecord struct {
+	Dependencies []string `json:"dependencies"`
+}
+
+// readGroups returns every group record by group id.
+func readGroups(st *sched.Store) map[string]groupRecord {
+	out := map[string]groupRecord{}
+	for _, e := range st.List(sched.TableMeta) {
+		if !strings.HasPrefix(e.Key, metaGroup) {
+			continue
+		}
+		var g groupRecord
+		if raw, ok := e.Value.(*json.RawMessage); ok && json.Unmarshal(*raw, &g) == nil {
+			out[strings.TrimPrefix(e.Key, metaGroup)] = g
+		}
+	}
+	return out
+}
+
+// inheritedDeps are the dependencies an app takes from the groups that
+// hold it: Marathon deploys an app of a group after everything the group
+// (or a group above it) depends on.
+func inheritedDeps(appID string, groups map[string]groupRecord) []string {
+	var out []string
+	for gid, g := range groups {
+		if strings.HasPrefix(appID, strings.TrimSuffix(gid, "/")+"/") {
+			out = append(out, g.Dependencies...)
+		}
+	}
+	return out
+}
+
 // flattenGroup lists the apps of a group body, resolving ids against their
-// groups as Marathon does.
-func flattenGroup(g groupBody, base, path string, out *[]flatApp, details *[]api.ErrorDetail) {
+// groups as Marathon does; groups (when not nil) gets every group of the
+// body with its dependencies, resolved the same way.
+func flattenGroup(g groupBody, base, path string, out *[]flatApp, details *[]api.ErrorDetail, groups map[string]groupRecord) {
 	gid := base
 	if g.ID != "" {
 		id, probs := canonicalID(g.ID, base)
@@ -39,6 +77,18 @@ func flattenGroup(g groupBody, base, path string, out *[]flatApp, details *[]api
 			return
 		}
 		gid = id
+	}
+	if groups != nil {
+		rec := groupRecord{Dependencies: []string{}}
+		for i, d := range g.Dependencies {
+			did, probs := canonicalID(d, gid)
+			if len(probs) > 0 {
+				*details = append(*details, api.ErrorDetail{Path: fmt.Sprintf("%s/dependencies(%d)", path, i), Errors: probs})
+				continue
+			}
+			rec.Dependencies = append(rec.Dependencies, did)
+		}
+		groups[gid] = rec
 	}
 	for i, raw := range g.Apps {
 		p := fmt.Sprintf("%s/apps(%d)", path, i)
@@ -61,7 +111,7 @@ func flattenGroup(g groupBody, base, path string, out *[]flatApp, details *[]api
 		*out = append(*out, flatApp{id: id, path: p, raw: raw})
 	}
 	for i, sub := range g.Groups {
-		flattenGroup(sub, gid, fmt.Sprintf("%s/groups(%d)", path, i), out, details)
+		flattenGroup(sub, gid, fmt.Sprintf("%s/groups(%d)", path, i), out, details, groups)
 	}
 }
 
@@ -88,13 +138,21 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 		}
 		changes = append(changes, change{From: app})
 	}
+	known := readGroups(st)
+	groupOps := 0
 	if r.Method == http.MethodDelete {
 		for _, id := range v.appIDs {
 			if inGroup(id) {
 				remove(id)
 			}
 		}
-		if len(changes) == 0 {
+		for id := range known {
+			if id == gid || inGroup(id) {
+				ops = append(ops, sched.Delete(sched.TableMeta, metaGroup+id))
+				groupOps++
+			}
+		}
+		if len(changes) == 0 && groupOps == 0 {
 			return errMsg(404, "Group '%s' does not exist", gid)
 		}
 	} else {
@@ -117,10 +175,12 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 				return notValid(api.ErrorDetail{Path: "/id", Errors: probs})
 			}
 			gid = id
+			_, exists := known[gid]
 			for _, aid := range v.appIDs {
-				if strings.HasPrefix(aid, gid+"/") {
-					return errMsg(409, "Group %s is already created. Use PUT to change this group.", gid)
-				}
+				exists = exists || strings.HasPrefix(aid, gid+"/")
+			}
+			if exists {
+				return errMsg(409, "Group %s is already created. Use PUT to change this group.", gid)
 			}
 		}
 		g.ID = gid
@@ -148,7 +208,20 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 		} else {
 			var flat []flatApp
 			var details []api.ErrorDetail
-			flattenGroup(g, "/", "", &flat, &details)
+			groups := map[string]groupRecord{}
+			flattenGroup(g, "/", "", &flat, &details, groups)
+			for id, rec := range groups {
+				if id == "/" {
+					continue // the root group's dependencies: nothing to order against
+				}
+				if old, ok := known[id]; ok && reflect.DeepEqual(old, rec) {
+					continue
+				}
+				raw, _ := json.Marshal(rec)
+				msg := json.RawMessage(raw)
+				ops = append(ops, sched.Put(sched.TableMeta, metaGroup+id, &msg))
+				groupOps++
+			}
 			listed := map[string]bool{}
 			claimed := map[int]string{}
 			for _, fa := range flat {
@@ -183,6 +256,17 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 			if len(details) > 0 {
 				return notValid(details...)
 			}
+			// The deployment orders by the groups as this request leaves them.
+			merged := map[string]groupRecord{}
+			for id, g := range known {
+				merged[id] = g
+			}
+			for id, g := range groups {
+				merged[id] = g
+			}
+			for i := range changes {
+				changes[i].groupDeps = append([]string{}, inheritedDeps(changes[i].id(), merged)...)
+			}
 			// A group definition with apps replaces the group: apps it no
 			// longer lists are removed, as in Marathon.
 			if _, ok := keys["apps"]; ok && r.Method == http.MethodPut {
@@ -193,7 +277,7 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 				}
 			}
 		}
-		if len(changes) == 0 {
+		if len(changes) == 0 && groupOps == 0 {
 			return notValid(api.ErrorDetail{Path: "/", Errors: []string{"the group changes no app"}})
 		}
 	}

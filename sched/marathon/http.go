@@ -857,6 +857,12 @@ func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *vie
 		}
 	}
 	id := uuid.NewString()
+	groups := readGroups(m.Store())
+	for i := range changes {
+		if changes[i].groupDeps == nil { // a group write gives its own
+			changes[i].groupDeps = inheritedDeps(changes[i].id(), groups)
+		}
+	}
 	d := buildPlan(id, version, changes)
 	rollback := map[string]*api.App{}
 	for _, c := range changes {
@@ -1525,7 +1531,15 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 		}
 	}
 	ids = withoutPods(v, ids)
-	tree := buildGroups(ids, func(id string) api.AppInfo {
+	groups := readGroups(st)
+	if a := sched.AuthzFrom(r.Context()); !a.Full() {
+		for id := range groups {
+			if !a.CanReadApp(id) && !hasPrefixed(ids, id+"/") {
+				delete(groups, id)
+			}
+		}
+	}
+	tree := buildGroups(ids, groups, func(id string) api.AppInfo {
 		return f.appInfo(v, st, v.apps[id], emb, false, false)
 	})
 	g := findGroup(&tree, gid)
@@ -1538,7 +1552,7 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 
 // buildGroups makes Marathon's group tree from app ids: every id's parent
 // path is a group. Pure.
-func buildGroups(appIDs []string, info func(id string) api.AppInfo) api.Group {
+func buildGroups(appIDs []string, groups map[string]groupRecord, info func(id string) api.AppInfo) api.Group {
 	root := api.Group{ID: "/", Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}}
 	var ensure func(g *api.Group, segs []string, depth int) *api.Group
 	ensure = func(g *api.Group, segs []string, depth int) *api.Group {
@@ -1553,6 +1567,17 @@ func buildGroups(appIDs []string, info func(id string) api.AppInfo) api.Group {
 		}
 		g.Groups = append(g.Groups, api.Group{ID: id, Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}})
 		return ensure(&g.Groups[len(g.Groups)-1], segs, depth+1)
+	}
+	gids := make([]string, 0, len(groups))
+	for id := range groups {
+		gids = append(gids, id)
+	}
+	sort.Strings(gids)
+	for _, id := range gids {
+		g := ensure(&root, splitID(id), 0)
+		if deps := groups[id].Dependencies; len(deps) > 0 {
+			g.Dependencies = deps
+		}
 	}
 	for _, id := range appIDs {
 		segs := splitID(id)

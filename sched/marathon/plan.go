@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -18,6 +19,8 @@ const (
 // created), To after (nil: deleted).
 type change struct {
 	From, To *api.App
+	// groupDeps are the dependencies the app takes from its groups.
+	groupDeps []string
 }
 
 func (c change) id() string {
@@ -70,9 +73,14 @@ func buildPlan(id, version string, changes []change) api.Deployment {
 			app = c.From
 		}
 		l := 0
-		for _, dep := range app.Dependencies {
-			if _, ok := byID[dep]; ok && dep != id {
-				if dl := depth(dep, seen) + 1; dl > l {
+		deps := append(append([]string(nil), app.Dependencies...), c.groupDeps...)
+		for _, dep := range deps {
+			// A dependency is an app or a group: every app under it.
+			for _, other := range d.AffectedApps {
+				if other == id || (other != dep && !strings.HasPrefix(other, strings.TrimSuffix(dep, "/")+"/")) {
+					continue
+				}
+				if dl := depth(other, seen) + 1; dl > l {
 					l = dl
 				}
 			}
