@@ -665,3 +665,53 @@ func TestStatus(t *testing.T) {
 		t.Errorf("after a state: %+v", st)
 	}
 }
+
+// The UDP workers block in recvmmsg outside Go's poller: stopping must
+// wake every one of them at once (not at the socket's 1 s receive
+// timeout) and free the port; a host-less address serves both families.
+func TestUDPWorkersStopAndBothFamilies(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{":0"}
+	cfg.Forward = false
+	cfg.UDPWorkers = 3
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetState(benchState(3))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	targets := []string{net.JoinHostPort("127.0.0.1", port)}
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err == nil {
+		c.Close()
+		targets = append(targets, net.JoinHostPort("::1", port))
+	} else {
+		t.Logf("no IPv6 loopback here (%v): IPv4 only", err)
+	}
+	for _, addr := range targets {
+		m := new(mdns.Msg)
+		m.SetQuestion("leader.pcm.", mdns.TypeA)
+		c := &mdns.Client{Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(m, addr)
+		if err != nil || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Fatalf("leader.pcm. A from %s: %v %v", addr, r, err)
+		}
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if el := time.Since(start); el > 500*time.Millisecond {
+		t.Errorf("Run took %v to stop: the blocked readers were not woken", el)
+	}
+	c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		t.Fatalf("the UDP port is still taken after Run returned: %v", err)
+	}
+	c.Close()
+}
