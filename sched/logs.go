@@ -92,6 +92,9 @@ func (m *Master) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The headers go now: a follower of a task that has written nothing
+	// yet knows it is attached (net/http would hold them to the first byte).
+	_ = rc.Flush()
 	if err := m.copyLog(ctx, rc, w, hc, base, id, stream, first, follow, src.done); err != nil && ctx.Err() == nil {
 		m.log.Debug("task logs ended early", "task", id, "err", err)
 	}
