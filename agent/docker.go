@@ -461,8 +461,8 @@ func (e *DockerExecutor) Recover(ctx context.Context) (map[string]Handle, error)
 	out := map[string]Handle{}
 	for _, s := range list {
 		task := s.Labels[LabelTaskID]
-		if task == "" {
-			continue
+		if task == "" || s.Labels[LabelPodInstance] != "" {
+			continue // a pod's joined container is part of its instance's task
 		}
 		e.mu.Lock()
 		existing := e.handles[task]
@@ -581,7 +581,7 @@ func (e *DockerExecutor) Cleanup(ctx context.Context, keep map[string]bool) erro
 	var errs []error
 	for _, s := range list {
 		task := s.Labels[LabelTaskID]
-		if keep[task] {
+		if keep[task] || keep[s.Labels[LabelPodInstance]] {
 			continue
 		}
 		if err := e.removeAndWait(ctx, s.ID); err != nil {

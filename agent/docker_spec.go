@@ -384,6 +384,15 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 	if err := applyDockerParameters(d.Parameters, cfg, hc, env, o); err != nil {
 		return nil, err
 	}
+	hc.Binds = append(hc.Binds, l.ExtraBinds...)
+	if l.JoinNetworkOf != "" {
+		// A pod's container: the first container's network namespace.
+		hc.NetworkMode = container.NetworkMode("container:" + l.JoinNetworkOf)
+		cfg.ExposedPorts, hc.PortBindings, hc.DNS, p.WeftPorts = nil, nil, nil, nil
+		p.Network = DockerNetHost
+		mode = DockerNetHost
+		cfg.Labels[LabelPodInstance] = l.PodInstance
+	}
 
 	// Our labels last, so that a label parameter cannot forge them.
 	cfg.Labels[LabelTaskID] = l.Task.ID

@@ -33,6 +33,13 @@ type Launch struct {
 	HostIP  string            // the address the task's host ports are reached at
 	// VolumesDir holds the agent's persistent volumes (Spec.LocalVolumes).
 	VolumesDir string
+	// For the containers of a pod instance (PodExecutor): binds beyond the
+	// spec's volumes (ephemeral pod volumes), the Docker container whose
+	// network namespace to join, and the instance a joined container
+	// belongs to (LabelPodInstance).
+	ExtraBinds    []string
+	JoinNetworkOf string
+	PodInstance   string
 }
 
 // Handle is a started task.

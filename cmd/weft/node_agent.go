@@ -46,7 +46,7 @@ func (n *node) setupAgent() error {
 			problems = append(problems, "docker: "+err.Error())
 			n.log.Warn("docker tasks will not run on this agent", "err", err)
 		} else {
-			execs = append(execs, de)
+			execs = append(execs, agent.NewPodExecutor(de), de)
 			n.closers = append(n.closers, func() { de.Close() })
 		}
 	}

@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// LabelPodInstance marks a container of a pod instance other than the first:
+// the instance's task id. The Docker executor's Recover does not adopt such
+// a container as a task of its own, and its Cleanup keeps it while the
+// instance is kept.
+const LabelPodInstance = "weft.pod-instance"
+
+// PodExecutor runs pod instances (spec.Pod): every container of the
+// instance is a Docker container; the first one is started as a Docker task
+// of the instance's id, with the instance's network, host ports and
+// addresses, and the others join its network namespace (NetworkMode
+// container:<id>), so they all reach each other on 127.0.0.1. Pod volumes
+// are bound into the containers that mount them: host paths (under the
+// agent's volume root, as for apps) and ephemeral directories in the
+// instance's sandbox. The instance lives and dies as a unit: when one
+// container exits, the others are stopped, and the instance's exit is that
+// container's.
+type PodExecutor struct {
+	d *DockerExecutor
+}
+
+var (
+	_ Executor = (*PodExecutor)(nil)
+	_ Prober   = (*PodExecutor)(nil)
+)
+
+// NewPodExecutor returns a pod executor running containers through d.
+func NewPodExecutor(d *DockerExecutor) *PodExecutor { return &PodExecutor{d: d} }
+
+// Name is "pod".
+func (p *PodExecutor) Name() string { return "pod" }
+
+// Handles reports whether spec is a pod instance.
+func (p *PodExecutor) Handles(spec api.TaskSpec) bool { return spec.Pod != nil }
+
+// Available is the Docker Engine's availability.
+func (p *PodExecutor) Available(ctx context.Context) error { return p.d.Available(ctx) }
+
+// Recover adopts nothing itself: the Docker executor re-adopts each
+// instance's first container under the instance's id.
+func (p *PodExecutor) Recover(context.Context) (map[string]Handle, error) {
+	return map[string]Handle{}, nil
+}
+
+// Cleanup leaves containers to the Docker executor's Cleanup.
+func (p *PodExecutor) Cleanup(context.Context, map[string]bool) error { return nil }
+
+// podMounts returns the binds of container c: host volumes checked against
+// the volume root, ephemeral ones made under the instance's sandbox.
+func (p *PodExecutor) podMounts(l Launch, c api.PodTaskContainer) ([]api.Volume, []string, error) {
+	var vols []api.Volume
+	var binds []string
+	for i, m := range c.Mounts {
+		where := fmt.Sprintf("containers[%s].volumeMounts[%d]", c.Name, i)
+		host, ok := l.Spec.Pod.Volumes[m.Name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: the pod has no volume %q", where, m.Name)
+		}
+		target := m.MountPath
+		if !strings.HasPrefix(target, "/") {
+			target = path.Join(containerSandbox, target) // relative to the sandbox, as Mesos mounts them
+		}
+		mode := "RW"
+		if m.ReadOnly {
+			mode = "RO"
+		}
+		if host != "" {
+			vols = append(vols, api.Volume{HostPath: host, ContainerPath: target, Mode: mode})
+			continue
+		}
+		if l.Sandbox == "" {
+			return nil, nil, fmt.Errorf("%s: an ephemeral volume needs the instance's sandbox", where)
+		}
+		dir := filepath.Join(l.Sandbox, "volumes", m.Name)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return nil, nil, fmt.Errorf("%s: creating ephemeral volume %q: %w", where, m.Name, err)
+		}
+		_ = os.Chmod(dir, 0o777) // any container user may write it, as Mesos's sandbox volumes
+		b := dir + ":" + target
+		if m.ReadOnly {
+			b += ":ro"
+		}
+		binds = append(binds, b)
+	}
+	return vols, binds, nil
+}
+
+// containerLaunch is the Docker launch of one container of the instance.
+func (p *PodExecutor) containerLaunch(l Launch, i int) (Launch, error) {
+	pc := l.Spec.Pod.Containers[i]
+	if pc.Image == "" {
+		return Launch{}, fmt.Errorf("containers[%s]: weft runs pod containers from images; this one has none", pc.Name)
+	}
+	vols, binds, err := p.podMounts(l, pc)
+	if err != nil {
+		return Launch{}, err
+	}
+	cl := l
+	cl.Spec = api.TaskSpec{
+		Resources:              pc.Resources,
+		KillGracePeriodSeconds: l.Spec.KillGracePeriodSeconds,
+		Container: &api.Container{Type: "DOCKER", Volumes: vols,
+			Docker: &api.Docker{Image: pc.Image, ForcePullImage: pc.ForcePull}},
+	}
+	if pc.Shell != "" {
+		sh := pc.Shell
+		cl.Spec.Cmd = &sh
+	} else {
+		cl.Spec.Args = pc.Argv
+	}
+	env := map[string]string{}
+	for k, v := range l.Env {
+		env[k] = v
+	}
+	for k, v := range pc.Env {
+		env[k] = v
+	}
+	cl.Env = env
+	cl.ExtraBinds = binds
+	if i == 0 {
+		// The first container holds the instance's network and ports.
+		cl.Spec.Networks = l.Spec.Networks
+		cl.Spec.Ports = l.Spec.Ports
+		if l.Spec.Container != nil {
+			cl.Spec.Container.PortMappings = l.Spec.Container.PortMappings
+		}
+		return cl, nil
+	}
+	cl.Task.ID = l.Task.ID + "." + pc.Name
+	cl.PodInstance = l.Task.ID
+	if l.Sandbox != "" {
+		cl.Sandbox = filepath.Join(l.Sandbox, "containers", pc.Name)
+	}
+	return cl, nil
+}
+
+// Start starts the instance's containers, the first one first.
+func (p *PodExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
+	if l.Spec.Pod == nil || len(l.Spec.Pod.Containers) == 0 {
+		return nil, errors.New("a pod instance needs at least one container")
+	}
+	first, err := p.containerLaunch(l, 0)
+	if err != nil {
+		return nil, err
+	}
+	main, err := p.d.Start(ctx, first)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", l.Spec.Pod.Containers[0].Name, err)
+	}
+	h := &podHandle{names: []string{l.Spec.Pod.Containers[0].Name}, parts: []Handle{main}, done: make(chan struct{}),
+		checks: map[string]int{}}
+	if c := l.Spec.Pod.Containers[0].ExecCheck; c != "" {
+		h.checks[c] = 0
+	}
+	joinID := ""
+	if dh, ok := main.(*dockerHandle); ok {
+		joinID = dh.containerID
+	}
+	for i := 1; i < len(l.Spec.Pod.Containers); i++ {
+		pc := l.Spec.Pod.Containers[i]
+		cl, err := p.containerLaunch(l, i)
+		if err == nil {
+			cl.JoinNetworkOf = joinID
+			var sub Handle
+			if sub, err = p.d.Start(ctx, cl); err == nil {
+				h.names = append(h.names, pc.Name)
+				h.parts = append(h.parts, sub)
+				if pc.ExecCheck != "" {
+					h.checks[pc.ExecCheck] = len(h.parts) - 1
+				}
+				continue
+			}
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		h.stopAll(sctx, 0)
+		cancel()
+		return nil, fmt.Errorf("container %s: %w", pc.Name, err)
+	}
+	go h.watch()
+	return h, nil
+}
+
+// podHandle is a running pod instance: its containers' handles, the
+// first one holding the network.
+type podHandle struct {
+	names  []string
+	parts  []Handle
+	checks map[string]int // exec health check command → container index
+
+	done chan struct{}
+	mu   sync.Mutex
+	exit Exit
+}
+
+var (
+	_ CommandRunner = (*podHandle)(nil)
+	_ Pider         = (*podHandle)(nil)
+)
+
+// watch waits for the first container to end, stops the others and ends
+// the instance with that container's exit.
+func (h *podHandle) watch() {
+	cases := make(chan int, len(h.parts))
+	for i, part := range h.parts {
+		go func() {
+			<-part.Done()
+			cases <- i
+		}()
+	}
+	i := <-cases
+	ex := h.parts[i].Exit()
+	ex.Message = "container " + h.names[i] + ": " + ex.Message
+	h.mu.Lock()
+	h.exit = ex
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	h.stopAll(ctx, 10*time.Second)
+	cancel()
+	close(h.done)
+}
+
+// stopAll stops every container, the joined ones before the first.
+func (h *podHandle) stopAll(ctx context.Context, grace time.Duration) {
+	var wg sync.WaitGroup
+	for i := len(h.parts) - 1; i >= 1; i-- {
+		wg.Add(1)
+		go func(part Handle) {
+			defer wg.Done()
+			_ = part.Stop(ctx, grace)
+		}(h.parts[i])
+	}
+	wg.Wait()
+	if len(h.parts) > 0 {
+		_ = h.parts[0].Stop(ctx, grace)
+	}
+}
+
+func (h *podHandle) Done() <-chan struct{} { return h.done }
+
+func (h *podHandle) Exit() Exit {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.exit
+}
+
+// Stop stops every container of the instance.
+func (h *podHandle) Stop(ctx context.Context, grace time.Duration) error {
+	h.stopAll(ctx, grace)
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IPAddresses are the first container's: the instance's.
+func (h *podHandle) IPAddresses() []api.IPAddress { return h.parts[0].IPAddresses() }
+
+// Pid is the first container's main process.
+func (h *podHandle) Pid() int {
+	if p, ok := h.parts[0].(Pider); ok {
+		return p.Pid()
+	}
+	return 0
+}
+
+// RunCommand runs an exec health check in the container that declared it.
+func (h *podHandle) RunCommand(ctx context.Context, cmd string) (int, string, error) {
+	i := h.checks[cmd]
+	r, ok := h.parts[i].(CommandRunner)
+	if !ok {
+		return -1, "", fmt.Errorf("container %s cannot run commands", h.names[i])
+	}
+	return r.RunCommand(ctx, cmd)
+}
