@@ -64,11 +64,13 @@ type NameValue struct {
 
 // JobContainer is a Chronos job's container.
 type JobContainer struct {
-	Type           string        `json:"type"`
-	Image          string        `json:"image"`
-	Network        string        `json:"network,omitempty"`
-	Volumes        []Volume      `json:"volumes,omitempty"`
-	Parameters     []NameValue   `json:"parameters,omitempty"`
+	Type  string `json:"type"`
+	Image string `json:"image"`
+	// network, volumes and parameters are always written, as Chronos's
+	// JobSerializer writes them (HOST, [] and [] when a job gives none).
+	Network        string        `json:"network"`
+	Volumes        []Volume      `json:"volumes"`
+	Parameters     []NameValue   `json:"parameters"`
 	ForcePullImage bool          `json:"forcePullImage"`
 	PortMappings   []PortMapping `json:"portMappings,omitempty"`
 	// NetworkInfos (Chronos 3: [{name, protocol, labels}]) are kept; a

@@ -149,6 +149,19 @@ func withSlices(j api.Job) api.Job {
 	if j.Uris == nil {
 		j.Uris = []string{}
 	}
+	if j.Container != nil {
+		c := *j.Container
+		if c.Network == "" {
+			c.Network = "HOST" // Chronos's default network mode
+		}
+		if c.Volumes == nil {
+			c.Volumes = []api.Volume{}
+		}
+		if c.Parameters == nil {
+			c.Parameters = []api.NameValue{}
+		}
+		j.Container = &c
+	}
 	return j
 }
 
@@ -335,15 +348,37 @@ type TaskStat struct {
 	Message   string `json:"message,omitempty"`
 }
 
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
+// snapshotValue is a run-time histogram's value at quantile q as
+// Chronos's metrics library (Codahale Metrics 3.0, Snapshot.getValue)
+// computes it over the sorted values: interpolated between the two values
+// around position q*(n+1), 0 for no values.
+func snapshotValue(sorted []float64, q float64) float64 {
+	n := len(sorted)
+	if n == 0 {
 		return 0
 	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	if i < 0 {
-		i = 0
+	pos := q * float64(n+1)
+	if pos < 1 {
+		return sorted[0]
 	}
-	return sorted[i]
+	if pos >= float64(n) {
+		return sorted[n-1]
+	}
+	lower, upper := sorted[int(pos)-1], sorted[int(pos)]
+	return lower + (pos-math.Floor(pos))*(upper-lower)
+}
+
+// histogram is the histogram Chronos keeps of a job's run times (ms).
+// Chronos's serializer writes snapshot.getValue(0.5) under "mean" as well;
+// weft writes the mean there (docs/compat.md).
+func histogram(ms []float64) Histogram {
+	sort.Float64s(ms)
+	h := Histogram{Count: len(ms), Median: snapshotValue(ms, .5), P75: snapshotValue(ms, .75), P95: snapshotValue(ms, .95),
+		P98: snapshotValue(ms, .98), P99: snapshotValue(ms, .99)}
+	for _, v := range ms {
+		h.Mean += v / float64(len(ms))
+	}
+	return h
 }
 
 func (f *Framework) handleStat(w http.ResponseWriter, r *http.Request) {
@@ -361,25 +396,28 @@ func (f *Framework) handleStat(w http.ResponseWriter, r *http.Request) {
 			ms = append(ms, float64(parseTS(run.FinishedAt).Sub(parseTS(run.StartedAt)))/float64(time.Millisecond))
 		}
 	}
-	sort.Float64s(ms)
-	h := Histogram{Count: len(ms), Median: percentile(ms, .5), P75: percentile(ms, .75), P95: percentile(ms, .95), P98: percentile(ms, .98), P99: percentile(ms, .99)}
-	for _, v := range ms {
-		h.Mean += v / float64(len(ms))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"histogram": h, "taskStatHistory": hist})
+	writeJSON(w, http.StatusOK, map[string]any{"histogram": histogram(ms), "taskStatHistory": hist})
 }
 
+// handleDot is GET /graph/dot: the dependency graph as Chronos writes it
+// (JGraphT's DOTExporter with integer vertex ids and the job names as
+// labels): one line per job, one per parent → child edge.
 func (f *Framework) handleDot(w http.ResponseWriter, r *http.Request) {
-	var b strings.Builder
-	b.WriteString("digraph G {\n  node [style=filled,colorscheme=set27];\n")
 	jobs := f.jobsFor(r)
+	num := map[string]int{}
+	for i, j := range jobs {
+		num[j.Name] = i + 1
+	}
+	var b strings.Builder
+	b.WriteString("digraph G {\n")
 	for _, j := range jobs {
-		color := map[string]string{"success": "green", "failure": "red", "fresh": "lightgrey"}[lastStatus(&j)]
-		fmt.Fprintf(&b, "  %q [fillcolor=%s];\n", j.Name, color)
+		fmt.Fprintf(&b, "  %d [label = \"%s\"];\n", num[j.Name], j.Name)
 	}
 	for _, j := range jobs {
 		for _, p := range j.Parents {
-			fmt.Fprintf(&b, "  %q -> %q;\n", p, j.Name)
+			if n, ok := num[p]; ok {
+				fmt.Fprintf(&b, "  %d -> %d;\n", n, num[j.Name])
+			}
 		}
 	}
 	b.WriteString("}\n")
@@ -387,11 +425,15 @@ func (f *Framework) handleDot(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, b.String())
 }
 
+// handleCSV is GET /graph/csv, Chronos's Exporter: "node,name,last
+// state,current state" per job, then "link,parent,child" per edge.
 func (f *Framework) handleCSV(w http.ResponseWriter, r *http.Request) {
 	states := f.jobStates()
 	var b strings.Builder
 	jobs := f.jobsFor(r)
+	listed := map[string]bool{}
 	for _, j := range jobs {
+		listed[j.Name] = true
 		s := states[j.Name]
 		if s == "" {
 			s = "idle"
@@ -400,7 +442,9 @@ func (f *Framework) handleCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, j := range jobs {
 		for _, p := range j.Parents {
-			fmt.Fprintf(&b, "link,%s,%s\n", p, j.Name)
+			if listed[p] {
+				fmt.Fprintf(&b, "link,%s,%s\n", p, j.Name)
+			}
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain")
@@ -417,14 +461,24 @@ func (f *Framework) handleLeader(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"leader": l})
 }
 
-// handleStats is GET /stats/{percentile}: every job's run time at one of
-// median, 75thPercentile, 95thPercentile, 98thPercentile, 99thPercentile.
+// handleStats is GET /stats/{percentile}, Chronos's StatsResource: every
+// job with its run-time histogram's value for that key, in seconds, the
+// longest first. Chronos lists every job of its graph, 0 for a job that
+// never ran; its keys are those of the histogram (75thPercentile,
+// 95thPercentile, 98thPercentile, 99thPercentile, median, mean, count).
 func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
-	p := map[string]float64{"median": .5, "75thPercentile": .75, "95thPercentile": .95, "98thPercentile": .98, "99thPercentile": .99}
-	q, ok := p[r.PathValue("percentile")]
-	mean := r.PathValue("percentile") == "mean"
-	if !ok && !mean {
-		f.fail(w, bad("Unknown statistic '%s': use mean, median, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile", r.PathValue("percentile")))
+	key := r.PathValue("percentile")
+	pick := map[string]func(Histogram) float64{
+		"median":         func(h Histogram) float64 { return h.Median },
+		"75thPercentile": func(h Histogram) float64 { return h.P75 },
+		"95thPercentile": func(h Histogram) float64 { return h.P95 },
+		"98thPercentile": func(h Histogram) float64 { return h.P98 },
+		"99thPercentile": func(h Histogram) float64 { return h.P99 },
+		"mean":           func(h Histogram) float64 { return h.Mean },
+		"count":          func(h Histogram) float64 { return float64(h.Count) },
+	}[key]
+	if pick == nil {
+		f.fail(w, bad("Unknown statistic '%s': use mean, median, count, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile", key))
 		return
 	}
 	byJob := map[string][]float64{}
@@ -442,21 +496,10 @@ func (f *Framework) handleStats(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []stat{}
 	for _, j := range f.jobsFor(r) {
-		ms := byJob[j.Name]
-		if len(ms) == 0 {
-			continue
-		}
-		sort.Float64s(ms)
-		if mean {
-			sum := 0.0
-			for _, x := range ms {
-				sum += x
-			}
-			out = append(out, stat{Job: j.Name, Time: sum / float64(len(ms))})
-			continue
-		}
-		out = append(out, stat{Job: j.Name, Time: percentile(ms, q)})
+		// Chronos divides the histogram's figure (ms) by 1000.
+		out = append(out, stat{Job: j.Name, Time: pick(histogram(byJob[j.Name])) / 1000})
 	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Time > out[b].Time })
 	writeJSON(w, http.StatusOK, out)
 }
 
