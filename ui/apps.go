@@ -1,8 +1,6 @@
 package ui
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -12,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -113,6 +110,10 @@ type appRow struct {
 	Bar        bar
 	Labels     map[string]string
 	HTML       string // the row, rendered
+
+	src    listApp    // what the row was built from (its status is worked out again when the queue moves)
+	queue  queueEntry // the app's queue entry when queued
+	queued bool
 }
 
 type groupNode struct {
@@ -123,8 +124,12 @@ type groupNode struct {
 }
 
 type appsData struct {
-	Rows                    []appRow
+	Rows                    []appRow // every row the filters keep
 	RowsHTML                template.HTML
+	More                    bool   // only the first screenful of Rows is in RowsHTML
+	LastID                  string // the id of the last row in RowsHTML
+	AllURL                  string // the page with every row
+	Index                   uint64 // the store index of the rows (0: unknown)
 	Total                   int
 	Status, Label, Group, Q string
 	Statuses                []string
@@ -135,36 +140,110 @@ type appsData struct {
 	CanCreate               bool
 }
 
+// firstRows is how many rows the apps page carries itself; the script
+// fetches the rest once the page is up, and "Show all" (?all=1) carries
+// every row for a browser without it. A thousand rows of markup would
+// hold DOMContentLoaded back on a phone or a loaded machine.
+const firstRows = 60
+
+// Headers of the live script's requests for the apps page.
+const (
+	hdrPartial   = "X-Weft-Partial"    // only <main>
+	hdrRowsAfter = "X-Weft-Rows-After" // only the rows after this app id
+	hdrSince     = "X-Weft-Since"      // a JSON delta since this store index
+)
+
 // appsPage is Marathon's main screen: every app the token may read, with
 // status and health, filtered by status, label, group and text.
 func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	canCreate := s.rules.canWriteSomeApp()
-	if main := u.keptAppsMain(s, r.URL.RawQuery, canCreate); main != nil {
-		u.renderWith(w, r, s, "apps", "Applications", main)
-		return
-	}
-	all, index, err := u.appRows(r.Context(), s)
+	v, err := u.appsView(r.Context(), s)
 	if err != nil {
 		u.failErr(w, r, s, err)
 		return
 	}
-	main, err := u.renderMain(s, "apps", "Applications", buildAppsData(r.URL.Query(), all, canCreate))
-	if err != nil {
-		u.log.Error("rendering", "page", "apps", "err", err)
-		http.Error(w, "rendering apps: "+err.Error(), http.StatusInternalServerError)
+	q := r.URL.Query()
+	switch {
+	case r.Header.Get(hdrSince) != "":
+		u.appsDeltaAnswer(w, r, s, v, q, canCreate)
+		return
+	case r.Header.Get(hdrRowsAfter) != "":
+		d := buildAppsData(q, v, canCreate, -1)
+		after := r.Header.Get(hdrRowsAfter)
+		i := sort.Search(len(d.Rows), func(i int) bool { return d.Rows[i].ID > after })
+		w.Header().Set("X-Weft-Index", strconv.FormatUint(v.index, 10))
+		writeHTML(w, r, []byte(appRowsHTML(d.Rows[i:])))
 		return
 	}
-	u.keepAppsMain(s, index, all, r.URL.RawQuery, canCreate, main)
+	key := mainKey(r.URL.RawQuery, canCreate)
+	main := v.main(key)
+	if main == nil {
+		main, err = u.renderMain(s, "apps", "Applications", buildAppsData(q, v, canCreate, pageRows(q)))
+		if err != nil {
+			u.log.Error("rendering", "page", "apps", "err", err)
+			http.Error(w, "rendering apps: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if v.index != 0 {
+			v.keepMain(key, main)
+		}
+	}
 	u.renderWith(w, r, s, "apps", "Applications", main)
 }
 
-// buildAppsData filters the rows as the query asks and builds the group
-// tree and the status counts.
-func buildAppsData(q url.Values, all []appRow, canCreate bool) *appsData {
+// pageRows is how many rows the page itself carries: all with ?all=1.
+func pageRows(q url.Values) int {
+	if q.Get("all") != "" {
+		return -1
+	}
+	return firstRows
+}
+
+// appsDeltaAnswer answers an open page at store index X-Weft-Since with
+// the rows that changed since (appsDelta), as JSON.
+func (u *UI) appsDeltaAnswer(w http.ResponseWriter, r *http.Request, s *session, v *appsView, q url.Values, canCreate bool) {
+	since, err := strconv.ParseUint(r.Header.Get(hdrSince), 10, 64)
+	if err != nil {
+		http.Error(w, hdrSince+": want a store index (a whole number), got "+strconv.Quote(r.Header.Get(hdrSince)), http.StatusBadRequest)
+		return
+	}
+	d := buildAppsData(q, v, canCreate, pageRows(q))
+	out := appsDelta{Index: v.index}
+	var ok bool
+	if out.Rows, out.Removed, ok = v.delta(d, since); !ok {
+		main, err := u.renderMain(s, "apps", "Applications", d)
+		if err != nil {
+			http.Error(w, "rendering apps: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out.Full = string(main)
+	} else if len(out.Rows)+len(out.Removed) > 0 {
+		var b strings.Builder
+		if err := u.pages["apps"].ExecuteTemplate(&b, "appsaside", d); err != nil {
+			http.Error(w, "rendering apps: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out.Aside = b.String()
+		out.Count = fmt.Sprintf("%d of %d apps", len(d.Rows), d.Total)
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		http.Error(w, "encoding the delta: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeBody(w, r, "application/json", body)
+}
+
+// buildAppsData filters the view's rows as the query asks and builds the
+// group tree and the status counts; the page carries the first limit
+// rows (all when limit < 0).
+func buildAppsData(q url.Values, v *appsView, canCreate bool, limit int) *appsData {
+	all := v.rows
 	d := &appsData{
 		Status: q.Get("status"), Label: q.Get("label"), Group: strings.TrimRight(q.Get("group"), "/"), Q: q.Get("q"),
 		Statuses: []string{StatusRunning, StatusDeploying, StatusSuspended, StatusWaiting, StatusDelayed},
 		Counts:   map[string]int{},
+		Index:    v.index,
 	}
 	d.CanCreate = canCreate
 	d.AnyFilter = d.Status != "" || d.Label != "" || d.Group != "" || d.Q != ""
@@ -202,161 +281,22 @@ func buildAppsData(q url.Values, all []appRow, canCreate bool) *appsData {
 		rows = append(rows, *a)
 	}
 	d.Rows = rows
-	d.RowsHTML = appRowsHTML(rows)
+	shown := rows
+	if limit >= 0 && len(rows) > limit {
+		shown = rows[:limit]
+		d.More = true
+		all := url.Values{}
+		for k, vs := range q {
+			all[k] = vs
+		}
+		all.Set("all", "1")
+		d.AllURL = "/ui/apps?" + all.Encode()
+	}
+	if len(shown) > 0 {
+		d.LastID = shown[len(shown)-1].ID
+	}
+	d.RowsHTML = appRowsHTML(shown)
 	return d
-}
-
-// appsView is what the apps page kept for one token at one store index:
-// its rows and its rendered <main> per query.
-type appsView struct {
-	index   uint64
-	at      time.Time
-	delayed bool // an app is Delayed: its status changes with time alone
-	rows    []appRow
-	mains   map[string][]byte // by query and whether the token may create
-}
-
-const (
-	maxViews        = 16          // tokens whose apps page is kept
-	maxMainsPerView = 32          // queries kept per token
-	delayedViewTTL  = time.Second // how long a view with a Delayed app is good for
-)
-
-func mainKey(rawQuery string, canCreate bool) string {
-	if canCreate {
-		return "w" + rawQuery
-	}
-	return "r" + rawQuery
-}
-
-// view returns the token's kept view if it is still good, or nil.
-// The caller holds viewsMu.
-func (u *UI) view(s *session) *appsView {
-	if u.cfg.Index == nil {
-		return nil
-	}
-	v := u.views[s.Token]
-	if v == nil || v.index != u.cfg.Index() || (v.delayed && u.cfg.Now().Sub(v.at) > delayedViewTTL) {
-		return nil
-	}
-	return v
-}
-
-// keptAppsMain returns the rendered <main> kept for this token, store
-// index and query, or nil.
-func (u *UI) keptAppsMain(s *session, rawQuery string, canCreate bool) []byte {
-	u.viewsMu.Lock()
-	defer u.viewsMu.Unlock()
-	if v := u.view(s); v != nil {
-		return v.mains[mainKey(rawQuery, canCreate)]
-	}
-	return nil
-}
-
-// keptRows returns the rows kept for this token and store index, or nil.
-func (u *UI) keptRows(s *session) ([]appRow, uint64) {
-	u.viewsMu.Lock()
-	defer u.viewsMu.Unlock()
-	if v := u.view(s); v != nil {
-		return v.rows, v.index
-	}
-	return nil, 0
-}
-
-// keepAppsMain keeps rows and a rendered <main> for the token at index
-// (0: no index known, nothing kept).
-func (u *UI) keepAppsMain(s *session, index uint64, rows []appRow, rawQuery string, canCreate bool, main []byte) {
-	if index == 0 || u.cfg.Index == nil {
-		return
-	}
-	u.viewsMu.Lock()
-	defer u.viewsMu.Unlock()
-	v := u.views[s.Token]
-	if v == nil || v.index != index {
-		if u.views == nil || len(u.views) >= maxViews {
-			u.views = map[string]*appsView{}
-		}
-		v = &appsView{index: index, at: u.cfg.Now(), rows: rows, mains: map[string][]byte{}}
-		for i := range rows {
-			v.delayed = v.delayed || rows[i].Status == StatusDelayed
-		}
-		u.views[s.Token] = v
-	}
-	if len(v.mains) >= maxMainsPerView {
-		v.mains = map[string][]byte{}
-	}
-	v.mains[mainKey(rawQuery, canCreate)] = main
-}
-
-// appRows reads every app the token may see, with its status, as table
-// rows. The rows of the last answer are kept: when the API answers with
-// the same bytes again (nothing changed for this token), decoding and
-// rendering are skipped.
-func (u *UI) appRows(ctx context.Context, s *session) ([]appRow, uint64, error) {
-	if rows, index := u.keptRows(s); rows != nil {
-		return rows, index, nil
-	}
-	// The index is read before the API: rows kept under it can only be
-	// newer than it, never older.
-	var index uint64
-	if u.cfg.Index != nil {
-		index = u.cfg.Index()
-	}
-	code, appsBody := u.call(ctx, s, http.MethodGet, "/v2/apps", nil)
-	if code != http.StatusOK {
-		return nil, 0, apiErr("/v2/apps", code, appsBody)
-	}
-	qcode, queueBody := u.call(ctx, s, http.MethodGet, "/v2/queue", nil)
-	if qcode != http.StatusOK {
-		queueBody = nil // a token may read apps but not the queue
-	}
-	h := sha256.New()
-	h.Write(appsBody)
-	h.Write([]byte{0})
-	h.Write(queueBody)
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	u.rowsMu.Lock()
-	if u.rowsKey == key && u.rows != nil {
-		rows := u.rows
-		u.rowsMu.Unlock()
-		return rows, index, nil
-	}
-	u.rowsMu.Unlock()
-
-	var apps struct {
-		Apps []listApp `json:"apps"`
-	}
-	if err := json.Unmarshal(appsBody, &apps); err != nil {
-		return nil, 0, fmt.Errorf("decoding /v2/apps: %w", err)
-	}
-	var queue struct {
-		Queue []queueEntry `json:"queue"`
-	}
-	if queueBody != nil {
-		_ = json.Unmarshal(queueBody, &queue)
-	}
-	byApp := make(map[string]*queueEntry, len(queue.Queue))
-	for i := range queue.Queue {
-		byApp[queue.Queue[i].App.ID] = &queue.Queue[i]
-	}
-	sort.Slice(apps.Apps, func(i, j int) bool { return apps.Apps[i].ID < apps.Apps[j].ID })
-	rows := make([]appRow, len(apps.Apps))
-	var b strings.Builder
-	for i := range apps.Apps {
-		a := &apps.Apps[i]
-		rows[i] = appRow{
-			ID: a.ID, Status: appStatus(a, byApp[a.ID]), Instances: a.Instances, Running: a.TasksRunning, Cpus: a.Cpus, Mem: a.Mem, Labels: a.Labels,
-			Bar: healthBar(a.Instances, a.TasksStaged, a.TasksRunning, a.TasksHealthy, a.TasksUnhealthy, len(a.HealthChecks) > 0),
-		}
-		b.Reset()
-		writeRow(&b, &rows[i])
-		rows[i].HTML = b.String()
-	}
-	u.rowsMu.Lock()
-	u.rowsKey, u.rows = key, rows
-	u.rowsMu.Unlock()
-	return rows, index, nil
 }
 
 // appRowsHTML joins the rows' HTML.

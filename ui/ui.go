@@ -52,6 +52,12 @@ type Config struct {
 	// the API again only once the index moved (or, while an app is
 	// Delayed, whose status changes with time alone, after a second).
 	Index func() uint64
+	// Changes, when set with Index, is the master's change feed
+	// (sched.Master.Changes): what changed in the store after an index.
+	// The apps page then reads again only the apps a change touched (with
+	// the user's token, through API), not every app. Only app ids are
+	// taken from it.
+	Changes func(after uint64) api.Changes
 }
 
 // UI serves /ui/.
@@ -61,12 +67,9 @@ type UI struct {
 	pages map[string]*template.Template
 	files http.Handler
 
-	rowsMu  sync.Mutex
-	rowsKey [32]byte // SHA-256 of the API answers rows were built from
-	rows    []appRow
-
+	track   tracker // which apps each store change touched (Config.Changes)
 	viewsMu sync.Mutex
-	views   map[string]*appsView // by token, with Config.Index
+	views   map[string]*tokenView // the apps page by token, with Config.Index
 }
 
 // New parses the templates; it fails only on a broken build.
@@ -427,8 +430,13 @@ var gzips = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(io.Discard, 
 // writeHTML writes an HTML answer, gzipped when the browser accepts it and
 // the page is large enough to gain from it.
 func writeHTML(w http.ResponseWriter, r *http.Request, b []byte) {
+	writeBody(w, r, "text/html; charset=utf-8", b)
+}
+
+// writeBody writes an answer of type ctype, gzipped as writeHTML says.
+func writeBody(w http.ResponseWriter, r *http.Request, ctype string, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Type", ctype)
 	h.Add("Vary", "Accept-Encoding")
 	if len(b) < 2048 || !acceptsGzip(r) {
 		h.Set("Content-Length", strconv.Itoa(len(b)))

@@ -15,9 +15,14 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
+type row = benchkit.Row
+
+const noPeer = benchkit.NoPeer
+
 var (
 	atExit          = benchkit.AtExit
 	cleanupOnSignal = benchkit.CleanupOnSignal
+	emitRow         = benchkit.EmitRow
 	eventually      = benchkit.Eventually
 	exit            = benchkit.Exit
 	freePort        = benchkit.FreePort

@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftnet/weft/internal/nodetls"
 	"github.com/weftnet/weft/sched"
+	"github.com/weftnet/weft/sched/api"
 	"github.com/weftnet/weft/sched/chronos"
 	"github.com/weftnet/weft/sched/marathon"
 	"github.com/weftnet/weft/ui"
@@ -101,6 +102,7 @@ func (n *node) setupMaster() error {
 		LocalNode:   n.name,
 		Logger:      n.log,
 		Index:       m.Store().Index,
+		Changes:     func(after uint64) api.Changes { return m.Changes(after, "") },
 	})
 	if err != nil {
 		return err

@@ -5,9 +5,75 @@
   var main = document.getElementById("main");
 
   // Live pages re-render their <main> from the server shortly after an
-  // event; at most one refresh is in flight, and one more is queued.
+  // event; at most one refresh is in flight, and one more is queued. The
+  // apps page instead asks for what changed since its store index
+  // (X-Weft-Since) and replaces just those rows; it also fetches the rows
+  // after its first screenful once it is up.
   if (main && main.dataset.live && window.EventSource) {
     var busy = false, again = false, timer = null;
+    var get = function (headers) {
+      headers["X-Weft-Partial"] = "1";
+      return fetch(location.href, { headers: headers, credentials: "same-origin" });
+    };
+    var full = function () {
+      return get({}).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+        if (html !== null) {
+          main.innerHTML = html;
+          main.dataset.updated = String(Date.now());
+          if (document.querySelector("#apps tr.more")) { again = true; }
+        }
+      });
+    };
+    // rest appends the apps after the first screenful, then catches up.
+    var rest = function (table, more) {
+      return get({ "X-Weft-Rows-After": more.dataset.after }).then(function (r) {
+        if (!r.ok) { return full(); }
+        return r.text().then(function (html) {
+          more.insertAdjacentHTML("beforebegin", html);
+          more.remove();
+          table.dataset.complete = "1";
+          return delta(table);
+        });
+      });
+    };
+    var delta = function (table) {
+      return get({ "X-Weft-Since": table.dataset.index }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
+        if (!d) { return full(); }
+        if (d.full !== undefined) {
+          main.innerHTML = d.full;
+          main.dataset.updated = String(Date.now());
+          if (document.querySelector("#apps tr.more")) { again = true; }
+          return null;
+        }
+        var body = table.tBodies[0], byId = {}, broken = false;
+        Array.prototype.forEach.call(body.rows, function (tr) { if (tr.dataset.app) { byId[tr.dataset.app] = tr; } });
+        d.removed.forEach(function (id) { if (byId[id]) { byId[id].remove(); delete byId[id]; } });
+        d.rows.forEach(function (u) {
+          if (broken) { return; }
+          var tmp = document.createElement("tbody");
+          tmp.innerHTML = u.html;
+          var tr = tmp.firstElementChild;
+          if (byId[u.id]) {
+            byId[u.id].replaceWith(tr);
+          } else if (u.after === "") {
+            body.insertBefore(tr, body.firstChild);
+          } else if (byId[u.after]) {
+            byId[u.after].after(tr);
+          } else {
+            broken = true; // the page is not what the server thinks
+            return;
+          }
+          byId[u.id] = tr;
+        });
+        if (d.aside) { document.getElementById("apps-aside").innerHTML = d.aside; }
+        if (d.count) { document.getElementById("apps-count").textContent = d.count; }
+        table.dataset.index = d.index;
+        if (d.rows.length || d.removed.length) { main.dataset.updated = String(Date.now()); }
+        var none = body.querySelector("tr.none"), any = Object.keys(byId).length > 0;
+        if (broken || (none && any) || (!none && !any && !body.querySelector("tr.more"))) { return full(); }
+        return null;
+      });
+    };
     var refresh = function () {
       timer = null;
       var a = document.activeElement;
@@ -17,21 +83,21 @@
       }
       if (busy) { again = true; return; }
       busy = true;
-      fetch(location.href, { headers: { "X-Weft-Partial": "1" }, credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (html !== null) {
-            main.innerHTML = html;
-            main.dataset.updated = String(Date.now());
-          }
-        })
-        .catch(function () {})
-        .then(function () {
-          busy = false;
-          if (again) { again = false; schedule(); }
-        });
+      var table = document.getElementById("apps"), p;
+      if (table && table.dataset.index) {
+        var more = table.querySelector("tr.more");
+        p = more ? rest(table, more) : delta(table);
+      } else {
+        p = full();
+      }
+      p.catch(function () {}).then(function () {
+        busy = false;
+        if (again) { again = false; schedule(0); }
+      });
     };
-    var schedule = function () { if (!timer) { timer = setTimeout(refresh, 100); } };
+    var schedule = function (ms) {
+      if (!timer) { timer = setTimeout(refresh, typeof ms === "number" ? ms : 50); }
+    };
     var types = ["status_update_event", "instance_changed_event", "health_status_changed_event",
       "deployment_info", "deployment_success", "deployment_failed", "deployment_step_success",
       "deployment_step_failure", "api_post_event", "group_change_success", "app_terminated_event",
@@ -42,6 +108,8 @@
     // What changed between the render and the stream's (re)connection
     // came as no event: refresh once on every open.
     es.onopen = function () { main.dataset.stream = "open"; schedule(); };
+    // The apps page fetches the rest of its rows at once.
+    if (document.querySelector("#apps tr.more")) { schedule(0); }
     // Nodes and the mesh change without Marathon events, and so does
     // why an app waits (offers declined): such pages are polled too.
     var polled = /^\/ui\/(nodes|mesh)/.test(location.pathname);
