@@ -17,7 +17,12 @@
     };
     var full = function () {
       return get({}).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
-        if (html !== null) {
+        if (html === null) { return; }
+        // Unchanged (as the browser reads it): keep the nodes, so a
+        // selection, a hover or a test's query is not cut short.
+        var tmp = document.createElement("div");
+        tmp.innerHTML = html;
+        if (tmp.innerHTML !== main.innerHTML) {
           main.innerHTML = html;
           main.dataset.updated = String(Date.now());
           if (document.querySelector("#apps tr.more")) { again = true; }
