@@ -169,9 +169,20 @@ func (a *Agent) every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
-// loop is the blocking-query reconcile loop.
+// assignmentDeltas is the optional delta form of MasterClient.Assignments
+// (*api.Client and *api.MasterSet have it): after the first answer, only
+// what changed since the index sent.
+type assignmentDeltas interface {
+	AssignmentChanges(ctx context.Context, agentID string, after uint64, wait time.Duration) (*api.Assignments, error)
+}
+
+// loop is the blocking-query reconcile loop. With a master client that
+// asks for deltas, it keeps its assignments in a mirror and reconciles
+// against the whole list the mirror holds.
 func (a *Agent) loop(ctx context.Context) {
 	attempt := 0
+	dc, deltas := a.cfg.Master.(assignmentDeltas)
+	var mirror api.AssignmentMirror
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		after := a.index
@@ -182,7 +193,13 @@ func (a *Agent) loop(ctx context.Context) {
 			wait = 0
 		}
 		a.mu.Unlock()
-		as, err := a.cfg.Master.Assignments(ctx, a.cfg.ID, after, wait)
+		var as *api.Assignments
+		var err error
+		if deltas {
+			as, err = dc.AssignmentChanges(ctx, a.cfg.ID, after, wait)
+		} else {
+			as, err = a.cfg.Master.Assignments(ctx, a.cfg.ID, after, wait)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -211,6 +228,10 @@ func (a *Agent) loop(ctx context.Context) {
 			continue
 		}
 		attempt = 0
+		if deltas {
+			mirror.Apply(as)
+			as = mirror.Assignments()
+		}
 		a.mu.Lock()
 		a.syncErr = nil
 		a.lastSync = a.cfg.Now()

@@ -37,6 +37,8 @@ type agentTracker struct {
 	usage     map[string]*agentUsage         // agent → what its tasks use; replaced, never modified
 	fwUse     map[string]api.Resources       // framework → what its tasks use (scalars)
 	dirty     map[string]bool                // agents whose usage changed since it was last summed
+	removed   map[string][]removal           // agent → tasks it lost, oldest first (for delta answers)
+	floor     map[string]uint64              // agent → newest removal dropped from removed
 
 	encMu sync.Mutex
 	enc   map[string]encodedAssignment // task id → its assignment's JSON
@@ -48,6 +50,18 @@ type seenTask struct {
 	gen    uint64
 	rec    *TaskRecord
 }
+
+// removal is a task an agent lost (deleted, or moved to another agent) at
+// a store index.
+type removal struct {
+	id string
+	at uint64
+}
+
+// maxRemovals is how many removals the tracker keeps per agent for delta
+// answers; an agent further behind gets its whole list again (a variable
+// for tests).
+var maxRemovals = 4096
 
 type encodedAssignment struct {
 	modify uint64
@@ -63,6 +77,8 @@ func newAgentTracker() *agentTracker {
 		usage:   map[string]*agentUsage{},
 		fwUse:   map[string]api.Resources{},
 		dirty:   map[string]bool{},
+		removed: map[string][]removal{},
+		floor:   map[string]uint64{},
 		enc:     map[string]encodedAssignment{},
 	}
 }
@@ -115,6 +131,7 @@ func (t *agentTracker) see(id string, e *Entry, index, gen uint64, mark func(str
 	if ok && prev.agent != agent {
 		mark(prev.agent, index)
 		delete(t.byAgent[prev.agent], id)
+		t.lost(prev.agent, id, index)
 	}
 	if agent != "" {
 		set := t.byAgent[agent]
@@ -140,10 +157,27 @@ func (t *agentTracker) forget(id string, index uint64, mark func(string, uint64)
 	mark(st.agent, index)
 	delete(t.byAgent[st.agent], id)
 	delete(t.seen, id)
+	t.lost(st.agent, id, index)
 	t.unuse(st.rec)
 	t.encMu.Lock()
 	delete(t.enc, id)
 	t.encMu.Unlock()
+}
+
+// lost records that agent no longer has task id, from index on. The
+// oldest half of a full history is dropped; the agent's floor remembers
+// how far back deltas can still be told.
+func (t *agentTracker) lost(agent, id string, index uint64) {
+	if agent == "" {
+		return
+	}
+	rs := append(t.removed[agent], removal{id: id, at: index})
+	if len(rs) > maxRemovals {
+		drop := len(rs) / 2
+		t.floor[agent] = rs[drop-1].at
+		rs = append([]removal(nil), rs[drop:]...)
+	}
+	t.removed[agent] = rs
 }
 
 func (t *agentTracker) use(rec *TaskRecord) {
@@ -341,6 +375,44 @@ func (t *agentTracker) since(agent string, after uint64) (changed bool, ids []st
 	return changed, ids, at, t.changed
 }
 
+// delta is what changed in agent's assignments after index after: the ids
+// of its tasks written since (all of them, with snapshot set, when the
+// tracker cannot tell: after is 0, from another store, before this
+// tracker's first scan or older than the removals it keeps) and the tasks
+// it lost since. changed, at and wake are as for since.
+func (t *agentTracker) delta(agent string, after uint64) (changed, snapshot bool, ids, removed []string, at uint64, wake <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.ready {
+		return after == 0, true, nil, nil, 0, t.changed
+	}
+	last := max(t.last[agent], t.base)
+	changed = after == 0 || last > after || after > t.processed
+	at = last
+	if at == 0 {
+		at = t.processed
+	}
+	if !changed {
+		return false, false, nil, nil, at, t.changed
+	}
+	snapshot = after == 0 || after > t.processed || after < t.base || after < t.floor[agent]
+	mine := t.byAgent[agent]
+	for id := range mine {
+		if snapshot || t.seen[id].modify > after {
+			ids = append(ids, id)
+		}
+	}
+	if !snapshot {
+		for _, r := range t.removed[agent] {
+			if _, back := mine[r.id]; r.at > after && !back {
+				removed = append(removed, r.id)
+			}
+		}
+		removed = dedupe(removed)
+	}
+	return true, snapshot, ids, removed, at, t.changed
+}
+
 // queryWait parses ?wait= (Go duration or seconds), default 30 s, capped.
 func queryWait(r *http.Request, def, limit time.Duration) (time.Duration, error) {
 	v := r.URL.Query().Get("wait")
@@ -391,6 +463,13 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	deltas := false
+	if v := r.URL.Query().Get("delta"); v != "" {
+		if deltas, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("delta=%q: want true or false", v))
+			return
+		}
+	}
 	// An agent's assignments (with its tasks' secret values) go to that
 	// agent only.
 	if msg := notSelf(r, agent); msg != "" {
@@ -407,6 +486,10 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() == nil {
 			writeNoLeader(w, fmt.Sprintf("this master has not yet applied index %d, which agent %s has already seen; ask another master", after, agent))
 		}
+		return
+	}
+	if deltas {
+		m.assignmentDeltas(w, r, agent, after, wait)
 		return
 	}
 	timer := time.NewTimer(wait)
@@ -427,6 +510,57 @@ func (m *Master) handleAssignments(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// assignmentDeltas answers the delta form of the assignments query: once
+// agent's assignments move past after, the tasks written since and the
+// ones it lost (or the whole list, when the tracker cannot tell); after
+// wait with nothing changed, an empty delta at after.
+func (m *Master) assignmentDeltas(w http.ResponseWriter, r *http.Request, agent string, after uint64, wait time.Duration) {
+	write := func(snapshot bool, ids, removed []string, at uint64) {
+		b := m.assignments(ids, at, true)
+		if !snapshot {
+			b.head = deltaHead(at, removed)
+			b.size += len(b.head) - len(assignmentsHead(at))
+		}
+		b.write(w)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed, snapshot, ids, removed, at, wake := m.tracker.delta(agent, after)
+		if changed {
+			write(snapshot, ids, removed, at)
+			return
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			if changed, snapshot, ids, removed, at, _ := m.tracker.delta(agent, after); changed {
+				write(snapshot, ids, removed, at)
+			} else {
+				write(false, nil, nil, after)
+			}
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func assignmentsHead(at uint64) []byte {
+	head := strconv.AppendUint([]byte(`{"index":`), at, 10)
+	return append(head, `,"tasks":[`...)
+}
+
+func deltaHead(at uint64, removed []string) []byte {
+	head := strconv.AppendUint([]byte(`{"index":`), at, 10)
+	head = append(head, `,"delta":true`...)
+	if len(removed) > 0 {
+		rb, _ := json.Marshal(removed)
+		head = append(append(head, `,"removed":`...), rb...)
+	}
+	return append(head, `,"tasks":[`...)
 }
 
 // assignments is the JSON of api.Assignments for the given tasks at index
@@ -490,8 +624,7 @@ func (m *Master) assignments(ids []string, at uint64, withSecrets bool) assignme
 		}
 		tr.mu.Unlock()
 	}
-	head := strconv.AppendUint([]byte(`{"index":`), at, 10)
-	head = append(head, `,"tasks":[`...)
+	head := assignmentsHead(at)
 	return assignmentsBody{head: head, parts: parts, size: size - 64 + len(head) + len("]}\n")}
 }
 

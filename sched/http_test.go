@@ -133,6 +133,7 @@ func TestBadInputGets4xxWithAMessage(t *testing.T) {
 		{http.MethodPost, "/v1/agents/n1/status", `[{"taskId":"x","exitStatus":"one"}]`, 400},
 		{http.MethodGet, "/v1/agents/n1/assignments?index=-1", "", 400},
 		{http.MethodGet, "/v1/agents/n1/assignments?wait=forever", "", 400},
+		{http.MethodGet, "/v1/agents/n1/assignments?delta=sometimes", "", 400},
 		{http.MethodGet, "/v1/state?index=1.5", "", 400},
 		{http.MethodGet, "/v1/nope", "", 404},
 		{http.MethodGet, "/v2/apps-that-do-not-exist", "", 404},

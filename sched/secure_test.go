@@ -214,6 +214,12 @@ func TestNodeOnlyEndpoints(t *testing.T) {
 	if _, err := node.Assignments(ctx, "a2", 0, 0); api.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), `"a1"`) {
 		t.Fatalf("a1 pulling a2's assignments: %v, want 403 naming a1", err)
 	}
+	if _, err := node.AssignmentChanges(ctx, "a2", 0, 0); api.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), `"a1"`) {
+		t.Fatalf("a1 pulling a2's assignment deltas: %v, want 403 naming a1", err)
+	}
+	if _, err := person.AssignmentChanges(ctx, "a1", 0, 0); api.StatusCode(err) != http.StatusForbidden {
+		t.Fatalf("assignment deltas without a node certificate: %v, want 403", err)
+	}
 	forged := []api.TaskStatus{{TaskID: "some.task", State: api.TaskFailed, Message: "forged"}}
 	if err := node.PostStatus(ctx, "a2", forged); api.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), `not for "a2"`) {
 		t.Fatalf("a1 posting a2's status: %v, want 403", err)

@@ -350,6 +350,19 @@ func (c *Client) Assignments(ctx context.Context, agentID string, after uint64, 
 	return &a, nil
 }
 
+// AssignmentChanges is the delta form of Assignments:
+// GET /v1/agents/{id}/assignments?index=N&wait=30s&delta=true. Apply its
+// answers to an AssignmentMirror.
+func (c *Client) AssignmentChanges(ctx context.Context, agentID string, after uint64, wait time.Duration) (*Assignments, error) {
+	var a Assignments
+	q := url.Values{"index": {strconv.FormatUint(after, 10)}, "wait": {wait.String()}, "delta": {"true"}}
+	_, err := c.do(ctx, true, http.MethodGet, "/v1/agents/"+url.PathEscape(agentID)+"/assignments?"+q.Encode(), nil, &a)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
 // AgentStopping tells the master an agent is stopping on purpose and
 // means to come back (its tasks keep running): PUT
 // /v1/agents/{id}/stopping. The master then does not take the end of the

@@ -224,6 +224,16 @@ func (s *MasterSet) Assignments(ctx context.Context, agentID string, after uint6
 	return as, err
 }
 
+// AssignmentChanges is the agent's blocking query, as deltas.
+func (s *MasterSet) AssignmentChanges(ctx context.Context, agentID string, after uint64, wait time.Duration) (*Assignments, error) {
+	var as *Assignments
+	err := s.call(func(c *Client) (err error) {
+		as, err = c.AssignmentChanges(ctx, agentID, after, wait)
+		return err
+	})
+	return as, err
+}
+
 // PostStatus reports task status.
 func (s *MasterSet) PostStatus(ctx context.Context, agentID string, updates []TaskStatus) error {
 	return s.call(func(c *Client) error { return c.PostStatus(ctx, agentID, updates) })

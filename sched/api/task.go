@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"sort"
 	"time"
 )
 
@@ -163,10 +164,52 @@ type Assignment struct {
 	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
-// Assignments answers an agent's blocking query for its tasks.
+// Assignments answers an agent's blocking query for its tasks. Asked with
+// delta=true, the answer after the first is a delta (Delta): Tasks holds
+// only the assignments added or changed since the index the agent sent,
+// and Removed names the tasks no longer assigned to it. Otherwise (and
+// whenever the master cannot tell what changed: index 0, an index from
+// another store or older than it remembers) Tasks is the whole list.
 type Assignments struct {
-	Index uint64       `json:"index"`
-	Tasks []Assignment `json:"tasks"`
+	Index   uint64       `json:"index"`
+	Delta   bool         `json:"delta,omitempty"`
+	Removed []string     `json:"removed,omitempty"`
+	Tasks   []Assignment `json:"tasks"`
+}
+
+// AssignmentMirror is an agent's copy of its assignments, kept by applying
+// the answers of the delta query (a whole list replaces it).
+type AssignmentMirror struct {
+	index uint64
+	tasks map[string]Assignment
+}
+
+// Index is the index to ask from next (0 before the first answer).
+func (m *AssignmentMirror) Index() uint64 { return m.index }
+
+// Apply brings the mirror to as.Index.
+func (m *AssignmentMirror) Apply(as *Assignments) {
+	if !as.Delta || m.tasks == nil {
+		m.tasks = make(map[string]Assignment, len(as.Tasks))
+	}
+	m.index = as.Index
+	for _, id := range as.Removed {
+		delete(m.tasks, id)
+	}
+	for _, a := range as.Tasks {
+		m.tasks[a.Task.ID] = a
+	}
+}
+
+// Assignments returns the whole list the mirror holds, sorted by task id,
+// as a whole (non-delta) answer at the mirror's index.
+func (m *AssignmentMirror) Assignments() *Assignments {
+	out := &Assignments{Index: m.index, Tasks: make([]Assignment, 0, len(m.tasks))}
+	for _, a := range m.tasks {
+		out.Tasks = append(out.Tasks, a)
+	}
+	sort.Slice(out.Tasks, func(i, j int) bool { return out.Tasks[i].Task.ID < out.Tasks[j].Task.ID })
+	return out
 }
 
 // TaskStatus is a status update an agent posts for one task.
