@@ -20,18 +20,27 @@ import (
 // instance is kept.
 const LabelPodInstance = "weft.pod-instance"
 
-// PodExecutor runs pod instances (spec.Pod): every container of the
-// instance is a Docker container; the first one is started as a Docker task
-// of the instance's id, with the instance's network, host ports and
-// addresses, and the others join its network namespace (NetworkMode
-// container:<id>), so they all reach each other on 127.0.0.1. Pod volumes
-// are bound into the containers that mount them: host paths (under the
-// agent's volume root, as for apps) and ephemeral directories in the
-// instance's sandbox. The instance lives and dies as a unit: when one
-// container exits, the others are stopped, and the instance's exit is that
-// container's.
+// PodExecutor runs pod instances (spec.Pod).
+//
+// Containers with images are Docker containers: the first one is started
+// as a Docker task of the instance's id, with the instance's network, host
+// ports and addresses, and the others join its network namespace
+// (NetworkMode container:<id>), so they all reach each other on 127.0.0.1.
+// Pod volumes are bound into the containers that mount them: host paths
+// (under the agent's volume root, as for apps) and ephemeral directories in
+// the instance's sandbox.
+//
+// A pod whose containers have no image (Mesos command containers; the
+// master accepts them on host networking only) runs them as processes
+// through the process executor, each in its own sandbox directory (the
+// first in the instance's sandbox, the others in containers/<name>), where
+// each volume mount is a symlink at its relative mountPath.
+//
+// The instance lives and dies as a unit: when one container exits, the
+// others are stopped, and the instance's exit is that container's.
 type PodExecutor struct {
-	d *DockerExecutor
+	d *DockerExecutor  // nil: no Docker on this agent
+	p *ProcessExecutor // nil: no process containers
 }
 
 var (
@@ -39,8 +48,11 @@ var (
 	_ Prober   = (*PodExecutor)(nil)
 )
 
-// NewPodExecutor returns a pod executor running containers through d.
-func NewPodExecutor(d *DockerExecutor) *PodExecutor { return &PodExecutor{d: d} }
+// NewPodExecutor returns a pod executor running image containers through
+// d and command containers through p; either may be nil.
+func NewPodExecutor(d *DockerExecutor, p *ProcessExecutor) *PodExecutor {
+	return &PodExecutor{d: d, p: p}
+}
 
 // Name is "pod".
 func (p *PodExecutor) Name() string { return "pod" }
@@ -48,8 +60,14 @@ func (p *PodExecutor) Name() string { return "pod" }
 // Handles reports whether spec is a pod instance.
 func (p *PodExecutor) Handles(spec api.TaskSpec) bool { return spec.Pod != nil }
 
-// Available is the Docker Engine's availability.
-func (p *PodExecutor) Available(ctx context.Context) error { return p.d.Available(ctx) }
+// Available is the Docker Engine's availability (pods of command
+// containers need none).
+func (p *PodExecutor) Available(ctx context.Context) error {
+	if p.d == nil {
+		return nil
+	}
+	return p.d.Available(ctx)
+}
 
 // Recover adopts nothing itself: the Docker executor re-adopts each
 // instance's first container under the instance's id.
@@ -90,7 +108,7 @@ func (p *PodExecutor) podMounts(l Launch, c api.PodTaskContainer) ([]api.Volume,
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return nil, nil, fmt.Errorf("%s: creating ephemeral volume %q: %w", where, m.Name, err)
 		}
-		_ = os.Chmod(dir, 0o777) // any container user may write it, as Mesos's sandbox volumes
+		_ = os.Chmod(dir, 0o777) // any container user may write it
 		b := dir + ":" + target
 		if m.ReadOnly {
 			b += ":ro"
@@ -154,6 +172,23 @@ func (p *PodExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	if l.Spec.Pod == nil || len(l.Spec.Pod.Containers) == 0 {
 		return nil, errors.New("a pod instance needs at least one container")
 	}
+	images := 0
+	for _, c := range l.Spec.Pod.Containers {
+		if c.Image != "" {
+			images++
+		}
+	}
+	switch {
+	case images == 0:
+		if p.p == nil {
+			return nil, errors.New("this agent runs no process tasks, so it cannot run a pod of command containers")
+		}
+		return p.startProcesses(ctx, l)
+	case images < len(l.Spec.Pod.Containers):
+		return nil, errors.New("a pod's containers either all have images or none has one")
+	case p.d == nil:
+		return nil, errors.New("this agent has no Docker Engine, so it cannot run a pod of image containers")
+	}
 	first, err := p.containerLaunch(l, 0)
 	if err != nil {
 		return nil, err
@@ -192,7 +227,90 @@ func (p *PodExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		return nil, fmt.Errorf("container %s: %w", pc.Name, err)
 	}
 	go h.watch()
+	return &dockerPodHandle{h}, nil
+}
+
+// startProcesses runs a pod of command containers as processes.
+func (p *PodExecutor) startProcesses(ctx context.Context, l Launch) (Handle, error) {
+	h := &podHandle{done: make(chan struct{})}
+	for i, pc := range l.Spec.Pod.Containers {
+		cl, err := p.processLaunch(l, i)
+		var part Handle
+		if err == nil {
+			part, err = p.p.Start(ctx, cl)
+		}
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			h.stopAll(sctx, 0)
+			cancel()
+			return nil, fmt.Errorf("container %s: %w", pc.Name, err)
+		}
+		h.names = append(h.names, pc.Name)
+		h.parts = append(h.parts, part)
+	}
+	go h.watch()
 	return h, nil
+}
+
+// processLaunch is the process launch of command container i: its own
+// sandbox directory, its volume mounts as symlinks there.
+func (p *PodExecutor) processLaunch(l Launch, i int) (Launch, error) {
+	pc := l.Spec.Pod.Containers[i]
+	if l.Sandbox == "" {
+		return Launch{}, errors.New("a pod of command containers needs the instance's sandbox")
+	}
+	cl := l
+	if i > 0 {
+		cl.Task.ID = l.Task.ID + "." + pc.Name
+		cl.PodInstance = l.Task.ID
+		cl.Sandbox = filepath.Join(l.Sandbox, "containers", pc.Name)
+		if err := os.MkdirAll(cl.Sandbox, 0o755); err != nil {
+			return Launch{}, fmt.Errorf("creating the container's sandbox: %w", err)
+		}
+	}
+	for j, m := range pc.Mounts {
+		where := fmt.Sprintf("volumeMounts[%d]", j)
+		host, ok := l.Spec.Pod.Volumes[m.Name]
+		if !ok {
+			return Launch{}, fmt.Errorf("%s: the pod has no volume %q", where, m.Name)
+		}
+		rel := filepath.Clean(m.MountPath)
+		if filepath.IsAbs(rel) || rel == "." || strings.HasPrefix(rel, "..") {
+			return Launch{}, fmt.Errorf("%s.mountPath: %q: a command container mounts volumes at a path inside its sandbox", where, m.MountPath)
+		}
+		src := host
+		if src == "" {
+			src = filepath.Join(l.Sandbox, "volumes", m.Name)
+			if err := os.MkdirAll(src, 0o777); err != nil {
+				return Launch{}, fmt.Errorf("%s: creating ephemeral volume %q: %w", where, m.Name, err)
+			}
+			_ = os.Chmod(src, 0o777)
+		}
+		link := filepath.Join(cl.Sandbox, rel)
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return Launch{}, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := os.Symlink(src, link); err != nil && !errors.Is(err, os.ErrExist) {
+			return Launch{}, fmt.Errorf("%s: linking the volume: %w", where, err)
+		}
+	}
+	cl.Spec = api.TaskSpec{User: l.Spec.User, Resources: pc.Resources, KillGracePeriodSeconds: l.Spec.KillGracePeriodSeconds}
+	if pc.Shell != "" {
+		sh := pc.Shell
+		cl.Spec.Cmd = &sh
+	} else {
+		cl.Spec.Args = pc.Argv
+	}
+	env := map[string]string{}
+	for k, v := range l.Env {
+		env[k] = v
+	}
+	for k, v := range pc.Env {
+		env[k] = v
+	}
+	env["MESOS_SANDBOX"] = cl.Sandbox
+	cl.Env = env
+	return cl, nil
 }
 
 // podHandle is a running pod instance: its containers' handles, the
@@ -208,9 +326,14 @@ type podHandle struct {
 }
 
 var (
-	_ CommandRunner = (*podHandle)(nil)
+	_ CommandRunner = (*dockerPodHandle)(nil)
 	_ Pider         = (*podHandle)(nil)
 )
+
+// dockerPodHandle is a pod instance of Docker containers: exec health
+// checks run in the container that declared them. (A pod of processes has
+// its command checks run by the agent in the instance's sandbox.)
+type dockerPodHandle struct{ *podHandle }
 
 // watch waits for the first container to end, stops the others and ends
 // the instance with that container's exit.
@@ -281,7 +404,7 @@ func (h *podHandle) Pid() int {
 }
 
 // RunCommand runs an exec health check in the container that declared it.
-func (h *podHandle) RunCommand(ctx context.Context, cmd string) (int, string, error) {
+func (h *dockerPodHandle) RunCommand(ctx context.Context, cmd string) (int, string, error) {
 	i := h.checks[cmd]
 	r, ok := h.parts[i].(CommandRunner)
 	if !ok {

@@ -183,6 +183,9 @@ type processRecord struct {
 	Pid       int    `json:"pid"`
 	StartTime uint64 `json:"startTime"` // /proc/<pid>/stat field 22, guards against pid reuse
 	Sandbox   string `json:"sandbox"`
+	// PodInstance is set on a pod's container other than the first: the
+	// instance's task id (Launch.PodInstance).
+	PodInstance string `json:"podInstance,omitempty"`
 }
 
 // Start launches the task's process.
@@ -262,7 +265,7 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		stopped: make(chan struct{}),
 	}
 	if e.cfg.StateDir != "" {
-		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox}
+		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox, PodInstance: l.PodInstance}
 		if group != nil {
 			rec.Cgroup = group.Name()
 		}
@@ -361,6 +364,9 @@ func (e *ProcessExecutor) Recover(ctx context.Context) (map[string]Handle, error
 		return nil, err
 	}
 	for path, rec := range recs {
+		if rec.PodInstance != "" {
+			continue // part of its instance's task; Cleanup keeps it while the instance is kept
+		}
 		var group *cgroups.Group
 		if rec.Cgroup != "" && e.cfg.Cgroups != nil {
 			group, _ = e.cfg.Cgroups.Open(rec.Cgroup)
@@ -424,7 +430,7 @@ func (e *ProcessExecutor) Cleanup(ctx context.Context, keep map[string]bool) err
 	}
 	kept := map[string]bool{}
 	for path, rec := range recs {
-		if keep[rec.TaskID] {
+		if keep[rec.TaskID] || keep[rec.PodInstance] {
 			kept[rec.Cgroup] = true
 			continue
 		}

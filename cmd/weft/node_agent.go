@@ -23,6 +23,7 @@ func (n *node) setupAgent() error {
 		return err
 	}
 	var execs []agent.Executor
+	var docker *agent.DockerExecutor
 	var problems []string
 	if !n.c.Bool("no-docker") {
 		dcfg := agent.DefaultDockerConfig()
@@ -46,7 +47,8 @@ func (n *node) setupAgent() error {
 			problems = append(problems, "docker: "+err.Error())
 			n.log.Warn("docker tasks will not run on this agent", "err", err)
 		} else {
-			execs = append(execs, agent.NewPodExecutor(de), de)
+			execs = append(execs, de)
+			docker = de
 			n.closers = append(n.closers, func() { de.Close() })
 		}
 	}
@@ -78,6 +80,8 @@ func (n *node) setupAgent() error {
 		return err
 	}
 	execs = append(execs, pe)
+	// Pods first: their instances carry a container spec the others would take.
+	execs = append([]agent.Executor{agent.NewPodExecutor(docker, pe)}, execs...)
 
 	acfg := agent.DefaultConfig()
 	acfg.ID = n.name

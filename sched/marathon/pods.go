@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	pathpkg "path"
 	"regexp"
 	"sort"
 	"strings"
@@ -382,7 +383,15 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 		}
 	}
 
-	// Containers.
+	// Containers: all with images (Docker containers sharing the first's
+	// network namespace) or none (processes on the host network).
+	images := 0
+	for _, c := range p.Containers {
+		if c.Image != nil {
+			images++
+		}
+	}
+	commands := images == 0
 	names := map[string]bool{}
 	endpoints := map[string]bool{}
 	for i, c := range p.Containers {
@@ -408,8 +417,13 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 			if c.Image.ID == "" {
 				add(path+"/image/id", "error.path.missing")
 			}
-		} else {
-			add(path+"/image", "weft runs a pod's containers as Docker containers sharing the first one's network namespace; a container without an image (a Mesos command container) is not supported in a pod: give it an image")
+		} else if images > 0 {
+			add(path+"/image", "weft runs a pod's containers either all as Docker containers sharing the first one's network namespace, or all as processes on the host network; this pod has images for some containers only: give every container an image, or none")
+		} else if mode != "host" {
+			add(path+"/image", "a container without an image runs as a process on the agent's host network; on a %q network every container needs an image (weft runs them as Docker containers sharing one network namespace)", mode)
+		}
+		if commands && c.Exec == nil {
+			add(path+"/exec", "a container without an image needs a command (exec.command)")
 		}
 		if c.Exec != nil {
 			cmd := c.Exec.Command
@@ -467,6 +481,8 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 			}
 			if vm.MountPath == "" {
 				add(mp+"/mountPath", "error.path.missing")
+			} else if commands && (strings.HasPrefix(vm.MountPath, "/") || strings.HasPrefix(pathpkg.Clean(vm.MountPath), "..")) {
+				add(mp+"/mountPath", "got %q: a container without an image sees a volume at a path inside its sandbox; give a relative path", vm.MountPath)
 			}
 		}
 		if hc := c.HealthCheck; hc != nil {
@@ -564,8 +580,10 @@ func podApp(cfg *Config, p *api.Pod) *api.App {
 		}
 		app.Networks = []api.Network{n}
 	}
-	ctr := &api.Container{Type: "DOCKER", Volumes: []api.Volume{}, PortMappings: []api.PortMapping{}}
+	// A pod of command containers is a MESOS container: no Docker needed.
+	ctr := &api.Container{Type: "MESOS", Volumes: []api.Volume{}, PortMappings: []api.PortMapping{}}
 	if len(p.Containers) > 0 && p.Containers[0].Image != nil {
+		ctr.Type = "DOCKER"
 		ctr.Docker = &api.Docker{Image: p.Containers[0].Image.ID, Parameters: []api.Parameter{}}
 	}
 	index := map[string]int{}

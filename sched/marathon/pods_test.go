@@ -23,16 +23,16 @@ var docPods = []struct {
 	path    string // the path the refusal names
 	message string // part of its message
 }{
-	{name: "quick start simplepod", status: 422, path: "/containers(0)/image", message: "without an image",
+	{name: "quick start simplepod",
 		body: `{"id":"/simplepod","scaling":{"kind":"fixed","instances":1},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32}}],"networks":[{"mode":"host"}]}`},
 	// Published with labels {"values": {}}: a label's value is a string.
 	{name: "multiple containers", status: 422, path: "/labels", message: "jsstring",
 		body: `{"id":"/pod-with-multiple-containers","labels":{"values":{}},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32,"disk":0,"gpus":0}},{"name":"sleep2","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32,"disk":0,"gpus":0}},{"name":"sleep3","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32,"disk":0,"gpus":0}}],"networks":[{"mode":"host"}],"scaling":{"kind":"fixed","instances":10},"scheduling":{"backoff":{"backoff":1,"backoffFactor":1.15,"maxLaunchDelay":3600},"upgrade":{"minimumHealthCapacity":1,"maximumOverCapacity":1}}}`},
-	{name: "ephemeral volumes", status: 422, path: "/containers(1)/image",
+	{name: "ephemeral volumes",
 		body: `{"id":"/with-ephemeral-vol","scaling":{"kind":"fixed","instances":1},"containers":[{"name":"ct1","resources":{"cpus":0.1,"mem":32},"exec":{"command":{"shell":"while true; do echo the current time is $(date) > ./jdef-v1/clock; sleep 1; done"}},"volumeMounts":[{"name":"v1","mountPath":"jdef-v1"}]},{"name":"ct2","resources":{"cpus":0.1,"mem":32},"exec":{"command":{"shell":"while true; do cat ./etc/clock; sleep 1; done"}},"volumeMounts":[{"name":"v1","mountPath":"etc"}]}],"networks":[{"mode":"host"}],"volumes":[{"name":"v1"}]}`},
-	{name: "virtual network", status: 422, path: "/containers(0)/image",
+	{name: "virtual network", status: 422, path: "/containers(0)/image", message: "needs an image",
 		body: `{"id":"/pod-with-virtual-network","scaling":{"kind":"fixed","instances":1},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32}}],"networks":[{"mode":"container","name":"my-virtual-network-name"}]}`},
-	{name: "endpoint", status: 422, path: "/containers(0)/image",
+	{name: "endpoint", status: 422, path: "/containers(0)/image", message: "needs an image",
 		body: `{"id":"/pod-with-endpoint","scaling":{"kind":"fixed","instances":1},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32},"endpoints":[{"name":"web","containerPort":80,"protocol":["http"]}]}],"networks":[{"mode":"container","name":"my-virtual-network-name"}]}`},
 	{name: "health check",
 		body: `{"id":"/pod-with-healthcheck","scaling":{"kind":"fixed","instances":1},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32},"image":{"id":"nginx","kind":"DOCKER"},"endpoints":[{"name":"web","containerPort":80,"protocol":["http"]}],"healthCheck":{"http":{"endpoint":"web","path":"/ping"}}}],"networks":[{"mode":"container","name":"my-virtual-network-name"}]}`},
@@ -93,9 +93,9 @@ func mustJSON(v any) string {
 }
 
 // TestPodDefaults checks the keys and defaults of Marathon's sample
-// response to the quick-start pod (pods.md "Create"), given an image.
+// response to the quick-start pod (pods.md "Create").
 func TestPodDefaults(t *testing.T) {
-	p, aerr := parsePod([]byte(`{"id":"/simplepod2","scaling":{"kind":"fixed","instances":2},"containers":[{"name":"sleep1","image":{"kind":"DOCKER","id":"busybox"},"exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32}}],"networks":[{"mode":"host"}]}`), "")
+	p, aerr := parsePod([]byte(`{"id":"/simplepod2","scaling":{"kind":"fixed","instances":2},"containers":[{"name":"sleep1","exec":{"command":{"shell":"sleep 1000"}},"resources":{"cpus":0.1,"mem":32}}],"networks":[{"mode":"host"}]}`), "")
 	if aerr != nil {
 		t.Fatal(aerr.Body)
 	}
@@ -115,7 +115,8 @@ func TestPodDefaults(t *testing.T) {
 	}
 	c := got["containers"].([]any)[0].(map[string]any)
 	for k, w := range map[string]string{"artifacts": `[]`, "endpoints": `[]`, "environment": `{}`, "healthCheck": `null`, "labels": `{}`,
-		"lifecycle": `null`, "user": `null`, "volumeMounts": `[]`, "resources": `{"cpus":0.1,"disk":0,"gpus":0,"mem":32}`} {
+		"lifecycle": `null`, "user": `null`, "volumeMounts": `[]`, "resources": `{"cpus":0.1,"disk":0,"gpus":0,"mem":32}`,
+		"image": `null`, "exec": `{"command":{"shell":"sleep 1000"}}`} {
 		if g := mustJSON(c[k]); g != w {
 			t.Errorf("containers[0].%s = %s, want %s", k, g, w)
 		}
@@ -136,6 +137,9 @@ func TestPodRefusals(t *testing.T) {
 		{"two networks", `{"id":"/p","networks":[{"mode":"host"},{"mode":"container"}],"containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"}}]}`, "/networks"},
 		{"container port on host", base(`,"endpoints":[{"name":"w","containerPort":80}]`), "/containers(0)/endpoints(0)/containerPort"},
 		{"no container port on a container network", `{"id":"/p","networks":[{"mode":"container","name":"n"}],"containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"},"endpoints":[{"name":"w","hostPort":0}]}]}`, "/containers(0)/endpoints(0)/containerPort"},
+		{"some images", `{"id":"/p","containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"}},{"name":"b","exec":{"command":{"shell":"true"}}}]}`, "/containers(1)/image"},
+		{"command container without command", `{"id":"/p","containers":[{"name":"a"}]}`, "/containers(0)/exec"},
+		{"absolute mount of a command container", `{"id":"/p","volumes":[{"name":"v"}],"containers":[{"name":"a","exec":{"command":{"shell":"true"}},"volumeMounts":[{"name":"v","mountPath":"/data"}]}]}`, "/containers(0)/volumeMounts(0)/mountPath"},
 		{"scaling kind", `{"id":"/p","scaling":{"kind":"auto"},"containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"}}]}`, "/scaling/kind"},
 		{"wrong type", `{"id":"/p","scaling":{"instances":"two"},"containers":[]}`, "/scaling/instances"},
 	}
