@@ -598,6 +598,7 @@ func (m *Mesh) reconcile() {
 	in := topoInput{
 		Self: self, Peers: others, Links: links, LocalPrefixes: localPfx,
 		SelfSettled: !e.firstUp.IsZero() && now.Sub(e.firstUp) >= 2*time.Second,
+		Seeds:       m.seedAddrs(),
 		RTT:         m.rtt, Now: now, Probe: m.cfg.ProbeInterval, NATKeepalive: m.cfg.NATKeepalive,
 		Grace: m.cfg.DeadAfter + time.Second, Rotate: 5 * time.Second, DefaultPort: m.cfg.ListenPort,
 		Overlay: m.overlay,
@@ -620,10 +621,10 @@ func (m *Mesh) reconcile() {
 	// address); again every 10 s while the peer does not advertise it
 	// (a broadcast can be lost while the overlay forms).
 	advertises := map[string][]netip.AddrPort{}
-	hard := map[string]bool{}
+	hard, nat := map[string]bool{}, map[string]bool{}
 	for _, p := range others {
 		advertises[p.Name] = p.Endpoints
-		hard[p.Name] = p.HardNAT
+		hard[p.Name], nat[p.Name] = p.HardNAT, p.NAT
 	}
 	for _, p := range tp.Peers {
 		l := links[p.Name]
@@ -637,8 +638,11 @@ func (m *Mesh) reconcile() {
 		}
 		// A peer seen where it advertises itself learns nothing from a
 		// report: every pair reporting that flooded gossip with n²
-		// events while the mesh formed.
-		if slices.Contains(advertises[p.Name], l.Endpoint) {
+		// events while the mesh formed. Except once to a peer behind
+		// NAT: it tells an easy NAT from a hard one only when a second
+		// peer says where it sees it (natSettled), and waits 3 s for
+		// one otherwise before its first hole punch.
+		if slices.Contains(advertises[p.Name], l.Endpoint) && (!nat[p.Name] || rt.reportedEP == l.Endpoint) {
 			rt.reportedEP = l.Endpoint
 			continue
 		}

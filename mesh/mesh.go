@@ -52,6 +52,7 @@ type Mesh struct {
 	pubMu       sync.Mutex   // serialises publishTags
 	joining     atomic.Bool  // a background join is under way
 	syncing     atomic.Bool  // a background state exchange is under way
+	startedAt   atomic.Int64 // unix nanos: Run started (youngSyncFor)
 	syncUntil   atomic.Int64 // unix nanos: exchange state every fastSync until then
 	joined      atomic.Bool  // the cluster's claims have been seen
 	newcomer    atomic.Bool  // the first join is under way with a provisional block
@@ -245,9 +246,11 @@ func (m *Mesh) run(ctx context.Context) error {
 	defer punch.Stop()
 	var probeC, syncC <-chan time.Time
 	var addrC <-chan struct{}
+	started, lastSync := time.Now(), time.Time{}
+	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
 		m.syncFor(fastSyncAtStart)
-		syncT := time.NewTicker(fastSync)
+		syncT := time.NewTicker(youngSync)
 		defer syncT.Stop()
 		syncC = syncT.C
 		probe := time.NewTicker(m.cfg.ProbeInterval)
@@ -294,9 +297,12 @@ func (m *Mesh) run(ctx context.Context) error {
 				lastJoin = time.Now()
 				go func() { defer m.joining.Store(false); m.joinSeeds() }()
 			}
-		case <-syncC:
-			if time.Now().UnixNano() < m.syncUntil.Load() && m.syncing.CompareAndSwap(false, true) {
-				go func() { defer m.syncing.Store(false); m.syncState() }()
+		case now := <-syncC:
+			young := now.Sub(started) < youngSyncFor
+			due := young || now.UnixNano() < m.syncUntil.Load() && now.Sub(lastSync) >= fastSync-youngSync/2
+			if due && m.syncing.CompareAndSwap(false, true) {
+				lastSync = now
+				go func() { defer m.syncing.Store(false); m.syncState(young) }()
 			}
 		case <-m.kick:
 			m.reconcile()
@@ -330,10 +336,19 @@ func (m *Mesh) run(ctx context.Context) error {
 
 // Fast state exchange: while the mesh forms, and for a while after a member
 // joins or changes, every fastSync with one alive member at random.
+//
+// For the first youngSyncFor after start the exchange is every youngSync,
+// and at once after the node's tags change, with a seed: nodes that join together (two laptops at once) each get the
+// seed's member list before the seed knows the other, and gossip reaches
+// a node only once its overlay link to the gossiper is up (gossip runs
+// over the overlay), by which time the join broadcasts are mostly spent:
+// without this a pair found each other only at the first fastSync, 5 s in.
 const (
 	fastSync            = 5 * time.Second
 	fastSyncAtStart     = time.Minute
 	fastSyncAfterChange = 30 * time.Second
+	youngSync           = 500 * time.Millisecond
+	youngSyncFor        = 10 * time.Second
 )
 
 // syncFor keeps the fast state exchange on for at least d from now.
@@ -348,16 +363,23 @@ func (m *Mesh) syncFor(d time.Duration) {
 }
 
 // syncState exchanges the full gossip state with one alive member (a
-// memberlist push/pull, as its own timer does).
-func (m *Mesh) syncState() {
+// memberlist push/pull, as its own timer does), or a seed when young and
+// there are seeds (reachable on the underlay, and first to know of every
+// member that joins).
+func (m *Mesh) syncState(young bool) {
 	s := m.currentSerf()
 	if s == nil {
 		return
 	}
 	var addrs []string
-	for _, mem := range s.Members() {
-		if mem.Name != m.cfg.NodeName && mem.Status == serf.StatusAlive {
-			addrs = append(addrs, net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
+	if young {
+		addrs = m.seeds()
+	}
+	if len(addrs) == 0 {
+		for _, mem := range s.Members() {
+			if mem.Name != m.cfg.NodeName && mem.Status == serf.StatusAlive {
+				addrs = append(addrs, net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port))))
+			}
 		}
 	}
 	if len(addrs) == 0 {
@@ -510,6 +532,18 @@ func splitHostPortDefault(s string, def int) (string, int, error) {
 }
 
 // seeds returns the join addresses with the default port filled in.
+// seedAddrs are the seeds given as IP addresses (names are not resolved
+// here: they only break ties between relays, topoInput.Seeds).
+func (m *Mesh) seedAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, s := range m.seeds() {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, ap.Addr().Unmap())
+		}
+	}
+	return out
+}
+
 func (m *Mesh) seeds() []string {
 	var out []string
 	for _, j := range m.cfg.Join {
@@ -750,6 +784,13 @@ func (m *Mesh) publishAsync() {
 	go func() {
 		if err := m.publishTags(); err != nil {
 			m.log.Warn("publishing tags", "err", err)
+			return
+		}
+		// A young node's news (its reflexive address, its NAT) goes to
+		// the seed at once, where the other young nodes fetch it.
+		if st := m.startedAt.Load(); st != 0 && time.Since(time.Unix(0, st)) < youngSyncFor && m.syncing.CompareAndSwap(false, true) {
+			defer m.syncing.Store(false)
+			m.syncState(true)
 		}
 	}()
 }

@@ -457,7 +457,12 @@ func decodePorts(s string) []netip.AddrPort {
 const natSettle = 3 * time.Second
 
 // natSettled: two peers have reported where they see us (enough to tell
-// an easy NAT from a hard one), or one did natSettle ago.
+// an easy NAT from a hard one), or one did natSettle ago, or one sees us
+// at our own WireGuard port: a NAT that keeps the node's port (Linux
+// MASQUERADE, most home routers) keeps it toward every peer, so it is
+// easy, and the first punch need not wait for a second observer (which,
+// behind NAT, reports only after its own overlay link is up: a second or
+// more).
 func (m *Mesh) natSettled(now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -465,7 +470,7 @@ func (m *Mesh) natSettled(now time.Time) bool {
 		return true
 	}
 	for _, o := range m.observedBy {
-		return now.Sub(o.at) >= natSettle
+		return now.Sub(o.at) >= natSettle || m.cfg.ListenPort > 0 && int(o.ep.Port()) == m.cfg.ListenPort
 	}
 	return false
 }

@@ -122,6 +122,22 @@ type topoInput struct {
 	// peers see it behind NAT. Until then it sends nothing to the
 	// reflexive endpoint of a peer behind NAT (that could spoil a punch).
 	SelfSettled bool
+	// Seeds are the addresses of this node's join seeds. While RTTs are
+	// unknown (or equal) a seed is the preferred relay: two nodes that
+	// joined through it reach it first (it is the first to know them),
+	// where the smallest name would have each end pick whichever relay
+	// answered it first, often not the same.
+	Seeds []netip.Addr
+}
+
+// isSeed reports whether p is one of in.Seeds (by any of its endpoints).
+func (in topoInput) isSeed(p peerInfo) bool {
+	for _, ep := range p.Endpoints {
+		if slices.Contains(in.Seeds, ep.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // peerPlan is the desired WireGuard configuration of one peer.
@@ -204,23 +220,26 @@ func computeTopology(in topoInput) topology {
 	// Relays: a public, directly reachable member, preferably at a third
 	// site (a cut between two sites usually takes their other nodes with
 	// it, and both ends must pick the same relay), then the lowest RTT
-	// (self→relay→peer, in coarse buckets), then the smallest name.
+	// (self→relay→peer, in coarse buckets), then a seed, then the
+	// smallest name.
 	for _, p := range peers {
 		if !needRelay[p.Name] {
 			continue
 		}
-		best, bestScore, bestThird := "", time.Duration(0), false
+		best, bestScore, bestThird, bestSeed := "", time.Duration(0), false, false
 		for _, r := range peers {
 			if r.Name == p.Name || r.NAT || r.Status != "alive" || !owns(r) || needRelay[r.Name] || !in.Links[r.Name].Up {
 				continue
 			}
 			third := r.Site != in.Self.Site && r.Site != p.Site
 			score := rttVia(in, in.Self.Name, r.Name, p.Name)
+			seed := in.isSeed(r)
 			better := best == "" ||
 				(third && !bestThird) ||
-				(third == bestThird && (score < bestScore || (score == bestScore && r.Name < best)))
+				(third == bestThird && (score < bestScore ||
+					score == bestScore && (seed && !bestSeed || seed == bestSeed && r.Name < best)))
 			if better {
-				best, bestScore, bestThird = r.Name, score, third
+				best, bestScore, bestThird, bestSeed = r.Name, score, third, seed
 			}
 		}
 		if best == "" {

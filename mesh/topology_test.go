@@ -163,6 +163,41 @@ routes=[10.47.3.0/24 10.47.4.0/24]
 `,
 		},
 		{
+			name: "RTTs unknown: the seed relays, not the smallest name (both ends of a pair pick the same)",
+			mod: func(in *topoInput) {
+				b := pi("b", "10.47.3.0/24", "172.20.3.3:51820")
+				in.Peers = []peerInfo{b, pi("d1", "10.47.4.0/24", "172.20.4.4:51820"), pi("m1", "10.47.5.0/24", "172.20.5.5:51820")}
+				in.Links = map[string]linkState{
+					"b":  {EverUp: true, Since: t0.Add(-time.Minute), Endpoint: netip.MustParseAddrPort("172.20.3.3:51820")},
+					"d1": up(""), "m1": up(""),
+				}
+				in.Seeds = []netip.Addr{netip.MustParseAddr("172.20.5.5")}
+				in.RTT = nil
+			},
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=m1
+d1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=0s path=direct
+m1 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=0s path=direct
+routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
+`,
+		},
+		{
+			name: "a lower RTT wins over the seed",
+			mod: func(in *topoInput) {
+				b := pi("b", "10.47.3.0/24", "172.20.3.3:51820")
+				in.Peers = []peerInfo{b, pi("r1", "10.47.4.0/24", "172.20.4.4:51820"), pi("r2", "10.47.5.0/24", "172.20.5.5:51820")}
+				in.Links = map[string]linkState{
+					"b":  {EverUp: true, Since: t0.Add(-time.Minute), Endpoint: netip.MustParseAddrPort("172.20.3.3:51820")},
+					"r1": up(""), "r2": up(""),
+				}
+				in.Seeds = []netip.Addr{netip.MustParseAddr("172.20.4.4")}
+			},
+			want: `b ep=172.20.3.3:51820 allowed=[] ka=0s path=relay via=r2
+r1 ep=172.20.4.4:51820 allowed=[10.47.4.0/24] ka=0s path=direct
+r2 ep=172.20.5.5:51820 allowed=[10.47.3.0/24 10.47.5.0/24] ka=0s path=direct
+routes=[10.47.3.0/24 10.47.4.0/24 10.47.5.0/24]
+`,
+		},
+		{
 			name: "block conflict: the earlier claim gets the block",
 			mod: func(in *topoInput) {
 				early := pi("x", "10.47.3.0/24", "172.20.3.3:51820")

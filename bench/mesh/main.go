@@ -8,7 +8,7 @@
 // needs root and /dev/net/tun, and prints ratios, benchkit rows and a
 // one-line SUMMARY.
 //
-//	go run ./bench/mesh [-partition 2m] [-seconds 8] [-trials 20] [-only formation|nat]
+//	go run ./bench/mesh [-partition 2m] [-seconds 8] [-runs 5] [-trials 20] [-only formation|nat]
 //
 // The measurements are a Go test (they use mesh/meshtest); this program
 // runs it.
@@ -27,6 +27,7 @@ func main() {
 	partition := flag.Duration("partition", 0, "how long the partition lasts (default 2m)")
 	seconds := flag.Int("seconds", 0, "seconds per throughput run (default 8)")
 	trials := flag.Int("trials", 0, "trials of each laptop-behind-NAT figure (default 20)")
+	runs := flag.Int("runs", 0, "runs of the 22-node formation, each on a fresh testbed (default 5)")
 	only := flag.String("only", "", "run only the formation (and idle cost) or only the NAT trials: formation|nat")
 	flag.Parse()
 	_, file, _, _ := runtime.Caller(0)
@@ -36,6 +37,9 @@ func main() {
 	cmd.Env = append(os.Environ(), "WEFT_MESH_BENCH=1")
 	if *partition > 0 {
 		cmd.Env = append(cmd.Env, "WEFT_MESH_BENCH_PARTITION="+partition.String())
+	}
+	if *runs > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("WEFT_MESH_BENCH_RUNS=%d", *runs))
 	}
 	if *trials > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("WEFT_MESH_BENCH_TRIALS=%d", *trials))
