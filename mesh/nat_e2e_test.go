@@ -20,6 +20,7 @@ import (
 // new port, or one that picks it at random and a port-restricted one). Each node must also
 // know its own kind of NAT.
 func TestE2ENATTypes(t *testing.T) {
+	t.Parallel() // alongside TestE2ESuspend, which mostly waits
 	if why := meshtest.Missing(); why != "" {
 		t.Skip("meshtest: " + why)
 	}
