@@ -39,6 +39,7 @@ type bconn struct {
 	c        *net.TCPConn
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	s        *sock // br and bw read and write through it (sock.go)
 	b        *backend
 	reused   bool
 	idleAt   time.Time

@@ -17,7 +17,10 @@ import (
 // keep-alive connection of the chosen backend, then copies the response
 // back. Bodies are framed by Content-Length or chunked encoding and copied
 // through pooled buffers; nothing is allocated per request on the common
-// path. httputil.ReverseProxy measured 0.30× HAProxy; this does not use it.
+// path. Both sides read and write with recv and send through their RawConn
+// and skip the read that would only return EAGAIN (sock.go): the request
+// loop runs inside one RawConn.Read session per connection (serveHTTP).
+// httputil.ReverseProxy measured 0.30× HAProxy; this does not use it.
 
 // frontend is one listening address of the HTTP path.
 type frontend struct {
@@ -396,41 +399,210 @@ func init() {
 }
 
 // serveHTTP runs the request loop of one client connection.
+//
+// Requests that need nothing more from the client than their head and a
+// body already read are served inside a session: one RawConn.Read whose
+// callback reads with recv and waits for the next request without the
+// read that would only return EAGAIN (sock.go). The others (a body still
+// to come, chunked, Upgrade, Expect, a head larger than the buffer) end
+// the session and are served with blocking reads, as is an error.
 func (p *Proxy) serveHTTP(c *net.TCPConn, fe *frontend) {
 	defer c.Close()
-	br := getReader(c)
-	defer putReader(br)
+	s, err := newSock(c)
+	if err != nil {
+		return
+	}
 	ip := clientIP(c.RemoteAddr())
-	xff := []byte("X-Forwarded-For: " + ip.String() + "\r\n")
-	req := &request{head: make([]byte, 0, 1024)}
-	for first := true; ; first = false {
-		armDeadline(c, &req.deadline, p.now(), p.cfg.ClientIdleTimeout)
-		if err := readRequest(br, req); err != nil {
-			switch err {
-			case errH2Preface:
-				if first {
-					p.serveH2C(c, br, fe)
-					return
-				}
-				c.Write(resp400)
-			case errHeadTooLarge:
-				c.Write(resp431)
-			case errBadRequest:
-				c.Write(resp400)
+	h := &hconn{p: p, c: c, s: s, fe: fe, ip: ip,
+		xff: []byte("X-Forwarded-For: " + ip.String() + "\r\n"),
+		req: &request{head: make([]byte, 0, 1024)},
+		br:  getReader(s),
+	}
+	defer putReader(h.br)
+	h.step = h.sessionStep
+	for {
+		armDeadline(c, &h.req.deadline, p.now(), p.cfg.ClientIdleTimeout)
+		h.exit, h.err = exitNone, nil
+		if err := s.rc.Read(h.step); err != nil {
+			return // idle timeout, or closed
+		}
+		s.inSession = false
+		switch h.exit {
+		case exitRead:
+			// A head larger than the buffer: read as it comes.
+			if err := readRequest(h.br, h.req); err != nil {
+				h.badRequest(err)
+				return
 			}
+			h.requests++
+			if !h.serveOutside() {
+				return
+			}
+		case exitServe:
+			if !h.serveOutside() {
+				return
+			}
+		case exitBad:
+			h.badRequest(h.err)
+			return
+		default:
 			return
 		}
-		if fe.stats != nil {
-			fe.stats.requests.Add(1)
+	}
+}
+
+// hconn is the state of one client connection on the HTTP path.
+type hconn struct {
+	p        *Proxy
+	c        *net.TCPConn
+	s        *sock
+	fe       *frontend
+	ip       net.IP
+	xff      []byte
+	req      *request
+	br       *bufio.Reader
+	requests int // read on this connection
+
+	step  func(uintptr) bool // sessionStep, bound once
+	exit  int
+	err   error
+	pr    bytes.Reader // the buffered bytes a head is parsed from
+	probe int          // bytes of br last found not to hold a whole head
+}
+
+// Why a session ended.
+const (
+	exitNone  = iota
+	exitClose // EOF, an error, or a response that closes the connection
+	exitRead  // a head larger than the buffer: readRequest on br
+	exitServe // a parsed request that needs blocking reads of the client
+	exitBad   // a head readRequest refused: h.err
+)
+
+// sessionStep is the RawConn.Read callback of a session: it parses and
+// serves requests until one needs blocking reads, and returns false to
+// wait for the next request only when its last recv drained the socket.
+func (h *hconn) sessionStep(fd uintptr) bool {
+	s := h.s
+	s.fd, s.inSession, s.drained = fd, true, false // woken, or new: read first
+	for {
+		switch h.parse() {
+		case parseMore:
+			if s.drained {
+				// Any later data raises an edge: wait for it, under
+				// the idle deadline, refreshed only between requests
+				// (a head must come whole within it).
+				if h.br.Buffered() == 0 {
+					armDeadline(h.c, &h.req.deadline, h.p.now(), h.p.cfg.ClientIdleTimeout)
+				}
+				return false
+			}
+			if _, err := h.br.Peek(h.br.Buffered() + 1); err != nil && err != errAgain {
+				h.exit = exitClose
+				return true
+			}
+			continue
+		case parseFull:
+			h.exit = exitRead
+			return true
+		case parseBad:
+			h.exit = exitBad
+			return true
 		}
-		// The writer is taken per request so that an idle keep-alive
-		// connection holds only its reader.
-		bw := getWriter(c)
-		keep := p.handleHTTP(c, br, bw, fe, req, ip, xff)
+		req := h.req
+		if req.chunked || req.upgrade || req.expect || req.contentLength > int64(h.br.Buffered()) {
+			h.exit = exitServe
+			return true
+		}
+		bw := getWriter(s)
+		keep := h.serve(bw)
+		err := bw.Flush()
 		putWriter(bw)
-		if !keep || req.close {
+		if !keep || err != nil {
+			h.exit = exitClose
+			return true
+		}
+	}
+}
+
+// Results of parse.
+const (
+	parseOK   = iota
+	parseMore // no whole head buffered yet
+	parseFull // no whole head, and the buffer is full
+	parseBad  // readRequest's error in h.err
+)
+
+// parse reads the next request head from what br holds, without taking
+// bytes from br unless the head is whole: readRequest runs over a copy,
+// so a head split over reads is parsed again once more has come, and
+// refused exactly as readRequest refuses it.
+func (h *hconn) parse() int {
+	n := h.br.Buffered()
+	if n == 0 || n == h.probe {
+		return parseMore
+	}
+	buf, _ := h.br.Peek(n)
+	h.pr.Reset(buf)
+	pb := getReader(&h.pr)
+	err := readRequest(pb, h.req)
+	used := n - h.pr.Len() - pb.Buffered()
+	putReader(pb)
+	switch {
+	case err == nil:
+		h.probe = 0
+		h.br.Discard(used)
+		h.requests++
+		return parseOK
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		if n == h.br.Size() {
+			return parseFull
+		}
+		h.probe = n
+		return parseMore
+	case err == errH2Preface:
+		h.br.Discard(used) // serveH2C goes on after the preface's first line
+	}
+	h.err = err
+	return parseBad
+}
+
+// serve handles the parsed request, writing the answer to bw (unflushed);
+// it returns whether the connection can carry another request.
+func (h *hconn) serve(bw *bufio.Writer) bool {
+	if h.fe.stats != nil {
+		h.fe.stats.requests.Add(1)
+	}
+	return h.p.handleHTTP(h.c, h.br, bw, h.fe, h.req, h.ip, h.xff) && !h.req.close
+}
+
+// serveOutside serves the parsed request with blocking reads of the
+// client (a body to stream, an upgrade): it returns whether the
+// connection goes on.
+func (h *hconn) serveOutside() bool {
+	// The writer is taken per request so that an idle keep-alive
+	// connection holds only its reader.
+	bw := getWriter(h.s)
+	keep := h.serve(bw)
+	err := bw.Flush()
+	putWriter(bw)
+	return keep && err == nil
+}
+
+// badRequest answers a head readRequest refused, or hands an HTTP/2
+// preface to the h2c server.
+func (h *hconn) badRequest(err error) {
+	switch err {
+	case errH2Preface:
+		if h.requests == 0 {
+			h.p.serveH2C(h.c, h.br, h.fe)
 			return
 		}
+		h.c.Write(resp400)
+	case errHeadTooLarge:
+		h.c.Write(resp431)
+	case errBadRequest:
+		h.c.Write(resp400)
 	}
 }
 
@@ -567,7 +739,12 @@ func (p *Proxy) acquire(r *route, ip net.IP, prefer *backend, careful, fresh boo
 	if tc == nil {
 		return nil
 	}
-	return &bconn{c: tc, br: getReader(tc), bw: getWriter(tc), b: db}
+	s, err := newSock(tc)
+	if err != nil {
+		db.release(tc)
+		return nil
+	}
+	return &bconn{c: tc, br: getReader(s), bw: getWriter(s), s: s, b: db}
 }
 
 // release puts a backend connection back in its pool or closes it.
@@ -594,6 +771,16 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 		w.WriteString("Connection: Upgrade\r\n")
 	}
 	w.WriteString("\r\n")
+	// whole: the request goes out in one flush (nothing of it reached the
+	// backend before), so the wait for the answer may skip a read.
+	whole := !req.chunked && (req.contentLength <= 0 || req.bodyBuffered)
+	wholeLen := len(req.head) + len(xff) + len(fe.xfwd) + 2
+	if req.upgrade {
+		wholeLen += len("Connection: Upgrade\r\n")
+	}
+	if req.bodyBuffered {
+		wholeLen += int(req.contentLength)
+	}
 	var err error
 	if req.chunked || int64(br.Buffered()) < req.contentLength {
 		clearDeadline(c, &req.deadline)
@@ -608,7 +795,14 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 		err = copyN(w, br, req.contentLength)
 	}
 	if err == nil {
-		err = w.Flush()
+		armDeadline(bc.c, &bc.deadline, p.now(), p.cfg.ServerTimeout)
+		if whole && w.Buffered() == wholeLen {
+			// Sent, and the wait for the response armed, in one step
+			// (sock.go), under the server timeout.
+			err = bc.s.flushAwait(w)
+		} else {
+			err = w.Flush()
+		}
 	}
 	if err != nil {
 		p.release(bc, false)
@@ -622,7 +816,6 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 		return false, false
 	}
 
-	armDeadline(bc.c, &bc.deadline, p.now(), p.cfg.ServerTimeout)
 	head := req.method
 	isHead := string(head) == "HEAD"
 	for {
@@ -640,6 +833,16 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			} else {
 				bw.Write(resp502)
 			}
+			bw.Flush()
+			return false, false
+		}
+		if status == 101 && !req.upgrade {
+			// RFC 9110 §15.2.2: a server switches only to a protocol
+			// the client asked for in Upgrade.
+			p.release(bc, false)
+			bc.b.errors.Add(1)
+			r.errors.Add(1)
+			bw.Write(resp502)
 			bw.Flush()
 			return false, false
 		}
@@ -706,10 +909,8 @@ func (p *Proxy) exchange(c *net.TCPConn, br *bufio.Reader, bw *bufio.Writer, bc 
 			bw.Flush()
 			return false, false
 		}
-		if err := bw.Flush(); err != nil {
-			p.release(bc, !rh.close && !untilClose)
-			return false, false
-		}
+		// The response is read whole: the backend connection goes back
+		// now; serveHTTP flushes the response to the client.
 		p.release(bc, !rh.close && !untilClose && !req.upgrade && !req.http10)
 		return clientKeep, false
 	}

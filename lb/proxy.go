@@ -616,8 +616,9 @@ func (p *Proxy) shutdown() {
 	}
 	p.closeStatics()
 	p.closeLazyHTTPS()
+	clients := make([]net.Conn, 0, len(p.clients))
 	for c := range p.clients {
-		c.Close()
+		clients = append(clients, c)
 	}
 	var bs []*backend
 	for _, b := range p.backends {
@@ -626,6 +627,12 @@ func (p *Proxy) shutdown() {
 	p.mu.Unlock()
 	for _, b := range bs {
 		b.markRemoved(0)
+	}
+	// Backends first: closing a client connection waits for a request it
+	// is serving inside its session (sock.go), which a closed backend
+	// connection ends at once.
+	for _, c := range clients {
+		c.Close()
 	}
 }
 
