@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -52,7 +53,7 @@ var (
 	tcpRuns     = flag.Int("tcp-runs", 5, "alternations of the weft/HAProxy pair in the HTTP and TCP phases (the ratio is their median)")
 	warmup      = flag.Duration("warmup", 3*time.Second, "unmeasured wrk run through each proxy before a phase's measured runs")
 	baseline    = flag.String("baseline", "fea98ef", "git revision of the lb before the strict HTTP/1.1 parser (issue #13): built from this repository and run side by side in the strict phase; \"\" skips it")
-	lbProcs     = flag.Int("lb-gomaxprocs", 0, "GOMAXPROCS of the lb process (0: the Go default, one per core)")
+	threads     = flag.Int("threads", 0, "threads of each proxy, the same for both: HAProxy's nbthread and the lb's GOMAXPROCS (0: one per core)")
 )
 
 const vhost = "bench.test"
@@ -172,14 +173,28 @@ func (s *stateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ---- helpers ----
 
+// freePort returns a port free to listen on, below the kernel's ephemeral
+// range (32768 and up): a port from that range can be taken by any
+// outgoing connection on the machine (wrk's, the lb's, another bench's)
+// before HAProxy or the lb binds it.
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	for i := 0; i < 1000; i++ {
+		p := 20000 + rand.IntN(12000)
+		if usedPorts[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		usedPorts[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	panic("no free port in 20000-31999")
 }
+
+var usedPorts = map[int]bool{}
 
 func waitPort(port int) error {
 	deadline := time.Now().Add(10 * time.Second)
@@ -196,8 +211,8 @@ func waitPort(port int) error {
 
 func lbEnv() []string {
 	env := os.Environ()
-	if *lbProcs > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(*lbProcs))
+	if *threads > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(*threads))
 	}
 	return env
 }
@@ -499,7 +514,7 @@ func run() error {
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	s1, s2 := e.backendPorts[0], e.backendPorts[1]
 	cfg := fmt.Sprintf(`global
-  nbthread 2
+  nbthread %d
   maxconn 4000
 defaults
   timeout connect 5s
@@ -531,7 +546,7 @@ listen bulk_splice
   option splice-request
   option splice-response
   server iperf 127.0.0.1:%d
-`, e.haHTTP, s1, s2, e.haTCP, s1, s2, e.haBulk, e.iperfPort, e.haBulkSplice, e.iperfPort)
+`, proxyThreads(), e.haHTTP, s1, s2, e.haTCP, s1, s2, e.haBulk, e.iperfPort, e.haBulkSplice, e.iperfPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -546,7 +561,7 @@ listen bulk_splice
 			return err
 		}
 	}
-	fmt.Printf("weft lb vs HAProxy 2.6 — wrk -t2 -c%d -d%s, 1 KiB responses, %d alternations, %d cores\n\n", *conns, *duration, *runs, numCPU())
+	fmt.Printf("weft lb vs HAProxy 2.6 — wrk -t2 -c%d -d%s, 1 KiB responses, %d alternations, %d cores; %s\n\n", *conns, *duration, *runs, numCPU(), threadsNote())
 
 	summary := []string{}
 	pass := true
@@ -572,8 +587,8 @@ listen bulk_splice
 		okRate, okP99, okErr := res.ratio >= 0.95, res.p99Ratio <= 1.2, res.failures == 0
 		fmt.Printf("  ratio req/s median %.2f× (target ≥ 0.95: %s); p99 median %.2f× HAProxy's (target ≤ 1.2: %s); failed requests %d (target 0: %s)\n\n",
 			res.ratio, check(okRate), res.p99Ratio, check(okP99), res.failures, check(okErr))
-		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "HTTP keep-alive req/s (median of alternating pairs)", Weft: fmt.Sprintf("%.0f", res.weftRPS), Peer: haproxyPeer, PeerValue: fmt.Sprintf("%.0f", res.haRPS), Ratio: res.ratio, Target: "≥ 0.95× with 0 failures", Met: okRate && okErr})
-		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "HTTP p99 (median of alternating pairs)", Weft: fmt.Sprintf("%.2f ms", res.weftP99), Peer: haproxyPeer, PeerValue: fmt.Sprintf("%.2f ms", res.haP99), Ratio: res.p99Ratio, Target: "≤ 1.2×", Met: okP99})
+		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "HTTP keep-alive req/s (median of alternating pairs; " + threadsNote() + ")", Weft: fmt.Sprintf("%.0f", res.weftRPS), Peer: haproxyPeer(), PeerValue: fmt.Sprintf("%.0f", res.haRPS), Ratio: res.ratio, Target: "≥ 0.95× with 0 failures", Met: okRate && okErr})
+		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "HTTP p99 (median of alternating pairs; " + threadsNote() + ")", Weft: fmt.Sprintf("%.2f ms", res.weftP99), Peer: haproxyPeer(), PeerValue: fmt.Sprintf("%.2f ms", res.haP99), Ratio: res.p99Ratio, Target: "≤ 1.2×", Met: okP99})
 		summary = append(summary, fmt.Sprintf("http %.2f× (p99 %.2f×, %d failed)", res.ratio, res.p99Ratio, res.failures))
 	}
 
@@ -597,7 +612,7 @@ listen bulk_splice
 		}
 		okRate, okErr := res.ratio >= 0.9, res.failures == 0
 		fmt.Printf("  ratio req/s median %.2f× (target ≥ 0.9: %s); failed requests %d (target 0: %s)\n\n", res.ratio, check(okRate), res.failures, check(okErr))
-		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "TCP small requests req/s (median of alternating pairs)", Weft: fmt.Sprintf("%.0f", res.weftRPS), Peer: haproxyPeer, PeerValue: fmt.Sprintf("%.0f", res.haRPS), Ratio: res.ratio, Target: "≥ 0.9× with 0 failures", Met: okRate && okErr})
+		benchkit.EmitRow(benchkit.Row{Bench: "lb", Figure: "TCP small requests req/s (median of alternating pairs; " + threadsNote() + ")", Weft: fmt.Sprintf("%.0f", res.weftRPS), Peer: haproxyPeer(), PeerValue: fmt.Sprintf("%.0f", res.haRPS), Ratio: res.ratio, Target: "≥ 0.9× with 0 failures", Met: okRate && okErr})
 		summary = append(summary, fmt.Sprintf("tcp %.2f× (%d failed)", res.ratio, res.failures))
 	}
 
@@ -669,7 +684,23 @@ func median(v []float64) float64 {
 	return (w[len(w)/2-1] + w[len(w)/2]) / 2
 }
 
-const haproxyPeer = "HAProxy 2.6 (same backends, same wrk, alternating runs)"
+func haproxyPeer() string {
+	return fmt.Sprintf("HAProxy 2.6, nbthread %d (same backends, same wrk, alternating runs)", proxyThreads())
+}
+
+// proxyThreads is the number of threads each proxy runs: -threads, else
+// one per core (the lb's Go default).
+func proxyThreads() int {
+	if *threads > 0 {
+		return *threads
+	}
+	return numCPU()
+}
+
+func threadsNote() string {
+	n := proxyThreads()
+	return fmt.Sprintf("%d threads each: HAProxy nbthread %d, lb GOMAXPROCS %d", n, n, n)
+}
 
 type pairResult struct {
 	ratio, p99Ratio float64 // medians of the per-pair ratios
