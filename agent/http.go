@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -15,12 +17,21 @@ import (
 // maxRead bounds one sandbox file read.
 const maxRead = 4 << 20
 
+// maxSandboxWait bounds how long a read at the end of a sandbox file
+// waits for the task to write more (?wait=ms).
+const maxSandboxWait = 5 * time.Second
+
+// sandboxWaitPoll is how often a waiting read looks at the file's size.
+var sandboxWaitPoll = 5 * time.Millisecond
+
 // Handler serves the node-local agent API:
 //
 //	GET /v1/tasks                                    what runs here (pid, sandbox, state)
 //	GET /v1/sandbox/{taskId}/{stdout|stderr}?offset=N&length=M
 //	                                                 a task's log file; a negative offset
-//	                                                 counts from the end (offset=-4096: the tail)
+//	                                                 counts from the end (offset=-4096: the tail);
+//	                                                 &wait=MS: at the end of the file, wait up to
+//	                                                 MS ms (at most 5000) for the task to write more
 //	GET /v1/tasks/{id}/stats                         a running task's cpu and memory usage and limits
 //	GET /v1/stats                                    the same for every running task
 //	GET /v1/health                                   the agent's own health
@@ -131,8 +142,22 @@ func (a *Agent) serveSandbox(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			writeError(w, http.StatusBadRequest, "wait must be a non-negative number of milliseconds, not "+strconv.Quote(v))
+			return
+		}
+		wait = min(time.Duration(ms)*time.Millisecond, maxSandboxWait)
+	}
 	if offset < 0 {
 		offset = max(size+offset, 0)
+	}
+	if wait > 0 && offset >= size {
+		// A follower at the end: answer as soon as there is more, so it
+		// need not poll (the log through the master follows this way).
+		size = waitForGrowth(r.Context(), f, offset, wait)
 	}
 	offset = min(offset, size)
 	length = min(length, size-offset, maxRead)
@@ -141,6 +166,31 @@ func (a *Agent) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Sandbox-Offset", strconv.FormatInt(offset, 10))
 	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 	_, _ = io.Copy(w, io.NewSectionReader(f, offset, length))
+}
+
+// waitForGrowth returns f's size once it passes offset, or when wait has
+// passed or ctx is done.
+func waitForGrowth(ctx context.Context, f *os.File, offset int64, wait time.Duration) int64 {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(sandboxWaitPoll)
+	defer tick.Stop()
+	var size int64
+	for {
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+			if size > offset {
+				return size
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return size
+		case <-deadline.C:
+			return size
+		case <-tick.C:
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

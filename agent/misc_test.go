@@ -219,6 +219,33 @@ func TestAgentAPI(t *testing.T) {
 			t.Errorf("GET %s = %d, want an error", path, code)
 		}
 	}
+	// A read at the end with ?wait is held until the task writes more.
+	sbFile := filepath.Join(a.cfg.DataDir, "sandboxes", "logs", "stdout")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		f, err := os.OpenFile(sbFile, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, _ = f.WriteString("AB")
+			f.Close()
+		}
+	}()
+	t0 := time.Now()
+	if code, body := get("/v1/sandbox/logs/stdout?offset=10&wait=4000"); code != 200 || body != "AB" {
+		t.Errorf("a waiting read = %d %q, want the 2 bytes written meanwhile", code, body)
+	}
+	if el := time.Since(t0); el < 250*time.Millisecond || el > 3*time.Second {
+		t.Errorf("a waiting read answered after %v: it should have waited for the write (300 ms), not for wait", el)
+	}
+	t0 = time.Now()
+	if code, body := get("/v1/sandbox/logs/stdout?offset=12&wait=200"); code != 200 || body != "" {
+		t.Errorf("a waiting read with nothing new = %d %q, want 200 and nothing", code, body)
+	}
+	if el := time.Since(t0); el < 190*time.Millisecond {
+		t.Errorf("a waiting read with nothing new answered after %v, before its wait (200 ms)", el)
+	}
+	if code, body := get("/v1/sandbox/logs/stdout?wait=soon"); code != 400 || !strings.Contains(body, "wait") {
+		t.Errorf("a bad wait = %d %s, want 400 naming wait", code, body)
+	}
 	code, body = get("/v1/health")
 	var h Health
 	if err := json.Unmarshal([]byte(body), &h); code != 200 || err != nil || h.ID != "agent-1" || h.Master != "reachable" || h.Tasks != 1 || !slices.Contains(h.Capabilities, "process") {

@@ -13,8 +13,14 @@ import (
 // logChunk is how much one read from the agent asks for.
 const logChunk = 1 << 20
 
-// logPoll is how often a followed log asks its agent for new bytes.
+// logPoll is how often a followed log asks its agent for new bytes when
+// the agent does not wait for them (an agent from before ?wait).
 var logPoll = 100 * time.Millisecond
+
+// logWait is how long the agent holds a followed log's read at the end of
+// the file for the task to write more: bytes reach the follower as soon
+// as they are written, not at the next poll.
+var logWait = time.Second
 
 // taskLogSource is where a task's sandbox may be: the agent API addresses
 // to ask, and whether the task will never write again (done).
@@ -118,21 +124,27 @@ func (m *Master) copyLog(ctx context.Context, rc *http.ResponseController, w htt
 		if atEnd && finished {
 			return nil
 		}
+		var wait time.Duration
 		if atEnd {
 			// Decide before the next read: a task seen done before a read
 			// that reaches the end has written everything.
 			finished = done()
 			if !finished {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(logPoll):
-				}
+				wait = logWait
 			}
 		}
-		next, err := api.ReadSandbox(ctx, hc, base, id, stream, c.Next(), logChunk)
+		t0 := time.Now()
+		next, err := api.ReadSandboxWait(ctx, hc, base, id, stream, c.Next(), logChunk, wait)
 		if err != nil {
 			return err
+		}
+		if el := time.Since(t0); wait > 0 && len(next.Data) == 0 && el < logPoll {
+			// The agent did not wait: poll.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(logPoll - el):
+			}
 		}
 		c = next
 	}

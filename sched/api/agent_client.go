@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // StatusAnswer is the master's answer to POST /v1/agents/{id}/status:
@@ -42,7 +43,17 @@ func (s *SandboxChunk) Next() int64 { return s.Offset + int64(len(s.Data)) }
 // agent API at base (scheme://host:port): GET /v1/sandbox/{task}/{file}.
 // An agent that holds no such sandbox answers an *Error with status 404.
 func ReadSandbox(ctx context.Context, hc *http.Client, base, taskID, file string, offset, length int64) (*SandboxChunk, error) {
+	return ReadSandboxWait(ctx, hc, base, taskID, file, offset, length, 0)
+}
+
+// ReadSandboxWait is ReadSandbox that, when offset is at the end of the
+// file, has the agent wait up to wait for the task to write more before
+// it answers (an agent from before ?wait answers at once, empty).
+func ReadSandboxWait(ctx context.Context, hc *http.Client, base, taskID, file string, offset, length int64, wait time.Duration) (*SandboxChunk, error) {
 	u := fmt.Sprintf("%s/v1/sandbox/%s/%s?offset=%d&length=%d", base, url.PathEscape(taskID), file, offset, length)
+	if wait > 0 {
+		u += "&wait=" + strconv.FormatInt(wait.Milliseconds(), 10)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
