@@ -242,7 +242,7 @@ func (u *UI) appsView(ctx context.Context, s *session) (*appsView, error) {
 	}
 	if old != nil && u.cfg.Changes != nil {
 		if touched, upTo, ok := u.track.since(old.index, u.cfg.Changes, u.cfg.Index); ok && len(touched) <= maxTouched {
-			v, err := u.patchView(ctx, s, old, upTo, touched)
+			v, err := u.patchView(ctx, s, old, upTo, touched, expired)
 			if err == nil {
 				tv.cur = v
 				return v, nil
@@ -303,11 +303,17 @@ func (u *UI) readView(ctx context.Context, s *session, old *appsView, index uint
 }
 
 // patchView brings old up to index by reading again the apps touched
-// since old.index, and the queue.
-func (u *UI) patchView(ctx context.Context, s *session, old *appsView, index uint64, touched []string) (*appsView, error) {
-	queue := u.readQueue(ctx, s)
-	fresh := map[string]*appRow{}
+// since old.index, and the queue when a touched app may be in it (it
+// has fewer tasks running than instances, or was queued) or a Delayed
+// app's second is up: GET /v2/queue weighs every app's tasks, and most
+// changes (a label, a task back to running) cannot move it.
+func (u *UI) patchView(ctx context.Context, s *session, old *appsView, index uint64, touched []string, expired bool) (*appsView, error) {
+	fresh := map[string]*listApp{}
+	needQueue := expired
 	for _, id := range touched {
+		if i := sort.Search(len(old.rows), func(i int) bool { return old.rows[i].ID >= id }); i < len(old.rows) && old.rows[i].ID == id {
+			needQueue = needQueue || old.rows[i].queued
+		}
 		code, body := u.call(ctx, s, http.MethodGet, "/v2/apps"+pathEscape(id), nil)
 		switch code {
 		case http.StatusOK:
@@ -317,12 +323,23 @@ func (u *UI) patchView(ctx context.Context, s *session, old *appsView, index uin
 			if err := json.Unmarshal(body, &one); err != nil {
 				return nil, fmt.Errorf("decoding /v2/apps%s: %w", id, err)
 			}
-			r := makeRow(&one.App, queue)
-			fresh[one.App.ID] = &r
+			fresh[id] = &one.App
+			needQueue = needQueue || one.App.Instances > one.App.TasksRunning
 		case http.StatusNotFound, http.StatusForbidden:
 			fresh[id] = nil // gone, or not this token's to read
 		default:
 			return nil, apiErr("/v2/apps"+id, code, body)
+		}
+	}
+	var queue map[string]queueEntry
+	if needQueue {
+		queue = u.readQueue(ctx, s)
+	} else {
+		queue = map[string]queueEntry{} // as it was, for the apps not touched
+		for i := range old.rows {
+			if r := &old.rows[i]; r.queued {
+				queue[r.ID] = r.queue
+			}
 		}
 	}
 	rows := make([]appRow, 0, len(old.rows)+len(fresh))
@@ -339,9 +356,9 @@ func (u *UI) patchView(ctx context.Context, s *session, old *appsView, index uin
 		}
 		rows = append(rows, *r)
 	}
-	for _, r := range fresh {
-		if r != nil {
-			rows = append(rows, *r)
+	for _, a := range fresh {
+		if a != nil {
+			rows = append(rows, makeRow(a, queue))
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
