@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,37 @@ func TestUI(t *testing.T) {
 	b.shot("02-apps-phone")
 	b.run("laptop width", chromedp.EmulateViewport(1280, 900), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#apps")))
 	b.run("back", chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.CSS("#apps")))
+
+	// A longer list, followed live: apps made while the page is open
+	// appear in their place and a deleted one goes, row by row, with no
+	// reload; loaded again, the page carries its first screenful and
+	// fetches the rest.
+	b.run("apps page, open", chromedp.Navigate(b.base+"/ui/apps"), chromedp.WaitVisible(chromedp.CSS(`tr[data-app="/shop/web"]`)))
+	b.waitJS("the live stream to open", `document.getElementById("main").dataset.stream === "open"`, 10*time.Second)
+	if !eval[bool](b, `window.noReload = true`) {
+		t.Fatal("marking the page")
+	}
+	const bulk = 70
+	for i := 0; i < bulk; i++ {
+		id := fmt.Sprintf("/bulk/b%02d", i)
+		if _, err := cl.c.PutApp(ctx, id, []byte(`{"cmd":"sleep 600","cpus":0.01,"mem":8,"instances":0}`), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitJS("the new apps on the open page", fmt.Sprintf(`document.querySelectorAll('tr[data-app^="/bulk/"]').length === %d`, bulk), 60*time.Second)
+	if _, err := cl.c.DeleteApp(ctx, "/bulk/b07", true); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS("the deleted app gone from the open page", `document.querySelectorAll('tr[data-app="/bulk/b07"]').length === 0`, 30*time.Second)
+	listed := eval[[]string](b, `Array.from(document.querySelectorAll("tr[data-app]")).map(r => r.dataset.app)`)
+	if len(listed) != bulk || !sort.StringsAreSorted(listed) || !eval[bool](b, `window.noReload === true`) || b.text("#apps-count") != fmt.Sprintf("%d of %d apps", bulk, bulk) {
+		t.Fatalf("the open page, followed live: reloaded %v, %q, rows %v", !eval[bool](b, `window.noReload === true`), b.text("#apps-count"), listed)
+	}
+	b.run("apps page, again", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#apps")))
+	b.waitJS("the rows after the first screenful", fmt.Sprintf(`document.querySelectorAll("tr[data-app]").length === %d && !document.querySelector("tr.more")`, bulk), 30*time.Second)
+	if _, err := cl.c.Do(ctx, http.MethodDelete, "/v2/groups/bulk?force=true", nil, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	// A task's log, fetched from its agent and followed.
 	b.run("logs", chromedp.Navigate(b.base+"/ui/app/shop/web"), chromedp.WaitVisible(chromedp.CSS("#tasks a.log")),

@@ -124,7 +124,7 @@ type groupNode struct {
 }
 
 type appsData struct {
-	Rows                    []appRow // every row the filters keep
+	Rows                    []*appRow // every row the filters keep (the view's own: never modified)
 	RowsHTML                template.HTML
 	More                    bool   // only the first screenful of Rows is in RowsHTML
 	LastID                  string // the id of the last row in RowsHTML
@@ -168,11 +168,19 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		u.appsDeltaAnswer(w, r, s, v, q, canCreate)
 		return
 	case r.Header.Get(hdrRowsAfter) != "":
-		d := buildAppsData(q, v, canCreate, -1)
 		after := r.Header.Get(hdrRowsAfter)
-		i := sort.Search(len(d.Rows), func(i int) bool { return d.Rows[i].ID > after })
+		key := "after\x00" + after + "\x00" + r.URL.RawQuery
+		rest := v.main(key)
+		if rest == nil {
+			d := buildAppsData(q, v, canCreate, -1)
+			i := sort.Search(len(d.Rows), func(i int) bool { return d.Rows[i].ID > after })
+			rest = []byte(appRowsHTML(d.Rows[i:]))
+			if v.index != 0 {
+				v.keepMain(key, rest)
+			}
+		}
 		w.Header().Set("X-Weft-Index", strconv.FormatUint(v.index, 10))
-		writeHTML(w, r, []byte(appRowsHTML(d.Rows[i:])))
+		writeHTML(w, r, rest)
 		return
 	}
 	key := mainKey(r.URL.RawQuery, canCreate)
@@ -264,7 +272,7 @@ func buildAppsData(q url.Values, v *appsView, canCreate bool, limit int) *appsDa
 	}
 	d.Tree = &groupNode{Path: "/", Name: "/", Current: d.Group == ""}
 	d.Total = len(all)
-	rows := make([]appRow, 0, len(all))
+	rows := make([]*appRow, 0, len(all))
 	for i := range all {
 		a := &all[i]
 		addToTree(d.Tree, a.ID, d.Group)
@@ -278,7 +286,7 @@ func buildAppsData(q url.Values, v *appsView, canCreate bool, limit int) *appsDa
 		if d.Status != "" && a.Status != d.Status {
 			continue
 		}
-		rows = append(rows, *a)
+		rows = append(rows, a)
 	}
 	d.Rows = rows
 	shown := rows
@@ -300,7 +308,7 @@ func buildAppsData(q url.Values, v *appsView, canCreate bool, limit int) *appsDa
 }
 
 // appRowsHTML joins the rows' HTML.
-func appRowsHTML(rows []appRow) template.HTML {
+func appRowsHTML(rows []*appRow) template.HTML {
 	n := 0
 	for i := range rows {
 		n += len(rows[i].HTML)

@@ -177,7 +177,7 @@ type appsView struct {
 	changed map[string]uint64 // app id → index at which its row last changed or went, since base
 
 	mu    sync.Mutex
-	mains map[string][]byte // the rendered <main> by query and whether the token may create
+	mains map[string][]byte // the rendered <main> by query and whether the token may create; the rest of the rows by query and first id
 }
 
 // tokenView is where one token's current view is kept.
