@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -97,10 +98,14 @@ func TestPodTwoContainersShareLocalhostDNSAndLB(t *testing.T) {
 		return string(b), err
 	}
 	// The relay container reaches the backend on 127.0.0.1 of their
-	// shared namespace.
-	if got, err := get(fmt.Sprintf("127.0.0.1:%d", relayPort)); err != nil || got != want {
-		t.Fatalf("the relay endpoint answers %q (%v), want %q", got, err, want)
-	}
+	// shared namespace (the relay has no health check: it may take a
+	// moment to listen).
+	eventually(t, 15*time.Second, "the relay reaching the backend", func() error {
+		if got, err := get(fmt.Sprintf("127.0.0.1:%d", relayPort)); err != nil || got != want {
+			return fmt.Errorf("the relay endpoint answers %q (%v), want %q", got, err, want)
+		}
+		return nil
+	})
 
 	// DNS: the endpoint's SRV record names the relay's host port, and the
 	// pod's A record the agent.
@@ -159,6 +164,109 @@ func TestPodTwoContainersShareLocalhostDNSAndLB(t *testing.T) {
 		}
 		if s := strings.TrimSpace(string(out)); s != "" {
 			return fmt.Errorf("containers left: %s", s)
+		}
+		return nil
+	})
+}
+
+// Marathon's documented pod with an ephemeral volume (pods.md), as
+// published: two command containers, one writing the time into the
+// volume, the other reading it at its own mount path, on the real binary.
+func TestPodDocumentedEphemeralVolume(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	apiPort := freePort(t)
+	dataDir := filepath.Join(dir, "data")
+	startWeft(t, "up", upArgs(t, dataDir, apiPort)...)
+	c := api.NewClient(fmt.Sprintf("127.0.0.1:%d", apiPort))
+	waitLeader(t, ctx, c)
+	pod := `{
+  "id": "/with-ephemeral-vol",
+  "scaling": { "kind": "fixed", "instances": 1 },
+  "containers": [
+    {
+      "name": "ct1",
+      "resources": {
+        "cpus": 0.1,
+        "mem": 32
+      },
+      "exec": { "command": { "shell": "while true; do echo the current time is $(date) > ./jdef-v1/clock; sleep 1; done" } },
+      "volumeMounts": [
+        {
+          "name": "v1",
+          "mountPath": "jdef-v1"
+        }
+      ]
+    },
+    {
+      "name": "ct2",
+      "resources": {
+        "cpus": 0.1,
+        "mem": 32
+      },
+      "exec": { "command": { "shell": "while true; do cat ./etc/clock; sleep 1; done" } },
+      "volumeMounts": [
+        {
+          "name": "v1",
+          "mountPath": "etc"
+        }
+      ]
+    }
+  ],
+  "networks": [
+    { "mode": "host" }
+  ],
+  "volumes": [
+    { "name": "v1" }
+  ]
+}`
+	if _, err := c.Do(ctx, "POST", "/v2/pods", []byte(pod), nil); err != nil {
+		t.Fatalf("POST /v2/pods: %v", err)
+	}
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		_, _ = c.Do(dctx, "DELETE", "/v2/pods/with-ephemeral-vol", nil, nil)
+	})
+	eventually(t, 60*time.Second, "one STABLE instance", func() error {
+		var s api.PodStatus
+		if _, err := c.Do(ctx, "GET", "/v2/pods/with-ephemeral-vol::status", nil, &s); err != nil {
+			return err
+		}
+		if s.Status != "STABLE" || len(s.Instances) != 1 || len(s.Instances[0].Containers) != 2 {
+			return fmt.Errorf("status %s, %d instances", s.Status, len(s.Instances))
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "ct2 printing what ct1 writes", func() error {
+		files, _ := filepath.Glob(filepath.Join(dataDir, "*", "sandboxes", "*", "containers", "ct2", "stdout"))
+		if len(files) != 1 {
+			files, _ = filepath.Glob(filepath.Join(dataDir, "*", "*", "sandboxes", "*", "containers", "ct2", "stdout"))
+		}
+		if len(files) != 1 {
+			return fmt.Errorf("ct2's stdout: %v", files)
+		}
+		b, _ := os.ReadFile(files[0])
+		if n := strings.Count(string(b), "the current time is "); n < 2 {
+			return fmt.Errorf("ct2 printed %q", b)
+		}
+		return nil
+	})
+	if _, err := c.Do(ctx, "DELETE", "/v2/pods/with-ephemeral-vol", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the instance killed", func() error {
+		tasks, err := runningTasks(ctx, c, "/with-ephemeral-vol")
+		if err != nil {
+			return err
+		}
+		if len(tasks) > 0 {
+			return fmt.Errorf("%d tasks still running", len(tasks))
+		}
+		var s api.PodStatus
+		if _, err := c.Do(ctx, "GET", "/v2/pods/with-ephemeral-vol::status", nil, &s); api.StatusCode(err) != 404 {
+			return fmt.Errorf("status after delete: %v", err)
 		}
 		return nil
 	})

@@ -292,8 +292,14 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 	if p.Scaling.Kind != "fixed" {
 		add("/scaling/kind", "got %q, the only scaling policy is \"fixed\"", p.Scaling.Kind)
 	}
-	if p.Scaling.Instances < 0 {
-		add("/scaling/instances", "got %d, expected 0 or more", p.Scaling.Instances)
+	if p.Scaling.Instances < 0 || p.Scaling.Instances > MaxInstances {
+		add("/scaling/instances", "got %d, expected 0 to %d", p.Scaling.Instances, MaxInstances)
+	}
+	if len(p.ID) > MaxIDLength {
+		add("/id", "got %d bytes, expected at most %d", len(p.ID), MaxIDLength)
+	}
+	if len(p.Labels) > MaxLabels {
+		add("/labels", "got %d labels, expected at most %d", len(p.Labels), MaxLabels)
 	}
 	if mi := p.Scaling.MaxInstances; mi != nil && *mi < p.Scaling.Instances {
 		add("/scaling/maxInstances", "got %d, expected at least instances (%d)", *mi, p.Scaling.Instances)
@@ -404,8 +410,8 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 		}
 		names[c.Name] = true
 		r := c.Resources
-		if r.Cpus < 0 || r.Mem < 0 || r.Disk < 0 || r.Gpus < 0 {
-			add(path+"/resources", "resources must be 0 or more")
+		if r.Cpus < 0 || r.Mem < 0 || r.Disk < 0 || r.Gpus < 0 || r.Cpus > MaxCpus || r.Mem > MaxMem || r.Disk > MaxDisk {
+			add(path+"/resources", "got cpus %g, mem %g, disk %g: each must be 0 or more, cpus at most %d, mem at most %d MB, disk at most %d MB", r.Cpus, r.Mem, r.Disk, MaxCpus, MaxMem, MaxDisk)
 		}
 		if r.Gpus > 0 {
 			add(path+"/resources/gpus", "weft agents offer no GPUs")
