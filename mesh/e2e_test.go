@@ -335,8 +335,11 @@ func TestE2EMesh(t *testing.T) {
 		}
 		p, _ := l1.peer(ctx, "p1")
 		t.Logf("traffic resumed via relay %s %.1fs after the cut", p.Via, time.Since(cut).Seconds())
-		if d := time.Since(cut); d > 5*time.Second+2*time.Second {
-			t.Errorf("relay took %v (target 5s)", d)
+		// The bound is 7 s: the 5 s figure bench/mesh measures (and
+		// reports against its target) plus 2 s of headroom for a loaded CI
+		// machine. This test checks the bound, not the 5 s figure.
+		if d, bound := time.Since(cut), 5*time.Second+2*time.Second; d > bound {
+			t.Errorf("relay took %v, bound %v (bench/mesh's 5 s target + 2 s headroom for CI load)", d.Round(100*time.Millisecond), bound)
 		}
 		tb.HealLink("london", "paris")
 		healed := time.Now()
@@ -353,7 +356,7 @@ func TestE2EMesh(t *testing.T) {
 		}
 		t.Logf("direct again %.1fs after the link came back", time.Since(healed).Seconds())
 		if d := time.Since(healed); d > 15*time.Second {
-			t.Errorf("return to direct took %v (target 15s)", d)
+			t.Errorf("return to direct took %v, bound 15 s", d.Round(100*time.Millisecond))
 		}
 	})
 
