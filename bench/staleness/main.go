@@ -10,7 +10,9 @@
 // and a2's lb shows the changed backend (/_haproxy_getconfig, polled every
 // 5 ms). Target: p99 ≤ 1 s for both; absolute, no peer.
 //
-//	go run ./bench/staleness [-samples 40]
+// 120 changes by default, so that the p99 rests on more than one sample.
+//
+//	go run ./bench/staleness [-samples 120]
 package main
 
 import (
@@ -32,9 +34,13 @@ import (
 )
 
 func main() {
-	samples := flag.Int("samples", 40, "task changes timed (half starts, half kills)")
+	samples := flag.Int("samples", 120, "task changes timed (half starts, half kills; at least 100 for a p99)")
 	flag.Parse()
 	benchkit.CleanupOnSignal()
+	if *samples < 100 {
+		fmt.Printf("staleness: -samples %d: a p99 needs at least 100 changes\n", *samples)
+		benchkit.Exit(2)
+	}
 	if err := run(*samples); err != nil {
 		fmt.Println("staleness:", err)
 		benchkit.Exit(1)
