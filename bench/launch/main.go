@@ -8,12 +8,21 @@
 // versioned, deployed, placed, assigned, the process forked and its RUNNING
 // reported back — nothing is warm but the node.
 //
+// Flat as the cluster fills (issue #19): the first -measure launches run on
+// an empty cluster; after the -launches series the bench fills the node to
+// -fill running apps (one `sleep` instance each, created through
+// POST /v2/groups, 100 apps a group, not timed), then times -measure more
+// launches the same way. The ROW compares the two p50s, side by side in the
+// same run: target p50 with 1,000 apps running ≤ 1.2× p50 with none. With
+// -cpuprofile, the master's CPU profile (weft up --pprof) is taken during
+// that last phase.
+//
 // Targets ([foundation]): p50 ≤ 100 ms, p99 ≤ 500 ms. Every task writes its
 // pid to a file, so the bench checks that each launch really forked a
 // process, and kills any left over. The apps are deleted at the end and
 // `weft up` is stopped with Ctrl-C (SIGINT), which also stops its tasks.
 //
-//	go run ./bench/launch [-launches 200]
+//	go run ./bench/launch [-launches 200 -fill 1000 -measure 50 -cpuprofile f]
 package main
 
 import (
@@ -21,11 +30,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/weftnet/weft/bench/internal/benchkit"
 	"github.com/weftnet/weft/sched/api"
 )
 
@@ -37,6 +49,9 @@ const (
 func main() {
 	launches := flag.Int("launches", 200, "sequential launches (one new app each)")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up on one launch after this long")
+	flag.IntVar(&fillTo, "fill", 1000, "apps running before the last phase (0: no fill phase)")
+	flag.IntVar(&measure, "measure", 50, "launches timed on the empty cluster and again once filled")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "save the master's CPU profile during the filled phase here")
 	flag.Parse()
 	cleanupOnSignal()
 	if err := run(*launches, *timeout); err == errBenchFailed {
@@ -48,6 +63,11 @@ func main() {
 	}
 	exit(0)
 }
+
+var (
+	fillTo, measure int
+	cpuProfile      string
+)
 
 func run(n int, perLaunch time.Duration) error {
 	bin, err := weftBin()
@@ -81,10 +101,11 @@ func run(n int, perLaunch time.Duration) error {
 		"--lb-admin-addr", fmt.Sprintf("127.0.0.1:%d", freePort()),
 		"--lb-appid-addr", fmt.Sprintf("127.0.0.1:%d", freePort()),
 		// Marathon's default portDefinitions give every task one host port.
-		"--ports", fmt.Sprintf("%d-%d", base, base+999),
-		// 200 tasks × 0.01 cpus, 8 MiB: room for all of them whatever the
+		"--ports", fmt.Sprintf("%d-%d", base, base+n+fillTo+measure+100),
+		// Every task 0.01 cpus, 8 MiB: room for all of them whatever the
 		// box's size (the sleeps use neither).
-		"--cpus", "8", "--mem", "8192",
+		"--cpus", fmt.Sprint(max(8, (n+fillTo+measure)/50)), "--mem", fmt.Sprint(max(8192, (n+fillTo+measure)*8+1024)),
+		"--pprof",
 	}
 	fmt.Printf("launch: %d launches on `weft up` (%s), load average %s\n", n, bin, loadAvg())
 	up, err := startProc(dir, "up", bin, args...)
@@ -122,6 +143,7 @@ func run(n int, perLaunch time.Duration) error {
 	atExit(func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer dcancel()
+		_, _ = c.Do(dctx, "DELETE", "/v2/groups/bench?force=true", nil, nil)
 		for _, id := range ids {
 			_, _ = c.DeleteApp(dctx, id, true)
 		}
@@ -144,11 +166,10 @@ func run(n int, perLaunch time.Duration) error {
 	if err != nil {
 		return err
 	}
-	lat := make([]time.Duration, 0, n)
 	var slowest string
 	var slowestD time.Duration
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("/bench/launch/app-%03d", i)
+	launch := func(i int) (time.Duration, error) {
+		id := fmt.Sprintf("/bench/launch/app-%04d", i)
 		def := map[string]any{
 			"id":        id,
 			"cmd":       fmt.Sprintf("echo $$ > %s/$MESOS_TASK_ID.pid; exec sleep 600", pidDir),
@@ -158,11 +179,10 @@ func run(n int, perLaunch time.Duration) error {
 		}
 		body, _ := json.Marshal(def)
 		lctx, lcancel := context.WithTimeout(ctx, perLaunch)
+		defer lcancel()
 		start := time.Now()
-		_, err := c.PutApp(lctx, id, body, false)
-		if err != nil {
-			lcancel()
-			return fmt.Errorf("PUT %s: %w", id, err)
+		if _, err := c.PutApp(lctx, id, body, false); err != nil {
+			return 0, fmt.Errorf("PUT %s: %w", id, err)
 		}
 		ids = append(ids, id)
 		var failed string
@@ -170,8 +190,7 @@ func run(n int, perLaunch time.Duration) error {
 			select {
 			case ev, ok := <-evs:
 				if !ok {
-					lcancel()
-					return fmt.Errorf("event stream ended at launch %d", i)
+					return 0, fmt.Errorf("event stream ended at launch %d", i)
 				}
 				var d struct{ AppID, TaskID, TaskStatus, Message string }
 				_ = json.Unmarshal(ev.Data, &d)
@@ -185,19 +204,64 @@ func run(n int, perLaunch time.Duration) error {
 					failed = fmt.Sprintf("%s %s %s", d.TaskID, d.TaskStatus, d.Message)
 				}
 			case <-lctx.Done():
-				lcancel()
 				var q json.RawMessage
 				qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 				_, _ = c.Do(qctx, "GET", "/v2/queue", nil, &q)
 				qcancel()
-				return fmt.Errorf("launch %d (%s): no TASK_RUNNING within %v (last terminal update: %q); queue: %.2000s", i, id, perLaunch, failed, q)
+				return 0, fmt.Errorf("launch %d (%s): no TASK_RUNNING within %v (last terminal update: %q); queue: %.2000s", i, id, perLaunch, failed, q)
 			}
 		}
 		d := time.Since(start)
-		lcancel()
-		lat = append(lat, d)
 		if d > slowestD {
 			slowestD, slowest = d, id
+		}
+		return d, nil
+	}
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		d, err := launch(i)
+		if err != nil {
+			return err
+		}
+		lat = append(lat, d)
+	}
+	var full []time.Duration
+	if fillTo > 0 && measure > 0 {
+		// The fill's own status events are read and dropped meanwhile.
+		stop, drained := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(drained)
+			for {
+				select {
+				case <-evs:
+				case <-stop:
+					return
+				}
+			}
+		}()
+		err := fill(ctx, c, pidDir, fillTo-n)
+		close(stop)
+		<-drained
+		if err != nil {
+			return err
+		}
+		prof := make(chan error, 1)
+		if cpuProfile != "" {
+			go func() { prof <- saveProfile(fmt.Sprintf("http://127.0.0.1:%d", apiPort), cpuProfile, 15*time.Second) }()
+		}
+		for i := 0; i < measure; i++ {
+			d, err := launch(n + i)
+			if err != nil {
+				return err
+			}
+			full = append(full, d)
+		}
+		if cpuProfile != "" {
+			if err := <-prof; err != nil {
+				fmt.Printf("note: no CPU profile: %v\n", err)
+			} else {
+				fmt.Printf("  the master's CPU profile during the filled phase: %s\n", cpuProfile)
+			}
 		}
 	}
 
@@ -226,11 +290,29 @@ func run(n int, perLaunch time.Duration) error {
 	fmt.Printf("  mean %9v, min %v\n", r(mean), r(sorted[0]))
 	fmt.Printf("  first %d launches p50 %v, last %d launches p50 %v (with %d apps already running)\n",
 		q, r(percentile(firstQ, 50)), q, r(percentile(lastQ, 50)), n-q)
-	fmt.Printf("  %d task processes wrote their pid (want %d)\n", len(pids), n)
 	fmt.Printf("  load average after the run: %s (the machine is shared)\n", loadAvg())
 
+	want := n + len(full)
+	fmt.Printf("  %d task processes wrote their pid (want at least %d)\n", len(pids), want+max(0, fillTo-n))
+	benchkit.EmitRow(benchkit.Row{Bench: "launch", Figure: fmt.Sprintf("PUT new app → TASK_RUNNING p50 (%d launches, weft up)", n), Weft: r(p50).String(), Peer: benchkit.NoPeer, Target: "≤ 100ms", Met: p50 <= targetP50})
+	benchkit.EmitRow(benchkit.Row{Bench: "launch", Figure: fmt.Sprintf("PUT new app → TASK_RUNNING p99 (%d launches, weft up)", n), Weft: r(p99).String(), Peer: benchkit.NoPeer, Target: "≤ 500ms", Met: p99 <= targetP99})
+	flatOK := true
+	if len(full) > 0 {
+		m := min(measure, len(lat))
+		empty := append([]time.Duration(nil), lat[:m]...)
+		sort.Slice(empty, func(i, j int) bool { return empty[i] < empty[j] })
+		sort.Slice(full, func(i, j int) bool { return full[i] < full[j] })
+		e50, f50 := percentile(empty, 50), percentile(full, 50)
+		ratio := float64(f50) / float64(e50)
+		flatOK = ratio <= 1.2
+		fmt.Printf("  flat as it fills: p50 of the first %d launches (empty cluster) %v; p50 of %d launches with %d apps running %v (%.2f×, target ≤ 1.2×); p99 %v vs %v\n",
+			m, r(e50), len(full), fillTo, r(f50), ratio, r(percentile(empty, 99)), r(percentile(full, 99)))
+		benchkit.EmitRow(benchkit.Row{Bench: "launch", Figure: fmt.Sprintf("launch p50 with %d apps running vs with none", fillTo), Weft: r(f50).String(),
+			Peer: fmt.Sprintf("the same run's first %d launches on an empty cluster", m), PeerValue: r(e50).String(), Ratio: ratio, Target: "≤ 1.2×", Met: flatOK})
+	}
+
 	verdict := "PASS"
-	if p50 > targetP50 || p99 > targetP99 || len(pids) < n {
+	if p50 > targetP50 || p99 > targetP99 || len(pids) < want || !flatOK {
 		verdict = "FAIL"
 	}
 	fmt.Printf("SUMMARY launch %s: p50 %v (%.2f× target 100ms), p99 %v (%.2f× target 500ms), max %v over %d launches on weft up; %d/%d real processes\n",
@@ -242,3 +324,71 @@ func run(n int, perLaunch time.Duration) error {
 }
 
 var errBenchFailed = fmt.Errorf("targets missed")
+
+// fill creates apps (one `sleep` instance each) in groups of 100 through
+// POST /v2/groups until count more tasks run, untimed.
+func fill(ctx context.Context, c *api.Client, pidDir string, count int) error {
+	if count <= 0 {
+		return nil
+	}
+	before, err := c.Tasks(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for g := 0; g*100 < count; g++ {
+		var apps []map[string]any
+		for i := g * 100; i < min(count, (g+1)*100); i++ {
+			apps = append(apps, map[string]any{"id": fmt.Sprintf("app-%04d", i), "cpus": 0.01, "mem": 8, "instances": 1,
+				"cmd": fmt.Sprintf("echo $$ > %s/$MESOS_TASK_ID.pid; exec sleep 600", pidDir)})
+		}
+		body := map[string]any{"id": fmt.Sprintf("/bench/fill/g%02d", g), "apps": apps}
+		if _, err := c.Do(ctx, "POST", "/v2/groups", body, nil); err != nil {
+			return fmt.Errorf("filling: POST /v2/groups: %w", err)
+		}
+	}
+	want := len(before) + count
+	err = eventually(10*time.Minute, time.Second, fmt.Sprintf("%d tasks running", want), func() error {
+		ts, err := c.Tasks(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, t := range ts {
+			if t.State == api.TaskRunning {
+				n++
+			}
+		}
+		if n < want {
+			return fmt.Errorf("%d of %d running", n, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  filled: %d more apps running in %v (load %s)\n", count, time.Since(start).Round(100*time.Millisecond), loadAvg())
+	time.Sleep(2 * time.Second) // let the fill's deployments settle
+	return nil
+}
+
+// saveProfile saves the master's CPU profile over d (weft up --pprof).
+func saveProfile(base, file string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/profile: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
