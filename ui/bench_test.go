@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/weftnet/weft/sched/api"
 )
 
 // BenchmarkAppsPage renders /ui/apps for 1,000 apps from a canned API
@@ -39,5 +41,40 @@ func BenchmarkAppsPage(b *testing.B) {
 		if rec.Code != 200 {
 			b.Fatal(rec.Code)
 		}
+	}
+}
+
+// BenchmarkAppsPageAfterChange is the apps page of 1,000 apps right after
+// one app changed: the view is patched from the change feed (one app read
+// again), then the page and the live delta are rendered.
+func BenchmarkAppsPageAfterChange(b *testing.B) {
+	f := &fakeStore{running: map[string]int{}, gets: map[string]int{}, hidden: "/none/"}
+	for i := 0; i < 1000; i++ {
+		f.running[fmt.Sprintf("/bench/g%02d/app-%04d", i%10, i)] = 3
+	}
+	f.index = 1
+	u, err := New(Config{API: f, Index: f.Index, Changes: f.Changes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	get := func(since uint64) {
+		req := httptest.NewRequest("GET", "/ui/apps", nil)
+		if since > 0 {
+			req.Header.Set("X-Weft-Partial", "1")
+			req.Header.Set("X-Weft-Since", fmt.Sprint(since))
+		}
+		rec := httptest.NewRecorder()
+		u.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+	get(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		at := f.Index()
+		f.step(api.Changes{Apps: []api.App{{ID: "/bench/g03/app-0003"}}})
+		get(0)
+		get(at)
 	}
 }
