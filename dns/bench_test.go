@@ -56,3 +56,34 @@ func BenchmarkHandle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSetStateOneTask: what a one-task change costs the server (the
+// table updated incrementally), against BenchmarkBuildRecords's rebuild.
+func BenchmarkSetStateOneTask(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { s.closeAll(); s.closeUDP() }()
+	st := benchState(1000)
+	s.SetState(st)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		next := *st
+		next.Index++
+		next.Tasks = append([]api.Task(nil), st.Tasks...)
+		k := 3*(i%1000) + 2
+		if next.Tasks[k].State == api.TaskRunning {
+			next.Tasks[k].State = api.TaskKilled
+		} else {
+			next.Tasks[k].State = api.TaskRunning
+		}
+		s.SetState(&next)
+		if !s.Table().patched {
+			b.Fatal("rebuilt, not patched")
+		}
+		st = &next
+	}
+}

@@ -140,6 +140,7 @@ type builder struct {
 	records []Record
 	nodes   map[string]*api.Node // by id
 	blocks  []netip.Prefix
+	cur     *groupOut // the task group being built, which collects its records too
 }
 
 func (b *builder) add(r Record, et *EnumTask) {
@@ -147,6 +148,10 @@ func (b *builder) add(r Record, et *EnumTask) {
 		return // not a valid DNS name (a label over 63 characters, say)
 	}
 	k := recKey{r.Name, r.Type, r.IP, r.Target, r.Port}
+	if g := b.cur; g != nil && !g.seen[k] {
+		g.seen[k] = true
+		g.recs = append(g.recs, r)
+	}
 	if b.seen[k] {
 		return
 	}
@@ -173,6 +178,24 @@ func (b *builder) addIP(name string, ip netip.Addr, site string, et *EnumTask) {
 // (leader, masters, agents, frameworks, SOA, NS) and weft's node and PTR
 // records. It is pure: the same state and config give the same table.
 func BuildRecords(st *api.State, cfg RecordConfig) *Table {
+	t, _ := buildRecords(st, cfg)
+	return t
+}
+
+// blocksOf is the overlay blocks of st's nodes.
+func blocksOf(st *api.State) []netip.Prefix {
+	var out []netip.Prefix
+	for i := range st.Nodes {
+		if p, err := netip.ParsePrefix(st.Nodes[i].OverlayBlock); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// buildRecords is BuildRecords, with what an incremental update (patch)
+// needs next.
+func buildRecords(st *api.State, cfg RecordConfig) (*Table, *buildInfo) {
 	cfg = cfg.withDefaults()
 	b := &builder{cfg: cfg, zone: cfg.Domain + ".", label: RFC1123, nodes: map[string]*api.Node{}}
 	if st != nil {
@@ -190,10 +213,8 @@ func BuildRecords(st *api.State, cfg RecordConfig) *Table {
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
 		b.nodes[n.ID] = n
-		if p, err := netip.ParsePrefix(n.OverlayBlock); err == nil {
-			b.blocks = append(b.blocks, p.Masked())
-		}
 	}
+	b.blocks = blocksOf(st)
 	z := b.zone
 	// Zone apex and the name server.
 	b.add(Record{Name: z, Type: mdns.TypeNS, Target: cfg.SOAMname}, nil)
@@ -203,11 +224,38 @@ func BuildRecords(st *api.State, cfg RecordConfig) *Table {
 		}
 	}
 	b.clusterRecords(st)
-	enum := b.taskRecords(st)
+	pre := len(b.records)
+	enum, groups := b.taskRecords(st)
+	post := len(b.records)
 	b.nodeRecords(st)
 
 	t := newTable(cfg, b.records, enum)
-	return t
+	info := &buildInfo{st: st, cfg: cfg, others: map[string][]Record{}, groups: make(map[string]*groupOut, len(groups)),
+		contrib: map[string][]*groupOut{}, kids: map[string]int{}}
+	info.cfg.Serial = 0
+	for _, r := range b.records[:pre] {
+		info.others[r.Name] = append(info.others[r.Name], r)
+	}
+	for _, r := range b.records[post:] {
+		info.others[r.Name] = append(info.others[r.Name], r)
+	}
+	for _, g := range groups {
+		info.groups[g.key] = g
+		info.keys = append(info.keys, g.key)
+		last := ""
+		for _, r := range g.recs {
+			if r.Name != last && !slices.Contains(info.contrib[r.Name], g) {
+				info.contrib[r.Name] = append(info.contrib[r.Name], g)
+			}
+			last = r.Name
+		}
+	}
+	for n := range t.names {
+		if n != t.zone && t.zoneOffset(n) > 0 {
+			info.kids[parentName(n)]++
+		}
+	}
+	return t, info
 }
 
 // nodeAddr is the address other nodes reach n at: its overlay address, else
@@ -551,57 +599,37 @@ func (g *taskGroup) eligible() []bool {
 	return ok
 }
 
-func (b *builder) taskRecords(st *api.State) []*EnumFramework {
-	apps := map[string]*api.App{}
-	for i := range st.Apps {
-		apps[st.Apps[i].ID] = &st.Apps[i]
-	}
-	groups := map[string]*taskGroup{}
-	var order []*taskGroup
-	for i := range st.Tasks {
-		t := &st.Tasks[i]
-		if t.State != api.TaskRunning {
-			continue
-		}
-		fw := t.Framework
-		if fw == "" {
-			fw = "marathon"
-		}
-		key := fw + "\x00" + t.AppID
-		if fw == "chronos" {
-			key = fw + "\x00" + t.Name
-		}
-		g := groups[key]
-		if g == nil {
-			g = &taskGroup{framework: fw, key: key}
-			if fw == "marathon" {
-				g.app = apps[t.AppID]
-				g.hasHC = g.app != nil && len(g.app.HealthChecks) > 0
-			}
-			groups[key] = g
-			order = append(order, g)
-		}
-		g.tasks = append(g.tasks, t)
-	}
-	// Deterministic output: frameworks by name, tasks by id.
-	slices.SortFunc(order, func(a, c *taskGroup) int { return cmp.Compare(a.key, c.key) })
+func (b *builder) taskRecords(st *api.State) ([]*EnumFramework, []*groupOut) {
 	enum := map[string]*EnumFramework{}
 	var fws []*EnumFramework
-	for _, g := range order {
-		slices.SortFunc(g.tasks, func(a, c *api.Task) int { return cmp.Compare(a.ID, c.ID) })
+	var outs []*groupOut
+	for _, g := range groupTasks(st) {
 		ef := enum[g.framework]
 		if ef == nil {
 			ef = &EnumFramework{Name: g.framework, Tasks: []*EnumTask{}}
 			enum[g.framework] = ef
 			fws = append(fws, ef)
 		}
-		ok := g.eligible()
-		for i, t := range g.tasks {
-			b.taskRecord(g, t, ok[i], ef)
-		}
+		out := b.group(g)
+		ef.Tasks = append(ef.Tasks, out.enum...)
+		outs = append(outs, out)
 	}
 	slices.SortFunc(fws, func(a, c *EnumFramework) int { return cmp.Compare(a.Name, c.Name) })
-	return fws
+	return fws, outs
+}
+
+// group makes the records of one task group, into the builder's and its own.
+func (b *builder) group(g *taskGroup) *groupOut {
+	out := &groupOut{key: g.key, fw: g.framework, app: g.app, tasks: g.tasks, seen: map[recKey]bool{}}
+	b.cur = out
+	ef := &EnumFramework{}
+	ok := g.eligible()
+	for i, t := range g.tasks {
+		b.taskRecord(g, t, ok[i], ef)
+	}
+	b.cur = nil
+	out.enum, out.seen = ef.Tasks, nil
+	return out
 }
 
 type taskCtx struct {

@@ -124,6 +124,8 @@ type Server struct {
 	now      func() time.Time
 	m        *metrics
 	table    atomic.Pointer[Table]
+	buildMu  sync.Mutex // one SetState at a time
+	info     *buildInfo // what the table's build leaves for the next update
 	ready    chan struct{}
 	readyOne sync.Once
 	isReady  atomic.Bool
@@ -149,7 +151,7 @@ type Status struct {
 
 // Status reports the table being served, e.g. for health checks.
 func (s *Server) Status() Status {
-	st := Status{Ready: s.isReady.Load(), Index: s.lastIdx.Load(), Records: len(s.table.Load().records)}
+	st := Status{Ready: s.isReady.Load(), Index: s.lastIdx.Load(), Records: s.table.Load().count}
 	if n := s.synced.Load(); n != 0 {
 		st.LastSync = time.Unix(0, n)
 	}
@@ -232,7 +234,8 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.fwd = newForwarder(s.filterUpstreams(ups), cfg.ForwardTimeout, cfg.MaxForwards)
-	s.table.Store(s.build(nil))
+	t, _ := s.build(nil)
+	s.table.Store(t)
 	return s, nil
 }
 
@@ -308,14 +311,25 @@ func (s *Server) Table() *Table { return s.table.Load() }
 // SetState rebuilds the table from st and serves it: what the sync loop does
 // with each state it gets. It is safe to call at any time.
 func (s *Server) SetState(st *api.State) {
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
 	start := time.Now()
-	t := s.build(st)
+	var t *Table
+	if st != nil {
+		rc := s.recordConfig()
+		if pt, info, ok := patch(s.table.Load(), s.info, st, rc.withDefaults()); ok {
+			t, s.info = pt, info
+		}
+	}
+	if t == nil {
+		t, s.info = s.build(st)
+	}
 	s.m.build.Observe(time.Since(start).Seconds())
 	if st != nil {
 		s.lastIdx.Store(st.Index)
 	}
 	s.table.Store(t)
-	s.m.records.Set(float64(len(t.records)))
+	s.m.records.Set(float64(t.count))
 	now := s.now()
 	s.synced.Store(now.UnixNano())
 	s.m.lastSync.Set(float64(now.Unix()))
@@ -325,7 +339,8 @@ func (s *Server) SetState(st *api.State) {
 	})
 }
 
-func (s *Server) build(st *api.State) *Table {
+// recordConfig is the record config of the next table.
+func (s *Server) recordConfig() RecordConfig {
 	rc := s.cfg.Records
 	rc.Serial = uint32(s.now().Unix())
 	rc.NSAddrs = nil
@@ -334,7 +349,15 @@ func (s *Server) build(st *api.State) *Table {
 			rc.NSAddrs = append(rc.NSAddrs, ip)
 		}
 	}
-	t := BuildRecords(st, rc)
+	return rc
+}
+
+// build makes the table of st from scratch.
+func (s *Server) build(st *api.State) (*Table, *buildInfo) {
+	t, info := buildRecords(st, s.recordConfig())
+	if st == nil {
+		info = nil
+	}
 	if st != nil {
 		nodes := map[netip.Addr]string{}
 		blocks := map[netip.Prefix]string{}
@@ -352,7 +375,7 @@ func (s *Server) build(st *api.State) *Table {
 		t.setNodeSites(nodes, blocks)
 	}
 	t.sites[s.cfg.Site] = t.siteID(s.cfg.Site)
-	return t
+	return t, info
 }
 
 func (t *Table) siteID(s string) uint16 {

@@ -25,8 +25,14 @@ type Table struct {
 	nodeSite map[netip.Addr]uint16
 	block24  map[[3]byte]uint16
 	arena    []byte // backing store of the encoded records
+	count    int    // records in the table
 	sortOnce sync.Once
 	sorted   []Record
+	// patched tables (see patch) keep no record list: Records and
+	// Enumerate compute theirs from names and groups.
+	patched  bool
+	groups   []*groupOut // by key
+	enumOnce sync.Once
 }
 
 // entry is everything a name has. A name that exists only because names
@@ -129,42 +135,48 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 	t.arena = make([]byte, 0, 40*len(t.records))
 	for _, pass := range []int{0, 1} {
 		for _, r := range runs {
-			rs := t.records[r.start:r.end]
-			e := t.entryFor(r.name)
-			zoneOff := t.zoneOffset(r.name)
-			for i := 0; i < len(rs); {
-				j := i + 1
-				for j < len(rs) && rs[j].Type == rs[i].Type {
-					j++
-				}
-				typ, sel := rs[i].Type, rs[i:j:j]
-				i = j
-				isAddr := typ == mdns.TypeA || typ == mdns.TypeAAAA
-				if isAddr != (pass == 0) {
-					continue
-				}
-				a := t.compile(sel, zoneOff)
-				switch typ {
-				case mdns.TypeSOA:
-					e.soa = a
-				case mdns.TypeNS:
-					e.ns = a
-				case mdns.TypeA:
-					e.a = a
-				case mdns.TypeAAAA:
-					e.aaaa = a
-				case mdns.TypeSRV:
-					e.srv = a
-				case mdns.TypePTR:
-					e.ptr = a
-				}
-			}
-			if pass == 1 {
-				e.any = anyAnswer(e)
-			}
+			t.compileName(t.entryFor(r.name), r.name, t.records[r.start:r.end], pass)
 		}
 	}
+	t.count = len(t.records)
 	return t
+}
+
+// compileName compiles the answers of name from its records rs (sorted by
+// type): pass 0 the addresses, pass 1 the rest (SRV answers take their
+// targets' addresses, compiled in pass 0) and ANY.
+func (t *Table) compileName(e *entry, name string, rs []Record, pass int) {
+	zoneOff := t.zoneOffset(name)
+	for i := 0; i < len(rs); {
+		j := i + 1
+		for j < len(rs) && rs[j].Type == rs[i].Type {
+			j++
+		}
+		typ, sel := rs[i].Type, rs[i:j:j]
+		i = j
+		isAddr := typ == mdns.TypeA || typ == mdns.TypeAAAA
+		if isAddr != (pass == 0) {
+			continue
+		}
+		a := t.compile(sel, zoneOff)
+		switch typ {
+		case mdns.TypeSOA:
+			e.soa = a
+		case mdns.TypeNS:
+			e.ns = a
+		case mdns.TypeA:
+			e.a = a
+		case mdns.TypeAAAA:
+			e.aaaa = a
+		case mdns.TypeSRV:
+			e.srv = a
+		case mdns.TypePTR:
+			e.ptr = a
+		}
+	}
+	if pass == 1 {
+		e.any = anyAnswer(e)
+	}
 }
 
 // SetNodes tells the table which client addresses belong to which site, so
@@ -410,6 +422,26 @@ func appendName(b []byte, name, zone string, zoneOff int) []byte {
 // by name, type and value. Do not modify the slice.
 func (t *Table) Records() []Record {
 	t.sortOnce.Do(func() {
+		if t.patched {
+			t.sorted = make([]Record, 0, t.count)
+			for _, e := range t.names {
+				for _, a := range [...]*answer{e.soa, e.ns, e.a, e.aaaa, e.srv, e.ptr} {
+					if a != nil {
+						t.sorted = append(t.sorted, a.records...)
+					}
+				}
+			}
+			slices.SortFunc(t.sorted, func(a, b Record) int {
+				if as, bs := a.Type == mdns.TypeSOA && a.Name == t.zone, b.Type == mdns.TypeSOA && b.Name == t.zone; as != bs {
+					if as {
+						return -1
+					}
+					return 1
+				}
+				return compareRecords(a, b)
+			})
+			return
+		}
 		t.sorted = slices.Clone(t.records)
 		slices.SortFunc(t.sorted[1:], compareRecords) // the SOA stays first
 	})
@@ -418,6 +450,22 @@ func (t *Table) Records() []Record {
 
 // Enumerate returns Mesos-DNS's /v1/enumerate data.
 func (t *Table) Enumerate() []*EnumFramework {
+	t.enumOnce.Do(func() {
+		if !t.patched {
+			return
+		}
+		byName := map[string]*EnumFramework{}
+		for _, g := range t.groups {
+			ef := byName[g.fw]
+			if ef == nil {
+				ef = &EnumFramework{Name: g.fw, Tasks: []*EnumTask{}}
+				byName[g.fw] = ef
+				t.enum = append(t.enum, ef)
+			}
+			ef.Tasks = append(ef.Tasks, g.enum...)
+		}
+		slices.SortFunc(t.enum, func(a, c *EnumFramework) int { return cmp.Compare(a.Name, c.Name) })
+	})
 	out := make([]*EnumFramework, 0, len(t.enum))
 	for _, f := range t.enum {
 		nf := &EnumFramework{Name: f.Name, Tasks: make([]*EnumTask, 0, len(f.Tasks))}

@@ -1,0 +1,337 @@
+package dns
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/weftnet/weft/sched/api"
+)
+
+// Incremental updates. A task change touches one task group (a Marathon
+// app's running tasks, or a Chronos job's): the server recomputes the
+// records of the groups whose tasks or app changed, and recompiles only
+// the names those groups have (before or after), into a copy of the names
+// map; every other name keeps its compiled answers. With 1,000 apps × 3
+// tasks a rebuild allocates tens of MB per change, about ten times the CPU
+// and allocations of a one-task update (BenchmarkBuildRecords against
+// BenchmarkSetStateOneTask). Anything else (nodes, the leader, the record
+// config, a new site, many groups at once) rebuilds the whole table.
+//
+// A group's SRV records point only at names of the same group (or, for the
+// cluster records, at cluster names), so recompiling the names of the
+// changed groups also renews every SRV answer's additional addresses.
+
+// groupOut is what one task group contributes to the table.
+type groupOut struct {
+	key   string
+	fw    string
+	app   *api.App    // the app the records were made from (states are never modified)
+	tasks []*api.Task // its running tasks, by id
+	recs  []Record    // its records (deduplicated within the group)
+	enum  []*EnumTask
+	seen  map[recKey]bool // while building only
+}
+
+// buildInfo is what the build of a table leaves for the next update.
+type buildInfo struct {
+	st      *api.State
+	cfg     RecordConfig        // with defaults, Serial zeroed
+	others  map[string][]Record // records outside task groups, by name, in build order
+	groups  map[string]*groupOut
+	keys    []string               // group keys, sorted
+	contrib map[string][]*groupOut // name → groups with records of that name
+	kids    map[string]int         // in-zone name → its direct children in names
+}
+
+// groupTasks groups the running tasks of st as taskRecords does: by
+// framework and app (Chronos: by job name), each group's tasks by id,
+// groups by key.
+func groupTasks(st *api.State) []*taskGroup {
+	apps := make(map[string]*api.App, len(st.Apps))
+	for i := range st.Apps {
+		apps[st.Apps[i].ID] = &st.Apps[i]
+	}
+	groups := map[string]*taskGroup{}
+	var order []*taskGroup
+	for i := range st.Tasks {
+		t := &st.Tasks[i]
+		if t.State != api.TaskRunning {
+			continue
+		}
+		fw := t.Framework
+		if fw == "" {
+			fw = "marathon"
+		}
+		key := fw + "\x00" + t.AppID
+		if fw == "chronos" {
+			key = fw + "\x00" + t.Name
+		}
+		g := groups[key]
+		if g == nil {
+			g = &taskGroup{framework: fw, key: key}
+			if fw == "marathon" {
+				g.app = apps[t.AppID]
+				g.hasHC = g.app != nil && len(g.app.HealthChecks) > 0
+			}
+			groups[key] = g
+			order = append(order, g)
+		}
+		g.tasks = append(g.tasks, t)
+	}
+	slices.SortFunc(order, func(a, c *taskGroup) int { return strings.Compare(a.key, c.key) })
+	for _, g := range order {
+		slices.SortFunc(g.tasks, func(a, c *api.Task) int { return strings.Compare(a.ID, c.ID) })
+	}
+	return order
+}
+
+// sameGroup: g would give the records out was made from.
+func sameGroup(g *taskGroup, out *groupOut) bool {
+	if len(g.tasks) != len(out.tasks) || (g.app == nil) != (out.app == nil) {
+		return false
+	}
+	if g.app != out.app && g.app != nil && !reflect.DeepEqual(g.app, out.app) {
+		return false
+	}
+	for i, t := range g.tasks {
+		if t != out.tasks[i] && !reflect.DeepEqual(t, out.tasks[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameRecordConfig(a, b RecordConfig) bool {
+	a.Serial, b.Serial = 0, 0
+	return reflect.DeepEqual(a, b)
+}
+
+// maxPatchGroups: beyond this many changed groups, a rebuild is cheaper.
+func maxPatchGroups(n int) int { return max(16, n/8) }
+
+// patch returns old updated to st, or false when st needs a rebuild.
+// rc is the record config with defaults applied (Serial set).
+func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table, *buildInfo, bool) {
+	if old == nil || info == nil || info.st == nil || st == nil || !sameRecordConfig(rc, info.cfg) ||
+		st.Leader != info.st.Leader || !reflect.DeepEqual(st.Nodes, info.st.Nodes) {
+		return nil, nil, false
+	}
+	groups := groupTasks(st)
+	var changed []*groupOut // new outputs
+	var gone []*groupOut    // outputs replaced or removed
+	present := make(map[string]bool, len(groups))
+	b := &builder{cfg: info.cfg, zone: info.cfg.Domain + ".", label: RFC1123, nodes: map[string]*api.Node{}, seen: map[recKey]bool{}}
+	if info.cfg.EnforceRFC952 {
+		b.label = RFC952
+	}
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		b.nodes[n.ID] = n
+	}
+	b.blocks = blocksOf(st)
+	limit := maxPatchGroups(len(info.groups))
+	for _, g := range groups {
+		present[g.key] = true
+		prev := info.groups[g.key]
+		if prev != nil && sameGroup(g, prev) {
+			continue
+		}
+		if len(changed) >= limit {
+			return nil, nil, false
+		}
+		out := b.group(g)
+		for _, r := range out.recs {
+			if r.Site != "" && old.sites[r.Site] == 0 {
+				return nil, nil, false // a new site: ids are assigned in a full build
+			}
+		}
+		changed = append(changed, out)
+		if prev != nil {
+			gone = append(gone, prev)
+		}
+	}
+	for k, g := range info.groups {
+		if !present[k] {
+			gone = append(gone, g)
+		}
+	}
+	if len(gone) > limit {
+		return nil, nil, false
+	}
+	// From here on the update cannot fail: info's indexes are updated in
+	// place (only the updater uses them).
+	ni := &buildInfo{st: st, cfg: info.cfg, others: info.others, contrib: info.contrib, kids: info.kids}
+	ni.groups = maps.Clone(info.groups)
+	affected := map[string]bool{old.zone: true} // the SOA's serial changes
+	for _, g := range gone {
+		delete(ni.groups, g.key)
+		for _, r := range g.recs {
+			affected[r.Name] = true
+		}
+		for n := range namesOf(g.recs) {
+			ni.contrib[n] = slices.DeleteFunc(ni.contrib[n], func(x *groupOut) bool { return x == g })
+			if len(ni.contrib[n]) == 0 {
+				delete(ni.contrib, n)
+			}
+		}
+	}
+	for _, g := range changed {
+		ni.groups[g.key] = g
+		for _, r := range g.recs {
+			affected[r.Name] = true
+		}
+		for n := range namesOf(g.recs) {
+			ni.contrib[n] = append(ni.contrib[n], g)
+		}
+	}
+	if len(changed) > 0 || len(gone) > 0 {
+		ni.keys = slices.Sorted(maps.Keys(ni.groups))
+	} else {
+		ni.keys = info.keys
+	}
+
+	t := &Table{
+		cfg: rc, zone: old.zone, zoneWire: old.zoneWire,
+		names: maps.Clone(old.names), sites: old.sites, nodeSite: old.nodeSite, block24: old.block24,
+		count: old.count, patched: true,
+	}
+	t.groups = make([]*groupOut, len(ni.keys))
+	for i, k := range ni.keys {
+		t.groups[i] = ni.groups[k]
+	}
+	names := slices.Sorted(maps.Keys(affected))
+	recs := make(map[string][]Record, len(names))
+	for _, n := range names {
+		rs := ni.recordsOf(n)
+		recs[n] = rs
+		t.count += len(rs) - countOf(old.names[n])
+	}
+	hasRecs := func(n string) bool {
+		if rs, ok := recs[n]; ok {
+			return len(rs) > 0
+		}
+		return countOf(t.names[n]) > 0
+	}
+	for _, n := range names {
+		if len(recs[n]) == 0 {
+			t.dropName(n, ni.kids, hasRecs)
+		} else {
+			t.addName(n, ni.kids)
+			t.names[n] = &entry{} // fresh: the old entry is still served
+		}
+	}
+	for _, pass := range []int{0, 1} {
+		for _, n := range names {
+			if rs := recs[n]; len(rs) > 0 {
+				t.compileName(t.names[n], n, rs, pass)
+			}
+		}
+	}
+	return t, ni, true
+}
+
+func namesOf(rs []Record) map[string]bool {
+	m := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		m[r.Name] = true
+	}
+	return m
+}
+
+// recordsOf is every record of name, deduplicated and sorted as a full
+// build orders them: the zone's SOA, the records outside task groups, then
+// the groups' in key order.
+func (bi *buildInfo) recordsOf(name string) []Record {
+	var rs []Record
+	seen := map[recKey]bool{}
+	add := func(r Record) {
+		k := recKey{r.Name, r.Type, r.IP, r.Target, r.Port}
+		if !seen[k] {
+			seen[k] = true
+			rs = append(rs, r)
+		}
+	}
+	if name == bi.cfg.Domain+"." {
+		add(Record{Name: name, Type: mdns.TypeSOA})
+	}
+	for _, r := range bi.others[name] {
+		add(r)
+	}
+	gs := slices.Clone(bi.contrib[name])
+	slices.SortFunc(gs, func(a, c *groupOut) int { return strings.Compare(a.key, c.key) })
+	for _, g := range gs {
+		for _, r := range g.recs {
+			if r.Name == name {
+				add(r)
+			}
+		}
+	}
+	slices.SortFunc(rs, compareRecords)
+	return rs
+}
+
+func countOf(e *entry) int {
+	if e == nil {
+		return 0
+	}
+	n := 0
+	for _, a := range [...]*answer{e.soa, e.ns, e.a, e.aaaa, e.srv, e.ptr} {
+		if a != nil {
+			n += len(a.records)
+		}
+	}
+	return n
+}
+
+// parentName is name without its first label, or "" at the top.
+func parentName(name string) string {
+	i := strings.IndexByte(name, '.')
+	if i < 0 || i == len(name)-1 {
+		return ""
+	}
+	return name[i+1:]
+}
+
+// addName makes name and its missing ancestors inside the zone present.
+func (t *Table) addName(name string, kids map[string]int) {
+	if _, ok := t.names[name]; ok {
+		return
+	}
+	t.names[name] = &entry{}
+	if name == t.zone || t.zoneOffset(name) == 0 {
+		return
+	}
+	p := parentName(name)
+	kids[p]++
+	t.addName(p, kids)
+}
+
+// dropName removes name when nothing is below it (else it stays, as an
+// empty non-terminal), and ancestors that were there only for it.
+func (t *Table) dropName(name string, kids map[string]int, hasRecs func(string) bool) {
+	if name == t.zone {
+		return
+	}
+	if _, ok := t.names[name]; !ok {
+		return
+	}
+	inZone := t.zoneOffset(name) > 0
+	if inZone && kids[name] > 0 {
+		t.names[name] = &entry{}
+		return
+	}
+	delete(t.names, name)
+	delete(kids, name)
+	if !inZone {
+		return
+	}
+	p := parentName(name)
+	kids[p]--
+	if _, ok := t.names[p]; ok && p != t.zone && !hasRecs(p) {
+		t.dropName(p, kids, hasRecs)
+	}
+}
