@@ -442,9 +442,7 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 		}
 		for k, e := range c.Environment {
 			if e.Secret != "" {
-				if _, ok := p.Secrets[e.Secret]; !ok {
-					add(path+"/environment/"+k, "references the undefined secret %q (add it to secrets)", e.Secret)
-				}
+				add(path+"/environment/"+k, "weft passes secrets to a pod through the pod's environment, which every container of the pod sees: move %s there", k)
 			}
 		}
 		own := map[string]api.PodEndpoint{}

@@ -140,6 +140,7 @@ func TestPodRefusals(t *testing.T) {
 		{"some images", `{"id":"/p","containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"}},{"name":"b","exec":{"command":{"shell":"true"}}}]}`, "/containers(1)/image"},
 		{"command container without command", `{"id":"/p","containers":[{"name":"a"}]}`, "/containers(0)/exec"},
 		{"absolute mount of a command container", `{"id":"/p","volumes":[{"name":"v"}],"containers":[{"name":"a","exec":{"command":{"shell":"true"}},"volumeMounts":[{"name":"v","mountPath":"/data"}]}]}`, "/containers(0)/volumeMounts(0)/mountPath"},
+		{"container secret", `{"id":"/p","secrets":{"s":{"source":"x"}},"containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"},"environment":{"PW":{"secret":"s"}}}]}`, "/containers(0)/environment/PW"},
 		{"scaling kind", `{"id":"/p","scaling":{"kind":"auto"},"containers":[{"name":"a","image":{"kind":"DOCKER","id":"x"}}]}`, "/scaling/kind"},
 		{"wrong type", `{"id":"/p","scaling":{"instances":"two"},"containers":[]}`, "/scaling/instances"},
 	}
@@ -363,5 +364,70 @@ func TestPodsOnRealMaster(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no pod_deleted_event")
 		}
+	}
+}
+
+// TestPodACL: a team token writes pods only under its path and lists only
+// its own.
+func TestPodACL(t *testing.T) {
+	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
+		Resources: api.Resources{Cpus: 4, Mem: 4096, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
+	cfg := sched.DefaultMasterConfig()
+	cfg.Store.Dir = ""
+	cfg.Members = sched.NewStaticMembers(node)
+	mcfg := DefaultConfig()
+	mcfg.Tick = 50 * time.Millisecond
+	cfg.Frameworks = []sched.Framework{New(mcfg)}
+	cfg.AllocInterval = 50 * time.Millisecond
+	ctx, url := serveMaster(t, cfg)
+	boot, err := api.NewClient(url).ACLBootstrap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := api.NewClient(url)
+	admin.Token = boot.SecretID
+	if _, err := admin.ACLPolicyApply(ctx, "team-a", strings.NewReader(`{"apps": {"/team-a/*": "write"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.ACLTokenCreate(ctx, api.ACLTokenCreate{Name: "alice", Policies: []string{"team-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := api.NewClient(url)
+	alice.Token = tok.SecretID
+	pod := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","containers":[{"name":"a","exec":{"command":{"shell":"sleep 100"}},"resources":{"cpus":0.1,"mem":16}}]}`)
+	}
+	if _, err := alice.Do(ctx, "POST", "/v2/pods", pod("/team-a/p"), nil); err != nil {
+		t.Fatalf("team token on its own path: %v", err)
+	}
+	if _, err := alice.Do(ctx, "POST", "/v2/pods", pod("/team-b/p"), nil); api.StatusCode(err) != 403 {
+		t.Fatalf("team token on another team's path: %v, want 403", err)
+	}
+	if _, err := admin.Do(ctx, "POST", "/v2/pods", pod("/team-b/p"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []struct{ method, path string }{
+		{"PUT", "/v2/pods/team-b/p"}, {"DELETE", "/v2/pods/team-b/p"}, {"DELETE", "/v2/pods/team-b/p::instances/x"},
+		{"GET", "/v2/pods/team-b/p"}, {"GET", "/v2/pods/team-b/p::status"}, {"GET", "/v2/pods/team-b/p::versions"},
+	} {
+		var body []byte
+		if req.method == "PUT" {
+			body = pod("/team-b/p")
+		}
+		if _, err := alice.Do(ctx, req.method, req.path, body, nil); api.StatusCode(err) != 403 {
+			t.Errorf("%s %s with the team-a token: %v, want 403", req.method, req.path, err)
+		}
+	}
+	var list []api.Pod
+	if _, err := alice.Do(ctx, "GET", "/v2/pods", nil, &list); err != nil || len(list) != 1 || list[0].ID != "/team-a/p" {
+		t.Fatalf("alice lists %+v (%v), want /team-a/p alone", list, err)
+	}
+	var status []api.PodStatus
+	if _, err := alice.Do(ctx, "GET", "/v2/pods/::status", nil, &status); err != nil || len(status) != 1 || status[0].ID != "/team-a/p" {
+		t.Fatalf("alice's ::status %+v (%v)", status, err)
+	}
+	if _, err := api.NewClient(url).Do(ctx, "GET", "/v2/pods", nil, nil); api.StatusCode(err) != 401 && api.StatusCode(err) != 403 {
+		t.Fatalf("no token: %v, want 401 or 403", err)
 	}
 }
