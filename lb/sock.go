@@ -36,7 +36,6 @@ import (
 //     FIN that came in the same segment as a request's last bytes. The
 //     connection then closes at the idle timeout instead of at once.
 type sock struct {
-	c  *net.TCPConn
 	rc syscall.RawConn
 
 	// Inside a client session (serveHTTP), Read is a recv on fd that
@@ -65,7 +64,7 @@ func newSock(c *net.TCPConn) (*sock, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sock{c: c, rc: rc}
+	s := &sock{rc: rc}
 	s.readFn, s.writeFn, s.awaitFn = s.readStep, s.writeStep, s.awaitStep
 	return s, nil
 }
