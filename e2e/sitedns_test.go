@@ -128,6 +128,7 @@ func TestDNSSiteScopedNames(t *testing.T) {
 		if a, err := dig(a1h, f[3], "A"); err != nil || !slices.Equal(a, []string{c.want}) {
 			t.Errorf("%s SRV target %s: A %v %v, want [%s]", srv, f[3], a, err, c.want)
 		}
+		t.Logf("%s: A %s only; SRV %s", c.site, c.want, got[0])
 	}
 	if got, err := dig(a1h, "biserver.marathon.site-paris.pcm", "A"); err != nil || len(got) != 0 {
 		t.Errorf("a site with no task: %v %v, want no answer", got, err)
