@@ -245,12 +245,13 @@ func (m *Mesh) run(ctx context.Context) error {
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
 	var probeC, syncC <-chan time.Time
+	var syncT *time.Ticker
 	var addrC <-chan struct{}
-	started, lastSync := time.Now(), time.Time{}
+	started, lastSync, slowed := time.Now(), time.Time{}, false
 	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
 		m.syncFor(fastSyncAtStart)
-		syncT := time.NewTicker(youngSync)
+		syncT = time.NewTicker(youngSync)
 		defer syncT.Stop()
 		syncC = syncT.C
 		probe := time.NewTicker(m.cfg.ProbeInterval)
@@ -299,6 +300,12 @@ func (m *Mesh) run(ctx context.Context) error {
 			}
 		case now := <-syncC:
 			young := now.Sub(started) < youngSyncFor
+			if !young && !slowed {
+				slowed = true
+				// Past the young phase: no more wake-ups every
+				// youngSync (an idle node's cost is its wake-ups).
+				syncT.Reset(fastSync)
+			}
 			due := young || now.UnixNano() < m.syncUntil.Load() && now.Sub(lastSync) >= fastSync-youngSync/2
 			if due && m.syncing.CompareAndSwap(false, true) {
 				lastSync = now

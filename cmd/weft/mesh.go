@@ -159,6 +159,7 @@ func meshNode(c *cli.Context) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	mesh.LeanGC()
 	m, err := newMeshWith(c, c.String("role"), true, nil, log, func(cfg *mesh.Config) {
 		cfg.ReapTimeout = c.Duration("reap-timeout")
 	})

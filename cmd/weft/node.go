@@ -225,6 +225,9 @@ func runNode(c *cli.Context, role string) error {
 		return err
 	}
 	n := &node{c: c, role: role, log: log, site: c.String("site"), localMux: http.NewServeMux()}
+	if role == roleAgent {
+		mesh.LeanGC()
+	}
 	n.nofile = raiseNoFile(log)
 	defer func() {
 		for i := len(n.closers) - 1; i >= 0; i-- {
