@@ -83,7 +83,11 @@
 //
 // Answers are precompiled per (name, type) in wire format; the UDP path
 // parses the question itself and falls back to miekg/dns only for unusual
-// messages. Before the first successful sync, in-zone queries get SERVFAIL
+// messages. Each UDP socket is read by one thread blocked in recvmmsg on a
+// blocking socket (Config.UDPWorkers), outside Go's poller, and answered
+// with one sendmmsg per batch. A task change recompiles only the names of
+// the task groups that changed (incremental.go); nodes, the leader or the
+// record config changing rebuild the table. Before the first successful sync, in-zone queries get SERVFAIL
 // (resolvers do not cache it and try another server) unless
 // Config.ServeBeforeSync, which serves an empty zone (NXDOMAIN). While the
 // master is unreachable the last good table is served. Names outside the

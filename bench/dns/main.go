@@ -227,7 +227,6 @@ zone:
 	liveTargets := []target{{"nsd", nsdAddr, nsd.Process.Pid}, {"weft", lv.srv.Addrs()[0], os.Getpid()}}
 	lv.drive(rate)
 	live := map[string][]result{}
-	var followed []string
 	for r := 0; r < runs; r++ {
 		for _, t := range order(liveTargets, r) {
 			before := lv.srv.Status().Index
@@ -240,7 +239,6 @@ zone:
 			extra := ""
 			if t.name == "weft" {
 				extra = fmt.Sprintf("  (table index %d -> %d, %d changes accepted meanwhile)", before, lv.srv.Status().Index, lv.sent.Load()-sent)
-				followed = append(followed, extra)
 			}
 			fmt.Printf("  %-5s run %d: %s%s\n", t.name, r+1, res, extra)
 		}
