@@ -4,9 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +135,68 @@ func TestProcessTaskOverMemoryIsKilledWithReason(t *testing.T) {
 		_, ok := cg.Open("calm")
 		return !ok
 	})
+}
+
+// TestStartInGroupLeavesNoAgentThreadBehind: on v1 a task's process is
+// forked by a thread moved into the task's group (groups made ahead and
+// renamed): the process starts in its group in every hierarchy, and no
+// thread of the agent stays there after; the groups made ahead are kept
+// under the parent.
+func TestStartInGroupLeavesNoAgentThreadBehind(t *testing.T) {
+	cg := testCgroups(t)
+	if cg.Version() != cgroups.V1 {
+		t.Skipf("this path is cgroup v1's; here: %s (v2 clones into the group)", cg.Version())
+	}
+	for i := range 6 { // more than the pool holds: some made on the spot
+		name := "thread-" + strconv.Itoa(i)
+		g, err := cg.Create(name, cgroups.Limits{Cpus: 0.1, MemoryBytes: 64 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sleep", "30")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := startInGroup(cmd, g); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		raw, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) == 3 && (slices.Contains(strings.Split(f[1], ","), "memory") || slices.Contains(strings.Split(f[1], ","), "cpu")) && !strings.HasSuffix(f[2], "/"+name) {
+				t.Errorf("task %d's process is in %s, not in its group %s", i, line, name)
+			}
+		}
+		if pids := g.Pids(); len(pids) != 1 || pids[0] != pid {
+			t.Errorf("group %s holds %v, want only the task's process %d (a thread of the agent left behind?)", name, pids, pid)
+		}
+		b, _ := os.ReadFile(filepath.Join(g.Dir(), "memory.limit_in_bytes"))
+		if strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
+			t.Errorf("group %s memory limit %q", name, b)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := g.Destroy(); err != nil {
+			t.Error(err)
+		}
+	}
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	if strings.Contains(string(self), "thread-") {
+		t.Errorf("the test process is left in a task's group: %s", self)
+	}
+	var ready []string
+	for range 100 {
+		ready = nil
+		for _, n := range cg.List() {
+			if strings.HasPrefix(n, ".ready-") {
+				ready = append(ready, n)
+			}
+		}
+		if len(ready) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(ready) == 0 {
+		t.Errorf("no groups made ahead under the parent: %v", cg.List())
+	}
 }

@@ -14,11 +14,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,7 +71,23 @@ type Manager struct {
 	dirs map[string]string
 	// v2: the hierarchy's mount point (for enabling controllers).
 	mount string
+
+	// v1: groups made ahead of need, renamed to a task's when it starts
+	// (a v1 mkdir of memory and cpu groups is most of a launch's cgroup
+	// cost; v1 renames within a parent, v2 does not rename at all).
+	poolMu   sync.Mutex
+	pool     []string
+	poolSeq  int
+	poolOnce sync.Once
+	poolKick chan struct{}
 }
+
+// poolSize is how many v1 groups are kept made ahead.
+const poolSize = 4
+
+// poolPrefix names the groups made ahead; a leftover one (after a
+// restart) is removed like any group of no task.
+const poolPrefix = ".ready-"
 
 // v1Controllers are the v1 hierarchies weft uses; memory and cpu are
 // required, cpuacct is read for usage when present.
@@ -251,6 +269,16 @@ func (m *Manager) Create(name string, l Limits) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.version == V1 {
+		m.poolOnce.Do(m.startPool)
+		if m.fromPool(g) {
+			if err := g.setLimits(l); err != nil {
+				g.Destroy()
+				return nil, err
+			}
+			return g, nil
+		}
+	}
 	if err := m.ensureParent(); err != nil {
 		return nil, err
 	}
@@ -271,6 +299,91 @@ func (m *Manager) Create(name string, l Limits) (*Group, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// startPool starts the goroutine that keeps poolSize groups made ahead.
+func (m *Manager) startPool() {
+	m.poolKick = make(chan struct{}, 1)
+	m.poolKick <- struct{}{}
+	go func() {
+		for range m.poolKick {
+			m.fillPool()
+		}
+	}()
+}
+
+func (m *Manager) fillPool() {
+	if m.ensureParent() != nil {
+		return
+	}
+	for {
+		m.poolMu.Lock()
+		if len(m.pool) >= poolSize {
+			m.poolMu.Unlock()
+			return
+		}
+		m.poolSeq++
+		name := fmt.Sprintf("%s%d-%d", poolPrefix, os.Getpid(), m.poolSeq)
+		m.poolMu.Unlock()
+		g, _ := m.group(name)
+		ok := true
+		for _, d := range g.dirs {
+			if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
+				ok = false
+			}
+		}
+		if !ok {
+			g.Destroy()
+			return
+		}
+		m.poolMu.Lock()
+		m.pool = append(m.pool, name)
+		m.poolMu.Unlock()
+	}
+}
+
+// fromPool renames a group made ahead to g's name, in each hierarchy;
+// false when there is none ready or the rename fails (g is then made as
+// without a pool).
+func (m *Manager) fromPool(g *Group) bool {
+	m.poolMu.Lock()
+	var name string
+	if n := len(m.pool); n > 0 {
+		name, m.pool = m.pool[n-1], m.pool[:n-1]
+	}
+	m.poolMu.Unlock()
+	select {
+	case m.poolKick <- struct{}{}:
+	default:
+	}
+	if name == "" {
+		return false
+	}
+	ready, _ := m.group(name)
+	for _, d := range g.dirs {
+		if _, err := os.Stat(d); err == nil {
+			// A leftover of the same name: Create replaces it the slow way.
+			m.poolMu.Lock()
+			m.pool = append(m.pool, name)
+			m.poolMu.Unlock()
+			return false
+		}
+	}
+	renamed := map[string]string{} // from -> to (cpu and cpuacct often share a dir)
+	for c, d := range ready.dirs {
+		if _, ok := renamed[d]; ok {
+			continue
+		}
+		if err := os.Rename(d, g.dirs[c]); err != nil {
+			for from, to := range renamed {
+				_ = os.Rename(to, from)
+			}
+			ready.Destroy()
+			return false
+		}
+		renamed[d] = g.dirs[c]
+	}
+	return true
 }
 
 func prefix(c string) string {
@@ -632,4 +745,63 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// EnterThread moves the calling OS thread, which the caller has locked
+// (runtime.LockOSThread), into g in each v1 hierarchy: a process the
+// thread forks meanwhile starts in g, before it runs anything, with no
+// stop at its exec. v1 moves a single thread through its hierarchy's
+// "tasks" file; the memory controller charges the agent's memory to its
+// own group still (the thread is not its mm's owner). restore moves the
+// thread back to where it was; it is non-nil whenever some hierarchy was
+// entered, also with an error. v2 has CLONE_INTO_CGROUP (FD) instead.
+func (g *Group) EnterThread() (restore func() error, err error) {
+	if g.m.version != V1 {
+		return nil, errors.New("cgroups: EnterThread is for v1 (v2 clones into the group)")
+	}
+	tid := strconv.Itoa(unix.Gettid())
+	raw, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: the thread's groups: %w", err)
+	}
+	// controller -> the thread's path in its hierarchy
+	cur := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			cur[c] = f[2]
+		}
+	}
+	var back []string // tasks files to return to
+	restore = func() error {
+		var errs []error
+		for _, f := range back {
+			if err := os.WriteFile(f, []byte(tid), 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("cgroups: moving the agent's thread back to %s: %w", filepath.Dir(f), err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	done := map[string]bool{} // dirs entered (cpu and cpuacct often share one)
+	for _, c := range slices.Sorted(maps.Keys(g.dirs)) {
+		d := g.dirs[c]
+		if done[d] {
+			continue
+		}
+		path, ok := cur[c]
+		if !ok {
+			return restore, fmt.Errorf("cgroups: the thread has no %s group", c)
+		}
+		mount := strings.TrimSuffix(g.m.dirs[c], "/"+g.m.cfg.Parent)
+		from := filepath.Join(mount, path, "tasks")
+		if err := os.WriteFile(filepath.Join(d, "tasks"), []byte(tid), 0o644); err != nil {
+			return restore, fmt.Errorf("cgroups: moving the agent's thread into the %scgroup: %w", prefix(c), err)
+		}
+		done[d] = true
+		back = append(back, from)
+	}
+	return restore, nil
 }
