@@ -884,3 +884,58 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Usage reads the container's usage from the Docker Engine (one-shot
+// stats) and its cpu limit from its host config: the same Mesos
+// ResourceStatistics names as a process task's cgroup gives.
+func (h *dockerHandle) Usage() (Usage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cli := h.e.cli
+	rd, err := cli.ContainerStatsOneShot(ctx, h.containerID)
+	if err != nil {
+		return Usage{}, fmt.Errorf("docker stats of %s: %w", h.containerID, err)
+	}
+	defer rd.Body.Close()
+	var st container.StatsResponse
+	if err := json.NewDecoder(rd.Body).Decode(&st); err != nil {
+		return Usage{}, fmt.Errorf("docker stats of %s: %w", h.containerID, err)
+	}
+	if st.Read.IsZero() || st.CPUStats.CPUUsage.TotalUsage == 0 && st.MemoryStats.Usage == 0 {
+		return Usage{}, fmt.Errorf("docker has no stats for container %s (not running)", h.containerID)
+	}
+	u := Usage{
+		Timestamp:          float64(st.Read.UnixNano()) / 1e9,
+		CpusUserTimeSecs:   float64(st.CPUStats.CPUUsage.UsageInUsermode) / 1e9,
+		CpusSystemTimeSecs: float64(st.CPUStats.CPUUsage.UsageInKernelmode) / 1e9,
+		MemTotalBytes:      st.MemoryStats.Usage,
+		MemLimitBytes:      st.MemoryStats.Limit,
+	}
+	// rss (v1) or anon (v2) is the resident memory of the container's
+	// processes, without the page cache.
+	if v, ok := st.MemoryStats.Stats["total_rss"]; ok {
+		u.MemRSSBytes = v
+	} else if v, ok := st.MemoryStats.Stats["rss"]; ok {
+		u.MemRSSBytes = v
+	} else {
+		u.MemRSSBytes = st.MemoryStats.Stats["anon"]
+	}
+	// user and system come in ticks; the exact total is spread over them.
+	if tot, all := u.CpusUserTimeSecs+u.CpusSystemTimeSecs, float64(st.CPUStats.CPUUsage.TotalUsage)/1e9; tot > 0 {
+		u.CpusUserTimeSecs = all * u.CpusUserTimeSecs / tot
+		u.CpusSystemTimeSecs = all - u.CpusUserTimeSecs
+	} else {
+		u.CpusUserTimeSecs = all
+	}
+	if in, err := cli.ContainerInspect(ctx, h.containerID); err == nil && in.HostConfig != nil {
+		switch {
+		case in.HostConfig.NanoCPUs > 0:
+			u.CpusLimit = float64(in.HostConfig.NanoCPUs) / 1e9
+		case in.HostConfig.CPUQuota > 0 && in.HostConfig.CPUPeriod > 0:
+			u.CpusLimit = float64(in.HostConfig.CPUQuota) / float64(in.HostConfig.CPUPeriod)
+		case in.HostConfig.CPUShares > 0:
+			u.CpusLimit = float64(in.HostConfig.CPUShares) / 1024
+		}
+	}
+	return u, nil
+}

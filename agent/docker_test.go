@@ -341,3 +341,47 @@ func TestDockerExecInContainer(t *testing.T) {
 		t.Errorf("exec of a missing binary = %d %q, want a failure", code, out)
 	}
 }
+
+// TestDockerTaskUsage: a Docker task's usage comes from the Docker Engine
+// with the same names as a process task's: cpu seconds, resident memory,
+// and the limits the container was given (mem 64, cpus 0.5).
+func TestDockerTaskUsage(t *testing.T) {
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	e := dkExecutor(t, cli, DefaultDockerConfig())
+	l := dkLaunch(t, img, "serve", ":8080")
+	l.Spec.Resources.Mem = 64
+	l.Spec.Resources.Cpus = 0.5
+	h := dkStart(t, e, l)
+	u, ok := h.(Usager)
+	if !ok {
+		t.Fatalf("a Docker task's handle %T does not give its usage", h)
+	}
+	var got Usage
+	var err error
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, err = u.Usage(); err == nil && got.MemRSSBytes > 0 && got.CpusUserTimeSecs+got.CpusSystemTimeSecs > 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MemLimitBytes != 64<<20 {
+		t.Errorf("mem limit %d, want %d", got.MemLimitBytes, 64<<20)
+	}
+	if got.CpusLimit != 0.5 {
+		t.Errorf("cpus limit %v, want 0.5", got.CpusLimit)
+	}
+	if got.MemRSSBytes == 0 || got.MemRSSBytes > 64<<20 || got.MemTotalBytes < got.MemRSSBytes {
+		t.Errorf("rss %d, total %d: want a resident size within the limit, at most the total", got.MemRSSBytes, got.MemTotalBytes)
+	}
+	if cpu := got.CpusUserTimeSecs + got.CpusSystemTimeSecs; cpu <= 0 || cpu > 60 {
+		t.Errorf("cpu seconds %v", cpu)
+	}
+	if d := time.Since(time.Unix(0, int64(got.Timestamp*1e9))); d < -time.Minute || d > time.Minute {
+		t.Errorf("timestamp %v is %v off", got.Timestamp, d)
+	}
+}
