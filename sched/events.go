@@ -210,7 +210,7 @@ func (m *Master) handleAbdicate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "leadership not abdicated: this is the only master; start more with `weft master --join` first")
 		return
 	}
-	if err := m.store.Raft().LeadershipTransfer().Error(); err != nil {
+	if err := m.store.handOff(); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "leadership not abdicated: "+err.Error())
 		return
 	}

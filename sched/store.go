@@ -360,10 +360,37 @@ func (s *Store) TransferLeadership() error {
 	if voters < 2 {
 		return nil
 	}
-	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+	if err := s.handOff(); err != nil {
 		return fmt.Errorf("transferring raft leadership: %w", err)
 	}
 	return nil
+}
+
+// handOff hands raft leadership to another voter. raft picks
+// the most up-to-date follower, which can be a voter that is down (a
+// killed master stays a voter until it is removed), and then fails at
+// dialling it; each other voter is tried in turn before giving up.
+func (s *Store) handOff() error {
+	err := s.raft.LeadershipTransfer().Error()
+	if err == nil {
+		return nil
+	}
+	cf := s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return err
+	}
+	_, self := s.raft.LeaderWithID()
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage != raft.Voter || srv.ID == self {
+			continue
+		}
+		if e := s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error(); e == nil {
+			return nil
+		} else {
+			err = e
+		}
+	}
+	return err
 }
 
 // Close stops raft and closes the files.
