@@ -47,6 +47,8 @@ func fakeV2(t *testing.T) (root, mountinfo string) {
 // hierarchy beside them.
 func fakeV1(t *testing.T) (root, mountinfo string) {
 	root = t.TempDir()
+	noPool = true
+	t.Cleanup(func() { noPool = false })
 	for _, d := range []string{"memory", "cpu,cpuacct", "unified"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
