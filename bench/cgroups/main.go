@@ -135,7 +135,7 @@ func run(n, warm int) error {
 	benchkit.EmitRow(benchkit.Row{
 		Bench: "cgroups", Figure: "process task Start p50 (median) with a cgroup / without",
 		Weft: p(with, 50).String(), Peer: "the same executor without cgroups, alternating", PeerValue: p(without, 50).String(),
-		Ratio: ratio50, Target: "<= 1.2x", Met: ratio50 <= 1.2,
+		Ratio: ratio50, // informative: issue #16's target is on p99
 	})
 	benchkit.EmitRow(benchkit.Row{
 		Bench: "cgroups", Figure: "process task Start p99 with a cgroup (create, limits, join before exec) / without",

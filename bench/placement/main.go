@@ -10,8 +10,9 @@
 // constraints; a third runs the allocator with a minimal framework of its
 // own, so the allocator's share of the cost is visible, then has every
 // agent report RUNNING through the agent API (status updates/s). The rate
-// is over the placement window (first to last StagedAt); the time from the
-// first PUT is printed beside it. Then, with simulated agents: the master's
+// is end to end, from the first PUT to the last placement, as the target
+// is; the placement window alone (first to last StagedAt) is printed
+// beside it. Then, with simulated agents: the master's
 // share of launch latency (PUT to TASK_RUNNING on /v2/events) and of
 // recovering a failed agent's tasks.
 //
@@ -93,11 +94,13 @@ func main() {
 		if res.window == 0 {
 			res.window = res.elapsed
 		}
-		rate := float64(res.placed) / res.window.Seconds()
-		fmt.Printf("%-55s %6d placed in %7.3fs = %8.0f placements/s  (%.2f× the %.0f/s target)\n",
-			r.name, res.placed, res.window.Seconds(), rate, rate/target, target)
+		// The target is end to end, first PUT to last placement (issue
+		// #19); the placement window alone is printed beside it.
+		rate := float64(res.placed) / res.elapsed.Seconds()
+		fmt.Printf("%-55s %6d placed in %7.3fs from the first PUT = %8.0f placements/s  (%.2f× the %.0f/s target)\n",
+			r.name, res.placed, res.elapsed.Seconds(), rate, rate/target, target)
 		if res.window != res.elapsed {
-			fmt.Printf("%-55s from the first PUT to the last placement: %.3fs = %.0f/s\n", "", res.elapsed.Seconds(), float64(res.placed)/res.elapsed.Seconds())
+			fmt.Printf("%-55s placement window alone (first to last StagedAt): %.3fs = %.0f/s\n", "", res.window.Seconds(), float64(res.placed)/res.window.Seconds())
 		}
 		if res.note != "" {
 			fmt.Printf("%-55s %s\n", "", res.note)
@@ -105,7 +108,7 @@ func main() {
 		if rate < target {
 			failed = true
 		}
-		benchkit.EmitRow(benchkit.Row{Bench: "placement", Figure: r.name + " (placements/s, raft on disk)", Weft: fmt.Sprintf("%.0f/s", rate), Peer: benchkit.NoPeer, Target: fmt.Sprintf("≥ %.0f/s", target), Met: rate >= target})
+		benchkit.EmitRow(benchkit.Row{Bench: "placement", Figure: r.name + " (placements/s, first PUT to last placement, raft on disk)", Weft: fmt.Sprintf("%.0f/s", rate), Peer: benchkit.NoPeer, Target: fmt.Sprintf("≥ %.0f/s", target), Met: rate >= target})
 		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
 	}
 	if *raftPairs > 0 {

@@ -116,7 +116,10 @@ func markdown(rows []benchkit.Row) string {
 			ratio = fmt.Sprintf("%.2f×", r.Ratio)
 		}
 		met := "no"
-		if r.Met {
+		switch {
+		case r.Target == "":
+			met = "— (no target)"
+		case r.Met:
 			met = "yes"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.Bench), cell(r.Figure), cell(r.Weft), cell(r.Peer), cell(r.PeerValue), ratio, cell(r.Target), met)
