@@ -25,7 +25,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +34,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/bench/internal/benchkit"
+	"github.com/weftnet/weft/bench/internal/benchmaster"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -59,31 +59,10 @@ func run(tasks int, rate float64, round time.Duration, rounds int) int {
 	}
 	node := api.Node{ID: agentID, Name: agentID, Role: api.RoleAgent, Status: sched.NodeAlive, Address: "10.0.0.1", OverlayIP: "10.47.0.1",
 		Resources: api.Resources{Cpus: 64, Mem: 262144, Disk: 1000000, Ports: []api.PortRange{{Begin: 31000, End: 32000}}}}
-	cfg := sched.DefaultMasterConfig()
-	cfg.Store.Dir = dir
-	cfg.Members = sched.NewStaticMembers(node)
-	cfg.AbsentAgentGrace = time.Hour
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cfg.APIAdvertise = ln.Addr().String()
-	m, err := sched.NewMaster(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	benchkit.AtExit(cancel)
-	go func() { _ = m.Run(ctx) }()
-	if err := benchkit.Eventually(30*time.Second, 10*time.Millisecond, "the master leads", func() error {
-		if !m.Store().IsLeader() {
-			return fmt.Errorf("not leading")
-		}
-		return nil
-	}); err != nil {
+	m, ln, err := benchmaster.Start(ctx, dir, node)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

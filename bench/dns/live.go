@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/bench/internal/benchkit"
+	"github.com/weftnet/weft/bench/internal/benchmaster"
 	"github.com/weftnet/weft/dns"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
@@ -44,32 +44,13 @@ func serveMaster(apps int) error {
 	}
 	defer os.RemoveAll(dir)
 	st := state(apps, 1)
-	cfg := sched.DefaultMasterConfig()
-	cfg.Store.Dir = dir
 	for i := range st.Nodes {
 		st.Nodes[i].Resources = api.Resources{Cpus: 8, Mem: 16384, Disk: 100000, Ports: []api.PortRange{{Begin: 20000, End: 22000}}}
 	}
-	cfg.Members = sched.NewStaticMembers(st.Nodes...)
-	cfg.AbsentAgentGrace = time.Hour
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	cfg.APIAdvertise = ln.Addr().String()
-	m, err := sched.NewMaster(cfg)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = m.Run(ctx) }()
-	if err := benchkit.Eventually(30*time.Second, 10*time.Millisecond, "the master leads", func() error {
-		if !m.Store().IsLeader() {
-			return fmt.Errorf("not leading")
-		}
-		return nil
-	}); err != nil {
+	m, ln, err := benchmaster.Start(ctx, dir, st.Nodes...)
+	if err != nil {
 		return err
 	}
 	recs := map[string]*sched.TaskRecord{}

@@ -32,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +43,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/bench/internal/benchkit"
+	"github.com/weftnet/weft/bench/internal/benchmaster"
 	"github.com/weftnet/weft/sched"
 	"github.com/weftnet/weft/sched/api"
 )
@@ -86,29 +86,10 @@ func serveMaster(nodes, apps, tasks int) error {
 			Address: fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), OverlayIP: fmt.Sprintf("10.47.%d.%d", i/250, i%250+1),
 			Resources: api.Resources{Cpus: 8, Mem: 16384, Disk: 100000, Ports: []api.PortRange{{Begin: 31000, End: 32000}}}})
 	}
-	cfg := sched.DefaultMasterConfig()
-	cfg.Store.Dir = dir
-	cfg.Members = sched.NewStaticMembers(members...)
-	cfg.AbsentAgentGrace = time.Hour
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	cfg.APIAdvertise = ln.Addr().String()
-	m, err := sched.NewMaster(cfg)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = m.Run(ctx) }()
-	if err := benchkit.Eventually(30*time.Second, 10*time.Millisecond, "the master leads", func() error {
-		if !m.Store().IsLeader() {
-			return fmt.Errorf("not leading")
-		}
-		return nil
-	}); err != nil {
+	m, ln, err := benchmaster.Start(ctx, dir, members...)
+	if err != nil {
 		return err
 	}
 	// The state: apps with the fields a Marathon app usually has, tasks
