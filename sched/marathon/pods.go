@@ -281,6 +281,17 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 	add := func(path, format string, args ...any) {
 		out = append(out, api.ErrorDetail{Path: path, Errors: []string{fmt.Sprintf(format, args...)}})
 	}
+	// name checks a volume's, container's or endpoint's name: its form,
+	// and that no other of its kind in the pod has it.
+	name := func(path, kind, n string, seen map[string]bool) {
+		if !podNameRE.MatchString(n) {
+			add(path+"/name", "got %q, expected a name of lowercase letters, digits and dashes", n)
+		}
+		if seen[n] {
+			add(path+"/name", "%s name %q is used twice in the pod", kind, n)
+		}
+		seen[n] = true
+	}
 	if p.ID == "" {
 		add("/id", "error.path.missing")
 	} else if _, probs := canonicalID(p.ID, "/"); len(probs) > 0 {
@@ -371,13 +382,7 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 	vols := map[string]bool{}
 	for i, v := range p.Volumes {
 		path := fmt.Sprintf("/volumes(%d)", i)
-		if !podNameRE.MatchString(v.Name) {
-			add(path+"/name", "got %q, expected a name of lowercase letters, digits and dashes", v.Name)
-		}
-		if vols[v.Name] {
-			add(path+"/name", "volume %q is declared twice", v.Name)
-		}
-		vols[v.Name] = true
+		name(path, "volume", v.Name, vols)
 		if len(v.Persistent) > 0 && string(v.Persistent) != "null" {
 			add(path+"/persistent", "weft does not give pods persistent volumes (only apps with residency have them); use a host volume")
 		}
@@ -402,13 +407,7 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 	endpoints := map[string]bool{}
 	for i, c := range p.Containers {
 		path := fmt.Sprintf("/containers(%d)", i)
-		if !podNameRE.MatchString(c.Name) {
-			add(path+"/name", "got %q, expected a name of lowercase letters, digits and dashes", c.Name)
-		}
-		if names[c.Name] {
-			add(path+"/name", "container name %q is used twice", c.Name)
-		}
-		names[c.Name] = true
+		name(path, "container", c.Name, names)
 		r := c.Resources
 		if r.Cpus < 0 || r.Mem < 0 || r.Disk < 0 || r.Gpus < 0 || r.Cpus > MaxCpus || r.Mem > MaxMem || r.Disk > MaxDisk {
 			add(path+"/resources", "got cpus %g, mem %g, disk %g: each must be 0 or more, cpus at most %d, mem at most %d MB, disk at most %d MB", r.Cpus, r.Mem, r.Disk, MaxCpus, MaxMem, MaxDisk)
@@ -448,13 +447,7 @@ func validatePod(p *api.Pod) []api.ErrorDetail {
 		own := map[string]api.PodEndpoint{}
 		for j, e := range c.Endpoints {
 			ep := fmt.Sprintf("%s/endpoints(%d)", path, j)
-			if !podNameRE.MatchString(e.Name) {
-				add(ep+"/name", "got %q, expected a name of lowercase letters, digits and dashes", e.Name)
-			}
-			if endpoints[e.Name] {
-				add(ep+"/name", "endpoint name %q is used twice in the pod", e.Name)
-			}
-			endpoints[e.Name] = true
+			name(ep, "endpoint", e.Name, endpoints)
 			own[e.Name] = e
 			if e.ContainerPort != nil && (*e.ContainerPort < 0 || *e.ContainerPort > 65535) {
 				add(ep+"/containerPort", "got %d, expected 0-65535", *e.ContainerPort)
