@@ -836,9 +836,15 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 	// is gone, the new one not there yet) is the first half of one: the
 	// node moves once, when the new address comes, and does not forget
 	// what peers report about it in between.
-	gained := false
+	gained, lost := false, false
 	for _, ep := range eps {
 		gained = gained || !slices.Contains(m.localEPs, ep)
+	}
+	for _, ep := range m.localEPs {
+		lost = lost || !slices.Contains(eps, ep)
+	}
+	if lost && !gained && m.lostAt.IsZero() {
+		m.lostAt = time.Now()
 	}
 	m.localEPs = eps
 	started := m.serf != nil && m.claim.Block.IsValid()

@@ -67,6 +67,7 @@ type Mesh struct {
 	observedBy  map[string]observation       // the latest observation of each peer
 	forgotten   map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
 	movedAt     time.Time                    // the latest underlay change (roam.go)
+	lostAt      time.Time                    // an underlay address went away and no new one came yet (roam.go)
 	nat         bool
 	hardNAT     bool // peers observe us at different ports (punch.go)
 	wg          *engine

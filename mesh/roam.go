@@ -27,47 +27,64 @@ import (
 const forgetFor = time.Minute
 
 // watchAddrs signals (coalesced, after a short settling delay) whenever an
-// address of an interface other than ours (linkIdx) is added or removed.
+// address of an interface other than ours (linkIdx) is added or removed,
+// and whenever such an interface changes state: an address given to a
+// link that is still down counts once the link is up, and no address
+// event comes then.
 func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struct{} {
 	out := make(chan struct{}, 1)
-	updates := make(chan netlink.AddrUpdate, 16)
+	addrs := make(chan netlink.AddrUpdate, 16)
 	done := make(chan struct{})
-	if err := netlink.AddrSubscribe(updates, done); err != nil {
+	if err := netlink.AddrSubscribe(addrs, done); err != nil {
 		log.Debug("watching interface addresses; roaming is noticed by the 10 s reconcile only", "err", err)
 		close(done)
 		return out
 	}
+	links := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribe(links, done); err != nil {
+		log.Debug("watching interfaces; a link that comes up late is noticed by the 10 s reconcile only", "err", err)
+		links = nil
+	}
 	go func() {
 		defer close(done)
 		var settle <-chan time.Time
+		signal := func() {
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case u, ok := <-updates:
+			case u, ok := <-links:
+				if !ok {
+					links = nil
+					continue
+				}
+				if int(u.Index) == linkIdx {
+					continue
+				}
+			case u, ok := <-addrs:
 				if !ok {
 					return
 				}
 				if u.LinkIndex == linkIdx {
 					continue
 				}
-				// Look at once (a removed address must stop
-				// our packets toward NATed peers before a new one
-				// carries them), and again once the routes that
-				// come with an address change are in place.
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-				if settle == nil {
-					settle = time.After(100 * time.Millisecond)
-				}
 			case <-settle:
 				settle = nil
-				select {
-				case out <- struct{}{}:
-				default:
-				}
+				signal()
+				continue
+			}
+			// Look at once (a removed address must stop our
+			// packets toward NATed peers before a new one carries
+			// them), and again once the routes that come with an
+			// address change are in place.
+			signal()
+			if settle == nil {
+				settle = time.After(100 * time.Millisecond)
 			}
 		}
 	}()
@@ -107,21 +124,46 @@ func (m *Mesh) settleNAT(links map[string]linkState, others []peerInfo, now time
 // paths to peers behind NAT (Run goroutine).
 func (m *Mesh) underlayMoved(e *engine) {
 	m.mu.Lock()
+	now := time.Now()
+	// What peers reported before the move began (the old address went
+	// away, or now when the new one came first) is stale. What they
+	// reported since is of the new network: the new address can come
+	// seconds after the old one went (a link that comes up late), and
+	// by then a public peer has already said where it sees us.
+	cutoff := m.lostAt
+	if cutoff.IsZero() {
+		cutoff = now
+	}
+	m.lostAt = time.Time{}
 	// Reports of the old addresses still travel the gossip for a while
 	// (peers that have not heard from us since): ignore them.
-	for ep := range m.reflexive {
-		m.forgotten[ep.Addr()] = time.Now().Add(forgetFor)
+	old := map[netip.Addr]bool{}
+	for ep, at := range m.reflexive {
+		if at.Before(cutoff) {
+			old[ep.Addr()] = true
+			m.forgotten[ep.Addr()] = now.Add(forgetFor)
+		}
 	}
-	m.reflexive = map[netip.AddrPort]time.Time{}
-	m.observedBy = map[string]observation{}
+	for ep := range m.reflexive {
+		if old[ep.Addr()] {
+			delete(m.reflexive, ep)
+		}
+	}
+	for by, o := range m.observedBy {
+		if o.at.Before(cutoff) || old[o.ep.Addr()] {
+			delete(m.observedBy, by)
+		}
+	}
+	kept := len(m.reflexive)
 	// Still behind NAT until shown otherwise: a node that believed
 	// itself public would send to NATed peers' public endpoints at once,
 	// and spoil the next punch with them (punch.go).
 	wasNAT := m.nat
-	m.hardNAT = false
-	m.movedAt = time.Now()
+	m.nat = wasNAT || kept > 0
+	m.hardNAT = m.hardNATLocked(now)
+	m.movedAt = now
 	m.mu.Unlock()
-	m.log.Info("the underlay address changed: learning again how peers see this node", "wasNAT", wasNAT)
+	m.log.Info("the underlay address changed: learning again how peers see this node", "wasNAT", wasNAT, "keptReports", kept)
 	m.publishAsync()
 	if e == nil {
 		return
