@@ -459,8 +459,13 @@ func (e *DockerExecutor) Recover(ctx context.Context) (map[string]Handle, error)
 		return nil, err
 	}
 	out := map[string]Handle{}
+	keep := map[string]bool{}
 	for _, s := range list {
 		task := s.Labels[LabelTaskID]
+		if s.Labels[LabelPodPart] != "" {
+			keep[task] = true // the pod executor reassembles its instance (and keeps its address)
+			continue
+		}
 		if task == "" || s.Labels[LabelPodInstance] != "" {
 			continue // a pod's joined container is part of its instance's task
 		}
@@ -494,11 +499,51 @@ func (e *DockerExecutor) Recover(ctx context.Context) (map[string]Handle, error)
 		out[task] = e.adopt(ins)
 	}
 	if e.weft != nil {
-		keep := map[string]bool{}
 		for t := range out {
 			keep[t] = true
 		}
 		e.weft.releaseAllBut(keep)
+	}
+	return out, nil
+}
+
+// recoverPodParts re-adopts this agent's containers of pod instances
+// (those labelled with a PodPart), as Recover does those of tasks, for
+// PodExecutor.Recover to reassemble.
+func (e *DockerExecutor) recoverPodParts(ctx context.Context) ([]recoveredPart, error) {
+	list, err := e.listOwn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []recoveredPart
+	for _, s := range list {
+		raw, task := s.Labels[LabelPodPart], s.Labels[LabelTaskID]
+		if raw == "" || task == "" {
+			continue
+		}
+		var part PodPart
+		if err := json.Unmarshal([]byte(raw), &part); err != nil || part.Index < 0 || part.Index >= part.Count {
+			e.removeQuietly(ctx, s.ID, "unreadable pod container label")
+			continue
+		}
+		instance := task
+		if part.Index > 0 {
+			instance = s.Labels[LabelPodInstance]
+		}
+		e.mu.Lock()
+		h := e.handles[task]
+		e.mu.Unlock()
+		if h == nil || h.containerID != s.ID {
+			ins, err := e.cli.ContainerInspect(ctx, s.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("inspecting container %s: %w", short(s.ID), err)
+			}
+			h = e.adopt(ins)
+		}
+		out = append(out, recoveredPart{instance: instance, part: part, h: h, docker: true})
 	}
 	return out, nil
 }

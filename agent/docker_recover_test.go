@@ -202,3 +202,75 @@ func TestDockerSameAgentIDOtherInstance(t *testing.T) {
 	}
 	dkWaitExit(t, h, 15*time.Second)
 }
+
+// An agent restart re-adopts every container of a Docker pod instance:
+// the restarted executors hand back one instance of both containers (not
+// the first as a task of its own), and the death of the second one still
+// ends the instance and removes the first.
+func TestDockerPodRecoverReadoptsEveryContainer(t *testing.T) {
+	cli := dkOrSkip(t)
+	img := dkImage(t, cli)
+	cfg := DefaultDockerConfig()
+	cfg.AgentID = "weft-test-agent-" + dkRand()
+	first := dkExecutor(t, cli, cfg)
+	l := dkLaunch(t, img)
+	l.Spec = api.TaskSpec{Pod: &api.PodTaskSpec{Containers: []api.PodTaskContainer{
+		{Name: "ct1", Image: img, Argv: []string{"serve", ":8080"}, Resources: api.Resources{Cpus: 0.1, Mem: 32}},
+		{Name: "ct2", Image: img, Argv: []string{"serve", ":8081"}, ExecCheck: "true", Resources: api.Resources{Cpus: 0.1, Mem: 32}},
+	}}}
+	ctx := context.Background()
+	h1, err := NewPodExecutor(first, nil).Start(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{} // container name → id
+	for i, part := range h1.(*dockerPodHandle).parts {
+		ids[h1.(*dockerPodHandle).names[i]] = part.(*dockerHandle).containerID
+	}
+	first.Close() // the agent dies; its containers keep running
+
+	second := dkExecutor(t, cli, cfg)
+	pods := NewPodExecutor(second, nil)
+	got, err := pods.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := second.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 0 {
+		t.Errorf("the Docker executor recovered %v as tasks; the pod executor owns the instance's containers", tasks)
+	}
+	h2, ok := got[l.Task.ID].(*dockerPodHandle)
+	if !ok || len(got) != 1 {
+		t.Fatalf("pod Recover = %v, want exactly instance %s", got, l.Task.ID)
+	}
+	if len(h2.parts) != 2 {
+		t.Fatalf("re-adopted %d containers of the instance, want 2", len(h2.parts))
+	}
+	for i, part := range h2.parts {
+		if id := part.(*dockerHandle).containerID; id != ids[h2.names[i]] {
+			t.Errorf("container %s re-adopted as %s, want %s", h2.names[i], short(id), short(ids[h2.names[i]]))
+		}
+	}
+	if h2.names[0] != "ct1" {
+		t.Errorf("the network holder is %s, want ct1", h2.names[0])
+	}
+	if code, out, err := h2.RunCommand(ctx, "true"); err != nil || code != 0 {
+		t.Errorf("ct2's exec check after the restart: code %d, %q, %v", code, out, err)
+	}
+	if err := cli.ContainerKill(ctx, ids["ct2"], "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	ex := dkWaitExit(t, h2, 30*time.Second)
+	if !strings.HasPrefix(ex.Message, "container ct2: ") {
+		t.Errorf("instance exit %+v, want ct2's", ex)
+	}
+	dkEventually(t, 30*time.Second, func() error {
+		if n := len(dkContainers(t, cli, cfg.AgentID)); n != 0 {
+			return fmt.Errorf("%d containers left after the instance ended", n)
+		}
+		return nil
+	})
+}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -404,6 +405,13 @@ func planDocker(l Launch, o dockerPlanOptions) (*dockerPlan, error) {
 	cfg.Labels[LabelNetwork] = mode
 	if l.Sandbox != "" {
 		cfg.Labels[LabelSandbox] = l.Sandbox
+	}
+	if l.PodPart != nil {
+		raw, err := json.Marshal(l.PodPart)
+		if err != nil {
+			return nil, fmt.Errorf("recording the pod container: %w", err)
+		}
+		cfg.Labels[LabelPodPart] = string(raw)
 	}
 	if l.Spec.Resources.Mem > 0 {
 		cfg.Labels[LabelMemMB] = strconv.FormatFloat(l.Spec.Resources.Mem, 'f', -1, 64)

@@ -40,6 +40,10 @@ type Launch struct {
 	ExtraBinds    []string
 	JoinNetworkOf string
 	PodInstance   string
+	// PodPart is set on every container of a pod instance, the first one
+	// included: which container of the instance it is, recorded with the
+	// container so that a restarted agent reassembles the whole instance.
+	PodPart *PodPart
 }
 
 // Handle is a started task.

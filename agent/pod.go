@@ -20,6 +20,27 @@ import (
 // instance is kept.
 const LabelPodInstance = "weft.pod-instance"
 
+// LabelPodPart is on every container of a pod instance: its PodPart, as
+// JSON.
+const LabelPodPart = "weft.pod-part"
+
+// PodPart identifies one container of a pod instance, so that a restarted
+// agent can reassemble the whole instance from what it finds running
+// (PodExecutor.Recover).
+type PodPart struct {
+	Name  string `json:"name"`  // the container's name in the pod
+	Index int    `json:"index"` // its place among the pod's containers; 0 holds the network
+	Count int    `json:"count"` // how many containers the instance has
+	// ExecCheck is the container's exec health check command, run in it.
+	ExecCheck string `json:"execCheck,omitempty"`
+}
+
+// podPartOf is the PodPart of container i of l's pod.
+func podPartOf(l Launch, i int) *PodPart {
+	c := l.Spec.Pod.Containers[i]
+	return &PodPart{Name: c.Name, Index: i, Count: len(l.Spec.Pod.Containers), ExecCheck: c.ExecCheck}
+}
+
 // PodExecutor runs pod instances (spec.Pod).
 //
 // Containers with images are Docker containers: the first one is started
@@ -69,11 +90,104 @@ func (p *PodExecutor) Available(ctx context.Context) error {
 	return p.d.Available(ctx)
 }
 
-// Recover adopts nothing itself: the Docker executor re-adopts each
-// instance's first container under the instance's id.
-func (p *PodExecutor) Recover(context.Context) (map[string]Handle, error) {
-	return map[string]Handle{}, nil
+// Recover reassembles the instances that outlived a previous agent from
+// the containers the Docker and process executors find (each labelled or
+// recorded with its PodPart), keyed by instance id. An instance one of
+// whose containers did not survive comes back ended, with that container
+// named, and the containers that did survive are stopped: an instance
+// lives and dies as a unit.
+func (p *PodExecutor) Recover(ctx context.Context) (map[string]Handle, error) {
+	var parts []recoveredPart
+	if p.d != nil {
+		ds, err := p.d.recoverPodParts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, ds...)
+	}
+	if p.p != nil {
+		ps, err := p.p.recoverPodParts()
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, ps...)
+	}
+	return assemblePods(parts), nil
 }
+
+// recoveredPart is one container of a pod instance found after an agent
+// restart.
+type recoveredPart struct {
+	instance string // the instance's task id
+	part     PodPart
+	h        Handle
+	docker   bool
+}
+
+// assemblePods groups recovered containers by instance into instance
+// handles. A container that is missing from its instance becomes a part
+// that has ended, so the instance ends at once with its name.
+func assemblePods(parts []recoveredPart) map[string]Handle {
+	byInstance := map[string][]recoveredPart{}
+	for _, rp := range parts {
+		byInstance[rp.instance] = append(byInstance[rp.instance], rp)
+	}
+	out := map[string]Handle{}
+	for id, ps := range byInstance {
+		count, docker := 0, false
+		for _, rp := range ps {
+			count = max(count, rp.part.Count, rp.part.Index+1)
+			docker = docker || rp.docker
+		}
+		h := &podHandle{names: make([]string, count), parts: make([]Handle, count), checks: map[string]int{},
+			done: make(chan struct{})}
+		for _, rp := range ps {
+			if h.parts[rp.part.Index] != nil {
+				// Two containers claim one place (they cannot, unless
+				// labels were forged): keep the first, stop the other.
+				go func(x Handle) { _ = x.Stop(context.Background(), 0) }(rp.h)
+				continue
+			}
+			h.names[rp.part.Index] = rp.part.Name
+			h.parts[rp.part.Index] = rp.h
+			if rp.part.ExecCheck != "" {
+				h.checks[rp.part.ExecCheck] = rp.part.Index
+			}
+		}
+		for i := range h.parts {
+			if h.parts[i] == nil {
+				if h.names[i] == "" {
+					h.names[i] = fmt.Sprintf("#%d", i)
+				}
+				h.parts[i] = goneHandle(Exit{Code: -1, Message: "did not survive the agent restart"})
+			}
+		}
+		go h.watch()
+		if docker {
+			out[id] = &dockerPodHandle{h}
+		} else {
+			out[id] = h
+		}
+	}
+	return out
+}
+
+// endedHandle is a container that has ended (or is gone) for good.
+type endedHandle struct {
+	exit Exit
+	done chan struct{}
+}
+
+func goneHandle(ex Exit) *endedHandle {
+	h := &endedHandle{exit: ex, done: make(chan struct{})}
+	close(h.done)
+	return h
+}
+
+func (h *endedHandle) Done() <-chan struct{}                     { return h.done }
+func (h *endedHandle) Exit() Exit                                { return h.exit }
+func (h *endedHandle) Stop(context.Context, time.Duration) error { return nil }
+func (h *endedHandle) IPAddresses() []api.IPAddress              { return nil }
 
 // Cleanup leaves containers to the Docker executor's Cleanup.
 func (p *PodExecutor) Cleanup(context.Context, map[string]bool) error { return nil }
@@ -150,6 +264,7 @@ func (p *PodExecutor) containerLaunch(l Launch, i int) (Launch, error) {
 	}
 	cl.Env = env
 	cl.ExtraBinds = binds
+	cl.PodPart = podPartOf(l, i)
 	if i == 0 {
 		// The first container holds the instance's network and ports.
 		cl.Spec.Networks = l.Spec.Networks
@@ -310,6 +425,7 @@ func (p *PodExecutor) processLaunch(l Launch, i int) (Launch, error) {
 	}
 	env["MESOS_SANDBOX"] = cl.Sandbox
 	cl.Env = env
+	cl.PodPart = podPartOf(l, i)
 	return cl, nil
 }
 

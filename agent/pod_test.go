@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,5 +68,71 @@ func TestPodOfCommandContainers(t *testing.T) {
 	recs, _ := pe.records()
 	if len(recs) != 0 {
 		t.Fatalf("process records left: %+v", recs)
+	}
+}
+
+// podAgentConfig is testConfig with a pod executor over a process executor
+// whose records are in dir (the same dir across an agent restart).
+func podAgentConfig(t *testing.T, m *fakeMaster, dir string) Config {
+	cfg := testConfig(t, m, dir)
+	pe, err := NewProcessExecutor(DefaultProcessConfig(filepath.Join(dir, "process")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Executors = []Executor{NewPodExecutor(nil, pe), pe}
+	return cfg
+}
+
+// An agent restart re-adopts every container of a pod instance, not only
+// the first: the restarted agent still watches the second one (its death
+// ends the instance, naming it, and stops the first) and stops both when
+// the instance is killed.
+func TestPodReadoptedWholeAfterAgentRestart(t *testing.T) {
+	for _, end := range []string{"second container dies", "instance killed"} {
+		t.Run(end, func(t *testing.T) {
+			m := newFakeMaster(t)
+			dir := t.TempDir()
+			cfg := podAgentConfig(t, m, dir)
+			cfg.StopTasksOnExit = false
+			_, stop1 := startAgent(t, cfg)
+			asg := api.Assignment{Task: api.Task{ID: "pod.1", AppID: "/pod"}, Goal: api.GoalRun,
+				Spec: api.TaskSpec{Pod: &api.PodTaskSpec{Containers: []api.PodTaskContainer{
+					{Name: "ct1", Shell: `echo $$ > pid; exec sleep 1000`},
+					{Name: "ct2", Shell: `echo $$ > pid; exec sleep 1000`},
+				}}}}
+			m.set(asg)
+			sandbox := filepath.Join(dir, "sandboxes", "pod.1")
+			pid1 := readPid(t, filepath.Join(sandbox, "pid"))
+			pid2 := readPid(t, filepath.Join(sandbox, "containers", "ct2", "pid"))
+			t.Cleanup(func() { killGroup(pid1, syscall.SIGKILL); killGroup(pid2, syscall.SIGKILL) })
+			waitState(t, m, "pod.1", api.TaskRunning)
+			stop1()
+			if groupGone(pid1) || groupGone(pid2) {
+				t.Fatal("the instance stopped with the agent although StopTasksOnExit is false")
+			}
+
+			cfg = podAgentConfig(t, m, dir) // new executors on the same state, as after a restart
+			a2, _ := startAgent(t, cfg)
+			eventually(t, 10*time.Second, "instance re-adopted", func() bool {
+				ts := a2.Tasks()
+				return len(ts) == 1 && ts[0].ID == "pod.1" && ts[0].Pid == pid1
+			})
+			if st, ok := m.last("pod.1", api.TaskLost); ok {
+				t.Fatalf("a re-adopted instance was reported lost: %+v", st)
+			}
+			if end == "instance killed" {
+				m.setGoal("pod.1", api.GoalKill)
+				waitState(t, m, "pod.1", api.TaskKilled)
+			} else {
+				killGroup(pid2, syscall.SIGKILL)
+				st := waitState(t, m, "pod.1", api.TaskFailed)
+				if !strings.Contains(st.Message, "container ct2") {
+					t.Errorf("the instance ended with %q; want it to name container ct2", st.Message)
+				}
+			}
+			eventually(t, 10*time.Second, "both containers' processes gone", func() bool {
+				return groupGone(pid1) && groupGone(pid2)
+			})
+		})
 	}
 }

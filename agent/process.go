@@ -186,6 +186,8 @@ type processRecord struct {
 	// PodInstance is set on a pod's container other than the first: the
 	// instance's task id (Launch.PodInstance).
 	PodInstance string `json:"podInstance,omitempty"`
+	// PodPart is set on every container of a pod (Launch.PodPart).
+	PodPart *PodPart `json:"podPart,omitempty"`
 }
 
 // Start launches the task's process.
@@ -265,7 +267,7 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		stopped: make(chan struct{}),
 	}
 	if e.cfg.StateDir != "" {
-		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox, PodInstance: l.PodInstance}
+		rec := processRecord{TaskID: l.Task.ID, Pid: h.pid, Sandbox: l.Sandbox, PodInstance: l.PodInstance, PodPart: l.PodPart}
 		if group != nil {
 			rec.Cgroup = group.Name()
 		}
@@ -364,31 +366,67 @@ func (e *ProcessExecutor) Recover(ctx context.Context) (map[string]Handle, error
 		return nil, err
 	}
 	for path, rec := range recs {
-		if rec.PodInstance != "" {
-			continue // part of its instance's task; Cleanup keeps it while the instance is kept
+		if rec.PodInstance != "" || rec.PodPart != nil {
+			continue // part of a pod instance: PodExecutor.Recover reassembles it
 		}
-		var group *cgroups.Group
-		if rec.Cgroup != "" && e.cfg.Cgroups != nil {
-			group, _ = e.cfg.Cgroups.Open(rec.Cgroup)
+		if h := e.recoverRecord(path, rec); h != nil {
+			out[rec.TaskID] = h
 		}
-		if !groupAlive(rec.Pid) || !sameProcess(rec.Pid, rec.StartTime) {
-			// The leader is gone: kill what is left of its group.
-			killGroup(rec.Pid, syscall.SIGKILL)
-			if group != nil {
-				_ = group.Destroy()
-			}
-			_ = os.Remove(path)
+	}
+	return out, nil
+}
+
+// recoverRecord re-adopts the process of rec, or, when it is gone, kills
+// what is left of its group and forgets it (nil).
+func (e *ProcessExecutor) recoverRecord(path string, rec processRecord) *processHandle {
+	var group *cgroups.Group
+	if rec.Cgroup != "" && e.cfg.Cgroups != nil {
+		group, _ = e.cfg.Cgroups.Open(rec.Cgroup)
+	}
+	if !groupAlive(rec.Pid) || !sameProcess(rec.Pid, rec.StartTime) {
+		// The leader is gone: kill what is left of its group.
+		killGroup(rec.Pid, syscall.SIGKILL)
+		if group != nil {
+			_ = group.Destroy()
+		}
+		_ = os.Remove(path)
+		return nil
+	}
+	h := &processHandle{
+		e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true, group: group,
+		done: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	if group != nil {
+		go h.watchOOM()
+	}
+	go h.watchRecovered(rec.StartTime)
+	return h
+}
+
+// recoverPodParts re-adopts the processes of pod containers, for
+// PodExecutor.Recover to reassemble into instances. A container whose
+// process is gone is left out (its instance then ends).
+func (e *ProcessExecutor) recoverPodParts() ([]recoveredPart, error) {
+	if e.cfg.StateDir == "" {
+		return nil, nil
+	}
+	recs, err := e.records()
+	if err != nil {
+		return nil, err
+	}
+	var out []recoveredPart
+	for path, rec := range recs {
+		part := rec.PodPart
+		if part == nil || part.Index < 0 || part.Index >= part.Count {
 			continue
 		}
-		h := &processHandle{
-			e: e, taskID: rec.TaskID, pid: rec.Pid, recovered: true, group: group,
-			done: make(chan struct{}), stopped: make(chan struct{}),
+		instance := rec.TaskID
+		if part.Index > 0 {
+			instance = rec.PodInstance
 		}
-		if group != nil {
-			go h.watchOOM()
+		if h := e.recoverRecord(path, rec); h != nil {
+			out = append(out, recoveredPart{instance: instance, part: *part, h: h})
 		}
-		go h.watchRecovered(rec.StartTime)
-		out[rec.TaskID] = h
 	}
 	return out, nil
 }
