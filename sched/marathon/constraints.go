@@ -145,25 +145,130 @@ func meetsConstraint(c []string, cand facts, placed []facts, all []facts) bool {
 	return false
 }
 
-// meetsConstraints checks every constraint of an app. placed are the
-// agents of all its live tasks; GROUP_BY looks instead at current (the
-// tasks of its current version: a rolling restart does not count the old
-// ones it replaces) and at groups, the agents the app could use, so that
-// neither masters nor agents it may not run on make a group, as Marathon
-// counts only the values of usable offers and of the app's tasks.
-func meetsConstraints(cs [][]string, cand facts, placed, current, groups []facts) bool {
+// appConstraints checks an app's constraints against candidate agents while
+// its tasks are placed one by one, as meetsConstraint would with the same
+// placed agents, but in time independent of the cluster's size: the counts
+// per value are kept, not recounted for every candidate. placed are the
+// agents of all the app's live tasks; GROUP_BY looks instead at current
+// (the tasks of its current version: a rolling restart does not count the
+// old ones it replaces) and at groups, the agents the app could use, so
+// that neither masters nor agents it may not run on make a group, as
+// Marathon counts only the values of usable offers and of the app's tasks.
+type appConstraints []*constraintCount
+
+// constraintCount is one constraint with the counts it decides from.
+type constraintCount struct {
+	c            []string
+	field, op    string
+	value        string
+	n            map[string]int // tasks per value of field (current ones for GROUP_BY)
+	first        string         // CLUSTER without a value: the first task's value
+	hasFirst     bool
+	groups       map[string]bool // GROUP_BY: the values of usable agents and current tasks
+	min          int             // GROUP_BY: least tasks in a group; -1 when to recount
+	maxPer       int             // MAX_PER's limit
+	maxPerFailed bool            // MAX_PER's value is not a number
+}
+
+func newAppConstraints(cs [][]string, placed, current, groups []facts) appConstraints {
+	out := make(appConstraints, 0, len(cs))
 	for _, c := range cs {
-		ok := false
-		if len(c) >= 2 && strings.EqualFold(c[1], "GROUP_BY") {
-			ok = meetsConstraint(c, cand, current, append(append([]facts(nil), groups...), current...))
-		} else {
-			ok = meetsConstraint(c, cand, placed, nil)
+		if len(c) < 2 {
+			continue
 		}
-		if !ok {
+		cc := &constraintCount{c: c, field: c[0], op: strings.ToUpper(c[1]), n: map[string]int{}, min: -1}
+		if len(c) > 2 {
+			cc.value = c[2]
+		}
+		from := placed
+		switch cc.op {
+		case "GROUP_BY":
+			from = current
+			cc.groups = map[string]bool{}
+			for _, a := range groups {
+				if v, ok := a.value(cc.field); ok {
+					cc.groups[v] = true
+				}
+			}
+		case "MAX_PER":
+			var err error
+			cc.maxPer, err = strconv.Atoi(cc.value)
+			cc.maxPerFailed = err != nil
+		}
+		for _, f := range from {
+			cc.count(f)
+		}
+		out = append(out, cc)
+	}
+	return out
+}
+
+// count adds a task on the agent f.
+func (cc *constraintCount) count(f facts) {
+	v, ok := f.value(cc.field)
+	if !ok {
+		return
+	}
+	cc.n[v]++
+	if !cc.hasFirst {
+		cc.first, cc.hasFirst = v, true
+	}
+	if cc.groups != nil {
+		cc.groups[v] = true
+		cc.min = -1
+	}
+}
+
+// placed records a task of the app placed on the agent f.
+func (acs appConstraints) placed(f facts) {
+	for _, cc := range acs {
+		cc.count(f)
+	}
+}
+
+// meet reports whether a task of the app may go on the agent cand.
+func (acs appConstraints) meet(cand facts) bool {
+	for _, cc := range acs {
+		if !cc.meets(cand) {
 			return false
 		}
 	}
 	return true
+}
+
+func (cc *constraintCount) meets(cand facts) bool {
+	v, ok := cand.value(cc.field)
+	if !ok {
+		return cc.op == "UNLIKE"
+	}
+	switch cc.op {
+	case "UNIQUE":
+		return cc.n[v] == 0
+	case "MAX_PER":
+		return !cc.maxPerFailed && cc.n[v] < cc.maxPer
+	case "CLUSTER":
+		if cc.value != "" {
+			return v == cc.value
+		}
+		return !cc.hasFirst || cc.first == v
+	case "GROUP_BY":
+		if !cc.groups[v] {
+			return true // a group of its own, empty: the least loaded
+		}
+		if want, err := strconv.Atoi(cc.value); err == nil && want > len(cc.groups) {
+			return cc.n[v] == 0
+		}
+		if cc.min < 0 {
+			cc.min = -1
+			for g := range cc.groups {
+				if n := cc.n[g]; cc.min < 0 || n < cc.min {
+					cc.min = n
+				}
+			}
+		}
+		return cc.n[v] <= cc.min
+	}
+	return meetsConstraint(cc.c, cand, nil, nil)
 }
 
 // staticConstraint reports whether c depends on the agent alone (not on

@@ -119,6 +119,7 @@ func planOffers(in offerInput) offerPlan {
 			}
 		}
 		docker := app.Container != nil && strings.EqualFold(app.Container.Type, "DOCKER")
+		acs := newAppConstraints(app.Constraints, placed, current, groups)
 		reqPorts := hostPortRequests(app)
 		failed := make([]bool, len(left))
 		reasons := map[string]int{}
@@ -189,7 +190,7 @@ func planOffers(in offerInput) offerPlan {
 						reason = "InsufficientPorts"
 					}
 				}
-				if reason == "" && len(app.Constraints) > 0 && !meetsConstraints(app.Constraints, ol.f, placed, current, groups) {
+				if reason == "" && !acs.meet(ol.f) {
 					reason = "UnfulfilledConstraint"
 				}
 				if reason != "" {
@@ -230,8 +231,7 @@ func planOffers(in offerInput) offerPlan {
 				ol.busy[port] = true
 			}
 			ol.used = true
-			placed = append(placed, ol.f)
-			current = append(current, ol.f)
+			acs.placed(ol.f)
 			onHost[ol.f.Host]++
 			onSite[ol.f.Site]++
 			launched++

@@ -1,6 +1,8 @@
 package marathon
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -376,5 +378,65 @@ func TestTaskEnvDocker(t *testing.T) {
 	}
 	if _, ok := env["MARATHON_APP_LABEL_BIG"]; ok {
 		t.Error("labels over 512 bytes are left out")
+	}
+}
+
+// appConstraints, which keeps counts as tasks are placed, decides as
+// meetsConstraint does when it recounts the placed agents for every
+// candidate: random agents, constraints and placements.
+func TestAppConstraintsMatchMeetsConstraint(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 1))
+	sites := []string{"a", "b", "c", ""}
+	racks := []string{"r1", "r2", ""}
+	agent := func(i int) facts {
+		f := facts{Host: fmt.Sprintf("h%d", rng.IntN(8)), Site: sites[rng.IntN(len(sites))], Attrs: map[string]string{}}
+		if r := racks[rng.IntN(len(racks))]; r != "" {
+			f.Attrs["rack"] = r
+		}
+		return f
+	}
+	constraints := [][]string{
+		{"hostname", "UNIQUE"}, {"site", "GROUP_BY"}, {"site", "GROUP_BY", "5"}, {"rack", "GROUP_BY"},
+		{"rack", "MAX_PER", "2"}, {"rack", "MAX_PER", "x"}, {"site", "CLUSTER"}, {"rack", "CLUSTER", "r1"},
+		{"hostname", "LIKE", "h[0-3]"}, {"rack", "UNLIKE", "r2"}, {"site", "IS", "b"}, {"hostname", "NOPE"}, {"hostname"},
+	}
+	for round := 0; round < 300; round++ {
+		cs := [][]string{constraints[rng.IntN(len(constraints))]}
+		if rng.IntN(3) == 0 {
+			cs = append(cs, constraints[rng.IntN(len(constraints))])
+		}
+		var placed, current, groups []facts
+		for i := rng.IntN(6); i > 0; i-- {
+			f := agent(i)
+			placed = append(placed, f)
+			if rng.IntN(2) == 0 {
+				current = append(current, f)
+			}
+		}
+		for i := rng.IntN(10); i > 0; i-- {
+			groups = append(groups, agent(i))
+		}
+		acs := newAppConstraints(cs, placed, current, groups)
+		for step := 0; step < 20; step++ {
+			cand := agent(step)
+			want := true
+			for _, c := range cs {
+				ok := false
+				if len(c) >= 2 && c[1] == "GROUP_BY" {
+					ok = meetsConstraint(c, cand, current, append(append([]facts(nil), groups...), current...))
+				} else {
+					ok = meetsConstraint(c, cand, placed, nil)
+				}
+				want = want && ok
+			}
+			if got := acs.meet(cand); got != want {
+				t.Fatalf("round %d step %d: %v on %+v (placed %v, current %v, groups %v) = %v, want %v", round, step, cs, cand, placed, current, groups, got, want)
+			}
+			if want {
+				acs.placed(cand)
+				placed = append(placed, cand)
+				current = append(current, cand)
+			}
+		}
 	}
 }
