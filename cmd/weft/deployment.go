@@ -59,7 +59,7 @@ func deploymentList(c *cli.Context) error {
 	}
 	t := newTable(c, "ID", "APPS", "STEP", "CURRENT ACTIONS", "VERSION")
 	for _, d := range deps {
-		t.row(d.ID, strings.Join(d.AffectedApps, ","), fmt.Sprintf("%d/%d", d.CurrentStep, d.TotalSteps), actionsText(d.CurrentActions), d.Version)
+		t.row(d.ID, strings.Join(append(append([]string(nil), d.AffectedApps...), d.AffectedPods...), ","), fmt.Sprintf("%d/%d", d.CurrentStep, d.TotalSteps), actionsText(d.CurrentActions), d.Version)
 	}
 	return t.flush()
 }
@@ -67,7 +67,7 @@ func deploymentList(c *cli.Context) error {
 func actionsText(as []api.DeploymentAction) string {
 	var parts []string
 	for _, a := range as {
-		parts = append(parts, a.Action+" "+a.App)
+		parts = append(parts, a.Action+" "+a.App+a.Pod) // one of them is set
 	}
 	if len(parts) == 0 {
 		return "-"
@@ -168,6 +168,10 @@ func progressLine(ctx context.Context, client *api.Client, d *api.Deployment) st
 	var parts []string
 	up, want := 0, 0
 	for _, a := range d.CurrentActions {
+		if a.Pod != "" {
+			parts = append(parts, fmt.Sprintf("%s %s", a.Action, a.Pod))
+			continue
+		}
 		var info struct {
 			App api.AppInfo `json:"app"`
 		}

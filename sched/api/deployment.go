@@ -17,11 +17,14 @@ type DeploymentStep struct {
 	Actions []DeploymentAction `json:"actions"`
 }
 
-// DeploymentAction acts on one app: StartApplication, StopApplication,
-// ScaleApplication, RestartApplication, ResolveArtifacts.
+// DeploymentAction acts on one app (StartApplication, StopApplication,
+// ScaleApplication, RestartApplication, ResolveArtifacts) or, as the API
+// shows it, one pod (StartPod, StopPod, ScalePod, RestartPod, with Pod set
+// instead of App).
 type DeploymentAction struct {
 	Action                string            `json:"action"`
-	App                   string            `json:"app"`
+	App                   string            `json:"app,omitempty"`
+	Pod                   string            `json:"pod,omitempty"`
 	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults,omitempty"`
 }
 
@@ -75,12 +78,12 @@ type UnusedOffer struct {
 
 // Group is a Marathon group tree node.
 type Group struct {
-	ID           string    `json:"id"`
-	Apps         []AppInfo `json:"apps"`
-	Groups       []Group   `json:"groups"`
-	Pods         []any     `json:"pods"`
-	Dependencies []string  `json:"dependencies"`
-	Version      string    `json:"version,omitempty"`
+	ID           string      `json:"id"`
+	Apps         []AppInfo   `json:"apps"`
+	Groups       []Group     `json:"groups"`
+	Pods         []PodStatus `json:"pods"` // each pod's ::status (Marathon's embed=group.pods)
+	Dependencies []string    `json:"dependencies"`
+	Version      string      `json:"version,omitempty"`
 }
 
 // Deployment outcomes, as weft's GET /v1/deployments/{id} reports them.

@@ -855,7 +855,7 @@ func progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event,
 			break
 		}
 		events = append(events, api.NewEvent(api.EventDeploymentStepOK, map[string]any{
-			"plan": planEventJSON(&d), "currentStep": d.Steps[step-1]}))
+			"plan": planEventJSON(&d), "currentStep": marathonStep(&d, d.Steps[step-1])}))
 		for _, a := range d.Steps[step-1].Actions {
 			if a.Action == ActionStop {
 				events = append(events, api.NewEvent(api.EventAppTerminated, map[string]any{"appId": a.App}))
@@ -881,7 +881,7 @@ func progressDone(v *view, de depEntry, now time.Time) ([]sched.Op, []api.Event,
 // as plan-format=light sends it (id, steps, version; no original and
 // target groups), whatever the stream asked for.
 func planEventJSON(d *api.Deployment) map[string]any {
-	return map[string]any{"id": d.ID, "version": d.Version, "steps": d.Steps}
+	return map[string]any{"id": d.ID, "version": d.Version, "steps": marathonDeployment(*d).Steps}
 }
 
 // lastFailure reads an app's lastTaskFailure from the meta table.

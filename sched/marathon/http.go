@@ -872,7 +872,7 @@ func (f *Framework) deployOver(ctx context.Context, m sched.MasterHandle, v *vie
 		sched.Put(sched.TableMeta, metaRollback+id, rollback))
 	var cur any = map[string]any{"actions": []any{}}
 	if len(d.Steps) > 0 {
-		cur = d.Steps[0]
+		cur = marathonStep(&d, d.Steps[0])
 	}
 	events = append(events, api.NewEvent(api.EventDeploymentInfo, map[string]any{"plan": planEventJSON(&d), "currentStep": cur}),
 		api.NewEvent(api.EventGroupChangeSuccess, map[string]any{"groupId": "/", "version": version}))
@@ -1398,7 +1398,7 @@ func (f *Framework) serveDeployments(w http.ResponseWriter, r *http.Request, m s
 				}
 			}
 		}
-		out = append(out, d)
+		out = append(out, marathonDeployment(d))
 	}
 	writeJSON(w, 200, out)
 	return nil
@@ -1428,7 +1428,7 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 	}
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, 200, de.d)
+		writeJSON(w, 200, marathonDeployment(*de.d))
 		return nil
 	case http.MethodDelete:
 	default:
@@ -1530,6 +1530,16 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 			return forbidden(a, sched.AccessRead, gid)
 		}
 	}
+	var podIDs []string
+	if len(r.URL.Query()["embed"]) == 0 || emb["group.pods"] {
+		// Marathon embeds pods (their status) by default, and else only
+		// when asked.
+		for _, id := range ids {
+			if podOf(v, id) != nil {
+				podIDs = append(podIDs, id)
+			}
+		}
+	}
 	ids = withoutPods(v, ids)
 	groups := readGroups(st)
 	if a := sched.AuthzFrom(r.Context()); !a.Full() {
@@ -1539,8 +1549,11 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 			}
 		}
 	}
-	tree := buildGroups(ids, groups, func(id string) api.AppInfo {
+	now := m.Now()
+	tree := buildGroups(ids, podIDs, groups, func(id string) api.AppInfo {
 		return f.appInfo(v, st, v.apps[id], emb, false, false)
+	}, func(id string) api.PodStatus {
+		return buildPodStatus(v, v.apps[id], now)
 	})
 	g := findGroup(&tree, gid)
 	if g == nil {
@@ -1550,10 +1563,12 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 	return nil
 }
 
-// buildGroups makes Marathon's group tree from app ids: every id's parent
-// path is a group. Pure.
-func buildGroups(appIDs []string, groups map[string]groupRecord, info func(id string) api.AppInfo) api.Group {
-	root := api.Group{ID: "/", Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}}
+// buildGroups makes Marathon's group tree from app and pod ids: every id's
+// parent path is a group; info and pod give what the group lists of an
+// app and of a pod. Pure.
+func buildGroups(appIDs, podIDs []string, groups map[string]groupRecord, info func(id string) api.AppInfo,
+	pod func(id string) api.PodStatus) api.Group {
+	root := api.Group{ID: "/", Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []api.PodStatus{}, Dependencies: []string{}}
 	var ensure func(g *api.Group, segs []string, depth int) *api.Group
 	ensure = func(g *api.Group, segs []string, depth int) *api.Group {
 		if depth == len(segs) {
@@ -1565,7 +1580,7 @@ func buildGroups(appIDs []string, groups map[string]groupRecord, info func(id st
 				return ensure(&g.Groups[i], segs, depth+1)
 			}
 		}
-		g.Groups = append(g.Groups, api.Group{ID: id, Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []any{}, Dependencies: []string{}})
+		g.Groups = append(g.Groups, api.Group{ID: id, Apps: []api.AppInfo{}, Groups: []api.Group{}, Pods: []api.PodStatus{}, Dependencies: []string{}})
 		return ensure(&g.Groups[len(g.Groups)-1], segs, depth+1)
 	}
 	gids := make([]string, 0, len(groups))
@@ -1585,12 +1600,22 @@ func buildGroups(appIDs []string, groups map[string]groupRecord, info func(id st
 		a := info(id)
 		g.Apps = append(g.Apps, a)
 	}
+	for _, id := range podIDs {
+		segs := splitID(id)
+		g := ensure(&root, segs[:len(segs)-1], 0)
+		g.Pods = append(g.Pods, pod(id))
+	}
 	var version func(g *api.Group) string
 	version = func(g *api.Group) string {
 		v := ""
 		for _, a := range g.Apps {
 			if a.Version > v {
 				v = a.Version
+			}
+		}
+		for _, p := range g.Pods {
+			if p.Spec != nil && p.Spec.Version > v {
+				v = p.Spec.Version
 			}
 		}
 		for i := range g.Groups {

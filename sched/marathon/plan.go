@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,6 +45,56 @@ func (c change) action() string {
 	}
 }
 
+// A stored plan lists every run spec it changes under AffectedApps and in
+// its actions' App, pods included (a pod is scheduled through its app,
+// see podApp), so that the deployment machinery and the ACL checks treat
+// both alike; AffectedPods says which of them are pods. The API and the
+// events show the plan as Marathon does, through marathonDeployment and
+// marathonStep.
+
+// marathonDeployment is d as Marathon's /v2/deployments shows it: pods
+// under affectedPods only, and in the actions as "pod" with the pod
+// actions' names (Marathon's DeploymentAction.actionName).
+func marathonDeployment(d api.Deployment) api.Deployment {
+	if len(d.AffectedPods) == 0 {
+		return d
+	}
+	apps := []string{}
+	for _, id := range d.AffectedApps {
+		if !slices.Contains(d.AffectedPods, id) {
+			apps = append(apps, id)
+		}
+	}
+	d.AffectedApps = apps
+	steps := make([]api.DeploymentStep, len(d.Steps))
+	for i, s := range d.Steps {
+		steps[i] = marathonStep(&d, s)
+	}
+	d.Steps = steps
+	d.CurrentActions = marathonActions(&d, d.CurrentActions)
+	return d
+}
+
+// marathonStep is step s of d as Marathon shows it (see marathonDeployment).
+func marathonStep(d *api.Deployment, s api.DeploymentStep) api.DeploymentStep {
+	return api.DeploymentStep{Actions: marathonActions(d, s.Actions)}
+}
+
+func marathonActions(d *api.Deployment, as []api.DeploymentAction) []api.DeploymentAction {
+	if len(d.AffectedPods) == 0 || as == nil {
+		return as
+	}
+	out := make([]api.DeploymentAction, len(as))
+	for i, a := range as {
+		if slices.Contains(d.AffectedPods, a.App) {
+			a.Action = strings.Replace(a.Action, "Application", "Pod", 1)
+			a.Pod, a.App = a.App, ""
+		}
+		out[i] = a
+	}
+	return out
+}
+
 // buildPlan turns changes into a deployment plan: apps that depend on
 // other apps of the same deployment come in later steps (Marathon orders
 // by dependencies), stops come last in reverse dependency order. Pure.
@@ -54,8 +105,12 @@ func buildPlan(id, version string, changes []change) api.Deployment {
 	for _, c := range changes {
 		byID[c.id()] = c
 		d.AffectedApps = append(d.AffectedApps, c.id())
+		if (c.To != nil && c.To.Pod != nil) || (c.From != nil && c.From.Pod != nil) {
+			d.AffectedPods = append(d.AffectedPods, c.id())
+		}
 	}
 	sort.Strings(d.AffectedApps)
+	sort.Strings(d.AffectedPods)
 	// level = 1 + the highest level of a dependency inside this deployment.
 	level := map[string]int{}
 	var depth func(id string, seen map[string]bool) int

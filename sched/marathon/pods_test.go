@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -429,5 +430,181 @@ func TestPodACL(t *testing.T) {
 	}
 	if _, err := api.NewClient(url).Do(ctx, "GET", "/v2/pods", nil, nil); api.StatusCode(err) != 401 && api.StatusCode(err) != 403 {
 		t.Fatalf("no token: %v, want 401 or 403", err)
+	}
+}
+
+// A plan that changes an app and pods lists the pods under affectedPods
+// and in its actions as "pod" with the pod actions' names, as Marathon's
+// DeploymentPlanConversion writes them; the stored plan keeps every run
+// spec as an app for the deployment machinery.
+func TestDeploymentShowsPodsAsMarathon(t *testing.T) {
+	pod := func(id string, n int) *api.App {
+		return &api.App{ID: id, Instances: n, Pod: &api.Pod{ID: id}}
+	}
+	d := buildPlan("d1", "v1", []change{
+		{To: &api.App{ID: "/web", Instances: 1}},
+		{To: pod("/db", 1)},
+		{From: pod("/old", 1)},
+		{From: pod("/cache", 1), To: pod("/cache", 3)},
+	})
+	if want := []string{"/cache", "/db", "/old", "/web"}; !reflect.DeepEqual(d.AffectedApps, want) {
+		t.Fatalf("stored affectedApps %v, want every run spec %v", d.AffectedApps, want)
+	}
+	raw, err := json.Marshal(marathonDeployment(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		AffectedApps []string          `json:"affectedApps"`
+		AffectedPods []string          `json:"affectedPods"`
+		Steps        []json.RawMessage `json:"steps"`
+		Current      []map[string]any  `json:"currentActions"`
+	}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.AffectedApps, []string{"/web"}) || !reflect.DeepEqual(got.AffectedPods, []string{"/cache", "/db", "/old"}) {
+		t.Errorf("affectedApps %v affectedPods %v, want [/web] and [/cache /db /old]", got.AffectedApps, got.AffectedPods)
+	}
+	want := `[{"actions":[{"action":"ScalePod","pod":"/cache"},{"action":"StartPod","pod":"/db"},{"action":"StartApplication","app":"/web"}]},` +
+		`{"actions":[{"action":"StopPod","pod":"/old"}]}]`
+	steps, _ := json.Marshal(got.Steps)
+	if string(steps) != want {
+		t.Errorf("steps\n got %s\nwant %s", steps, want)
+	}
+	if len(got.Current) != 3 || got.Current[1]["pod"] != "/db" || got.Current[1]["action"] != "StartPod" || got.Current[1]["app"] != nil {
+		t.Errorf("currentActions %v", got.Current)
+	}
+	// The stored plan is untouched.
+	if a := d.Steps[0].Actions[1]; a.Action != ActionStart || a.App != "/db" || a.Pod != "" {
+		t.Errorf("marathonDeployment changed the stored plan: %+v", d.Steps[0].Actions[1])
+	}
+}
+
+// On a real master: /v2/deployments and deployment_info events show a
+// pod's deployment under affectedPods, and /v2/groups lists each pod's
+// status in its group's "pods" (by default and with embed=group.pods).
+func TestPodDeploymentAndGroupsOnRealMaster(t *testing.T) {
+	node := api.Node{ID: "agent-1", Name: "agent-1", Role: api.RoleAgent, Status: "alive", Site: "home", Address: "127.0.0.1",
+		Capabilities: []string{"docker"},
+		Resources:    api.Resources{Cpus: 4, Mem: 4096, Disk: 1000, Ports: []api.PortRange{{Begin: 31000, End: 31099}}}}
+	cfg := sched.DefaultMasterConfig()
+	cfg.Store.Dir = ""
+	cfg.Members = sched.NewStaticMembers(node)
+	mcfg := DefaultConfig()
+	mcfg.Tick = 50 * time.Millisecond
+	cfg.Frameworks = []sched.Framework{New(mcfg)}
+	cfg.AllocInterval = 50 * time.Millisecond
+	ctx, url := serveMaster(t, cfg)
+	c := api.NewClient(url)
+	// No agent runs the tasks: the deployments stay open.
+	events, err := c.Events(ctx, api.EventDeploymentInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := `{"id":"/team/db","scaling":{"kind":"fixed","instances":1},
+	  "containers":[{"name":"a","image":{"kind":"DOCKER","id":"img"},"resources":{"cpus":0.1,"mem":32}}]}`
+	if _, err := c.Do(ctx, "POST", "/v2/pods", []byte(pod), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "POST", "/v2/apps", []byte(`{"id":"/team/web","cmd":"sleep 1000","cpus":0.1,"mem":32}`), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	select {
+	case ev := <-events:
+		var info struct {
+			Plan struct {
+				Steps []struct {
+					Actions []map[string]any `json:"actions"`
+				} `json:"steps"`
+			} `json:"plan"`
+			CurrentStep struct {
+				Actions []map[string]any `json:"actions"`
+			} `json:"currentStep"`
+		}
+		if err := json.Unmarshal(ev.Data, &info); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{"action": "StartPod", "pod": "/team/db"}
+		if len(info.Plan.Steps) != 1 || !reflect.DeepEqual(info.Plan.Steps[0].Actions, []map[string]any{want}) ||
+			!reflect.DeepEqual(info.CurrentStep.Actions, []map[string]any{want}) {
+			t.Errorf("deployment_info of the pod: %s", ev.Data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no deployment_info event")
+	}
+
+	var deps []map[string]any
+	if _, err := c.Do(ctx, "GET", "/v2/deployments", nil, &deps); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, d := range deps {
+		apps, pods := fmt.Sprint(d["affectedApps"]), fmt.Sprint(d["affectedPods"])
+		acts := fmt.Sprint(d["currentActions"])
+		switch {
+		case pods == "[/team/db]" && apps == "[]" && acts == "[map[action:StartPod pod:/team/db]]":
+			seen["pod"] = true
+		case apps == "[/team/web]" && pods == "[]" && acts == "[map[action:StartApplication app:/team/web]]":
+			seen["app"] = true
+		default:
+			t.Errorf("deployment %v", d)
+		}
+	}
+	if !seen["pod"] || !seen["app"] {
+		t.Errorf("/v2/deployments = %v; want the pod's and the app's", deps)
+	}
+
+	groupPods := func(path string) (pods []string, apps []string) {
+		t.Helper()
+		var g struct {
+			Groups []struct {
+				ID   string `json:"id"`
+				Apps []struct {
+					ID string `json:"id"`
+				} `json:"apps"`
+				Pods []struct {
+					ID     string          `json:"id"`
+					Spec   json.RawMessage `json:"spec"`
+					Status string          `json:"status"`
+				} `json:"pods"`
+			} `json:"groups"`
+			Pods []any `json:"pods"`
+		}
+		if _, err := c.Do(ctx, "GET", path, nil, &g); err != nil {
+			t.Fatal(err)
+		}
+		if len(g.Groups) != 1 || g.Groups[0].ID != "/team" || g.Pods == nil || len(g.Pods) != 0 {
+			t.Fatalf("GET %s: %+v", path, g)
+		}
+		for _, p := range g.Groups[0].Pods {
+			if len(p.Spec) < 3 || p.Status == "" {
+				t.Errorf("GET %s: pod %s without its spec or status", path, p.ID)
+			}
+			pods = append(pods, p.ID)
+		}
+		for _, a := range g.Groups[0].Apps {
+			apps = append(apps, a.ID)
+		}
+		return pods, apps
+	}
+	for path, want := range map[string]string{
+		"/v2/groups": "[/team/db]",
+		"/v2/groups?embed=group.pods&embed=group.apps": "[/team/db]",
+		"/v2/groups?embed=group.apps":                  "[]",
+	} {
+		pods, apps := groupPods(path)
+		if fmt.Sprint(pods) != want || fmt.Sprint(apps) != "[/team/web]" {
+			t.Errorf("GET %s: pods %v apps %v; want pods %s and apps [/team/web]", path, pods, apps, want)
+		}
+	}
+	var team struct {
+		Pods []struct {
+			ID string `json:"id"`
+		} `json:"pods"`
+	}
+	if _, err := c.Do(ctx, "GET", "/v2/groups/team", nil, &team); err != nil || len(team.Pods) != 1 || team.Pods[0].ID != "/team/db" {
+		t.Errorf("GET /v2/groups/team: pods %+v %v", team.Pods, err)
 	}
 }
