@@ -268,10 +268,11 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 				changes[i].groupDeps = append([]string{}, inheritedDeps(changes[i].id(), merged)...)
 			}
 			// A group definition with apps replaces the group: apps it no
-			// longer lists are removed, as in Marathon.
+			// longer lists are removed, as in Marathon. Its pods stay: a
+			// group body has none (Marathon keeps the group's pods).
 			if _, ok := keys["apps"]; ok && r.Method == http.MethodPut {
 				for _, id := range v.appIDs {
-					if inGroup(id) && !listed[id] {
+					if inGroup(id) && !listed[id] && v.apps[id].Pod == nil {
 						remove(id)
 					}
 				}

@@ -607,4 +607,13 @@ func TestPodDeploymentAndGroupsOnRealMaster(t *testing.T) {
 	if _, err := c.Do(ctx, "GET", "/v2/groups/team", nil, &team); err != nil || len(team.Pods) != 1 || team.Pods[0].ID != "/team/db" {
 		t.Errorf("GET /v2/groups/team: pods %+v %v", team.Pods, err)
 	}
+
+	// A group body replaces the group's apps, not its pods (it has none).
+	put := `{"apps":[{"id":"web","cmd":"sleep 1000","cpus":0.1,"mem":32,"instances":2}]}`
+	if _, err := c.Do(ctx, "PUT", "/v2/groups/team?force=true", []byte(put), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "GET", "/v2/pods/team/db", nil, nil); err != nil {
+		t.Errorf("the pod after a PUT of its group's apps: %v", err)
+	}
 }
