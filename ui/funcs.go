@@ -1,10 +1,13 @@
 package ui
 
 import (
+	"encoding/hex"
+	"hash/fnv"
 	"html/template"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // seg is one coloured part of a health bar, in percent of its width.
@@ -55,6 +58,7 @@ var funcs = template.FuncMap{
 		return out
 	},
 	"lower":   strings.ToLower,
+	"asset":   assetURL,
 	"treectx": func(n *groupNode, d *appsData) treeCtx { return treeCtx{N: n, D: d} },
 }
 
@@ -70,4 +74,29 @@ func fmtNum(f float64) string {
 		return strconv.FormatInt(int64(f), 10)
 	}
 	return strconv.FormatFloat(f, 'f', 2, 64)
+}
+
+// assetVersions are the static files' content hashes, by name.
+var assetVersions = sync.OnceValue(func() map[string]string {
+	out := map[string]string{}
+	for _, name := range []string{"ui.css", "ui.js"} {
+		b, err := assets.ReadFile("assets/" + name)
+		if err != nil {
+			panic("ui: " + err.Error()) // a broken build
+		}
+		h := fnv.New64a()
+		_, _ = h.Write(b)
+		out[name] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out
+})
+
+// assetURL is the address of a static file with its content hash, so a
+// page never runs with an older script or stylesheet the browser kept,
+// and the browser may keep them for long.
+func assetURL(name string) string {
+	if v, ok := assetVersions()[name]; ok {
+		return "/ui/static/" + name + "?v=" + v
+	}
+	return "/ui/static/" + name
 }

@@ -136,7 +136,11 @@ const (
 func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/ui")
 	if strings.HasPrefix(path, "/static/") {
-		w.Header().Set("Cache-Control", "public, max-age=300")
+		cc := "public, max-age=300"
+		if v := r.URL.Query().Get("v"); v != "" && v == assetVersions()[strings.TrimPrefix(path, "/static/")] {
+			cc = "public, max-age=31536000, immutable" // the address changes with the content
+		}
+		w.Header().Set("Cache-Control", cc)
 		u.files.ServeHTTP(w, r)
 		return
 	}

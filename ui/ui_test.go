@@ -265,3 +265,49 @@ func TestLoginCookieAndCSRF(t *testing.T) {
 		t.Fatalf("action without csrf: %d", resp.StatusCode)
 	}
 }
+
+// The page loads its script async (DOMContentLoaded waits for neither it
+// nor the stylesheet) from addresses that carry the files' content hash;
+// those the browser may keep for long, the bare ones for a few minutes.
+func TestPageAssetsHashedAndAsync(t *testing.T) {
+	u, err := New(Config{API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/apps":
+			_, _ = w.Write([]byte(`{"apps":[]}`))
+		case "/v2/queue":
+			_, _ = w.Write([]byte(`{"queue":[]}`))
+		default:
+			w.WriteHeader(404)
+		}
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	u.ServeHTTP(rec, httptest.NewRequest("GET", "/ui/apps", nil))
+	page := rec.Body.String()
+	js, css := assetURL("ui.js"), assetURL("ui.css")
+	if !strings.Contains(js, "?v=") || !strings.Contains(css, "?v=") || js[strings.Index(js, "?"):] == css[strings.Index(css, "?"):] {
+		t.Fatalf("asset addresses %q %q, want each with its own content hash", js, css)
+	}
+	if !strings.Contains(page, `<script src="`+strings.ReplaceAll(js, "&", "&amp;")+`" async></script>`) || !strings.Contains(page, `href="`+css+`"`) {
+		t.Fatalf("the page does not load %s async and %s:\n%.600s", js, css, page)
+	}
+	for _, c := range []struct{ url, cache string }{
+		{js, "public, max-age=31536000, immutable"},
+		{css, "public, max-age=31536000, immutable"},
+		{"/ui/static/ui.js", "public, max-age=300"},
+		{"/ui/static/ui.js?v=0123", "public, max-age=300"},
+	} {
+		rec := httptest.NewRecorder()
+		u.ServeHTTP(rec, httptest.NewRequest("GET", c.url, nil))
+		if rec.Code != 200 || rec.Header().Get("Cache-Control") != c.cache {
+			t.Errorf("GET %s: %d, Cache-Control %q, want 200 and %q", c.url, rec.Code, rec.Header().Get("Cache-Control"), c.cache)
+		}
+	}
+	rec = httptest.NewRecorder()
+	u.ServeHTTP(rec, httptest.NewRequest("GET", js, nil))
+	if body := rec.Body.String(); !strings.Contains(body, `document.readyState === "loading"`) {
+		t.Errorf("ui.js does not wait for the document when it runs before it is parsed")
+	}
+}
