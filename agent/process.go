@@ -280,7 +280,7 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		orphans.watch(h.pid)
 	}
 	if group != nil {
-		go h.watchOOM()
+		h.watchOOM()
 	}
 	go h.wait(cmd)
 	return h, nil
@@ -397,7 +397,7 @@ func (e *ProcessExecutor) recoverRecord(path string, rec processRecord) *process
 		done: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if group != nil {
-		go h.watchOOM()
+		h.watchOOM()
 	}
 	go h.watchRecovered(rec.StartTime)
 	return h
@@ -501,6 +501,7 @@ type processHandle struct {
 	pid       int // also the process group id
 	recovered bool
 	group     *cgroups.Group // nil: no limits
+	stopOOM   func()         // ends watchOOM's watch; nil when none (set before the handle's goroutines start)
 
 	mu       sync.Mutex
 	exit     Exit
@@ -572,6 +573,9 @@ func (h *processHandle) finish(ex Exit) {
 			h.e.log.Warn("task process group still has members after SIGKILL", "task", h.taskID, "pgid", h.pid)
 			break
 		}
+	}
+	if h.stopOOM != nil {
+		h.stopOOM()
 	}
 	if h.group != nil {
 		// Anything that left the process group (setsid) is still in the

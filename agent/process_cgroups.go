@@ -156,14 +156,33 @@ func startTraced(cmd *exec.Cmd, g *cgroups.Group) error {
 	return nil
 }
 
-// oomPoll is how often a running task's group is checked for an OOM kill.
+// oomPoll is how often a running task's group is checked for an OOM kill
+// where the kernel cannot tell (WatchOOM failed).
 var oomPoll = 250 * time.Millisecond
 
 // watchOOM ends the whole task once the kernel has killed one of its
 // processes for exceeding the memory limit, as Mesos's memory isolator
 // destroys the container on its limitation: a shell that outlives its
-// killed child must not run on as if nothing happened.
+// killed child must not run on as if nothing happened. The kernel tells
+// (cgroups.Manager.WatchOOM: one watcher for every task); finish stops
+// the watch. Only where it cannot is the group polled.
 func (h *processHandle) watchOOM() {
+	stop, err := h.e.cfg.Cgroups.WatchOOM(h.group, h.oomKill)
+	if err == nil {
+		h.stopOOM = stop
+		return
+	}
+	h.e.log.Warn("the kernel cannot tell the task's OOM kills; polling its cgroup", "task", h.taskID, "err", err)
+	go h.pollOOM()
+}
+
+// oomKill ends the task whose group had a process killed for memory.
+func (h *processHandle) oomKill() {
+	killGroup(h.pid, syscall.SIGKILL)
+	h.group.Kill(time.Second)
+}
+
+func (h *processHandle) pollOOM() {
 	t := time.NewTicker(oomPoll)
 	defer t.Stop()
 	for {
@@ -173,8 +192,7 @@ func (h *processHandle) watchOOM() {
 		case <-t.C:
 		}
 		if h.group.OOMKills() > 0 {
-			killGroup(h.pid, syscall.SIGKILL)
-			h.group.Kill(time.Second)
+			h.oomKill()
 			return
 		}
 	}

@@ -66,8 +66,14 @@ func memHog(mb int) string {
 // kernel picked: its shell would sleep on) and reported TASK_FAILED with
 // Mesos's REASON_CONTAINER_LIMITATION_MEMORY; a task within its limit runs
 // on, in its own group with the limit set; the groups go with the tasks.
+//
+// The kernel tells of the kill (cgroups.Manager.WatchOOM): the fallback
+// poll is set to an hour, so the hog's shell, sleeping on after tail was
+// killed, ends within waitState's 10 s only through the event path.
 func TestProcessTaskOverMemoryIsKilledWithReason(t *testing.T) {
 	cg := testCgroups(t)
+	defer func(p time.Duration) { oomPoll = p }(oomPoll)
+	oomPoll = time.Hour
 	m := newFakeMaster(t)
 	dir := t.TempDir()
 	a, _ := startAgent(t, cgroupConfig(t, m, dir, cg))

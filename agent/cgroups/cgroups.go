@@ -80,6 +80,8 @@ type Manager struct {
 	poolSeq  int
 	poolOnce sync.Once
 	poolKick chan struct{}
+
+	oom oomWatcher // WatchOOM's
 }
 
 // poolSize is how many v1 groups are kept made ahead.
