@@ -645,6 +645,16 @@ func TestOrphansOfARunningTaskAreReaped(t *testing.T) {
 	m.set(shTask("spawner", `(sleep 0.1 & echo $! > orphan.pid); exec sleep 1000`))
 	orphan := readPid(t, filepath.Join(dir, "sandboxes", "spawner", "orphan.pid"))
 	eventually(t, 10*time.Second, "the exited orphan reaped (no zombie)", func() bool { return processGone(orphan) })
+	// The reaper scans on SIGCHLD: an orphan that exits long after the
+	// scans that followed its task's start is reaped too, within one
+	// spacing of scans (reapEvery) and some headroom.
+	m.set(shTask("late", `(sleep 5 & echo $! > orphan.pid); exec sleep 1000`))
+	late := readPid(t, filepath.Join(dir, "sandboxes", "late", "orphan.pid"))
+	eventually(t, 5*time.Second, "the late orphan exited", func() bool {
+		st, _, _, ok := procStat(late)
+		return !ok || st == 'Z'
+	})
+	eventually(t, reapEvery+3*time.Second, "the late orphan reaped (no zombie)", func() bool { return processGone(late) })
 }
 
 func TestStopTasksOnExitReportsKilled(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -286,22 +287,32 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 	return h, nil
 }
 
-// orphans reaps, every few seconds, the zombie orphans of running tasks
-// that were re-parented to the agent (a subreaper): a long-running task
-// that keeps spawning short-lived background processes would otherwise
-// pile up zombies until it ends. One reaper serves every executor.
+// orphans reaps the zombie orphans of running tasks that were re-parented
+// to the agent (a subreaper): a long-running task that keeps spawning
+// short-lived background processes would otherwise pile up zombies until
+// it ends. One reaper serves every executor. It scans /proc only after a
+// SIGCHLD (an orphan's exit sends one to the agent), at most once every
+// reapEvery: an idle node with many tasks costs it nothing.
 var orphans = &orphanReaper{groups: map[int]bool{}}
+
+// reapEvery is the least time between two scans for orphans.
+const reapEvery = 2 * time.Second
 
 type orphanReaper struct {
 	mu      sync.Mutex
 	groups  map[int]bool // process groups (= leader pids) of running tasks
 	running bool
+	sigs    chan os.Signal // SIGCHLD, from the first watch on
 }
 
 func (o *orphanReaper) watch(pgid int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.groups[pgid] = true
+	if o.sigs == nil {
+		o.sigs = make(chan os.Signal, 1)
+		signal.Notify(o.sigs, syscall.SIGCHLD)
+	}
 	if !o.running {
 		o.running = true
 		go o.loop()
@@ -316,7 +327,9 @@ func (o *orphanReaper) forget(pgid int) {
 
 func (o *orphanReaper) loop() {
 	for {
-		time.Sleep(2 * time.Second)
+		// A scan after the groups were watched catches an orphan that died
+		// before the loop (re)started; then one per SIGCHLD, spaced.
+		time.Sleep(reapEvery)
 		o.mu.Lock()
 		if len(o.groups) == 0 {
 			o.running = false
@@ -326,6 +339,7 @@ func (o *orphanReaper) loop() {
 		groups := maps.Clone(o.groups)
 		o.mu.Unlock()
 		reapOrphans(groups)
+		<-o.sigs
 	}
 }
 
