@@ -31,12 +31,18 @@ type Agent struct {
 	syncErr   error
 	synced    bool // at least one assignments answer was reconciled
 	lostSent  map[string]bool
-	caps      []string
-	probed    bool
-	problems  []string
-	cleaned   bool           // executors' Cleanup ran (loop goroutine only)
-	wg        sync.WaitGroup // task goroutines
-	runCtx    context.Context
+	// unreachable: tasks whose assignment says TASK_UNREACHABLE or
+	// TASK_UNKNOWN, re-reported at each new index (reconcileDelta).
+	unreachable map[string]bool
+	// unassigned: tasks the master no longer assigns that were still
+	// running when told; a reconcile forgets them once they have ended.
+	unassigned map[string]bool
+	caps       []string
+	probed     bool
+	problems   []string
+	cleaned    bool           // executors' Cleanup ran (loop goroutine only)
+	wg         sync.WaitGroup // task goroutines
+	runCtx     context.Context
 }
 
 type recoveredHandle struct {
@@ -79,12 +85,14 @@ func New(cfg Config) (*Agent, error) {
 	}
 	cfg = cfg.withDefaults()
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "agent"),
-		sandboxes: filepath.Join(cfg.DataDir, "sandboxes"),
-		tasks:     map[string]*taskRun{},
-		recovered: map[string]recoveredHandle{},
-		lostSent:  map[string]bool{},
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "agent"),
+		sandboxes:   filepath.Join(cfg.DataDir, "sandboxes"),
+		tasks:       map[string]*taskRun{},
+		recovered:   map[string]recoveredHandle{},
+		lostSent:    map[string]bool{},
+		unreachable: map[string]bool{},
+		unassigned:  map[string]bool{},
 	}
 	if err := os.MkdirAll(a.sandboxes, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: creating the sandbox dir: %w", err)
@@ -228,9 +236,15 @@ func (a *Agent) loop(ctx context.Context) {
 			continue
 		}
 		attempt = 0
+		// A delta is reconciled alone: the work follows the change, not
+		// the number of tasks on the node. A whole list (the first answer,
+		// a new master) is reconciled whole.
+		delta := deltas && as.Delta && mirror.Index() != 0
 		if deltas {
 			mirror.Apply(as)
-			as = mirror.Assignments()
+			if !delta || !a.cleaned {
+				delta, as = false, mirror.Assignments()
+			}
 		}
 		a.mu.Lock()
 		a.syncErr = nil
@@ -249,7 +263,11 @@ func (a *Agent) loop(ctx context.Context) {
 			}
 			a.cleanup(keep)
 		}
-		a.reconcile(ctx, as)
+		if delta {
+			a.reconcileDelta(ctx, as)
+		} else {
+			a.reconcile(ctx, as)
+		}
 	}
 }
 
@@ -264,94 +282,152 @@ func (a *Agent) reconcile(ctx context.Context, as *api.Assignments) {
 	defer a.mu.Unlock()
 	a.synced = true
 	seen := make(map[string]bool, len(as.Tasks))
+	a.unreachable = map[string]bool{}
+	a.unassigned = map[string]bool{}
 	for _, asg := range as.Tasks {
-		id := asg.Task.ID
-		seen[id] = true
-		t := a.tasks[id]
-		if t != nil {
-			t.a = asg
-			switch {
-			case t.finished || t.killReq:
-			case asg.Goal == api.GoalKill:
-				a.killLocked(t, "killed on request")
-			case api.Terminal(asg.Task.State):
-				// The master has given up on this task (lost, replaced):
-				// it must not run twice.
-				a.log.Info("killing a task the master considers ended", "task", id, "state", asg.Task.State)
-				a.killLocked(t, "killed: the master considers this task "+asg.Task.State)
-			case (asg.Task.State == api.TaskUnreachable || asg.Task.State == api.TaskUnknown) &&
-				t.handle != nil && t.state != "" && t.reconciled != as.Index:
-				// The master lost sight of this agent (gossip declared it
-				// failed) and it is back: tell it what really runs, before
-				// the framework replaces a task that never stopped.
-				t.reconciled = as.Index
-				a.log.Info("reporting a task the master thought unreachable", "task", id, "state", t.state)
-				st := a.status(id, t.state, "agent reachable again")
-				st.IPAddresses = t.handle.IPAddresses()
-				st.HealthCheckResults = t.a.Task.HealthCheckResults
-				a.rep.enqueue(st)
-			}
-			continue
-		}
-		if api.Terminal(asg.Task.State) {
-			if rh, ok := a.recovered[id]; ok {
-				delete(a.recovered, id)
-				a.log.Info("stopping a recovered task the master considers ended", "task", id, "state", asg.Task.State)
-				go func() { _ = rh.h.Stop(context.Background(), a.cfg.DefaultKillGrace) }()
-			}
-			continue
-		}
-		if rh, ok := a.recovered[id]; ok {
-			delete(a.recovered, id)
-			t := a.adoptLocked(ctx, asg, rh)
-			if asg.Goal == api.GoalKill {
-				a.killLocked(t, "killed on request")
-			}
-			continue
-		}
-		if asg.Goal == api.GoalKill {
-			// Never started here (or lost with a previous agent): it is not
-			// running, so it is killed as far as this agent can tell.
-			if !a.lostSent[id] {
-				a.lostSent[id] = true
-				a.rep.enqueue(a.status(id, api.TaskKilled, "killed before it ran on this agent"))
-			}
-			continue
-		}
-		if a.startedBefore(asg) {
-			if !a.lostSent[id] {
-				a.lostSent[id] = true
-				a.log.Warn("task was not recovered after an agent restart", "task", id, "state", asg.Task.State)
-				a.rep.enqueue(a.status(id, api.TaskLost, "agent restarted; task was not recovered"))
-			}
-			continue
-		}
-		a.startLocked(ctx, asg)
+		seen[asg.Task.ID] = true
+		a.reconcileOneLocked(ctx, asg, as.Index)
 	}
-	for id, t := range a.tasks {
-		if seen[id] {
-			continue
-		}
-		if t.finished {
-			delete(a.tasks, id)
-			continue
-		}
-		if !t.killReq {
-			a.log.Info("killing a task the master no longer assigns here", "task", id)
-			a.killLocked(t, "killed: the master no longer assigns this task to this agent")
-		}
-	}
-	for id, rh := range a.recovered {
+	for id := range a.tasks {
 		if !seen[id] {
-			delete(a.recovered, id)
-			a.log.Info("stopping a recovered task the master no longer assigns here", "task", id)
-			go func() { _ = rh.h.Stop(context.Background(), a.cfg.DefaultKillGrace) }()
+			a.unassignedLocked(id)
+		}
+	}
+	for id := range a.recovered {
+		if !seen[id] {
+			a.unassignedLocked(id)
 		}
 	}
 	for id := range a.lostSent {
 		if !seen[id] {
 			delete(a.lostSent, id)
 		}
+	}
+}
+
+// reconcileDelta applies one delta answer: the assignments added or
+// changed, the tasks no longer assigned, and the tasks the master still
+// thinks unreachable (reported again at every new index, as a whole
+// reconcile would).
+func (a *Agent) reconcileDelta(ctx context.Context, as *api.Assignments) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.synced = true
+	changed := make(map[string]bool, len(as.Tasks))
+	for _, asg := range as.Tasks {
+		changed[asg.Task.ID] = true
+		a.reconcileOneLocked(ctx, asg, as.Index)
+	}
+	for id := range a.unreachable {
+		if t := a.tasks[id]; t != nil && !changed[id] {
+			a.reconcileOneLocked(ctx, t.a, as.Index)
+		}
+	}
+	for id := range a.unassigned {
+		if !changed[id] {
+			a.unassignedLocked(id)
+		}
+	}
+	for _, id := range as.Removed {
+		if !changed[id] {
+			a.unassignedLocked(id)
+			delete(a.lostSent, id)
+		}
+	}
+}
+
+// reconcileOneLocked makes task asg.Task.ID match its assignment.
+func (a *Agent) reconcileOneLocked(ctx context.Context, asg api.Assignment, index uint64) {
+	id := asg.Task.ID
+	delete(a.unassigned, id)
+	if asg.Task.State == api.TaskUnreachable || asg.Task.State == api.TaskUnknown {
+		a.unreachable[id] = true
+	} else {
+		delete(a.unreachable, id)
+	}
+	t := a.tasks[id]
+	if t != nil {
+		t.a = asg
+		switch {
+		case t.finished || t.killReq:
+		case asg.Goal == api.GoalKill:
+			a.killLocked(t, "killed on request")
+		case api.Terminal(asg.Task.State):
+			// The master has given up on this task (lost, replaced):
+			// it must not run twice.
+			a.log.Info("killing a task the master considers ended", "task", id, "state", asg.Task.State)
+			a.killLocked(t, "killed: the master considers this task "+asg.Task.State)
+		case (asg.Task.State == api.TaskUnreachable || asg.Task.State == api.TaskUnknown) &&
+			t.handle != nil && t.state != "" && t.reconciled != index:
+			// The master lost sight of this agent (gossip declared it
+			// failed) and it is back: tell it what really runs, before
+			// the framework replaces a task that never stopped.
+			t.reconciled = index
+			a.log.Info("reporting a task the master thought unreachable", "task", id, "state", t.state)
+			st := a.status(id, t.state, "agent reachable again")
+			st.IPAddresses = t.handle.IPAddresses()
+			st.HealthCheckResults = t.a.Task.HealthCheckResults
+			a.rep.enqueue(st)
+		}
+		return
+	}
+	if api.Terminal(asg.Task.State) {
+		if rh, ok := a.recovered[id]; ok {
+			delete(a.recovered, id)
+			a.log.Info("stopping a recovered task the master considers ended", "task", id, "state", asg.Task.State)
+			go func() { _ = rh.h.Stop(context.Background(), a.cfg.DefaultKillGrace) }()
+		}
+		return
+	}
+	if rh, ok := a.recovered[id]; ok {
+		delete(a.recovered, id)
+		t := a.adoptLocked(ctx, asg, rh)
+		if asg.Goal == api.GoalKill {
+			a.killLocked(t, "killed on request")
+		}
+		return
+	}
+	if asg.Goal == api.GoalKill {
+		// Never started here (or lost with a previous agent): it is not
+		// running, so it is killed as far as this agent can tell.
+		if !a.lostSent[id] {
+			a.lostSent[id] = true
+			a.rep.enqueue(a.status(id, api.TaskKilled, "killed before it ran on this agent"))
+		}
+		return
+	}
+	if a.startedBefore(asg) {
+		if !a.lostSent[id] {
+			a.lostSent[id] = true
+			a.log.Warn("task was not recovered after an agent restart", "task", id, "state", asg.Task.State)
+			a.rep.enqueue(a.status(id, api.TaskLost, "agent restarted; task was not recovered"))
+		}
+		return
+	}
+	a.startLocked(ctx, asg)
+}
+
+// unassignedLocked ends task id, which the master no longer assigns here.
+func (a *Agent) unassignedLocked(id string) {
+	delete(a.unreachable, id)
+	if t := a.tasks[id]; t == nil {
+		delete(a.unassigned, id)
+	} else {
+		if t.finished {
+			delete(a.tasks, id)
+			delete(a.unassigned, id)
+			return
+		}
+		a.unassigned[id] = true // (already there when called from its range)
+		if !t.killReq {
+			a.log.Info("killing a task the master no longer assigns here", "task", id)
+			a.killLocked(t, "killed: the master no longer assigns this task to this agent")
+		}
+	}
+	if rh, ok := a.recovered[id]; ok {
+		delete(a.recovered, id)
+		a.log.Info("stopping a recovered task the master no longer assigns here", "task", id)
+		go func() { _ = rh.h.Stop(context.Background(), a.cfg.DefaultKillGrace) }()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,10 +34,16 @@ type fakeMaster struct {
 	postFail int             // answer 503 to this many more status posts
 	forget   map[string]bool // answer these ids as unknown
 	posts    int
+	// answered: the list answered at each index, so that a delta query
+	// (delta=true, as api.Client asks) gets what changed since (the
+	// master's delta form); noDelta answers whole lists only.
+	answered map[uint64][]api.Assignment
+	noDelta  bool
+	deltas   int // delta answers sent
 }
 
 func newFakeMaster(t *testing.T) *fakeMaster {
-	m := &fakeMaster{t: t, index: 1, forget: map[string]bool{}}
+	m := &fakeMaster{t: t, index: 1, forget: map[string]bool{}, answered: map[uint64][]api.Assignment{}}
 	m.cond = sync.NewCond(&m.mu)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/agents/{id}/assignments", m.assignments)
@@ -73,9 +80,34 @@ func (m *fakeMaster) assignments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := api.Assignments{Index: m.index, Tasks: slices.Clone(m.tasks)}
+	m.answered[m.index] = out.Tasks
+	if prev, ok := m.answered[after]; ok && !m.noDelta && r.URL.Query().Get("delta") == "true" {
+		m.deltas++
+		out = assignmentDelta(prev, out)
+	}
 	m.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// assignmentDelta is whole as a delta from prev: the assignments added
+// or changed, and the ids removed.
+func assignmentDelta(prev []api.Assignment, whole api.Assignments) api.Assignments {
+	out := api.Assignments{Index: whole.Index, Delta: true, Tasks: []api.Assignment{}}
+	was := map[string]api.Assignment{}
+	for _, a := range prev {
+		was[a.Task.ID] = a
+	}
+	for _, a := range whole.Tasks {
+		if old, ok := was[a.Task.ID]; !ok || !reflect.DeepEqual(old, a) {
+			out.Tasks = append(out.Tasks, a)
+		}
+		delete(was, a.Task.ID)
+	}
+	for id := range was {
+		out.Removed = append(out.Removed, id)
+	}
+	return out
 }
 
 func (m *fakeMaster) status(w http.ResponseWriter, r *http.Request) {
@@ -648,9 +680,9 @@ func TestOrphansOfARunningTaskAreReaped(t *testing.T) {
 	// The reaper scans on SIGCHLD: an orphan that exits long after the
 	// scans that followed its task's start is reaped too, within one
 	// spacing of scans (reapEvery) and some headroom.
-	m.set(shTask("late", `(sleep 5 & echo $! > orphan.pid); exec sleep 1000`))
+	m.set(shTask("late", `(sleep 4 & echo $! > orphan.pid); exec sleep 1000`))
 	late := readPid(t, filepath.Join(dir, "sandboxes", "late", "orphan.pid"))
-	eventually(t, 5*time.Second, "the late orphan exited", func() bool {
+	eventually(t, 10*time.Second, "the late orphan exited", func() bool {
 		st, _, _, ok := procStat(late)
 		return !ok || st == 'Z'
 	})
@@ -704,5 +736,55 @@ func TestReportsRunningTaskTheMasterThoughtUnreachable(t *testing.T) {
 	}
 	if starts != 1 {
 		t.Fatalf("states %v: the task was started again", m.states("back"))
+	}
+}
+
+// TestDeltaAndWholeAssignmentsReconcileAlike: the agent reconciles a delta
+// answer alone (the work follows the change, not the number of tasks),
+// and ends where a whole-list reconcile ends: a task killed on request, a
+// task no longer assigned killed and then forgotten once it has ended, a
+// finished task forgotten once unassigned, an unreachable task
+// re-reported.
+func TestDeltaAndWholeAssignmentsReconcileAlike(t *testing.T) {
+	for _, mode := range []string{"delta", "whole"} {
+		t.Run(mode, func(t *testing.T) {
+			m := newFakeMaster(t)
+			m.noDelta = mode == "whole"
+			a, _ := startAgent(t, testConfig(t, m, t.TempDir()))
+			m.set(shTask("kill", `exec sleep 1000`))
+			m.set(shTask("drop", `exec sleep 1000`))
+			m.set(shTask("done", `exit 0`))
+			m.set(shTask("back", `exec sleep 1000`))
+			waitState(t, m, "kill", api.TaskRunning)
+			waitState(t, m, "drop", api.TaskRunning)
+			waitState(t, m, "back", api.TaskRunning)
+			waitState(t, m, "done", api.TaskFinished)
+
+			m.setGoal("kill", api.GoalKill)
+			waitState(t, m, "kill", api.TaskKilled)
+			m.remove("drop")
+			waitState(t, m, "drop", api.TaskKilled)
+			m.remove("done")
+			m.remove("kill")
+			m.setState("back", api.TaskUnreachable)
+			eventually(t, 5*time.Second, "back's RUNNING re-reported", func() bool { return m.taskState("back") == api.TaskRunning })
+			var ids []string
+			eventually(t, 5*time.Second, "the agent holds only back", func() bool {
+				ids = ids[:0]
+				for _, ti := range a.Tasks() {
+					ids = append(ids, ti.ID)
+				}
+				return slices.Equal(ids, []string{"back"})
+			})
+			if n := len(m.states("back")); m.states("back")[0] != api.TaskStarting || slices.Index(m.states("back")[1:], api.TaskStarting) >= 0 {
+				t.Fatalf("back's states %v (%d): started again", m.states("back"), n)
+			}
+			m.mu.Lock()
+			deltas := m.deltas
+			m.mu.Unlock()
+			if mode == "delta" && deltas < 5 || mode == "whole" && deltas != 0 {
+				t.Fatalf("%s mode: %d delta answers", mode, deltas)
+			}
+		})
 	}
 }
