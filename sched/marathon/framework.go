@@ -902,7 +902,8 @@ func lastFailure(st *sched.Store, appID string) *api.TaskFailure {
 }
 
 // spreadsBetter reports whether an app's next instance is better placed on
-// agent a (with free resources aLeft) than on b. Instances of one app spread
+// the offer a than on b (each with its agent's facts, what is left of it
+// and the app's instances on its host and site). Instances of one app spread
 // by default, as a user expects for availability: first over agents (the
 // fewest of the app's instances on the host), then over sites, then toward
 // the agent with the larger share of its CPUs and memory still free (so
@@ -910,14 +911,14 @@ func lastFailure(st *sched.Store, appID string) *api.TaskFailure {
 // only offers that satisfy both are compared. The allocator's DRF order
 // decides which framework sees the offers first; within one framework's
 // round every agent's offer is compared, so DRF does not narrow the spread.
-func spreadsBetter(a facts, aLeft api.Resources, b facts, bLeft api.Resources, onHost, onSite map[string]int) bool {
-	if onHost[a.Host] != onHost[b.Host] {
-		return onHost[a.Host] < onHost[b.Host]
+func spreadsBetter(a, b *offerLeft) bool {
+	if *a.onHost != *b.onHost {
+		return *a.onHost < *b.onHost
 	}
-	if onSite[a.Site] != onSite[b.Site] {
-		return onSite[a.Site] < onSite[b.Site]
+	if *a.onSite != *b.onSite {
+		return *a.onSite < *b.onSite
 	}
-	return freeShare(a.Total, aLeft) > freeShare(b.Total, bLeft)+1e-9
+	return freeShare(a.f.Total, a.left) > freeShare(b.f.Total, b.left)+1e-9
 }
 
 // freeShare is the smaller of the free shares of CPUs and memory.

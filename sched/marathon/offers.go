@@ -59,6 +59,14 @@ type offerLeft struct {
 	used   bool
 	reason map[string]bool // why the app being placed could not use it
 	all    map[string]bool // why any app could not
+
+	// For the app being placed: its instances on the agent's host and
+	// site (shared by offers of one host or site), and the host ports
+	// picked for its next task here, kept until this offer takes a task.
+	onHost, onSite *int
+	ports          []int
+	portsOK        bool
+	portsValid     bool
 }
 
 // planOffers fits the apps that miss instances (and are not delayed) into
@@ -123,12 +131,24 @@ func planOffers(in offerInput) offerPlan {
 		reqPorts := hostPortRequests(app)
 		failed := make([]bool, len(left))
 		reasons := map[string]int{}
-		tried := map[int]bool{}
+		tried := make([]bool, len(left))
 		launched := 0
-		onHost, onSite := map[string]int{}, map[string]int{}
+		onHost, onSite := map[string]*int{}, map[string]*int{}
+		counter := func(m map[string]*int, k string) *int {
+			n := m[k]
+			if n == nil {
+				n = new(int)
+				m[k] = n
+			}
+			return n
+		}
 		for _, pl := range placed {
-			onHost[pl.Host]++
-			onSite[pl.Site]++
+			*counter(onHost, pl.Host)++
+			*counter(onSite, pl.Site)++
+		}
+		for _, ol := range left {
+			ol.onHost, ol.onSite = counter(onHost, ol.f.Host), counter(onSite, ol.f.Site)
+			ol.portsValid = false
 		}
 		var rp *residentPlan
 		offered := func(agent string) bool {
@@ -185,8 +205,11 @@ func planOffers(in offerInput) offerPlan {
 					reason = "InsufficientGpus"
 				}
 				if reason == "" {
-					var ok bool
-					if ports, ok = pickPortsFunc(reqPorts, ol.left.Ports, ol.taken); !ok {
+					if !ol.portsValid {
+						ol.ports, ol.portsOK = pickPortsFunc(reqPorts, ol.left.Ports, ol.taken)
+						ol.portsValid = true
+					}
+					if ports = ol.ports; !ol.portsOK {
 						reason = "InsufficientPorts"
 					}
 				}
@@ -202,7 +225,7 @@ func planOffers(in offerInput) offerPlan {
 					}
 					continue
 				}
-				if best < 0 || spreadsBetter(ol.f, ol.left, left[best].f, left[best].left, onHost, onSite) {
+				if best < 0 || spreadsBetter(ol, left[best]) {
 					best, bestPorts = i, ports
 				}
 			}
@@ -231,26 +254,30 @@ func planOffers(in offerInput) offerPlan {
 				ol.busy[port] = true
 			}
 			ol.used = true
+			ol.portsValid = false
 			acs.placed(ol.f)
-			onHost[ol.f.Host]++
-			onSite[ol.f.Site]++
+			*ol.onHost++
+			*ol.onSite++
 			launched++
 			cursor = best + 1
 		}
 		if launched < launch {
 			p.wants = true
 		}
-		st := &appOfferStats{processed: len(tried), reasons: reasons, launched: launched > 0}
-		for i := range tried {
-			if !left[i].used {
-				st.unused++
+		st := &appOfferStats{reasons: reasons, launched: launched > 0}
+		for i, t := range tried {
+			if t {
+				st.processed++
+				if !left[i].used {
+					st.unused++
+				}
 			}
 		}
 		if st.unused > 0 {
 			st.last = []api.UnusedOffer{}
-			for i := range tried {
+			for i, t := range tried {
 				ol := left[i]
-				if ol.used || len(ol.reason) == 0 || len(st.last) >= 10 {
+				if !t || ol.used || len(ol.reason) == 0 || len(st.last) >= 10 {
 					continue
 				}
 				st.last = append(st.last, api.UnusedOffer{Offer: *ol.o, Reason: sortedKeys(ol.reason), Timestamp: api.Timestamp(now)})
@@ -259,7 +286,7 @@ func planOffers(in offerInput) offerPlan {
 		p.stats[appID] = st
 		p.order = append(p.order, appID)
 		for _, ol := range left {
-			ol.reason = map[string]bool{}
+			clear(ol.reason)
 		}
 	}
 	for _, ol := range left {
