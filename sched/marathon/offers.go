@@ -47,6 +47,7 @@ type offerPlan struct {
 	stats       map[string]*appOfferStats // app id →
 	order       []string                  // the app ids of stats, in the order looked at
 	backoffDrop []string                  // apps whose backoff a new version reset
+	delayed     bool                      // some app misses instances but waits for its launch delay
 }
 
 // offerLeft is an offer while it is being filled.
@@ -104,6 +105,7 @@ func planOffers(in offerInput) offerPlan {
 			if b.version != app.Version {
 				p.backoffDrop = append(p.backoffDrop, appID) // a new version resets the backoff
 			} else if b.notBefore.After(now) {
+				p.delayed = true
 				continue
 			}
 		}
@@ -290,7 +292,13 @@ func planOffers(in offerInput) offerPlan {
 		}
 	}
 	for _, ol := range left {
-		if !ol.used {
+		// An offer every app that looked could use, but none needed, is
+		// not declined: a refusal would keep the agent from the next app
+		// created, until a revive (at most one per MinReviveInterval)
+		// lifts it. The framework wants no offers once its apps are
+		// placed, so the allocator does not offer it again before an app
+		// needs one, unless an app waits for its launch delay.
+		if !ol.used && (len(ol.all) > 0 || p.delayed) {
 			p.res.Declines = append(p.res.Declines, sched.Decline{OfferID: ol.o.ID, RefuseFor: in.cfg.RefuseFor, Reasons: sortedKeys(ol.all)})
 		}
 	}

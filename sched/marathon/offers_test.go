@@ -35,10 +35,10 @@ func TestPlanOffers(t *testing.T) {
 				stats: []string{"/a: 2/0 map[] launched"}},
 		},
 		{
-			name:   "the instance already running on h1 sends the next to h2",
+			name:   "the instance already running on h1 sends the next to h2; h1, fit but not needed, is not declined",
 			v:      planView([]*api.App{planApp("/a", 2)}, planTask("/a", "a.0", api.TaskRunning)),
 			offers: []api.Offer{offer("a1", "h1", 4, 1000), offer("a2", "h2", 4, 1000)},
-			want: want{launches: []string{"o-a2 a.1"}, declines: []string{"o-a1:"},
+			want: want{launches: []string{"o-a2 a.1"},
 				stats: []string{"/a: 2/1 map[] launched"}},
 		},
 		{
