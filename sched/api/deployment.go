@@ -25,7 +25,9 @@ type DeploymentAction struct {
 	Action                string            `json:"action"`
 	App                   string            `json:"app,omitempty"`
 	Pod                   string            `json:"pod,omitempty"`
-	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults,omitempty"`
+	// Marathon sends it, always, in currentActions (as [] when no check
+	// runs) and never in steps: set (non-nil) only in currentActions.
+	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults,omitzero"`
 }
 
 // DeploymentResult is what every deployable call returns.

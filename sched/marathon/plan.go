@@ -56,6 +56,16 @@ func (c change) action() string {
 // under affectedPods only, and in the actions as "pod" with the pod
 // actions' names (Marathon's DeploymentAction.actionName).
 func marathonDeployment(d api.Deployment) api.Deployment {
+	// Marathon's currentActions carry readinessCheckResults, [] when
+	// no readiness check runs (its DeploymentActionInfo); steps do not.
+	cur := make([]api.DeploymentAction, len(d.CurrentActions))
+	for i, a := range d.CurrentActions {
+		if a.ReadinessCheckResults == nil {
+			a.ReadinessCheckResults = []api.ReadinessResult{}
+		}
+		cur[i] = a
+	}
+	d.CurrentActions = cur
 	if len(d.AffectedPods) == 0 {
 		return d
 	}

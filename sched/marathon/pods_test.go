@@ -475,6 +475,13 @@ func TestDeploymentShowsPodsAsMarathon(t *testing.T) {
 	if len(got.Current) != 3 || got.Current[1]["pod"] != "/db" || got.Current[1]["action"] != "StartPod" || got.Current[1]["app"] != nil {
 		t.Errorf("currentActions %v", got.Current)
 	}
+	// Marathon's currentActions always carry readinessCheckResults ([]
+	// with no readiness check); its steps never do (the want above).
+	for _, a := range got.Current {
+		if r, ok := a["readinessCheckResults"].([]any); !ok || len(r) != 0 {
+			t.Errorf("currentActions entry %v: want readinessCheckResults []", a)
+		}
+	}
 	// The stored plan is untouched.
 	if a := d.Steps[0].Actions[1]; a.Action != ActionStart || a.App != "/db" || a.Pod != "" {
 		t.Errorf("marathonDeployment changed the stored plan: %+v", d.Steps[0].Actions[1])
@@ -544,9 +551,9 @@ func TestPodDeploymentAndGroupsOnRealMaster(t *testing.T) {
 		apps, pods := fmt.Sprint(d["affectedApps"]), fmt.Sprint(d["affectedPods"])
 		acts := fmt.Sprint(d["currentActions"])
 		switch {
-		case pods == "[/team/db]" && apps == "[]" && acts == "[map[action:StartPod pod:/team/db]]":
+		case pods == "[/team/db]" && apps == "[]" && acts == "[map[action:StartPod pod:/team/db readinessCheckResults:[]]]":
 			seen["pod"] = true
-		case apps == "[/team/web]" && pods == "[]" && acts == "[map[action:StartApplication app:/team/web]]":
+		case apps == "[/team/web]" && pods == "[]" && acts == "[map[action:StartApplication app:/team/web readinessCheckResults:[]]]":
 			seen["app"] = true
 		default:
 			t.Errorf("deployment %v", d)
