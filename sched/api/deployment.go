@@ -22,9 +22,9 @@ type DeploymentStep struct {
 // shows it, one pod (StartPod, StopPod, ScalePod, RestartPod, with Pod set
 // instead of App).
 type DeploymentAction struct {
-	Action                string            `json:"action"`
-	App                   string            `json:"app,omitempty"`
-	Pod                   string            `json:"pod,omitempty"`
+	Action string `json:"action"`
+	App    string `json:"app,omitempty"`
+	Pod    string `json:"pod,omitempty"`
 	// Marathon sends it, always, in currentActions (as [] when no check
 	// runs) and never in steps: set (non-nil) only in currentActions.
 	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults,omitzero"`
