@@ -323,3 +323,31 @@ func TestSecretsNeedAKey(t *testing.T) {
 		t.Fatalf("secret put without a key: %v", err)
 	}
 }
+
+// Deployment events carry Marathon's plan, which names its apps and pods
+// only in its steps: a token that reads /team-a/* sees the deployments of
+// /team-a's apps and pods, and not those that touch anything else.
+func TestDeploymentEventsVisibleToTokensOfTheirApps(t *testing.T) {
+	pol, err := ParsePolicy("p", []byte(`{"apps": {"/team-a/*": "read"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := compileAuthz(&ACLToken{ACLToken: api.ACLToken{Name: "alice"}}, []*api.ACLPolicy{pol})
+	plan := func(actions string) api.Event {
+		return api.Event{Type: "deployment_info", Data: []byte(`{"eventType":"deployment_info","plan":{"id":"d1","version":"v","steps":[{"actions":[` +
+			actions + `]}]},"currentStep":{"actions":[` + actions + `]}}`)}
+	}
+	for _, c := range []struct {
+		actions string
+		want    bool
+	}{
+		{`{"action":"StartApplication","app":"/team-a/web"}`, true},
+		{`{"action":"StartPod","pod":"/team-a/db"}`, true},
+		{`{"action":"StartApplication","app":"/team-a/web"},{"action":"ScaleApplication","app":"/team-b/web"}`, false},
+		{`{"action":"StopPod","pod":"/other"}`, false},
+	} {
+		if got := eventVisible(a, plan(c.actions)); got != c.want {
+			t.Errorf("deployment of %s: visible %v, want %v", c.actions, got, c.want)
+		}
+	}
+}

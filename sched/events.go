@@ -221,9 +221,9 @@ func (m *Master) handleAbdicate(w http.ResponseWriter, r *http.Request) {
 var sseField = strings.NewReplacer("\r", " ", "\n", " ")
 
 // eventVisible reports whether a token may see an event: one about apps
-// it can read (appId, appDefinition.id, a deployment's affectedApps), a
-// run of a job it can read, the stream's own events; anything else only
-// with read on every app.
+// it can read (appId, appDefinition.id, the apps and pods a deployment
+// plan's steps act on), a run of a job it can read, the stream's own
+// events; anything else only with read on every app.
 func eventVisible(a *Authz, ev api.Event) bool {
 	if a.Full() {
 		return true
@@ -239,6 +239,12 @@ func eventVisible(a *Authz, ev api.Event) bool {
 		} `json:"appDefinition"`
 		Plan *struct {
 			AffectedApps []string `json:"affectedApps"`
+			Steps        []struct {
+				Actions []struct {
+					App string `json:"app"`
+					Pod string `json:"pod"`
+				} `json:"actions"`
+			} `json:"steps"`
 		} `json:"plan"`
 		Job string `json:"job"`
 	}
@@ -250,13 +256,28 @@ func eventVisible(a *Authz, ev api.Event) bool {
 		return a.CanReadApp(probe.AppID)
 	case probe.AppDefinition != nil && probe.AppDefinition.ID != "":
 		return a.CanReadApp(probe.AppDefinition.ID)
-	case probe.Plan != nil && len(probe.Plan.AffectedApps) > 0:
-		for _, id := range probe.Plan.AffectedApps {
+	case probe.Plan != nil:
+		// Deployment events carry Marathon's plan: its apps and pods
+		// are those its steps act on (it has no affectedApps there).
+		ids := probe.Plan.AffectedApps
+		for _, st := range probe.Plan.Steps {
+			for _, ac := range st.Actions {
+				ids = append(ids, ac.App, ac.Pod)
+			}
+		}
+		seen := false
+		for _, id := range ids {
+			if id == "" {
+				continue
+			}
 			if !a.CanReadApp(id) {
 				return false
 			}
+			seen = true
 		}
-		return true
+		if seen {
+			return true
+		}
 	case ev.Type == api.EventJobRun && probe.Job != "":
 		return a.Job(probe.Job) >= AccessRead
 	}
