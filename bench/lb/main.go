@@ -703,6 +703,10 @@ type pairResult struct {
 // cores favours neither; the verdict is the median of the per-pair ratios.
 // Only good answers count as throughput; weft's socket errors and non-2xx
 // answers are counted as failures. CPU is each proxy's own utime+stime.
+// Each pair's row also shows both p50s and each proxy's context switches
+// per request, so that a p99 gap can be told apart from extra work per
+// request (a higher p50, more CPU or switches) and from the shared cores'
+// noise (p50, CPU and switches alike, p99 apart).
 func pairPhase(e *env, name, weftURL, haURL string, host bool) (pairResult, error) {
 	return pairWith(e, name, weftURL, haURL, e.haPid, "HA", host)
 }
@@ -725,7 +729,7 @@ func pairWith(e *env, name, weftURL, haURL string, haPid int, peer string, host 
 	var weft, ha agg
 	var res pairResult
 	var ratios, p99Ratios, cpuRatios []float64
-	fmt.Printf("  %-4s %10s %10s %7s %8s %8s %10s %10s %7s %9s %9s\n", "pair", "weft req/s", peer+" req/s", "ratio", "weft p99", peer+" p99", "weft µs/r", peer+" µs/r", "cpu ×", "weft sys", peer+" sys")
+	fmt.Printf("  %-4s %10s %10s %7s %8s %8s %8s %8s %10s %10s %7s %9s %9s %7s %7s\n", "pair", "weft req/s", peer+" req/s", "ratio", "weft p50", peer+" p50", "weft p99", peer+" p99", "weft µs/r", peer+" µs/r", "cpu ×", "weft sys", peer+" sys", "weft cs/r", peer+" cs/r")
 	for i := 0; i < *tcpRuns; i++ {
 		var rw, rh wrkResult
 		order := []bool{true, false}
@@ -757,8 +761,8 @@ func pairWith(e *env, name, weftURL, haURL string, haPid int, peer string, host 
 		ratios = append(ratios, ratio)
 		p99Ratios = append(p99Ratios, float64(rw.p99)/float64(rh.p99))
 		cpuRatios = append(cpuRatios, cw/ch)
-		fmt.Printf("  %-4d %10.0f %10.0f %6.2f× %7.2fms %7.2fms %10.1f %10.1f %6.2f× %8.0f%% %8.0f%%\n", i, rw.rps, rh.rps, ratio,
-			float64(rw.p99)/1e6, float64(rh.p99)/1e6, cw, ch, cw/ch, rw.sysShare*100, rh.sysShare*100)
+		fmt.Printf("  %-4d %10.0f %10.0f %6.2f× %7.2fms %7.2fms %7.2fms %7.2fms %10.1f %10.1f %6.2f× %8.0f%% %8.0f%% %7.2f %7.2f\n", i, rw.rps, rh.rps, ratio,
+			float64(rw.p50)/1e6, float64(rh.p50)/1e6, float64(rw.p99)/1e6, float64(rh.p99)/1e6, cw, ch, cw/ch, rw.sysShare*100, rh.sysShare*100, rw.switches, rh.switches)
 	}
 	res.ratio, res.p99Ratio = median(ratios), median(p99Ratios)
 	res.weftRPS, res.haRPS = median(weft.rps), median(ha.rps)
