@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,9 +173,9 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 		key := "after\x00" + after + "\x00" + r.URL.RawQuery
 		rest := v.main(key)
 		if rest == nil {
-			d := buildAppsData(q, v, canCreate, -1)
+			d := buildAppsData(q, v, canCreate, 0) // the filtered rows, none rendered into the page
 			i := sort.Search(len(d.Rows), func(i int) bool { return d.Rows[i].ID > after })
-			rest = []byte(appRowsHTML(d.Rows[i:]))
+			rest = appendRows(nil, d.Rows[i:])
 			if v.index != 0 {
 				v.keepMain(key, rest)
 			}
@@ -319,6 +320,19 @@ func appRowsHTML(rows []*appRow) template.HTML {
 		b.WriteString(rows[i].HTML)
 	}
 	return template.HTML(b.String())
+}
+
+// appendRows appends the rows' HTML to b.
+func appendRows(b []byte, rows []*appRow) []byte {
+	n := len(b)
+	for i := range rows {
+		n += len(rows[i].HTML)
+	}
+	b = slices.Grow(b, n-len(b))
+	for i := range rows {
+		b = append(b, rows[i].HTML...)
+	}
+	return b
 }
 
 // writeRow writes one table row directly: with a thousand apps,
