@@ -39,7 +39,8 @@ type fakeMaster struct {
 	// master's delta form); noDelta answers whole lists only.
 	answered map[uint64][]api.Assignment
 	noDelta  bool
-	deltas   int // delta answers sent
+	deltas   int                // delta answers sent
+	batches  [][]api.TaskStatus // each status post's updates
 }
 
 func newFakeMaster(t *testing.T) *fakeMaster {
@@ -119,6 +120,7 @@ func (m *fakeMaster) status(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.posts++
+	m.batches = append(m.batches, ups)
 	if m.down || m.postFail > 0 {
 		if m.postFail > 0 {
 			m.postFail--
@@ -784,6 +786,46 @@ func TestDeltaAndWholeAssignmentsReconcileAlike(t *testing.T) {
 			m.mu.Unlock()
 			if mode == "delta" && deltas < 5 || mode == "whole" && deltas != 0 {
 				t.Fatalf("%s mode: %d delta answers", mode, deltas)
+			}
+		})
+	}
+}
+
+// TestStartingAndRunningGoInOnePost: a process task's TASK_STARTING waits
+// (StartingLinger) for its TASK_RUNNING, and both reach the master in one
+// post, in order: one commit for the launch instead of two. Without the
+// linger they usually go in two.
+func TestStartingAndRunningGoInOnePost(t *testing.T) {
+	for _, linger := range []time.Duration{2 * time.Second, -1} {
+		t.Run(linger.String(), func(t *testing.T) {
+			m := newFakeMaster(t)
+			cfg := testConfig(t, m, t.TempDir())
+			cfg.StartingLinger = linger
+			startAgent(t, cfg)
+			began := time.Now()
+			m.set(shTask("quick", `exec sleep 1000`))
+			waitState(t, m, "quick", api.TaskRunning)
+			if d := time.Since(began); linger > 0 && d > linger {
+				t.Errorf("RUNNING after %v: the linger was not cut short by RUNNING", d)
+			}
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			var together bool
+			for _, b := range m.batches {
+				var states []string
+				for _, u := range b {
+					if u.TaskID == "quick" {
+						states = append(states, u.State)
+					}
+				}
+				together = together || slices.Equal(states, []string{api.TaskStarting, api.TaskRunning})
+			}
+			switch {
+			case linger > 0 && !together:
+				t.Fatalf("STARTING and RUNNING in separate posts: %v", m.batches)
+			case linger < 0 && together:
+				// Possible without the linger too, when the reporter wakes late.
+				t.Logf("without the linger, STARTING and RUNNING still went in one post")
 			}
 		})
 	}

@@ -65,6 +65,12 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// StatusBatch is the most status updates posted in one call.
 	StatusBatch int
+	// StartingLinger is how long a post of TASK_STARTING updates alone
+	// waits for more (default DefaultStartingLinger; negative: not at
+	// all). A process task is RUNNING a few ms after STARTING: both then
+	// go in one post, which the master applies in one commit, instead of
+	// the launch waiting for two.
+	StartingLinger time.Duration
 	// DefaultKillGrace is the SIGTERM-to-SIGKILL grace of a task whose spec
 	// gives none (Mesos: 3 s).
 	DefaultKillGrace time.Duration
@@ -110,6 +116,7 @@ const (
 	DefaultRetryMin         = 200 * time.Millisecond
 	DefaultRetryMax         = 5 * time.Second
 	DefaultStatusBatch      = 256
+	DefaultStartingLinger   = 20 * time.Millisecond
 	DefaultKillGrace        = 3 * time.Second
 	DefaultStartTimeout     = 10 * time.Minute
 	DefaultFetchTimeout     = 5 * time.Minute
@@ -131,6 +138,7 @@ func DefaultConfig() Config {
 		RetryMin:         DefaultRetryMin,
 		RetryMax:         DefaultRetryMax,
 		StatusBatch:      DefaultStatusBatch,
+		StartingLinger:   DefaultStartingLinger,
 		DefaultKillGrace: DefaultKillGrace,
 		StartTimeout:     DefaultStartTimeout,
 		FetchTimeout:     DefaultFetchTimeout,
@@ -165,6 +173,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.AssignmentsWait, d.AssignmentsWait)
 	setDur(&c.RetryMin, d.RetryMin)
 	setDur(&c.RetryMax, d.RetryMax)
+	if c.StartingLinger == 0 {
+		c.StartingLinger = d.StartingLinger
+	}
 	setDur(&c.DefaultKillGrace, d.DefaultKillGrace)
 	setDur(&c.StartTimeout, d.StartTimeout)
 	setDur(&c.FetchTimeout, d.FetchTimeout)

@@ -102,6 +102,7 @@ func (r *reporter) pendingCount() int {
 func (r *reporter) run(ctx context.Context) {
 	cfg := r.a.cfg
 	attempt := 0
+	lingered := false // the pending batch has waited its StartingLinger
 	for {
 		r.mu.Lock()
 		n := min(len(r.pending), cfg.StatusBatch)
@@ -115,6 +116,11 @@ func (r *reporter) run(ctx context.Context) {
 				continue
 			}
 		}
+		if attempt == 0 && !lingered && onlyStarting(batch) && r.linger(ctx, cfg.StartingLinger) {
+			lingered = true
+			continue // the batch again, with what came meanwhile
+		}
+		lingered = false
 		updates := make([]api.TaskStatus, n)
 		for i, u := range batch {
 			updates[i] = u.st
@@ -159,6 +165,43 @@ func (r *reporter) run(ctx context.Context) {
 		r.remove(batch)
 		if len(unknown) > 0 {
 			r.a.unknownTasks(unknown)
+		}
+	}
+}
+
+// onlyStarting reports whether every update of batch is TASK_STARTING.
+func onlyStarting(batch []queued) bool {
+	for _, u := range batch {
+		if u.st.State != api.TaskStarting {
+			return false
+		}
+	}
+	return true
+}
+
+// linger waits up to d for an update that is not TASK_STARTING to be
+// queued (a task's RUNNING after its STARTING); false when d is not
+// positive. It returns true once it has waited, whatever came.
+func (r *reporter) linger(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+			return true
+		case <-r.wake:
+			r.mu.Lock()
+			n := min(len(r.pending), r.a.cfg.StatusBatch)
+			done := !onlyStarting(r.pending[:n])
+			r.mu.Unlock()
+			if done {
+				return true
+			}
 		}
 	}
 }
