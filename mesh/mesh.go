@@ -359,20 +359,6 @@ const (
 	youngSyncFor        = 10 * time.Second
 )
 
-// What an idle node pays for gossip (issue #20: ≤ 0.3 % of a core in a
-// 22-node mesh). memberlist's LAN defaults are a probe of one member every
-// 1 s (a ping and an ack through WireGuard at both ends, each packet a
-// handful of goroutine wake-ups) and a full state exchange every 30 s.
-// Changes still travel at once (gossip every 200 ms, the mesh's fast
-// exchange after a join or a change); what takes longer is noticing a
-// dead member (marked failed some 10 s after it died, where it was 5-7 s;
-// a dead direct path is the data plane's to notice, in DeadAfter) and
-// repairing state that nothing announced.
-const (
-	idleProbe    = 2 * time.Second
-	idlePushPull = time.Minute
-)
-
 // syncFor keeps the fast state exchange on for at least d from now.
 func (m *Mesh) syncFor(d time.Duration) {
 	until := time.Now().Add(d).UnixNano()
@@ -492,12 +478,7 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 	// broadcasts sent before a peer was configured are lost, and a
 	// frequent full-state exchange repairs that quickly. The mesh runs
 	// one every fastSync while members come and go (Run); memberlist's
-	// own is what an idle mesh pays, and so is its probe of one member
-	// per interval (a ping and an ack through WireGuard at each end).
-	if m.cfg.Gossip == "lan" {
-		ml.PushPullInterval = idlePushPull
-		ml.ProbeInterval = idleProbe
-	}
+	// own, every 30 s, is what an idle mesh pays.
 	if m.key != nil {
 		kr, err := memberlist.NewKeyring(nil, m.key)
 		if err != nil {
