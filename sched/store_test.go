@@ -206,3 +206,48 @@ func TestStoreReadChangedForgetsOldWrites(t *testing.T) {
 		t.Fatalf("after the 11th write: keys %v complete %v, want [t11]", keys, ok)
 	}
 }
+
+// encodeCommand writes what json.Marshal of the command writes, once
+// decoded: puts with values (HTML-escaped text, nested structs), deletes,
+// checks with and without an index, events, and no events.
+func TestEncodeCommandDecodesAsMarshal(t *testing.T) {
+	rec := &TaskRecord{Task: api.Task{ID: "a.1", AppID: "/a<b>&c", Ports: []int{31000}}, Goal: api.GoalRun}
+	ops := []Op{Check(TableTasks, "a.1", 0), Put(TableTasks, "a.1", rec), Check(TableTasks, "a.2", 7), Delete(TableTasks, "a.2"), Put(TableTasks, "a.3", nil)}
+	for _, events := range [][]api.Event{nil, {{Type: "status_update_event", Data: json.RawMessage(`{"x":1}`)}}} {
+		got, err := encodeCommand(ops, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := command{Events: events}
+		for _, op := range ops {
+			w := wireOp{Kind: op.Kind, Table: op.Table, Key: op.Key, Index: op.Index}
+			if op.Kind == OpPut {
+				w.Value, _ = json.Marshal(op.Value)
+			}
+			want.Ops = append(want.Ops, w)
+		}
+		wantB, _ := json.Marshal(want)
+		var g, w command
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("decoding %s: %v", got, err)
+		}
+		if err := json.Unmarshal(wantB, &w); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*command{&g, &w} {
+			for i := range c.Ops {
+				var b bytes.Buffer
+				if len(c.Ops[i].Value) > 0 {
+					_ = json.Compact(&b, c.Ops[i].Value)
+					c.Ops[i].Value = b.Bytes()
+				}
+			}
+		}
+		if gb, wb := fmt.Sprintf("%+v", g), fmt.Sprintf("%+v", w); gb != wb || len(g.Ops) != len(ops) {
+			t.Fatalf("encodeCommand decodes as\n%s\nwant\n%s", gb, wb)
+		}
+	}
+	if _, err := encodeCommand([]Op{Put("nope", "k", 1)}, nil); err == nil {
+		t.Fatal("unknown table: no error")
+	}
+}

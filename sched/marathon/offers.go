@@ -88,6 +88,8 @@ func planOffers(in offerInput) offerPlan {
 		left[i] = ol
 	}
 	cursor := 0
+	var perApp [][]sched.Launch
+	nLaunches := 0
 	for _, appID := range v.appIDs {
 		if in.cands != nil && !in.cands[appID] {
 			continue
@@ -164,6 +166,9 @@ func planOffers(in offerInput) offerPlan {
 		if isResident(app) {
 			rp = newResidentPlan(in.reservations[appID], app, v.tasks[appID])
 		}
+		// This app's launches, sized once (a Launch is large: appending
+		// thousands to one slice copied them over and over).
+		launches := make([]sched.Launch, 0, min(launch, 16*len(left)))
 		for launched < launch {
 			best, bestPorts := -1, []int(nil)
 			// A resident app relaunches on a free reservation's agent, or
@@ -247,7 +252,7 @@ func planOffers(in offerInput) offerPlan {
 				}
 				p.res.Ops = append(p.res.Ops, onReservation(&rec, r))
 			}
-			p.res.Launches = append(p.res.Launches, sched.Launch{OfferID: ol.o.ID, Task: rec})
+			launches = append(launches, sched.Launch{OfferID: ol.o.ID, Task: rec})
 			ol.left.Cpus -= app.Cpus
 			ol.left.Mem -= app.Mem
 			ol.left.Disk -= needDisk
@@ -286,9 +291,19 @@ func planOffers(in offerInput) offerPlan {
 			}
 		}
 		p.stats[appID] = st
+		if len(launches) > 0 {
+			perApp = append(perApp, launches)
+			nLaunches += len(launches)
+		}
 		p.order = append(p.order, appID)
 		for _, ol := range left {
 			clear(ol.reason)
+		}
+	}
+	if nLaunches > 0 {
+		p.res.Launches = make([]sched.Launch, 0, nLaunches)
+		for _, ls := range perApp {
+			p.res.Launches = append(p.res.Launches, ls...)
 		}
 	}
 	for _, ol := range left {
