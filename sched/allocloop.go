@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -222,7 +223,7 @@ func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot,
 	ops = append(ops, res.Ops...)
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := m.applyTimed(actx, "allocator", ops, res.Events...); err != nil {
+	if err := a.commit(actx, ops, len(res.Ops) == 0 && len(res.Events) == 0, res.Events); err != nil {
 		lvl := m.log.Error
 		if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotLeader) {
 			lvl = m.log.Warn
@@ -242,6 +243,45 @@ func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot,
 		s.free.Ports = cutPorts(st.offer.Resources.Ports, st.ports)
 		s.fp = agentFingerprint(s.node, s.free)
 	}
+}
+
+// commitChunk is the most launches the allocator commits in one raft
+// entry when an answer has no other ops.
+const commitChunk = 1000
+
+// commit applies an answer's ops. A large answer of launches alone
+// (splittable: each task's Check and Put stand on their own) goes in
+// chunks applied at once, so encoding, the raft log's write and the
+// state machine's decoding of different chunks overlap instead of
+// running one after the other on one entry of thousands of tasks. A
+// chunk that fails leaves the others committed; the framework gets new
+// offers for what is missing, as after any failed commit.
+func (a *allocator) commit(ctx context.Context, ops []Op, splittable bool, events []api.Event) error {
+	if !splittable || len(ops) <= 2*commitChunk {
+		_, err := a.m.applyTimed(ctx, "allocator", ops, events...)
+		return err
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for len(ops) > 0 {
+		n := min(len(ops), 2*commitChunk)
+		chunk := ops[:n]
+		ops = ops[n:]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.m.applyTimed(ctx, "allocator", chunk); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // safeWants asks a framework whether it wants offers; a panic is logged
