@@ -47,7 +47,7 @@ type offerPlan struct {
 	stats       map[string]*appOfferStats // app id →
 	order       []string                  // the app ids of stats, in the order looked at
 	backoffDrop []string                  // apps whose backoff a new version reset
-	delayed     bool                      // some app misses instances but waits for its launch delay
+	delayed     bool                      // some app waits for its launch delay or its deployment's order
 }
 
 // offerLeft is an offer while it is being filled.
@@ -96,6 +96,7 @@ func planOffers(in offerInput) offerPlan {
 		}
 		app := v.apps[appID]
 		if v.held(appID) {
+			p.delayed = true // held by its deployment's order: it may miss instances
 			continue
 		}
 		at := classify(app, v.tasks[appID], func(r *sched.TaskRecord) bool { return inactive(app, r, now) })
@@ -312,7 +313,8 @@ func planOffers(in offerInput) offerPlan {
 		// created, until a revive (at most one per MinReviveInterval)
 		// lifts it. The framework wants no offers once its apps are
 		// placed, so the allocator does not offer it again before an app
-		// needs one, unless an app waits for its launch delay.
+		// needs one, unless an app waits for its launch delay or its
+		// deployment's order (it would ask for offers again and again).
 		if !ol.used && (len(ol.all) > 0 || p.delayed) {
 			p.res.Declines = append(p.res.Declines, sched.Decline{OfferID: ol.o.ID, RefuseFor: in.cfg.RefuseFor, Reasons: sortedKeys(ol.all)})
 		}
