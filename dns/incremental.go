@@ -94,15 +94,27 @@ func sameGroup(g *taskGroup, out *groupOut) bool {
 	if len(g.tasks) != len(out.tasks) || (g.app == nil) != (out.app == nil) {
 		return false
 	}
-	if g.app != out.app && g.app != nil && !reflect.DeepEqual(g.app, out.app) {
+	if g.app != nil && !same(g.app, out.app, (*api.App).Rev) {
 		return false
 	}
 	for i, t := range g.tasks {
-		if t != out.tasks[i] && !reflect.DeepEqual(t, out.tasks[i]) {
+		if !same(t, out.tasks[i], (*api.Task).Rev) {
 			return false
 		}
 	}
 	return true
+}
+
+// same: a and b are equal. From a Mirror's States (a Rev), the Rev says
+// so without a deep comparison of every task of every group per change.
+func same[T any](a, b *T, rev func(*T) uint64) bool {
+	if a == b {
+		return true
+	}
+	if ra, rb := rev(a), rev(b); ra != 0 || rb != 0 {
+		return ra == rb
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 func sameRecordConfig(a, b RecordConfig) bool {

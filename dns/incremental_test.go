@@ -125,6 +125,42 @@ func tableDump(t *Table) string {
 // its site, the additional records, empty non-terminals and NXDOMAIN
 // alike, the zone text and /v1/enumerate.
 func TestPatchEqualsRebuild(t *testing.T) {
+	t.Run("states", func(t *testing.T) { patchEqualsRebuild(t, false) })
+	// As a node runs: each change goes through the watch's Mirror, whose
+	// States tell unchanged apps and tasks by their Rev.
+	t.Run("mirror", func(t *testing.T) { patchEqualsRebuild(t, true) })
+}
+
+// changesBetween is what the master's change watch sends to bring a
+// mirror from prev to next.
+func changesBetween(prev, next *api.State) *api.Changes {
+	c := &api.Changes{Index: next.Index, Leader: next.Leader, Domain: next.Domain, Deleted: &api.Deleted{}}
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	apps, tasks := map[string]string{}, map[string]string{}
+	for _, a := range prev.Apps {
+		apps[a.ID] = js(a)
+	}
+	for _, tk := range prev.Tasks {
+		tasks[tk.ID] = js(tk)
+	}
+	for _, a := range next.Apps {
+		if old, ok := apps[a.ID]; !ok || old != js(a) {
+			c.Apps = append(c.Apps, a)
+		}
+		delete(apps, a.ID)
+	}
+	for _, tk := range next.Tasks {
+		if old, ok := tasks[tk.ID]; !ok || old != js(tk) {
+			c.Tasks = append(c.Tasks, tk)
+		}
+		delete(tasks, tk.ID)
+	}
+	c.Deleted.Apps = slices.Sorted(maps.Keys(apps))
+	c.Deleted.Tasks = slices.Sorted(maps.Keys(tasks))
+	return c
+}
+
+func patchEqualsRebuild(t *testing.T, viaMirror bool) {
 	newSrv := func() *Server {
 		cfg := DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
@@ -140,12 +176,27 @@ func TestPatchEqualsRebuild(t *testing.T) {
 	inc := newSrv()
 	rng := rand.New(rand.NewPCG(7, 19))
 	st := patchState()
-	inc.SetState(st)
+	var mirror api.Mirror
+	set := func(prev, next *api.State) {
+		if !viaMirror {
+			inc.SetState(next)
+			return
+		}
+		if prev == nil {
+			mirror.Apply(&api.Changes{Snapshot: true, Index: next.Index, Leader: next.Leader, Domain: next.Domain,
+				Nodes: next.Nodes, Apps: next.Apps, Tasks: next.Tasks})
+		} else {
+			mirror.Apply(changesBetween(prev, next))
+		}
+		inc.SetState(mirror.State())
+	}
+	set(nil, st)
 	patched := 0
 	const steps = 400
 	for i := 0; i < steps; i++ {
+		prev := st
 		st = mutate(st, rng, i)
-		inc.SetState(st)
+		set(prev, st)
 		if inc.Table().patched {
 			patched++
 		}

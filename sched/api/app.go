@@ -10,6 +10,7 @@ import (
 // Every field of the definition is kept, honoured or not yet, so that a PUT
 // followed by a GET returns what the user sent, with defaults filled in.
 type App struct {
+	rev                        uint64              // see Rev
 	ID                         string              `json:"id"`
 	Cmd                        *string             `json:"cmd"`
 	Args                       []string            `json:"args"`

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +50,19 @@ func (c *Changes) Empty() bool {
 		len(c.Deployments) == 0 && len(c.Jobs) == 0 && c.Deleted == nil
 }
 
+// mirrorRev numbers every app and task a Mirror takes in (see App.Rev).
+var mirrorRev atomic.Uint64
+
+// Rev identifies this version of the app as a Mirror took it in: two apps
+// with one non-zero Rev are the same, with different ones they may differ.
+// Zero for an app that did not come through a Mirror. It lets a user of
+// successive States (dns) tell an unchanged app without comparing it.
+func (a *App) Rev() uint64 { return a.rev }
+
+// Rev identifies this version of the task as a Mirror took it in (see
+// App.Rev).
+func (t *Task) Rev() uint64 { return t.rev }
+
 // Mirror is a copy of the cluster state kept by applying Changes.
 type Mirror struct {
 	index       uint64
@@ -79,9 +93,11 @@ func (m *Mirror) Apply(c *Changes) {
 		m.nodes, m.nodesHash = c.Nodes, c.NodesHash
 	}
 	for _, a := range c.Apps {
+		a.rev = mirrorRev.Add(1)
 		m.apps[a.ID] = a
 	}
 	for _, t := range c.Tasks {
+		t.rev = mirrorRev.Add(1)
 		m.tasks[t.ID] = t
 	}
 	for _, d := range c.Deployments {

@@ -34,6 +34,7 @@ func Terminal(state string) bool {
 
 // Task is a Marathon task (task.raml), as every API and the watch return it.
 type Task struct {
+	rev                uint64              // see Rev
 	ID                 string              `json:"id"`
 	AppID              string              `json:"appId"`
 	Host               string              `json:"host"`

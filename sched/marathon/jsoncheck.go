@@ -126,6 +126,9 @@ func checkTypes(v any, t reflect.Type, path string, out *[]api.ErrorDetail) {
 func checkStruct(m map[string]any, t reflect.Type, path string, out *[]api.ErrorDetail) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
 		if f.Anonymous && f.Type.Kind() == reflect.Struct {
 			checkStruct(m, f.Type, path, out)
 			continue
