@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -74,6 +76,10 @@ type Mirror struct {
 	tasks       map[string]Task
 	deployments map[string]Deployment
 	jobs        map[string]Job
+	// appIDs and taskIDs are the keys of apps and tasks in order, nil
+	// once a key comes or goes: most changes only change tasks, and
+	// State need not sort thousands of ids for each.
+	appIDs, taskIDs []string
 }
 
 // Index is the store index the mirror is at (0 before the first snapshot).
@@ -92,12 +98,21 @@ func (m *Mirror) Apply(c *Changes) {
 	if c.Nodes != nil {
 		m.nodes, m.nodesHash = c.Nodes, c.NodesHash
 	}
+	if c.Snapshot {
+		m.appIDs, m.taskIDs = nil, nil
+	}
 	for _, a := range c.Apps {
 		a.rev = mirrorRev.Add(1)
+		if _, ok := m.apps[a.ID]; !ok {
+			m.appIDs = nil
+		}
 		m.apps[a.ID] = a
 	}
 	for _, t := range c.Tasks {
 		t.rev = mirrorRev.Add(1)
+		if _, ok := m.tasks[t.ID]; !ok {
+			m.taskIDs = nil
+		}
 		m.tasks[t.ID] = t
 	}
 	for _, d := range c.Deployments {
@@ -112,6 +127,12 @@ func (m *Mirror) Apply(c *Changes) {
 		}
 		for _, k := range d.Tasks {
 			delete(m.tasks, k)
+		}
+		if len(d.Apps) > 0 {
+			m.appIDs = nil
+		}
+		if len(d.Tasks) > 0 {
+			m.taskIDs = nil
 		}
 		for _, k := range d.Deployments {
 			delete(m.deployments, k)
@@ -133,11 +154,17 @@ func (m *Mirror) State() *State {
 		Deployments: make([]Deployment, 0, len(m.deployments)),
 		Jobs:        make([]Job, 0, len(m.jobs)),
 	}
-	for _, a := range m.apps {
-		st.Apps = append(st.Apps, a)
+	if m.appIDs == nil {
+		m.appIDs = slices.Sorted(maps.Keys(m.apps))
 	}
-	for _, t := range m.tasks {
-		st.Tasks = append(st.Tasks, t)
+	if m.taskIDs == nil {
+		m.taskIDs = slices.Sorted(maps.Keys(m.tasks))
+	}
+	for _, id := range m.appIDs {
+		st.Apps = append(st.Apps, m.apps[id])
+	}
+	for _, id := range m.taskIDs {
+		st.Tasks = append(st.Tasks, m.tasks[id])
 	}
 	for _, d := range m.deployments {
 		st.Deployments = append(st.Deployments, d)
@@ -145,7 +172,10 @@ func (m *Mirror) State() *State {
 	for _, j := range m.jobs {
 		st.Jobs = append(st.Jobs, j)
 	}
-	SortState(st)
+	// Apps and tasks are in order already.
+	sort.Slice(st.Deployments, func(i, j int) bool { return st.Deployments[i].ID < st.Deployments[j].ID })
+	sort.Slice(st.Jobs, func(i, j int) bool { return st.Jobs[i].Name < st.Jobs[j].Name })
+	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].ID < st.Nodes[j].ID })
 	return st
 }
 
