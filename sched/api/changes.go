@@ -179,16 +179,6 @@ func (m *Mirror) State() *State {
 	return st
 }
 
-// SortState sorts a State's lists by id (jobs by name), as the master
-// sends them.
-func SortState(st *State) {
-	sort.Slice(st.Apps, func(i, j int) bool { return st.Apps[i].ID < st.Apps[j].ID })
-	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].ID < st.Tasks[j].ID })
-	sort.Slice(st.Deployments, func(i, j int) bool { return st.Deployments[i].ID < st.Deployments[j].ID })
-	sort.Slice(st.Jobs, func(i, j int) bool { return st.Jobs[i].Name < st.Jobs[j].Name })
-	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].ID < st.Nodes[j].ID })
-}
-
 // Changes is the change watch: GET /v1/state/changes?index=N&nodes=H&wait=W.
 // It blocks until the state is past after or the nodes no longer hash to
 // nodesHash, or about wait has passed.
