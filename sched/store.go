@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -576,6 +577,22 @@ func (s *Store) List(table string) []Entry {
 	out := make([]Entry, 0, len(t))
 	for _, e := range t {
 		out = append(out, *e)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// ListPrefix returns the entries of table whose keys begin with prefix,
+// sorted by key: List without copying and sorting the rest of the table
+// (the meta table holds several kinds of keys).
+func (s *Store) ListPrefix(table, prefix string) []Entry {
+	s.mu.RLock()
+	var out []Entry
+	for k, e := range s.tables[table] {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, *e)
+		}
 	}
 	s.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })

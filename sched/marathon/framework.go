@@ -140,7 +140,7 @@ func (f *Framework) Run(ctx context.Context, m sched.MasterHandle) error {
 			m.Revive()
 		}
 		if st.IsLeader() {
-			f.pruneOutcomes(ctx, st, m.Now())
+			f.prune(ctx, st, m.Now())
 			if err := f.releaseReservations(ctx, st); err != nil && ctx.Err() == nil && !errors.Is(err, sched.ErrConflict) {
 				f.log.Warn("releasing reservations", "err", err)
 			}

@@ -40,10 +40,7 @@ type groupRecord struct {
 // readGroups returns every group record by group id.
 func readGroups(st *sched.Store) map[string]groupRecord {
 	out := map[string]groupRecord{}
-	for _, e := range st.List(sched.TableMeta) {
-		if !strings.HasPrefix(e.Key, metaGroup) {
-			continue
-		}
+	for _, e := range st.ListPrefix(sched.TableMeta, metaGroup) {
 		var g groupRecord
 		if raw, ok := e.Value.(*json.RawMessage); ok && json.Unmarshal(*raw, &g) == nil {
 			out[strings.TrimPrefix(e.Key, metaGroup)] = g
@@ -131,10 +128,8 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 		app := v.apps[id]
 		ops = append(ops, sched.Check(sched.TableApps, id, v.appIdx[id]), sched.Delete(sched.TableApps, id),
 			sched.Delete(sched.TableMeta, metaLastFailure+id))
-		for _, ve := range st.List(sched.TableAppVersions) {
-			if strings.HasPrefix(ve.Key, id+"@") {
-				ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
-			}
+		for _, ve := range st.ListPrefix(sched.TableAppVersions, id+"@") {
+			ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
 		}
 		changes = append(changes, change{From: app})
 	}

@@ -1017,10 +1017,8 @@ func (f *Framework) deleteApp(w http.ResponseWriter, r *http.Request, m sched.Ma
 	e, _ := st.Get(sched.TableApps, id)
 	ops := []sched.Op{sched.Check(sched.TableApps, id, e.ModifyIndex), sched.Delete(sched.TableApps, id),
 		sched.Delete(sched.TableMeta, metaLastFailure+id)}
-	for _, ve := range st.List(sched.TableAppVersions) {
-		if strings.HasPrefix(ve.Key, id+"@") {
-			ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
-		}
+	for _, ve := range st.ListPrefix(sched.TableAppVersions, id+"@") {
+		ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
 	}
 	res, aerr := f.deploy(r.Context(), m, v, []change{{From: app}}, boolParam(r, "force"), ops)
 	if aerr != nil {
@@ -1082,10 +1080,8 @@ func (f *Framework) appVersions(w http.ResponseWriter, r *http.Request, m sched.
 		return nil
 	}
 	vs := []string{}
-	for _, e := range st.List(sched.TableAppVersions) {
-		if strings.HasPrefix(e.Key, id+"@") {
-			vs = append(vs, strings.TrimPrefix(e.Key, id+"@"))
-		}
+	for _, e := range st.ListPrefix(sched.TableAppVersions, id+"@") {
+		vs = append(vs, strings.TrimPrefix(e.Key, id+"@"))
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(vs)))
 	writeJSON(w, 200, map[string]any{"versions": vs})
@@ -1470,10 +1466,8 @@ func (f *Framework) serveDeployment(w http.ResponseWriter, r *http.Request, m sc
 			continue
 		case old == nil:
 			ops = append(ops, sched.Check(sched.TableApps, appID, curIdx), sched.Delete(sched.TableApps, appID))
-			for _, ve := range st.List(sched.TableAppVersions) {
-				if strings.HasPrefix(ve.Key, appID+"@") {
-					ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
-				}
+			for _, ve := range st.ListPrefix(sched.TableAppVersions, appID+"@") {
+				ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
 			}
 			changes = append(changes, change{From: cur})
 		default:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -14,10 +15,18 @@ import (
 
 // metaOutcome keys how each deployment ended, so that a client that looks
 // after the end (a CI job between its PUT and `weft deployment watch`)
-// still learns it. Outcomes are kept for outcomeTTL.
+// still learns it. Outcomes are kept for outcomeTTL, and at most the
+// maxOutcomes newest: a client that deploys hundreds of times a second
+// would otherwise grow the state (and each scan of it) without bound.
 const (
 	metaOutcome = "marathon/deploymentOutcome/" // + deployment id → api.DeploymentOutcome
 	outcomeTTL  = time.Hour
+	maxOutcomes = 1000
+	// maxAppVersions is how many versions of each app (and pod) are kept,
+	// the newest; the current one is always kept.
+	maxAppVersions = 50
+	// pruneEvery is how often the leader prunes outcomes and versions.
+	pruneEvery = 10 * time.Second
 )
 
 // outcomeOp records how deployment id, of apps, ended.
@@ -25,11 +34,12 @@ func outcomeOp(id, status, reason string, now time.Time, apps ...string) sched.O
 	return sched.Put(sched.TableMeta, metaOutcome+id, api.DeploymentOutcome{ID: id, Status: status, Reason: reason, At: api.Timestamp(now), AffectedApps: apps})
 }
 
-// pruneOutcomes deletes outcomes older than outcomeTTL, at most once a
-// minute.
-func (f *Framework) pruneOutcomes(ctx context.Context, st *sched.Store, now time.Time) {
+// prune deletes outcomes older than outcomeTTL or beyond the maxOutcomes
+// newest, and each app's versions beyond the maxAppVersions newest, at
+// most once every pruneEvery.
+func (f *Framework) prune(ctx context.Context, st *sched.Store, now time.Time) {
 	f.mu.Lock()
-	due := now.Sub(f.outcomesPruned) >= time.Minute
+	due := now.Sub(f.outcomesPruned) >= pruneEvery
 	if due {
 		f.outcomesPruned = now
 	}
@@ -37,21 +47,66 @@ func (f *Framework) pruneOutcomes(ctx context.Context, st *sched.Store, now time
 	if !due {
 		return
 	}
+	ops := pruneOps(st.ListPrefix(sched.TableMeta, metaOutcome), st.List(sched.TableAppVersions), st.List(sched.TableApps), now)
+	// In bounded batches: one raft entry stays small.
+	for len(ops) > 0 && ctx.Err() == nil {
+		n := min(len(ops), 1000)
+		if _, err := st.Apply(ctx, ops[:n]); err != nil {
+			if ctx.Err() == nil {
+				f.log.Warn("pruning deployment outcomes and app versions", "err", err)
+			}
+			return
+		}
+		ops = ops[n:]
+	}
+}
+
+// pruneOps are the deletes prune makes, given the outcomes, every app
+// version (keys "id@version", sorted) and the apps. Pure.
+func pruneOps(outcomes, versions, apps []sched.Entry, now time.Time) []sched.Op {
 	var ops []sched.Op
 	cutoff := api.Timestamp(now.Add(-outcomeTTL))
-	for _, e := range st.List(sched.TableMeta) {
-		if !strings.HasPrefix(e.Key, metaOutcome) {
-			continue
-		}
+	type kept struct {
+		key, at string
+	}
+	var keep []kept
+	for _, e := range outcomes {
 		if o, ok := decodeOutcome(e.Value); !ok || o.At < cutoff {
 			ops = append(ops, sched.Delete(sched.TableMeta, e.Key))
+		} else {
+			keep = append(keep, kept{e.Key, o.At})
 		}
 	}
-	if len(ops) > 0 {
-		if _, err := st.Apply(ctx, ops); err != nil && ctx.Err() == nil {
-			f.log.Warn("pruning deployment outcomes", "err", err)
+	if len(keep) > maxOutcomes {
+		sort.Slice(keep, func(i, j int) bool {
+			return keep[i].at > keep[j].at || keep[i].at == keep[j].at && keep[i].key > keep[j].key
+		})
+		for _, k := range keep[maxOutcomes:] {
+			ops = append(ops, sched.Delete(sched.TableMeta, k.key))
 		}
 	}
+	current := map[string]bool{}
+	for _, a := range apps {
+		if app, ok := a.Value.(*api.App); ok {
+			current[app.ID+"@"+app.Version] = true
+		}
+	}
+	// Versions sort by app, then by time (the version is a fixed-width
+	// UTC timestamp): the oldest of each app come first.
+	for i := 0; i < len(versions); {
+		id, _, _ := strings.Cut(versions[i].Key, "@")
+		j := i
+		for j < len(versions) && strings.HasPrefix(versions[j].Key, id+"@") {
+			j++
+		}
+		for k := i; k < j-maxAppVersions; k++ {
+			if !current[versions[k].Key] {
+				ops = append(ops, sched.Delete(sched.TableAppVersions, versions[k].Key))
+			}
+		}
+		i = j
+	}
+	return ops
 }
 
 func decodeOutcome(v any) (api.DeploymentOutcome, bool) {

@@ -868,10 +868,8 @@ func (f *Framework) deletePod(w http.ResponseWriter, r *http.Request, m sched.Ma
 	e, _ := st.Get(sched.TableApps, id)
 	ops := []sched.Op{sched.Check(sched.TableApps, id, e.ModifyIndex), sched.Delete(sched.TableApps, id),
 		sched.Delete(sched.TableMeta, metaLastFailure+id)}
-	for _, ve := range st.List(sched.TableAppVersions) {
-		if strings.HasPrefix(ve.Key, id+"@") {
-			ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
-		}
+	for _, ve := range st.ListPrefix(sched.TableAppVersions, id+"@") {
+		ops = append(ops, sched.Delete(sched.TableAppVersions, ve.Key))
 	}
 	res, aerr := f.deploy(r.Context(), m, v, []change{{From: app}}, boolParam(r, "force"), ops, podEvent(eventPodDeleted, r))
 	if aerr != nil {
@@ -901,10 +899,8 @@ func (f *Framework) podVersions(w http.ResponseWriter, r *http.Request, m sched.
 		return nil
 	}
 	out := []string{}
-	for _, ve := range st.List(sched.TableAppVersions) {
-		if strings.HasPrefix(ve.Key, id+"@") {
-			out = append(out, strings.TrimPrefix(ve.Key, id+"@"))
-		}
+	for _, ve := range st.ListPrefix(sched.TableAppVersions, id+"@") {
+		out = append(out, strings.TrimPrefix(ve.Key, id+"@"))
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(out)))
 	writeJSON(w, 200, out)
