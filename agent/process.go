@@ -281,7 +281,10 @@ func (e *ProcessExecutor) Start(ctx context.Context, l Launch) (Handle, error) {
 		orphans.watch(h.pid)
 	}
 	if group != nil {
-		h.watchOOM()
+		// Off Start's path: registering with the kernel costs a few
+		// writes to the cgroup filesystem per task.
+		h.oomSet = make(chan struct{})
+		go h.watchOOM()
 	}
 	go h.wait(cmd)
 	return h, nil
@@ -411,7 +414,8 @@ func (e *ProcessExecutor) recoverRecord(path string, rec processRecord) *process
 		done: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if group != nil {
-		h.watchOOM()
+		h.oomSet = make(chan struct{})
+		go h.watchOOM()
 	}
 	go h.watchRecovered(rec.StartTime)
 	return h
@@ -515,7 +519,8 @@ type processHandle struct {
 	pid       int // also the process group id
 	recovered bool
 	group     *cgroups.Group // nil: no limits
-	stopOOM   func()         // ends watchOOM's watch; nil when none (set before the handle's goroutines start)
+	stopOOM   func()         // ends watchOOM's watch; nil when none (read after oomSet)
+	oomSet    chan struct{}  // closed once watchOOM has set stopOOM; nil when no watch
 
 	mu       sync.Mutex
 	exit     Exit
@@ -587,6 +592,9 @@ func (h *processHandle) finish(ex Exit) {
 			h.e.log.Warn("task process group still has members after SIGKILL", "task", h.taskID, "pgid", h.pid)
 			break
 		}
+	}
+	if h.oomSet != nil {
+		<-h.oomSet
 	}
 	if h.stopOOM != nil {
 		h.stopOOM()

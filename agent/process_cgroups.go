@@ -167,6 +167,7 @@ var oomPoll = 250 * time.Millisecond
 // (cgroups.Manager.WatchOOM: one watcher for every task); finish stops
 // the watch. Only where it cannot is the group polled.
 func (h *processHandle) watchOOM() {
+	defer close(h.oomSet)
 	stop, err := h.e.cfg.Cgroups.WatchOOM(h.group, h.oomKill)
 	if err == nil {
 		h.stopOOM = stop
