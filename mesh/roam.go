@@ -27,10 +27,7 @@ import (
 const forgetFor = time.Minute
 
 // watchAddrs signals (coalesced, after a short settling delay) whenever an
-// address of an interface other than ours (linkIdx) is added or removed,
-// and whenever such an interface changes state: an address given to a
-// link that is still down counts once the link is up, and no address
-// event comes then.
+// address of an interface other than ours (linkIdx) is added or removed.
 func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struct{} {
 	out := make(chan struct{}, 1)
 	addrs := make(chan netlink.AddrUpdate, 16)
@@ -40,11 +37,10 @@ func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struc
 		close(done)
 		return out
 	}
-	links := make(chan netlink.LinkUpdate, 16)
-	if err := netlink.LinkSubscribe(links, done); err != nil {
-		log.Debug("watching interfaces; a link that comes up late is noticed by the 10 s reconcile only", "err", err)
-		links = nil
-	}
+	// Link changes (an address given to a link that comes up later) are
+	// not watched: the 10 s reconcile sees them, and reports of the new
+	// network that come first are kept (underlayMoved, lostAt).
+	var links chan netlink.LinkUpdate
 	go func() {
 		defer close(done)
 		var settle <-chan time.Time
