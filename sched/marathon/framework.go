@@ -528,6 +528,26 @@ func (v *view) held(appID string) bool {
 	return false
 }
 
+// deploymentApps returns the apps the deployments name (affected, or in
+// one of their steps), nil when there is none.
+func (v *view) deploymentApps() map[string]bool {
+	var out map[string]bool
+	for _, de := range v.deployments {
+		if out == nil {
+			out = map[string]bool{}
+		}
+		for _, a := range de.d.AffectedApps {
+			out[a] = true
+		}
+		for _, s := range de.d.Steps {
+			for _, a := range s.Actions {
+				out[a.App] = true
+			}
+		}
+	}
+	return out
+}
+
 // deploymentsOf lists the deployments touching an app.
 func (v *view) deploymentsOf(appID string) []api.DeploymentRef {
 	out := []api.DeploymentRef{}
@@ -726,10 +746,12 @@ func (f *Framework) reconcile(ctx context.Context, st *sched.Store) error {
 
 // reconcileChanged is the pass Run makes after a change: only the apps
 // whose definition or tasks changed since the last pass are looked at,
-// unless a full pass is due — every Tick (the timers: backoff expiry,
-// unreachable and unhealthy tasks), while deployments are under way, and
-// whenever the views built do not say what changed. A pass per task
-// change then costs in proportion to the change, not to every task.
+// and those named by a deployment under way now or at the last pass (a
+// deployment holds its later steps' apps back and lets them go as it moves
+// on or ends), unless a full pass is due — every Tick (the timers: backoff
+// expiry, unreachable and unhealthy tasks) and whenever the views built do
+// not say what changed. A pass per task change then costs in proportion
+// to the change, not to every task, also while an app is being deployed.
 func (f *Framework) reconcileChanged(ctx context.Context, st *sched.Store) error {
 	return f.reconcilePass(ctx, st, false)
 }
@@ -740,7 +762,7 @@ type reconState struct {
 	index    uint64
 	appIdx   map[string]uint64 // the view's, shared
 	appsAt   uint64            // the view's
-	deps     bool              // deployments were under way
+	depApps  map[string]bool   // the apps the deployments under way named
 	lastFull time.Time
 	last     time.Time // of the last pass, full or not
 }
@@ -770,15 +792,21 @@ func (f *Framework) changedSince(st *sched.Store, v *view, now time.Time) (map[s
 }
 
 // changedAfter returns the apps whose definition or tasks changed between
-// the pass r and the view v, or false when that cannot be told (or
-// deployments, which hold apps back, are under way).
+// the pass r and the view v, with the apps the deployments of r and of v
+// name, or false when that cannot be told.
 func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool) {
-	if r.st != st || r.appIdx == nil || r.deps || len(v.deployments) > 0 || v.index < r.index {
+	if r.st != st || r.appIdx == nil || v.index < r.index {
 		return nil, false
 	}
 	apps, ok := changedApps(st, r.index, v.index)
 	if !ok {
 		return nil, false
+	}
+	for id := range r.depApps {
+		apps[id] = true
+	}
+	for id := range v.deploymentApps() {
+		apps[id] = true
 	}
 	if r.appsAt == v.appsAt {
 		return apps, true // the same apps, read at the same index
