@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -80,6 +82,89 @@ type Mirror struct {
 	// once a key comes or goes: most changes only change tasks, and
 	// State need not sort thousands of ids for each.
 	appIDs, taskIDs []string
+	// last is the State made last; its Apps are shared by the next one
+	// when no app came, went or changed.
+	last *State
+	// What changed since last: app and task ids (added, changed or
+	// removed), all after a snapshot.
+	chApps, chTasks map[string]bool
+	chAll           bool
+	log             *changeLog
+}
+
+// changeLog is what each of a Mirror's last States changed from the one
+// before, for State.ChangedSince.
+type changeLog struct {
+	mu   sync.Mutex
+	seq  uint64 // of the last State made
+	ring [changeLogLen]stateChange
+}
+
+// changeLogLen is how many States back ChangedSince can tell.
+const changeLogLen = 64
+
+type stateChange struct {
+	seq         uint64
+	apps, tasks map[string]bool
+	all         bool
+}
+
+// ChangedSince returns the ids of the apps and of the tasks that came,
+// changed or went from old to s, two States made by one Mirror (old the
+// earlier one, not too far back); false when that is not known (other
+// mirrors, a snapshot between them, or a State not from a Mirror). It
+// says nothing of nodes, leader, domain, deployments or jobs: compare
+// those. The maps are shared: never modify them.
+func (s *State) ChangedSince(old *State) (apps, tasks map[string]bool, ok bool) {
+	if s == nil || old == nil || s.log == nil || s.log != old.log || old.seq > s.seq {
+		return nil, nil, false
+	}
+	if old.seq == s.seq {
+		return map[string]bool{}, map[string]bool{}, true
+	}
+	l := s.log
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.seq-old.seq > changeLogLen {
+		return nil, nil, false
+	}
+	if s.seq == old.seq+1 {
+		c := l.ring[s.seq%changeLogLen]
+		if c.seq != s.seq || c.all {
+			return nil, nil, false
+		}
+		return c.apps, c.tasks, true
+	}
+	apps, tasks = map[string]bool{}, map[string]bool{}
+	for q := old.seq + 1; q <= s.seq; q++ {
+		c := l.ring[q%changeLogLen]
+		if c.seq != q || c.all {
+			return nil, nil, false
+		}
+		maps.Copy(apps, c.apps)
+		maps.Copy(tasks, c.tasks)
+	}
+	return apps, tasks, true
+}
+
+// App returns the app with this id, nil when there is none. The State's
+// apps must be in id order, as the master and a Mirror give them.
+func (s *State) App(id string) *App {
+	i, ok := slices.BinarySearchFunc(s.Apps, id, func(a App, id string) int { return strings.Compare(a.ID, id) })
+	if !ok {
+		return nil
+	}
+	return &s.Apps[i]
+}
+
+// Task returns the task with this id, nil when there is none. The State's
+// tasks must be in id order, as the master and a Mirror give them.
+func (s *State) Task(id string) *Task {
+	i, ok := slices.BinarySearchFunc(s.Tasks, id, func(t Task, id string) int { return strings.Compare(t.ID, id) })
+	if !ok {
+		return nil
+	}
+	return &s.Tasks[i]
 }
 
 // Index is the store index the mirror is at (0 before the first snapshot).
@@ -100,6 +185,10 @@ func (m *Mirror) Apply(c *Changes) {
 	}
 	if c.Snapshot {
 		m.appIDs, m.taskIDs = nil, nil
+		m.chAll = true
+	}
+	if m.chApps == nil {
+		m.chApps, m.chTasks = map[string]bool{}, map[string]bool{}
 	}
 	for _, a := range c.Apps {
 		a.rev = mirrorRev.Add(1)
@@ -107,6 +196,7 @@ func (m *Mirror) Apply(c *Changes) {
 			m.appIDs = nil
 		}
 		m.apps[a.ID] = a
+		m.chApps[a.ID] = true
 	}
 	for _, t := range c.Tasks {
 		t.rev = mirrorRev.Add(1)
@@ -114,6 +204,7 @@ func (m *Mirror) Apply(c *Changes) {
 			m.taskIDs = nil
 		}
 		m.tasks[t.ID] = t
+		m.chTasks[t.ID] = true
 	}
 	for _, d := range c.Deployments {
 		m.deployments[d.ID] = d
@@ -124,9 +215,11 @@ func (m *Mirror) Apply(c *Changes) {
 	if d := c.Deleted; d != nil {
 		for _, k := range d.Apps {
 			delete(m.apps, k)
+			m.chApps[k] = true
 		}
 		for _, k := range d.Tasks {
 			delete(m.tasks, k)
+			m.chTasks[k] = true
 		}
 		if len(d.Apps) > 0 {
 			m.appIDs = nil
@@ -144,15 +237,17 @@ func (m *Mirror) Apply(c *Changes) {
 }
 
 // State returns the mirror as a State, sorted as GET /v1/state sorts it.
-// The State is new; its elements are shared with the mirror and must not be
-// modified.
+// The State is new; its elements are shared with the mirror (and its Apps
+// with the State before when no app changed) and must not be modified.
 func (m *Mirror) State() *State {
+	if m.log == nil {
+		m.log = &changeLog{}
+	}
 	st := &State{Index: m.index, Leader: m.leader, Domain: m.domain,
 		Nodes:       append([]Node{}, m.nodes...),
-		Apps:        make([]App, 0, len(m.apps)),
-		Tasks:       make([]Task, 0, len(m.tasks)),
 		Deployments: make([]Deployment, 0, len(m.deployments)),
 		Jobs:        make([]Job, 0, len(m.jobs)),
+		log:         m.log,
 	}
 	if m.appIDs == nil {
 		m.appIDs = slices.Sorted(maps.Keys(m.apps))
@@ -160,12 +255,25 @@ func (m *Mirror) State() *State {
 	if m.taskIDs == nil {
 		m.taskIDs = slices.Sorted(maps.Keys(m.tasks))
 	}
-	for _, id := range m.appIDs {
-		st.Apps = append(st.Apps, m.apps[id])
+	if m.last != nil && !m.chAll && len(m.chApps) == 0 {
+		st.Apps = m.last.Apps
+	} else {
+		st.Apps = make([]App, 0, len(m.apps))
+		for _, id := range m.appIDs {
+			st.Apps = append(st.Apps, m.apps[id])
+		}
 	}
+	st.Tasks = make([]Task, 0, len(m.tasks))
 	for _, id := range m.taskIDs {
 		st.Tasks = append(st.Tasks, m.tasks[id])
 	}
+	m.log.mu.Lock()
+	m.log.seq++
+	st.seq = m.log.seq
+	m.log.ring[st.seq%changeLogLen] = stateChange{seq: st.seq, apps: m.chApps, tasks: m.chTasks, all: m.chAll || m.last == nil}
+	m.log.mu.Unlock()
+	m.chApps, m.chTasks, m.chAll = map[string]bool{}, map[string]bool{}, false
+	m.last = st
 	for _, d := range m.deployments {
 		st.Deployments = append(st.Deployments, d)
 	}

@@ -11,6 +11,11 @@ type State struct {
 	Tasks       []Task       `json:"tasks"`
 	Deployments []Deployment `json:"deployments"`
 	Jobs        []Job        `json:"jobs"`
+
+	// A Mirror's States: their number and the Mirror's log of what each
+	// changed (see ChangedSince).
+	seq uint64
+	log *changeLog
 }
 
 // ErrorBody is Marathon's error body.

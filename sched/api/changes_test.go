@@ -1,0 +1,124 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestChangedSince applies random changes to a Mirror, takes States at
+// random points, and checks that what ChangedSince says between any two
+// of them is exactly the apps and tasks the changes between them touched,
+// and that App and Task find every app and task by id.
+func TestChangedSince(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var m Mirror
+	type taken struct {
+		st          *State
+		apps, tasks map[string]bool // touched since the State before
+		afterSnap   bool
+	}
+	var states []taken
+	touchedApps, touchedTasks := map[string]bool{}, map[string]bool{}
+	snap := false
+	index := uint64(0)
+	told := 0
+	check := func(j int) {
+		for i := max(0, j-changeLogLen-3); i <= j; i++ {
+			apps, tasks, ok := states[j].st.ChangedSince(states[i].st)
+			wantApps, wantTasks, wantOK := map[string]bool{}, map[string]bool{}, j-i <= changeLogLen
+			for k := i + 1; k <= j; k++ {
+				wantOK = wantOK && !states[k].afterSnap
+				maps.Copy(wantApps, states[k].apps)
+				maps.Copy(wantTasks, states[k].tasks)
+			}
+			if ok != wantOK {
+				t.Fatalf("states %d → %d: ok %v, want %v (seqs %d %d, snap %v %v)", i, j, ok, wantOK, states[i].st.seq, states[j].st.seq, states[i].afterSnap, states[j].afterSnap)
+			}
+			if !ok {
+				continue
+			}
+			told++
+			if !maps.Equal(apps, wantApps) || !maps.Equal(tasks, wantTasks) {
+				t.Fatalf("states %d → %d: apps %v tasks %v, want %v %v", i, j, apps, tasks, wantApps, wantTasks)
+			}
+			// Apps and tasks not reported are the same in both.
+			for _, a := range states[j].st.Apps {
+				if !apps[a.ID] {
+					if o := states[i].st.App(a.ID); o == nil || o.Rev() != a.Rev() {
+						t.Fatalf("states %d → %d: app %s changed, not reported", i, j, a.ID)
+					}
+				}
+			}
+			for _, tk := range states[j].st.Tasks {
+				if !tasks[tk.ID] {
+					if o := states[i].st.Task(tk.ID); o == nil || o.Rev() != tk.Rev() {
+						t.Fatalf("states %d → %d: task %s changed, not reported", i, j, tk.ID)
+					}
+				}
+			}
+		}
+		if _, _, ok := states[j].st.ChangedSince(&State{}); ok {
+			t.Fatal("told the changes since a State not from the Mirror")
+		}
+		var other Mirror
+		other.Apply(&Changes{Index: 1, Snapshot: true})
+		if _, _, ok := states[j].st.ChangedSince(other.State()); ok {
+			t.Fatal("told the changes since another Mirror's State")
+		}
+	}
+	for step := 0; step < 600; step++ {
+		index++
+		c := &Changes{Index: index}
+		switch r := rng.IntN(20); {
+		case step == 0 || r == 0 && rng.IntN(4) == 0:
+			c.Snapshot = true
+			snap = true
+			for i := 0; i < 5+rng.IntN(5); i++ {
+				c.Apps = append(c.Apps, App{ID: fmt.Sprintf("/a%d", rng.IntN(30))})
+			}
+		case r < 8:
+			for i := 0; i < 1+rng.IntN(3); i++ {
+				id := fmt.Sprintf("/a%d.t%d", rng.IntN(30), rng.IntN(5))
+				c.Tasks = append(c.Tasks, Task{ID: id, State: TaskRunning})
+				touchedTasks[id] = true
+			}
+		case r < 11:
+			id := fmt.Sprintf("/a%d", rng.IntN(30))
+			c.Apps = append(c.Apps, App{ID: id, Instances: rng.IntN(4)})
+			touchedApps[id] = true
+		case r < 14:
+			c.Deleted = &Deleted{Tasks: []string{fmt.Sprintf("/a%d.t%d", rng.IntN(30), rng.IntN(5))}}
+			touchedTasks[c.Deleted.Tasks[0]] = true
+		case r < 16:
+			c.Deleted = &Deleted{Apps: []string{fmt.Sprintf("/a%d", rng.IntN(30))}}
+			touchedApps[c.Deleted.Apps[0]] = true
+		default: // a deployment only
+			c.Deployments = []Deployment{{ID: fmt.Sprint(step)}}
+		}
+		m.Apply(c)
+		if rng.IntN(3) == 0 {
+			st := m.State()
+			states = append(states, taken{st, touchedApps, touchedTasks, snap})
+			touchedApps, touchedTasks, snap = map[string]bool{}, map[string]bool{}, false
+			check(len(states) - 1)
+			for i := range st.Apps {
+				if a := st.App(st.Apps[i].ID); a != &st.Apps[i] {
+					t.Fatalf("App(%s) = %p, want %p", st.Apps[i].ID, a, &st.Apps[i])
+				}
+			}
+			for i := range st.Tasks {
+				if tk := st.Task(st.Tasks[i].ID); tk != &st.Tasks[i] {
+					t.Fatalf("Task(%s) = %p, want %p", st.Tasks[i].ID, tk, &st.Tasks[i])
+				}
+			}
+			if st.App("/none") != nil || st.Task("/none") != nil {
+				t.Fatal("found an app or task that is not there")
+			}
+		}
+	}
+	if told < 1000 {
+		t.Fatalf("only %d pairs told", told)
+	}
+}
