@@ -162,6 +162,9 @@ type Proxy struct {
 
 	fstats map[string]*frontStats // static frontends
 
+	buildMu sync.Mutex
+	built   *tableBuild // the last table Apply built, for the next to patch
+
 	feat features // TLS, h2c and per-port listener state (https.go, listeners.go)
 }
 
@@ -424,9 +427,14 @@ func (p *Proxy) watch(ctx context.Context) error {
 
 // Apply builds a table from st and swaps it in. It is what the watch calls;
 // tests and embedders may call it directly. Applying the same state twice
-// changes nothing.
+// changes nothing. The table is BuildTable's, patched from the last one
+// when st says what changed since (see incremental.go).
 func (p *Proxy) Apply(st *api.State) {
-	table, problems := BuildTable(st, TableConfig{Groups: p.cfg.Group, Site: p.cfg.Site, StrictMode: p.cfg.StrictMode})
+	p.buildMu.Lock()
+	b := updateTable(p.built, st, TableConfig{Groups: p.cfg.Group, Site: p.cfg.Site, StrictMode: p.cfg.StrictMode})
+	p.built = b
+	table, problems := b.table, b.problems
+	p.buildMu.Unlock()
 	table, certProblems := p.loadAppCerts(table)
 	problems = append(problems, certProblems...)
 	problems = append(problems, p.swap(table)...)

@@ -176,9 +176,17 @@ var appTemplateLabels = map[string]bool{
 // BuildTable computes the routing table from the master's state. It is a
 // pure function: the same state and config give the same table.
 func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
+	b := buildFull(st, cfg)
+	return b.table, b.problems
+}
+
+// buildFull is BuildTable, with what the next update needs to patch the table
+// (see patchTable).
+func buildFull(st *api.State, cfg TableConfig) *tableBuild {
 	t := &Table{ByPort: map[int]*Service{}, VHosts: map[string][]*Service{}, AppIDs: map[string]*Service{}}
+	b := &tableBuild{st: st, cfg: cfg, table: t}
 	if st == nil {
-		return t, nil
+		return b
 	}
 	t.Index = st.Index
 	nodes := map[string]*api.Node{}
@@ -199,6 +207,22 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 	apps := make([]*api.App, len(st.Apps))
 	for i := range st.Apps {
 		apps[i] = &st.Apps[i]
+		if deploymentGroup(apps[i]) {
+			b.merged = true
+		}
+	}
+	b.patchable = !b.merged
+	if b.patchable {
+		b.apps = make(map[string]*builtApp, len(apps))
+		b.withProblems = map[string]bool{}
+		b.appTasks = make(map[string][]string, len(tasks))
+		for id, l := range tasks {
+			ids := make([]string, len(l))
+			for i, tk := range l {
+				ids[i] = tk.ID
+			}
+			b.appTasks[id] = ids
+		}
 	}
 	// Apps of one blue/green deployment group are served as one.
 	apps, tasks, draining, problems := mergeDeploymentGroups(apps, tasks)
@@ -213,8 +237,15 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 	for _, app := range apps {
 		svcs, ps := appServices(app, tasks[app.ID], nodes, cfg, draining)
 		problems = append(problems, ps...)
+		if b.patchable {
+			b.apps[app.ID] = &builtApp{age: appAge(app), svcs: svcs, problems: ps}
+			if len(ps) > 0 {
+				b.withProblems[app.ID] = true
+			}
+		}
 		for _, s := range svcs {
 			if prev, ok := t.ByPort[s.ServicePort]; ok {
+				b.patchable = false // which app keeps the port depends on them all
 				problems = append(problems, Problem{AppID: app.ID, PortIndex: s.PortIndex, Label: portLabel(s.PortIndex, "PORT"),
 					Message: fmt.Sprintf("service port %d is already used by app %s (older); this port is not served: choose another service port", s.ServicePort, prev.AppID)})
 				continue
@@ -226,7 +257,11 @@ func BuildTable(st *api.State, cfg TableConfig) (*Table, []Problem) {
 	sort.Slice(t.Services, func(i, j int) bool { return t.Services[i].ServicePort < t.Services[j].ServicePort })
 	t.index()
 	t.Problems = problems
-	return t, problems
+	b.problems = problems
+	if !b.patchable {
+		b.apps, b.appTasks, b.withProblems = nil, nil, nil
+	}
+	return b
 }
 
 // index builds the vhost and app-id maps from Services.
