@@ -69,19 +69,17 @@ func (t *Task) Rev() uint64 { return t.rev }
 
 // Mirror is a copy of the cluster state kept by applying Changes.
 type Mirror struct {
-	index       uint64
-	leader      string
-	domain      string
-	nodesHash   string
-	nodes       []Node
-	apps        map[string]App
-	tasks       map[string]Task
+	index     uint64
+	leader    string
+	domain    string
+	nodesHash string
+	nodes     []Node
+	// apps and tasks in id order: a State copies them in one move.
+	apps        []App
+	tasks       []Task
 	deployments map[string]Deployment
 	jobs        map[string]Job
-	// appIDs and taskIDs are the keys of apps and tasks in order, nil
-	// once a key comes or goes: most changes only change tasks, and
-	// State need not sort thousands of ids for each.
-	appIDs, taskIDs []string
+	inited      bool
 	// last is the State made last; its Apps are shared by the next one
 	// when no app came, went or changed.
 	last *State
@@ -175,37 +173,23 @@ func (m *Mirror) NodesHash() string { return m.nodesHash }
 
 // Apply brings the mirror to c.Index. A snapshot replaces everything.
 func (m *Mirror) Apply(c *Changes) {
-	if c.Snapshot || m.apps == nil {
-		m.apps, m.tasks = map[string]App{}, map[string]Task{}
+	if c.Snapshot || !m.inited {
+		m.apps, m.tasks = nil, nil
 		m.deployments, m.jobs = map[string]Deployment{}, map[string]Job{}
+		m.inited = true
 	}
 	m.index, m.leader, m.domain = c.Index, c.Leader, c.Domain
 	if c.Nodes != nil {
 		m.nodes, m.nodesHash = c.Nodes, c.NodesHash
 	}
 	if c.Snapshot {
-		m.appIDs, m.taskIDs = nil, nil
 		m.chAll = true
 	}
 	if m.chApps == nil {
 		m.chApps, m.chTasks = map[string]bool{}, map[string]bool{}
 	}
-	for _, a := range c.Apps {
-		a.rev = mirrorRev.Add(1)
-		if _, ok := m.apps[a.ID]; !ok {
-			m.appIDs = nil
-		}
-		m.apps[a.ID] = a
-		m.chApps[a.ID] = true
-	}
-	for _, t := range c.Tasks {
-		t.rev = mirrorRev.Add(1)
-		if _, ok := m.tasks[t.ID]; !ok {
-			m.taskIDs = nil
-		}
-		m.tasks[t.ID] = t
-		m.chTasks[t.ID] = true
-	}
+	m.apps = upsert(m.apps, c.Apps, func(a *App) string { return a.ID }, func(a *App) { a.rev = mirrorRev.Add(1) }, m.chApps)
+	m.tasks = upsert(m.tasks, c.Tasks, func(t *Task) string { return t.ID }, func(t *Task) { t.rev = mirrorRev.Add(1) }, m.chTasks)
 	for _, d := range c.Deployments {
 		m.deployments[d.ID] = d
 	}
@@ -213,20 +197,8 @@ func (m *Mirror) Apply(c *Changes) {
 		m.jobs[j.Name] = j
 	}
 	if d := c.Deleted; d != nil {
-		for _, k := range d.Apps {
-			delete(m.apps, k)
-			m.chApps[k] = true
-		}
-		for _, k := range d.Tasks {
-			delete(m.tasks, k)
-			m.chTasks[k] = true
-		}
-		if len(d.Apps) > 0 {
-			m.appIDs = nil
-		}
-		if len(d.Tasks) > 0 {
-			m.taskIDs = nil
-		}
+		m.apps = remove(m.apps, d.Apps, func(a *App) string { return a.ID }, m.chApps)
+		m.tasks = remove(m.tasks, d.Tasks, func(t *Task) string { return t.ID }, m.chTasks)
 		for _, k := range d.Deployments {
 			delete(m.deployments, k)
 		}
@@ -234,6 +206,50 @@ func (m *Mirror) Apply(c *Changes) {
 			delete(m.jobs, k)
 		}
 	}
+}
+
+// upsert puts each of in (stamped) into list, sorted by id, replacing the
+// element of the same id; touched gets their ids. in is not modified.
+func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map[string]bool) []T {
+	var added []T
+	for _, x := range in {
+		stamp(&x)
+		k := id(&x)
+		touched[k] = true
+		if i, ok := slices.BinarySearchFunc(list, k, func(e T, k string) int { return strings.Compare(id(&e), k) }); ok {
+			list[i] = x
+		} else {
+			added = append(added, x)
+		}
+	}
+	if len(added) == 0 {
+		return list
+	}
+	list = append(list, added...)
+	slices.SortStableFunc(list, func(a, b T) int { return strings.Compare(id(&a), id(&b)) })
+	// One id twice in in: the later one stays.
+	out := list[:0]
+	for i := range list {
+		if i+1 < len(list) && id(&list[i]) == id(&list[i+1]) {
+			continue
+		}
+		out = append(out, list[i])
+	}
+	clear(list[len(out):])
+	return out
+}
+
+// remove drops the elements of these ids from list; touched gets the ids.
+func remove[T any](list []T, ids []string, id func(*T) string, touched map[string]bool) []T {
+	if len(ids) == 0 {
+		return list
+	}
+	gone := make(map[string]bool, len(ids))
+	for _, k := range ids {
+		gone[k] = true
+		touched[k] = true
+	}
+	return slices.DeleteFunc(list, func(e T) bool { return gone[id(&e)] })
 }
 
 // State returns the mirror as a State, sorted as GET /v1/state sorts it.
@@ -249,23 +265,15 @@ func (m *Mirror) State() *State {
 		Jobs:        make([]Job, 0, len(m.jobs)),
 		log:         m.log,
 	}
-	if m.appIDs == nil {
-		m.appIDs = slices.Sorted(maps.Keys(m.apps))
-	}
-	if m.taskIDs == nil {
-		m.taskIDs = slices.Sorted(maps.Keys(m.tasks))
-	}
 	if m.last != nil && !m.chAll && len(m.chApps) == 0 {
 		st.Apps = m.last.Apps
 	} else {
-		st.Apps = make([]App, 0, len(m.apps))
-		for _, id := range m.appIDs {
-			st.Apps = append(st.Apps, m.apps[id])
-		}
+		st.Apps = append(make([]App, 0, len(m.apps)), m.apps...)
 	}
-	st.Tasks = make([]Task, 0, len(m.tasks))
-	for _, id := range m.taskIDs {
-		st.Tasks = append(st.Tasks, m.tasks[id])
+	if m.last != nil && !m.chAll && len(m.chTasks) == 0 {
+		st.Tasks = m.last.Tasks
+	} else {
+		st.Tasks = append(make([]Task, 0, len(m.tasks)), m.tasks...)
 	}
 	m.log.mu.Lock()
 	m.log.seq++
