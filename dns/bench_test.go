@@ -87,3 +87,39 @@ func BenchmarkSetStateOneTask(b *testing.B) {
 		st = &next
 	}
 }
+
+// BenchmarkSetStateOneTaskMirror is BenchmarkSetStateOneTask as a node
+// runs it: each State comes from the watch's Mirror (which tells what
+// changed); the Mirror's work is not timed.
+func BenchmarkSetStateOneTaskMirror(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { s.closeAll(); s.closeUDP() }()
+	st := benchState(1000)
+	var m api.Mirror
+	m.Apply(&api.Changes{Snapshot: true, Index: st.Index, Leader: st.Leader, Nodes: st.Nodes, Apps: st.Apps, Tasks: st.Tasks})
+	s.SetState(m.State())
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		k := 3*(i%1000) + 2
+		tk := st.Tasks[k]
+		if tk.State == api.TaskRunning {
+			tk.State = api.TaskKilled
+		} else {
+			tk.State = api.TaskRunning
+		}
+		st.Tasks[k] = tk
+		b.StopTimer() // the Mirror's own work is not the server's
+		m.Apply(&api.Changes{Index: st.Index + uint64(i) + 1, Leader: st.Leader, Tasks: []api.Task{tk}})
+		next := m.State()
+		b.StartTimer()
+		s.SetState(next)
+		if !s.Table().patched {
+			b.Fatal("rebuilt, not patched")
+		}
+	}
+}

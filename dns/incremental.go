@@ -89,6 +89,99 @@ func groupTasks(st *api.State) []*taskGroup {
 	return order
 }
 
+// taskKey is the key of the task group t is in (see groupTasks).
+func taskKey(t *api.Task) (fw, key string) {
+	fw = t.Framework
+	if fw == "" {
+		fw = "marathon"
+	}
+	if fw == "chronos" {
+		return fw, fw + "\x00" + t.Name
+	}
+	return fw, fw + "\x00" + t.AppID
+}
+
+// changedGroups returns, by key, the task groups of st that may differ
+// from info's: those of the apps and the running tasks (before or after)
+// st.ChangedSince(info.st) names, each with all its running tasks; a
+// group without any is left out (see goneKeys). all is false; ok is false
+// when the State does not tell what changed.
+func changedGroups(info *buildInfo, st *api.State) (groups []*taskGroup, all, ok bool) {
+	chApps, chTasks, ok := st.ChangedSince(info.st)
+	if !ok || len(chApps)+len(chTasks) > maxPatchGroups(len(info.groups)) {
+		return nil, false, false
+	}
+	affected := make(map[string]string, len(chApps)+2*len(chTasks)) // key → framework
+	for id := range chApps {
+		affected["marathon\x00"+id] = "marathon"
+	}
+	for id := range chTasks {
+		if t := info.st.Task(id); t != nil && t.State == api.TaskRunning {
+			fw, k := taskKey(t)
+			affected[k] = fw
+		}
+		if t := st.Task(id); t != nil && t.State == api.TaskRunning {
+			fw, k := taskKey(t)
+			affected[k] = fw
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(affected)) {
+		var tasks []*api.Task
+		if prev := info.groups[key]; prev != nil {
+			for _, t := range prev.tasks {
+				if chTasks[t.ID] {
+					continue
+				}
+				cur := st.Task(t.ID)
+				if cur == nil {
+					return nil, false, false // a task gone unannounced: not a Mirror's
+				}
+				tasks = append(tasks, cur)
+			}
+		}
+		for id := range chTasks {
+			if t := st.Task(id); t != nil && t.State == api.TaskRunning {
+				if _, k := taskKey(t); k == key {
+					tasks = append(tasks, t)
+				}
+			}
+		}
+		if len(tasks) == 0 {
+			continue
+		}
+		slices.SortFunc(tasks, func(a, c *api.Task) int { return strings.Compare(a.ID, c.ID) })
+		g := &taskGroup{framework: affected[key], key: key, tasks: tasks}
+		if g.framework == "marathon" {
+			g.app = st.App(tasks[0].AppID)
+			g.hasHC = g.app != nil && len(g.app.HealthChecks) > 0
+		}
+		groups = append(groups, g)
+	}
+	return groups, false, true
+}
+
+// goneKeys are the keys of info's groups that changedGroups looked at and
+// found no running task of (present: the groups it returned).
+func goneKeys(info *buildInfo, st *api.State, present map[string]bool) []string {
+	chApps, chTasks, _ := st.ChangedSince(info.st)
+	var out []string
+	check := func(k string) {
+		if _, ok := info.groups[k]; ok && !present[k] && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for id := range chApps {
+		check("marathon\x00" + id)
+	}
+	for id := range chTasks {
+		if t := info.st.Task(id); t != nil && t.State == api.TaskRunning {
+			_, k := taskKey(t)
+			check(k)
+		}
+	}
+	return out
+}
+
 // sameGroup: g would give the records out was made from.
 func sameGroup(g *taskGroup, out *groupOut) bool {
 	if len(g.tasks) != len(out.tasks) || (g.app == nil) != (out.app == nil) {
@@ -132,7 +225,10 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 		st.Leader != info.st.Leader || !reflect.DeepEqual(st.Nodes, info.st.Nodes) {
 		return nil, nil, false
 	}
-	groups := groupTasks(st)
+	groups, all, ok := changedGroups(info, st)
+	if !ok {
+		groups, all = groupTasks(st), true
+	}
 	var changed []*groupOut // new outputs
 	var gone []*groupOut    // outputs replaced or removed
 	present := make(map[string]bool, len(groups))
@@ -166,9 +262,15 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 			gone = append(gone, prev)
 		}
 	}
-	for k, g := range info.groups {
-		if !present[k] {
-			gone = append(gone, g)
+	if all {
+		for k, g := range info.groups {
+			if !present[k] {
+				gone = append(gone, g)
+			}
+		}
+	} else {
+		for _, k := range goneKeys(info, st, present) {
+			gone = append(gone, info.groups[k])
 		}
 	}
 	if len(gone) > limit {
@@ -177,7 +279,19 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 	// From here on the update cannot fail: info's indexes are updated in
 	// place (only the updater uses them).
 	ni := &buildInfo{st: st, cfg: info.cfg, others: info.others, contrib: info.contrib, kids: info.kids}
-	ni.groups = maps.Clone(info.groups)
+	ni.groups = info.groups
+	// keys: a group came or went (each changed group that was there
+	// before is also in gone).
+	keys := len(changed) != len(gone)
+	if !keys {
+		ck := make(map[string]bool, len(changed))
+		for _, g := range changed {
+			ck[g.key] = true
+		}
+		for _, g := range gone {
+			keys = keys || !ck[g.key]
+		}
+	}
 	affected := map[string]bool{old.zone: true} // the SOA's serial changes
 	for _, g := range gone {
 		delete(ni.groups, g.key)
@@ -200,7 +314,7 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 			ni.contrib[n] = append(ni.contrib[n], g)
 		}
 	}
-	if len(changed) > 0 || len(gone) > 0 {
+	if keys {
 		ni.keys = slices.Sorted(maps.Keys(ni.groups))
 	} else {
 		ni.keys = info.keys
@@ -208,38 +322,47 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 
 	t := &Table{
 		cfg: rc, zone: old.zone, zoneWire: old.zoneWire,
-		names: maps.Clone(old.names), sites: old.sites, nodeSite: old.nodeSite, block24: old.block24,
+		names: old.names.cow(), sites: old.sites, nodeSite: old.nodeSite, block24: old.block24,
 		count: old.count, patched: true,
 	}
-	t.groups = make([]*groupOut, len(ni.keys))
-	for i, k := range ni.keys {
-		t.groups[i] = ni.groups[k]
+	if !keys && len(old.groups) == len(ni.keys) {
+		// The same groups: old's, with the changed ones replaced.
+		t.groups = slices.Clone(old.groups)
+		for _, g := range changed {
+			i, _ := slices.BinarySearch(ni.keys, g.key)
+			t.groups[i] = g
+		}
+	} else {
+		t.groups = make([]*groupOut, len(ni.keys))
+		for i, k := range ni.keys {
+			t.groups[i] = ni.groups[k]
+		}
 	}
 	names := slices.Sorted(maps.Keys(affected))
 	recs := make(map[string][]Record, len(names))
 	for _, n := range names {
 		rs := ni.recordsOf(n)
 		recs[n] = rs
-		t.count += len(rs) - countOf(old.names[n])
+		t.count += len(rs) - countOf(old.names.get(n))
 	}
 	hasRecs := func(n string) bool {
 		if rs, ok := recs[n]; ok {
 			return len(rs) > 0
 		}
-		return countOf(t.names[n]) > 0
+		return countOf(t.names.get(n)) > 0
 	}
 	for _, n := range names {
 		if len(recs[n]) == 0 {
 			t.dropName(n, ni.kids, hasRecs)
 		} else {
 			t.addName(n, ni.kids)
-			t.names[n] = &entry{} // fresh: the old entry is still served
+			t.names.set(n, &entry{}) // fresh: the old entry is still served
 		}
 	}
 	for _, pass := range []int{0, 1} {
 		for _, n := range names {
 			if rs := recs[n]; len(rs) > 0 {
-				t.compileName(t.names[n], n, rs, pass)
+				t.compileName(t.names.get(n), n, rs, pass)
 			}
 		}
 	}
@@ -310,10 +433,10 @@ func parentName(name string) string {
 
 // addName makes name and its missing ancestors inside the zone present.
 func (t *Table) addName(name string, kids map[string]int) {
-	if _, ok := t.names[name]; ok {
+	if t.names.has(name) {
 		return
 	}
-	t.names[name] = &entry{}
+	t.names.set(name, &entry{})
 	if name == t.zone || t.zoneOffset(name) == 0 {
 		return
 	}
@@ -328,22 +451,22 @@ func (t *Table) dropName(name string, kids map[string]int, hasRecs func(string) 
 	if name == t.zone {
 		return
 	}
-	if _, ok := t.names[name]; !ok {
+	if !t.names.has(name) {
 		return
 	}
 	inZone := t.zoneOffset(name) > 0
 	if inZone && kids[name] > 0 {
-		t.names[name] = &entry{}
+		t.names.set(name, &entry{})
 		return
 	}
-	delete(t.names, name)
+	t.names.del(name)
 	delete(kids, name)
 	if !inZone {
 		return
 	}
 	p := parentName(name)
 	kids[p]--
-	if _, ok := t.names[p]; ok && p != t.zone && !hasRecs(p) {
+	if t.names.has(p) && p != t.zone && !hasRecs(p) {
 		t.dropName(p, kids, hasRecs)
 	}
 }

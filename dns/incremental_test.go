@@ -96,8 +96,8 @@ func tableDump(t *Table) string {
 		siteName[id] = n
 	}
 	var b bytes.Buffer
-	for _, n := range slices.Sorted(maps.Keys(t.names)) {
-		e := t.names[n]
+	for _, n := range slices.Sorted(maps.Keys(maps.Collect(t.names.all()))) {
+		e := t.names.get(n)
 		fmt.Fprintf(&b, "%s:", n)
 		for i, a := range [...]*answer{e.a, e.aaaa, e.srv, e.ptr, e.ns, e.soa, e.any} {
 			if a == nil {

@@ -250,7 +250,7 @@ func buildRecords(st *api.State, cfg RecordConfig) (*Table, *buildInfo) {
 			last = r.Name
 		}
 	}
-	for n := range t.names {
+	for n := range t.names.all() {
 		if n != t.zone && t.zoneOffset(n) > 0 {
 			info.kids[parentName(n)]++
 		}

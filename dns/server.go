@@ -532,7 +532,7 @@ func (s *Server) fast(w *worker, p []byte, client netip.Addr, tcp bool) action {
 	}
 	t := s.table.Load()
 	limit := limitFor(q, tcp)
-	e := t.names[string(q.key)]
+	e := t.names.getBytes(q.key)
 	if q.zoneOff > 0 {
 		if !s.isReady.Load() && !s.cfg.ServeBeforeSync {
 			w.answerRcode(p, q, mdns.RcodeServerFailure, ra)

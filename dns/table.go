@@ -20,7 +20,7 @@ type Table struct {
 	zoneWire []byte // "\x03pcm\x00"
 	records  []Record
 	enum     []*EnumFramework
-	names    map[string]*entry
+	names    nameMap
 	sites    map[string]uint16 // site name → id (0 = no site)
 	nodeSite map[netip.Addr]uint16
 	block24  map[[3]byte]uint16
@@ -80,7 +80,7 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 		zone:     cfg.Domain + ".",
 		records:  records,
 		enum:     enum,
-		names:    map[string]*entry{},
+		names:    newNameMap(0),
 		sites:    map[string]uint16{},
 		nodeSite: map[netip.Addr]uint16{},
 		block24:  map[[3]byte]uint16{},
@@ -131,7 +131,7 @@ func newTable(cfg RecordConfig, records []Record, enum []*EnumFramework) *Table 
 		runs = append(runs, run{t.records[i].Name, i, j})
 		i = j
 	}
-	t.names = make(map[string]*entry, len(runs)+len(runs)/4)
+	t.names = newNameMap(len(runs) + len(runs)/4)
 	t.arena = make([]byte, 0, 40*len(t.records))
 	for _, pass := range []int{0, 1} {
 		for _, r := range runs {
@@ -236,10 +236,10 @@ func typeOrder(t uint16) int {
 // entryFor returns the entry of name, creating it and the empty
 // non-terminals between it and the zone apex.
 func (t *Table) entryFor(name string) *entry {
-	e := t.names[name]
+	e := t.names.get(name)
 	if e == nil {
 		e = &entry{}
-		t.names[name] = e
+		t.names.set(name, e)
 	}
 	if t.zoneOffset(name) > 0 {
 		for n := name; n != t.zone; {
@@ -248,10 +248,10 @@ func (t *Table) entryFor(name string) *entry {
 				break
 			}
 			n = n[i+1:]
-			if _, ok := t.names[n]; ok {
+			if t.names.has(n) {
 				continue
 			}
-			t.names[n] = &entry{}
+			t.names.set(n, &entry{})
 		}
 	}
 	return e
@@ -288,7 +288,7 @@ func (t *Table) compile(rs []Record, zoneOff int) *answer {
 			continue
 		}
 		// Like Mesos-DNS: the first A and the first AAAA of the target.
-		e := t.names[r.Target]
+		e := t.names.get(r.Target)
 		if e == nil {
 			continue
 		}
@@ -424,7 +424,7 @@ func (t *Table) Records() []Record {
 	t.sortOnce.Do(func() {
 		if t.patched {
 			t.sorted = make([]Record, 0, t.count)
-			for _, e := range t.names {
+			for _, e := range t.names.all() {
 				for _, a := range [...]*answer{e.soa, e.ns, e.a, e.aaaa, e.srv, e.ptr} {
 					if a != nil {
 						t.sorted = append(t.sorted, a.records...)
@@ -484,7 +484,7 @@ func (t *Table) Enumerate() []*EnumFramework {
 // Lookup returns the records of name and type (mdns.TypeANY for all), and
 // whether the name exists at all.
 func (t *Table) Lookup(name string, qtype uint16) ([]Record, bool) {
-	e := t.names[mdns.Fqdn(strings.ToLower(name))]
+	e := t.names.get(mdns.Fqdn(strings.ToLower(name)))
 	if e == nil {
 		return nil, false
 	}
