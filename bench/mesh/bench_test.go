@@ -683,6 +683,14 @@ func natTrials(t *testing.T, weft, token string, n int) {
 			return a.h.Ping(ctx, ipB)
 		})
 		took := time.Since(started)
+		if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
+			// Each node's log, for a timeline of the trial.
+			stem := filepath.Join(dir, fmt.Sprintf("%s%02d", tag, i))
+			meta := fmt.Sprintf("started %s took %v err %v\n", started.UTC().Format(time.RFC3339Nano), took, err)
+			_ = os.WriteFile(stem+".meta", []byte(meta), 0o644)
+			_ = os.WriteFile(stem+"-a.log", []byte(a.p.Output()), 0o644)
+			_ = os.WriteFile(stem+"-b.log", []byte(b.p.Output()), 0o644)
+		}
 		if err != nil {
 			k.failed++
 			t.Errorf("trial %d (%s): not %s within %v (%s): %v", i, k.name, want, within, delay, err)
