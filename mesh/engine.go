@@ -577,7 +577,7 @@ func (m *Mesh) reconcile() {
 	self := decodePeer(m.cfg.NodeName, "alive", netip.Addr{}, m.tagsLocked())
 	m.mu.Unlock()
 	_, localPfx := localAddrs(m.cfg.Interface, m.overlay)
-	m.punchTick(e, self, others, localPfx, now)
+	punching := m.punchTick(e, self, others, localPfx, now)
 	links := map[string]linkState{}
 	keyOf := map[string]wgtypes.Key{}
 	pin := topoInput{Self: self, LocalPrefixes: localPfx}
@@ -607,6 +607,7 @@ func (m *Mesh) reconcile() {
 	if err := e.apply(tp, dev, now); err != nil {
 		m.log.Warn("applying WireGuard topology", "err", err)
 	}
+	e.recheck = e.recheck || punching
 	changedPath := !samePaths(e.last, tp)
 	e.statMu.Lock()
 	e.last = tp
@@ -622,7 +623,9 @@ func (m *Mesh) reconcile() {
 	// (a broadcast can be lost while the overlay forms).
 	advertises := map[string][]netip.AddrPort{}
 	hard, nat := map[string]bool{}, map[string]bool{}
+	infoByName := map[string]peerInfo{}
 	for _, p := range others {
+		infoByName[p.Name] = p
 		advertises[p.Name] = p.Endpoints
 		hard[p.Name], nat[p.Name] = p.HardNAT, p.NAT
 	}
@@ -655,6 +658,12 @@ func (m *Mesh) reconcile() {
 		payload := []byte(p.Name + " " + l.Endpoint.String() + " " + m.cfg.NodeName)
 		if err := s.UserEvent(reflexiveEvent, payload, false); err != nil {
 			m.log.Debug("reporting reflexive endpoint", "err", err)
+		}
+		// And straight to the peer: gossip reaches one node only after
+		// a few random hops (a second or more among many members), and
+		// its punches wait for this.
+		if pi, ok := infoByName[p.Name]; ok {
+			m.sendSide(punchAddr(pi), "ep "+string(payload))
 		}
 	}
 }

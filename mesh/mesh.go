@@ -78,6 +78,9 @@ type Mesh struct {
 
 	punchQs   chan *serf.Query // punch queries for this node (punch.go)
 	punchAcks chan punchAck
+	punchReqs chan punchReq              // punch asks over the overlay (punch.go)
+	punchWait map[string]chan punchReply // asks over the overlay awaiting an answer, by peer
+	punchConn *net.UDPConn
 
 	// Owned by the Run goroutine.
 	evCh        chan serf.Event
@@ -106,6 +109,8 @@ func New(cfg Config) (*Mesh, error) {
 		forgotten:  map[netip.Addr]time.Time{},
 		punchQs:    make(chan *serf.Query, 16),
 		punchAcks:  make(chan punchAck, 64),
+		punchReqs:  make(chan punchReq, 16),
+		punchWait:  map[string]chan punchReply{},
 	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -259,6 +264,7 @@ func (m *Mesh) run(ctx context.Context) error {
 		defer probe.Stop()
 		probeC = probe.C
 		addrC = watchAddrs(ctx, eng.linkIdx, m.log)
+		m.listenPunch(ctx)
 	}
 	for {
 		m.mu.Lock()
@@ -281,6 +287,10 @@ func (m *Mesh) run(ctx context.Context) error {
 		case q := <-m.punchQs:
 			if eng != nil {
 				m.answerPunch(eng, q)
+			}
+		case r := <-m.punchReqs:
+			if eng != nil {
+				m.answerPunchReq(eng, r)
 			}
 		case a := <-m.punchAcks:
 			if eng != nil {

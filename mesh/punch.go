@@ -1,12 +1,16 @@
 package mesh
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -55,6 +59,10 @@ const (
 	punchAskTimeout = 1500 * time.Millisecond
 	punchMaxBackoff = 10 * time.Second
 	punchStaleWait  = 32 * time.Second
+	// punchWatch: after a window opens or we prime for a peer, the
+	// handshake comes within a few round trips if at all; until then
+	// the node looks every 150 ms, not every probe (punchTick).
+	punchWatch = 1500 * time.Millisecond
 	// punchPredicted marks a punch query whose endpoints are predicted
 	// ports of a NAT that allocates them in sequence.
 	punchPredicted = "predicted"
@@ -88,7 +96,9 @@ type punchState struct {
 	// primePredicted: primeTo are predicted ports of a sequential NAT.
 	primePredicted bool
 	predicting     bool // our tries use predicted ports
-
+	// watchUntil: a handshake may come any moment (a window opened, or
+	// we primed for an asking peer); reconcile often until then.
+	watchUntil time.Time
 }
 
 // punchBackoff is the wait after the tries-th attempt (counting from 0).
@@ -101,12 +111,23 @@ type punchAck struct {
 	peer string
 	ok   bool
 	eps  []netip.AddrPort
+	via  string // overlay | gossip
 }
 
 // punchTick runs the punch schedule of every peer behind NAT (Run
-// goroutine, at each reconcile before the links are read).
-func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx []netip.Prefix, now time.Time) {
+// goroutine, at each reconcile before the links are read). It reports
+// whether a punch has just started (a window opened, or our NAT primed for
+// an asking peer, within punchWatch) without a direct path yet: the caller
+// looks again shortly, not at the next probe, so that both ends see the
+// handshake complete within moments (the responder waited up to a probe).
+func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx []netip.Prefix, now time.Time) (watch bool) {
 	in := topoInput{Self: self, LocalPrefixes: localPfx}
+	publics := 0
+	for _, p := range others {
+		if !p.NAT && p.Status == "alive" {
+			publics++
+		}
+	}
 	for _, p := range others {
 		rt := e.peerByKey(p.PublicKey)
 		if rt == nil {
@@ -119,6 +140,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 			}
 		}
 		live := e.live(rt, now, punchPair(in, p))
+		watch = watch || !live && now.Before(ps.watchUntil)
 		if live {
 			if ps.tries > 0 || !ps.until.IsZero() {
 				m.log.Debug("hole punch: direct path up", "peer", p.Name, "tries", ps.tries)
@@ -141,7 +163,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		if p.Status != "alive" || !punchPair(in, p) || !initiates(self, p) || self.HardNAT && p.HardNAT {
 			continue
 		}
-		if !m.natSettled(now) {
+		if !m.natSettled(now, publics) {
 			// Whether our NAT is easy or hard is not known yet: a
 			// handshake from a NAT that turns out hard comes from a
 			// port nobody primed, and leaves an entry in the peer's
@@ -181,7 +203,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 				}
 				ps.askedAt = now
 				m.log.Debug("hole punch from behind a hard NAT, predicting its ports", "peer", p.Name, "ports", encodeEndpoints(guess[:1])+"..+"+strconv.Itoa(len(guess)-1), "try", ps.tries)
-				go m.askPunch(p.Name, guess, true)
+				go m.askPunch(p.Name, punchAddr(p), guess, true)
 				continue
 			}
 			// Our port toward the peer is unknowable: send straight to
@@ -195,12 +217,14 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		}
 		ps.askedAt = now
 		m.log.Debug("hole punch: asking the peer to prime its NAT", "peer", p.Name, "ours", encodeEndpoints(mine), "try", ps.tries)
-		go m.askPunch(p.Name, mine, false)
+		go m.askPunch(p.Name, punchAddr(p), mine, false)
 	}
+	return watch
 }
 
 func (ps *punchState) openWindow(to netip.AddrPort, now time.Time, acked bool) {
 	ps.to, ps.until, ps.start, ps.clear, ps.acked = to, now.Add(punchWindow), true, false, acked
+	ps.watchUntil = now.Add(punchWatch)
 }
 
 // primeLog primes our NAT toward ep (answering: our second NAT too).
@@ -216,8 +240,141 @@ func (m *Mesh) primeLog(e *engine, peer string, ep netip.AddrPort, answering boo
 	}
 }
 
-// askPunch sends the punch query to peer and reports its answer.
-func (m *Mesh) askPunch(peer string, mine []netip.AddrPort, predicted bool) {
+// The punch ask goes to the peer two ways at once: straight over the
+// overlay (through the relay that carries the pair meanwhile), a UDP
+// datagram to punchPort at its overlay address, sent again every
+// punchResend until answered; and as a serf query (peers that do not
+// listen on punchPort answer that). A query reaches its one target only by
+// gossip, which picks members at random: with members gone silent but not
+// yet declared dead (38 s, memberlist's suspicion timeout with few
+// confirmations) most of its sends went nowhere, and in bench/mesh a pair
+// got no answer to six queries in a row, 30 s on the relay. The socket is
+// bound to the WireGuard interface: what it reads came through WireGuard,
+// from a member.
+const (
+	punchPort   = DefaultGossipPort + 1
+	punchResend = 250 * time.Millisecond
+)
+
+// punchReq is a punch ask that came over the overlay.
+type punchReq struct {
+	from      string
+	eps       []netip.AddrPort
+	predicted bool
+	src       netip.AddrPort
+}
+
+// punchAddr is where p listens for punch asks: its overlay address.
+func punchAddr(p peerInfo) netip.AddrPort {
+	if !p.Block.IsValid() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(overlayIP(p.Block), punchPort)
+}
+
+// listenPunch opens the punch side channel on the WireGuard interface.
+func (m *Mesh) listenPunch(ctx context.Context) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), m.cfg.Interface) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", ":"+strconv.Itoa(punchPort))
+	if err != nil {
+		m.log.Warn("hole punch: no side channel over the overlay; punch asks go by gossip only", "err", err)
+		return
+	}
+	conn := pc.(*net.UDPConn)
+	m.mu.Lock()
+	m.punchConn = conn
+	m.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	go m.readPunch(conn)
+}
+
+// readPunch takes asks ("ask <to> <from> <endpoints> [predicted]", the
+// query's payload), answers ("ack <to> <from> <endpoints>") and reports of
+// where a peer sees us ("ep <to> <ip:port> <from>", reflexiveEvent's
+// payload) from the side channel.
+func (m *Mesh) readPunch(conn *net.UDPConn) {
+	buf := make([]byte, 4096)
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed
+		}
+		if !m.overlay.Contains(src.Addr().Unmap()) {
+			continue
+		}
+		kind, rest, _ := strings.Cut(string(buf[:n]), " ")
+		parts := strings.Fields(rest)
+		if len(parts) < 2 || parts[0] != m.cfg.NodeName {
+			continue
+		}
+		switch kind {
+		case "ep":
+			// A peer's report of where it sees us, sent to us
+			// straight as well as by gossip (engine.go).
+			select {
+			case m.userEvts <- serf.UserEvent{Name: reflexiveEvent, Payload: []byte(rest)}:
+			default:
+			}
+		case "ask":
+			if len(parts) < 3 || len(parts) > 4 {
+				continue
+			}
+			r := punchReq{from: parts[1], src: src, predicted: len(parts) == 4 && parts[3] == punchPredicted}
+			if r.predicted {
+				r.eps = decodePorts(parts[2])
+			} else {
+				r.eps = decodeEndpoints(parts[2])
+			}
+			select {
+			case m.punchReqs <- r:
+			default:
+			}
+		case "ack":
+			var eps []netip.AddrPort
+			if len(parts) > 2 {
+				eps = decodeEndpoints(parts[2])
+			}
+			m.mu.Lock()
+			ch := m.punchWait[parts[1]]
+			m.mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- punchReply{eps: eps}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// sendSide sends msg over the side channel to to (best effort).
+func (m *Mesh) sendSide(to netip.AddrPort, msg string) {
+	m.mu.Lock()
+	conn := m.punchConn
+	m.mu.Unlock()
+	if conn == nil || !to.IsValid() {
+		return
+	}
+	if _, err := conn.WriteToUDPAddrPort([]byte(msg), to); err != nil {
+		m.log.Debug("sending over the punch side channel", "to", to.String(), "err", err)
+	}
+}
+
+// punchReply is an answer that came over the side channel.
+type punchReply struct{ eps []netip.AddrPort }
+
+// askPunch asks peer (listening at to) to prime its NAT toward mine, and
+// reports its answer.
+func (m *Mesh) askPunch(peer string, to netip.AddrPort, mine []netip.AddrPort, predicted bool) {
 	ack := punchAck{peer: peer}
 	defer func() {
 		select {
@@ -233,20 +390,58 @@ func (m *Mesh) askPunch(peer string, mine []netip.AddrPort, predicted bool) {
 	if predicted {
 		payload = peer + " " + m.cfg.NodeName + " " + encodePorts(mine) + " " + punchPredicted
 	}
+	reply := make(chan punchReply, 1)
+	m.mu.Lock()
+	m.punchWait[peer] = reply
+	conn := m.punchConn
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.punchWait[peer] == reply {
+			delete(m.punchWait, peer)
+		}
+		m.mu.Unlock()
+	}()
+	ask := []byte("ask " + payload)
+	send := func() {
+		if conn != nil && to.IsValid() {
+			if _, err := conn.WriteToUDPAddrPort(ask, to); err != nil {
+				m.log.Debug("hole punch ask over the overlay", "peer", peer, "err", err)
+			}
+		}
+	}
+	send()
+	var answers <-chan serf.NodeResponse
 	resp, err := s.Query(punchQuery, []byte(payload), &serf.QueryParam{
 		FilterNodes: []string{peer}, Timeout: punchAskTimeout, RelayFactor: 2,
 	})
 	if err != nil {
 		m.log.Debug("hole punch query", "peer", peer, "err", err)
-		return
+	} else {
+		defer resp.Close()
+		answers = resp.ResponseCh()
 	}
-	defer resp.Close()
-	select {
-	case r, ok := <-resp.ResponseCh():
-		if ok {
-			ack.ok, ack.eps = true, decodeEndpoints(string(r.Payload))
+	resend := time.NewTicker(punchResend)
+	defer resend.Stop()
+	timeout := time.NewTimer(punchAskTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case r, ok := <-answers:
+			if !ok {
+				answers = nil
+				continue
+			}
+			ack.ok, ack.eps, ack.via = true, decodeEndpoints(string(r.Payload)), "gossip"
+			return
+		case r := <-reply:
+			ack.ok, ack.eps, ack.via = true, r.eps, "overlay"
+			return
+		case <-resend.C:
+			send()
+		case <-timeout.C:
+			return
 		}
-	case <-time.After(punchAskTimeout):
 	}
 }
 
@@ -277,7 +472,7 @@ func (m *Mesh) takePunchAck(e *engine, a punchAck) {
 	if !to.IsValid() {
 		return
 	}
-	m.log.Debug("hole punch: the peer primed; sending a handshake", "peer", a.peer, "to", to.String())
+	m.log.Debug("hole punch: the peer primed; sending a handshake", "peer", a.peer, "to", to.String(), "answer", a.via)
 	ps.openWindow(to, time.Now(), true)
 }
 
@@ -293,6 +488,32 @@ func (m *Mesh) answerPunch(e *engine, q *serf.Query) {
 	if predicted {
 		eps = decodePorts(parts[2])
 	}
+	mine := m.primeFor(e, from, eps, predicted, "gossip")
+	if err := q.Respond([]byte(encodeEndpoints(mine))); err != nil {
+		m.log.Debug("answering a hole punch query", "peer", from, "err", err)
+	}
+}
+
+// answerPunchReq answers an ask that came over the side channel (Run
+// goroutine).
+func (m *Mesh) answerPunchReq(e *engine, r punchReq) {
+	mine := m.primeFor(e, r.from, r.eps, r.predicted, "overlay")
+	m.mu.Lock()
+	conn := m.punchConn
+	m.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	msg := "ack " + r.from + " " + m.cfg.NodeName + " " + encodeEndpoints(mine)
+	if _, err := conn.WriteToUDPAddrPort([]byte(msg), r.src); err != nil {
+		m.log.Debug("answering a hole punch ask", "peer", r.from, "err", err)
+	}
+}
+
+// primeFor primes our NAT toward the endpoints of a peer that asked for a
+// punch, keeps it primed for punchPrimeFor, and returns our reflexive
+// endpoints for the answer.
+func (m *Mesh) primeFor(e *engine, from string, eps []netip.AddrPort, predicted bool, via string) []netip.AddrPort {
 	// Predicted ports are primed only up to our own NAT: one reaching
 	// the peer's NAT at a port it has not handed out yet would leave an
 	// entry there that spoils the mapping once it does.
@@ -304,14 +525,17 @@ func (m *Mesh) answerPunch(e *engine, q *serf.Query) {
 			continue
 		}
 		if rt := e.peerByKey(p.PublicKey); rt != nil {
+			if !time.Now().Before(rt.punch.primeUntil) {
+				m.log.Debug("hole punch: priming our NAT for the asking peer", "peer", from, "ask", via)
+			}
 			rt.punch.primeTo = eps
 			rt.punch.primeUntil = time.Now().Add(punchPrimeFor)
 			rt.punch.primePredicted = predicted
+			rt.punch.watchUntil = time.Now().Add(punchWatch)
+			e.recheck = true // see the handshake that follows (punchTick)
 		}
 	}
-	if err := q.Respond([]byte(encodeEndpoints(m.reflexiveEPs()))); err != nil {
-		m.log.Debug("answering a hole punch query", "peer", from, "err", err)
-	}
+	return m.reflexiveEPs()
 }
 
 // reflexiveEPs are the endpoints peers observe us at, newest first.
@@ -453,24 +677,40 @@ func decodePorts(s string) []netip.AddrPort {
 }
 
 // natSettle is how long after the first report of a reflexive address a
-// node with one observer takes its NAT kind as known.
-const natSettle = 3 * time.Second
+// node with one observer takes its NAT kind as known; natSettleTwo is that
+// wait when two or more public peers are alive, whose reports tell the
+// kind for sure (and now come straight to the node, engine.go).
+const (
+	natSettle    = 3 * time.Second
+	natSettleTwo = 6 * time.Second
+)
 
 // natSettled: two peers have reported where they see us (enough to tell
-// an easy NAT from a hard one), or one did natSettle ago, or one sees us
+// an easy NAT from a hard one), or one did natSettle ago (natSettleTwo
+// with publics alive public peers, which will report), or one sees us
 // at our own WireGuard port: a NAT that keeps the node's port (Linux
 // MASQUERADE, most home routers) keeps it toward every peer, so it is
 // easy, and the first punch need not wait for a second observer (which,
 // behind NAT, reports only after its own overlay link is up: a second or
 // more).
-func (m *Mesh) natSettled(now time.Time) bool {
+//
+// Taking a hard NAT for easy costs more than waiting: the peer primes
+// toward the one port observed, our handshake comes from another, and the
+// entry it leaves in the peer's NAT spoils the punches that follow, once
+// we know to predict our ports, for 30 s (TestE2ENATTypes' q1-r1 stayed on
+// the relay when the second report took over 3 s to arrive by gossip).
+func (m *Mesh) natSettled(now time.Time, publics int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.observedBy) >= 2 {
 		return true
 	}
+	wait := natSettle
+	if publics >= 2 {
+		wait = natSettleTwo
+	}
 	for _, o := range m.observedBy {
-		return now.Sub(o.at) >= natSettle || m.cfg.ListenPort > 0 && int(o.ep.Port()) == m.cfg.ListenPort
+		return now.Sub(o.at) >= wait || m.cfg.ListenPort > 0 && int(o.ep.Port()) == m.cfg.ListenPort
 	}
 	return false
 }
