@@ -636,10 +636,16 @@ func (m *Mesh) stopSerf(leave, quiet bool) {
 	if s == nil || s.State() == serf.SerfShutdown {
 		return
 	}
-	if !leave && !quiet {
+	if leave {
+		// serf's Leave waits LeavePropagateDelay (1 s) for the news to
+		// spread: a quiet stop (a newcomer whose join was refused, which
+		// nobody knows) skips it, and so joins again on its new block a
+		// second sooner.
+		if err := s.Leave(); err != nil {
+			m.log.Warn("leaving the cluster", "err", err)
+		}
+	} else if !quiet {
 		m.log.Info("stopping without leaving the cluster: peers keep this node until it returns or is reaped")
-	} else if err := s.Leave(); err != nil {
-		m.log.Warn("leaving the cluster", "err", err)
 	}
 	if err := s.Shutdown(); err != nil {
 		m.log.Warn("stopping gossip", "err", err)
