@@ -225,18 +225,39 @@ func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map
 	if len(added) == 0 {
 		return list
 	}
-	list = append(list, added...)
-	slices.SortStableFunc(list, func(a, b T) int { return strings.Compare(id(&a), id(&b)) })
+	cmpID := func(a, b T) int { return strings.Compare(id(&a), id(&b)) }
+	slices.SortStableFunc(added, cmpID)
 	// One id twice in in: the later one stays.
-	out := list[:0]
-	for i := range list {
-		if i+1 < len(list) && id(&list[i]) == id(&list[i+1]) {
+	n := 0
+	for i := range added {
+		if i+1 < len(added) && id(&added[i]) == id(&added[i+1]) {
 			continue
 		}
-		out = append(out, list[i])
+		added[n] = added[i]
+		n++
 	}
-	clear(list[len(out):])
-	return out
+	added = added[:n]
+	if len(added) <= 16 {
+		// A few (a launch adds one task): each into its place.
+		for _, x := range added {
+			i, _ := slices.BinarySearchFunc(list, id(&x), func(e T, k string) int { return strings.Compare(id(&e), k) })
+			list = slices.Insert(list, i, x)
+		}
+		return list
+	}
+	out := make([]T, 0, len(list)+len(added))
+	i, j := 0, 0
+	for i < len(list) && j < len(added) {
+		if cmpID(list[i], added[j]) < 0 {
+			out = append(out, list[i])
+			i++
+		} else {
+			out = append(out, added[j])
+			j++
+		}
+	}
+	out = append(out, list[i:]...)
+	return append(out, added[j:]...)
 }
 
 // remove drops the elements of these ids from list; touched gets the ids.

@@ -122,3 +122,44 @@ func TestChangedSince(t *testing.T) {
 		t.Fatalf("only %d pairs told", told)
 	}
 }
+
+// TestMirrorOrder applies random batches, small and large, of new,
+// changed (some twice in one batch) and deleted tasks, and checks the
+// Mirror's State against a map of what was applied: every task, the last
+// version of each, in id order.
+func TestMirrorOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var m Mirror
+	want := map[string]string{}
+	for step := 0; step < 300; step++ {
+		c := &Changes{Index: uint64(step + 1), Snapshot: step == 0}
+		n := rng.IntN(4)
+		if rng.IntN(10) == 0 {
+			n = 20 + rng.IntN(200)
+		}
+		for i := 0; i < n; i++ {
+			id := fmt.Sprintf("t%04d", rng.IntN(2000))
+			v := fmt.Sprint(step, i)
+			c.Tasks = append(c.Tasks, Task{ID: id, Message: v})
+			want[id] = v
+		}
+		if rng.IntN(3) == 0 {
+			c.Deleted = &Deleted{}
+			for i := 0; i < 1+rng.IntN(20); i++ {
+				id := fmt.Sprintf("t%04d", rng.IntN(2000))
+				c.Deleted.Tasks = append(c.Deleted.Tasks, id)
+				delete(want, id)
+			}
+		}
+		m.Apply(c)
+		st := m.State()
+		if len(st.Tasks) != len(want) {
+			t.Fatalf("step %d: %d tasks, want %d", step, len(st.Tasks), len(want))
+		}
+		for i, tk := range st.Tasks {
+			if want[tk.ID] != tk.Message || i > 0 && st.Tasks[i-1].ID >= tk.ID {
+				t.Fatalf("step %d: task %d %s %q (want %q), out of order or stale", step, i, tk.ID, tk.Message, want[tk.ID])
+			}
+		}
+	}
+}
