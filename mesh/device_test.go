@@ -405,6 +405,15 @@ func runDevTest(dt devTest) error {
 		return fmt.Errorf("after the ping: %v, peer %+v", err, d.Peers)
 	}
 	fmt.Fprintf(os.Stderr, "%s: pinged %s over weft0 %v after start\n", dt.Name, peerIP, time.Since(start).Round(time.Millisecond))
+	// The engine's own read of the device (in-process for wireguard-go)
+	// says what wgctrl says.
+	own, err := e.readDev()
+	if err != nil {
+		return fmt.Errorf("engine's read of the device: %w", err)
+	}
+	if err := sameDevice(own, d); err != nil {
+		return fmt.Errorf("engine's read of the device differs from wgctrl's: %w", err)
+	}
 	if err := mark(dt, "first"); err != nil {
 		return err
 	}
@@ -444,4 +453,20 @@ func waitFor(dt devTest, node, step string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// sameDevice compares what two reads of a device say, but for the byte
+// counters (traffic may pass between the reads).
+func sameDevice(a, b *wgtypes.Device) error {
+	if a.PrivateKey != b.PrivateKey || a.PublicKey != b.PublicKey || a.ListenPort != b.ListenPort || len(a.Peers) != len(b.Peers) {
+		return fmt.Errorf("device %s port %d %d peers; want %s port %d %d peers", a.PublicKey, a.ListenPort, len(a.Peers), b.PublicKey, b.ListenPort, len(b.Peers))
+	}
+	for i := range a.Peers {
+		pa, pb := a.Peers[i], b.Peers[i]
+		if pa.PublicKey != pb.PublicKey || fmt.Sprint(pa.Endpoint) != fmt.Sprint(pb.Endpoint) || fmt.Sprint(pa.AllowedIPs) != fmt.Sprint(pb.AllowedIPs) ||
+			!pa.LastHandshakeTime.Equal(pb.LastHandshakeTime) || pa.PersistentKeepaliveInterval != pb.PersistentKeepaliveInterval || pa.ProtocolVersion != pb.ProtocolVersion {
+			return fmt.Errorf("peer %+v, want %+v", pa, pb)
+		}
+	}
+	return nil
 }

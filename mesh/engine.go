@@ -57,6 +57,7 @@ type engine struct {
 	priv    wgtypes.Key
 	dev     wgDevice
 	wg      *wgctrl.Client
+	readDev func() (*wgtypes.Device, error) // the device's peers and counters
 	mtu     int
 	overlay netip.Prefix
 	addr    netip.Addr // our overlay address (.1 of our block)
@@ -113,6 +114,10 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 		return nil, fmt.Errorf("mesh: opening wgctrl: %w", err)
 	}
 	e.wg = wc
+	e.readDev = func() (*wgtypes.Device, error) { return wc.Device(cfg.Interface) }
+	if ud, ok := e.dev.(*userDevice); ok {
+		e.readDev = ud.state // in-process: no socket on every look
+	}
 	port := cfg.ListenPort
 	if err := wc.ConfigureDevice(cfg.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true}); err != nil {
 		e.close()
@@ -209,7 +214,7 @@ func (e *engine) setAddress(block netip.Prefix) error {
 
 // observe reads the device and updates per-peer liveness.
 func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
-	d, err := e.wg.Device(e.ifname)
+	d, err := e.readDev()
 	if err != nil {
 		e.log.Warn("reading WireGuard device", "err", err)
 		return nil
@@ -576,7 +581,12 @@ func (m *Mesh) reconcile() {
 	m.mu.Lock()
 	self := decodePeer(m.cfg.NodeName, "alive", netip.Addr{}, m.tagsLocked())
 	m.mu.Unlock()
-	_, localPfx := localAddrs(m.cfg.Interface, m.overlay)
+	// The host's subnets as of the latest look (at start, on an address
+	// change and every ReconcileInterval): listing the interfaces costs
+	// a netlink dump per interface, too much for every second.
+	m.mu.Lock()
+	localPfx := m.localPfx
+	m.mu.Unlock()
 	punching := m.punchTick(e, self, others, localPfx, now)
 	links := map[string]linkState{}
 	keyOf := map[string]wgtypes.Key{}
@@ -833,7 +843,7 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 			}
 		}
 	}
-	local, _ := localAddrs(m.cfg.Interface, m.overlay)
+	local, localPfx := localAddrs(m.cfg.Interface, m.overlay)
 	for _, a := range local {
 		if a.Is4() {
 			eps = append(eps, netip.AddrPortFrom(a, uint16(m.cfg.ListenPort)))
@@ -856,6 +866,7 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 		m.lostAt = time.Now()
 	}
 	m.localEPs = eps
+	m.localPfx = localPfx
 	started := m.serf != nil && m.claim.Block.IsValid()
 	m.mu.Unlock()
 	if changed && started {

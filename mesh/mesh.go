@@ -63,6 +63,7 @@ type Mesh struct {
 	claim       blockClaim
 	clock       uint64 // Lamport clock of block claims
 	localEPs    []netip.AddrPort
+	localPfx    []netip.Prefix               // subnets of the underlay addresses, as of refreshLocalEndpoints
 	reflexive   map[netip.AddrPort]time.Time // how peers observe us
 	observedBy  map[string]observation       // the latest observation of each peer
 	forgotten   map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
