@@ -209,6 +209,9 @@ type view struct {
 	// ports counts, per agent, the non-terminal tasks holding each host
 	// port. An agent's map is replaced when its tasks change, never modified.
 	ports map[string]map[int]int
+	// owners are the apps holding each service port (see serviceOwner),
+	// shared by the views of one version of the apps.
+	owners *portOwners
 }
 
 type depEntry struct {
@@ -325,8 +328,13 @@ func buildView(st *sched.Store) *view {
 		if base != nil && len(keys[sched.TableApps]) == 0 {
 			// No app was written: share base's (views are never modified).
 			v.apps, v.appIdx, v.appIDs, v.appsAt = base.apps, base.appIdx, base.appIDs, base.appsAt
+			v.owners = base.owners
 			appsSorted = true
 		} else {
+			v.owners = &portOwners{}
+			if base != nil && base.owners != nil && base.owners.done.Load() {
+				v.owners.from, v.owners.fromApps, v.owners.changed = base.owners.m, base.apps, keys[sched.TableApps]
+			}
 			v.appsAt = index
 			v.appIDs = make([]string, 0, len(t[sched.TableApps]))
 			for id, e := range t[sched.TableApps] {

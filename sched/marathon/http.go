@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -577,36 +578,13 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 			details = append(details, api.ErrorDetail{Path: prefix + "/id", Errors: []string{msg}})
 		}
 	}
-	used := map[int]string{}
-	for _, oid := range v.appIDs {
-		if oid == id {
-			continue
-		}
-		for _, p := range servicePorts(v.apps[oid]) {
-			if p != 0 {
-				used[p] = oid
-			}
-		}
-	}
-	for p, oid := range claimed {
-		if p != 0 && oid != id {
-			used[p] = oid
-		}
-	}
 	var prev []int
 	if existing != nil {
 		prev = servicePorts(existing)
-		// A port the app already holds stays its own, even where an older
-		// weft gave the same port to another app too: scaling or updating
-		// such an app must not fail on a clash it did not ask for.
-		for _, p := range prev {
-			if _, inRequest := claimed[p]; !inRequest {
-				delete(used, p)
-			}
-		}
 	}
+	usedBy := otherServicePorts(v, id, prev, claimed)
 	if len(details) == 0 {
-		for _, d := range assignServicePorts(app, used, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
+		for _, d := range assignServicePortsBy(app, usedBy, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
 			d.Path = prefix + d.Path
 			details = append(details, d)
 		}
@@ -636,6 +614,29 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	return app, nil
 }
 
+// otherServicePorts tells which app other than id holds a service port:
+// the apps of the view (by port, not gathered from every app for each
+// request), overridden by the ports given to earlier apps of the same
+// request (claimed); prev are id's own ports before this change.
+func otherServicePorts(v *view, id string, prev []int, claimed map[int]string) func(int) (string, bool) {
+	return func(p int) (string, bool) {
+		if p == 0 {
+			return "", false
+		}
+		oid, inRequest := claimed[p]
+		// A port the app already holds stays its own, even where an older
+		// weft gave the same port to another app too: scaling or updating
+		// such an app must not fail on a clash it did not ask for.
+		if !inRequest && slices.Contains(prev, p) {
+			return "", false
+		}
+		if inRequest && oid != id {
+			return oid, true
+		}
+		return v.serviceOwner(p, id)
+	}
+}
+
 // pathClash says why id cannot name a new app: an app may not share its id
 // with a group, nor live inside another app.
 func pathClash(v *view, id string) string {
@@ -644,10 +645,9 @@ func pathClash(v *view, id string) string {
 			return fmt.Sprintf("%s is an app, so it cannot be the group of %s", p, id)
 		}
 	}
-	for _, other := range v.appIDs {
-		if strings.HasPrefix(other, id+"/") {
-			return fmt.Sprintf("%s is a group (it holds %s); an app cannot have the same id", id, other)
-		}
+	// The apps inside id, if any, come first at id+"/" in the sorted ids.
+	if i := sort.SearchStrings(v.appIDs, id+"/"); i < len(v.appIDs) && strings.HasPrefix(v.appIDs[i], id+"/") {
+		return fmt.Sprintf("%s is a group (it holds %s); an app cannot have the same id", id, v.appIDs[i])
 	}
 	return ""
 }

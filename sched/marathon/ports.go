@@ -2,7 +2,10 @@ package marathon
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -14,6 +17,12 @@ import (
 // before this change, reused first so an update keeps its ports. A
 // requested port held by another app is a 422.
 func assignServicePorts(app *api.App, used map[int]string, reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
+	return assignServicePortsBy(app, func(p int) (string, bool) { o, ok := used[p]; return o, ok }, reserved, prev, min, max)
+}
+
+// assignServicePortsBy is assignServicePorts with the other apps' service
+// ports told by usedBy.
+func assignServicePortsBy(app *api.App, usedBy func(int) (string, bool), reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
 	var out []api.ErrorDetail
 	taken := map[int]bool{}
 	type slot struct {
@@ -40,7 +49,7 @@ func assignServicePorts(app *api.App, used map[int]string, reserved map[int]stri
 		if p == 0 {
 			continue
 		}
-		if other, ok := used[p]; ok && other != app.ID {
+		if other, ok := usedBy(p); ok && other != app.ID {
 			out = append(out, api.ErrorDetail{Path: s.path, Errors: []string{
 				fmt.Sprintf("Requested service port %d conflicts with a service port in use by app %s", p, other)}})
 		} else if what, ok := reserved[p]; ok {
@@ -56,7 +65,7 @@ func assignServicePorts(app *api.App, used map[int]string, reserved map[int]stri
 		if _, ok := reserved[p]; ok {
 			return false
 		}
-		if other, ok := used[p]; ok && other != app.ID {
+		if other, ok := usedBy(p); ok && other != app.ID {
 			return false
 		}
 		return true
@@ -186,4 +195,85 @@ func pickPortsFunc(requests []int, ranges []api.PortRange, busy func(port int) b
 		}
 	}
 	return out, true
+}
+
+// portOwners maps each service port to the apps holding it, in id order
+// (usually one), for one version of the apps. It is made on first use:
+// from the owners of the version before (from, when those were made) with
+// the apps written since (changed) looked at again, else from every app.
+// A new app's PUT then does not look at every other app's service ports.
+type portOwners struct {
+	once sync.Once
+	done atomic.Bool
+	m    map[int][]string
+
+	from     map[int][]string
+	fromApps map[string]*api.App
+	changed  []string
+}
+
+func (o *portOwners) get(v *view) map[int][]string {
+	o.once.Do(func() {
+		if o.from != nil {
+			o.m = make(map[int][]string, len(o.from))
+			for p, ids := range o.from {
+				o.m[p] = ids
+			}
+			for _, id := range o.changed {
+				if a := o.fromApps[id]; a != nil {
+					for _, p := range servicePorts(a) {
+						if i := slices.Index(o.m[p], id); i >= 0 {
+							o.m[p] = slices.Delete(slices.Clone(o.m[p]), i, i+1)
+							if len(o.m[p]) == 0 {
+								delete(o.m, p)
+							}
+						}
+					}
+				}
+			}
+			for _, id := range o.changed {
+				if a := v.apps[id]; a != nil {
+					for _, p := range servicePorts(a) {
+						if p == 0 {
+							continue
+						}
+						l := o.m[p]
+						if i, found := slices.BinarySearch(l, id); !found {
+							o.m[p] = slices.Insert(slices.Clone(l), i, id)
+						}
+					}
+				}
+			}
+		} else {
+			o.m = map[int][]string{}
+			for _, id := range v.appIDs {
+				for _, p := range servicePorts(v.apps[id]) {
+					if l := o.m[p]; p != 0 && (len(l) == 0 || l[len(l)-1] != id) {
+						o.m[p] = append(l, id)
+					}
+				}
+			}
+		}
+		o.from, o.fromApps, o.changed = nil, nil, nil
+		o.done.Store(true)
+	})
+	return o.m
+}
+
+// serviceOwner is the app other than id holding service port p (the last
+// by id when several do), as prepare's view of the other apps' ports.
+func (v *view) serviceOwner(p int, id string) (string, bool) {
+	var m map[int][]string
+	if v.owners != nil {
+		m = v.owners.get(v)
+	} else {
+		m = (&portOwners{}).get(v)
+	}
+	l := m[p]
+	for i := len(l) - 1; i >= 0; i-- {
+		if l[i] != id {
+			return l[i], true
+		}
+	}
+	return "", false
 }
