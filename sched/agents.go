@@ -37,6 +37,7 @@ type agentTracker struct {
 	usage     map[string]*agentUsage         // agent → what its tasks use; replaced, never modified
 	fwUse     map[string]api.Resources       // framework → what its tasks use (scalars)
 	dirty     map[string]bool                // agents whose usage changed since it was last summed
+	sums      map[string]*agentSum           // agent → running sums of what its tasks use
 	removed   map[string][]removal           // agent → tasks it lost, oldest first (for delta answers)
 	floor     map[string]uint64              // agent → newest removal dropped from removed
 
@@ -77,6 +78,7 @@ func newAgentTracker() *agentTracker {
 		usage:   map[string]*agentUsage{},
 		fwUse:   map[string]api.Resources{},
 		dirty:   map[string]bool{},
+		sums:    map[string]*agentSum{},
 		removed: map[string][]removal{},
 		floor:   map[string]uint64{},
 		enc:     map[string]encodedAssignment{},
@@ -180,12 +182,37 @@ func (t *agentTracker) lost(agent, id string, index uint64) {
 	t.removed[agent] = rs
 }
 
+// agentSum is what an agent's active tasks use, kept by adding and
+// taking away each task as it comes, changes and goes, so that a change
+// costs in proportion to the task, not to the agent's tasks.
+type agentSum struct {
+	res   api.Resources // scalars
+	ports map[int]int   // host port → active tasks holding it
+	n     int           // active tasks
+	// steps since the scalars were last summed afresh: floating-point
+	// additions and removals drift, so every sumRefresh steps they are.
+	steps int
+}
+
+var sumRefresh = 1024 // a variable for tests
+
 func (t *agentTracker) use(rec *TaskRecord) {
 	if !active(rec) {
 		return
 	}
 	t.dirty[rec.Task.SlaveID] = true
 	t.fwUse[rec.Task.Framework] = addScalars(t.fwUse[rec.Task.Framework], rec.Spec.Resources)
+	s := t.sums[rec.Task.SlaveID]
+	if s == nil {
+		s = &agentSum{ports: map[int]int{}}
+		t.sums[rec.Task.SlaveID] = s
+	}
+	s.res = addScalars(s.res, rec.Spec.Resources)
+	for _, p := range rec.Spec.Ports {
+		s.ports[p]++
+	}
+	s.n++
+	s.steps++
 }
 
 func (t *agentTracker) unuse(rec *TaskRecord) {
@@ -194,11 +221,27 @@ func (t *agentTracker) unuse(rec *TaskRecord) {
 	}
 	t.dirty[rec.Task.SlaveID] = true
 	r := rec.Spec.Resources
-	t.fwUse[rec.Task.Framework] = addScalars(t.fwUse[rec.Task.Framework], api.Resources{Cpus: -r.Cpus, Mem: -r.Mem, Disk: -r.Disk, Gpus: -r.Gpus})
+	neg := api.Resources{Cpus: -r.Cpus, Mem: -r.Mem, Disk: -r.Disk, Gpus: -r.Gpus}
+	t.fwUse[rec.Task.Framework] = addScalars(t.fwUse[rec.Task.Framework], neg)
+	s := t.sums[rec.Task.SlaveID]
+	if s == nil {
+		return // not counted in (cannot happen: use came first)
+	}
+	s.res = addScalars(s.res, neg)
+	for _, p := range rec.Spec.Ports {
+		if s.ports[p]--; s.ports[p] <= 0 {
+			delete(s.ports, p)
+		}
+	}
+	s.n--
+	s.steps++
+	if s.n <= 0 {
+		delete(t.sums, rec.Task.SlaveID)
+	}
 }
 
-// sumUsage recomputes the usage of the agents whose tasks changed, from
-// their own tasks, into a new map (readers keep the old one).
+// sumUsage makes the usage of the agents whose tasks changed, from their
+// running sums, into a new map (readers keep the old one).
 func (t *agentTracker) sumUsage() {
 	if len(t.dirty) == 0 {
 		return
@@ -210,14 +253,26 @@ func (t *agentTracker) sumUsage() {
 		}
 	}
 	for a := range t.dirty {
-		recs := make([]*TaskRecord, 0, len(t.byAgent[a]))
-		for id := range t.byAgent[a] {
-			recs = append(recs, t.seen[id].rec)
+		s := t.sums[a]
+		if s == nil || s.n <= 0 {
+			continue
 		}
-		byAgent, _ := usageOf(recs)
-		if u := byAgent[a]; u != nil {
-			usage[a] = u
+		if s.steps >= sumRefresh {
+			s.res, s.steps = api.Resources{}, 0
+			for id := range t.byAgent[a] {
+				if rec := t.seen[id].rec; active(rec) && rec.Task.SlaveID == a {
+					s.res = addScalars(s.res, rec.Spec.Resources)
+				}
+			}
 		}
+		u := &agentUsage{res: s.res}
+		if len(s.ports) > 0 {
+			u.ports = make(map[int]struct{}, len(s.ports))
+			for p := range s.ports {
+				u.ports[p] = struct{}{}
+			}
+		}
+		usage[a] = u
 	}
 	t.usage = usage
 	clear(t.dirty)

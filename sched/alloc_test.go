@@ -228,8 +228,16 @@ func TestAgentTracker(t *testing.T) {
 
 // TestAgentTrackerUsageFollowsWrites writes, moves, ends and deletes tasks
 // and wants the tracker's usage, kept from the keys written, to equal a
-// sum over every task.
+// sum over every task; also with the running sums summed afresh every few
+// steps.
 func TestAgentTrackerUsageFollowsWrites(t *testing.T) {
+	t.Run("running-sums", agentTrackerUsageFollowsWrites)
+	defer func(n int) { sumRefresh = n }(sumRefresh)
+	sumRefresh = 5
+	t.Run("summed-afresh", agentTrackerUsageFollowsWrites)
+}
+
+func agentTrackerUsageFollowsWrites(t *testing.T) {
 	s := openTestStore(t, "")
 	defer s.Close()
 	ctx := context.Background()
