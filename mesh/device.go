@@ -317,6 +317,55 @@ func (u *userDevice) state() (*wgtypes.Device, error) {
 	return parseUAPI(u.buf.Bytes())
 }
 
+// configure applies cfg in-process, as wgctrl would through the UAPI
+// socket (a keepalive poke is two of these).
+func (u *userDevice) configure(cfg wgtypes.Config) error {
+	var b strings.Builder
+	writeUAPI(&b, cfg)
+	return u.dev.IpcSet(b.String())
+}
+
+// writeUAPI writes cfg as the body of a UAPI "set", as wgctrl's userspace
+// client does.
+func writeUAPI(b *strings.Builder, cfg wgtypes.Config) {
+	if cfg.PrivateKey != nil {
+		fmt.Fprintf(b, "private_key=%s\n", hex.EncodeToString(cfg.PrivateKey[:]))
+	}
+	if cfg.ListenPort != nil {
+		fmt.Fprintf(b, "listen_port=%d\n", *cfg.ListenPort)
+	}
+	if cfg.FirewallMark != nil {
+		fmt.Fprintf(b, "fwmark=%d\n", *cfg.FirewallMark)
+	}
+	if cfg.ReplacePeers {
+		b.WriteString("replace_peers=true\n")
+	}
+	for _, p := range cfg.Peers {
+		fmt.Fprintf(b, "public_key=%s\n", hex.EncodeToString(p.PublicKey[:]))
+		if p.Remove {
+			b.WriteString("remove=true\n")
+		}
+		if p.UpdateOnly {
+			b.WriteString("update_only=true\n")
+		}
+		if p.PresharedKey != nil {
+			fmt.Fprintf(b, "preshared_key=%s\n", hex.EncodeToString(p.PresharedKey[:]))
+		}
+		if p.Endpoint != nil {
+			fmt.Fprintf(b, "endpoint=%s\n", p.Endpoint.String())
+		}
+		if p.PersistentKeepaliveInterval != nil {
+			fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", int(p.PersistentKeepaliveInterval.Seconds()))
+		}
+		if p.ReplaceAllowedIPs {
+			b.WriteString("replace_allowed_ips=true\n")
+		}
+		for _, ip := range p.AllowedIPs {
+			fmt.Fprintf(b, "allowed_ip=%s\n", ip.String())
+		}
+	}
+}
+
 // parseUAPI reads the text of a UAPI "get" (key=value lines, a peer per
 // public_key) as wgctrl's userspace client does.
 func parseUAPI(b []byte) (*wgtypes.Device, error) {

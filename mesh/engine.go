@@ -58,6 +58,7 @@ type engine struct {
 	dev     wgDevice
 	wg      *wgctrl.Client
 	readDev func() (*wgtypes.Device, error) // the device's peers and counters
+	setDev  func(wgtypes.Config) error      // configures the device
 	mtu     int
 	overlay netip.Prefix
 	addr    netip.Addr // our overlay address (.1 of our block)
@@ -115,11 +116,13 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 	}
 	e.wg = wc
 	e.readDev = func() (*wgtypes.Device, error) { return wc.Device(cfg.Interface) }
+	e.setDev = func(c wgtypes.Config) error { return wc.ConfigureDevice(cfg.Interface, c) }
 	if ud, ok := e.dev.(*userDevice); ok {
-		e.readDev = ud.state // in-process: no socket on every look
+		// In-process: no socket on every look, nor on every poke.
+		e.readDev, e.setDev = ud.state, ud.configure
 	}
 	port := cfg.ListenPort
-	if err := wc.ConfigureDevice(cfg.Interface, wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true}); err != nil {
+	if err := e.setDev(wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true}); err != nil {
 		e.close()
 		return nil, fmt.Errorf("mesh: configuring %s: %w", cfg.Interface, err)
 	}
@@ -398,16 +401,16 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 		e.recheck = e.recheck || !c.Remove
 	}
 	if len(cfgs) > 0 {
-		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: cfgs}); err != nil {
+		if err := e.setDev(wgtypes.Config{Peers: cfgs}); err != nil {
 			return fmt.Errorf("configuring %s: %w", e.ifname, err)
 		}
 	}
 	// Poke: turning the persistent keepalive off and on sends one at once.
 	if len(pokes) > 0 {
-		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: pokes}); err != nil {
+		if err := e.setDev(wgtypes.Config{Peers: pokes}); err != nil {
 			return fmt.Errorf("configuring %s: %w", e.ifname, err)
 		}
-		if err := e.wg.ConfigureDevice(e.ifname, wgtypes.Config{Peers: unpokes}); err != nil {
+		if err := e.setDev(wgtypes.Config{Peers: unpokes}); err != nil {
 			return fmt.Errorf("configuring %s: %w", e.ifname, err)
 		}
 	}

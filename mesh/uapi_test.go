@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -49,5 +52,54 @@ func TestParseUAPI(t *testing.T) {
 		if _, err := parseUAPI([]byte(bad)); err == nil {
 			t.Errorf("%s: parsed %q without an error", name, bad)
 		}
+	}
+}
+
+// TestUserDeviceInProcess configures a wireguard-go device (on an
+// in-memory TUN) through the engine's in-process calls and reads it back.
+func TestUserDeviceInProcess(t *testing.T) {
+	dev := device.NewDevice(tuntest.NewChannelTUN().TUN(), conn.NewDefaultBind(), device.NewLogger(device.LogLevelSilent, ""))
+	defer dev.Close()
+	u := &userDevice{dev: dev}
+	priv, _ := wgtypes.GeneratePrivateKey()
+	p1, _ := wgtypes.GeneratePrivateKey()
+	p2, _ := wgtypes.GeneratePrivateKey()
+	port, ka := 0, 25*time.Second
+	_, b1, _ := net.ParseCIDR("10.47.3.0/24")
+	_, b2, _ := net.ParseCIDR("10.47.9.0/24")
+	err := u.configure(wgtypes.Config{PrivateKey: &priv, ListenPort: &port, ReplacePeers: true, Peers: []wgtypes.PeerConfig{
+		{PublicKey: p1.PublicKey(), Endpoint: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 51820}, PersistentKeepaliveInterval: &ka, ReplaceAllowedIPs: true, AllowedIPs: []net.IPNet{*b1, *b2}},
+		{PublicKey: p2.PublicKey()},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := u.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PrivateKey != priv || len(d.Peers) != 2 {
+		t.Fatalf("device %+v", d)
+	}
+	byKey := map[wgtypes.Key]wgtypes.Peer{}
+	for _, p := range d.Peers {
+		byKey[p.PublicKey] = p
+	}
+	a := byKey[p1.PublicKey()]
+	if a.Endpoint.String() != "192.0.2.7:51820" || a.PersistentKeepaliveInterval != ka || len(a.AllowedIPs) != 2 || a.AllowedIPs[0].String() != "10.47.3.0/24" || a.AllowedIPs[1].String() != "10.47.9.0/24" {
+		t.Errorf("first peer %+v", a)
+	}
+	// A poke's two steps, then a removal.
+	zero := time.Duration(0)
+	for _, c := range []wgtypes.PeerConfig{
+		{PublicKey: p1.PublicKey(), UpdateOnly: true, PersistentKeepaliveInterval: &zero},
+		{PublicKey: p2.PublicKey(), Remove: true},
+	} {
+		if err := u.configure(wgtypes.Config{Peers: []wgtypes.PeerConfig{c}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err = u.state(); err != nil || len(d.Peers) != 1 || d.Peers[0].PersistentKeepaliveInterval != 0 || len(d.Peers[0].AllowedIPs) != 2 {
+		t.Fatalf("after the updates: %v, %+v", err, d.Peers)
 	}
 }
