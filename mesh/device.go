@@ -470,7 +470,7 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 	if _, err := CheckDataPlane(true); err != nil {
 		return nil, err
 	}
-	tdev, err := tun.CreateTUN(name, mtu)
+	tdev, err := createTUN(name, mtu)
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "does not exist"):
@@ -514,6 +514,50 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 	}()
 	return &userDevice{dev: dev, uapi: l}, nil
 }
+
+// createTUN opens a TUN device as tun.CreateTUN does (offloads on), but
+// unmonitored: wireguard-go's monitor polls the device every second
+// (a write, a timer and a wake-up, forever) and watches netlink, to
+// bring the device up and down with the link. The engine brings the link
+// up itself and then the device (up).
+func createTUN(name string, mtu int) (tun.Device, error) {
+	fd, err := unix.Open(tunDevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("CreateTUN(%q) failed; %s does not exist", name, tunDevicePath)
+		}
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// The MTU before the device exists: wireguard-go reads it once.
+	l, err := netlink.LinkByName(name)
+	if err == nil {
+		err = netlink.LinkSetMTU(l, mtu)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("setting MTU %d on %s: %w", mtu, name, err)
+	}
+	tdev, _, err := tun.CreateUnmonitoredTUNFromFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tdev, nil
+}
+
+// up starts the device (its UDP socket, its peers); with a monitored TUN
+// wireguard-go did so when the link came up.
+func (u *userDevice) up() error { return u.dev.Up() }
 
 func linkExists(name string) bool {
 	_, err := netlink.LinkByName(name)

@@ -212,6 +212,11 @@ func (e *engine) setAddress(block netip.Prefix) error {
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("mesh: bringing %s up: %w", e.ifname, err)
 	}
+	if u, ok := e.dev.(*userDevice); ok {
+		if err := u.up(); err != nil {
+			return fmt.Errorf("mesh: starting wireguard-go on %s: %w", e.ifname, err)
+		}
+	}
 	return nil
 }
 
