@@ -308,3 +308,24 @@ func TestAbsentSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestUntilProbePhase(t *testing.T) {
+	at := time.Unix(1000, 0)
+	for _, c := range []struct {
+		now  time.Duration // after at
+		want time.Duration
+	}{
+		{10 * time.Millisecond, 490 * time.Millisecond},
+		{500 * time.Millisecond, time.Second},
+		{600 * time.Millisecond, 900 * time.Millisecond},
+		{3*time.Second + 200*time.Millisecond, 300 * time.Millisecond},
+	} {
+		got := untilProbePhase(at, at.Add(c.now), time.Second)
+		if got != c.want {
+			t.Errorf("%v after the gossip start: %v to the next tick, want %v", c.now, got, c.want)
+		}
+		if tick := (c.now + got) % time.Second; tick != 500*time.Millisecond {
+			t.Errorf("%v after the gossip start: ticks at %v into memberlist's period, want 500ms", c.now, tick)
+		}
+	}
+}

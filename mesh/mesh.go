@@ -188,6 +188,7 @@ func (m *Mesh) run(ctx context.Context) error {
 	}
 
 	m.evCh = make(chan serf.Event, 256)
+	gossipAt := time.Now() // memberlist's probe ticker starts within serf.Create
 	s, err := m.createSerf(m.evCh)
 	if err != nil {
 		return err
@@ -253,8 +254,9 @@ func (m *Mesh) run(ctx context.Context) error {
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
 	var probeC, syncC <-chan time.Time
-	var syncT *time.Ticker
+	var syncT, probe *time.Ticker
 	var addrC <-chan struct{}
+	var alignC <-chan time.Time
 	started, lastSync, slowed := time.Now(), time.Time{}, false
 	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
@@ -262,9 +264,10 @@ func (m *Mesh) run(ctx context.Context) error {
 		syncT = time.NewTicker(youngSync)
 		defer syncT.Stop()
 		syncC = syncT.C
-		probe := time.NewTicker(m.cfg.ProbeInterval)
+		probe = time.NewTicker(m.cfg.ProbeInterval)
 		defer probe.Stop()
 		probeC = probe.C
+		alignC = time.After(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 		addrC = watchAddrs(ctx, eng.linkIdx, m.log)
 		m.listenPunch(ctx)
 	}
@@ -338,6 +341,9 @@ func (m *Mesh) run(ctx context.Context) error {
 			}
 		case <-m.kick:
 			m.reconcile()
+		case <-alignC:
+			alignC = nil
+			probe.Reset(m.cfg.ProbeInterval)
 		case <-probeC:
 			m.reconcile()
 		case <-punch.C:
@@ -355,7 +361,11 @@ func (m *Mesh) run(ctx context.Context) error {
 		}
 		if m.needRestart {
 			m.needRestart = false
+			gossipAt = time.Now()
 			m.restartSerf()
+			if probe != nil {
+				alignC = time.After(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
+			}
 		}
 		if eng != nil && eng.recheck {
 			// See the handshake complete (and switch paths) without
@@ -364,6 +374,22 @@ func (m *Mesh) run(ctx context.Context) error {
 			punch.Reset(150 * time.Millisecond)
 		}
 	}
+}
+
+// untilProbePhase is how long from now until the engine's probe should
+// tick: half a period away from memberlist's probes, whose ticker started
+// at gossipAt. A ping this node sends and its ack then fall in one look
+// at the device. In phase with memberlist (both tickers start within
+// milliseconds of each other), the ack came a look after its ping, looked
+// like data owed an answer (peerRuntime.ack), and cost a poke at nearly
+// every probe this node sent: two configurations of the peer and a
+// keepalive that woke it.
+func untilProbePhase(gossipAt, now time.Time, period time.Duration) time.Duration {
+	off := now.Sub(gossipAt.Add(period/2)) % period
+	if off < 0 {
+		off += period
+	}
+	return period - off
 }
 
 // Fast state exchange: while the mesh forms, and for a while after a member
