@@ -729,6 +729,11 @@ func natTrials(t *testing.T, weft, token string, n int) {
 		}
 		l.p.Stop()
 	}
+	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
+		// The public nodes' logs: their reports and relaying.
+		_ = os.WriteFile(filepath.Join(dir, "m1.log"), []byte(m1.p.Output()), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, "d1.log"), []byte(d1.p.Output()), 0o644)
+	}
 	for _, k := range []*kind{easy, hard, roam} {
 		sorted := slices.Clone(k.took)
 		slices.Sort(sorted)
