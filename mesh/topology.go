@@ -315,6 +315,19 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		pl.Endpoint = firstOr(lan, l.Endpoint)
 	default:
 		pl.Endpoint = chooseEndpoint(in, p, l)
+		if !init && l.Endpoint.IsValid() && !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) &&
+			!(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) {
+			// The peer initiates, and WireGuard set the endpoint to
+			// where its packets come from: keep it. A reconcile that
+			// read the device just before the handshake completed put
+			// the peer's advertised address back (a newcomer behind NAT
+			// advertises its LAN address until it learns better): the
+			// link came up there, our answers went nowhere, and the
+			// report of the newcomer's reflexive address, which its
+			// punches wait for, never went out (bench/mesh: m1 did not
+			// report, a laptop learnt its address from d1 3 s later).
+			pl.Endpoint = l.Endpoint
+		}
 	}
 	waited := in.Now.Sub(l.AddedAt)
 	fallback := !init && !punch && !p.NAT && !l.AddedAt.IsZero() && waited >= responderFallback

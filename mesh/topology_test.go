@@ -537,3 +537,32 @@ func TestEncodePorts(t *testing.T) {
 		t.Errorf("%q decodes to %v, want %v", enc, got, eps)
 	}
 }
+
+// A peer that initiates toward us (a newcomer behind NAT, which advertises
+// only its LAN address yet) is answered where its packets come from, even
+// before its handshake completes: putting its advertised address back
+// would bring the link up there, unreachable, and hide its NAT from the
+// report it waits for.
+func TestResponderKeepsRoamedEndpoint(t *testing.T) {
+	self := pi("m1", "10.47.1.0/24", "172.30.1.1:51820")
+	p := pi("le1", "10.47.2.0/24", "192.168.82.1:51820")
+	roamed := netip.MustParseAddrPort("172.31.82.1:51820")
+	in := topoInput{Self: self, Now: t0, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
+		Overlay: netip.MustParsePrefix("10.47.0.0/16")}
+	if initiates(self, p) {
+		t.Fatal("m1 initiates toward le1; the case needs le1 to")
+	}
+	l := linkState{Since: t0.Add(-time.Second), AddedAt: t0.Add(-time.Second), Endpoint: roamed, LastRx: t0.Add(-100 * time.Millisecond)}
+	var pl peerPlan
+	planHandshake(in, p, l, &pl)
+	if pl.Endpoint != roamed {
+		t.Errorf("answering an initiating peer at %v, want where it came from (%v)", pl.Endpoint, roamed)
+	}
+	// Heard from before it was last added: its candidates, as before.
+	l.LastRx = t0.Add(-2 * time.Second)
+	pl = peerPlan{}
+	planHandshake(in, p, l, &pl)
+	if pl.Endpoint != p.Endpoints[0] {
+		t.Errorf("a silent peer planned at %v, want its advertised %v", pl.Endpoint, p.Endpoints[0])
+	}
+}
