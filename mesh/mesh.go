@@ -83,6 +83,9 @@ type Mesh struct {
 	punchReqs chan punchReq              // punch asks over the overlay (punch.go)
 	punchWait map[string]chan punchReply // asks over the overlay awaiting an answer, by peer
 	punchConn *net.UDPConn
+	// blockOf finds a member's address block by name (nil: from serf);
+	// the side channel takes a message only from the node it names.
+	blockOf func(name string) netip.Prefix
 
 	// Owned by the Run goroutine.
 	evCh        chan serf.Event

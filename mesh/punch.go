@@ -316,6 +316,22 @@ func (m *Mesh) readPunch(conn *net.UDPConn) {
 		if len(parts) < 2 || parts[0] != m.cfg.NodeName {
 			continue
 		}
+		// The sender must be the node the message names (the asker, the
+		// answerer, the reporter), at its own overlay address: WireGuard
+		// checks a packet's source against the peer it came from, so
+		// that address is the node; a task in the node's block, or
+		// another member, cannot speak for it.
+		sender := parts[1]
+		if kind == "ep" {
+			sender = ""
+			if len(parts) > 2 {
+				sender = parts[2]
+			}
+		}
+		if !m.sideSenderIs(sender, src.Addr().Unmap()) {
+			m.log.Debug("punch side channel: dropped a message not sent by the node it names", "from", src.String(), "names", sender)
+			continue
+		}
 		switch kind {
 		case "ep":
 			// A peer's report of where it sees us, sent to us
@@ -354,6 +370,32 @@ func (m *Mesh) readPunch(conn *net.UDPConn) {
 			}
 		}
 	}
+}
+
+// sideSenderIs is whether addr is the overlay address of the member name.
+func (m *Mesh) sideSenderIs(name string, addr netip.Addr) bool {
+	if name == "" || name == m.cfg.NodeName {
+		return false
+	}
+	var block netip.Prefix
+	if m.blockOf != nil {
+		block = m.blockOf(name)
+	} else {
+		m.mu.Lock()
+		s := m.serf
+		m.mu.Unlock()
+		if s == nil {
+			return false
+		}
+		for _, sm := range s.Members() {
+			if sm.Name == name {
+				a, _ := netip.AddrFromSlice(sm.Addr)
+				block = decodePeer(sm.Name, sm.Status.String(), a.Unmap(), sm.Tags).Block
+				break
+			}
+		}
+	}
+	return block.IsValid() && overlayIP(block) == addr
 }
 
 // sendSide sends msg over the side channel to to (best effort).

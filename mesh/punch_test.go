@@ -30,6 +30,15 @@ func TestPunchSideChannel(t *testing.T) {
 			punchReqs: make(chan punchReq, 4),
 			punchWait: map[string]chan punchReply{},
 			punchConn: conn,
+			// a and m1 send from 127.0.0.1 (their overlay address);
+			// x's block is elsewhere.
+			blockOf: func(name string) netip.Prefix {
+				return map[string]netip.Prefix{
+					"a":  netip.MustParsePrefix("127.0.0.0/24"),
+					"m1": netip.MustParsePrefix("127.0.0.0/24"),
+					"x":  netip.MustParsePrefix("127.0.5.0/24"),
+				}[name]
+			},
 		}
 		go m.readPunch(conn)
 		return m, conn
@@ -94,6 +103,19 @@ func TestPunchSideChannel(t *testing.T) {
 	}
 	if len(m.punchReqs) != 0 {
 		t.Errorf("an ask for another node was taken: %+v", <-m.punchReqs)
+	}
+
+	// From an overlay address that is not the named node's: dropped.
+	send(to, "ask b x 198.51.100.7:51820")
+	send(to, "ep b 203.0.113.9:51820 x")
+	send(to, "ep b 203.0.113.9:51820")
+	send(to, "ask b b 198.51.100.7:51820")
+	select {
+	case r := <-m.punchReqs:
+		t.Errorf("an ask not sent by the node it names was taken: %+v", r)
+	case ev := <-m.userEvts:
+		t.Errorf("a report not sent by the node it names was taken: %q", ev.Payload)
+	case <-time.After(300 * time.Millisecond):
 	}
 
 	// From outside the overlay: dropped.
