@@ -336,6 +336,7 @@ type ssListener struct {
 	host    string
 	port    int
 	process string
+	device  string // SO_BINDTODEVICE: what ss prints after the % ("" when unbound)
 }
 
 // parseSS reads `ss -H -ltnup`.
@@ -353,10 +354,11 @@ func parseSS(out string) []ssListener {
 		}
 		port, _ := strconv.Atoi(local[i+1:])
 		host := strings.Trim(local[:i], "[]")
+		device := ""
 		if j := strings.Index(host, "%"); j >= 0 {
-			host = host[:j]
+			host, device = host[:j], host[j+1:]
 		}
-		l := ssListener{proto: f[0], host: host, port: port}
+		l := ssListener{proto: f[0], host: host, port: port, device: device}
 		if len(f) > 6 {
 			l.process = f[6]
 		}
@@ -374,6 +376,10 @@ func classify(l ssListener) string {
 		return "loopback"
 	case ip != nil && ip.To4() != nil && ip.To4()[0] == 10 && ip.To4()[1] == 47:
 		return "overlay"
+	case l.device == "weft0":
+		// Bound to the WireGuard interface (the punch side channel):
+		// the kernel delivers it only what came in over the overlay.
+		return "overlay: bound to weft0"
 	case l.proto == "tcp" && (l.port == 80 || l.port == 443 || (l.port >= 10000 && l.port <= 20000)):
 		return "lb public vhost/service port"
 	case l.port == 7946:
