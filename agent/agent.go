@@ -160,8 +160,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(context.Background(), a.cfg.FlushTimeout)
 		a.rep.flush(fctx)
 		cancel()
+	} else {
+		a.abandonAll()
 	}
 	return nil
+}
+
+// abandoner is a handle that does more than watch its task once started
+// (a pod instance ends its other containers when one ends): abandon stops
+// that, for an agent that stops and leaves its tasks to the next one.
+type abandoner interface{ abandon() }
+
+// abandonAll leaves every task to the agent that comes back (in the same
+// process, as tests and an embedding program restart it, the old handles
+// would otherwise keep acting on tasks the new agent has re-adopted).
+func (a *Agent) abandonAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.tasks {
+		if ab, ok := t.handle.(abandoner); ok {
+			ab.abandon()
+		}
+	}
+	for _, rh := range a.recovered {
+		if ab, ok := rh.h.(abandoner); ok {
+			ab.abandon()
+		}
+	}
 }
 
 func (a *Agent) every(ctx context.Context, d time.Duration, f func()) {

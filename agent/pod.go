@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/sched/api"
@@ -439,7 +440,14 @@ type podHandle struct {
 	done chan struct{}
 	mu   sync.Mutex
 	exit Exit
+	// left: the agent that started or re-adopted the instance stopped
+	// without stopping its tasks (abandon); it no longer ends the instance
+	// when a container ends, as the agent that comes back does.
+	left atomic.Bool
 }
+
+// abandon is the agent stopping with the instance left running.
+func (h *podHandle) abandon() { h.left.Store(true) }
 
 var (
 	_ CommandRunner = (*dockerPodHandle)(nil)
@@ -462,6 +470,9 @@ func (h *podHandle) watch() {
 		}()
 	}
 	i := <-cases
+	if h.left.Load() {
+		return
+	}
 	ex := h.parts[i].Exit()
 	ex.Message = "container " + h.names[i] + ": " + ex.Message
 	h.mu.Lock()
