@@ -50,31 +50,33 @@ type Mesh struct {
 	kick     chan struct{} // wake the reconcile loop
 	userEvts chan serf.UserEvent
 
-	pubMu       sync.Mutex   // serialises publishTags until our state has the tags
-	joining     atomic.Bool  // a background join is under way
-	syncing     atomic.Bool  // a background state exchange is under way
-	startedAt   atomic.Int64 // unix nanos: Run started (youngSyncFor)
-	syncUntil   atomic.Int64 // unix nanos: exchange state every fastSync until then
-	joined      atomic.Bool  // the cluster's claims have been seen
-	newcomer    atomic.Bool  // the first join is under way with a provisional block
-	mu          sync.Mutex
-	serf        *serf.Serf
-	extra       map[string]string
-	subs        map[chan struct{}]struct{}
-	claim       blockClaim
-	clock       uint64 // Lamport clock of block claims
-	localEPs    []netip.AddrPort
-	localPfx    []netip.Prefix               // subnets of the underlay addresses, as of refreshLocalEndpoints
-	reflexive   map[netip.AddrPort]time.Time // how peers observe us
-	observedBy  map[string]observation       // the latest observation of each peer
-	forgotten   map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
-	movedAt     time.Time                    // the latest underlay change (roam.go)
-	lostAt      time.Time                    // an underlay address went away and no new one came yet (roam.go)
-	nat         bool
-	hardNAT     bool // peers observe us at different ports (punch.go)
-	wg          *engine
-	lastJoinErr error
-	yield       []netip.Prefix // blocks seen held when a join was refused (merge.go)
+	pubMu   sync.Mutex  // serialises publishTags until our state has the tags
+	joining atomic.Bool // a background join is under way
+	// failedReapedAt (unix ns): when a failed member was last reaped.
+	failedReapedAt atomic.Int64
+	syncing        atomic.Bool  // a background state exchange is under way
+	startedAt      atomic.Int64 // unix nanos: Run started (youngSyncFor)
+	syncUntil      atomic.Int64 // unix nanos: exchange state every fastSync until then
+	joined         atomic.Bool  // the cluster's claims have been seen
+	newcomer       atomic.Bool  // the first join is under way with a provisional block
+	mu             sync.Mutex
+	serf           *serf.Serf
+	extra          map[string]string
+	subs           map[chan struct{}]struct{}
+	claim          blockClaim
+	clock          uint64 // Lamport clock of block claims
+	localEPs       []netip.AddrPort
+	localPfx       []netip.Prefix               // subnets of the underlay addresses, as of refreshLocalEndpoints
+	reflexive      map[netip.AddrPort]time.Time // how peers observe us
+	observedBy     map[string]observation       // the latest observation of each peer
+	forgotten      map[netip.Addr]time.Time     // reflexive addresses left behind by a move, until (roam.go)
+	movedAt        time.Time                    // the latest underlay change (roam.go)
+	lostAt         time.Time                    // an underlay address went away and no new one came yet (roam.go)
+	nat            bool
+	hardNAT        bool // peers observe us at different ports (punch.go)
+	wg             *engine
+	lastJoinErr    error
+	yield          []netip.Prefix // blocks seen held when a join was refused (merge.go)
 
 	cachedPeers []string // underlay gossip addresses of known peers
 
@@ -311,9 +313,14 @@ func (m *Mesh) run(ctx context.Context) error {
 			// member is failed, dial the seeds again.
 			// And every 30 s anyway: after a long partition the other half
 			// may have been reaped, and nothing else would dial it again.
+			// For rejoinAfterReap after a failed member was reaped, as
+			// often as while it was failed: that member may be the other
+			// side of a partition that heals now, and the halves meet
+			// again only through a seed.
 			settling := time.Since(startedAt) < 30*time.Second
 			periodic := time.Since(lastJoin) >= 30*time.Second
-			if len(m.joinAddrs()) > 0 && (settling || periodic || !m.hasAlivePeers() || m.hasFailedPeers()) && m.joining.CompareAndSwap(false, true) {
+			reaped := time.Since(time.Unix(0, m.failedReapedAt.Load())) < rejoinAfterReap
+			if len(m.joinAddrs()) > 0 && (settling || periodic || reaped || !m.hasAlivePeers() || m.hasFailedPeers()) && m.joining.CompareAndSwap(false, true) {
 				lastJoin = time.Now()
 				go func() { defer m.joining.Store(false); m.joinSeeds() }()
 			}
@@ -683,6 +690,10 @@ func (m *Mesh) stopSerf(leave, quiet bool) {
 	}
 }
 
+// rejoinAfterReap is how long after a failed member is reaped the seeds
+// are still dialled every RejoinInterval.
+const rejoinAfterReap = 2 * time.Minute
+
 // pumpEvents turns serf events into notifications and reconcile kicks.
 func (m *Mesh) pumpEvents(ctx context.Context, evCh chan serf.Event) {
 	for {
@@ -696,7 +707,10 @@ func (m *Mesh) pumpEvents(ctx context.Context, evCh chan serf.Event) {
 					m.syncFor(fastSyncAfterChange)
 				}
 				for _, mem := range e.Members {
-					m.log.Debug("member event", "event", e.EventType().String(), "member", mem.Name, "addr", mem.Addr.String())
+					m.log.Debug("member event", "event", e.EventType().String(), "member", mem.Name, "addr", mem.Addr.String(), "status", mem.Status.String())
+					if e.Type == serf.EventMemberReap && mem.Status == serf.StatusFailed {
+						m.failedReapedAt.Store(time.Now().UnixNano())
+					}
 				}
 				m.notify()
 				m.kickReconcile()
