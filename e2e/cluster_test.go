@@ -86,7 +86,12 @@ func startCluster(t *testing.T, agents ...agentSpec) *cluster {
 	for i, a := range agents {
 		args := []string{"agent", "--no-mesh", "--node-name", a.name, "--site", a.site,
 			"--data-dir", filepath.Join(dir, a.name), "--join", cl.gossip,
-			"--gossip-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0",
+			// A fixed gossip port, as a real host has: an agent that
+			// restarts comes back at the address the cluster knows
+			// (with a new one, the master's gossip refuses it as a
+			// conflicting address until the old entry is dead and, in
+			// TestMarathonAgentLossAndMasterRestart, saw it fail).
+			"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--agent-addr", "127.0.0.1:0",
 			"--no-dns", "--no-lb", "--no-docker", "--cpus", "4", "--mem", "4096",
 			"--ports", fmt.Sprintf("%d-%d", 32000+i*100, 32099+i*100)}
 		for _, at := range a.attrs {
