@@ -50,6 +50,20 @@ func TestACLTokensSecretsAndTaskUser(t *testing.T) {
 	weft := startWeft(t, "up", upArgs(t, filepath.Join(base, "data"), apiPort)...)
 	anon := api.NewClient(apiURL)
 	waitLeader(t, ctx, anon)
+	// The master says whether its API is open once it leads (polled every
+	// 50 ms): a bootstrap sent sooner would rightly make it say "ACLs are
+	// on" instead. Wait for the start line, as a user reads it first.
+	openAt := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(weft.log)
+		if strings.Contains(string(b), "the API is open") {
+			break
+		}
+		if time.Now().After(openAt) {
+			t.Fatalf("no open-API line 10 s after the master led:\n%s", tail(string(b), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	cli := func(token, stdin string, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, testbin.Weft(t), append([]string{"--api", apiURL}, args...)...)
