@@ -435,7 +435,6 @@ func (m *Mesh) askPunch(peer string, to netip.AddrPort, mine []netip.AddrPort, p
 	reply := make(chan punchReply, 1)
 	m.mu.Lock()
 	m.punchWait[peer] = reply
-	conn := m.punchConn
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -444,14 +443,8 @@ func (m *Mesh) askPunch(peer string, to netip.AddrPort, mine []netip.AddrPort, p
 		}
 		m.mu.Unlock()
 	}()
-	ask := []byte("ask " + payload)
-	send := func() {
-		if conn != nil && to.IsValid() {
-			if _, err := conn.WriteToUDPAddrPort(ask, to); err != nil {
-				m.log.Debug("hole punch ask over the overlay", "peer", peer, "err", err)
-			}
-		}
-	}
+	ask := "ask " + payload
+	send := func() { m.sendSide(to, ask) }
 	send()
 	var answers <-chan serf.NodeResponse
 	resp, err := s.Query(punchQuery, []byte(payload), &serf.QueryParam{
@@ -540,16 +533,7 @@ func (m *Mesh) answerPunch(e *engine, q *serf.Query) {
 // goroutine).
 func (m *Mesh) answerPunchReq(e *engine, r punchReq) {
 	mine := m.primeFor(e, r.from, r.eps, r.predicted, "overlay")
-	m.mu.Lock()
-	conn := m.punchConn
-	m.mu.Unlock()
-	if conn == nil {
-		return
-	}
-	msg := "ack " + r.from + " " + m.cfg.NodeName + " " + encodeEndpoints(mine)
-	if _, err := conn.WriteToUDPAddrPort([]byte(msg), r.src); err != nil {
-		m.log.Debug("answering a hole punch ask", "peer", r.from, "err", err)
-	}
+	m.sendSide(r.src, "ack "+r.from+" "+m.cfg.NodeName+" "+encodeEndpoints(mine))
 }
 
 // primeFor primes our NAT toward the endpoints of a peer that asked for a
