@@ -127,13 +127,19 @@ func TestUpRunsAndKeepsMarathonApps(t *testing.T) {
 	})
 
 	// Ctrl-C stops weft and the tasks it ran; then start again on the same
-	// data dir.
+	// data dir. A task is RUNNING once its shell has started, which may be
+	// before the shell wrote its pid file, so read every pid first: a task
+	// stopped before it wrote one would leave nothing to check.
 	old, _ := runningTasks(ctx, c, "/ssk2/whereisbot")
+	pids := make(map[string]int, len(old))
+	for _, tk := range old {
+		pids[tk.ID] = readPid(t, pidDir, tk.ID)
+	}
 	if !weft.stop(20 * time.Second) {
 		t.Fatal("weft up did not stop within 20s of Ctrl-C")
 	}
 	for _, tk := range old {
-		pid := readPid(t, pidDir, tk.ID)
+		pid := pids[tk.ID]
 		eventually(t, 10*time.Second, "task process gone after Ctrl-C", func() error {
 			if syscall.Kill(pid, 0) == nil {
 				return fmt.Errorf("process %d of task %s still runs", pid, tk.ID)
