@@ -816,10 +816,10 @@ func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
 // refreshLocalEndpoints recomputes our candidate endpoints: --advertise,
 // then interface addresses, each with the WireGuard port. It reports
 // whether they changed after gossip had started with an address new to
-// the node (it moved).
-func (m *Mesh) refreshLocalEndpoints() bool {
+// the node (moved), or only lost one (lost: the first half of a move).
+func (m *Mesh) refreshLocalEndpoints() (moved, lost bool) {
 	if !m.cfg.WireGuard {
-		return false
+		return false, false
 	}
 	var eps []netip.AddrPort
 	for _, a := range m.cfg.Advertise {
@@ -863,7 +863,7 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 	// is gone, the new one not there yet) is the first half of one: the
 	// node moves once, when the new address comes, and does not forget
 	// what peers report about it in between.
-	gained, lost := false, false
+	gained := false
 	for _, ep := range eps {
 		gained = gained || !slices.Contains(m.localEPs, ep)
 	}
@@ -880,7 +880,7 @@ func (m *Mesh) refreshLocalEndpoints() bool {
 	if changed && started {
 		m.publishAsync()
 	}
-	return changed && started && gained
+	return changed && started && gained, changed && started && lost && !gained
 }
 
 // fillOverlayStatus adds the data plane's view to a Status.

@@ -347,14 +347,10 @@ func (m *Mesh) run(ctx context.Context) error {
 		case <-punch.C:
 			m.reconcile()
 		case <-addrC:
-			if m.refreshLocalEndpoints() {
-				m.underlayMoved(eng)
-			}
+			m.refreshUnderlay(eng)
 			m.reconcile()
 		case <-reconcile.C:
-			if m.refreshLocalEndpoints() {
-				m.underlayMoved(eng)
-			}
+			m.refreshUnderlay(eng)
 			m.reconcile()
 		}
 		if m.needRestart {

@@ -163,6 +163,12 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		if p.Status != "alive" || !punchPair(in, p) || !initiates(self, p) || self.HardNAT && p.HardNAT {
 			continue
 		}
+		if m.underlayLost() {
+			// Between networks: our reflexive endpoints are of the
+			// old one, and a window that opened now would send from
+			// the new one before the peer primed toward it.
+			continue
+		}
 		if !m.natSettled(now, publics) {
 			// Whether our NAT is easy or hard is not known yet: a
 			// handshake from a NAT that turns out hard comes from a

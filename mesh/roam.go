@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Roaming. A node that moves (Wi-Fi to LTE, a new DHCP lease) keeps its
@@ -37,10 +39,16 @@ func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struc
 		close(done)
 		return out
 	}
-	// Link changes (an address given to a link that comes up later) are
-	// not watched: the 10 s reconcile sees them, and reports of the new
-	// network that come first are kept (underlayMoved, lostAt).
-	var links chan netlink.LinkUpdate
+	// A link that comes up (or goes down) with its address already on it
+	// changes the underlay addresses too (localAddrs lists up links
+	// only): the testbed, like DHCP clients, gives a new link its address
+	// before it sets it up. Left to the 10 s reconcile, the move was seen
+	// seconds late.
+	links := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribe(links, done); err != nil {
+		log.Debug("watching links; a link that comes up is noticed by the 10 s reconcile only", "err", err)
+		links = nil
+	}
 	go func() {
 		defer close(done)
 		var settle <-chan time.Time
@@ -59,7 +67,7 @@ func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struc
 					links = nil
 					continue
 				}
-				if int(u.Index) == linkIdx {
+				if int(u.Index) == linkIdx || !underlayLinkChange(u) {
 					continue
 				}
 			case u, ok := <-addrs:
@@ -87,6 +95,21 @@ func watchAddrs(ctx context.Context, linkIdx int, log *slog.Logger) <-chan struc
 	return out
 }
 
+// underlayLinkChange: u is an underlay link (not a container's veth or
+// bridge, which come and go with tasks) that came, went, or changed its up
+// or carrier state.
+func underlayLinkChange(u netlink.LinkUpdate) bool {
+	if u.Link == nil || u.Attrs() == nil {
+		return false
+	}
+	for _, p := range virtualPrefixes {
+		if strings.HasPrefix(u.Attrs().Name, p) {
+			return false
+		}
+	}
+	return u.Header.Type == unix.RTM_DELLINK || u.IfInfomsg.Change&(unix.IFF_UP|unix.IFF_LOWER_UP|unix.IFF_RUNNING) != 0
+}
+
 // publicAfterMove: a node that moved while behind NAT and has heard no
 // report of a reflexive address for this long, while talking to public
 // peers, is public now (peers see it where it says it is).
@@ -112,6 +135,52 @@ func (m *Mesh) settleNAT(links map[string]linkState, others []peerInfo, now time
 			m.log.Info("no peer reports a reflexive address since the move: this node is not behind NAT")
 			m.publishAsync()
 			return
+		}
+	}
+}
+
+// refreshUnderlay looks at the underlay addresses (Run goroutine): a new
+// one is a move; one that only went away is the first half of one, and
+// the direct paths to peers behind NAT, which hung on the lost address's
+// NAT mappings, are dropped at once. Left in place until the new address
+// is noticed, they would send the pair's packets out of the new network
+// toward the peer's public endpoint before any punch: its NAT, which has
+// no mapping for them, keeps an entry for that pair of endpoints, maps
+// the peer's own punch toward us to another port, and every punch fails
+// until the entry expires (30 s after our last packet). Under load the
+// new address can be noticed seconds late (a link that comes up after
+// its address is given), so nothing may wait for it.
+func (m *Mesh) refreshUnderlay(e *engine) {
+	moved, lost := m.refreshLocalEndpoints()
+	switch {
+	case moved:
+		m.underlayMoved(e)
+	case lost && e != nil:
+		m.log.Info("an underlay address went away: direct paths to peers behind NAT wait for the next network")
+		m.dropNATPaths(e)
+	}
+}
+
+// underlayLost: an underlay address went away lostFor ago at most, and no
+// new one came yet. Past lostFor the node punches again with what it has:
+// it may have lost a second interface only, and between networks nothing
+// it sends gets out anyway.
+func (m *Mesh) underlayLost() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.lostAt.IsZero() && time.Since(m.lostAt) < lostFor
+}
+
+const lostFor = 15 * time.Second
+
+// dropNATPaths takes the direct paths to peers behind NAT down, with their
+// endpoints, until a new punch (Run goroutine).
+func (m *Mesh) dropNATPaths(e *engine) {
+	now := time.Now()
+	for _, p := range m.peerInfos() {
+		if rt := e.peerByKey(p.PublicKey); rt != nil && p.NAT {
+			rt.staleBefore = now
+			rt.punch.clear = true
 		}
 	}
 }
@@ -174,9 +243,6 @@ func (m *Mesh) underlayMoved(e *engine) {
 		// Idle links carry nothing: keepalives to every peer show them
 		// where we are (WireGuard roams to the packet's source).
 		rt.movedAt = time.Now()
-		if p.NAT {
-			rt.staleBefore = time.Now()
-			rt.punch.clear = true
-		}
 	}
+	m.dropNATPaths(e)
 }

@@ -426,7 +426,7 @@ func (tb *Testbed) addHost(s *Site, name string) *Host {
 	tb.mu.Unlock()
 	tb.addNS(h.NS)
 	tb.ownResolvConf(h.NS)
-	tb.attach(h, s)
+	tb.attach(h, s, 0)
 	return h
 }
 
@@ -452,8 +452,9 @@ func (tb *Testbed) ownResolvConf(ns string) {
 	}
 }
 
-// attach gives h an eth0 on site s, with the site's next address.
-func (tb *Testbed) attach(h *Host, s *Site) {
+// attach gives h an eth0 on site s, with the site's next address; the
+// link comes up upLate after the address is on it.
+func (tb *Testbed) attach(h *Host, s *Site, upLate time.Duration) {
 	tb.t.Helper()
 	tb.mu.Lock()
 	s.nhosts++
@@ -477,6 +478,7 @@ func (tb *Testbed) attach(h *Host, s *Site) {
 	tb.must(parent, "ip", "link", "set", port, "master", bridge)
 	tb.must(parent, "ip", "link", "set", port, "up")
 	tb.must(h.NS, "ip", "addr", "add", h.ip.String()+"/24", "dev", "eth0")
+	time.Sleep(upLate)
 	tb.must(h.NS, "ip", "link", "set", "eth0", "up")
 	tb.must(h.NS, "ip", "route", "add", "default", "via", s.Gw.String())
 	if s.NAT && s.NATType == NATFullCone && first {
@@ -491,6 +493,14 @@ func (tb *Testbed) attach(h *Host, s *Site) {
 // follows it.
 func (h *Host) Move(site string, natSite bool) {
 	h.tb.t.Helper()
+	h.MoveUpLate(site, natSite, 0)
+}
+
+// MoveUpLate is Move with the new link set up upLate after its address is
+// given: a node that watched addresses only saw the new one on a link
+// still down, and noticed the move late.
+func (h *Host) MoveUpLate(site string, natSite bool, upLate time.Duration) {
+	h.tb.t.Helper()
 	var s *Site
 	if natSite {
 		s = h.tb.AddNATSite(site)
@@ -498,7 +508,7 @@ func (h *Host) Move(site string, natSite bool) {
 		s = h.tb.AddSite(site)
 	}
 	h.tb.must(h.NS, "ip", "link", "del", "eth0")
-	h.tb.attach(h, s)
+	h.tb.attach(h, s, upLate)
 }
 
 // Host returns a host by name.
