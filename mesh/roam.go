@@ -156,8 +156,15 @@ func (m *Mesh) refreshUnderlay(e *engine) {
 	case moved:
 		m.underlayMoved(e)
 	case lost && e != nil:
-		m.log.Info("an underlay address went away: direct paths to peers behind NAT wait for the next network")
-		m.dropNATPaths(e)
+		m.mu.Lock()
+		nat := m.nat
+		m.mu.Unlock()
+		if nat {
+			// (A public node's paths do not hang on a NAT of its
+			// own: peers follow its packets wherever they come from.)
+			m.log.Info("an underlay address went away: direct paths to peers behind NAT wait for the next network")
+			m.dropNATPaths(e)
+		}
 	}
 }
 
