@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -297,6 +300,32 @@ func TestUntilProbePhase(t *testing.T) {
 		}
 		if tick := (c.now + got) % time.Second; tick != 500*time.Millisecond {
 			t.Errorf("%v after the gossip start: ticks at %v into memberlist's period, want 500ms", c.now, tick)
+		}
+	}
+}
+
+func TestAbsentSeeds(t *testing.T) {
+	member := func(addr string, port uint16, status serf.MemberStatus, eps string) serf.Member {
+		return serf.Member{Addr: net.ParseIP(addr), Port: port, Status: status, Tags: map[string]string{tagEndpoints: eps}}
+	}
+	members := []serf.Member{
+		member("10.47.1.1", 7946, serf.StatusAlive, "203.0.113.9:51820,172.30.1.1:51820"), // seen at its NAT and on its LAN
+		member("10.47.2.1", 7946, serf.StatusFailed, "172.30.2.1:51820"),                  // failed: its seed address is dialled
+		member("127.0.0.1", 8001, serf.StatusAlive, ""),                                   // gossip on the underlay (no overlay)
+		member("10.47.3.1", 7946, serf.StatusLeft, "172.30.3.1:51820"),
+	}
+	for _, c := range []struct {
+		name        string
+		seeds, want []string
+	}{
+		{"all alive", []string{"172.30.1.1:7946", "203.0.113.9:7946"}, nil},
+		{"failed and left members are dialled", []string{"172.30.1.1:7946", "172.30.2.1:7946", "172.30.3.1:7946"}, []string{"172.30.2.1:7946", "172.30.3.1:7946"}},
+		{"unknown", []string{"198.51.100.1:7946"}, []string{"198.51.100.1:7946"}},
+		{"gossip address, port and all", []string{"127.0.0.1:8001", "127.0.0.1:8002"}, []string{"127.0.0.1:8002"}},
+		{"names are dialled", []string{"seed.example:7946"}, []string{"seed.example:7946"}},
+	} {
+		if got := absentSeeds(c.seeds, members); !slices.Equal(got, c.want) {
+			t.Errorf("%s: absentSeeds(%v) = %v, want %v", c.name, c.seeds, got, c.want)
 		}
 	}
 }
