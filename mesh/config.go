@@ -30,7 +30,8 @@ type Config struct {
 	// NodeName is the serf node name; it must be unique in the cluster.
 	NodeName string
 	// DataDir holds the WireGuard private key (mode 0600), the block claim
-	// and the serf snapshot. Empty keeps everything in memory (tests).
+	// and the peer cache (with WireGuard), or the serf snapshot (without).
+	// Empty keeps everything in memory (tests).
 	DataDir string
 	// Site and Role go out in tags; Role is "master", "agent" or
 	// "master+agent".

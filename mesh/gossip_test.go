@@ -329,3 +329,52 @@ func TestAbsentSeeds(t *testing.T) {
 		}
 	}
 }
+
+// A node that starts (or restarts, with no serf snapshot) does not replay
+// the user events the cluster buffered before it joined (reports of where
+// peers saw it, perhaps on another network), and gets the ones after.
+func TestFirstJoinIgnoresOldUserEvents(t *testing.T) {
+	token, _ := GenerateToken()
+	a := gossipNode(t, "a", token, nil, nil)
+	if err := a.currentSerf().UserEvent("before", []byte("c 192.0.2.1:51820 a"), false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.GossipBind, cfg.Gossip, cfg.WireGuard, cfg.Token = "c", "127.0.0.1:0", "local", false, token
+	cfg.Join = []string{a.GossipAddr()}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evCh := make(chan serf.Event, 64)
+	s, err := c.createSerf(evCh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown() })
+	c.mu.Lock()
+	c.serf = s
+	c.mu.Unlock()
+	c.joinSeeds()
+	if err := c.lastJoinErr; err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	if err := a.currentSerf().UserEvent("after", []byte("c 192.0.2.2:51820 a"), false); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	deadline := time.After(5 * time.Second)
+	for !slices.Contains(got, "after") {
+		select {
+		case ev := <-evCh:
+			if u, ok := ev.(serf.UserEvent); ok {
+				got = append(got, u.Name)
+			}
+		case <-deadline:
+			t.Fatalf("user events at the new node: %v, want the one after its join", got)
+		}
+	}
+	if slices.Contains(got, "before") {
+		t.Errorf("user events at the new node: %v; the one from before its join was replayed", got)
+	}
+}

@@ -562,9 +562,22 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 	// A restarted node (new overlay address, or a reboot) meets its own
 	// old incarnation; it must not shut itself down over it.
 	sc.EnableNameConflictResolution = false
-	if m.cfg.DataDir != "" {
+	// With the overlay, no serf snapshot: its writer wakes every 500 ms
+	// for good (an idle node's cost is its wake-ups), and what it brings
+	// back after a restart weft has otherwise. Its rejoin dials the old
+	// members' gossip addresses, overlay addresses that no route reaches
+	// before the peers are configured again (the peer cache, joinAddrs,
+	// holds their underlay addresses); its event clock kept a restarted
+	// node from replaying old user events (reports of where peers saw
+	// it, perhaps on another network), which the first join of each serf
+	// instance now ignores (joinSeedsOf). Gossip on the underlay
+	// (--no-mesh) keeps it: there its rejoin is how a node with no seeds
+	// finds the cluster again.
+	if m.cfg.DataDir != "" && !m.cfg.WireGuard {
 		sc.SnapshotPath = filepath.Join(m.cfg.DataDir, "serf.snapshot")
 		sc.RejoinAfterLeave = true
+	} else if m.cfg.DataDir != "" {
+		_ = os.Remove(filepath.Join(m.cfg.DataDir, "serf.snapshot")) // left by an older weft
 	}
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -661,7 +674,11 @@ func (m *Mesh) joinSeedsOf(seeds []string) {
 	if len(seeds) == 0 {
 		return
 	}
-	n, err := m.currentSerf().Join(seeds, false)
+	s := m.currentSerf()
+	// Until this serf instance has met anyone, the events buffered in
+	// the cluster are from before it started: not replayed.
+	ignoreOld := s.NumNodes() <= 1
+	n, err := s.Join(seeds, ignoreOld)
 	m.mu.Lock()
 	prev := m.lastJoinErr
 	m.lastJoinErr = err
