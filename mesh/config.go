@@ -72,6 +72,13 @@ type Config struct {
 	// which every network namespace on a host shares: nodes in separate
 	// namespaces need a private /var/run/wireguard (meshtest mounts one).
 
+	// IdleProcs runs the process on one P (GOMAXPROCS=1) while it is
+	// idle (under procsBusyCPU of a core for procsQuietFor), and gives Go's
+	// default back as soon as it works: an idle process with more Ps
+	// wakes a second thread at every wake-up. For agents and mesh-only
+	// nodes; GOMAXPROCS in the environment turns it off.
+	IdleProcs bool
+
 	// StayOnStop stops gossip without announcing a leave: peers see the
 	// node fail, as after a crash, and keep it (and its WireGuard peer)
 	// until it returns or is reaped. For an agent whose tasks outlive its

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ type engine struct {
 	rawFD   int  // raw IPv4 socket for NAT priming; 0 = not open
 	recheck bool // peers were (re-)configured: look again shortly
 	firstUp time.Time
+	procs   *procScaler // Config.IdleProcs; nil when off
 }
 
 // newEngine checks the system and creates the WireGuard device with its key
@@ -88,6 +90,9 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 		peers: map[wgtypes.Key]*peerRuntime{}, routes: map[netip.Prefix]bool{},
 	}
 	e.mtu = overlayMTU(cfg.MTU, underlayMTU(cfg.Interface))
+	if cfg.IdleProcs && idleProcsAllowed() {
+		e.procs = &procScaler{}
+	}
 	if err := replaceLeftover(cfg.Interface, priv); err != nil {
 		return nil, err
 	}
@@ -173,6 +178,9 @@ func (e *engine) close() {
 		return
 	}
 	e.closed = true
+	if e.procs != nil && e.procs.idle {
+		applyProcs(false)
+	}
 	if e.rawFD > 0 {
 		_ = syscall.Close(e.rawFD)
 	}
@@ -242,6 +250,12 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 		if !p.LastHandshakeTime.IsZero() {
 			rt.everUp = true
 			rt.lastHS = p.LastHandshakeTime
+		}
+	}
+	if e.procs != nil {
+		if idle, changed := e.procs.observe(processCPU(), now); changed {
+			applyProcs(idle)
+			e.log.Debug("process load changed: GOMAXPROCS", "procs", runtime.GOMAXPROCS(0))
 		}
 	}
 	return out

@@ -43,14 +43,11 @@ func meshFlags() []cli.Flag {
 	}
 }
 
-// newMesh builds the node's Mesh from the flags. wireguardDefault is true
-// for master/agent (off with --no-mesh) and false for `weft up` (on with
-// --mesh); without WireGuard and without --gossip-addr, gossip binds to
-// 127.0.0.1 on a free port (the local playground).
-func newMesh(c *cli.Context, role string, wireguardDefault bool, extraTags map[string]string, log *slog.Logger) (*mesh.Mesh, error) {
-	return newMeshWith(c, role, wireguardDefault, extraTags, log, nil)
-}
-
+// newMeshWith builds the node's Mesh from the flags; mut, when set,
+// adjusts the config last. wireguardDefault is true for master/agent (off
+// with --no-mesh) and false for `weft up` (on with --mesh); without
+// WireGuard and without --gossip-addr, gossip binds to 127.0.0.1 on a free
+// port (the local playground).
 func newMeshWith(c *cli.Context, role string, wireguardDefault bool, extraTags map[string]string, log *slog.Logger, mut func(*mesh.Config)) (*mesh.Mesh, error) {
 	cfg := mesh.DefaultConfig()
 	cfg.Role = role
@@ -162,6 +159,7 @@ func meshNode(c *cli.Context) error {
 	mesh.LeanGC()
 	m, err := newMeshWith(c, c.String("role"), true, nil, log, func(cfg *mesh.Config) {
 		cfg.ReapTimeout = c.Duration("reap-timeout")
+		cfg.IdleProcs = true
 	})
 	if err != nil {
 		return err

@@ -33,7 +33,12 @@ func (n *node) setupMesh() error {
 		}
 		n.log.Debug("WireGuard data plane", "plane", plane)
 	}
-	m, err := newMesh(n.c, n.role, n.role != roleUp, nil, n.log)
+	m, err := newMeshWith(n.c, n.role, n.role != roleUp, nil, n.log, func(cfg *mesh.Config) {
+		// An idle agent runs on one P. A master keeps every P: its work
+		// (raft commits, allocation rounds) comes in bursts shorter than
+		// the engine's look, once a second.
+		cfg.IdleProcs = n.role == roleAgent
+	})
 	if err != nil {
 		return err
 	}
