@@ -16,9 +16,9 @@ func benchState(apps int) *api.State {
 	agents := []string{agentA, agentB, agentC}
 	for a := 0; a < apps; a++ {
 		id := "/app-" + strconv.Itoa(a)
-		st.Apps = append(st.Apps, api.App{ID: id, PortDefinitions: []api.PortDefinition{{Port: 10000 + a}}})
+		st.Apps = append(st.Apps, &api.App{ID: id, PortDefinitions: []api.PortDefinition{{Port: 10000 + a}}})
 		for k := 0; k < 3; k++ {
-			st.Tasks = append(st.Tasks, api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k],
+			st.Tasks = append(st.Tasks, &api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k],
 				State: api.TaskRunning, Ports: []int{20000 + a}, Framework: "marathon"})
 		}
 	}
@@ -73,13 +73,15 @@ func BenchmarkSetStateOneTask(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		next := *st
 		next.Index++
-		next.Tasks = append([]api.Task(nil), st.Tasks...)
+		next.Tasks = append([]*api.Task(nil), st.Tasks...)
 		k := 3*(i%1000) + 2
-		if next.Tasks[k].State == api.TaskRunning {
-			next.Tasks[k].State = api.TaskKilled
+		tk := *next.Tasks[k]
+		if tk.State == api.TaskRunning {
+			tk.State = api.TaskKilled
 		} else {
-			next.Tasks[k].State = api.TaskRunning
+			tk.State = api.TaskRunning
 		}
+		next.Tasks[k] = &tk
 		s.SetState(&next)
 		if !s.Table().patched {
 			b.Fatal("rebuilt, not patched")
@@ -101,18 +103,18 @@ func BenchmarkSetStateOneTaskMirror(b *testing.B) {
 	defer func() { s.closeAll(); s.closeUDP() }()
 	st := benchState(1000)
 	var m api.Mirror
-	m.Apply(&api.Changes{Snapshot: true, Index: st.Index, Leader: st.Leader, Nodes: st.Nodes, Apps: st.Apps, Tasks: st.Tasks})
+	m.Apply(&api.Changes{Snapshot: true, Index: st.Index, Leader: st.Leader, Nodes: st.Nodes, Apps: vals(st.Apps), Tasks: vals(st.Tasks)})
 	s.SetState(m.State())
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		k := 3*(i%1000) + 2
-		tk := st.Tasks[k]
+		tk := *st.Tasks[k]
 		if tk.State == api.TaskRunning {
 			tk.State = api.TaskKilled
 		} else {
 			tk.State = api.TaskRunning
 		}
-		st.Tasks[k] = tk
+		st.Tasks[k] = &tk
 		b.StopTimer() // the Mirror's own work is not the server's
 		m.Apply(&api.Changes{Index: st.Index + uint64(i) + 1, Leader: st.Leader, Tasks: []api.Task{tk}})
 		next := m.State()

@@ -17,6 +17,15 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 func ptr[T any](v T) *T { return &v }
 
+// vals copies what each of ps points at.
+func vals[T any](ps []*T) []T {
+	out := make([]T, len(ps))
+	for i, p := range ps {
+		out[i] = *p
+	}
+	return out
+}
+
 func node(id, name, role, site, addr, overlay string) api.Node {
 	n := api.Node{ID: id, Name: name, Role: role, Site: site, Status: "alive", Address: addr, OverlayIP: overlay}
 	if overlay != "" {
@@ -62,10 +71,10 @@ func goldenStates() map[string]*api.State {
 	// 1. One app at the root, host networking, two tasks.
 	states["01-host-app"] = &api.State{
 		Index: 10, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{hostApp("/biserver", api.PortDefinition{Port: 10000, Protocol: "tcp"})},
-		Tasks: []api.Task{
-			task("biserver.a1", "/biserver", agentA, 31005),
-			task("biserver.b2", "/biserver", agentC, 31009),
+		Apps: []*api.App{ptr(hostApp("/biserver", api.PortDefinition{Port: 10000, Protocol: "tcp"}))},
+		Tasks: []*api.Task{
+			ptr(task("biserver.a1", "/biserver", agentA, 31005)),
+			ptr(task("biserver.b2", "/biserver", agentC, 31009)),
 		},
 	}
 
@@ -73,10 +82,10 @@ func goldenStates() map[string]*api.State {
 	// reference's whereisbot example): legacy dotted names appear too.
 	states["02-group-named-ports"] = &api.State{
 		Index: 11, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{hostApp("/ssk2/whereisbot",
+		Apps: []*api.App{ptr(hostApp("/ssk2/whereisbot",
 			api.PortDefinition{Port: 10001, Protocol: "tcp", Name: "http"},
-			api.PortDefinition{Port: 10002, Protocol: "udp"})},
-		Tasks: []api.Task{task("ssk2_whereisbot.c3", "/ssk2/whereisbot", agentC, 31001, 31002)},
+			api.PortDefinition{Port: 10002, Protocol: "udp"}))},
+		Tasks: []*api.Task{ptr(task("ssk2_whereisbot.c3", "/ssk2/whereisbot", agentC, 31001, 31002))},
 	}
 
 	// 3. Docker BRIDGE: the task reports a 172.17 address, which must never
@@ -86,7 +95,7 @@ func goldenStates() map[string]*api.State {
 		PortMappings: []api.PortMapping{{ContainerPort: 80, HostPort: ptr(0), Name: "http", Protocol: "tcp"}}}}
 	bt := task("web.x1", "/web", agentB, 31500)
 	bt.IPAddresses = []api.IPAddress{{IPAddress: "172.17.0.5", Protocol: "IPv4"}}
-	states["03-bridge"] = &api.State{Index: 12, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{bridge}, Tasks: []api.Task{bt}}
+	states["03-bridge"] = &api.State{Index: 12, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []*api.App{ptr(bridge)}, Tasks: []*api.Task{ptr(bt)}}
 
 	// 4. A container on the overlay: its own address, container ports, PTR.
 	ov := api.App{ID: "/db/pg", Instances: 1, Networks: []api.Network{{Mode: "container", Name: "weft"}},
@@ -94,7 +103,7 @@ func goldenStates() map[string]*api.State {
 			PortMappings: []api.PortMapping{{ContainerPort: 5432, Name: "pg", Protocol: "tcp"}}}}
 	ot := task("db_pg.o1", "/db/pg", agentC)
 	ot.IPAddresses = []api.IPAddress{{IPAddress: "10.47.3.2", Protocol: "IPv4"}}
-	states["04-overlay-container"] = &api.State{Index: 13, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{ov}, Tasks: []api.Task{ot}}
+	states["04-overlay-container"] = &api.State{Index: 13, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []*api.App{ptr(ov)}, Tasks: []*api.Task{ptr(ot)}}
 
 	// 5. Health checks: one of three tasks failing is left out of the
 	// shared names (its canonical names stay); one with no results yet too.
@@ -105,14 +114,14 @@ func goldenStates() map[string]*api.State {
 	h2 := task("api.h2", "/api", agentB, 31101)
 	h2.HealthCheckResults = []api.HealthCheckResult{{Alive: false, ConsecutiveFailures: 3}}
 	h3 := task("api.h3", "/api", agentC, 31102)
-	states["05-unhealthy"] = &api.State{Index: 14, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{hc}, Tasks: []api.Task{h1, h2, h3}}
+	states["05-unhealthy"] = &api.State{Index: 14, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []*api.App{ptr(hc)}, Tasks: []*api.Task{ptr(h1), ptr(h2), ptr(h3)}}
 
 	// 6. Every task unhealthy: all are answered.
 	u1 := task("api.u1", "/api", agentA, 31200)
 	u1.HealthCheckResults = []api.HealthCheckResult{{Alive: false}}
 	u2 := task("api.u2", "/api", agentC, 31201)
 	u2.HealthCheckResults = []api.HealthCheckResult{{Alive: false}}
-	states["06-all-unhealthy"] = &api.State{Index: 15, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{hc}, Tasks: []api.Task{u1, u2}}
+	states["06-all-unhealthy"] = &api.State{Index: 15, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []*api.App{ptr(hc)}, Tasks: []*api.Task{ptr(u1), ptr(u2)}}
 
 	// 7. Sites: tasks carry their agent's site.
 	s1 := task("cache.s1", "/cache", agentA, 31300)
@@ -122,13 +131,13 @@ func goldenStates() map[string]*api.State {
 	s3 := task("cache.s3", "/cache", agentC, 31302)
 	s3.Site = "b"
 	states["07-sites"] = &api.State{Index: 16, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{hostApp("/cache", api.PortDefinition{Port: 10020})}, Tasks: []api.Task{s1, s2, s3}}
+		Apps: []*api.App{ptr(hostApp("/cache", api.PortDefinition{Port: 10020}))}, Tasks: []*api.Task{ptr(s1), ptr(s2), ptr(s3)}}
 
 	// 8. Several frameworks: a Marathon app and a running Chronos job task.
 	ch := api.Task{ID: "ct:1732233600000:0:nightly-report:", Name: "nightly-report", SlaveID: agentB, State: api.TaskRunning, Framework: "chronos", Ports: []int{31400}}
 	states["08-frameworks"] = &api.State{Index: 17, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps:  []api.App{hostApp("/biserver", api.PortDefinition{Port: 10000})},
-		Tasks: []api.Task{task("biserver.f1", "/biserver", agentA, 31005), ch}}
+		Apps:  []*api.App{ptr(hostApp("/biserver", api.PortDefinition{Port: 10000}))},
+		Tasks: []*api.Task{ptr(task("biserver.f1", "/biserver", agentA, 31005)), ptr(ch)}}
 
 	// 9. Only running tasks; a task on an agent that is not (yet) a known
 	// node uses task.host; a deleted app's task has no DiscoveryInfo.
@@ -140,7 +149,7 @@ func goldenStates() map[string]*api.State {
 	k3.Host = "198.51.100.9"
 	k4 := task("orphan.k4", "/orphan", agentB, 31603)
 	states["09-states-and-orphans"] = &api.State{Index: 18, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{hostApp("/worker", api.PortDefinition{Port: 10030})}, Tasks: []api.Task{k1, k2, k3, k4}}
+		Apps: []*api.App{ptr(hostApp("/worker", api.PortDefinition{Port: 10030}))}, Tasks: []*api.Task{ptr(k1), ptr(k2), ptr(k3), ptr(k4)}}
 
 	// 10. Three masters (HA) without the mesh: host addresses; a failed
 	// agent gets no slave record.
@@ -157,7 +166,7 @@ func goldenStates() map[string]*api.State {
 	// 11. Names that need sanitising: long app ids, upper case, underscores.
 	long := hostApp("/Prod_Team/"+strings.Repeat("very-long-service-name-", 4)+"x", api.PortDefinition{Port: 10040, Name: "Admin_Port"})
 	states["11-sanitising"] = &api.State{Index: 20, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{long}, Tasks: []api.Task{task("long.l1", long.ID, agentA, 31700)}}
+		Apps: []*api.App{ptr(long)}, Tasks: []*api.Task{ptr(task("long.l1", long.ID, agentA, 31700))}}
 
 	// 12. Empty cluster with no leader: only the zone apex.
 	states["12-empty"] = &api.State{}
@@ -169,14 +178,14 @@ func goldenStates() map[string]*api.State {
 			{ContainerPort: 53, HostPort: ptr(0), Protocol: "udp", Name: "dns"},
 			{ContainerPort: 9000, HostPort: ptr(0), Protocol: "udp,tcp"}}}}}
 	states["13-bridge-protocols"] = &api.State{Index: 21, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{b2}, Tasks: []api.Task{task("dns_relay.r1", "/dns/relay", agentC, 31800, 31801)}}
+		Apps: []*api.App{ptr(b2)}, Tasks: []*api.Task{ptr(task("dns_relay.r1", "/dns/relay", agentC, 31800, 31801))}}
 	// 14. A container network with IPv6 task addresses: AAAA records.
 	v6 := api.App{ID: "/v6svc", Instances: 1, Networks: []api.Network{{Mode: "container", Name: "v6net"}},
 		Container: &api.Container{Type: "DOCKER", Docker: &api.Docker{Image: "svc"},
 			PortMappings: []api.PortMapping{{ContainerPort: 8080, Name: "http", Protocol: "tcp"}}}}
 	vt := task("v6svc.v1", "/v6svc", agentB)
 	vt.IPAddresses = []api.IPAddress{{IPAddress: "fd00:47::5", Protocol: "IPv6"}}
-	states["14-ipv6-container"] = &api.State{Index: 22, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []api.App{v6}, Tasks: []api.Task{vt}}
+	states["14-ipv6-container"] = &api.State{Index: 22, Leader: "192.168.1.10:8080", Nodes: baseNodes(), Apps: []*api.App{ptr(v6)}, Tasks: []*api.Task{ptr(vt)}}
 	return states
 }
 

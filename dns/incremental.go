@@ -53,12 +53,12 @@ type buildInfo struct {
 func groupTasks(st *api.State) []*taskGroup {
 	apps := make(map[string]*api.App, len(st.Apps))
 	for i := range st.Apps {
-		apps[st.Apps[i].ID] = &st.Apps[i]
+		apps[st.Apps[i].ID] = st.Apps[i]
 	}
 	groups := map[string]*taskGroup{}
 	var order []*taskGroup
 	for i := range st.Tasks {
-		t := &st.Tasks[i]
+		t := st.Tasks[i]
 		if t.State != api.TaskRunning {
 			continue
 		}

@@ -49,34 +49,33 @@ func mutate(st *api.State, rng *rand.Rand, n int) *api.State {
 	next.Index++
 	next.Tasks = slices.Clone(st.Tasks)
 	next.Apps = slices.Clone(st.Apps)
+	// own copies the element it changes: the others are shared with st.
+	ownTask := func(i int) *api.Task { c := *next.Tasks[i]; next.Tasks[i] = &c; return &c }
+	ownApp := func(i int) *api.App { c := *next.Apps[i]; next.Apps[i] = &c; return &c }
 	agents := []string{agentA, agentB, agentC}
 	switch x := rng.IntN(10); {
 	case x < 3 && len(next.Tasks) > 0: // killed or back
-		i := rng.IntN(len(next.Tasks))
-		if next.Tasks[i].State == api.TaskRunning {
-			next.Tasks[i].State = api.TaskKilled
+		tk := ownTask(rng.IntN(len(next.Tasks)))
+		if tk.State == api.TaskRunning {
+			tk.State = api.TaskKilled
 		} else {
-			next.Tasks[i].State = api.TaskRunning
+			tk.State = api.TaskRunning
 		}
 	case x < 4 && len(next.Tasks) > 0: // moved to another agent
-		i := rng.IntN(len(next.Tasks))
-		next.Tasks[i].SlaveID = agents[rng.IntN(3)]
+		ownTask(rng.IntN(len(next.Tasks))).SlaveID = agents[rng.IntN(3)]
 	case x < 5 && len(next.Tasks) > 0: // a new address on the overlay
-		i := rng.IntN(len(next.Tasks))
-		next.Tasks[i].IPAddresses = []api.IPAddress{{IPAddress: fmt.Sprintf("10.47.%d.%d", 1+rng.IntN(3), 2+rng.IntN(200))}}
+		ownTask(rng.IntN(len(next.Tasks))).IPAddresses = []api.IPAddress{{IPAddress: fmt.Sprintf("10.47.%d.%d", 1+rng.IntN(3), 2+rng.IntN(200))}}
 	case x < 6 && len(next.Tasks) > 0: // health flips
-		i := rng.IntN(len(next.Tasks))
-		next.Tasks[i].HealthCheckResults = []api.HealthCheckResult{{Alive: rng.IntN(2) == 0}}
+		ownTask(rng.IntN(len(next.Tasks))).HealthCheckResults = []api.HealthCheckResult{{Alive: rng.IntN(2) == 0}}
 	case x < 8 && len(next.Apps) > 0: // a task added to an app
 		a := next.Apps[rng.IntN(len(next.Apps))]
 		t := task(fmt.Sprintf("new.%d", n), a.ID, agents[rng.IntN(3)], 32000+rng.IntN(1000))
 		if rng.IntN(3) == 0 {
 			t.Site = []string{"a", "b"}[rng.IntN(2)]
 		}
-		next.Tasks = append(next.Tasks, t)
+		next.Tasks = append(next.Tasks, &t)
 	case x < 9 && len(next.Apps) > 0: // an app's ports change
-		i := rng.IntN(len(next.Apps))
-		next.Apps[i].PortDefinitions = []api.PortDefinition{{Port: 10000 + rng.IntN(100), Name: []string{"", "http", "grpc"}[rng.IntN(3)], Protocol: []string{"tcp", "udp", "tcp,udp"}[rng.IntN(3)]}}
+		ownApp(rng.IntN(len(next.Apps))).PortDefinitions = []api.PortDefinition{{Port: 10000 + rng.IntN(100), Name: []string{"", "http", "grpc"}[rng.IntN(3)], Protocol: []string{"tcp", "udp", "tcp,udp"}[rng.IntN(3)]}}
 	default: // an app and its tasks removed
 		if len(next.Apps) < 5 {
 			return &next
@@ -84,7 +83,7 @@ func mutate(st *api.State, rng *rand.Rand, n int) *api.State {
 		i := rng.IntN(len(next.Apps))
 		id := next.Apps[i].ID
 		next.Apps = slices.Delete(next.Apps, i, i+1)
-		next.Tasks = slices.DeleteFunc(next.Tasks, func(t api.Task) bool { return t.AppID == id })
+		next.Tasks = slices.DeleteFunc(next.Tasks, func(t *api.Task) bool { return t.AppID == id })
 	}
 	return &next
 }
@@ -145,13 +144,13 @@ func changesBetween(prev, next *api.State) *api.Changes {
 	}
 	for _, a := range next.Apps {
 		if old, ok := apps[a.ID]; !ok || old != js(a) {
-			c.Apps = append(c.Apps, a)
+			c.Apps = append(c.Apps, *a)
 		}
 		delete(apps, a.ID)
 	}
 	for _, tk := range next.Tasks {
 		if old, ok := tasks[tk.ID]; !ok || old != js(tk) {
-			c.Tasks = append(c.Tasks, tk)
+			c.Tasks = append(c.Tasks, *tk)
 		}
 		delete(tasks, tk.ID)
 	}
@@ -184,7 +183,7 @@ func patchEqualsRebuild(t *testing.T, viaMirror bool) {
 		}
 		if prev == nil {
 			mirror.Apply(&api.Changes{Snapshot: true, Index: next.Index, Leader: next.Leader, Domain: next.Domain,
-				Nodes: next.Nodes, Apps: next.Apps, Tasks: next.Tasks})
+				Nodes: next.Nodes, Apps: vals(next.Apps), Tasks: vals(next.Tasks)})
 		} else {
 			mirror.Apply(changesBetween(prev, next))
 		}

@@ -230,12 +230,12 @@ func TestNegativeAnswers(t *testing.T) {
 
 func bigState(n int) *api.State {
 	st := &api.State{Index: 1, Leader: "192.168.1.10:8080", Nodes: baseNodes(),
-		Apps: []api.App{hostApp("/big", api.PortDefinition{Port: 10000})}}
+		Apps: []*api.App{ptr(hostApp("/big", api.PortDefinition{Port: 10000}))}}
 	for i := 0; i < n; i++ {
 		tk := task("big."+strconv.Itoa(i), "/big", agentA, 31000+i)
 		tk.IPAddresses = []api.IPAddress{{IPAddress: fmt.Sprintf("10.47.1.%d", i+2)}}
 		st.Apps[0].Networks = []api.Network{{Mode: "container"}}
-		st.Tasks = append(st.Tasks, tk)
+		st.Tasks = append(st.Tasks, &tk)
 	}
 	return st
 }

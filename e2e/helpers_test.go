@@ -154,7 +154,7 @@ func runningTasks(ctx context.Context, c *api.Client, id string) ([]api.Task, er
 	var out []api.Task
 	for _, tk := range st.Tasks {
 		if tk.AppID == id && tk.State == api.TaskRunning {
-			out = append(out, tk)
+			out = append(out, *tk)
 		}
 	}
 	return out, nil

@@ -174,8 +174,8 @@ func FuzzTableLabels(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		labels := map[string]string{"HAPROXY_GROUP": "external", k1: v1, k2: v2}
 		st := &api.State{
-			Apps:  []api.App{hostApp("/a", "v1", labels, 10001, 10002)},
-			Tasks: []api.Task{runningTask("t1", "/a", "n1", 31001, 31002)},
+			Apps:  []*api.App{ptr(hostApp("/a", "v1", labels, 10001, 10002))},
+			Tasks: []*api.Task{ptr(runningTask("t1", "/a", "n1", 31001, 31002))},
 			Nodes: nodes(),
 		}
 		BuildTable(st, TableConfig{Groups: []string{"external"}, Site: "paris"})

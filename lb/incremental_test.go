@@ -75,7 +75,7 @@ func patchVsRebuild(t *testing.T, cfg TableConfig) {
 		for n := 0; n < 1+rng.IntN(2); n++ {
 			switch r := rng.IntN(20); {
 			case r < 4 && len(cur.Tasks) > 0: // a task's state or health changes
-				tk := cur.Tasks[rng.IntN(len(cur.Tasks))]
+				tk := *cur.Tasks[rng.IntN(len(cur.Tasks))]
 				switch rng.IntN(3) {
 				case 0:
 					tk.State = []string{api.TaskRunning, api.TaskKilled, api.TaskStaging, api.TaskUnreachable}[rng.IntN(4)]

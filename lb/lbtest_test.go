@@ -61,11 +61,22 @@ func (f *fakeSource) Watch(ctx context.Context, after uint64, wait time.Duration
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// ptrs points at a copy of each of xs.
+func ptrs[T any](xs []T) []*T {
+	out := make([]*T, len(xs))
+	for i := range xs {
+		out[i] = ptr(xs[i])
+	}
+	return out
+}
+
 // set replaces apps and tasks and raises the index.
 func (f *fakeSource) set(apps []api.App, tasks []api.Task) {
 	f.mu.Lock()
 	f.st.Index++
-	f.st.Apps, f.st.Tasks = apps, tasks
+	f.st.Apps, f.st.Tasks = ptrs(apps), ptrs(tasks)
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()

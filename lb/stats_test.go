@@ -98,7 +98,7 @@ func TestZDDTargetInstancesKeptServing(t *testing.T) {
 // marathon-lb's per-port map templates (HAPROXY_{n}_MAP_*) are ignored
 // with the same warning as the other template labels, not silently.
 func TestMapTemplateLabelsWarn(t *testing.T) {
-	st := &api.State{Apps: []api.App{{ID: "/web", Instances: 1, PortDefinitions: []api.PortDefinition{{Port: 10050}},
+	st := &api.State{Apps: []*api.App{{ID: "/web", Instances: 1, PortDefinitions: []api.PortDefinition{{Port: 10050}},
 		Labels: map[string]string{"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "web.example.com",
 			"HAPROXY_0_MAP_HTTP_FRONTEND_ACL": "x", "HAPROXY_0_MAP_HTTP_FRONTEND_ACL_ONLY": "x",
 			"HAPROXY_0_MAP_HTTP_FRONTEND_ACL_WITH_PATH": "x", "HAPROXY_0_MAP_HTTPS_FRONTEND_ACL": "x"}}}}

@@ -197,7 +197,7 @@ func buildFull(st *api.State, cfg TableConfig) *tableBuild {
 	}
 	tasks := map[string][]*api.Task{}
 	for i := range st.Tasks {
-		tk := &st.Tasks[i]
+		tk := st.Tasks[i]
 		tasks[tk.AppID] = append(tasks[tk.AppID], tk)
 	}
 	for _, l := range tasks {
@@ -206,7 +206,7 @@ func buildFull(st *api.State, cfg TableConfig) *tableBuild {
 
 	apps := make([]*api.App, len(st.Apps))
 	for i := range st.Apps {
-		apps[i] = &st.Apps[i]
+		apps[i] = st.Apps[i]
 		if deploymentGroup(apps[i]) {
 			b.merged = true
 		}

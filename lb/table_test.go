@@ -50,72 +50,72 @@ func TestBuildTableGolden(t *testing.T) {
 		cfg  TableConfig
 		st   api.State
 	}{
-		{"groups", ext, api.State{Index: 7, Nodes: nodes(), Apps: []api.App{
-			hostApp("/web", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "external"}, 10001),
-			hostApp("/internal", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal"}, 10002),
-			hostApp("/nogroup", "2026-01-01T00:00:00.000Z", nil, 10003),
-			hostApp("/mixed", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal", "HAPROXY_1_GROUP": "internal,external"}, 10004, 10005),
-		}, Tasks: []api.Task{
-			runningTask("web.1", "/web", "n1", 31001),
-			runningTask("internal.1", "/internal", "n1", 31002),
-			runningTask("mixed.1", "/mixed", "n2", 31004, 31005),
+		{"groups", ext, api.State{Index: 7, Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/web", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "external"}, 10001)),
+			ptr(hostApp("/internal", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal"}, 10002)),
+			ptr(hostApp("/nogroup", "2026-01-01T00:00:00.000Z", nil, 10003)),
+			ptr(hostApp("/mixed", "2026-01-01T00:00:00.000Z", map[string]string{"HAPROXY_GROUP": "internal", "HAPROXY_1_GROUP": "internal,external"}, 10004, 10005)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("web.1", "/web", "n1", 31001)),
+			ptr(runningTask("internal.1", "/internal", "n1", 31002)),
+			ptr(runningTask("mixed.1", "/mixed", "n2", 31004, 31005)),
 		}}},
-		{"wildcard-group", TableConfig{Groups: []string{"*"}}, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/a/b/c", "v1", nil, 10010),
-			hostApp("/x", "v1", map[string]string{"HAPROXY_GROUP": "whatever"}, 10011),
-		}, Tasks: []api.Task{runningTask("c.1", "/a/b/c", "n3", 31010), runningTask("x.1", "/x", "n1", 31011)}}},
-		{"vhosts-and-paths", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/site", "v1", map[string]string{"HAPROXY_0_VHOST": "Biserver.Example.com, www.example.com"}, 10020),
-			hostApp("/api", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api /v2"}, 10021),
-			hostApp("/api-admin", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api/admin", "HAPROXY_0_BACKEND_WEIGHT": "5"}, 10022),
-			hostApp("/pathonly", "v1", map[string]string{"HAPROXY_0_PATH": "/p"}, 10023),
-		}, Tasks: []api.Task{
-			runningTask("site.1", "/site", "n1", 31020), runningTask("site.2", "/site", "n2", 31020),
-			runningTask("api.1", "/api", "n1", 31021), runningTask("admin.1", "/api-admin", "n2", 31022),
-			runningTask("p.1", "/pathonly", "n2", 31023),
+		{"wildcard-group", TableConfig{Groups: []string{"*"}}, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/a/b/c", "v1", nil, 10010)),
+			ptr(hostApp("/x", "v1", map[string]string{"HAPROXY_GROUP": "whatever"}, 10011)),
+		}, Tasks: []*api.Task{ptr(runningTask("c.1", "/a/b/c", "n3", 31010)), ptr(runningTask("x.1", "/x", "n1", 31011))}}},
+		{"vhosts-and-paths", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/site", "v1", map[string]string{"HAPROXY_0_VHOST": "Biserver.Example.com, www.example.com"}, 10020)),
+			ptr(hostApp("/api", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api /v2"}, 10021)),
+			ptr(hostApp("/api-admin", "v1", map[string]string{"HAPROXY_0_VHOST": "biserver.example.com", "HAPROXY_0_PATH": "/api/admin", "HAPROXY_0_BACKEND_WEIGHT": "5"}, 10022)),
+			ptr(hostApp("/pathonly", "v1", map[string]string{"HAPROXY_0_PATH": "/p"}, 10023)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("site.1", "/site", "n1", 31020)), ptr(runningTask("site.2", "/site", "n2", 31020)),
+			ptr(runningTask("api.1", "/api", "n1", 31021)), ptr(runningTask("admin.1", "/api-admin", "n2", 31022)),
+			ptr(runningTask("p.1", "/pathonly", "n2", 31023)),
 		}}},
-		{"modes-forced-by-health-checks", all, api.State{Nodes: nodes(), Apps: []api.App{
-			func() api.App {
+		{"modes-forced-by-health-checks", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(func() api.App {
 				a := hostApp("/checked", "v1", nil, 10030, 10031, 10032)
 				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", PortIndex: intp(1), Path: "/health"}, {Protocol: "TCP", PortIndex: intp(2)}}
 				return a
-			}(),
-			func() api.App {
+			}()),
+			ptr(func() api.App {
 				a := hostApp("/forcedtcp", "v1", map[string]string{"HAPROXY_0_MODE": "tcp"}, 10033)
 				a.HealthChecks = []api.HealthCheck{{Protocol: "HTTP", Path: "/"}}
 				return a
-			}(),
-			hostApp("/explicit", "v1", map[string]string{"HAPROXY_0_MODE": "HTTP", "HAPROXY_0_BALANCE": "leastconn", "HAPROXY_1_BALANCE": "source"}, 10034, 10035),
-			hostApp("/vhost-tcp", "v1", map[string]string{"HAPROXY_0_VHOST": "t.example.com", "HAPROXY_0_MODE": "tcp"}, 10036),
-		}, Tasks: []api.Task{
-			alive(runningTask("checked.1", "/checked", "n1", 31030, 31031, 31032), true),
-			alive(runningTask("forcedtcp.1", "/forcedtcp", "n1", 31033), true),
-			runningTask("explicit.1", "/explicit", "n2", 31034, 31035),
+			}()),
+			ptr(hostApp("/explicit", "v1", map[string]string{"HAPROXY_0_MODE": "HTTP", "HAPROXY_0_BALANCE": "leastconn", "HAPROXY_1_BALANCE": "source"}, 10034, 10035)),
+			ptr(hostApp("/vhost-tcp", "v1", map[string]string{"HAPROXY_0_VHOST": "t.example.com", "HAPROXY_0_MODE": "tcp"}, 10036)),
+		}, Tasks: []*api.Task{
+			ptr(alive(runningTask("checked.1", "/checked", "n1", 31030, 31031, 31032), true)),
+			ptr(alive(runningTask("forcedtcp.1", "/forcedtcp", "n1", 31033), true)),
+			ptr(runningTask("explicit.1", "/explicit", "n2", 31034, 31035)),
 		}}},
-		{"bad-labels", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/badport", "v1", map[string]string{"HAPROXY_0_PORT": "http", "HAPROXY_1_VHOST": "ok.example.com"}, 10040, 10041),
-			hostApp("/badmode", "v1", map[string]string{"HAPROXY_0_MODE": "udp", "HAPROXY_1_BALANCE": "random"}, 10042, 10043),
-			hostApp("/badvhost", "v1", map[string]string{"HAPROXY_0_VHOST": "bad host!.com"}, 10044),
-			hostApp("/badacl", "v1", map[string]string{"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 nonsense"}, 10045),
-			hostApp("/badauth", "v1", map[string]string{"HAPROXY_0_AUTH": "onlyrealm"}, 10046),
-			hostApp("/badpath", "v1", map[string]string{"HAPROXY_0_VHOST": "p.example.com", "HAPROXY_0_PATH": "nope"}, 10047),
-			hostApp("/templates", "v1", map[string]string{"HAPROXY_0_FRONTEND_HEAD": "x", "HAPROXY_0_BACKEND_SERVER_OPTIONS": "y", "HAPROXY_1_HTTP_FRONTEND_ACL_WITH_PATH": "z", "HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH": "/r"}, 10048, 10049),
-			hostApp("/unallocated", "v1", nil, 0),
-		}, Tasks: []api.Task{
-			runningTask("badport.1", "/badport", "n1", 31040, 31041),
-			runningTask("badmode.1", "/badmode", "n1", 31042, 31043),
-			runningTask("templates.1", "/templates", "n1", 31048, 31049),
+		{"bad-labels", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/badport", "v1", map[string]string{"HAPROXY_0_PORT": "http", "HAPROXY_1_VHOST": "ok.example.com"}, 10040, 10041)),
+			ptr(hostApp("/badmode", "v1", map[string]string{"HAPROXY_0_MODE": "udp", "HAPROXY_1_BALANCE": "random"}, 10042, 10043)),
+			ptr(hostApp("/badvhost", "v1", map[string]string{"HAPROXY_0_VHOST": "bad host!.com"}, 10044)),
+			ptr(hostApp("/badacl", "v1", map[string]string{"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 nonsense"}, 10045)),
+			ptr(hostApp("/badauth", "v1", map[string]string{"HAPROXY_0_AUTH": "onlyrealm"}, 10046)),
+			ptr(hostApp("/badpath", "v1", map[string]string{"HAPROXY_0_VHOST": "p.example.com", "HAPROXY_0_PATH": "nope"}, 10047)),
+			ptr(hostApp("/templates", "v1", map[string]string{"HAPROXY_0_FRONTEND_HEAD": "x", "HAPROXY_0_BACKEND_SERVER_OPTIONS": "y", "HAPROXY_1_HTTP_FRONTEND_ACL_WITH_PATH": "z", "HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH": "/r"}, 10048, 10049)),
+			ptr(hostApp("/unallocated", "v1", nil, 0)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("badport.1", "/badport", "n1", 31040, 31041)),
+			ptr(runningTask("badmode.1", "/badmode", "n1", 31042, 31043)),
+			ptr(runningTask("templates.1", "/templates", "n1", 31048, 31049)),
 		}}},
-		{"port-conflicts", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/newer", "2026-11-02T00:00:00.000Z", nil, 10050),
-			hostApp("/older", "2026-11-01T00:00:00.000Z", nil, 10050),
-			hostApp("/override", "2026-10-01T00:00:00.000Z", map[string]string{"HAPROXY_0_PORT": "10051"}, 10052),
-			hostApp("/claims-override", "2026-11-03T00:00:00.000Z", nil, 10051),
-		}, Tasks: []api.Task{
-			runningTask("newer.1", "/newer", "n1", 31050), runningTask("older.1", "/older", "n2", 31051),
-			runningTask("override.1", "/override", "n2", 31052),
+		{"port-conflicts", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/newer", "2026-11-02T00:00:00.000Z", nil, 10050)),
+			ptr(hostApp("/older", "2026-11-01T00:00:00.000Z", nil, 10050)),
+			ptr(hostApp("/override", "2026-10-01T00:00:00.000Z", map[string]string{"HAPROXY_0_PORT": "10051"}, 10052)),
+			ptr(hostApp("/claims-override", "2026-11-03T00:00:00.000Z", nil, 10051)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("newer.1", "/newer", "n1", 31050)), ptr(runningTask("older.1", "/older", "n2", 31051)),
+			ptr(runningTask("override.1", "/override", "n2", 31052)),
 		}}},
-		{"container-vs-host-networking", all, api.State{Nodes: nodes(), Apps: []api.App{
+		{"container-vs-host-networking", all, api.State{Nodes: nodes(), Apps: []*api.App{
 			{ID: "/bridge", Version: "v1", Container: &api.Container{Type: "DOCKER",
 				PortMappings: []api.PortMapping{{ContainerPort: 80, HostPort: intp(0), ServicePort: 10060}}},
 				Networks: []api.Network{{Mode: "container/bridge"}}},
@@ -126,97 +126,97 @@ func TestBuildTableGolden(t *testing.T) {
 				Docker: &api.Docker{Network: "USER", PortMappings: []api.PortMapping{{ContainerPort: 5000, ServicePort: 10063}}}}},
 			{ID: "/ippertask", Version: "v1", PortDefinitions: []api.PortDefinition{{Port: 10064}},
 				IPAddress: &api.IPAddressSpec{NetworkName: "weft"}},
-			hostApp("/host", "v1", nil, 10065),
-		}, Tasks: []api.Task{
-			runningTask("bridge.1", "/bridge", "n1", 31060),
-			func() api.Task {
+			ptr(hostApp("/host", "v1", nil, 10065)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("bridge.1", "/bridge", "n1", 31060)),
+			ptr(func() api.Task {
 				t := runningTask("overlay.1", "/overlay", "n1")
 				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.1.17", Protocol: "IPv4"}}
 				return t
-			}(),
-			runningTask("overlay.noip", "/overlay", "n2"),
-			func() api.Task {
+			}()),
+			ptr(runningTask("overlay.noip", "/overlay", "n2")),
+			ptr(func() api.Task {
 				t := runningTask("legacy.1", "/legacy-user", "n2")
 				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.2.9", Protocol: "IPv4"}}
 				return t
-			}(),
-			func() api.Task {
+			}()),
+			ptr(func() api.Task {
 				t := runningTask("ippt.1", "/ippertask", "n2")
 				t.IPAddresses = []api.IPAddress{{IPAddress: "10.47.2.10", Protocol: "IPv4"}}
 				return t
-			}(),
-			runningTask("host.1", "/host", "n2", 31065),
-			runningTask("host.unknown-node", "/host", "elsewhere.example", 31066),
+			}()),
+			ptr(runningTask("host.1", "/host", "n2", 31065)),
+			ptr(runningTask("host.unknown-node", "/host", "elsewhere.example", 31066)),
 		}}},
-		{"unhealthy-and-not-ready", all, api.State{Nodes: nodes(), Apps: []api.App{
-			func() api.App {
+		{"unhealthy-and-not-ready", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(func() api.App {
 				a := hostApp("/hc", "v1", nil, 10070)
 				a.HealthChecks = []api.HealthCheck{{Protocol: "TCP"}}
 				return a
-			}(),
-			hostApp("/ready", "v1", nil, 10071),
-		}, Tasks: []api.Task{
-			alive(runningTask("hc.healthy", "/hc", "n1", 31070), true),
-			alive(runningTask("hc.unhealthy", "/hc", "n2", 31070), false),
-			runningTask("hc.noresults", "/hc", "n1", 31071),
-			func() api.Task {
+			}()),
+			ptr(hostApp("/ready", "v1", nil, 10071)),
+		}, Tasks: []*api.Task{
+			ptr(alive(runningTask("hc.healthy", "/hc", "n1", 31070), true)),
+			ptr(alive(runningTask("hc.unhealthy", "/hc", "n2", 31070), false)),
+			ptr(runningTask("hc.noresults", "/hc", "n1", 31071)),
+			ptr(func() api.Task {
 				t := alive(runningTask("hc.staging", "/hc", "n1", 31072), true)
 				t.State = api.TaskStaging
 				return t
-			}(),
-			func() api.Task { t := runningTask("ready.yes", "/ready", "n1", 31073); t.Ready = boolp(true); return t }(),
-			func() api.Task { t := runningTask("ready.no", "/ready", "n2", 31074); t.Ready = boolp(false); return t }(),
-			func() api.Task {
+			}()),
+			ptr(func() api.Task { t := runningTask("ready.yes", "/ready", "n1", 31073); t.Ready = boolp(true); return t }()),
+			ptr(func() api.Task { t := runningTask("ready.no", "/ready", "n2", 31074); t.Ready = boolp(false); return t }()),
+			ptr(func() api.Task {
 				t := runningTask("ready.killed", "/ready", "n2", 31075)
 				t.State = api.TaskKilled
 				return t
-			}(),
-			func() api.Task {
+			}()),
+			ptr(func() api.Task {
 				t := runningTask("ready.unreachable", "/ready", "n2", 31076)
 				t.State = api.TaskUnreachable
 				return t
-			}(),
+			}()),
 		}}},
-		{"sites", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/both", "v1", nil, 10080),
-			hostApp("/remote-only", "v1", nil, 10081),
-		}, Tasks: []api.Task{
-			runningTask("both.tokyo", "/both", "n3", 31080),
-			runningTask("both.paris", "/both", "n1", 31080),
-			runningTask("remote.tokyo", "/remote-only", "n3", 31081),
-			func() api.Task {
+		{"sites", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/both", "v1", nil, 10080)),
+			ptr(hostApp("/remote-only", "v1", nil, 10081)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("both.tokyo", "/both", "n3", 31080)),
+			ptr(runningTask("both.paris", "/both", "n1", 31080)),
+			ptr(runningTask("remote.tokyo", "/remote-only", "n3", 31081)),
+			ptr(func() api.Task {
 				t := runningTask("remote.tasksite", "/remote-only", "n1", 31082)
 				t.Site = "berlin"
 				return t
-			}(),
+			}()),
 		}}},
-		{"session-and-security", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/secure", "v1", map[string]string{
+		{"session-and-security", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/secure", "v1", map[string]string{
 				"HAPROXY_0_VHOST": "secure.example.com", "HAPROXY_0_STICKY": "true", "HAPROXY_0_REDIRECT_TO_HTTPS": "true",
 				"HAPROXY_0_USE_HSTS": "true", "HAPROXY_0_AUTH": "My Realm:alice:$2y$05$abcdefghijklmnopqrstuu",
-				"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 192.168.1.7"}, 10090),
-			hostApp("/tcp-with-http-labels", "v1", map[string]string{"HAPROXY_0_STICKY": "true"}, 10091),
-		}, Tasks: []api.Task{runningTask("secure.1", "/secure", "n1", 31090), runningTask("secure.2", "/secure", "n2", 31090)}}},
-		{"appid-frontend", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/multi", "v1", map[string]string{"HAPROXY_1_MODE": "http", "HAPROXY_2_MODE": "http"}, 10100, 10101, 10102),
-			hostApp("/tcponly", "v1", nil, 10103),
-		}, Tasks: []api.Task{runningTask("multi.1", "/multi", "n1", 31100, 31101, 31102)}}},
-		{"per-port-labels", all, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/bound", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "10.47.1.1", "HAPROXY_1_BIND_ADDR": "*", "HAPROXY_2_BIND_ADDR": "[::1]"}, 10120, 10121, 10122),
-			hostApp("/tls", "v1", map[string]string{"HAPROXY_0_VHOST": "tls.example.com", "HAPROXY_0_SSL_CERT": "/etc/ssl/tls.pem", "HAPROXY_1_SSL_CERT": "/etc/ssl/tcp.pem"}, 10123, 10124),
-			hostApp("/rewritten", "v1", map[string]string{"HAPROXY_0_VHOST": "r.example.com", "HAPROXY_0_PATH": "/api",
-				"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/api", "HAPROXY_0_HTTP_BACKEND_REDIR": "/app/"}, 10125),
-			hostApp("/tcp-rewrite", "v1", map[string]string{"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/x"}, 10126),
-			hostApp("/redir-no-vhost", "v1", map[string]string{"HAPROXY_0_MODE": "http", "HAPROXY_0_HTTP_BACKEND_REDIR": "/x"}, 10127),
-			hostApp("/bad-per-port", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "eth0", "HAPROXY_1_SSL_CERT": " ",
+				"HAPROXY_0_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8 192.168.1.7"}, 10090)),
+			ptr(hostApp("/tcp-with-http-labels", "v1", map[string]string{"HAPROXY_0_STICKY": "true"}, 10091)),
+		}, Tasks: []*api.Task{ptr(runningTask("secure.1", "/secure", "n1", 31090)), ptr(runningTask("secure.2", "/secure", "n2", 31090))}}},
+		{"appid-frontend", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/multi", "v1", map[string]string{"HAPROXY_1_MODE": "http", "HAPROXY_2_MODE": "http"}, 10100, 10101, 10102)),
+			ptr(hostApp("/tcponly", "v1", nil, 10103)),
+		}, Tasks: []*api.Task{ptr(runningTask("multi.1", "/multi", "n1", 31100, 31101, 31102))}}},
+		{"per-port-labels", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/bound", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "10.47.1.1", "HAPROXY_1_BIND_ADDR": "*", "HAPROXY_2_BIND_ADDR": "[::1]"}, 10120, 10121, 10122)),
+			ptr(hostApp("/tls", "v1", map[string]string{"HAPROXY_0_VHOST": "tls.example.com", "HAPROXY_0_SSL_CERT": "/etc/ssl/tls.pem", "HAPROXY_1_SSL_CERT": "/etc/ssl/tcp.pem"}, 10123, 10124)),
+			ptr(hostApp("/rewritten", "v1", map[string]string{"HAPROXY_0_VHOST": "r.example.com", "HAPROXY_0_PATH": "/api",
+				"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/api", "HAPROXY_0_HTTP_BACKEND_REDIR": "/app/"}, 10125)),
+			ptr(hostApp("/tcp-rewrite", "v1", map[string]string{"HAPROXY_0_HTTP_BACKEND_PROXYPASS_PATH": "/x"}, 10126)),
+			ptr(hostApp("/redir-no-vhost", "v1", map[string]string{"HAPROXY_0_MODE": "http", "HAPROXY_0_HTTP_BACKEND_REDIR": "/x"}, 10127)),
+			ptr(hostApp("/bad-per-port", "v1", map[string]string{"HAPROXY_0_BIND_ADDR": "eth0", "HAPROXY_1_SSL_CERT": " ",
 				"HAPROXY_2_VHOST": "b.example.com", "HAPROXY_2_HTTP_BACKEND_PROXYPASS_PATH": "api", "HAPROXY_3_VHOST": "c.example.com",
-				"HAPROXY_3_HTTP_BACKEND_REDIR": "a b"}, 10128, 10129, 10130, 10131),
-		}, Tasks: []api.Task{
-			runningTask("bound.1", "/bound", "n1", 31120, 31121, 31122), runningTask("tls.1", "/tls", "n1", 31123, 31124),
-			runningTask("rw.1", "/rewritten", "n2", 31125), runningTask("bad.1", "/bad-per-port", "n2", 31128, 31129, 31130, 31131),
+				"HAPROXY_3_HTTP_BACKEND_REDIR": "a b"}, 10128, 10129, 10130, 10131)),
+		}, Tasks: []*api.Task{
+			ptr(runningTask("bound.1", "/bound", "n1", 31120, 31121, 31122)), ptr(runningTask("tls.1", "/tls", "n1", 31123, 31124)),
+			ptr(runningTask("rw.1", "/rewritten", "n2", 31125)), ptr(runningTask("bad.1", "/bad-per-port", "n2", 31128, 31129, 31130, 31131)),
 		}}},
-		{"blue-green-deploy", all, api.State{Nodes: nodes(), Apps: []api.App{
-			func() api.App {
+		{"blue-green-deploy", all, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(func() api.App {
 				a := hostApp("/web-blue", "2026-11-01T10:00:00.000Z", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
 					"HAPROXY_DEPLOYMENT_COLOUR": "blue", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-01T10:00:00.000000",
 					"HAPROXY_DEPLOYMENT_ALT_PORT": "10141", "HAPROXY_0_PORT": "10140", "HAPROXY_0_VHOST": "web.example.com",
@@ -224,8 +224,8 @@ func TestBuildTableGolden(t *testing.T) {
 				a.Instances = 3
 				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/"}}
 				return a
-			}(),
-			func() api.App {
+			}()),
+			ptr(func() api.App {
 				a := hostApp("/web-green", "2026-11-02T10:00:00.000Z", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "web",
 					"HAPROXY_DEPLOYMENT_COLOUR": "green", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-11-02T10:00:00.123456",
 					"HAPROXY_DEPLOYMENT_ALT_PORT": "10141", "HAPROXY_0_PORT": "10140", "HAPROXY_0_VHOST": "green-only.example.com",
@@ -233,23 +233,23 @@ func TestBuildTableGolden(t *testing.T) {
 				a.Instances = 2
 				a.HealthChecks = []api.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/"}}
 				return a
-			}(),
-			hostApp("/solo-blue", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "/apps/solo", "HAPROXY_0_MODE": "http"}, 10142),
-			hostApp("/odd-a", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "yesterday"}, 10143),
-			hostApp("/odd-b", "v2", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-01T00:00:00Z",
-				"HAPROXY_DEPLOYMENT_NEW_INSTANCES": "1", "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "many"}, 10144),
-		}, Tasks: []api.Task{
-			alive(runningTask("web-blue.3", "/web-blue", "n1", 31003), true),
-			alive(runningTask("web-blue.1", "/web-blue", "n1", 31001), true),
-			alive(runningTask("web-blue.2", "/web-blue", "n2", 31002), true),
-			alive(runningTask("web-green.1", "/web-green", "n2", 32001), true),
-			alive(runningTask("web-green.2", "/web-green", "n1", 32002), false),
-			runningTask("solo.1", "/solo-blue", "n1", 31142),
-			runningTask("odd-a.1", "/odd-a", "n1", 31143), runningTask("odd-b.1", "/odd-b", "n2", 31144),
+			}()),
+			ptr(hostApp("/solo-blue", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "/apps/solo", "HAPROXY_0_MODE": "http"}, 10142)),
+			ptr(hostApp("/odd-a", "v1", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "yesterday"}, 10143)),
+			ptr(hostApp("/odd-b", "v2", map[string]string{"HAPROXY_DEPLOYMENT_GROUP": "odd", "HAPROXY_DEPLOYMENT_STARTED_AT": "2026-01-01T00:00:00Z",
+				"HAPROXY_DEPLOYMENT_NEW_INSTANCES": "1", "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "many"}, 10144)),
+		}, Tasks: []*api.Task{
+			ptr(alive(runningTask("web-blue.3", "/web-blue", "n1", 31003), true)),
+			ptr(alive(runningTask("web-blue.1", "/web-blue", "n1", 31001), true)),
+			ptr(alive(runningTask("web-blue.2", "/web-blue", "n2", 31002), true)),
+			ptr(alive(runningTask("web-green.1", "/web-green", "n2", 32001), true)),
+			ptr(alive(runningTask("web-green.2", "/web-green", "n1", 32002), false)),
+			ptr(runningTask("solo.1", "/solo-blue", "n1", 31142)),
+			ptr(runningTask("odd-a.1", "/odd-a", "n1", 31143)), ptr(runningTask("odd-b.1", "/odd-b", "n2", 31144)),
 		}}},
-		{"strict-mode", TableConfig{Groups: []string{"*"}, StrictMode: true}, api.State{Nodes: nodes(), Apps: []api.App{
-			hostApp("/on", "v1", map[string]string{"HAPROXY_0_ENABLED": "true"}, 10110, 10111),
-		}, Tasks: []api.Task{runningTask("on.1", "/on", "n1", 31110, 31111)}}},
+		{"strict-mode", TableConfig{Groups: []string{"*"}, StrictMode: true}, api.State{Nodes: nodes(), Apps: []*api.App{
+			ptr(hostApp("/on", "v1", map[string]string{"HAPROXY_0_ENABLED": "true"}, 10110, 10111)),
+		}, Tasks: []*api.Task{ptr(runningTask("on.1", "/on", "n1", 31110, 31111))}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -307,9 +307,9 @@ func lineDiff(want, got string) string {
 }
 
 func TestTemplateLabelsWarnOncePerApp(t *testing.T) {
-	st := api.State{Apps: []api.App{hostApp("/t", "v1", map[string]string{
+	st := api.State{Apps: []*api.App{ptr(hostApp("/t", "v1", map[string]string{
 		"HAPROXY_0_FRONTEND_HEAD": "a", "HAPROXY_0_BACKEND_HEAD": "b", "HAPROXY_1_HTTPS_FRONTEND_ACL": "c",
-		"HAPROXY_0_VHOST": "t.example.com"}, 10000, 10001)}}
+		"HAPROXY_0_VHOST": "t.example.com"}, 10000, 10001))}}
 	table, problems := BuildTable(&st, TableConfig{Groups: []string{"*"}})
 	if len(problems) != 1 {
 		t.Fatalf("want one warning for the app, got %v", problems)

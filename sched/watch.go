@@ -44,13 +44,15 @@ func (m *Master) State() api.State {
 	st := api.State{Domain: m.cfg.Domain, Leader: m.leaderAPI()}
 	m.store.Read(func(index uint64, t map[string]map[string]*Entry) {
 		st.Index = index
-		st.Apps = make([]api.App, 0, len(t[TableApps]))
+		st.Apps = make([]*api.App, 0, len(t[TableApps]))
 		for _, e := range t[TableApps] {
-			st.Apps = append(st.Apps, *e.Value.(*api.App))
+			a := *e.Value.(*api.App)
+			st.Apps = append(st.Apps, &a)
 		}
-		st.Tasks = make([]api.Task, 0, len(t[TableTasks]))
+		st.Tasks = make([]*api.Task, 0, len(t[TableTasks]))
 		for _, e := range t[TableTasks] {
-			st.Tasks = append(st.Tasks, e.Value.(*TaskRecord).Task)
+			tk := e.Value.(*TaskRecord).Task
+			st.Tasks = append(st.Tasks, &tk)
 		}
 		st.Deployments = make([]api.Deployment, 0, len(t[TableDeployments]))
 		for _, e := range t[TableDeployments] {

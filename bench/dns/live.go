@@ -64,11 +64,11 @@ func serveMaster(apps int) error {
 		return err
 	}
 	for i := range st.Apps {
-		a := st.Apps[i]
+		a := *st.Apps[i]
 		ops = append(ops, sched.Put(sched.TableApps, a.ID, &a))
 		for k := range 3 {
 			t := st.Tasks[3*i+k]
-			rec := &sched.TaskRecord{Goal: api.GoalRun, Task: t}
+			rec := &sched.TaskRecord{Goal: api.GoalRun, Task: *t}
 			recs[t.ID] = rec
 			ops = append(ops, sched.Put(sched.TableTasks, t.ID, rec))
 		}

@@ -91,9 +91,9 @@ func state(apps int, index uint64) *api.State {
 	}
 	for a := 0; a < apps; a++ {
 		id := "/app-" + strconv.Itoa(a)
-		st.Apps = append(st.Apps, api.App{ID: id, Instances: 3, PortDefinitions: []api.PortDefinition{{Port: 10000 + a, Protocol: "tcp"}}})
+		st.Apps = append(st.Apps, &api.App{ID: id, Instances: 3, PortDefinitions: []api.PortDefinition{{Port: 10000 + a, Protocol: "tcp"}}})
 		for k := 0; k < 3; k++ {
-			st.Tasks = append(st.Tasks, api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k], State: api.TaskRunning,
+			st.Tasks = append(st.Tasks, &api.Task{ID: fmt.Sprintf("app-%d.%d", a, k), AppID: id, SlaveID: agents[k], State: api.TaskRunning,
 				Ports: []int{20000 + a}, Framework: "marathon"})
 		}
 	}

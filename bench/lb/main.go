@@ -131,7 +131,13 @@ type stateServer struct {
 func (s *stateServer) set(apps []api.App, tasks []api.Task) {
 	s.mu.Lock()
 	s.st.Index++
-	s.st.Apps, s.st.Tasks = apps, tasks
+	s.st.Apps, s.st.Tasks = make([]*api.App, len(apps)), make([]*api.Task, len(tasks))
+	for i := range apps {
+		s.st.Apps[i] = &apps[i]
+	}
+	for i := range tasks {
+		s.st.Tasks[i] = &tasks[i]
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

@@ -74,9 +74,12 @@ type Mirror struct {
 	domain    string
 	nodesHash string
 	nodes     []Node
-	// apps and tasks in id order: a State copies them in one move.
-	apps        []App
-	tasks       []Task
+	// apps and tasks in id order. Each element is immutable once taken
+	// in: a change puts a new one in its place, so a State shares every
+	// unchanged app and task with the mirror and the States before it,
+	// and copies only pointers.
+	apps        []*App
+	tasks       []*Task
 	deployments map[string]Deployment
 	jobs        map[string]Job
 	inited      bool
@@ -148,21 +151,21 @@ func (s *State) ChangedSince(old *State) (apps, tasks map[string]bool, ok bool) 
 // App returns the app with this id, nil when there is none. The State's
 // apps must be in id order, as the master and a Mirror give them.
 func (s *State) App(id string) *App {
-	i, ok := slices.BinarySearchFunc(s.Apps, id, func(a App, id string) int { return strings.Compare(a.ID, id) })
+	i, ok := slices.BinarySearchFunc(s.Apps, id, func(a *App, id string) int { return strings.Compare(a.ID, id) })
 	if !ok {
 		return nil
 	}
-	return &s.Apps[i]
+	return s.Apps[i]
 }
 
 // Task returns the task with this id, nil when there is none. The State's
 // tasks must be in id order, as the master and a Mirror give them.
 func (s *State) Task(id string) *Task {
-	i, ok := slices.BinarySearchFunc(s.Tasks, id, func(t Task, id string) int { return strings.Compare(t.ID, id) })
+	i, ok := slices.BinarySearchFunc(s.Tasks, id, func(t *Task, id string) int { return strings.Compare(t.ID, id) })
 	if !ok {
 		return nil
 	}
-	return &s.Tasks[i]
+	return s.Tasks[i]
 }
 
 // Index is the store index the mirror is at (0 before the first snapshot).
@@ -208,15 +211,18 @@ func (m *Mirror) Apply(c *Changes) {
 	}
 }
 
-// upsert puts each of in (stamped) into list, sorted by id, replacing the
-// element of the same id; touched gets their ids. in is not modified.
-func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map[string]bool) []T {
-	var added []T
-	for _, x := range in {
-		stamp(&x)
-		k := id(&x)
+// upsert puts a stamped copy of each of in into list, sorted by id, in
+// place of the element of the same id; touched gets their ids. Neither in
+// nor an element already in list is modified.
+func upsert[T any](list []*T, in []T, id func(*T) string, stamp func(*T), touched map[string]bool) []*T {
+	var added []*T
+	for i := range in {
+		x := new(T)
+		*x = in[i]
+		stamp(x)
+		k := id(x)
 		touched[k] = true
-		if i, ok := slices.BinarySearchFunc(list, k, func(e T, k string) int { return strings.Compare(id(&e), k) }); ok {
+		if i, ok := slices.BinarySearchFunc(list, k, func(e *T, k string) int { return strings.Compare(id(e), k) }); ok {
 			list[i] = x
 		} else {
 			added = append(added, x)
@@ -225,12 +231,12 @@ func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map
 	if len(added) == 0 {
 		return list
 	}
-	cmpID := func(a, b T) int { return strings.Compare(id(&a), id(&b)) }
+	cmpID := func(a, b *T) int { return strings.Compare(id(a), id(b)) }
 	slices.SortStableFunc(added, cmpID)
 	// One id twice in in: the later one stays.
 	n := 0
 	for i := range added {
-		if i+1 < len(added) && id(&added[i]) == id(&added[i+1]) {
+		if i+1 < len(added) && id(added[i]) == id(added[i+1]) {
 			continue
 		}
 		added[n] = added[i]
@@ -240,12 +246,12 @@ func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map
 	if len(added) <= 16 {
 		// A few (a launch adds one task): each into its place.
 		for _, x := range added {
-			i, _ := slices.BinarySearchFunc(list, id(&x), func(e T, k string) int { return strings.Compare(id(&e), k) })
+			i, _ := slices.BinarySearchFunc(list, id(x), func(e *T, k string) int { return strings.Compare(id(e), k) })
 			list = slices.Insert(list, i, x)
 		}
 		return list
 	}
-	out := make([]T, 0, len(list)+len(added))
+	out := make([]*T, 0, len(list)+len(added))
 	i, j := 0, 0
 	for i < len(list) && j < len(added) {
 		if cmpID(list[i], added[j]) < 0 {
@@ -261,7 +267,7 @@ func upsert[T any](list, in []T, id func(*T) string, stamp func(*T), touched map
 }
 
 // remove drops the elements of these ids from list; touched gets the ids.
-func remove[T any](list []T, ids []string, id func(*T) string, touched map[string]bool) []T {
+func remove[T any](list []*T, ids []string, id func(*T) string, touched map[string]bool) []*T {
 	if len(ids) == 0 {
 		return list
 	}
@@ -270,7 +276,7 @@ func remove[T any](list []T, ids []string, id func(*T) string, touched map[strin
 		gone[k] = true
 		touched[k] = true
 	}
-	return slices.DeleteFunc(list, func(e T) bool { return gone[id(&e)] })
+	return slices.DeleteFunc(list, func(e *T) bool { return gone[id(e)] })
 }
 
 // State returns the mirror as a State, sorted as GET /v1/state sorts it.
@@ -289,12 +295,12 @@ func (m *Mirror) State() *State {
 	if m.last != nil && !m.chAll && len(m.chApps) == 0 {
 		st.Apps = m.last.Apps
 	} else {
-		st.Apps = append(make([]App, 0, len(m.apps)), m.apps...)
+		st.Apps = append(make([]*App, 0, len(m.apps)), m.apps...)
 	}
 	if m.last != nil && !m.chAll && len(m.chTasks) == 0 {
 		st.Tasks = m.last.Tasks
 	} else {
-		st.Tasks = append(make([]Task, 0, len(m.tasks)), m.tasks...)
+		st.Tasks = append(make([]*Task, 0, len(m.tasks)), m.tasks...)
 	}
 	m.log.mu.Lock()
 	m.log.seq++

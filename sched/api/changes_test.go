@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -104,13 +105,13 @@ func TestChangedSince(t *testing.T) {
 			touchedApps, touchedTasks, snap = map[string]bool{}, map[string]bool{}, false
 			check(len(states) - 1)
 			for i := range st.Apps {
-				if a := st.App(st.Apps[i].ID); a != &st.Apps[i] {
-					t.Fatalf("App(%s) = %p, want %p", st.Apps[i].ID, a, &st.Apps[i])
+				if a := st.App(st.Apps[i].ID); a != st.Apps[i] {
+					t.Fatalf("App(%s) = %p, want %p", st.Apps[i].ID, a, st.Apps[i])
 				}
 			}
 			for i := range st.Tasks {
-				if tk := st.Task(st.Tasks[i].ID); tk != &st.Tasks[i] {
-					t.Fatalf("Task(%s) = %p, want %p", st.Tasks[i].ID, tk, &st.Tasks[i])
+				if tk := st.Task(st.Tasks[i].ID); tk != st.Tasks[i] {
+					t.Fatalf("Task(%s) = %p, want %p", st.Tasks[i].ID, tk, st.Tasks[i])
 				}
 			}
 			if st.App("/none") != nil || st.Task("/none") != nil {
@@ -160,6 +161,80 @@ func TestMirrorOrder(t *testing.T) {
 			if want[tk.ID] != tk.Message || i > 0 && st.Tasks[i-1].ID >= tk.ID {
 				t.Fatalf("step %d: task %d %s %q (want %q), out of order or stale", step, i, tk.ID, tk.Message, want[tk.ID])
 			}
+		}
+	}
+}
+
+// TestMirrorStatesShareAndKeep: a State shares every app and task that
+// did not change with the State before it (a change costs what changed,
+// not the size of the cluster), and no later Apply changes a State taken
+// earlier: each still encodes as it did when it was taken.
+func TestMirrorStatesShareAndKeep(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var m Mirror
+	type taken struct {
+		st   *State
+		js   string
+		apps map[string]*App
+		tks  map[string]*Task
+	}
+	var states []taken
+	var prev *taken
+	for step := 0; step < 400; step++ {
+		c := &Changes{Index: uint64(step + 1), Snapshot: step == 0}
+		for i := 0; i < rng.IntN(4); i++ {
+			c.Tasks = append(c.Tasks, Task{ID: fmt.Sprintf("t%03d", rng.IntN(300)), Message: fmt.Sprint(step, i), Ports: []int{step}})
+		}
+		if step == 0 || rng.IntN(4) == 0 {
+			c.Apps = append(c.Apps, App{ID: fmt.Sprintf("/a%02d", rng.IntN(40)), Instances: step})
+		}
+		if rng.IntN(5) == 0 {
+			c.Deleted = &Deleted{Tasks: []string{fmt.Sprintf("t%03d", rng.IntN(300))}, Apps: []string{fmt.Sprintf("/a%02d", rng.IntN(40))}}
+		}
+		m.Apply(c)
+		st := m.State()
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := taken{st, string(b), map[string]*App{}, map[string]*Task{}}
+		for _, a := range st.Apps {
+			cur.apps[a.ID] = a
+		}
+		for _, tk := range st.Tasks {
+			cur.tks[tk.ID] = tk
+		}
+		if prev != nil {
+			apps, tasks, ok := st.ChangedSince(prev.st)
+			if !ok {
+				t.Fatalf("step %d: no changes told since the State before", step)
+			}
+			for id, a := range cur.apps {
+				if !apps[id] && prev.apps[id] != a {
+					t.Fatalf("step %d: unchanged app %s copied, not shared", step, id)
+				}
+			}
+			for id, tk := range cur.tks {
+				if !tasks[id] && prev.tks[id] != tk {
+					t.Fatalf("step %d: unchanged task %s copied, not shared", step, id)
+				}
+			}
+		}
+		states = append(states, cur)
+		prev = &states[len(states)-1]
+	}
+	for i, s := range states {
+		b, err := json.Marshal(s.st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now := string(b); now != s.js {
+			d := 0
+			for d < len(now) && d < len(s.js) && now[d] == s.js[d] {
+				d++
+			}
+			from := max(0, d-100)
+			t.Fatalf("State %d changed after it was taken, at byte %d:\n was ...%.200s\n now ...%.200s", i, d, s.js[from:], now[from:])
 		}
 	}
 }

@@ -7,8 +7,8 @@ type State struct {
 	Leader      string       `json:"leader"` // host:port of the leading master's API
 	Domain      string       `json:"domain,omitempty"`
 	Nodes       []Node       `json:"nodes"`
-	Apps        []App        `json:"apps"`
-	Tasks       []Task       `json:"tasks"`
+	Apps        []*App       `json:"apps"`
+	Tasks       []*Task      `json:"tasks"`
 	Deployments []Deployment `json:"deployments"`
 	Jobs        []Job        `json:"jobs"`
 
