@@ -40,6 +40,11 @@ type agentTracker struct {
 	sums      map[string]*agentSum           // agent → running sums of what its tasks use
 	removed   map[string][]removal           // agent → tasks it lost, oldest first (for delta answers)
 	floor     map[string]uint64              // agent → newest removal dropped from removed
+	// agent → its tasks as each was written, oldest first, each at the
+	// index of the scan that saw the write (for delta answers: what an
+	// agent's tasks changed since an index, without walking all of them).
+	written map[string][]removal
+	wfloor  map[string]uint64 // agent → newest scan index dropped from written
 
 	encMu sync.Mutex
 	enc   map[string]encodedAssignment // task id → its assignment's JSON
@@ -81,6 +86,8 @@ func newAgentTracker() *agentTracker {
 		sums:    map[string]*agentSum{},
 		removed: map[string][]removal{},
 		floor:   map[string]uint64{},
+		written: map[string][]removal{},
+		wfloor:  map[string]uint64{},
 		enc:     map[string]encodedAssignment{},
 	}
 }
@@ -142,6 +149,7 @@ func (t *agentTracker) see(id string, e *Entry, index, gen uint64, mark func(str
 			t.byAgent[agent] = set
 		}
 		set[id] = struct{}{}
+		t.wrote(agent, id, index)
 	}
 	if ok {
 		t.unuse(prev.rec)
@@ -180,6 +188,19 @@ func (t *agentTracker) lost(agent, id string, index uint64) {
 		rs = append([]removal(nil), rs[drop:]...)
 	}
 	t.removed[agent] = rs
+}
+
+// wrote records that agent's task id was written, as the scan at index
+// saw. Like lost, it drops the oldest half of a full history and raises
+// the agent's floor past it.
+func (t *agentTracker) wrote(agent, id string, index uint64) {
+	ws := append(t.written[agent], removal{id: id, at: index})
+	if len(ws) > maxRemovals {
+		drop := len(ws) / 2
+		t.wfloor[agent] = ws[drop-1].at
+		ws = append([]removal(nil), ws[drop:]...)
+	}
+	t.written[agent] = ws
 }
 
 // agentSum is what an agent's active tasks use, kept by adding and
@@ -452,9 +473,23 @@ func (t *agentTracker) delta(agent string, after uint64) (changed, snapshot bool
 	}
 	snapshot = after == 0 || after > t.processed || after < t.base || after < t.floor[agent]
 	mine := t.byAgent[agent]
-	for id := range mine {
-		if snapshot || t.seen[id].modify > after {
-			ids = append(ids, id)
+	if !snapshot && after >= t.wfloor[agent] {
+		// Every task of the agent written after after was logged by a scan
+		// at an index above after (a write's index is at most its scan's),
+		// and none of those was dropped: walk back to after only.
+		ws := t.written[agent]
+		for i := len(ws) - 1; i >= 0 && ws[i].at > after; i-- {
+			id := ws[i].id
+			if _, ok := mine[id]; ok && t.seen[id].modify > after {
+				ids = append(ids, id)
+			}
+		}
+		ids = dedupe(ids)
+	} else {
+		for id := range mine {
+			if snapshot || t.seen[id].modify > after {
+				ids = append(ids, id)
+			}
 		}
 	}
 	if !snapshot {
