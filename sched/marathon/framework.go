@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -203,7 +204,6 @@ type view struct {
 	appIdx      map[string]uint64
 	apps        map[string]*api.App
 	appIDs      []string
-	appsAt      uint64                 // index of the view apps, appIdx and appIDs were read at
 	tasks       map[string][]taskEntry // by app id (also for apps that no longer exist)
 	deployments []depEntry
 	// ports counts, per agent, the non-terminal tasks holding each host
@@ -240,8 +240,9 @@ var builder struct {
 	log  []viewStep           // the last views built, oldest first
 }
 
-// viewStep says which apps' task lists changed from the view at index from
-// to the one at index to (apps nil: built from nothing, unknown).
+// viewStep says which apps' task lists or definitions changed from the
+// view at index from to the one at index to (apps nil: built from nothing,
+// unknown).
 type viewStep struct {
 	from, to uint64
 	apps     map[string]bool
@@ -249,8 +250,9 @@ type viewStep struct {
 
 const maxViewSteps = 1024
 
-// changedApps returns the apps whose task lists changed between the views
-// of st at indexes from and to, or false when the views built do not say.
+// changedApps returns the apps whose task lists or definitions changed
+// between the views of st at indexes from and to, or false when the views
+// built do not say.
 func changedApps(st *sched.Store, from, to uint64) (map[string]bool, bool) {
 	builder.Lock()
 	defer builder.Unlock()
@@ -327,7 +329,7 @@ func buildView(st *sched.Store) *view {
 		v.index = index
 		if base != nil && len(keys[sched.TableApps]) == 0 {
 			// No app was written: share base's (views are never modified).
-			v.apps, v.appIdx, v.appIDs, v.appsAt = base.apps, base.appIdx, base.appIDs, base.appsAt
+			v.apps, v.appIdx, v.appIDs = base.apps, base.appIdx, base.appIDs
 			v.owners = base.owners
 			appsSorted = true
 		} else {
@@ -335,12 +337,17 @@ func buildView(st *sched.Store) *view {
 			if base != nil && base.owners != nil && base.owners.done.Load() {
 				v.owners.from, v.owners.fromApps, v.owners.changed = base.owners.m, base.apps, keys[sched.TableApps]
 			}
-			v.appsAt = index
-			v.appIDs = make([]string, 0, len(t[sched.TableApps]))
-			for id, e := range t[sched.TableApps] {
-				v.apps[id] = e.Value.(*api.App)
-				v.appIdx[id] = e.ModifyIndex
-				v.appIDs = append(v.appIDs, id)
+			if base != nil {
+				// base's apps with the ones written since in their place.
+				v.apps, v.appIdx, v.appIDs = patchApps(base, keys[sched.TableApps], t[sched.TableApps])
+				appsSorted = true
+			} else {
+				v.appIDs = make([]string, 0, len(t[sched.TableApps]))
+				for id, e := range t[sched.TableApps] {
+					v.apps[id] = e.Value.(*api.App)
+					v.appIdx[id] = e.ModifyIndex
+					v.appIDs = append(v.appIDs, id)
+				}
 			}
 		}
 		for _, e := range t[sched.TableDeployments] {
@@ -358,6 +365,9 @@ func buildView(st *sched.Store) *view {
 			var dropped map[*sched.TaskRecord]bool
 			var added map[string][]taskEntry
 			v.tasks, dirty, dropped, added = changedTasks(base, keys[sched.TableTasks], t[sched.TableTasks])
+			for _, id := range keys[sched.TableApps] {
+				dirty[id] = true // the definition changed, came or went
+			}
 			v.ports = base.ports
 			if len(dropped)+len(added) > 0 {
 				v.ports = make(map[string]map[int]int, len(base.ports))
@@ -402,6 +412,47 @@ func buildView(st *sched.Store) *view {
 		return a.ID < b.ID
 	})
 	return v
+}
+
+// patchApps returns base's apps, their indexes and sorted ids, with the
+// apps of keys (written since base) as table now holds them. base is not
+// modified.
+func patchApps(base *view, keys []string, table map[string]*sched.Entry) (map[string]*api.App, map[string]uint64, []string) {
+	apps, idx := maps.Clone(base.apps), maps.Clone(base.appIdx)
+	var added []string
+	gone := map[string]bool{}
+	for _, id := range keys {
+		_, had := apps[id]
+		if e, ok := table[id]; ok {
+			if !had {
+				added = append(added, id)
+			}
+			apps[id], idx[id] = e.Value.(*api.App), e.ModifyIndex
+			delete(gone, id)
+		} else if had {
+			delete(apps, id)
+			delete(idx, id)
+			gone[id] = true
+		}
+	}
+	ids := base.appIDs
+	if len(gone) > 0 {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return gone[id] })
+	}
+	if len(added) > 0 {
+		if len(gone) == 0 {
+			ids = slices.Clone(ids)
+		}
+		for _, id := range added {
+			if _, ok := apps[id]; !ok {
+				continue // added, then deleted again
+			}
+			if i, found := slices.BinarySearch(ids, id); !found {
+				ids = slices.Insert(ids, i, id)
+			}
+		}
+	}
+	return apps, idx, ids
 }
 
 func sortTasks(ts []taskEntry) {
@@ -768,9 +819,7 @@ func (f *Framework) reconcileChanged(ctx context.Context, st *sched.Store) error
 type reconState struct {
 	st       *sched.Store
 	index    uint64
-	appIdx   map[string]uint64 // the view's, shared
-	appsAt   uint64            // the view's
-	depApps  map[string]bool   // the apps the deployments under way named
+	depApps  map[string]bool // the apps the deployments under way named
 	lastFull time.Time
 	last     time.Time // of the last pass, full or not
 }
@@ -803,7 +852,7 @@ func (f *Framework) changedSince(st *sched.Store, v *view, now time.Time) (map[s
 // the pass r and the view v, with the apps the deployments of r and of v
 // name, or false when that cannot be told.
 func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool) {
-	if r.st != st || r.appIdx == nil || v.index < r.index {
+	if r.st != st || v.index < r.index {
 		return nil, false
 	}
 	apps, ok := changedApps(st, r.index, v.index)
@@ -816,19 +865,7 @@ func changedAfter(st *sched.Store, v *view, r reconState) (map[string]bool, bool
 	for id := range v.deploymentApps() {
 		apps[id] = true
 	}
-	if r.appsAt == v.appsAt {
-		return apps, true // the same apps, read at the same index
-	}
-	for id, idx := range v.appIdx {
-		if r.appIdx[id] != idx {
-			apps[id] = true
-		}
-	}
-	for id := range r.appIdx {
-		if _, ok := v.appIdx[id]; !ok {
-			apps[id] = true
-		}
-	}
+	// The views' steps name the apps written between them too.
 	return apps, true
 }
 

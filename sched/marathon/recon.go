@@ -395,7 +395,7 @@ func (f *Framework) reconcilePass(ctx context.Context, st *sched.Store, full boo
 	errs := applySteps(ctx, st, p.steps)
 
 	f.mu.Lock()
-	f.recon.st, f.recon.index, f.recon.appIdx, f.recon.appsAt, f.recon.depApps = st, v.index, v.appIdx, v.appsAt, v.deploymentApps()
+	f.recon.st, f.recon.index, f.recon.depApps = st, v.index, v.deploymentApps()
 	f.recon.last = now
 	if full {
 		f.recon.lastFull = now

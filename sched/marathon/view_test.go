@@ -24,8 +24,8 @@ func fullView(st *sched.Store) *view {
 
 // TestViewFromPreviousMatchesFullRead writes, rewrites, moves and deletes
 // tasks (marathon's and another framework's, one at a time and in
-// batches) and wants every view built from the one before to list exactly
-// what a view read from nothing lists.
+// batches) and apps, and wants every view built from the one before to
+// list exactly what a view read from nothing lists.
 func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 	m := newFakeMaster(t)
 	st := m.st
@@ -57,6 +57,21 @@ func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 			return id, true
 		}
 		for k := 0; k < 1+rng.Intn(4); k++ {
+			if rng.Intn(4) == 0 { // an app created, changed or removed
+				id := fmt.Sprintf("/app-%d", rng.Intn(9))
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				if rng.Intn(3) == 0 {
+					if _, ok := st.Get(sched.TableApps, id); ok {
+						batch = append(batch, sched.Delete(sched.TableApps, id))
+					}
+					continue
+				}
+				batch = append(batch, sched.Put(sched.TableApps, id, &api.App{ID: id, Instances: step}))
+				continue
+			}
 			switch r := rng.Intn(10); {
 			case r < 4 || len(committed) < 3:
 				batch = append(batch, newTask())
@@ -101,6 +116,9 @@ func TestViewFromPreviousMatchesFullRead(t *testing.T) {
 		got, want := readView(st), fullView(st)
 		if got.index != want.index || len(got.tasks) != len(want.tasks) {
 			t.Fatalf("step %d: view at %d lists %d apps' tasks, a full read at %d lists %d", step, got.index, len(got.tasks), want.index, len(want.tasks))
+		}
+		if !reflect.DeepEqual(got.apps, want.apps) || !reflect.DeepEqual(got.appIdx, want.appIdx) || !reflect.DeepEqual(got.appIDs, want.appIDs) {
+			t.Fatalf("step %d: apps %v %v in the view, %v %v in a full read", step, got.appIDs, got.appIdx, want.appIDs, want.appIdx)
 		}
 		if !reflect.DeepEqual(got.ports, want.ports) {
 			t.Fatalf("step %d: ports held per agent %v in the view, %v in a full read", step, got.ports, want.ports)
