@@ -43,7 +43,7 @@ type features struct {
 	certMu sync.Mutex
 	certs  map[string]*certEntry // path → loaded certificate
 
-	svcKeys map[int]string // service port → "bindhost:port" + " tls" of its listener
+	svcKeys map[int]svcKey // service port → what its listener was opened for
 
 	// The :443 frontend when it opened for an app's certificate (no
 	// Config.Certs): srv under Proxy.mu, addr read by Proxy.Addr.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/weftnet/weft/sched/api"
@@ -137,4 +138,120 @@ func dumpTable(t *Table) string {
 		s += fmt.Sprintf("\n  %+v", *sv)
 	}
 	return s
+}
+
+// TestSwapKeepsUnchangedRoutes applies random changes through a Mirror to
+// a proxy and checks after each swap that every route holds exactly the
+// backends its service names (primary, fallback, draining, cookies), that
+// the route of a service the patched table kept is the one of the swap
+// before, and that a changed service got a new one.
+func TestSwapKeepsUnchangedRoutes(t *testing.T) {
+	p, err := New(testConfig(newFakeSource()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.shutdown)
+	rng := rand.New(rand.NewPCG(11, 12))
+	const napps = 12
+	ports := make([]int, 0, napps)
+	for len(ports) < napps {
+		// Distinct: two apps on one port would share a service.
+		if p := freePort(t); !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	newApp := func(i int) api.App {
+		a := hostApp(fmt.Sprintf("/app-%02d", i), "2026-11-01T00:00:00.000Z", nil, ports[i])
+		if rng.IntN(3) == 0 {
+			a.Labels = map[string]string{"HAPROXY_0_MODE": "http", "HAPROXY_0_STICKY": "true"}
+		}
+		return a
+	}
+	ns := []string{"n1", "n2", "n3"}
+	var m api.Mirror
+	snap := &api.Changes{Index: 1, Snapshot: true, Nodes: nodes(), NodesHash: "h"}
+	for i := 0; i < napps; i++ {
+		snap.Apps = append(snap.Apps, newApp(i))
+		snap.Tasks = append(snap.Tasks, runningTask(fmt.Sprintf("app-%02d.0", i), fmt.Sprintf("/app-%02d", i), ns[rng.IntN(3)], 31000+i))
+	}
+	m.Apply(snap)
+	p.Apply(m.State())
+	addrs := func(bs []*backend) []string {
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.addr)
+		}
+		return out
+	}
+	kept, renewed := 0, 0
+	for step := 0; step < 200; step++ {
+		prevRT := p.rt.Load()
+		c := &api.Changes{Index: uint64(step + 2)}
+		i := rng.IntN(napps)
+		app := fmt.Sprintf("/app-%02d", i)
+		switch rng.IntN(3) {
+		case 0:
+			c.Apps = []api.App{newApp(i)}
+		case 1:
+			c.Tasks = []api.Task{alive(runningTask(fmt.Sprintf("app-%02d.%d", i, rng.IntN(3)), app, ns[rng.IntN(3)], 31000+rng.IntN(100)), rng.IntN(2) == 0)}
+		default:
+			c.Deleted = &api.Deleted{Tasks: []string{fmt.Sprintf("app-%02d.%d", i, rng.IntN(3))}}
+		}
+		m.Apply(c)
+		p.Apply(m.State())
+		rt := p.rt.Load()
+		if len(rt.routes) != len(rt.table.Services) {
+			t.Fatalf("step %d: %d routes for %d services", step, len(rt.routes), len(rt.table.Services))
+		}
+		for k, s := range rt.table.Services {
+			r := rt.byPort[s.ServicePort]
+			if r == nil || r != rt.routes[k] || r.svc != s {
+				t.Fatalf("step %d: service port %d has no route of its own", step, s.ServicePort)
+			}
+			var primary, fallback, draining, cookies []string
+			for _, be := range s.Backends {
+				switch {
+				case be.Draining:
+					draining = append(draining, be.Addr)
+					continue
+				case be.Fallback:
+					fallback = append(fallback, be.Addr)
+				default:
+					primary = append(primary, be.Addr)
+				}
+				cookies = append(cookies, be.ServerID)
+			}
+			var gotCookies []string
+			for id := range r.byCookie {
+				gotCookies = append(gotCookies, id)
+			}
+			slices.Sort(cookies)
+			slices.Sort(gotCookies)
+			if !slices.Equal(addrs(r.primary), primary) || !slices.Equal(addrs(r.fallback), fallback) ||
+				!slices.Equal(addrs(rt.draining[r]), draining) || !slices.Equal(gotCookies, cookies) {
+				t.Fatalf("step %d: route of %s holds %v %v %v %v, its service %v %v %v %v", step, s.Name,
+					addrs(r.primary), addrs(r.fallback), addrs(rt.draining[r]), gotCookies, primary, fallback, draining, cookies)
+			}
+			for _, b := range append(append(r.primary, r.fallback...), rt.draining[r]...) {
+				if p.backends[b.addr] != b {
+					t.Fatalf("step %d: route of %s holds a backend the proxy dropped: %s", step, s.Name, b.addr)
+				}
+			}
+			old := prevRT.byPort[s.ServicePort]
+			switch {
+			case old != nil && old.svc == s:
+				kept++
+				if r != old {
+					t.Fatalf("step %d: the unchanged service %s got a new route", step, s.Name)
+				}
+			case r == old:
+				t.Fatalf("step %d: the changed service %s kept its old route", step, s.Name)
+			default:
+				renewed++
+			}
+		}
+	}
+	if kept < 100*napps || renewed < 50 {
+		t.Fatalf("%d routes kept, %d renewed: want most kept and some renewed", kept, renewed)
+	}
 }

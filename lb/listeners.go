@@ -19,7 +19,7 @@ import (
 func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 	f := &p.feat
 	if f.svcKeys == nil {
-		f.svcKeys = map[int]string{}
+		f.svcKeys = map[int]svcKey{}
 	}
 	problems := p.ensureHTTPSLocked(table)
 	for port, s := range table.ByPort {
@@ -27,11 +27,7 @@ func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 		if s.BindAddr != "" {
 			host = s.BindAddr
 		}
-		addr := net.JoinHostPort(host, strconv.Itoa(port))
-		key := addr
-		if s.SSLCert != "" {
-			key += " tls"
-		}
+		key := svcKey{host, s.SSLCert != ""}
 		if ln, ok := p.svcLns[port]; ok {
 			if f.svcKeys[port] == key {
 				continue
@@ -40,6 +36,7 @@ func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 			delete(p.svcLns, port)
 			delete(f.svcKeys, port)
 		}
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			problems = append(problems, Problem{AppID: s.AppID, PortIndex: s.PortIndex,
@@ -65,6 +62,13 @@ func (p *Proxy) syncServiceListenersLocked(table *Table) []Problem {
 		}
 	}
 	return problems
+}
+
+// svcKey is what a service port's listener was opened for: a bind host,
+// with or without TLS.
+type svcKey struct {
+	host string
+	tls  bool
 }
 
 // acceptTLSService accepts on a service port with HAPROXY_{n}_SSL_CERT:

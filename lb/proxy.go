@@ -554,6 +554,23 @@ func (p *Proxy) buildRuntimeLocked(table *Table) *runtime {
 	rt := &runtime{table: table, byPort: map[int]*route{}, vhosts: map[string][]*route{}, appIDs: map[string]*route{}, built: p.now()}
 	byName := map[*Service]*route{}
 	for _, s := range table.Services {
+		if old != nil {
+			// A patched table keeps an unchanged app's services: their
+			// routes (backends, counters, verified credentials) stay as
+			// they were. Their backends are in use, so none was dropped.
+			if o := old.byPort[s.ServicePort]; o != nil && o.svc == s {
+				if d := old.draining[o]; d != nil {
+					if rt.draining == nil {
+						rt.draining = map[*route][]*backend{}
+					}
+					rt.draining[o] = d
+				}
+				rt.byPort[s.ServicePort] = o
+				rt.routes = append(rt.routes, o)
+				byName[s] = o
+				continue
+			}
+		}
 		r := &route{svc: s, byCookie: map[string]*backend{}}
 		// Keep counters across swaps for the same service.
 		if old != nil {
