@@ -231,6 +231,7 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 	}
 	var changed []*groupOut // new outputs
 	var gone []*groupOut    // outputs replaced or removed
+	var added []string      // keys of the changed groups that are new
 	present := make(map[string]bool, len(groups))
 	b := &builder{cfg: info.cfg, zone: info.cfg.Domain + ".", label: RFC1123, nodes: map[string]*api.Node{}, seen: map[recKey]bool{}}
 	if info.cfg.EnforceRFC952 {
@@ -260,6 +261,8 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 		changed = append(changed, out)
 		if prev != nil {
 			gone = append(gone, prev)
+		} else {
+			added = append(added, g.key)
 		}
 	}
 	if all {
@@ -280,16 +283,16 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 	// place (only the updater uses them).
 	ni := &buildInfo{st: st, cfg: info.cfg, others: info.others, contrib: info.contrib, kids: info.kids}
 	ni.groups = info.groups
-	// keys: a group came or went (each changed group that was there
-	// before is also in gone).
-	keys := len(changed) != len(gone)
-	if !keys {
-		ck := make(map[string]bool, len(changed))
-		for _, g := range changed {
-			ck[g.key] = true
-		}
-		for _, g := range gone {
-			keys = keys || !ck[g.key]
+	// A group in gone and not changed went (each changed group that was
+	// there before is in gone too).
+	ck := make(map[string]*groupOut, len(changed))
+	for _, g := range changed {
+		ck[g.key] = g
+	}
+	removed := map[string]bool{}
+	for _, g := range gone {
+		if ck[g.key] == nil {
+			removed[g.key] = true
 		}
 	}
 	affected := map[string]bool{old.zone: true} // the SOA's serial changes
@@ -314,30 +317,13 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 			ni.contrib[n] = append(ni.contrib[n], g)
 		}
 	}
-	if keys {
-		ni.keys = slices.Sorted(maps.Keys(ni.groups))
-	} else {
-		ni.keys = info.keys
-	}
 
 	t := &Table{
 		cfg: rc, zone: old.zone, zoneWire: old.zoneWire,
 		names: old.names.cow(), sites: old.sites, nodeSite: old.nodeSite, block24: old.block24,
 		count: old.count, patched: true,
 	}
-	if !keys && len(old.groups) == len(ni.keys) {
-		// The same groups: old's, with the changed ones replaced.
-		t.groups = slices.Clone(old.groups)
-		for _, g := range changed {
-			i, _ := slices.BinarySearch(ni.keys, g.key)
-			t.groups[i] = g
-		}
-	} else {
-		t.groups = make([]*groupOut, len(ni.keys))
-		for i, k := range ni.keys {
-			t.groups[i] = ni.groups[k]
-		}
-	}
+	ni.keys, t.groups = mergeGroups(info.keys, old.groups, ni.groups, ck, added, removed)
 	names := slices.Sorted(maps.Keys(affected))
 	recs := make(map[string][]Record, len(names))
 	for _, n := range names {
@@ -367,6 +353,50 @@ func patch(old *Table, info *buildInfo, st *api.State, rc RecordConfig) (*Table,
 		}
 	}
 	return t, ni, true
+}
+
+// mergeGroups returns the sorted group keys and the groups in their order
+// after a patch: keys (sorted) without the removed ones, with the added
+// ones in their places, each group the changed one of its key, else
+// old's (in keys order when old is; a full build's table has none), else
+// groups'. None of the arguments is modified.
+func mergeGroups(keys []string, old []*groupOut, groups map[string]*groupOut, changed map[string]*groupOut, added []string, removed map[string]bool) ([]string, []*groupOut) {
+	if len(added) == 0 && len(removed) == 0 && len(old) == len(keys) {
+		// The same groups: old's, with the changed ones replaced.
+		out := slices.Clone(old)
+		for k, g := range changed {
+			i, _ := slices.BinarySearch(keys, k)
+			out[i] = g
+		}
+		return keys, out
+	}
+	added = slices.Sorted(slices.Values(added))
+	n := len(keys) + len(added) - len(removed)
+	nk, ng := make([]string, 0, n), make([]*groupOut, 0, n)
+	take := func(i int, k string) {
+		g := changed[k]
+		switch {
+		case g != nil:
+		case i >= 0 && len(old) == len(keys):
+			g = old[i]
+		default:
+			g = groups[k]
+		}
+		nk, ng = append(nk, k), append(ng, g)
+	}
+	j := 0
+	for i, k := range keys {
+		for ; j < len(added) && added[j] < k; j++ {
+			take(-1, added[j])
+		}
+		if !removed[k] {
+			take(i, k)
+		}
+	}
+	for ; j < len(added); j++ {
+		take(-1, added[j])
+	}
+	return nk, ng
 }
 
 func namesOf(rs []Record) map[string]bool {
