@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -215,10 +216,7 @@ type portOwners struct {
 func (o *portOwners) get(v *view) map[int][]string {
 	o.once.Do(func() {
 		if o.from != nil {
-			o.m = make(map[int][]string, len(o.from))
-			for p, ids := range o.from {
-				o.m[p] = ids
-			}
+			o.m = maps.Clone(o.from)
 			for _, id := range o.changed {
 				if a := o.fromApps[id]; a != nil {
 					for _, p := range servicePorts(a) {
