@@ -335,7 +335,7 @@ func buildView(st *sched.Store) *view {
 		} else {
 			v.owners = &portOwners{}
 			if base != nil && base.owners != nil && base.owners.done.Load() {
-				v.owners.from, v.owners.fromApps, v.owners.changed = base.owners.m, base.apps, keys[sched.TableApps]
+				v.owners.from, v.owners.fromHeld, v.owners.fromApps, v.owners.changed = base.owners.m, base.owners.held, base.apps, keys[sched.TableApps]
 			}
 			if base != nil {
 				// base's apps with the ones written since in their place.

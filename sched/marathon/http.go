@@ -584,7 +584,7 @@ func (f *Framework) prepare(v *view, existing *api.App, keys map[string]json.Raw
 	}
 	usedBy := otherServicePorts(v, id, prev, claimed)
 	if len(details) == 0 {
-		for _, d := range assignServicePortsBy(app, usedBy, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
+		for _, d := range assignServicePortsBy(app, usedBy, func(p int) int { return v.skipHeld(p, id) }, f.cfg.ReservedServicePorts, prev, f.cfg.ServicePortMin, f.cfg.ServicePortMax) {
 			d.Path = prefix + d.Path
 			details = append(details, d)
 		}

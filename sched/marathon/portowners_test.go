@@ -3,7 +3,10 @@ package marathon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,7 +45,9 @@ func usedServicePorts(v *view, id string, prev []int, claimed map[int]string) ma
 // several apps as an older weft could leave them, ports 0, container port
 // mappings, deletions), reading a view after each write as the framework
 // does, and checks that otherServicePorts answers for every port what the
-// map gathered from every app says, for random requests.
+// map gathered from every app says, for random requests; that skipHeld
+// jumps exactly over the ports some app holds; and that a search for free
+// ports that skips them picks what one that asks about every port picks.
 func TestServicePortOwnersFollowTheApps(t *testing.T) {
 	e := newEnv(t)
 	st := e.m.st
@@ -82,6 +87,20 @@ func TestServicePortOwnersFollowTheApps(t *testing.T) {
 			continue // views not read at every index
 		}
 		v := readView(st)
+		held := v.owners.get(v)
+		if want := slices.Sorted(maps.Keys(held)); !slices.Equal(v.owners.held, want) {
+			t.Fatalf("step %d: held ports %v, want %v", step, v.owners.held, want)
+		}
+		sid := fmt.Sprintf("/g%d/app-%02d", rng.IntN(3), rng.IntN(30))
+		for p := 9995; p < 10050; p++ {
+			q := p
+			for l := held[q]; len(l) > 0 && !(len(l) == 1 && l[0] == sid); l = held[q] {
+				q++
+			}
+			if got := v.skipHeld(p, sid); got != q {
+				t.Fatalf("step %d: skipHeld(%d, %s) = %d, want %d (held %v)", step, p, sid, got, q, v.owners.held)
+			}
+		}
 		for q := 0; q < 5; q++ {
 			rid := fmt.Sprintf("/g%d/app-%02d", rng.IntN(3), rng.IntN(30))
 			var prev []int
@@ -97,6 +116,17 @@ func TestServicePortOwnersFollowTheApps(t *testing.T) {
 			}
 			want := usedServicePorts(v, rid, prev, claimed)
 			got := otherServicePorts(v, rid, prev, claimed)
+			a1 := &api.App{ID: rid}
+			for i := 0; i < 1+rng.IntN(3); i++ {
+				a1.PortDefinitions = append(a1.PortDefinitions, api.PortDefinition{Port: port()})
+			}
+			a2 := &api.App{ID: rid, PortDefinitions: slices.Clone(a1.PortDefinitions)}
+			reserved := map[int]string{10000 + rng.IntN(45): "x"}
+			e1 := assignServicePortsBy(a1, got, func(p int) int { return v.skipHeld(p, rid) }, reserved, prev, 10000, 10045)
+			e2 := assignServicePortsBy(a2, got, nil, reserved, prev, 10000, 10045)
+			if !reflect.DeepEqual(a1.PortDefinitions, a2.PortDefinitions) || !reflect.DeepEqual(e1, e2) {
+				t.Fatalf("step %d, app %s, prev %v: skipping held ports gave %v %v, asking about each %v %v", step, rid, prev, a1.PortDefinitions, e1, a2.PortDefinitions, e2)
+			}
 			for p := 0; p < 10050; p += map[bool]int{true: 1, false: 10000}[p >= 10000] {
 				o, ok := got(p)
 				if wo, wok := want[p]; o != wo || ok != wok {

@@ -18,12 +18,14 @@ import (
 // before this change, reused first so an update keeps its ports. A
 // requested port held by another app is a 422.
 func assignServicePorts(app *api.App, used map[int]string, reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
-	return assignServicePortsBy(app, func(p int) (string, bool) { o, ok := used[p]; return o, ok }, reserved, prev, min, max)
+	return assignServicePortsBy(app, func(p int) (string, bool) { o, ok := used[p]; return o, ok }, nil, reserved, prev, min, max)
 }
 
 // assignServicePortsBy is assignServicePorts with the other apps' service
-// ports told by usedBy.
-func assignServicePortsBy(app *api.App, usedBy func(int) (string, bool), reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
+// ports told by usedBy. skipHeld (nil: none) returns the first port from p
+// on that no other app holds: the search for a free port jumps there, past
+// a run of held ports, instead of asking usedBy about each.
+func assignServicePortsBy(app *api.App, usedBy func(int) (string, bool), skipHeld func(int) int, reserved map[int]string, prev []int, min, max int) []api.ErrorDetail {
 	var out []api.ErrorDetail
 	taken := map[int]bool{}
 	type slot struct {
@@ -84,6 +86,11 @@ func assignServicePortsBy(app *api.App, usedBy func(int) (string, bool), reserve
 			}
 		}
 		for assigned == 0 && next <= max {
+			if skipHeld != nil {
+				if next = skipHeld(next); next > max {
+					break
+				}
+			}
 			if free(next) {
 				assigned = next
 			}
@@ -207,8 +214,10 @@ type portOwners struct {
 	once sync.Once
 	done atomic.Bool
 	m    map[int][]string
+	held []int // the ports of m, ascending
 
 	from     map[int][]string
+	fromHeld []int
 	fromApps map[string]*api.App
 	changed  []string
 }
@@ -217,9 +226,11 @@ func (o *portOwners) get(v *view) map[int][]string {
 	o.once.Do(func() {
 		if o.from != nil {
 			o.m = maps.Clone(o.from)
+			var touched []int
 			for _, id := range o.changed {
 				if a := o.fromApps[id]; a != nil {
 					for _, p := range servicePorts(a) {
+						touched = append(touched, p)
 						if i := slices.Index(o.m[p], id); i >= 0 {
 							o.m[p] = slices.Delete(slices.Clone(o.m[p]), i, i+1)
 							if len(o.m[p]) == 0 {
@@ -235,11 +246,22 @@ func (o *portOwners) get(v *view) map[int][]string {
 						if p == 0 {
 							continue
 						}
+						touched = append(touched, p)
 						l := o.m[p]
 						if i, found := slices.BinarySearch(l, id); !found {
 							o.m[p] = slices.Insert(slices.Clone(l), i, id)
 						}
 					}
+				}
+			}
+			o.held = slices.Clone(o.fromHeld)
+			for _, p := range touched {
+				i, found := slices.BinarySearch(o.held, p)
+				switch _, now := o.m[p]; {
+				case now && !found:
+					o.held = slices.Insert(o.held, i, p)
+				case !now && found:
+					o.held = slices.Delete(o.held, i, i+1)
 				}
 			}
 		} else {
@@ -251,11 +273,31 @@ func (o *portOwners) get(v *view) map[int][]string {
 					}
 				}
 			}
+			o.held = slices.Sorted(maps.Keys(o.m))
 		}
-		o.from, o.fromApps, o.changed = nil, nil, nil
+		o.from, o.fromHeld, o.fromApps, o.changed = nil, nil, nil, nil
 		o.done.Store(true)
 	})
 	return o.m
+}
+
+// skipHeld returns the first port from p on that no app other than id
+// holds.
+func (v *view) skipHeld(p int, id string) int {
+	o := v.owners
+	if o == nil {
+		o = &portOwners{}
+	}
+	m := o.get(v)
+	i, found := slices.BinarySearch(o.held, p)
+	for found {
+		if l := m[p]; len(l) == 1 && l[0] == id {
+			return p // its own
+		}
+		p, i = p+1, i+1
+		found = i < len(o.held) && o.held[i] == p
+	}
+	return p
 }
 
 // serviceOwner is the app other than id holding service port p (the last
