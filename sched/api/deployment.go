@@ -1,5 +1,7 @@
 package api
 
+import "encoding/json"
+
 // Deployment is a Marathon deployment plan as GET /v2/deployments shows it.
 type Deployment struct {
 	ID             string             `json:"id"`
@@ -78,7 +80,9 @@ type UnusedOffer struct {
 	Timestamp string   `json:"timestamp"`
 }
 
-// Group is a Marathon group tree node.
+// Group is a Marathon group tree node. Apps, Groups and Pods are left out
+// of its JSON when nil: what the query's embed did not ask for, as
+// Marathon leaves those keys out; an empty list is [].
 type Group struct {
 	ID           string      `json:"id"`
 	Apps         []AppInfo   `json:"apps"`
@@ -86,6 +90,29 @@ type Group struct {
 	Pods         []PodStatus `json:"pods"` // each pod's ::status (Marathon's embed=group.pods)
 	Dependencies []string    `json:"dependencies"`
 	Version      string      `json:"version,omitempty"`
+}
+
+// MarshalJSON writes g with its nil lists left out.
+func (g Group) MarshalJSON() ([]byte, error) {
+	type embedded struct {
+		ID           string       `json:"id"`
+		Apps         *[]AppInfo   `json:"apps,omitempty"`
+		Groups       *[]Group     `json:"groups,omitempty"`
+		Pods         *[]PodStatus `json:"pods,omitempty"`
+		Dependencies []string     `json:"dependencies"`
+		Version      string       `json:"version,omitempty"`
+	}
+	e := embedded{ID: g.ID, Dependencies: g.Dependencies, Version: g.Version}
+	if g.Apps != nil {
+		e.Apps = &g.Apps
+	}
+	if g.Groups != nil {
+		e.Groups = &g.Groups
+	}
+	if g.Pods != nil {
+		e.Pods = &g.Pods
+	}
+	return json.Marshal(e)
 }
 
 // Deployment outcomes, as weft's GET /v1/deployments/{id} reports them.

@@ -187,8 +187,8 @@ func (f *Framework) writeGroup(w http.ResponseWriter, r *http.Request, m sched.M
 				return notValid(api.ErrorDetail{Path: "/scaleBy", Errors: []string{fmt.Sprintf("got %s, expected between 0.0 and 1000.0", fmtFloat(*g.ScaleBy))}})
 			}
 			for _, id := range v.appIDs {
-				if !inGroup(id) {
-					continue
+				if !inGroup(id) || podOf(v, id) != nil {
+					continue // Marathon scales a group's apps, not its pods
 				}
 				old := v.apps[id]
 				app := cloneApp(old)

@@ -139,8 +139,14 @@ func embeds(r *http.Request) map[string]bool {
 		for _, x := range strings.Split(e, ",") {
 			x = strings.TrimSpace(x)
 			out[x] = true
-			// app.tasks and apps.tasks name the same thing.
-			out[strings.TrimPrefix(strings.TrimPrefix(x, "apps."), "app.")] = true
+			// app.tasks, apps.tasks and group.apps.tasks name the same
+			// thing (Marathon's InfoEmbedResolver).
+			for _, p := range []string{"group.apps.", "apps.", "app."} {
+				if rest, ok := strings.CutPrefix(x, p); ok {
+					out[rest] = true
+					break
+				}
+			}
 		}
 	}
 	return out
@@ -1553,8 +1559,31 @@ func (f *Framework) serveGroups(w http.ResponseWriter, r *http.Request, m sched.
 	if g == nil {
 		return errMsg(404, "Group '%s' does not exist", gid)
 	}
+	if len(r.URL.Query()["embed"]) > 0 {
+		// Marathon lists apps, subgroups and pods by default, and else
+		// only those the embed names: the keys of the others are left
+		// out, and without group.groups the group's subgroups too.
+		embedGroup(g, emb["group.apps"], emb["group.groups"], emb["group.pods"])
+	}
 	writeJSON(w, 200, g)
 	return nil
+}
+
+// embedGroup leaves out of g, and of the subgroups it keeps, the lists
+// the embed did not ask for.
+func embedGroup(g *api.Group, apps, groups, pods bool) {
+	if !apps {
+		g.Apps = nil
+	}
+	if !pods {
+		g.Pods = nil
+	}
+	if !groups {
+		g.Groups = nil
+	}
+	for i := range g.Groups {
+		embedGroup(&g.Groups[i], apps, groups, pods)
+	}
 }
 
 // buildGroups makes Marathon's group tree from app and pod ids: every id's

@@ -563,47 +563,54 @@ func TestPodDeploymentAndGroupsOnRealMaster(t *testing.T) {
 		t.Errorf("/v2/deployments = %v; want the pod's and the app's", deps)
 	}
 
-	groupPods := func(path string) (pods []string, apps []string) {
-		t.Helper()
-		var g struct {
-			Groups []struct {
-				ID   string `json:"id"`
-				Apps []struct {
-					ID string `json:"id"`
-				} `json:"apps"`
-				Pods []struct {
-					ID     string          `json:"id"`
-					Spec   json.RawMessage `json:"spec"`
-					Status string          `json:"status"`
-				} `json:"pods"`
-			} `json:"groups"`
-			Pods []any `json:"pods"`
-		}
-		if _, err := c.Do(ctx, "GET", path, nil, &g); err != nil {
-			t.Fatal(err)
-		}
-		if len(g.Groups) != 1 || g.Groups[0].ID != "/team" || g.Pods == nil || len(g.Pods) != 0 {
-			t.Fatalf("GET %s: %+v", path, g)
-		}
-		for _, p := range g.Groups[0].Pods {
-			if len(p.Spec) < 3 || p.Status == "" {
-				t.Errorf("GET %s: pod %s without its spec or status", path, p.ID)
-			}
-			pods = append(pods, p.ID)
-		}
-		for _, a := range g.Groups[0].Apps {
-			apps = append(apps, a.ID)
-		}
-		return pods, apps
-	}
-	for path, want := range map[string]string{
-		"/v2/groups": "[/team/db]",
-		"/v2/groups?embed=group.pods&embed=group.apps": "[/team/db]",
-		"/v2/groups?embed=group.apps":                  "[]",
+	// Each case: the keys of the group asked for and of /team in it (""
+	// when /team is not listed), and the ids its "pods" and "apps" list.
+	type groupWant struct{ keys, teamKeys, pods, apps string }
+	for path, want := range map[string]groupWant{
+		"/v2/groups": {"apps dependencies groups id pods version", "apps dependencies groups id pods version", "[/team/db]", "[/team/web]"},
+		"/v2/groups?embed=group.pods&embed=group.apps&embed=group.groups": {"apps dependencies groups id pods version", "apps dependencies groups id pods version", "[/team/db]", "[/team/web]"},
+		// Marathon's UI asks for groups and apps only: no pods key.
+		"/v2/groups?embed=group.groups&embed=group.apps&embed=group.apps.deployments": {"apps dependencies groups id version", "apps dependencies groups id version", "[]", "[/team/web]"},
+		// Without group.groups the root lists its own apps only.
+		"/v2/groups?embed=group.apps":            {"apps dependencies id version", "", "[]", "[]"},
+		"/v2/groups/team?embed=group.pods":       {"dependencies id pods version", "", "[/team/db]", "[]"},
+		"/v2/groups/team?embed=group.apps.tasks": {"dependencies id version", "", "[]", "[]"},
 	} {
-		pods, apps := groupPods(path)
-		if fmt.Sprint(pods) != want || fmt.Sprint(apps) != "[/team/web]" {
-			t.Errorf("GET %s: pods %v apps %v; want pods %s and apps [/team/web]", path, pods, apps, want)
+		var g map[string]json.RawMessage
+		if _, err := c.Do(ctx, "GET", path, nil, &g); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		team := g
+		if !strings.HasPrefix(path, "/v2/groups/team") {
+			team = nil
+			var groups []map[string]json.RawMessage
+			_ = json.Unmarshal(g["groups"], &groups)
+			for _, sub := range groups {
+				if string(sub["id"]) == `"/team"` {
+					team = sub
+				}
+			}
+		}
+		ids := func(raw json.RawMessage) string {
+			var list []struct {
+				ID     string          `json:"id"`
+				Spec   json.RawMessage `json:"spec"`
+				Status string          `json:"status"`
+			}
+			_ = json.Unmarshal(raw, &list)
+			var out []string
+			for _, x := range list {
+				out = append(out, x.ID)
+			}
+			return fmt.Sprintf("%v", out)
+		}
+		gotTeamKeys := ""
+		if team != nil && !strings.HasPrefix(path, "/v2/groups/team") {
+			gotTeamKeys = strings.Join(sortedKeys(team), " ")
+		}
+		got := groupWant{strings.Join(sortedKeys(g), " "), gotTeamKeys, ids(team["pods"]), ids(team["apps"])}
+		if got != want {
+			t.Errorf("GET %s:\n got %+v\nwant %+v", path, got, want)
 		}
 	}
 	var team struct {
@@ -622,5 +629,27 @@ func TestPodDeploymentAndGroupsOnRealMaster(t *testing.T) {
 	}
 	if _, err := c.Do(ctx, "GET", "/v2/pods/team/db", nil, nil); err != nil {
 		t.Errorf("the pod after a PUT of its group's apps: %v", err)
+	}
+
+	// scaleBy scales the group's apps, not its pods (Marathon's
+	// updateTransitiveApps).
+	if _, err := c.Do(ctx, "PUT", "/v2/groups/team?force=true", []byte(`{"scaleBy":2}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	var web struct {
+		App struct {
+			Instances int `json:"instances"`
+		} `json:"app"`
+	}
+	var db struct {
+		Scaling struct {
+			Instances int `json:"instances"`
+		} `json:"scaling"`
+	}
+	if _, err := c.Do(ctx, "GET", "/v2/apps/team/web", nil, &web); err != nil || web.App.Instances != 4 {
+		t.Errorf("the app after scaleBy 2: %d instances (%v), want 4", web.App.Instances, err)
+	}
+	if _, err := c.Do(ctx, "GET", "/v2/pods/team/db", nil, &db); err != nil || db.Scaling.Instances != 1 {
+		t.Errorf("the pod after scaleBy 2: %d instances (%v), want 1", db.Scaling.Instances, err)
 	}
 }
