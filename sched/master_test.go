@@ -25,13 +25,14 @@ func TestLaunchedTasksAreAssignmentsOfTheirAgent(t *testing.T) {
 	eventually(t, 5*time.Second, "8 tasks placed", func() bool { return len(tasksOf(tm.Store())) == 8 })
 	seen := map[string]string{}
 	for _, agent := range []string{"n1", "n2"} {
-		as, err := tm.client.Assignments(ctx, agent, 0, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(as.Tasks) != 4 {
-			t.Fatalf("%s has %d assignments, want 4 (1 cpu / 0.25)", agent, len(as.Tasks))
-		}
+		// The agents' view follows the store (the tracker's scan), a
+		// moment later under load.
+		var as *api.Assignments
+		var err error
+		eventually(t, 5*time.Second, agent+" has 4 assignments (1 cpu / 0.25)", func() bool {
+			as, err = tm.client.Assignments(ctx, agent, 0, time.Second)
+			return err == nil && len(as.Tasks) == 4
+		})
 		ports := map[int]bool{}
 		for _, a := range as.Tasks {
 			if a.Task.SlaveID != agent || a.Goal != api.GoalRun || a.Task.State != api.TaskStaging ||
