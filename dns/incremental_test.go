@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/sched/api"
 )
@@ -160,6 +161,7 @@ func changesBetween(prev, next *api.State) *api.Changes {
 }
 
 func patchEqualsRebuild(t *testing.T, viaMirror bool) {
+	clock := time.Unix(1796406030, 0)
 	newSrv := func() *Server {
 		cfg := DefaultConfig()
 		cfg.Listen = []string{"127.0.0.1:0"}
@@ -169,6 +171,10 @@ func patchEqualsRebuild(t *testing.T, viaMirror bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// One clock for both: the SOA serial is the time of the build,
+		// and a second that ticked between the patch and the rebuild
+		// made them differ.
+		s.now = func() time.Time { return clock }
 		t.Cleanup(func() { s.closeAll(); s.closeUDP() })
 		return s
 	}
