@@ -181,26 +181,27 @@ func (t *agentTracker) lost(agent, id string, index uint64) {
 	if agent == "" {
 		return
 	}
-	rs := append(t.removed[agent], removal{id: id, at: index})
-	if len(rs) > maxRemovals {
-		drop := len(rs) / 2
-		t.floor[agent] = rs[drop-1].at
-		rs = append([]removal(nil), rs[drop:]...)
-	}
-	t.removed[agent] = rs
+	record(t.removed, t.floor, agent, id, index)
 }
 
 // wrote records that agent's task id was written, as the scan at index
 // saw. Like lost, it drops the oldest half of a full history and raises
 // the agent's floor past it.
 func (t *agentTracker) wrote(agent, id string, index uint64) {
-	ws := append(t.written[agent], removal{id: id, at: index})
-	if len(ws) > maxRemovals {
-		drop := len(ws) / 2
-		t.wfloor[agent] = ws[drop-1].at
-		ws = append([]removal(nil), ws[drop:]...)
+	record(t.written, t.wfloor, agent, id, index)
+}
+
+// record appends id at index to agent's history in hist, keeping at most
+// maxRemovals: a full history loses its oldest half, and floor[agent]
+// rises to the newest index dropped.
+func record(hist map[string][]removal, floor map[string]uint64, agent, id string, index uint64) {
+	rs := append(hist[agent], removal{id: id, at: index})
+	if len(rs) > maxRemovals {
+		drop := len(rs) / 2
+		floor[agent] = rs[drop-1].at
+		rs = append([]removal(nil), rs[drop:]...)
 	}
-	t.written[agent] = ws
+	hist[agent] = rs
 }
 
 // agentSum is what an agent's active tasks use, kept by adding and
