@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,10 +18,17 @@ import (
 	"github.com/weftnet/weft/sched/api"
 )
 
+// handedOut is every port freePort returned in this process: tests run in
+// parallel, and a port free when one test looked could go to another
+// before the first test's weft bound it (TestPromtoolCheckMetrics' master
+// once failed with "address already in use").
+var handedOut sync.Map
+
 // freePort returns a port on 127.0.0.1, free for TCP and UDP a moment ago,
 // from above the kernel's ephemeral range: outgoing connections never take
 // it, so a test can stop and restart a listener on it (port 0 would hand
-// out ephemeral ports, which any connection may grab in between).
+// out ephemeral ports, which any connection may grab in between). No port
+// is returned twice.
 func freePort(t *testing.T) int {
 	t.Helper()
 	lo, hi := 61000, 65535
@@ -32,6 +40,9 @@ func freePort(t *testing.T) int {
 	}
 	for i := 0; i < 200; i++ {
 		p := lo + rand.Intn(hi-lo)
+		if _, taken := handedOut.LoadOrStore(p, true); taken {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			continue
@@ -187,18 +198,28 @@ func waitLeader(t *testing.T, ctx context.Context, c *api.Client) {
 }
 
 // freePortRange returns "lo-hi", n ports below the ephemeral range that
-// were all free on loopback a moment ago.
+// were all free on loopback a moment ago, none handed out before.
 func freePortRange(t *testing.T, n int) string {
 	t.Helper()
 next:
 	for i := 0; i < 100; i++ {
 		lo := 21000 + rand.Intn(11000-n)
 		for p := lo; p < lo+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
+			free := false
+			if _, taken := handedOut.LoadOrStore(p, true); !taken {
+				if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+					l.Close()
+					free = true
+				} else {
+					handedOut.Delete(p)
+				}
+			}
+			if !free {
+				for q := lo; q < p; q++ {
+					handedOut.Delete(q)
+				}
 				continue next
 			}
-			l.Close()
 		}
 		return fmt.Sprintf("%d-%d", lo, lo+n-1)
 	}
