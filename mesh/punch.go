@@ -123,6 +123,7 @@ type punchAck struct {
 func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx []netip.Prefix, now time.Time) (watch bool) {
 	in := topoInput{Self: self, LocalPrefixes: localPfx}
 	publics := 0
+	between := m.underlayLost()
 	for _, p := range others {
 		if !p.NAT && p.Status == "alive" {
 			publics++
@@ -163,7 +164,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 		if p.Status != "alive" || !punchPair(in, p) || !initiates(self, p) || self.HardNAT && p.HardNAT {
 			continue
 		}
-		if m.underlayLost() {
+		if between {
 			// Between networks: our reflexive endpoints are of the
 			// old one, and a window that opened now would send from
 			// the new one before the peer primed toward it.
