@@ -49,6 +49,7 @@ type peerRuntime struct {
 	wasUp       bool      // Up at the previous reconcile (for the log)
 	punch       punchState
 	staleBefore time.Time // sessions from before this (a move) do not count as Up
+	verifyAt    time.Time // a fresh handshake was asked of the peer then (engine.link)
 }
 
 // engine is the WireGuard data plane of one node.
@@ -320,7 +321,25 @@ func (e *engine) live(rt *peerRuntime, now time.Time, punch bool) bool {
 	if punch {
 		return now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
 	}
-	return rt.waitSince.IsZero() || now.Sub(rt.waitSince) < e.cfg.DeadAfter
+	return rt.waitSince.IsZero() || now.Sub(rt.waitSince) < e.cfg.DeadAfter || rt.verifying(now)
+}
+
+// verifyWait is how long a path whose data went unanswered for DeadAfter
+// stays up while a fresh handshake asks the peer whether it is there: the
+// handshake is answered by the peer's WireGuard at once, whatever the peer
+// routes, so the next look tells.
+const verifyWait = 900 * time.Millisecond
+
+// unanswered reports whether data sent to the peer has gone unanswered
+// for DeadAfter.
+func (rt *peerRuntime) unanswered(now time.Time, deadAfter time.Duration) bool {
+	return !rt.waitSince.IsZero() && now.Sub(rt.waitSince) >= deadAfter
+}
+
+// verifying reports whether a handshake asked of the peer for the current
+// wait (engine.link) may still be answered.
+func (rt *peerRuntime) verifying(now time.Time) bool {
+	return rt.verifyAt.After(rt.waitSince) && now.Sub(rt.verifyAt) < verifyWait
 }
 
 func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time, punch bool) linkState {
@@ -334,6 +353,19 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 		l.PunchTo, l.PunchStart = rt.punch.to, rt.punch.start
 	}
 	l.PunchClear = rt.punch.clear
+	// Data unanswered for DeadAfter does not take a working session down
+	// on its own: the answer may be late (a busy peer answers one-way
+	// data at its next look), or have come through a relay because the
+	// peer took the path for down first. A path that goes down on one
+	// side only is a black hole both ways (each end drops what the other
+	// sends by the path it does not expect) until the other side finds
+	// out, which took 12 s in bench/mesh. So first a fresh handshake,
+	// whichever side initiates: the peer's WireGuard answers it at once.
+	// Only when that goes unanswered too is the path down.
+	if !punch && rt.everUp && !rt.lastHS.Before(rt.staleBefore) && rt.unanswered(now, e.cfg.DeadAfter) && !rt.verifyAt.After(rt.waitSince) {
+		rt.verifyAt = now
+		l.Verify = true
+	}
 	l.Up = e.live(rt, now, punch)
 	// After a move, a keepalive every reconcile until the peer is heard
 	// from again: idle links carry nothing else that would show the peer
@@ -617,6 +649,9 @@ func (m *Mesh) reconcile() {
 		if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
 			keyOf[p.Name] = k
 			links[p.Name] = e.link(k, dev, now, punchPair(pin, p))
+			if links[p.Name].Verify {
+				m.log.Debug("data unanswered: asking the peer for a fresh handshake", "peer", p.Name)
+			}
 		}
 	}
 	m.settleNAT(links, others, now)

@@ -38,6 +38,10 @@ type linkState struct {
 	PunchTo netip.AddrPort
 	// PunchStart: the punch window opened just now; send a handshake.
 	PunchStart bool
+	// Verify: data sent on the direct path went unanswered for
+	// DeadAfter; ask the peer for a fresh handshake before the path is
+	// taken for down (engine.link). The path stays Up meanwhile.
+	Verify bool
 	// PunchClear: a punch window closed without a session; drop the
 	// endpoint (and WireGuard's handshake retries toward it), so nothing
 	// reaches the peer's NAT before it has mapped us again.
@@ -339,15 +343,26 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 			pl.Keepalive = in.NATKeepalive
 		}
 		pl.Poke = l.Ack
+		if l.Verify {
+			// Re-adding with a keepalive sends a handshake initiation
+			// at once (WireGuard would not start one within 5 s of
+			// the last).
+			pl.Keepalive = in.Probe
+			pl.Readd = true
+			pl.Poke = false
+		}
 	case l.Session && (l.Up || !punch):
 		// A path between two NATs, or one silent after a send:
 		// keepalives every probe (the peer's, if it waits too, bring a
-		// path back); toward a silent peer the initiator also
-		// handshakes again now and then, which the peer answers even
-		// when it takes the link for idle.
+		// path back); toward a silent peer this node also handshakes
+		// again now and then, which the peer answers even when it
+		// takes the link for idle.
 		pl.Keepalive = in.Probe
 		pl.Poke = true
-		pl.Readd = !l.Up && init && !l.AddedAt.IsZero() && waited >= downRetry
+		// The responder too: the initiator may take the path for up
+		// (a keepalive asks nothing of it) and go on sending where this
+		// node no longer takes its packets.
+		pl.Readd = !l.Up && (init || !p.NAT) && !l.AddedAt.IsZero() && waited >= downRetry
 	case punch:
 		// Handshakes only in the windows punch.go opens; adding a
 		// peer with a keepalive sends the first at once.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
@@ -215,7 +217,7 @@ routes=[10.47.3.0/24]
 `,
 		},
 		{
-			name: "idle links quiet; data with no reply answered; a silent session probed, its initiator handshakes again",
+			name: "idle links quiet; data with no reply answered; a silent session probed and handshaken again, by either side",
 			mod: func(in *topoInput) {
 				in.Peers = []peerInfo{pi("a", "10.47.2.0/24", "172.20.2.2:51820"), pi("b", "10.47.3.0/24", "172.20.3.3:51820"), pi("z", "10.47.4.0/24", "172.20.4.4:51820")}
 				ack := up("172.20.2.2:51820")
@@ -227,7 +229,7 @@ routes=[10.47.3.0/24]
 				in.Links = map[string]linkState{"a": ack, "b": silent, "z": silentToo}
 			},
 			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24] ka=0s path=direct poke
-b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=a poke
+b ep=172.20.3.3:51820 allowed=[] ka=1s path=relay via=a readd poke
 z ep=172.20.4.4:51820 allowed=[] ka=1s path=relay via=a readd poke
 routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24]
 `,
@@ -564,5 +566,103 @@ func TestResponderKeepsRoamedEndpoint(t *testing.T) {
 	planHandshake(in, p, l, &pl)
 	if pl.Endpoint != p.Endpoints[0] {
 		t.Errorf("a silent peer planned at %v, want its advertised %v", pl.Endpoint, p.Endpoints[0])
+	}
+}
+
+// TestUnansweredDataAsksForAHandshake: data unanswered for DeadAfter does
+// not take a working path down at once. The engine first asks the peer for
+// a fresh handshake (once per wait) and keeps the path up for verifyWait;
+// an answer keeps it up, silence takes it down. A path that went down on
+// one side only was a black hole both ways for 12 s in bench/mesh.
+func TestUnansweredDataAsksForAHandshake(t *testing.T) {
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	key := wgtypes.Key{1}
+	start := func() (*engine, *peerRuntime) {
+		rt := &peerRuntime{everUp: true, lastHS: t0}
+		e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
+		rt.traffic(500, 500, at(1))
+		rt.traffic(500, 700, at(2)) // data out, nothing back: owed since 1
+		return e, rt
+	}
+	e, rt := start()
+	if l := e.link(key, nil, at(3), false); !l.Up || l.Verify {
+		t.Fatalf("within DeadAfter: %+v", l)
+	}
+	if l := e.link(key, nil, at(3.6), false); !l.Up || !l.Verify {
+		t.Fatalf("unanswered for DeadAfter: want a handshake asked and the path still up, got %+v", l)
+	}
+	if l := e.link(key, nil, at(4), false); !l.Up || l.Verify {
+		t.Fatalf("while the handshake may still be answered: want up and no second ask, got %+v", l)
+	}
+	// Answered: the re-added peer's counters start from 0.
+	rt.traffic(92, 148, at(4.4))
+	rt.lastHS = at(4.3)
+	if l := e.link(key, nil, at(4.6), false); !l.Up || l.Verify {
+		t.Fatalf("handshake answered: want up, got %+v", l)
+	}
+	// A later wait asks again.
+	rt.traffic(92, 400, at(5))
+	if l := e.link(key, nil, at(7.6), false); !l.Up || !l.Verify {
+		t.Fatalf("a new wait: want a new ask, got %+v", l)
+	}
+
+	// Not answered: down after verifyWait, and no ask again in the same wait.
+	e, rt = start()
+	e.link(key, nil, at(3.6), false)
+	rt.traffic(0, 148, at(4.5))
+	if l := e.link(key, nil, at(4.5), false); l.Up || l.Verify {
+		t.Fatalf("handshake unanswered for verifyWait: want down, got %+v", l)
+	}
+	if l := e.link(key, nil, at(9), false); l.Up || l.Verify {
+		t.Fatalf("still unanswered: want down and no new ask, got %+v", l)
+	}
+
+	// Between two NATs liveness is packets within DeadAfter; no ask.
+	e, _ = start()
+	if l := e.link(key, nil, at(3.6), true); l.Verify {
+		t.Fatalf("a NAT pair: %+v", l)
+	}
+}
+
+// TestPlanVerifyAndResponderRetry: an ask re-adds the peer with a keepalive
+// (a handshake at once), whichever side initiates; a path down with a
+// session is handshaken again by the responder too, except toward a peer
+// behind NAT, which reaches this node first.
+func TestPlanVerifyAndResponderRetry(t *testing.T) {
+	self := pi("m", "10.47.1.0/24", "192.168.1.2:51820")
+	in := topoInput{Self: self, Now: t0, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
+		Overlay: netip.MustParsePrefix("10.47.0.0/16"), Grace: time.Hour, NATKeepalive: 20 * time.Second}
+	plan := func(p peerInfo, l linkState) peerPlan {
+		in.Peers = []peerInfo{p}
+		in.Links = map[string]linkState{p.Name: l}
+		return computeTopology(in).Peers[0]
+	}
+	ep := netip.MustParseAddrPort("172.20.2.2:51820")
+	up := linkState{Up: true, EverUp: true, Session: true, Since: t0.Add(-time.Minute), AddedAt: t0.Add(-time.Minute), LastHS: t0.Add(-time.Minute), Endpoint: ep}
+	for _, name := range []string{"a", "z"} { // responder, initiator
+		l := up
+		l.Verify = true
+		if pl := plan(pi(name, "10.47.2.0/24", ep.String()), l); !pl.Readd || pl.Keepalive != time.Second || pl.Path != "direct" {
+			t.Errorf("ask toward %s: want a re-add with a keepalive on the direct path, got %+v", name, pl)
+		}
+		if pl := plan(pi(name, "10.47.2.0/24", ep.String()), up); pl.Readd || pl.Keepalive != 0 {
+			t.Errorf("idle path toward %s: want nothing sent, got %+v", name, pl)
+		}
+		down := up
+		down.Up = false
+		if pl := plan(pi(name, "10.47.2.0/24", ep.String()), down); !pl.Readd {
+			t.Errorf("down with a session toward %s: want a handshake again, got %+v", name, pl)
+		}
+		down.AddedAt = t0.Add(-time.Second)
+		if pl := plan(pi(name, "10.47.2.0/24", ep.String()), down); pl.Readd {
+			t.Errorf("down toward %s, re-added a second ago: want no re-add before downRetry, got %+v", name, pl)
+		}
+	}
+	nat := pi("a", "10.47.2.0/24", ep.String())
+	nat.NAT = true
+	down := up
+	down.Up = false
+	if pl := plan(nat, down); pl.Readd {
+		t.Errorf("down toward a peer behind NAT (it initiates): want no re-add, got %+v", pl)
 	}
 }
