@@ -29,7 +29,13 @@ type node struct {
 
 func startNode(t *testing.T, weft string, h *meshtest.Host, token string, join string, extra ...string) *node {
 	t.Helper()
-	n := &node{t: t, h: h, dataDir: filepath.Join(t.TempDir(), h.Name)}
+	return startNodeIn(t, filepath.Join(t.TempDir(), h.Name), weft, h, token, join, extra...)
+}
+
+// startNodeIn starts a node on a data directory that may hold state already.
+func startNodeIn(t *testing.T, dataDir, weft string, h *meshtest.Host, token string, join string, extra ...string) *node {
+	t.Helper()
+	n := &node{t: t, h: h, dataDir: dataDir}
 	n.args = []string{weft, "mesh", "node",
 		"--node-name", h.Name, "--site", h.Site.Name, "--data-dir", n.dataDir,
 		"--gossip-addr", h.IP().String() + ":7946", "--agent-addr", "127.0.0.1:5051",
