@@ -310,7 +310,7 @@ type rejectedLaunch struct {
 // ids already in the store.
 func acceptLaunches(fw string, offers map[string]*offerState, launches []Launch, exists func(id string) bool, now time.Time) ([]TaskRecord, []rejectedLaunch) {
 	var (
-		out  []TaskRecord
+		out  = make([]TaskRecord, 0, len(launches))
 		rej  []rejectedLaunch
 		seen = map[string]struct{}{}
 	)

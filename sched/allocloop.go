@@ -217,8 +217,11 @@ func (a *allocator) offer(ctx context.Context, fw Framework, slots []*agentSlot,
 	}
 	ops := make([]Op, 0, 2*len(accepted)+len(res.Ops))
 	for i := range accepted {
-		rec := &accepted[i]
-		ops = append(ops, Check(TableTasks, rec.Task.ID, 0), Put(TableTasks, rec.Task.ID, rec))
+		// Each record on its own, handed to the store: the leader keeps it
+		// as its task instead of decoding it back from the raft entry.
+		rec := new(TaskRecord)
+		*rec = accepted[i]
+		ops = append(ops, Check(TableTasks, rec.Task.ID, 0), putOwned(TableTasks, rec.Task.ID, rec))
 	}
 	ops = append(ops, res.Ops...)
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)

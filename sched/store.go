@@ -82,6 +82,8 @@ type Op struct {
 	Key   string `json:"key"`
 	Value any    `json:"value,omitempty"`
 	Index uint64 `json:"index,omitempty"`
+	// owned: the caller hands Value over to the store (see putOwned).
+	owned bool
 }
 
 // Put, Delete and Check build Ops.
@@ -89,6 +91,34 @@ func Put(table, key string, v any) Op { return Op{Kind: OpPut, Table: table, Key
 func Delete(table, key string) Op     { return Op{Kind: OpDelete, Table: table, Key: key} }
 func Check(table, key string, idx uint64) Op {
 	return Op{Kind: OpCheck, Table: table, Key: key, Index: idx}
+}
+
+// putOwned is Put of a value the caller has just built and hands over:
+// nothing else holds it or changes it afterwards. When v is of its table's
+// type (a *TaskRecord for TableTasks), the leader's state machine stores v
+// itself instead of decoding it again from the raft entry it was encoded
+// into; followers, and the leader replaying its log, decode it as ever.
+// That is only right for values whose JSON round trip gives them back
+// unchanged (see ownable and TestOwnableValuesRoundTrip): the allocator's
+// new tasks.
+func putOwned(table, key string, v any) Op {
+	op := Put(table, key, v)
+	op.owned = true
+	return op
+}
+
+// ownable reports whether the leader may keep v, handed over with
+// putOwned, as table's value instead of decoding it: v is of the table's
+// type and its JSON round trip gives it back unchanged. Only new tasks
+// qualify: a task's health results lose their taskId in JSON (Marathon
+// writes instanceId alone), so a task with results is decoded as ever.
+func ownable(table string, v any) bool {
+	switch table {
+	case TableTasks:
+		rec, ok := v.(*TaskRecord)
+		return ok && rec != nil && len(rec.Task.HealthCheckResults) == 0
+	}
+	return false
 }
 
 // Entry is a stored value with its indexes.
@@ -217,6 +247,13 @@ type Store struct {
 	subMu sync.Mutex
 	subs  map[chan api.Event]struct{}
 
+	// proposed holds the commands this server's Apply has handed to raft
+	// and not yet seen applied, keyed by the first byte of the entry's
+	// data: on the leader raft gives the state machine the very slice it
+	// was handed, so Apply finds there the ops it would otherwise decode.
+	propMu   sync.Mutex
+	proposed map[*byte]*proposal
+
 	// readyTerm is the raft term whose barrier has been applied (see
 	// IsLeader); barrier is set while one runs.
 	readyTerm atomic.Uint64
@@ -242,6 +279,8 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		changed: make(chan struct{}),
 		subs:    map[chan api.Event]struct{}{},
 		ready:   make(chan struct{}, 1),
+
+		proposed: map[*byte]*proposal{},
 	}
 	for t := range tableTypes {
 		s.tables[t] = map[string]*Entry{}
@@ -489,10 +528,19 @@ func (s *Store) Apply(ctx context.Context, ops []Op, events ...api.Event) (uint6
 			cmd.Events[i] = ev
 		}
 	}
-	b, err := encodeCommand(ops, cmd.Events)
+	b, spans, err := encodeCommand(ops, cmd.Events)
 	if err != nil {
 		return 0, err
 	}
+	key := &b[0]
+	s.propMu.Lock()
+	s.proposed[key] = newProposal(ops, cmd.Events, spans, len(b))
+	s.propMu.Unlock()
+	defer func() {
+		s.propMu.Lock()
+		delete(s.proposed, key)
+		s.propMu.Unlock()
+	}()
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -510,19 +558,56 @@ func (s *Store) Apply(ctx context.Context, ops []Op, events ...api.Event) (uint6
 	return f.Index(), nil
 }
 
+// proposal is a command as Apply proposed it: the ops without their
+// values, the values of owned puts of their table's type, where in the
+// entry the other puts' values are, and the events (a copy: the state
+// machine sets their index).
+type proposal struct {
+	ops    []wireOp
+	vals   []any
+	spans  []valueSpan
+	events []api.Event
+	size   int // len of the entry's data
+}
+
+func newProposal(ops []Op, events []api.Event, spans []valueSpan, size int) *proposal {
+	p := &proposal{ops: make([]wireOp, len(ops)), vals: make([]any, len(ops)), spans: spans, size: size}
+	for i, op := range ops {
+		p.ops[i] = wireOp{Kind: op.Kind, Table: op.Table, Key: op.Key, Index: op.Index}
+		if op.owned && op.Kind == OpPut && ownable(op.Table, op.Value) {
+			p.vals[i] = op.Value
+		}
+	}
+	if len(events) > 0 {
+		p.events = append([]api.Event(nil), events...)
+	}
+	return p
+}
+
+// valueSpan is where an op's value is in an encoded command: data[from:to].
+type valueSpan struct{ from, to int }
+
+// opBytes is a running estimate of the encoded size of an op, so the
+// buffer of a command of thousands of ops is allocated once instead of
+// doubled (and cleared) a dozen times.
+var opBytes atomic.Int64
+
 // encodeCommand writes the command of ops and events as json.Marshal of a
 // command would, each op's value encoded in place: marshalling each value
 // on its own and then the command copied and rescanned every value again
 // (a json.RawMessage is compacted when marshalled), which showed in the
-// allocator's commits of thousands of tasks.
-func encodeCommand(ops []Op, events []api.Event) ([]byte, error) {
+// allocator's commits of thousands of tasks. spans says where each put's
+// value is.
+func encodeCommand(ops []Op, events []api.Event) ([]byte, []valueSpan, error) {
 	var buf bytes.Buffer
-	buf.Grow(64 + 512*len(ops))
+	per := max(opBytes.Load(), 256)
+	buf.Grow(256 + int(per+per/4)*len(ops))
+	spans := make([]valueSpan, len(ops))
 	enc := json.NewEncoder(&buf)
 	buf.WriteString(`{"ops":[`)
 	for i, op := range ops {
 		if _, ok := tableTypes[op.Table]; !ok {
-			return nil, fmt.Errorf("store: unknown table %q", op.Table)
+			return nil, nil, fmt.Errorf("store: unknown table %q", op.Table)
 		}
 		if i > 0 {
 			buf.WriteByte(',')
@@ -530,14 +615,16 @@ func encodeCommand(ops []Op, events []api.Event) ([]byte, error) {
 		// The op without its value, then its closing brace replaced by
 		// the value.
 		if err := enc.Encode(wireOp{Kind: op.Kind, Table: op.Table, Key: op.Key, Index: op.Index}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		buf.Truncate(buf.Len() - 2) // "}\n"
 		if op.Kind == OpPut {
 			buf.WriteString(`,"value":`)
+			from := buf.Len()
 			if err := enc.Encode(op.Value); err != nil {
-				return nil, fmt.Errorf("store: encoding %s/%s: %w", op.Table, op.Key, err)
+				return nil, nil, fmt.Errorf("store: encoding %s/%s: %w", op.Table, op.Key, err)
 			}
+			spans[i] = valueSpan{from, buf.Len()}
 		}
 		buf.WriteByte('}')
 	}
@@ -545,11 +632,14 @@ func encodeCommand(ops []Op, events []api.Event) ([]byte, error) {
 	if len(events) > 0 {
 		buf.WriteString(`,"events":`)
 		if err := enc.Encode(events); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	if len(ops) >= 16 {
+		opBytes.Store(int64(buf.Len() / len(ops)))
+	}
+	return buf.Bytes(), spans, nil
 }
 
 // Index is the index of the last applied write.
@@ -714,25 +804,26 @@ func (f *fsm) Apply(l *raft.Log) (res any) {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	var cmd command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
-		return fmt.Errorf("store: decoding command: %w", err)
+	var p *proposal
+	if len(l.Data) > 0 {
+		s.propMu.Lock()
+		if p = s.proposed[&l.Data[0]]; p != nil {
+			delete(s.proposed, &l.Data[0])
+		}
+		s.propMu.Unlock()
 	}
-	// Decode first so a bad value fails the command before anything changes.
-	vals := make([]any, len(cmd.Ops))
-	for i, op := range cmd.Ops {
-		if op.Kind != OpPut {
-			continue
-		}
-		mk, ok := tableTypes[op.Table]
-		if !ok {
-			return fmt.Errorf("store: unknown table %q", op.Table)
-		}
-		v := mk()
-		if err := json.Unmarshal(op.Value, v); err != nil {
-			return fmt.Errorf("store: decoding %s/%s: %w", op.Table, op.Key, err)
-		}
-		vals[i] = v
+	var (
+		cmd  command
+		vals []any
+		err  error
+	)
+	if p != nil && p.size == len(l.Data) {
+		cmd, vals, err = p.decode(l.Data)
+	} else {
+		cmd, vals, err = decodeCommand(l.Data)
+	}
+	if err != nil {
+		return err
 	}
 	if err := f.applyOps(l.Index, &cmd, vals); err != nil {
 		return err
@@ -742,6 +833,63 @@ func (f *fsm) Apply(l *raft.Log) (res any) {
 	}
 	s.Publish(cmd.Events...)
 	return nil
+}
+
+// decodeCommand decodes a raft entry's command and its ops' values. The
+// values are decoded before anything is applied, so a bad value fails the
+// command before anything changes.
+func decodeCommand(data []byte) (command, []any, error) {
+	var cmd command
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		return command{}, nil, fmt.Errorf("store: decoding command: %w", err)
+	}
+	vals := make([]any, len(cmd.Ops))
+	for i, op := range cmd.Ops {
+		if op.Kind != OpPut {
+			continue
+		}
+		v, err := decodeValue(op.Table, op.Key, op.Value)
+		if err != nil {
+			return command{}, nil, err
+		}
+		vals[i] = v
+	}
+	return cmd, vals, nil
+}
+
+func decodeValue(table, key string, b []byte) (any, error) {
+	mk, ok := tableTypes[table]
+	if !ok {
+		return nil, fmt.Errorf("store: unknown table %q", table)
+	}
+	v := mk()
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("store: decoding %s/%s: %w", table, key, err)
+	}
+	return v, nil
+}
+
+// decode is decodeCommand of the entry data this server proposed: the
+// owned values are taken as they are, the others decoded from where they
+// are in data, and the envelope is not decoded at all.
+func (p *proposal) decode(data []byte) (command, []any, error) {
+	vals := make([]any, len(p.ops))
+	for i, op := range p.ops {
+		if op.Kind != OpPut {
+			continue
+		}
+		if p.vals[i] != nil {
+			vals[i] = p.vals[i]
+			continue
+		}
+		sp := p.spans[i]
+		v, err := decodeValue(op.Table, op.Key, data[sp.from:sp.to])
+		if err != nil {
+			return command{}, nil, err
+		}
+		vals[i] = v
+	}
+	return command{Ops: p.ops, Events: p.events}, vals, nil
 }
 
 // applyOps checks and writes a command's ops under the store's lock.

@@ -214,7 +214,7 @@ func TestEncodeCommandDecodesAsMarshal(t *testing.T) {
 	rec := &TaskRecord{Task: api.Task{ID: "a.1", AppID: "/a<b>&c", Ports: []int{31000}}, Goal: api.GoalRun}
 	ops := []Op{Check(TableTasks, "a.1", 0), Put(TableTasks, "a.1", rec), Check(TableTasks, "a.2", 7), Delete(TableTasks, "a.2"), Put(TableTasks, "a.3", nil)}
 	for _, events := range [][]api.Event{nil, {{Type: "status_update_event", Data: json.RawMessage(`{"x":1}`)}}} {
-		got, err := encodeCommand(ops, events)
+		got, _, err := encodeCommand(ops, events)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestEncodeCommandDecodesAsMarshal(t *testing.T) {
 			t.Fatalf("encodeCommand decodes as\n%s\nwant\n%s", gb, wb)
 		}
 	}
-	if _, err := encodeCommand([]Op{Put("nope", "k", 1)}, nil); err == nil {
+	if _, _, err := encodeCommand([]Op{Put("nope", "k", 1)}, nil); err == nil {
 		t.Fatal("unknown table: no error")
 	}
 }
