@@ -447,6 +447,7 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 			delete(e.peers, key)
 		}
 	}
+	cfgs = e.keepRoamed(cfgs, dev)
 	e.recheck = false
 	for _, c := range cfgs {
 		e.recheck = e.recheck || !c.Remove
@@ -466,6 +467,54 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 		}
 	}
 	return e.syncRoutes(tp.Routes)
+}
+
+// keepRoamed drops the endpoint changes planned for peers whose endpoint
+// WireGuard moved after dev was read: it moves an endpoint only to where an
+// authenticated packet of the peer came from, which is better than any plan
+// made before it came. A public node's reconcile that read the device just
+// before a NATed peer's first handshake put the peer's LAN address back
+// over its reflexive one, and the answers went nowhere until the peer's
+// data went unanswered (bench/mesh: a18 and o1, 3 s). The device is read
+// again only when an endpoint is to change.
+func (e *engine) keepRoamed(cfgs []wgtypes.PeerConfig, dev map[wgtypes.Key]wgtypes.Peer) []wgtypes.PeerConfig {
+	// A peer removed and added again in this batch (a re-add) gets the
+	// planned endpoint: it has no other once removed.
+	readd := map[wgtypes.Key]bool{}
+	for _, c := range cfgs {
+		if c.Remove {
+			readd[c.PublicKey] = true
+		}
+	}
+	changes := false
+	for _, c := range cfgs {
+		if _, exists := dev[c.PublicKey]; exists && c.Endpoint != nil && !c.Remove && !readd[c.PublicKey] {
+			changes = true
+		}
+	}
+	if !changes {
+		return cfgs
+	}
+	d, err := e.readDev()
+	if err != nil {
+		return cfgs
+	}
+	now := make(map[wgtypes.Key]*net.UDPAddr, len(d.Peers))
+	for _, p := range d.Peers {
+		now[p.PublicKey] = p.Endpoint
+	}
+	for i, c := range cfgs {
+		old, exists := dev[c.PublicKey]
+		if !exists || c.Endpoint == nil || c.Remove || readd[c.PublicKey] {
+			continue
+		}
+		cur := now[c.PublicKey]
+		if cur != nil && (old.Endpoint == nil || udpAddrPort(cur) != udpAddrPort(old.Endpoint)) {
+			e.log.Debug("endpoint roamed since the device was read; keeping it", "endpoint", udpAddrPort(cur).String(), "planned", c.Endpoint.String())
+			cfgs[i].Endpoint = nil
+		}
+	}
+	return cfgs
 }
 
 func udpAddrPort(a *net.UDPAddr) netip.AddrPort {

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -664,5 +665,41 @@ func TestPlanVerifyAndResponderRetry(t *testing.T) {
 	down.Up = false
 	if pl := plan(nat, down); pl.Readd {
 		t.Errorf("down toward a peer behind NAT (it initiates): want no re-add, got %+v", pl)
+	}
+}
+
+// TestKeepRoamed: an endpoint WireGuard moved after the device was read (an
+// authenticated packet of the peer came from there) is not overwritten by
+// the plan made from the older read; an unmoved one is, and a re-added
+// peer always gets the planned endpoint.
+func TestKeepRoamed(t *testing.T) {
+	udp := func(s string) *net.UDPAddr { return net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	moved, still, readd := wgtypes.Key{1}, wgtypes.Key{2}, wgtypes.Key{3}
+	read := map[wgtypes.Key]wgtypes.Peer{
+		moved: {PublicKey: moved, Endpoint: udp("192.168.5.1:51820")},
+		still: {PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
+		readd: {PublicKey: readd, Endpoint: udp("172.30.1.3:51820")},
+	}
+	e := &engine{log: slog.New(slog.DiscardHandler), readDev: func() (*wgtypes.Device, error) {
+		return &wgtypes.Device{Peers: []wgtypes.Peer{
+			{PublicKey: moved, Endpoint: udp("172.31.5.1:51820")}, // roamed since the read
+			{PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
+			{PublicKey: readd, Endpoint: udp("172.31.9.9:51820")},
+		}}, nil
+	}}
+	got := e.keepRoamed([]wgtypes.PeerConfig{
+		{PublicKey: moved, Endpoint: udp("192.168.5.1:51820")},
+		{PublicKey: still, Endpoint: udp("172.30.9.9:51820")},
+		{PublicKey: readd, Remove: true},
+		{PublicKey: readd, Endpoint: udp("172.30.1.3:51820")},
+	}, read)
+	if got[0].Endpoint != nil {
+		t.Errorf("roamed endpoint overwritten with %v", got[0].Endpoint)
+	}
+	if got[1].Endpoint == nil || got[1].Endpoint.String() != "172.30.9.9:51820" {
+		t.Errorf("unmoved endpoint: planned change dropped: %v", got[1].Endpoint)
+	}
+	if got[3].Endpoint == nil || got[3].Endpoint.String() != "172.30.1.3:51820" {
+		t.Errorf("re-added peer: %v", got[3].Endpoint)
 	}
 }
