@@ -447,7 +447,7 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 			delete(e.peers, key)
 		}
 	}
-	cfgs = e.keepRoamed(cfgs, dev)
+	cfgs = e.freshen(cfgs, dev)
 	e.recheck = false
 	for _, c := range cfgs {
 		e.recheck = e.recheck || !c.Remove
@@ -469,52 +469,74 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 	return e.syncRoutes(tp.Routes)
 }
 
-// keepRoamed drops the endpoint changes planned for peers whose endpoint
-// WireGuard moved after dev was read: it moves an endpoint only to where an
-// authenticated packet of the peer came from, which is better than any plan
-// made before it came. A public node's reconcile that read the device just
-// before a NATed peer's first handshake put the peer's LAN address back
-// over its reflexive one, and the answers went nowhere until the peer's
-// data went unanswered (bench/mesh: a18 and o1, 3 s). The device is read
-// again only when an endpoint is to change.
-func (e *engine) keepRoamed(cfgs []wgtypes.PeerConfig, dev map[wgtypes.Key]wgtypes.Peer) []wgtypes.PeerConfig {
-	// A peer removed and added again in this batch (a re-add) gets the
-	// planned endpoint: it has no other once removed.
+// freshen re-reads the device when the plan re-adds a peer or moves an
+// endpoint, and undoes what the peer made stale since dev was read:
+//   - a re-add, when something came from the peer meanwhile: most likely
+//     its handshake initiation, which the device has answered; removing the
+//     peer now drops that answer's session, and the peer, which completed
+//     the handshake on the answer, sends into a session this node no longer
+//     has (bench/mesh: a public node's 0.9 s initiator retries did this to
+//     a newcomer behind NAT, 3-4 s until its data went unanswered). The
+//     peer is updated in place instead.
+//   - an endpoint change, when WireGuard moved the endpoint meanwhile: it
+//     moves it only to where an authenticated packet of the peer came from,
+//     which beats any plan made before it came (a reconcile that read the
+//     device just before a NATed peer's first handshake put the peer's LAN
+//     address back over its reflexive one).
+//
+// The device is read again only when one of the two is planned.
+func (e *engine) freshen(cfgs []wgtypes.PeerConfig, dev map[wgtypes.Key]wgtypes.Peer) []wgtypes.PeerConfig {
 	readd := map[wgtypes.Key]bool{}
 	for _, c := range cfgs {
 		if c.Remove {
-			readd[c.PublicKey] = true
+			if _, exists := dev[c.PublicKey]; exists {
+				readd[c.PublicKey] = true
+			}
 		}
 	}
-	changes := false
+	check := len(readd) > 0
 	for _, c := range cfgs {
-		if _, exists := dev[c.PublicKey]; exists && c.Endpoint != nil && !c.Remove && !readd[c.PublicKey] {
-			changes = true
+		if _, exists := dev[c.PublicKey]; exists && c.Endpoint != nil && !c.Remove {
+			check = true
 		}
 	}
-	if !changes {
+	if !check {
 		return cfgs
 	}
 	d, err := e.readDev()
 	if err != nil {
 		return cfgs
 	}
-	now := make(map[wgtypes.Key]*net.UDPAddr, len(d.Peers))
+	fresh := make(map[wgtypes.Key]wgtypes.Peer, len(d.Peers))
 	for _, p := range d.Peers {
-		now[p.PublicKey] = p.Endpoint
+		fresh[p.PublicKey] = p
 	}
-	for i, c := range cfgs {
+	keep := map[wgtypes.Key]bool{} // re-adds undone: the peer stays
+	for k := range readd {
+		if f, ok := fresh[k]; ok && f.ReceiveBytes > dev[k].ReceiveBytes {
+			keep[k] = true
+			e.log.Debug("peer heard from since the device was read; updating it in place instead of re-adding it", "key", k.String()[:8])
+		}
+	}
+	out := cfgs[:0:0]
+	for _, c := range cfgs {
 		old, exists := dev[c.PublicKey]
-		if !exists || c.Endpoint == nil || c.Remove || readd[c.PublicKey] {
+		switch {
+		case c.Remove && keep[c.PublicKey]:
 			continue
+		case c.Remove || !exists || c.Endpoint == nil || readd[c.PublicKey] && !keep[c.PublicKey]:
+			// a removal, a new peer, no endpoint planned, or a re-add
+			// (which has no endpoint but the planned one)
+		default:
+			cur := fresh[c.PublicKey].Endpoint
+			if cur != nil && (old.Endpoint == nil || udpAddrPort(cur) != udpAddrPort(old.Endpoint)) {
+				e.log.Debug("endpoint roamed since the device was read; keeping it", "endpoint", udpAddrPort(cur).String(), "planned", c.Endpoint.String())
+				c.Endpoint = nil
+			}
 		}
-		cur := now[c.PublicKey]
-		if cur != nil && (old.Endpoint == nil || udpAddrPort(cur) != udpAddrPort(old.Endpoint)) {
-			e.log.Debug("endpoint roamed since the device was read; keeping it", "endpoint", udpAddrPort(cur).String(), "planned", c.Endpoint.String())
-			cfgs[i].Endpoint = nil
-		}
+		out = append(out, c)
 	}
-	return cfgs
+	return out
 }
 
 func udpAddrPort(a *net.UDPAddr) netip.AddrPort {

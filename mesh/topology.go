@@ -377,11 +377,31 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 			retry = 5 * time.Second
 		}
 		pl.Keepalive = in.Probe
-		pl.Readd = !l.AddedAt.IsZero() && waited >= retry
+		pl.Readd = !l.AddedAt.IsZero() && waited >= retry && !handshaking(in, l)
 	case fallback:
 		pl.Keepalive = in.Probe
-		pl.Readd = waited >= responderFallback
+		pl.Readd = waited >= responderFallback && !handshaking(in, l)
 	}
+}
+
+// handshakeHold is how long after something came from a peer that has no
+// session yet it is not re-added: long enough for the peer's first packet
+// on an answered handshake (a round trip), short enough that initiations
+// that crossed (each side answered the other's, and neither answer was
+// taken) are retried about as soon as before.
+const handshakeHold = time.Second
+
+// handshaking reports whether the peer was heard from since it was added,
+// lately, with no session yet: its handshake initiation came and was
+// answered, and the session completes when its first packet arrives. A
+// re-add now drops the answered handshake, and the peer, which completed
+// it on our answer, sends into a session we no longer have. Both ends
+// initiate while a newcomer behind NAT does not yet know it is (it
+// advertises itself as public), and the public end's quick retries did
+// this to nearly every first handshake with it (bench/mesh: 3-5 s, until
+// its data went unanswered).
+func handshaking(in topoInput, l linkState) bool {
+	return !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) && in.Now.Sub(l.LastRx) < handshakeHold
 }
 
 func advertisesAddr(p peerInfo, a netip.Addr) bool {

@@ -668,38 +668,81 @@ func TestPlanVerifyAndResponderRetry(t *testing.T) {
 	}
 }
 
-// TestKeepRoamed: an endpoint WireGuard moved after the device was read (an
-// authenticated packet of the peer came from there) is not overwritten by
-// the plan made from the older read; an unmoved one is, and a re-added
-// peer always gets the planned endpoint.
-func TestKeepRoamed(t *testing.T) {
+// TestFreshen: what the peer did after the device was read wins over the
+// plan made from that read. An endpoint WireGuard moved (an authenticated
+// packet came from there) is kept; an unmoved one takes the plan. A re-add
+// of a peer heard from meanwhile (its handshake initiation, answered) is
+// undone: the peer is updated in place; a re-add of a silent peer goes on,
+// with the planned endpoint.
+func TestFreshen(t *testing.T) {
 	udp := func(s string) *net.UDPAddr { return net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
-	moved, still, readd := wgtypes.Key{1}, wgtypes.Key{2}, wgtypes.Key{3}
+	moved, still, readd, heard := wgtypes.Key{1}, wgtypes.Key{2}, wgtypes.Key{3}, wgtypes.Key{4}
 	read := map[wgtypes.Key]wgtypes.Peer{
 		moved: {PublicKey: moved, Endpoint: udp("192.168.5.1:51820")},
 		still: {PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
-		readd: {PublicKey: readd, Endpoint: udp("172.30.1.3:51820")},
+		readd: {PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), TransmitBytes: 148},
+		heard: {PublicKey: heard, Endpoint: udp("192.168.4.1:51820"), TransmitBytes: 148},
 	}
 	e := &engine{log: slog.New(slog.DiscardHandler), readDev: func() (*wgtypes.Device, error) {
 		return &wgtypes.Device{Peers: []wgtypes.Peer{
-			{PublicKey: moved, Endpoint: udp("172.31.5.1:51820")}, // roamed since the read
+			{PublicKey: moved, Endpoint: udp("172.31.5.1:51820"), ReceiveBytes: 32}, // roamed since the read
 			{PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
-			{PublicKey: readd, Endpoint: udp("172.31.9.9:51820")},
+			{PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), TransmitBytes: 296},
+			{PublicKey: heard, Endpoint: udp("172.31.4.1:51820"), ReceiveBytes: 148, TransmitBytes: 240}, // its initiation, answered
 		}}, nil
 	}}
-	got := e.keepRoamed([]wgtypes.PeerConfig{
+	ka := time.Second
+	got := e.freshen([]wgtypes.PeerConfig{
 		{PublicKey: moved, Endpoint: udp("192.168.5.1:51820")},
 		{PublicKey: still, Endpoint: udp("172.30.9.9:51820")},
 		{PublicKey: readd, Remove: true},
-		{PublicKey: readd, Endpoint: udp("172.30.1.3:51820")},
+		{PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), PersistentKeepaliveInterval: &ka},
+		{PublicKey: heard, Remove: true},
+		{PublicKey: heard, Endpoint: udp("192.168.4.1:51820"), PersistentKeepaliveInterval: &ka},
 	}, read)
+	if len(got) != 5 {
+		t.Fatalf("want the heard peer's removal dropped, 5 configs; got %d: %+v", len(got), got)
+	}
 	if got[0].Endpoint != nil {
 		t.Errorf("roamed endpoint overwritten with %v", got[0].Endpoint)
 	}
 	if got[1].Endpoint == nil || got[1].Endpoint.String() != "172.30.9.9:51820" {
 		t.Errorf("unmoved endpoint: planned change dropped: %v", got[1].Endpoint)
 	}
-	if got[3].Endpoint == nil || got[3].Endpoint.String() != "172.30.1.3:51820" {
-		t.Errorf("re-added peer: %v", got[3].Endpoint)
+	if !got[2].Remove || got[2].PublicKey != readd || got[3].Endpoint == nil || got[3].Endpoint.String() != "172.30.1.3:51820" {
+		t.Errorf("silent peer: want removed and added with the planned endpoint, got %+v %+v", got[2], got[3])
+	}
+	if got[4].PublicKey != heard || got[4].Remove || got[4].Endpoint != nil || got[4].PersistentKeepaliveInterval == nil {
+		t.Errorf("heard peer: want updated in place, keeping its roamed endpoint; got %+v", got[4])
+	}
+}
+
+// TestNoReaddWhileHandshaking: a new peer that was heard from since it was
+// added, within handshakeHold, is not re-added by the initiator's retry or
+// the responder's fallback: its initiation was answered, and its first
+// packet completes the session.
+func TestNoReaddWhileHandshaking(t *testing.T) {
+	self := pi("m", "10.47.1.0/24", "192.168.1.2:51820")
+	in := topoInput{Self: self, Now: t0, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
+		Overlay: netip.MustParsePrefix("10.47.0.0/16"), Grace: time.Hour}
+	plan := func(p peerInfo, l linkState) peerPlan {
+		in.Peers = []peerInfo{p}
+		in.Links = map[string]linkState{p.Name: l}
+		return computeTopology(in).Peers[0]
+	}
+	for name, wait := range map[string]time.Duration{"z": initiatorRetry, "a": responderFallback} { // initiator, responder
+		added := t0.Add(-wait - time.Second)
+		l := linkState{Since: added, AddedAt: added}
+		if pl := plan(pi(name, "10.47.2.0/24", "172.20.2.2:51820"), l); !pl.Readd {
+			t.Errorf("%s, silent: want a re-add, got %+v", name, pl)
+		}
+		l.LastRx = t0.Add(-300 * time.Millisecond)
+		if pl := plan(pi(name, "10.47.2.0/24", "172.20.2.2:51820"), l); pl.Readd {
+			t.Errorf("%s, heard 300 ms ago: want no re-add, got %+v", name, pl)
+		}
+		l.LastRx = t0.Add(-handshakeHold)
+		if pl := plan(pi(name, "10.47.2.0/24", "172.20.2.2:51820"), l); !pl.Readd {
+			t.Errorf("%s, heard handshakeHold ago and still no session: want a re-add, got %+v", name, pl)
+		}
 	}
 }
