@@ -366,6 +366,25 @@ func writeUAPI(b *strings.Builder, cfg wgtypes.Config) {
 	}
 }
 
+// lastKey remembers the latest private key publicOf derived: the device is
+// read at every probe, and a curve25519 multiplication each time was a
+// sizeable part of an idle node's reconcile.
+var lastKey struct {
+	sync.Mutex
+	priv, pub wgtypes.Key
+	ok        bool
+}
+
+// publicOf is priv.PublicKey(), remembered for the latest priv.
+func publicOf(priv wgtypes.Key) wgtypes.Key {
+	lastKey.Lock()
+	defer lastKey.Unlock()
+	if !lastKey.ok || lastKey.priv != priv {
+		lastKey.priv, lastKey.pub, lastKey.ok = priv, priv.PublicKey(), true
+	}
+	return lastKey.pub
+}
+
 // parseUAPI reads the text of a UAPI "get" (key=value lines, a peer per
 // public_key) as wgctrl's userspace client does.
 func parseUAPI(b []byte) (*wgtypes.Device, error) {
@@ -401,7 +420,7 @@ func parseUAPI(b []byte) (*wgtypes.Device, error) {
 			switch key {
 			case "private_key":
 				d.PrivateKey, err = parseHexKey(v)
-				d.PublicKey = d.PrivateKey.PublicKey()
+				d.PublicKey = publicOf(d.PrivateKey)
 			case "listen_port":
 				d.ListenPort, err = strconv.Atoi(string(v))
 			case "fwmark":

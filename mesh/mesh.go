@@ -44,6 +44,7 @@ type Mesh struct {
 	log      *slog.Logger
 	key      []byte // gossip key; nil = plaintext
 	priv     wgtypes.Key
+	pub      string // priv's public key: deriving it is a curve25519 multiplication
 	overlay  netip.Prefix
 	started  chan struct{} // closed once serf exists
 	runOnce  sync.Once
@@ -135,7 +136,7 @@ func New(cfg Config) (*Mesh, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
-		m.priv = priv
+		m.priv, m.pub = priv, priv.PublicKey().String()
 	}
 	return m, nil
 }
@@ -153,7 +154,7 @@ func (m *Mesh) PublicKey() string {
 	if !m.cfg.WireGuard {
 		return ""
 	}
-	return m.priv.PublicKey().String()
+	return m.pub
 }
 
 // Run joins the cluster, brings the overlay up and keeps it reconciled until
@@ -837,7 +838,7 @@ func (m *Mesh) tagsLocked() map[string]string {
 		t[tagSite] = m.cfg.Site
 	}
 	if m.cfg.WireGuard {
-		t[tagPublicKey] = m.priv.PublicKey().String()
+		t[tagPublicKey] = m.pub
 		if m.claim.Block.IsValid() {
 			t[tagBlock] = m.claim.Block.String()
 			t[tagBlockTime] = strconv.FormatUint(m.claim.Time, 10)
