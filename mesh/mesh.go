@@ -495,6 +495,24 @@ func (m *Mesh) hasFailedPeers() bool {
 	return false
 }
 
+// lanGossipInterval and lanGossipNodes: memberlist's gossip round, which
+// wakes the process even with nothing to send (an idle mesh has nothing),
+// every 400 ms to 4 members instead of every 200 ms to 3 (LAN default):
+// half the wake-ups, a broadcast still reaches a 22-node mesh in about
+// three rounds.
+//
+// The probe stays at the LAN default (every second), although each is a
+// ping and its ack through WireGuard on both ends: at 2 s (with suspicion
+// multiplier 2, to keep failure detection as fast) an idle node used a
+// third less CPU, but after a link cut the far end, which receives
+// nothing and sends nothing on the dead path but memberlist's pings,
+// found out half as fast, and the pair took over 10 s to reach each
+// other through a relay (TestE2EMesh, link-cut-relay-direct).
+const (
+	lanGossipInterval = 400 * time.Millisecond
+	lanGossipNodes    = 4
+)
+
 // createSerf builds serf and memberlist from the config.
 func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 	host, port, err := splitHostPortDefault(m.cfg.GossipBind, DefaultGossipPort)
@@ -509,6 +527,7 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 		ml = memberlist.DefaultWANConfig()
 	default:
 		ml = memberlist.DefaultLANConfig()
+		ml.GossipInterval, ml.GossipNodes = lanGossipInterval, lanGossipNodes
 	}
 	ml.BindAddr = host
 	ml.BindPort = port
