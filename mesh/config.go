@@ -104,7 +104,10 @@ type Config struct {
 	// without a packet); traffic then goes through a relay.
 	DeadAfter time.Duration
 	// NATKeepalive is the keepalive on an idle path from behind NAT,
-	// which keeps the NAT's mapping.
+	// which keeps the NAT's mapping. WireGuard's persistent keepalive,
+	// sent only when nothing else went out or came in for that long: 25 s
+	// is WireGuard's own recommendation, under the 30 s that the
+	// shortest-lived UDP mappings (Linux conntrack's unreplied ones) last.
 	NATKeepalive time.Duration
 	// ReconnectInterval is how often serf re-dials failed members.
 	ReconnectInterval time.Duration
@@ -133,7 +136,7 @@ func DefaultConfig() Config {
 		RejoinInterval:    5 * time.Second,
 		ProbeInterval:     time.Second,
 		DeadAfter:         2500 * time.Millisecond,
-		NATKeepalive:      20 * time.Second,
+		NATKeepalive:      25 * time.Second,
 		ReconnectInterval: 5 * time.Second,
 		ReapTimeout:       15 * time.Minute,
 		TombstoneTimeout:  15 * time.Minute,
