@@ -74,8 +74,11 @@ type engine struct {
 	ifname  string
 	rawFD   int  // raw IPv4 socket for NAT priming; 0 = not open
 	recheck bool // peers were (re-)configured: look again shortly
-	firstUp time.Time
-	procs   *procScaler // Config.IdleProcs; nil when off
+	// calmLooks counts the latest looks in a row that found nothing to
+	// follow up (calm); probeStretch spaces the probe by it.
+	calmLooks int
+	firstUp   time.Time
+	procs     *procScaler // Config.IdleProcs; nil when off
 }
 
 // newEngine checks the system and creates the WireGuard device with its key
@@ -247,7 +250,7 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 			rt = &peerRuntime{since: now}
 			e.peers[p.PublicKey] = rt
 		}
-		rt.traffic(p.ReceiveBytes, p.TransmitBytes, now)
+		rt.traffic(p.ReceiveBytes, p.TransmitBytes, now, e.cfg.ProbeInterval)
 		if !p.LastHandshakeTime.IsZero() {
 			rt.everUp = true
 			rt.lastHS = p.LastHandshakeTime
@@ -264,8 +267,11 @@ func (e *engine) observe(now time.Time) map[wgtypes.Key]wgtypes.Peer {
 
 // traffic takes the peer's byte counters at now: whether something came in
 // since the previous look, whether data went out that nothing has answered
-// yet, and whether data came in that nothing answered.
-func (rt *peerRuntime) traffic(rx, tx int64, now time.Time) {
+// yet, and whether data came in that nothing answered. period is the probe
+// period: after a longer pause between looks (probeStretch) an unanswered
+// send counts from one period back, as at the probe period, not from the
+// previous look (a ping just sent would have counted as owed for seconds).
+func (rt *peerRuntime) traffic(rx, tx int64, now time.Time, period time.Duration) {
 	// Handshake messages count in rx too, so rx alone is no proof of a
 	// session: a pair whose initiations crossed sends initiations but
 	// no data (everUp needs a completed handshake). The counters start
@@ -286,6 +292,9 @@ func (rt *peerRuntime) traffic(rx, tx int64, now time.Time) {
 		rt.waitSince = rt.lastObs
 		if rt.waitSince.IsZero() {
 			rt.waitSince = now
+		}
+		if period > 0 && rt.waitSince.Before(now.Add(-period)) {
+			rt.waitSince = now.Add(-period)
 		}
 	}
 	rt.ack = rxd >= dataBytes && txd == 0
@@ -747,6 +756,11 @@ func (m *Mesh) reconcile() {
 	}
 	e.recheck = e.recheck || punching
 	changedPath := !samePaths(e.last, tp)
+	if e.calm(tp, links, keyOf, punching || changedPath) {
+		e.calmLooks++
+	} else {
+		e.calmLooks = 0
+	}
 	e.statMu.Lock()
 	e.last = tp
 	e.statMu.Unlock()
@@ -804,6 +818,49 @@ func (m *Mesh) reconcile() {
 			m.sendSide(punchAddr(pi), "ep "+string(payload))
 		}
 	}
+}
+
+// calm reports whether a look at the data plane found nothing that needs
+// the next look at the probe period: every peer's direct path is up with
+// nothing sent unanswered, and the look changed nothing (no peer configured
+// or poked, no path changed, no punch under way). A path kept by a
+// keepalive every probe (two nodes behind NAT, or a path being brought up)
+// is never calm.
+func (e *engine) calm(tp topology, links map[string]linkState, keyOf map[string]wgtypes.Key, changed bool) bool {
+	if changed || e.recheck {
+		return false
+	}
+	for _, p := range tp.Peers {
+		l := links[p.Name]
+		rt := e.peers[keyOf[p.Name]]
+		if rt == nil || !l.Up || p.Path != "direct" || p.Poke || p.Readd || l.Ack || !rt.waitSince.IsZero() ||
+			p.Keepalive != 0 && p.Keepalive < e.cfg.NATKeepalive {
+			return false
+		}
+	}
+	return true
+}
+
+// Probe back-off: after calmFor calm looks in a row the data plane is
+// looked at every maxStretch probe periods instead of every one; any look
+// that is not calm (from the probe, a membership change, an address
+// change or a punch answer) brings the probe period back at once. Each
+// look costs an idle node a read of the whole device and a topology; a
+// path that goes down mid-stretch is seen at most maxStretch-1 periods
+// later than at the probe period (engine.traffic dates the unanswered
+// send no earlier than one period back, so DeadAfter still runs from then).
+const (
+	calmFor    = 5
+	maxStretch = 2
+)
+
+// probeStretch is how many probe periods the next look waits after calm
+// calm looks in a row.
+func probeStretch(calm int) int {
+	if calm < calmFor {
+		return 1
+	}
+	return maxStretch
 }
 
 func samePaths(a, b topology) bool {

@@ -263,7 +263,7 @@ func (m *Mesh) run(ctx context.Context) error {
 	var syncT, probe *time.Ticker
 	var addrC <-chan struct{}
 	var alignC <-chan time.Time
-	started, lastSync, slowed := time.Now(), time.Time{}, false
+	started, lastSync, slowed, stretched := time.Now(), time.Time{}, false, false
 	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
 		m.syncFor(fastSyncAtStart)
@@ -357,6 +357,11 @@ func (m *Mesh) run(ctx context.Context) error {
 			probe.Reset(m.cfg.ProbeInterval)
 		case <-probeC:
 			m.reconcile()
+			// Every period in phase (half a period away from
+			// memberlist's), or every few while the data plane is calm.
+			n := probeStretch(eng.calmLooks)
+			stretched = n > 1
+			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval) + time.Duration(n-1)*m.cfg.ProbeInterval)
 		case <-punch.C:
 			m.reconcile()
 		case <-addrC:
@@ -373,6 +378,11 @@ func (m *Mesh) run(ctx context.Context) error {
 			if probe != nil {
 				alignC = time.After(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 			}
+		}
+		if stretched && eng.calmLooks == 0 {
+			// A look that was not calm: back to the probe period.
+			stretched = false
+			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 		}
 		if eng != nil && eng.recheck {
 			// See the handshake complete (and switch paths) without

@@ -475,7 +475,7 @@ func TestLiveness(t *testing.T) {
 	e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}}
 	rt := &peerRuntime{everUp: true, lastHS: t0}
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	step := func(s float64, rx, tx int64) { rt.traffic(rx, tx, at(s)) }
+	step := func(s float64, rx, tx int64) { rt.traffic(rx, tx, at(s), time.Second) }
 	step(1, 500, 500)
 	if !e.live(rt, at(1), false) || rt.ack {
 		t.Fatal("an answered link is not live")
@@ -581,8 +581,8 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 	start := func() (*engine, *peerRuntime) {
 		rt := &peerRuntime{everUp: true, lastHS: t0}
 		e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
-		rt.traffic(500, 500, at(1))
-		rt.traffic(500, 700, at(2)) // data out, nothing back: owed since 1
+		rt.traffic(500, 500, at(1), time.Second)
+		rt.traffic(500, 700, at(2), time.Second) // data out, nothing back: owed since 1
 		return e, rt
 	}
 	e, rt := start()
@@ -596,13 +596,13 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 		t.Fatalf("while the handshake may still be answered: want up and no second ask, got %+v", l)
 	}
 	// Answered: the re-added peer's counters start from 0.
-	rt.traffic(92, 148, at(4.4))
+	rt.traffic(92, 148, at(4.4), time.Second)
 	rt.lastHS = at(4.3)
 	if l := e.link(key, nil, at(4.6), false); !l.Up || l.Verify {
 		t.Fatalf("handshake answered: want up, got %+v", l)
 	}
 	// A later wait asks again.
-	rt.traffic(92, 400, at(5))
+	rt.traffic(92, 400, at(5), time.Second)
 	if l := e.link(key, nil, at(7.6), false); !l.Up || !l.Verify {
 		t.Fatalf("a new wait: want a new ask, got %+v", l)
 	}
@@ -610,7 +610,7 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 	// Not answered: down after verifyWait, and no ask again in the same wait.
 	e, rt = start()
 	e.link(key, nil, at(3.6), false)
-	rt.traffic(0, 148, at(4.5))
+	rt.traffic(0, 148, at(4.5), time.Second)
 	if l := e.link(key, nil, at(4.5), false); l.Up || l.Verify {
 		t.Fatalf("handshake unanswered for verifyWait: want down, got %+v", l)
 	}
