@@ -295,10 +295,11 @@ func createKernelDevice(name string, mtu int) (*kernelDevice, error) {
 
 // userDevice is wireguard-go on a TUN device with its UAPI socket.
 type userDevice struct {
-	dev  *device.Device
-	uapi net.Listener
-	mu   sync.Mutex
-	buf  bytes.Buffer // state's UAPI text, kept between calls
+	dev   *device.Device
+	uapi  net.Listener
+	mu    sync.Mutex
+	buf   bytes.Buffer // state's UAPI text, kept between calls
+	watch *watchTUN    // the TUN, with the probe back-off's tripwire
 }
 
 // state reads the device's peers and counters in-process: the text of a
@@ -510,7 +511,8 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 		Verbosef: func(string, ...any) {},
 		Errorf:   func(f string, a ...any) { log(fmt.Sprintf(f, a...)) },
 	}
-	dev := device.NewDevice(tdev, conn.NewDefaultBind(), logger)
+	watch := newWatchTUN(tdev)
+	dev := device.NewDevice(watch, conn.NewDefaultBind(), logger)
 	f, err := ipc.UAPIOpen(name)
 	if err != nil {
 		dev.Close()
@@ -531,7 +533,7 @@ func createUserDevice(name string, mtu int, log func(string)) (*userDevice, erro
 			go dev.IpcHandle(c)
 		}
 	}()
-	return &userDevice{dev: dev, uapi: l}, nil
+	return &userDevice{dev: dev, uapi: l, watch: watch}, nil
 }
 
 // createTUN opens a TUN device as tun.CreateTUN does (offloads on), but

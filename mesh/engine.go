@@ -77,8 +77,12 @@ type engine struct {
 	// calmLooks counts the latest looks in a row that found nothing to
 	// follow up (calm); probeStretch spaces the probe by it.
 	calmLooks int
-	firstUp   time.Time
-	procs     *procScaler // Config.IdleProcs; nil when off
+	// watch is the userspace TUN's tripwire for traffic while the probe
+	// is stretched; nil with the kernel module, which then never
+	// stretches it.
+	watch   *watchTUN
+	firstUp time.Time
+	procs   *procScaler // Config.IdleProcs; nil when off
 }
 
 // newEngine checks the system and creates the WireGuard device with its key
@@ -117,6 +121,10 @@ func newEngine(cfg Config, priv wgtypes.Key, log *slog.Logger) (*engine, error) 
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
 		e.dev = ud
+		e.watch = ud.watch
+		if _, port, err := splitHostPortDefault(cfg.GossipBind, DefaultGossipPort); err == nil && port > 0 {
+			e.watch.gossipPort.Store(uint32(port))
+		}
 	}
 	wc, err := wgctrl.New()
 	if err != nil {
@@ -844,11 +852,11 @@ func (e *engine) calm(tp topology, links map[string]linkState, keyOf map[string]
 // Probe back-off: after calmFor calm looks in a row the data plane is
 // looked at every maxStretch probe periods instead of every one; any look
 // that is not calm (from the probe, a membership change, an address
-// change or a punch answer) brings the probe period back at once. Each
-// look costs an idle node a read of the whole device and a topology; a
-// path that goes down mid-stretch is seen at most maxStretch-1 periods
-// later than at the probe period (engine.traffic dates the unanswered
-// send no earlier than one period back, so DeadAfter still runs from then).
+// change or a punch answer), and the first packet the host sends into
+// the overlay but gossip's (watchTUN), bring the probe period back at
+// once. Each look costs an idle node a read of the whole device and a
+// topology. engine.traffic dates a send first seen after a stretch no
+// earlier than one period back, so DeadAfter runs as at the probe period.
 const (
 	calmFor    = 5
 	maxStretch = 2
@@ -861,6 +869,36 @@ func probeStretch(calm int) int {
 		return 1
 	}
 	return maxStretch
+}
+
+// nextProbe is how many probe periods the engine waits for its next look,
+// and arms the TUN's tripwire when that is more than one: only with a
+// tripwire does the look stretch (data the host sends then brings it
+// back at once).
+func (e *engine) nextProbe() int {
+	n := probeStretch(e.calmLooks)
+	if e.watch == nil || n == 1 {
+		return 1
+	}
+	e.watch.arm()
+	return n
+}
+
+// unstretch ends a stretch: the next look comes within a period.
+func (e *engine) unstretch() {
+	e.calmLooks = 0
+	if e.watch != nil {
+		e.watch.disarm()
+	}
+}
+
+// watchC fires when the host sent data into the overlay during a stretch
+// (nil without a tripwire).
+func (e *engine) watchC() <-chan struct{} {
+	if e.watch == nil {
+		return nil
+	}
+	return e.watch.C
 }
 
 func samePaths(a, b topology) bool {

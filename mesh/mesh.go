@@ -263,7 +263,8 @@ func (m *Mesh) run(ctx context.Context) error {
 	var syncT, probe *time.Ticker
 	var addrC <-chan struct{}
 	var alignC <-chan time.Time
-	started, lastSync, slowed, stretched := time.Now(), time.Time{}, false, false
+	started, lastSync, slowed, stretched, sent := time.Now(), time.Time{}, false, false, false
+	var watchC <-chan struct{}
 	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
 		m.syncFor(fastSyncAtStart)
@@ -273,6 +274,7 @@ func (m *Mesh) run(ctx context.Context) error {
 		probe = time.NewTicker(m.cfg.ProbeInterval)
 		defer probe.Stop()
 		probeC = probe.C
+		watchC = eng.watchC()
 		alignC = time.After(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 		addrC = watchAddrs(ctx, eng.linkIdx, m.log)
 		m.listenPunch(ctx)
@@ -355,11 +357,13 @@ func (m *Mesh) run(ctx context.Context) error {
 		case <-alignC:
 			alignC = nil
 			probe.Reset(m.cfg.ProbeInterval)
+		case <-watchC:
+			sent = true
 		case <-probeC:
 			m.reconcile()
 			// Every period in phase (half a period away from
 			// memberlist's), or every few while the data plane is calm.
-			n := probeStretch(eng.calmLooks)
+			n := eng.nextProbe()
 			stretched = n > 1
 			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval) + time.Duration(n-1)*m.cfg.ProbeInterval)
 		case <-punch.C:
@@ -379,11 +383,14 @@ func (m *Mesh) run(ctx context.Context) error {
 				alignC = time.After(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 			}
 		}
-		if stretched && eng.calmLooks == 0 {
-			// A look that was not calm: back to the probe period.
+		if stretched && (eng.calmLooks == 0 || sent) {
+			// A look that was not calm, or data on its way: back to
+			// the probe period.
 			stretched = false
+			eng.unstretch()
 			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 		}
+		sent = false
 		if eng != nil && eng.recheck {
 			// See the handshake complete (and switch paths) without
 			// waiting for the probe.
