@@ -39,6 +39,7 @@ type peerRuntime struct {
 	lastObs     time.Time // the previous observe
 	waitSince   time.Time // data went out since then and nothing came back (zero: nothing owed)
 	ack         bool      // data came in since the previous observe and nothing went back
+	sent        bool      // something went out since the previous observe
 	movedAt     time.Time // we moved: keepalives until the peer is heard again (announceFor)
 	lastHS      time.Time // latest completed handshake
 	everUp      bool      // a handshake has completed
@@ -306,6 +307,7 @@ func (rt *peerRuntime) traffic(rx, tx int64, now time.Time, period time.Duration
 		}
 	}
 	rt.ack = rxd >= dataBytes && txd == 0
+	rt.sent = txd > 0
 	rt.rx, rt.tx, rt.lastObs = rx, tx, now
 }
 
@@ -389,6 +391,7 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	// where we are now (the first may leave before the new route exists).
 	l.Ack = rt.ack || !rt.movedAt.IsZero() && now.Sub(rt.movedAt) < announceFor && !rt.lastRx.After(rt.movedAt)
 	l.LastRx = rt.lastRx
+	l.Sent = rt.sent
 	if p, ok := dev[key]; ok && p.Endpoint != nil {
 		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
 			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))

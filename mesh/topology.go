@@ -31,6 +31,9 @@ type linkState struct {
 	LastHS time.Time
 	// LastRx is when something last came from the peer.
 	LastRx time.Time
+	// Sent: something (a keepalive at least) went to the peer since the
+	// previous look.
+	Sent bool
 	// AddedAt is when the peer was last (re-)added to the device.
 	AddedAt time.Time
 	// PunchTo is the peer's public endpoint while a coordinated hole
@@ -358,7 +361,11 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		// again now and then, which the peer answers even when it
 		// takes the link for idle.
 		pl.Keepalive = in.Probe
-		pl.Poke = true
+		// A path between two NATs that is up needs no poke when
+		// something went out since the previous look (our own
+		// keepalive, or data): the peer heard from us within the
+		// period. A poke is two configurations of the device.
+		pl.Poke = !(punch && l.Up && l.Sent)
 		// The responder too: the initiator may take the path for up
 		// (a keepalive asks nothing of it) and go on sending where this
 		// node no longer takes its packets.

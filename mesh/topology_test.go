@@ -251,6 +251,23 @@ n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct poke
 routes=[10.47.2.0/24 10.47.9.0/24]
 `,
 		},
+		{
+			name: "behind NAT: no poke toward another NAT when a keepalive went out since the last look",
+			mod: func(in *topoInput) {
+				in.Self.NAT = true
+				in.Self.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:51820"), netip.MustParseAddrPort("172.20.1.2:51820")}
+				in.NATKeepalive = 20 * time.Second
+				nat := pi("n1", "10.47.9.0/24", "203.0.113.1:51820", "192.168.7.2:51820")
+				nat.NAT = true
+				sent := up("203.0.113.1:51820")
+				sent.Sent = true
+				in.Peers = []peerInfo{nat}
+				in.Links = map[string]linkState{"n1": sent}
+			},
+			want: `n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct
+routes=[10.47.9.0/24]
+`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
