@@ -318,8 +318,16 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		// A peer behind NAT reaches us first (it initiates); nothing of
 		// ours goes to its public endpoint before (we may be behind a
 		// NAT we do not know of yet, and spoil its punches). Its LAN
-		// address reaches it only on its LAN.
-		pl.Endpoint = firstOr(lan, l.Endpoint)
+		// address reaches it only on its LAN. Where its packets came
+		// from lately is kept: a newcomer that learns it is behind NAT
+		// turns into such a peer with sessions up, and putting its LAN
+		// address back sent every answer nowhere (bench/mesh: a laptop's
+		// data unanswered by 9 peers at once, 3 s).
+		if heardFrom(in, l) {
+			pl.Endpoint = l.Endpoint
+		} else {
+			pl.Endpoint = firstOr(lan, l.Endpoint)
+		}
 	default:
 		pl.Endpoint = chooseEndpoint(in, p, l)
 		if !init && l.Endpoint.IsValid() && !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) &&
@@ -389,6 +397,14 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		pl.Keepalive = in.Probe
 		pl.Readd = waited >= responderFallback && !handshaking(in, l)
 	}
+}
+
+// heardFrom reports whether the peer's packets came lately (since it was
+// added, within 10 s) to the endpoint the device has for it: WireGuard
+// moves an endpoint only to where an authenticated packet came from.
+func heardFrom(in topoInput, l linkState) bool {
+	return l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) &&
+		!l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) && in.Now.Sub(l.LastRx) < 10*time.Second
 }
 
 // handshakeHold is how long after something came from a peer that has no

@@ -763,3 +763,35 @@ func TestNoReaddWhileHandshaking(t *testing.T) {
 		}
 	}
 }
+
+// TestNATPeerKeepsWhereItIsHeardFrom: toward a peer behind NAT a public
+// node uses the peer's LAN address only until the peer is heard from; then
+// it keeps the endpoint the peer's packets came from (a newcomer that learns
+// it is behind NAT keeps its sessions).
+func TestNATPeerKeepsWhereItIsHeardFrom(t *testing.T) {
+	self := pi("m", "10.47.1.0/24", "172.20.1.2:51820")
+	in := topoInput{Self: self, Now: t0, Probe: time.Second, Rotate: 5 * time.Second, DefaultPort: 51820,
+		Overlay: netip.MustParsePrefix("10.47.0.0/16"), Grace: time.Hour}
+	laptop := pi("laptop", "10.47.2.0/24", "203.0.113.4:51820", "192.168.4.1:51820")
+	laptop.NAT, laptop.Reflexive = true, 1
+	refl := netip.MustParseAddrPort("203.0.113.4:51820")
+	plan := func(l linkState) peerPlan {
+		in.Peers = []peerInfo{laptop}
+		in.Links = map[string]linkState{"laptop": l}
+		return computeTopology(in).Peers[0]
+	}
+	added := t0.Add(-5 * time.Second)
+	l := linkState{Since: added, AddedAt: added, Endpoint: refl, EverUp: true, LastHS: t0.Add(-2 * time.Second)}
+	if pl := plan(l); pl.Endpoint.String() != "192.168.4.1:51820" {
+		t.Errorf("not heard from since added: want its LAN address, got %v", pl.Endpoint)
+	}
+	l.LastRx = t0.Add(-time.Second)
+	if pl := plan(l); pl.Endpoint != refl {
+		t.Errorf("heard from a second ago at %v: want that endpoint kept, got %v", refl, pl.Endpoint)
+	}
+	l.LastRx = t0.Add(-11 * time.Second)
+	l.AddedAt = t0.Add(-20 * time.Second)
+	if pl := plan(l); pl.Endpoint.String() != "192.168.4.1:51820" {
+		t.Errorf("heard from 11 s ago, path down: want its LAN address, got %v", pl.Endpoint)
+	}
+}
