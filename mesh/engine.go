@@ -343,10 +343,10 @@ func (e *engine) live(rt *peerRuntime, now time.Time, punch bool) bool {
 	return rt.waitSince.IsZero() || now.Sub(rt.waitSince) < e.cfg.DeadAfter || rt.verifying(now)
 }
 
-// verifyWait is how long a path whose data went unanswered for DeadAfter
-// stays up while a fresh handshake asks the peer whether it is there: the
-// handshake is answered by the peer's WireGuard at once, whatever the peer
-// routes, so the next look tells.
+// verifyWait is how long a path whose data went unanswered stays up while a
+// fresh handshake asks the peer whether it is there (asked verifyWait
+// before DeadAfter): the handshake is answered by the peer's WireGuard at
+// once, whatever the peer routes, so the next look tells.
 const verifyWait = 900 * time.Millisecond
 
 // unanswered reports whether data sent to the peer has gone unanswered
@@ -380,8 +380,10 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	// sends by the path it does not expect) until the other side finds
 	// out, which took 12 s in bench/mesh. So first a fresh handshake,
 	// whichever side initiates: the peer's WireGuard answers it at once.
-	// Only when that goes unanswered too is the path down.
-	if !punch && rt.everUp && !rt.lastHS.Before(rt.staleBefore) && rt.unanswered(now, e.cfg.DeadAfter) && !rt.verifyAt.After(rt.waitSince) {
+	// Only when that goes unanswered too is the path down. The handshake
+	// is asked for verifyWait before DeadAfter, so a path that is down is
+	// found as soon as before.
+	if !punch && rt.everUp && !rt.lastHS.Before(rt.staleBefore) && rt.unanswered(now, e.cfg.DeadAfter-verifyWait) && !rt.verifyAt.After(rt.waitSince) {
 		rt.verifyAt = now
 		l.Verify = true
 	}

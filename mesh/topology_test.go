@@ -587,11 +587,12 @@ func TestResponderKeepsRoamedEndpoint(t *testing.T) {
 	}
 }
 
-// TestUnansweredDataAsksForAHandshake: data unanswered for DeadAfter does
-// not take a working path down at once. The engine first asks the peer for
-// a fresh handshake (once per wait) and keeps the path up for verifyWait;
-// an answer keeps it up, silence takes it down. A path that went down on
-// one side only was a black hole both ways for 12 s in bench/mesh.
+// TestUnansweredDataAsksForAHandshake: data unanswered does not take a
+// working path down on its own. verifyWait before DeadAfter the engine asks
+// the peer for a fresh handshake (once per wait), and the path stays up
+// until the answer is due; an answer keeps it up, silence takes it down, as
+// soon as DeadAfter alone did. A path that went down on one side only was a
+// black hole both ways for 12 s in bench/mesh.
 func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	key := wgtypes.Key{1}
@@ -603,33 +604,33 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 		return e, rt
 	}
 	e, rt := start()
-	if l := e.link(key, nil, at(3), false); !l.Up || l.Verify {
-		t.Fatalf("within DeadAfter: %+v", l)
+	if l := e.link(key, nil, at(2.5), false); !l.Up || l.Verify {
+		t.Fatalf("unanswered for 1.5 s: %+v", l)
 	}
-	if l := e.link(key, nil, at(3.6), false); !l.Up || !l.Verify {
-		t.Fatalf("unanswered for DeadAfter: want a handshake asked and the path still up, got %+v", l)
+	if l := e.link(key, nil, at(2.7), false); !l.Up || !l.Verify {
+		t.Fatalf("unanswered for DeadAfter-verifyWait: want a handshake asked and the path still up, got %+v", l)
 	}
-	if l := e.link(key, nil, at(4), false); !l.Up || l.Verify {
-		t.Fatalf("while the handshake may still be answered: want up and no second ask, got %+v", l)
+	if l := e.link(key, nil, at(3.55), false); !l.Up || l.Verify {
+		t.Fatalf("past DeadAfter while the handshake may still be answered: want up and no second ask, got %+v", l)
 	}
 	// Answered: the re-added peer's counters start from 0.
-	rt.traffic(92, 148, at(4.4), time.Second)
-	rt.lastHS = at(4.3)
-	if l := e.link(key, nil, at(4.6), false); !l.Up || l.Verify {
+	rt.traffic(92, 148, at(3.3), time.Second)
+	rt.lastHS = at(3.2)
+	if l := e.link(key, nil, at(3.7), false); !l.Up || l.Verify {
 		t.Fatalf("handshake answered: want up, got %+v", l)
 	}
 	// A later wait asks again.
-	rt.traffic(92, 400, at(5), time.Second)
-	if l := e.link(key, nil, at(7.6), false); !l.Up || !l.Verify {
+	rt.traffic(92, 400, at(4), time.Second) // owed since 3.3
+	if l := e.link(key, nil, at(5), false); !l.Up || !l.Verify {
 		t.Fatalf("a new wait: want a new ask, got %+v", l)
 	}
 
-	// Not answered: down after verifyWait, and no ask again in the same wait.
+	// Not answered: down once the answer is due, and no ask again in the same wait.
 	e, rt = start()
-	e.link(key, nil, at(3.6), false)
-	rt.traffic(0, 148, at(4.5), time.Second)
-	if l := e.link(key, nil, at(4.5), false); l.Up || l.Verify {
-		t.Fatalf("handshake unanswered for verifyWait: want down, got %+v", l)
+	e.link(key, nil, at(2.7), false)
+	rt.traffic(0, 148, at(3.6), time.Second)
+	if l := e.link(key, nil, at(3.6), false); l.Up || l.Verify {
+		t.Fatalf("handshake unanswered for verifyWait, data for DeadAfter: want down, got %+v", l)
 	}
 	if l := e.link(key, nil, at(9), false); l.Up || l.Verify {
 		t.Fatalf("still unanswered: want down and no new ask, got %+v", l)
@@ -637,7 +638,7 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 
 	// Between two NATs liveness is packets within DeadAfter; no ask.
 	e, _ = start()
-	if l := e.link(key, nil, at(3.6), true); l.Verify {
+	if l := e.link(key, nil, at(2.7), true); l.Verify {
 		t.Fatalf("a NAT pair: %+v", l)
 	}
 }
