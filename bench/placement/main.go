@@ -109,7 +109,7 @@ func main() {
 			failed = true
 		}
 		benchkit.EmitRow(benchkit.Row{Bench: "placement", Figure: r.name + " (placements/s, first PUT to last placement, raft on disk)", Weft: fmt.Sprintf("%.0f/s", rate), Peer: benchkit.NoPeer, Target: fmt.Sprintf("≥ %.0f/s", target), Met: rate >= target})
-		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f×)", r.name, rate, rate/target))
+		summary = append(summary, fmt.Sprintf("%s %.0f/s (%.1f× the target)", r.name, rate, rate/target))
 	}
 	if *raftPairs > 0 {
 		ratio, line, err := runRaftTLS(*agents, *raftApps, *instances, *raftPairs, *timeout)
