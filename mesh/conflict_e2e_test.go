@@ -14,25 +14,33 @@ import (
 	"github.com/weftnet/weft/mesh/meshtest"
 )
 
-// TestE2EBlockConflict: a node that already carries traffic loses its block
-// to an earlier claim that joins late (a node back from a long absence, or
-// two clusters' nodes meeting). It must move to a free block, and every
-// pair must reach every other at the new addresses, both ways, within
-// seconds; the winner keeps the block. In bench/mesh one such loser stayed
-// unreachable from 20 peers for the whole minute.
-func TestE2EBlockConflict(t *testing.T) {
+// twoSiteBed is a testbed of two sites (london 15 ms away) and a token, or
+// skips the test when the testbed cannot run here.
+func twoSiteBed(t *testing.T) (weft string, tb *meshtest.Testbed, token string) {
 	if why := meshtest.Missing(); why != "" {
 		t.Skip("meshtest: " + why)
 	}
-	weft := testbin.Weft(t)
-	tb := meshtest.New(t)
+	weft = testbin.Weft(t)
+	tb = meshtest.New(t)
 	tb.AddSite("aws")
 	tb.AddSite("london", meshtest.Delay(15*time.Millisecond))
-	ctx := context.Background()
 	token, err := mesh.GenerateToken()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return weft, tb, token
+}
+
+// TestE2EBlockConflict: a node that already carries traffic loses its block
+// to an earlier claim that joins late (a node back from a long absence, or
+// two clusters' nodes meeting). It must move to a free block, and every
+// pair must reach every other at the new addresses, both ways, within
+// seconds; the winner keeps the block. (In one bench/mesh run of the last
+// session a node that had moved after a conflict stayed unreachable from 20
+// peers for a minute; that run was not reproduced, and this move passes.)
+func TestE2EBlockConflict(t *testing.T) {
+	weft, tb, token := twoSiteBed(t)
+	ctx := context.Background()
 	const contested = "10.47.200.0/24"
 	// claimed writes a persisted claim on the contested block with the
 	// given Lamport time (the earlier time wins).
@@ -122,18 +130,8 @@ func TestE2EBlockConflict(t *testing.T) {
 // blocks, and every pair must reach every other within the formation
 // target.
 func TestE2EBlockCollisionsAtStart(t *testing.T) {
-	if why := meshtest.Missing(); why != "" {
-		t.Skip("meshtest: " + why)
-	}
-	weft := testbin.Weft(t)
-	tb := meshtest.New(t)
-	tb.AddSite("aws")
-	tb.AddSite("london", meshtest.Delay(15*time.Millisecond))
+	weft, tb, token := twoSiteBed(t)
 	ctx := context.Background()
-	token, err := mesh.GenerateToken()
-	if err != nil {
-		t.Fatal(err)
-	}
 	overlay := []string{"--overlay-cidr", "10.98.0.0/21"}
 	seedHost := tb.AddHost("aws", "s0")
 	nodes := []*node{startNode(t, weft, seedHost, token, "", overlay...)}
