@@ -508,12 +508,18 @@ func (e *engine) apply(tp topology, dev map[wgtypes.Key]wgtypes.Peer, now time.T
 //
 // The device is read again only when one of the two is planned.
 func (e *engine) freshen(cfgs []wgtypes.PeerConfig, dev map[wgtypes.Key]wgtypes.Peer) []wgtypes.PeerConfig {
+	// A re-add is a removal and an add of the same peer in one batch; a
+	// removal alone (the peer is no longer wanted) always goes ahead.
+	removed := map[wgtypes.Key]bool{}
 	readd := map[wgtypes.Key]bool{}
 	for _, c := range cfgs {
+		if _, exists := dev[c.PublicKey]; !exists {
+			continue
+		}
 		if c.Remove {
-			if _, exists := dev[c.PublicKey]; exists {
-				readd[c.PublicKey] = true
-			}
+			removed[c.PublicKey] = true
+		} else if removed[c.PublicKey] {
+			readd[c.PublicKey] = true
 		}
 	}
 	check := len(readd) > 0

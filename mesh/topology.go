@@ -330,8 +330,7 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 		}
 	default:
 		pl.Endpoint = chooseEndpoint(in, p, l)
-		if !init && l.Endpoint.IsValid() && !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) &&
-			!(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) {
+		if !init && heardSinceAdded(in, l) {
 			// The peer initiates, and WireGuard set the endpoint to
 			// where its packets come from: keep it. A reconcile that
 			// read the device just before the handshake completed put
@@ -399,13 +398,21 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	}
 }
 
-// heardFrom reports whether the peer's packets came lately (since it was
-// added, within 10 s) to the endpoint the device has for it: WireGuard
-// moves an endpoint only to where an authenticated packet came from.
-func heardFrom(in topoInput, l linkState) bool {
+// heardSinceAdded reports whether something came from the peer since it
+// was (re-)added, to the endpoint the device has for it (an underlay
+// one): WireGuard moves an endpoint only to where an authenticated packet
+// came from.
+func heardSinceAdded(in topoInput, l linkState) bool {
 	return l.Endpoint.IsValid() && !(in.Overlay.IsValid() && in.Overlay.Contains(l.Endpoint.Addr())) &&
-		!l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) && in.Now.Sub(l.LastRx) < 10*time.Second
+		rxSinceAdded(l)
 }
+
+// heardFrom is heardSinceAdded, lately (within 10 s).
+func heardFrom(in topoInput, l linkState) bool {
+	return heardSinceAdded(in, l) && in.Now.Sub(l.LastRx) < 10*time.Second
+}
+
+func rxSinceAdded(l linkState) bool { return !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) }
 
 // handshakeHold is how long after something came from a peer that has no
 // session yet it is not re-added: long enough for the peer's first packet
@@ -424,7 +431,7 @@ const handshakeHold = time.Second
 // this to nearly every first handshake with it (bench/mesh: 3-5 s, until
 // its data went unanswered).
 func handshaking(in topoInput, l linkState) bool {
-	return !l.LastRx.IsZero() && !l.LastRx.Before(l.AddedAt) && in.Now.Sub(l.LastRx) < handshakeHold
+	return rxSinceAdded(l) && in.Now.Sub(l.LastRx) < handshakeHold
 }
 
 func advertisesAddr(p peerInfo, a netip.Addr) bool {

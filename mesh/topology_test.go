@@ -691,15 +691,16 @@ func TestPlanVerifyAndResponderRetry(t *testing.T) {
 // packet came from there) is kept; an unmoved one takes the plan. A re-add
 // of a peer heard from meanwhile (its handshake initiation, answered) is
 // undone: the peer is updated in place; a re-add of a silent peer goes on,
-// with the planned endpoint.
+// with the planned endpoint; a removal alone always goes on.
 func TestFreshen(t *testing.T) {
 	udp := func(s string) *net.UDPAddr { return net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
-	moved, still, readd, heard := wgtypes.Key{1}, wgtypes.Key{2}, wgtypes.Key{3}, wgtypes.Key{4}
+	moved, still, readd, heard, gone := wgtypes.Key{1}, wgtypes.Key{2}, wgtypes.Key{3}, wgtypes.Key{4}, wgtypes.Key{5}
 	read := map[wgtypes.Key]wgtypes.Peer{
 		moved: {PublicKey: moved, Endpoint: udp("192.168.5.1:51820")},
 		still: {PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
 		readd: {PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), TransmitBytes: 148},
 		heard: {PublicKey: heard, Endpoint: udp("192.168.4.1:51820"), TransmitBytes: 148},
+		gone:  {PublicKey: gone, Endpoint: udp("172.30.1.9:51820")},
 	}
 	e := &engine{log: slog.New(slog.DiscardHandler), readDev: func() (*wgtypes.Device, error) {
 		return &wgtypes.Device{Peers: []wgtypes.Peer{
@@ -707,6 +708,7 @@ func TestFreshen(t *testing.T) {
 			{PublicKey: still, Endpoint: udp("172.30.1.2:51820")},
 			{PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), TransmitBytes: 296},
 			{PublicKey: heard, Endpoint: udp("172.31.4.1:51820"), ReceiveBytes: 148, TransmitBytes: 240}, // its initiation, answered
+			{PublicKey: gone, Endpoint: udp("172.30.1.9:51820"), ReceiveBytes: 500},                      // left, still sending
 		}}, nil
 	}}
 	ka := time.Second
@@ -717,9 +719,13 @@ func TestFreshen(t *testing.T) {
 		{PublicKey: readd, Endpoint: udp("172.30.1.3:51820"), PersistentKeepaliveInterval: &ka},
 		{PublicKey: heard, Remove: true},
 		{PublicKey: heard, Endpoint: udp("192.168.4.1:51820"), PersistentKeepaliveInterval: &ka},
+		{PublicKey: gone, Remove: true},
 	}, read)
-	if len(got) != 5 {
-		t.Fatalf("want the heard peer's removal dropped, 5 configs; got %d: %+v", len(got), got)
+	if len(got) != 6 {
+		t.Fatalf("want the heard peer's removal dropped, 6 configs; got %d: %+v", len(got), got)
+	}
+	if !got[5].Remove || got[5].PublicKey != gone {
+		t.Errorf("a peer no longer wanted must be removed even when it sent something since the read; got %+v", got[5])
 	}
 	if got[0].Endpoint != nil {
 		t.Errorf("roamed endpoint overwritten with %v", got[0].Endpoint)
