@@ -179,8 +179,14 @@ func TestACLTokensSecretsAndTaskUser(t *testing.T) {
 		if err := wantRunning(ctx, c, "/team-a/x", 1); err != nil {
 			return err
 		}
-		if _, err := os.Stat(filepath.Join(outDir, "uid")); err != nil {
+		// The shell creates the file before id writes to it: wait for
+		// the whole line.
+		b, err := os.ReadFile(filepath.Join(outDir, "uid"))
+		if err != nil {
 			return err
+		}
+		if !strings.HasSuffix(string(b), "\n") {
+			return fmt.Errorf("uid file not written yet: %q", b)
 		}
 		return nil
 	})
