@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -163,6 +164,9 @@ func meshNode(c *cli.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if !c.Bool("pprof") {
+		idleMemProfile()
 	}
 	ln, err := net.Listen("tcp", c.String("agent-addr"))
 	if err != nil {
@@ -321,3 +325,9 @@ func meshBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// idleMemProfile turns off the heap profile's sampling (nothing reads it
+// without --pprof). An idle node's allocations are small and few, but each
+// sampled one unwinds its stack: in a profile of an idle mesh node that
+// was about a sixth of what allocation cost.
+func idleMemProfile() { runtime.MemProfileRate = 0 }

@@ -39,6 +39,9 @@ func (n *node) setupMesh() error {
 		// the engine's look, once a second.
 		cfg.IdleProcs = n.role == roleAgent
 	})
+	if n.role == roleAgent && !n.c.Bool("pprof") {
+		idleMemProfile()
+	}
 	if err != nil {
 		return err
 	}
