@@ -31,6 +31,17 @@ const routeProto netlink.RouteProtocol = 0x57 // 'W'
 // where it observes a peer ("name ip:port").
 const reflexiveEvent = "weft-ep"
 
+// cutEvent is the serf user event by which a node tells a peer that the
+// direct path between them stopped working on its side ("peer from"):
+// tellCuts, takeCut.
+const cutEvent = "weft-cut"
+
+// cutRelayedEvent is a cutEvent's payload that came from the relay over the
+// side channel (punch.go) instead of by gossip: it left the peer
+// milliseconds ago, when its path went down (takeCut). It never goes on
+// gossip.
+const cutRelayedEvent = "weft-cut-relayed"
+
 // peerRuntime is the data plane's memory of one peer (by public key).
 type peerRuntime struct {
 	since       time.Time
@@ -39,7 +50,6 @@ type peerRuntime struct {
 	lastObs     time.Time // the previous observe
 	waitSince   time.Time // data went out since then and nothing came back (zero: nothing owed)
 	ack         bool      // data came in since the previous observe and nothing went back
-	sent        bool      // something went out since the previous observe
 	movedAt     time.Time // we moved: keepalives until the peer is heard again (announceFor)
 	lastHS      time.Time // latest completed handshake
 	everUp      bool      // a handshake has completed
@@ -75,6 +85,9 @@ type engine struct {
 	ifname  string
 	rawFD   int  // raw IPv4 socket for NAT priming; 0 = not open
 	recheck bool // peers were (re-)configured: look again shortly
+	// verified: this look asked a peer for a fresh handshake (linkState.Verify):
+	// look again when its answer is due (verifyWait), not at the next probe.
+	verified bool
 	// calmLooks counts the latest looks in a row that found nothing to
 	// follow up (calm); probeStretch spaces the probe by it.
 	calmLooks int
@@ -307,7 +320,6 @@ func (rt *peerRuntime) traffic(rx, tx int64, now time.Time, period time.Duration
 		}
 	}
 	rt.ack = rxd >= dataBytes && txd == 0
-	rt.sent = txd > 0
 	rt.rx, rt.tx, rt.lastObs = rx, tx, now
 }
 
@@ -330,15 +342,17 @@ const dataBytes = 96
 // got no reply with one keepalive (linkState.Ack), so a one-way flow
 // (gossip, a UDP stream) is answered too.
 //
-// A direct path between two nodes behind NAT (punch) hangs on both NATs'
-// mappings, which go without notice when a peer moves: it counts only
-// while packets flow, and both ends keep a keepalive going every probe.
-func (e *engine) live(rt *peerRuntime, now time.Time, punch bool) bool {
+// A direct path between two nodes behind NAT (a punched one) is no
+// different: it hangs on both NATs' mappings, which each end keeps with
+// its NAT keepalive (Config.NATKeepalive, inside the usual 30 s UDP
+// timeout). A peer that moves drops the address from its tags, which
+// takes the path down at once (computeTopology); a NAT that loses its
+// mappings shows as data unanswered. (Such a path used to count only
+// while packets flowed, with a keepalive from both ends every probe: the
+// largest cost of an idle laptop.)
+func (e *engine) live(rt *peerRuntime, now time.Time) bool {
 	if !rt.everUp || rt.lastHS.Before(rt.staleBefore) {
 		return false
-	}
-	if punch {
-		return now.Sub(rt.lastHS) < sessionLife && !rt.lastRx.IsZero() && now.Sub(rt.lastRx) < e.cfg.DeadAfter
 	}
 	return rt.waitSince.IsZero() || now.Sub(rt.waitSince) < e.cfg.DeadAfter || rt.verifying(now)
 }
@@ -383,17 +397,16 @@ func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now tim
 	// Only when that goes unanswered too is the path down. The handshake
 	// is asked for verifyWait before DeadAfter, so a path that is down is
 	// found as soon as before.
-	if !punch && rt.everUp && !rt.lastHS.Before(rt.staleBefore) && rt.unanswered(now, e.cfg.DeadAfter-verifyWait) && !rt.verifyAt.After(rt.waitSince) {
+	if rt.everUp && !rt.lastHS.Before(rt.staleBefore) && rt.unanswered(now, e.cfg.DeadAfter-verifyWait) && !rt.verifyAt.After(rt.waitSince) {
 		rt.verifyAt = now
 		l.Verify = true
 	}
-	l.Up = e.live(rt, now, punch)
+	l.Up = e.live(rt, now)
 	// After a move, a keepalive every reconcile until the peer is heard
 	// from again: idle links carry nothing else that would show the peer
 	// where we are now (the first may leave before the new route exists).
 	l.Ack = rt.ack || !rt.movedAt.IsZero() && now.Sub(rt.movedAt) < announceFor && !rt.lastRx.After(rt.movedAt)
 	l.LastRx = rt.lastRx
-	l.Sent = rt.sent
 	if p, ok := dev[key]; ok && p.Endpoint != nil {
 		if ap, ok := netip.AddrFromSlice(p.Endpoint.IP); ok {
 			l.Endpoint = netip.AddrPortFrom(ap.Unmap(), uint16(p.Endpoint.Port))
@@ -750,6 +763,7 @@ func (m *Mesh) reconcile() {
 			links[p.Name] = e.link(k, dev, now, punchPair(pin, p))
 			if links[p.Name].Verify {
 				m.log.Debug("data unanswered: asking the peer for a fresh handshake", "peer", p.Name)
+				e.verified = true
 			}
 		}
 	}
@@ -775,6 +789,9 @@ func (m *Mesh) reconcile() {
 	}
 	e.recheck = e.recheck || punching
 	changedPath := !samePaths(e.last, tp)
+	if changedPath {
+		m.tellCuts(e.last, tp, others)
+	}
 	if e.calm(tp, links, keyOf, punching || changedPath) {
 		e.calmLooks++
 	} else {
@@ -964,6 +981,10 @@ func (m *Mesh) rtt(a, b string) (time.Duration, bool) {
 // handleUserEvent takes reflexive-address reports about this node
 // ("name ip:port reporter"; older nodes leave out the reporter).
 func (m *Mesh) handleUserEvent(ev serf.UserEvent) {
+	if (ev.Name == cutEvent || ev.Name == cutRelayedEvent) && m.cfg.WireGuard {
+		m.takeCut(ev.Payload, ev.Name == cutRelayedEvent)
+		return
+	}
 	if ev.Name != reflexiveEvent || !m.cfg.WireGuard {
 		return
 	}
@@ -1269,4 +1290,108 @@ func (e *engine) prime(ep netip.AddrPort, ttl byte) error {
 	binary.BigEndian.PutUint16(pkt[22:], ep.Port())
 	binary.BigEndian.PutUint16(pkt[24:], 8+payload)
 	return syscall.Sendto(e.rawFD, pkt, 0, &syscall.SockaddrInet4{Addr: d4})
+}
+
+// tellCuts tells each peer whose direct path this look moved to a relay
+// that the path is down on this side (cutEvent). A path down on one side
+// only is a black hole both ways: the peer drops what comes through the
+// relay (its WireGuard takes this node's block from this node's own
+// endpoint only) and goes on sending where nothing arrives. Its engine
+// finds out only when something it sends directly goes unanswered, and on
+// an idle link that is memberlist's next probe of this node, which comes
+// once in as many seconds as there are members. Told, it asks for a fresh
+// handshake at once (takeCut).
+func (m *Mesh) tellCuts(prev, tp topology, others []peerInfo) {
+	blocks := map[string]netip.Prefix{}
+	for _, p := range others {
+		if p.Block.IsValid() {
+			blocks[p.Name] = p.Block
+		}
+	}
+	was := map[string]string{}
+	for _, p := range prev.Peers {
+		was[p.Name] = p.Path
+	}
+	s := m.currentSerf()
+	for _, p := range tp.Peers {
+		if p.Path != "relay" || was[p.Name] != "direct" || s == nil {
+			continue
+		}
+		m.log.Debug("direct path down: telling the peer", "peer", p.Name, "via", p.Via)
+		// Through the relay, which passes it on at once (punch.go), and
+		// by gossip, which reaches the peer in a round or two
+		// whatever became of the relay.
+		if b, ok := blocks[p.Via]; ok {
+			m.sendSide(netip.AddrPortFrom(overlayIP(b), punchPort), "cutfwd "+p.Via+" "+m.cfg.NodeName+" "+p.Name)
+		}
+		if err := s.UserEvent(cutEvent, []byte(p.Name+" "+m.cfg.NodeName), false); err != nil {
+			m.log.Debug("telling a peer its direct path is down", "peer", p.Name, "err", err)
+		}
+	}
+}
+
+// takeCut handles a cutEvent: when it is for this node and the direct path
+// to the sender is up here, that path goes down too. Passed on by the
+// relay (relayed), it left the sender as its path went down, after a
+// fresh handshake the sender asked went unanswered (engine.link): the path
+// goes down at once. By gossip it may be seconds old, and the sender's
+// path may be back: the engine asks the sender for a fresh handshake at
+// the next look, as for data unanswered. The sender's WireGuard answers it
+// whatever it routes: answered, the path stays up (the sender's own
+// retries bring its side back); unanswered for verifyWait, it is down. A
+// path taken down wrongly costs a detour through the relay until a retry
+// (downRetry) finds it working: both ends relay meanwhile, so nothing is
+// lost.
+func (m *Mesh) takeCut(payload []byte, relayed bool) {
+	f := strings.Fields(string(payload))
+	if len(f) != 2 || f[0] != m.cfg.NodeName {
+		return
+	}
+	m.mu.Lock()
+	e := m.wg
+	m.mu.Unlock()
+	if e == nil {
+		return
+	}
+	for _, p := range m.peerInfos() {
+		if p.Name != f[1] {
+			continue
+		}
+		k, err := wgtypes.ParseKey(p.PublicKey)
+		if err != nil {
+			return
+		}
+		if e.suspect(k, time.Now(), relayed) {
+			m.log.Debug("peer lost its direct path to us", "peer", p.Name, "down", relayed)
+			m.reconcile()
+		}
+		return
+	}
+}
+
+// suspect makes the direct path to the peer with key k owe an answer long
+// enough that the next look asks for a fresh handshake (engine.link), or
+// with down, long enough that the path is down, the handshake asked and
+// unanswered. An answer owed already counts from when it was owed, if that
+// is earlier. It does nothing to a path that is down, or never came up,
+// and reports whether it did something.
+func (e *engine) suspect(k wgtypes.Key, now time.Time, down bool) bool {
+	rt := e.peers[k]
+	if rt == nil || !e.live(rt, now) {
+		return false
+	}
+	owed := now.Add(-(e.cfg.DeadAfter - verifyWait))
+	if down {
+		owed = now.Add(-e.cfg.DeadAfter)
+	}
+	if !down && !rt.waitSince.IsZero() && !rt.waitSince.After(owed) {
+		return false // the ask is due at this look anyway
+	}
+	if rt.waitSince.IsZero() || rt.waitSince.After(owed) {
+		rt.waitSince = owed
+	}
+	if down {
+		rt.verifyAt = now.Add(-verifyWait)
+	}
+	return true
 }

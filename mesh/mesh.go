@@ -259,11 +259,14 @@ func (m *Mesh) run(ctx context.Context) error {
 	// again soon after configuring peers.
 	punch := time.NewTimer(time.Hour)
 	defer punch.Stop()
+	// When the answer to a fresh handshake asked of a peer is due.
+	verify := time.NewTimer(time.Hour)
+	defer verify.Stop()
 	var probeC, syncC <-chan time.Time
 	var syncT, probe *time.Ticker
 	var addrC <-chan struct{}
 	var alignC <-chan time.Time
-	started, lastSync, slowed, stretched, sent := time.Now(), time.Time{}, false, false, false
+	started, lastSync, slowed, stretched, sent, syncStopped := time.Now(), time.Time{}, false, false, false, false
 	var watchC <-chan struct{}
 	m.startedAt.Store(started.UnixNano())
 	if eng != nil {
@@ -352,6 +355,12 @@ func (m *Mesh) run(ctx context.Context) error {
 				lastSync = now
 				go func() { defer m.syncing.Store(false); m.syncState(young) }()
 			}
+			if !young && now.UnixNano() >= m.syncUntil.Load() {
+				// Nothing to exchange until members change again
+				// (syncFor): no wake-ups meanwhile.
+				syncT.Stop()
+				syncStopped = true
+			}
 		case <-m.kick:
 			m.reconcile()
 		case <-alignC:
@@ -367,6 +376,8 @@ func (m *Mesh) run(ctx context.Context) error {
 			stretched = n > 1
 			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval) + time.Duration(n-1)*m.cfg.ProbeInterval)
 		case <-punch.C:
+			m.reconcile()
+		case <-verify.C:
 			m.reconcile()
 		case <-addrC:
 			m.refreshUnderlay(eng)
@@ -391,6 +402,15 @@ func (m *Mesh) run(ctx context.Context) error {
 			probe.Reset(untilProbePhase(gossipAt, time.Now(), m.cfg.ProbeInterval))
 		}
 		sent = false
+		if syncStopped && time.Now().UnixNano() < m.syncUntil.Load() {
+			// Members changed (pumpEvents, which kicks the loop).
+			syncStopped = false
+			syncT.Reset(fastSync)
+		}
+		if eng != nil && eng.verified {
+			eng.verified = false
+			verify.Reset(verifyWait + 50*time.Millisecond)
+		}
 		if eng != nil && eng.recheck {
 			// See the handshake complete (and switch paths) without
 			// waiting for the probe.

@@ -45,13 +45,13 @@ func TestStretchedLookDatesUnansweredSend(t *testing.T) {
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	rt.traffic(500, 500, at(1), e.cfg.ProbeInterval)
 	rt.traffic(500, 700, at(1+float64(maxStretch)), e.cfg.ProbeInterval) // a stretched look; data out, nothing back yet
-	if !e.live(rt, at(1+float64(maxStretch)), false) {
+	if !e.live(rt, at(1+float64(maxStretch))) {
 		t.Fatalf("a send not answered yet at a stretched look marks the path down (waiting since %v)", rt.waitSince.Sub(t0))
 	}
 	if want := at(float64(maxStretch)); !rt.waitSince.Equal(want) {
 		t.Errorf("waiting since %v, want %v (one probe period before the look)", rt.waitSince.Sub(t0), want.Sub(t0))
 	}
-	if e.live(rt, at(float64(maxStretch)+2.6), false) {
+	if e.live(rt, at(float64(maxStretch)+2.6)) {
 		t.Error("still no answer DeadAfter after that: want the path down")
 	}
 }

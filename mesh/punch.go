@@ -140,7 +140,7 @@ func (m *Mesh) punchTick(e *engine, self peerInfo, others []peerInfo, localPfx [
 				m.primeLog(e, p.Name, ep, !ps.primePredicted)
 			}
 		}
-		live := e.live(rt, now, punchPair(in, p))
+		live := e.live(rt, now)
 		watch = watch || !live && now.Before(ps.watchUntil)
 		if live {
 			if ps.tries > 0 || !ps.until.IsZero() {
@@ -305,9 +305,11 @@ func (m *Mesh) listenPunch(ctx context.Context) {
 }
 
 // readPunch takes asks ("ask <to> <from> <endpoints> [predicted]", the
-// query's payload), answers ("ack <to> <from> <endpoints>") and reports of
+// query's payload), answers ("ack <to> <from> <endpoints>"), reports of
 // where a peer sees us ("ep <to> <ip:port> <from>", reflexiveEvent's
-// payload) from the side channel.
+// payload) and of direct paths cut ("cutfwd <relay> <from> <to>" to the
+// relay, passed on as "cut <to> <relay> <from>": tellCuts) from the side
+// channel.
 func (m *Mesh) readPunch(conn *net.UDPConn) {
 	buf := make([]byte, 4096)
 	for {
@@ -361,6 +363,26 @@ func (m *Mesh) readPunch(conn *net.UDPConn) {
 			case m.punchReqs <- r:
 			default:
 			}
+		case "cutfwd":
+			// "cutfwd <relay> <from> <to>": from lost its direct path
+			// to to and relays through us; tell to, which takes
+			// nothing from from through a relay (tellCuts).
+			if len(parts) != 3 || parts[2] == m.cfg.NodeName {
+				continue
+			}
+			if b := m.memberBlock(parts[2]); b.IsValid() {
+				m.sendSide(netip.AddrPortFrom(overlayIP(b), punchPort), "cut "+parts[2]+" "+m.cfg.NodeName+" "+parts[1])
+			}
+		case "cut":
+			// "cut <to> <relay> <from>": from lost its direct path to
+			// us (the relay passes it on).
+			if len(parts) != 3 {
+				continue
+			}
+			select {
+			case m.userEvts <- serf.UserEvent{Name: cutRelayedEvent, Payload: []byte(m.cfg.NodeName + " " + parts[2])}:
+			default:
+			}
 		case "ack":
 			var eps []netip.AddrPort
 			if len(parts) > 2 {
@@ -384,25 +406,27 @@ func (m *Mesh) sideSenderIs(name string, addr netip.Addr) bool {
 	if name == "" || name == m.cfg.NodeName {
 		return false
 	}
-	var block netip.Prefix
+	block := m.memberBlock(name)
+	return block.IsValid() && overlayIP(block) == addr
+}
+
+// memberBlock is the address block of the member name (invalid when there
+// is no such member, or it has none).
+func (m *Mesh) memberBlock(name string) netip.Prefix {
 	if m.blockOf != nil {
-		block = m.blockOf(name)
-	} else {
-		m.mu.Lock()
-		s := m.serf
-		m.mu.Unlock()
-		if s == nil {
-			return false
-		}
-		for _, sm := range s.Members() {
-			if sm.Name == name {
-				a, _ := netip.AddrFromSlice(sm.Addr)
-				block = decodePeer(sm.Name, sm.Status.String(), a.Unmap(), sm.Tags).Block
-				break
-			}
+		return m.blockOf(name)
+	}
+	s := m.currentSerf()
+	if s == nil {
+		return netip.Prefix{}
+	}
+	for _, sm := range s.Members() {
+		if sm.Name == name {
+			a, _ := netip.AddrFromSlice(sm.Addr)
+			return decodePeer(sm.Name, sm.Status.String(), a.Unmap(), sm.Tags).Block
 		}
 	}
-	return block.IsValid() && overlayIP(block) == addr
+	return netip.Prefix{}
 }
 
 // sendSide sends msg over the side channel to to (best effort).

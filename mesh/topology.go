@@ -31,9 +31,6 @@ type linkState struct {
 	LastHS time.Time
 	// LastRx is when something last came from the peer.
 	LastRx time.Time
-	// Sent: something (a keepalive at least) went to the peer since the
-	// previous look.
-	Sent bool
 	// AddedAt is when the peer was last (re-)added to the device.
 	AddedAt time.Time
 	// PunchTo is the peer's public endpoint while a coordinated hole
@@ -346,9 +343,10 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 	waited := in.Now.Sub(l.AddedAt)
 	fallback := !init && !punch && !p.NAT && !l.AddedAt.IsZero() && waited >= responderFallback
 	switch {
-	case l.Up && !punch:
+	case l.Up:
 		// Nothing on an idle link (liveness comes from the traffic:
-		// engine.live), but what keeps this node's NAT mapping.
+		// engine.live), but what keeps this node's NAT mapping (and,
+		// between two NATs, both).
 		if in.Self.NAT {
 			pl.Keepalive = in.NATKeepalive
 		}
@@ -361,22 +359,17 @@ func planHandshake(in topoInput, p peerInfo, l linkState, pl *peerPlan) {
 			pl.Readd = true
 			pl.Poke = false
 		}
-	case l.Session && (l.Up || !punch):
-		// A path between two NATs, or one silent after a send:
-		// keepalives every probe (the peer's, if it waits too, bring a
-		// path back); toward a silent peer this node also handshakes
-		// again now and then, which the peer answers even when it
-		// takes the link for idle.
+	case l.Session && !punch:
+		// A path silent after a send: keepalives every probe (the
+		// peer's, if it waits too, bring a path back); toward a silent
+		// peer this node also handshakes again now and then, which the
+		// peer answers even when it takes the link for idle.
 		pl.Keepalive = in.Probe
-		// A path between two NATs that is up needs no poke when
-		// something went out since the previous look (our own
-		// keepalive, or data): the peer heard from us within the
-		// period. A poke is two configurations of the device.
-		pl.Poke = !(punch && l.Up && l.Sent)
+		pl.Poke = true
 		// The responder too: the initiator may take the path for up
 		// (a keepalive asks nothing of it) and go on sending where this
 		// node no longer takes its packets.
-		pl.Readd = !l.Up && (init || !p.NAT) && !l.AddedAt.IsZero() && waited >= downRetry
+		pl.Readd = (init || !p.NAT) && !l.AddedAt.IsZero() && waited >= downRetry
 	case punch:
 		// Handshakes only in the windows punch.go opens; adding a
 		// peer with a keepalive sends the first at once.

@@ -236,7 +236,7 @@ routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24]
 `,
 		},
 		{
-			name: "behind NAT: the NAT keepalive toward public peers; probes toward another NAT",
+			name: "behind NAT: the NAT keepalive toward every peer, another NAT too (an idle punched path sends nothing else)",
 			mod: func(in *topoInput) {
 				in.Self.NAT = true
 				in.Self.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:51820"), netip.MustParseAddrPort("172.20.1.2:51820")}
@@ -247,24 +247,24 @@ routes=[10.47.2.0/24 10.47.3.0/24 10.47.4.0/24]
 				in.Links = map[string]linkState{"a": up("172.20.2.2:51820"), "n1": up("203.0.113.1:51820")}
 			},
 			want: `a ep=172.20.2.2:51820 allowed=[10.47.2.0/24] ka=20s path=direct
-n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct poke
+n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=20s path=direct
 routes=[10.47.2.0/24 10.47.9.0/24]
 `,
 		},
 		{
-			name: "behind NAT: no poke toward another NAT when a keepalive went out since the last look",
+			name: "behind NAT: data unanswered on a punched path asks for a fresh handshake, as on any other",
 			mod: func(in *topoInput) {
 				in.Self.NAT = true
 				in.Self.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:51820"), netip.MustParseAddrPort("172.20.1.2:51820")}
 				in.NATKeepalive = 20 * time.Second
 				nat := pi("n1", "10.47.9.0/24", "203.0.113.1:51820", "192.168.7.2:51820")
 				nat.NAT = true
-				sent := up("203.0.113.1:51820")
-				sent.Sent = true
+				verify := up("203.0.113.1:51820")
+				verify.Verify = true
 				in.Peers = []peerInfo{nat}
-				in.Links = map[string]linkState{"n1": sent}
+				in.Links = map[string]linkState{"n1": verify}
 			},
-			want: `n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct
+			want: `n1 ep=203.0.113.1:51820 allowed=[10.47.9.0/24] ka=1s path=direct readd
 routes=[10.47.9.0/24]
 `,
 		},
@@ -487,26 +487,26 @@ func TestHandshakeRoles(t *testing.T) {
 // TestLiveness follows one peer's byte counters: an idle link stays live,
 // data that gets no answer for DeadAfter takes it down, any answer brings
 // it back; lone keepalives owe nothing; data in with nothing out asks for
-// an answer; a path between two NATs needs packets within DeadAfter.
+// an answer; so between two NATs.
 func TestLiveness(t *testing.T) {
 	e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}}
 	rt := &peerRuntime{everUp: true, lastHS: t0}
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	step := func(s float64, rx, tx int64) { rt.traffic(rx, tx, at(s), time.Second) }
 	step(1, 500, 500)
-	if !e.live(rt, at(1), false) || rt.ack {
+	if !e.live(rt, at(1)) || rt.ack {
 		t.Fatal("an answered link is not live")
 	}
 	step(60, 500, 532) // one keepalive out: owes nothing
-	if !e.live(rt, at(60), false) {
+	if !e.live(rt, at(60)) {
 		t.Fatal("an idle link with a keepalive out is not live")
 	}
 	step(61, 500, 700) // data out, nothing back
-	if !e.live(rt, at(62), false) || e.live(rt, at(63.6), false) {
+	if !e.live(rt, at(62)) || e.live(rt, at(63.6)) {
 		t.Fatal("unanswered data: want live within DeadAfter of the look before the send, down after")
 	}
 	step(64, 532, 800) // a keepalive back
-	if !e.live(rt, at(64), false) {
+	if !e.live(rt, at(64)) {
 		t.Fatal("an answer does not bring the link back")
 	}
 	step(65, 700, 800)
@@ -518,14 +518,14 @@ func TestLiveness(t *testing.T) {
 		t.Fatal("data answered by data: no keepalive needed")
 	}
 	step(67, 10, 0) // re-added: counters from 0
-	if rt.waitSince != (time.Time{}) || !e.live(rt, at(67), false) {
+	if rt.waitSince != (time.Time{}) || !e.live(rt, at(67)) {
 		t.Fatal("counters reset by a re-add")
 	}
-	if e.live(rt, at(70), true) {
-		t.Fatal("a NAT pair silent for 3 s is live")
+	if !e.live(rt, at(70)) {
+		t.Fatal("an idle link silent for 3 s is not live")
 	}
 	rt.staleBefore = at(68)
-	if e.live(rt, at(69), false) {
+	if e.live(rt, at(69)) {
 		t.Fatal("a session from before a move counts")
 	}
 }
@@ -636,10 +636,95 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 		t.Fatalf("still unanswered: want down and no new ask, got %+v", l)
 	}
 
-	// Between two NATs liveness is packets within DeadAfter; no ask.
+	// Between two NATs too.
 	e, _ = start()
-	if l := e.link(key, nil, at(2.7), true); l.Verify {
-		t.Fatalf("a NAT pair: %+v", l)
+	if l := e.link(key, nil, at(2.7), true); !l.Up || !l.Verify {
+		t.Fatalf("a NAT pair: want a handshake asked, got %+v", l)
+	}
+}
+
+// TestSuspectAsksForAHandshake: told by the peer that the direct path is
+// down on its side (takeCut), an idle, up path asks for a fresh handshake
+// at the next look and goes down when that is not answered within
+// verifyWait; answered, it stays up. Told through the relay, the path is
+// down at once. Nothing is asked of a peer that never had a session, or
+// while an answer is owed already.
+func TestSuspectAsksForAHandshake(t *testing.T) {
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	key := wgtypes.Key{1}
+	start := func() (*engine, *peerRuntime) {
+		rt := &peerRuntime{everUp: true, lastHS: t0}
+		e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
+		rt.traffic(500, 500, at(1), time.Second)
+		rt.traffic(500, 500, at(2), time.Second) // idle: nothing owed
+		return e, rt
+	}
+	e, rt := start()
+	if l := e.link(key, nil, at(10), false); !l.Up || l.Verify {
+		t.Fatalf("idle link: %+v", l)
+	}
+	if !e.suspect(key, at(10), false) {
+		t.Fatal("suspect: not taken")
+	}
+	if l := e.link(key, nil, at(10), false); !l.Up || !l.Verify {
+		t.Fatalf("told the path is down: want a handshake asked now, path still up; got %+v", l)
+	}
+	if l := e.link(key, nil, at(10.5), false); !l.Up || l.Verify {
+		t.Fatalf("while the handshake may be answered: %+v", l)
+	}
+	rt.traffic(0, 148, at(10.95), time.Second) // the re-added peer: our initiation, nothing back
+	if l := e.link(key, nil, at(10.95), false); l.Up {
+		t.Fatalf("unanswered for verifyWait: want down, got %+v", l)
+	}
+
+	e, rt = start()
+	e.suspect(key, at(10), false)
+	e.link(key, nil, at(10), false)
+	rt.traffic(92, 148, at(10.2), time.Second) // answered
+	rt.lastHS = at(10.1)
+	if l := e.link(key, nil, at(11), false); !l.Up || l.Verify {
+		t.Fatalf("answered: want up, got %+v", l)
+	}
+
+	// Passed on by the relay: down at once, no second ask.
+	e, _ = start()
+	if !e.suspect(key, at(10), true) {
+		t.Fatal("suspect (down): not taken")
+	}
+	if l := e.link(key, nil, at(10), false); l.Up || l.Verify {
+		t.Fatalf("told by the relay: want down now, no ask; got %+v", l)
+	}
+
+	e, rt = start()
+	rt.everUp = false
+	if e.suspect(key, at(10), false) {
+		t.Error("a peer that never had a session was suspected")
+	}
+	// An answer owed already: asked for at once (the wait counts from
+	// the earlier of the two), unless that ask is due anyway.
+	e, rt = start()
+	rt.traffic(500, 900, at(9.8), time.Second) // data out, nothing back: owed since 8.8 (a period back at most)
+	if !e.suspect(key, at(10), false) {
+		t.Fatal("a recent wait: not moved earlier")
+	}
+	if l := e.link(key, nil, at(10), false); !l.Up || !l.Verify {
+		t.Fatalf("a recent wait, told: want an ask now, got %+v", l)
+	}
+	e, rt = start()
+	rt.traffic(500, 900, at(3), time.Second) // owed since 2
+	was := rt.waitSince
+	if e.suspect(key, at(3.7), false) || !rt.waitSince.Equal(was) {
+		t.Errorf("a wait whose ask is due: changed %v -> %v", was.Sub(t0), rt.waitSince.Sub(t0))
+	}
+	// Down already: nothing to do.
+	e, rt = start()
+	rt.traffic(500, 900, at(3), time.Second)
+	e.link(key, nil, at(4), false) // the ask
+	if e.suspect(key, at(10), true) {
+		t.Error("a path down already was suspected")
+	}
+	if e.suspect(wgtypes.Key{2}, at(10), false) {
+		t.Error("an unknown key was suspected")
 	}
 }
 
