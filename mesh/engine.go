@@ -885,9 +885,13 @@ func (e *engine) calm(tp topology, links map[string]linkState, keyOf map[string]
 // once. Each look costs an idle node a read of the whole device and a
 // topology. engine.traffic dates a send first seen after a stretch no
 // earlier than one period back, so DeadAfter runs as at the probe period.
+// Only gossip's own packets wait for the stretched look: a direct path
+// that gossip finds cut is found up to maxStretch-1 periods later than at
+// the probe period (memberlist reaches the member through others
+// meanwhile), and the peer is told at once (tellCuts).
 const (
 	calmFor    = 5
-	maxStretch = 2
+	maxStretch = 4
 )
 
 // probeStretch is how many probe periods the next look waits after calm
