@@ -517,6 +517,12 @@ func formation(t *testing.T, weft, token string, measureIdle bool) (*meshtest.Te
 		if dir := os.Getenv("WEFT_MESH_BENCH_PPROF"); dir != "" {
 			profile(t, nodes[len(nodes)-2], dir)
 		}
+		if d, err := time.ParseDuration(os.Getenv("WEFT_MESH_BENCH_HOLD")); err == nil {
+			// A debug knob: keep the idle mesh up for a look from outside
+			// (perf, strace) before it is torn down.
+			fmt.Printf("holding the idle mesh for %v\n", d)
+			time.Sleep(d)
+		}
 	}
 	if dir := os.Getenv("WEFT_MESH_BENCH_LOGDIR"); dir != "" {
 		for _, n := range nodes {
@@ -573,9 +579,11 @@ func idle(nodes []*node, started time.Time, period time.Duration, delay string) 
 	const hz = 100 // USER_HZ
 	var sum, worst, worstRSS, laptop, laptopRSS float64
 	worstName, worstRSSName := "", ""
+	var each []string
 	for i, n := range nodes {
 		pct := (ticks(n.p.PID()) - before[i]) / hz / period.Seconds() * 100
 		r := rss(n.p.PID())
+		each = append(each, fmt.Sprintf("%s %.2f", n.h.Name, pct))
 		sum += pct
 		if pct > worst {
 			worst, worstName = pct, n.h.Name
@@ -589,6 +597,7 @@ func idle(nodes []*node, started time.Time, period time.Duration, delay string) 
 	}
 	fmt.Printf("idle %v from %v after the last start, %d nodes, no traffic: CPU mean %.2f%% of a core, worst %.2f%% (%s), laptop %.2f%%; RSS max %.0f MB (%s), laptop %.0f MB (targets 0.3%%, 60 MB; %s)\n",
 		period, idleFrom, len(nodes), sum/float64(len(nodes)), worst, worstName, laptop, worstRSS, worstRSSName, laptopRSS, delay)
+	fmt.Printf("  each node, %% of a core: %s\n", strings.Join(each, ", "))
 	benchkit.EmitRow(benchkit.Row{Bench: "mesh",
 		Figure: fmt.Sprintf("idle cost of a node in a %d-node mesh, no traffic (%v of /proc ticks from %v after the last start, VmRSS; %s)", len(nodes), period, idleFrom, delay),
 		Weft: fmt.Sprintf("CPU worst %.2f%% of a core (%s), mean %.2f%%, laptop %.2f%%; RSS worst %.0f MB, laptop %.0f MB",
