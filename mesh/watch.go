@@ -13,8 +13,9 @@ import (
 // on C. Traffic that starts while the engine looks only every few periods
 // then brings the look back at once, and a path that went down is found as
 // fast as at the probe period. Gossip's packets (to or from the gossip
-// port) do not count: memberlist probes some member every period and has
-// its own failure detection.
+// port) do not count: memberlist probes some member every few seconds and
+// has its own failure detection (and a direct path that its packets find
+// cut is told to the peer at once: tellCuts).
 type watchTUN struct {
 	tun.Device
 	gossipPort atomic.Uint32 // 0: every packet counts
