@@ -587,6 +587,18 @@ func TestResponderKeepsRoamedEndpoint(t *testing.T) {
 	}
 }
 
+// oneLinkEngine is an engine (DeadAfter 2.5 s) with one peer, key, whose
+// session came up at t0: 500 bytes each way at 1 s, and tx2 bytes out in
+// all at 2 s with nothing more back.
+func oneLinkEngine(key wgtypes.Key, tx2 int64) (*engine, *peerRuntime) {
+	rt := &peerRuntime{everUp: true, lastHS: t0}
+	e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	rt.traffic(500, 500, at(1), time.Second)
+	rt.traffic(500, tx2, at(2), time.Second)
+	return e, rt
+}
+
 // TestUnansweredDataAsksForAHandshake: data unanswered does not take a
 // working path down on its own. verifyWait before DeadAfter the engine asks
 // the peer for a fresh handshake (once per wait), and the path stays up
@@ -596,13 +608,7 @@ func TestResponderKeepsRoamedEndpoint(t *testing.T) {
 func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	key := wgtypes.Key{1}
-	start := func() (*engine, *peerRuntime) {
-		rt := &peerRuntime{everUp: true, lastHS: t0}
-		e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
-		rt.traffic(500, 500, at(1), time.Second)
-		rt.traffic(500, 700, at(2), time.Second) // data out, nothing back: owed since 1
-		return e, rt
-	}
+	start := func() (*engine, *peerRuntime) { return oneLinkEngine(key, 700) } // data out, nothing back: owed since 1
 	e, rt := start()
 	if l := e.link(key, nil, at(2.5), false); !l.Up || l.Verify {
 		t.Fatalf("unanswered for 1.5 s: %+v", l)
@@ -647,18 +653,13 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 // down on its side (takeCut), an idle, up path asks for a fresh handshake
 // at the next look and goes down when that is not answered within
 // verifyWait; answered, it stays up. Told through the relay, the path is
-// down at once. Nothing is asked of a peer that never had a session, or
-// while an answer is owed already.
+// down at once. An answer owed already counts from the earlier of the two
+// (unless its own ask is due). Nothing is asked of a path that is down or
+// never came up.
 func TestSuspectAsksForAHandshake(t *testing.T) {
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	key := wgtypes.Key{1}
-	start := func() (*engine, *peerRuntime) {
-		rt := &peerRuntime{everUp: true, lastHS: t0}
-		e := &engine{cfg: Config{DeadAfter: 2500 * time.Millisecond}, peers: map[wgtypes.Key]*peerRuntime{key: rt}}
-		rt.traffic(500, 500, at(1), time.Second)
-		rt.traffic(500, 500, at(2), time.Second) // idle: nothing owed
-		return e, rt
-	}
+	start := func() (*engine, *peerRuntime) { return oneLinkEngine(key, 500) } // idle: nothing owed
 	e, rt := start()
 	if l := e.link(key, nil, at(10), false); !l.Up || l.Verify {
 		t.Fatalf("idle link: %+v", l)
