@@ -535,7 +535,10 @@ func (m *Mesh) hasFailedPeers() bool {
 // Memberlist's LAN timings, retuned for an idle mesh, whose cost is its
 // wake-ups: each is a timer or a packet, and a gossip packet on the
 // overlay passes through WireGuard on both ends (a TUN read or write, an
-// encryption or decryption, a socket read, each a goroutine woken).
+// encryption or decryption, a socket read, each a goroutine woken). Only
+// with the overlay: gossip on the underlay (--no-mesh) keeps memberlist's
+// LAN defaults (there bench/agentloss once saw a restarted agent stay
+// out of the master's view for 90 s with these, cause not found).
 //
 // lanGossipInterval and lanGossipNodes: the gossip round wakes the process
 // even with nothing to send (an idle mesh has nothing): every second to 6
@@ -592,9 +595,11 @@ func (m *Mesh) createSerf(evCh chan serf.Event) (*serf.Serf, error) {
 		ml = memberlist.DefaultWANConfig()
 	default:
 		ml = memberlist.DefaultLANConfig()
-		ml.GossipInterval, ml.GossipNodes = lanGossipInterval, lanGossipNodes
-		ml.ProbeInterval, ml.SuspicionMult = lanProbeInterval, lanSuspicionMult
-		ml.PushPullInterval = lanPushPullInterval
+		if m.cfg.WireGuard {
+			ml.GossipInterval, ml.GossipNodes = lanGossipInterval, lanGossipNodes
+			ml.ProbeInterval, ml.SuspicionMult = lanProbeInterval, lanSuspicionMult
+			ml.PushPullInterval = lanPushPullInterval
+		}
 	}
 	ml.BindAddr = host
 	ml.BindPort = port
