@@ -375,7 +375,7 @@ func (rt *peerRuntime) verifying(now time.Time) bool {
 	return rt.verifyAt.After(rt.waitSince) && now.Sub(rt.verifyAt) < verifyWait
 }
 
-func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time, punch bool) linkState {
+func (e *engine) link(key wgtypes.Key, dev map[wgtypes.Key]wgtypes.Peer, now time.Time) linkState {
 	rt := e.peers[key]
 	if rt == nil {
 		return linkState{}
@@ -756,11 +756,10 @@ func (m *Mesh) reconcile() {
 	punching := m.punchTick(e, self, others, localPfx, now)
 	links := map[string]linkState{}
 	keyOf := map[string]wgtypes.Key{}
-	pin := topoInput{Self: self, LocalPrefixes: localPfx}
 	for _, p := range others {
 		if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
 			keyOf[p.Name] = k
-			links[p.Name] = e.link(k, dev, now, punchPair(pin, p))
+			links[p.Name] = e.link(k, dev, now)
 			if links[p.Name].Verify {
 				m.log.Debug("data unanswered: asking the peer for a fresh handshake", "peer", p.Name)
 				e.verified = true
@@ -1303,8 +1302,9 @@ func (e *engine) prime(ep netip.AddrPort, ttl byte) error {
 // endpoint only) and goes on sending where nothing arrives. Its engine
 // finds out only when something it sends directly goes unanswered, and on
 // an idle link that is memberlist's next probe of this node, which comes
-// once in as many seconds as there are members. Told, it asks for a fresh
-// handshake at once (takeCut).
+// once in four times as many seconds as there are members. Told through
+// the relay, it takes the path down at once; told by gossip, it asks for a
+// fresh handshake first (takeCut).
 func (m *Mesh) tellCuts(prev, tp topology, others []peerInfo) {
 	blocks := map[string]netip.Prefix{}
 	for _, p := range others {

@@ -610,42 +610,36 @@ func TestUnansweredDataAsksForAHandshake(t *testing.T) {
 	key := wgtypes.Key{1}
 	start := func() (*engine, *peerRuntime) { return oneLinkEngine(key, 700) } // data out, nothing back: owed since 1
 	e, rt := start()
-	if l := e.link(key, nil, at(2.5), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(2.5)); !l.Up || l.Verify {
 		t.Fatalf("unanswered for 1.5 s: %+v", l)
 	}
-	if l := e.link(key, nil, at(2.7), false); !l.Up || !l.Verify {
+	if l := e.link(key, nil, at(2.7)); !l.Up || !l.Verify {
 		t.Fatalf("unanswered for DeadAfter-verifyWait: want a handshake asked and the path still up, got %+v", l)
 	}
-	if l := e.link(key, nil, at(3.55), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(3.55)); !l.Up || l.Verify {
 		t.Fatalf("past DeadAfter while the handshake may still be answered: want up and no second ask, got %+v", l)
 	}
 	// Answered: the re-added peer's counters start from 0.
 	rt.traffic(92, 148, at(3.3), time.Second)
 	rt.lastHS = at(3.2)
-	if l := e.link(key, nil, at(3.7), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(3.7)); !l.Up || l.Verify {
 		t.Fatalf("handshake answered: want up, got %+v", l)
 	}
 	// A later wait asks again.
 	rt.traffic(92, 400, at(4), time.Second) // owed since 3.3
-	if l := e.link(key, nil, at(5), false); !l.Up || !l.Verify {
+	if l := e.link(key, nil, at(5)); !l.Up || !l.Verify {
 		t.Fatalf("a new wait: want a new ask, got %+v", l)
 	}
 
 	// Not answered: down once the answer is due, and no ask again in the same wait.
 	e, rt = start()
-	e.link(key, nil, at(2.7), false)
+	e.link(key, nil, at(2.7))
 	rt.traffic(0, 148, at(3.6), time.Second)
-	if l := e.link(key, nil, at(3.6), false); l.Up || l.Verify {
+	if l := e.link(key, nil, at(3.6)); l.Up || l.Verify {
 		t.Fatalf("handshake unanswered for verifyWait, data for DeadAfter: want down, got %+v", l)
 	}
-	if l := e.link(key, nil, at(9), false); l.Up || l.Verify {
+	if l := e.link(key, nil, at(9)); l.Up || l.Verify {
 		t.Fatalf("still unanswered: want down and no new ask, got %+v", l)
-	}
-
-	// Between two NATs too.
-	e, _ = start()
-	if l := e.link(key, nil, at(2.7), true); !l.Up || !l.Verify {
-		t.Fatalf("a NAT pair: want a handshake asked, got %+v", l)
 	}
 }
 
@@ -661,29 +655,29 @@ func TestSuspectAsksForAHandshake(t *testing.T) {
 	key := wgtypes.Key{1}
 	start := func() (*engine, *peerRuntime) { return oneLinkEngine(key, 500) } // idle: nothing owed
 	e, rt := start()
-	if l := e.link(key, nil, at(10), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(10)); !l.Up || l.Verify {
 		t.Fatalf("idle link: %+v", l)
 	}
 	if !e.suspect(key, at(10), false) {
 		t.Fatal("suspect: not taken")
 	}
-	if l := e.link(key, nil, at(10), false); !l.Up || !l.Verify {
+	if l := e.link(key, nil, at(10)); !l.Up || !l.Verify {
 		t.Fatalf("told the path is down: want a handshake asked now, path still up; got %+v", l)
 	}
-	if l := e.link(key, nil, at(10.5), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(10.5)); !l.Up || l.Verify {
 		t.Fatalf("while the handshake may be answered: %+v", l)
 	}
 	rt.traffic(0, 148, at(10.95), time.Second) // the re-added peer: our initiation, nothing back
-	if l := e.link(key, nil, at(10.95), false); l.Up {
+	if l := e.link(key, nil, at(10.95)); l.Up {
 		t.Fatalf("unanswered for verifyWait: want down, got %+v", l)
 	}
 
 	e, rt = start()
 	e.suspect(key, at(10), false)
-	e.link(key, nil, at(10), false)
+	e.link(key, nil, at(10))
 	rt.traffic(92, 148, at(10.2), time.Second) // answered
 	rt.lastHS = at(10.1)
-	if l := e.link(key, nil, at(11), false); !l.Up || l.Verify {
+	if l := e.link(key, nil, at(11)); !l.Up || l.Verify {
 		t.Fatalf("answered: want up, got %+v", l)
 	}
 
@@ -692,7 +686,7 @@ func TestSuspectAsksForAHandshake(t *testing.T) {
 	if !e.suspect(key, at(10), true) {
 		t.Fatal("suspect (down): not taken")
 	}
-	if l := e.link(key, nil, at(10), false); l.Up || l.Verify {
+	if l := e.link(key, nil, at(10)); l.Up || l.Verify {
 		t.Fatalf("told by the relay: want down now, no ask; got %+v", l)
 	}
 
@@ -708,7 +702,7 @@ func TestSuspectAsksForAHandshake(t *testing.T) {
 	if !e.suspect(key, at(10), false) {
 		t.Fatal("a recent wait: not moved earlier")
 	}
-	if l := e.link(key, nil, at(10), false); !l.Up || !l.Verify {
+	if l := e.link(key, nil, at(10)); !l.Up || !l.Verify {
 		t.Fatalf("a recent wait, told: want an ask now, got %+v", l)
 	}
 	e, rt = start()
@@ -720,7 +714,7 @@ func TestSuspectAsksForAHandshake(t *testing.T) {
 	// Down already: nothing to do.
 	e, rt = start()
 	rt.traffic(500, 900, at(3), time.Second)
-	e.link(key, nil, at(4), false) // the ask
+	e.link(key, nil, at(4)) // the ask
 	if e.suspect(key, at(10), true) {
 		t.Error("a path down already was suspected")
 	}

@@ -30,6 +30,7 @@ type gossipTransport struct {
 	streamCh chan net.Conn
 	logger   *log.Logger
 	shutdown atomic.Bool
+	done     chan struct{} // closed by Shutdown: nothing more goes to memberlist
 	wg       sync.WaitGroup
 }
 
@@ -49,7 +50,7 @@ func newGossipTransport(bind string, port int, logger *log.Logger) (*gossipTrans
 	if ip == nil {
 		return nil, fmt.Errorf("gossip bind address %q is not an IP address", bind)
 	}
-	t := &gossipTransport{bind: bind, packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), logger: logger}
+	t := &gossipTransport{bind: bind, packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), done: make(chan struct{}), logger: logger}
 	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: port})
 	if err != nil {
 		return nil, fmt.Errorf("listening for gossip streams on %s: %w", net.JoinHostPort(bind, fmt.Sprint(port)), err)
@@ -152,8 +153,14 @@ func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 
 func (t *gossipTransport) StreamCh() <-chan net.Conn { return t.streamCh }
 
+// Shutdown closes the listeners and waits for the readers, which no longer
+// wait for memberlist to take what they hold (it may be gone: a serf that
+// failed to start).
 func (t *gossipTransport) Shutdown() error {
-	t.shutdown.Store(true)
+	if t.shutdown.Swap(true) {
+		return nil
+	}
+	close(t.done)
 	t.tcp.Close()
 	t.udp.Close()
 	t.wg.Wait()
@@ -179,7 +186,11 @@ func (t *gossipTransport) readPackets() {
 			t.logger.Printf("[ERR] memberlist: empty gossip packet from %s", from)
 			continue
 		}
-		t.packetCh <- &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: ts}
+		select {
+		case t.packetCh <- &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: ts}:
+		case <-t.done:
+			return
+		}
 	}
 }
 
@@ -200,6 +211,11 @@ func (t *gossipTransport) acceptStreams() {
 			continue
 		}
 		delay = 0
-		t.streamCh <- conn
+		select {
+		case t.streamCh <- conn:
+		case <-t.done:
+			conn.Close()
+			return
+		}
 	}
 }

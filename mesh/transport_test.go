@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -144,5 +145,37 @@ func TestGossipTransportMemberlist(t *testing.T) {
 			t.Fatalf("b left, a still sees %d members", a.NumMembers())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGossipTransportShutdownUnread: Shutdown returns although a packet
+// and a stream are waiting for a memberlist that never reads them (a serf
+// that failed to start), and a second Shutdown is harmless.
+func TestGossipTransportShutdownUnread(t *testing.T) {
+	tr, err := newGossipTransport("127.0.0.1", 0, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(tr.port()))
+	u, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := u.Write([]byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // both readers hold what they got
+	done := make(chan struct{})
+	go func() { tr.Shutdown(); tr.Shutdown(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown hangs on a packet or stream nobody takes")
 	}
 }
